@@ -1,0 +1,16 @@
+"""mixbench.mixers: sample-mixing methods as a pure-PyTorch library.
+
+Usable in any training loop::
+
+    from mixbench.mixers import Mixup
+    out = Mixup(alpha=1.0)(images, labels)      # MixOutput
+    loss = out.lam * ce(logits, out.y_a) + (1 - out.lam) * ce(logits, out.y_b)
+
+Every name in ``__all__`` that is a mixer class is registered in mixbench's MIXERS registry
+by ``mixbench.registry`` (this package itself never imports mmengine).
+"""
+from .base import BaseMixer, MixOutput
+from .mixup import Mixup
+from .vanilla import Vanilla
+
+__all__ = ["BaseMixer", "MixOutput", "Vanilla", "Mixup"]

@@ -1,0 +1,34 @@
+"""Mixup (Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018).
+
+Image: ``x~ = lam * x_i + (1 - lam) * x_j``; label: ``y~ = lam * y_i + (1 - lam) * y_j``,
+with ``lam ~ Beta(alpha, alpha)`` and ``j = index[i]``. Published default: alpha = 1
+(OpenMixup's CIFAR configs), 0.8 in the DeiT recipe.
+"""
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .base import BaseMixer, MixOutput, lerp_images
+
+
+class Mixup(BaseMixer):
+    """Linear interpolation of image pairs and their labels.
+
+    Args:
+        alpha: Beta(alpha, alpha) concentration, default 1.0.
+        prob, pairing, lam_mode, generator: see :class:`~mixbench.mixers.base.BaseMixer`.
+    """
+
+    def __init__(self, alpha: float = 1.0, prob: float = 1.0, pairing: str = "random",
+                 lam_mode: str = "batch", generator: Optional[torch.Generator] = None):
+        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
+                         generator=generator)
+
+    def mix(self, x: Tensor, y: Tensor, model=None) -> MixOutput:
+        b = x.shape[0]
+        lam = self.sample_lam(b)
+        index = self.sample_index(b).to(x.device)
+        mixed = lerp_images(x, index, lam)
+        return MixOutput(inputs=mixed, y_a=y, y_b=y[index],
+                         lam=lam.to(device=x.device, dtype=torch.float32), index=index)

@@ -1,0 +1,127 @@
+"""All of mixbench's registries, in one module.
+
+Each is a child of mmengine's root registry of the same kind, so mmengine's Runner builds
+our classes from config dicts (``default_scope='mixbench'``). Classes register themselves
+in the file that defines them, with one exception: the mixers (which must not import
+mmengine) are registered here in bulk from ``mixbench.mixers.__all__``.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+
+from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import EVALUATOR as MMENGINE_EVALUATOR
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
+from mmengine.registry import METRICS as MMENGINE_METRICS
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
+from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
+from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
+from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
+from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
+from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
+from mmengine.registry import Registry
+
+SCOPE = "mixbench"
+
+MODELS = Registry("model", parent=MMENGINE_MODELS, scope=SCOPE,
+                  locations=["mixbench.models"])
+MIXERS = Registry("mixer", scope=SCOPE, locations=["mixbench.mixers"])
+DATASETS = Registry("dataset", parent=MMENGINE_DATASETS, scope=SCOPE,
+                    locations=["mixbench.data"])
+TRANSFORMS = Registry("transform", parent=MMENGINE_TRANSFORMS, scope=SCOPE,
+                      locations=["mixbench.data"])
+METRICS = Registry("metric", parent=MMENGINE_METRICS, scope=SCOPE,
+                   locations=["mixbench.engine"])
+EVALUATOR = Registry("evaluator", parent=MMENGINE_EVALUATOR, scope=SCOPE)
+HOOKS = Registry("hook", parent=MMENGINE_HOOKS, scope=SCOPE, locations=["mixbench.engine"])
+OPTIM_WRAPPERS = Registry("optim_wrapper", parent=MMENGINE_OPTIM_WRAPPERS, scope=SCOPE,
+                          locations=["mixbench.engine"])
+OPTIMIZERS = Registry("optimizer", parent=MMENGINE_OPTIMIZERS, scope=SCOPE)
+PARAM_SCHEDULERS = Registry("parameter scheduler", parent=MMENGINE_PARAM_SCHEDULERS,
+                            scope=SCOPE)
+DATA_SAMPLERS = Registry("data sampler", parent=MMENGINE_DATA_SAMPLERS, scope=SCOPE)
+LOOPS = Registry("loop", parent=MMENGINE_LOOPS, scope=SCOPE)
+MODEL_WRAPPERS = Registry("model_wrapper", parent=MMENGINE_MODEL_WRAPPERS, scope=SCOPE)
+RUNNERS = Registry("runner", parent=MMENGINE_RUNNERS, scope=SCOPE)
+VISBACKENDS = Registry("vis_backend", parent=MMENGINE_VISBACKENDS, scope=SCOPE)
+VISUALIZERS = Registry("visualizer", parent=MMENGINE_VISUALIZERS, scope=SCOPE)
+
+
+def _register_mixers() -> None:
+    from mixbench import mixers
+    from mixbench.mixers.base import BaseMixer
+
+    for name in mixers.__all__:
+        obj = getattr(mixers, name)
+        if inspect.isclass(obj) and issubclass(obj, BaseMixer) and not inspect.isabstract(obj):
+            if MIXERS.get(name) is None:
+                MIXERS.register_module(name=name, module=obj)
+        elif callable(obj) and getattr(obj, "is_mixer_factory", False):
+            if MIXERS.get(name) is None:
+                MIXERS.register_module(name=name, module=obj)
+
+
+_register_mixers()
+
+
+def registered_names(registry: Registry) -> list[str]:
+    """All names visible from ``registry``: its own, and its parents' (mmengine's)."""
+    names = set(registry.module_dict)
+    parent = registry.parent
+    while parent is not None:
+        names.update(parent.module_dict)
+        parent = parent.parent
+    return sorted(names)
+
+
+class UnknownTypeError(KeyError):
+    """A config asked for a ``type`` that its registry does not hold."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def unknown_type_message(registry: Registry, name: str, where: str = "") -> str:
+    names = registered_names(registry)
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    if not close:
+        lower = {n.lower(): n for n in names}
+        close = [lower[n] for n in difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.5)]
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
+    ours = sorted(registry.module_dict)
+    listed = ", ".join(ours) if ours else ", ".join(names[:40])
+    loc = f" (at {where})" if where else ""
+    return (f"Unknown {registry.name} {name!r}{loc}{hint} Registered in mixbench: {listed}")
+
+
+def check_type(registry: Registry, name, where: str = "") -> None:
+    """Raise :class:`UnknownTypeError` naming the closest registered names."""
+    if not isinstance(name, str):
+        return  # a class object given directly
+    if registry.get(name) is None:
+        raise UnknownTypeError(unknown_type_message(registry, name, where))
+
+
+def build_mixer(cfg):
+    """Build a mixer from a config dict (``{type: CutMix, alpha: 1.0}``) or return an instance."""
+    from mixbench.mixers.base import BaseMixer
+
+    if cfg is None:
+        cfg = {"type": "Vanilla"}
+    if isinstance(cfg, BaseMixer):
+        return cfg
+    cfg = dict(cfg)
+    mixer_type = cfg.pop("type", None)
+    if mixer_type is None:
+        raise ValueError("a mixer config needs a 'type' key, e.g. {type: Mixup, alpha: 1.0}")
+    check_type(MIXERS, mixer_type, "model.mixer.type")
+    cls = MIXERS.get(mixer_type)
+    if "mixers" in cfg:  # RandomChoice-style composites take mixer configs
+        cfg["mixers"] = [build_mixer(m) for m in cfg["mixers"]]
+    return cls(**cfg)

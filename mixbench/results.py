@@ -1,0 +1,147 @@
+"""The ``result.json`` contract: every run writes one, the sweep and the leaderboard read it.
+
+Standard library only (no torch, no mmengine), so readers run anywhere.
+
+Schema version 1::
+
+    {
+      "schema": 1,
+      "status": "running" | "finished" | "failed",
+      "updated": "2026-11-22T03:00:00+00:00",
+      "run": {"name", "method", "dataset", "backbone", "epochs", "seed",
+              "config", "config_hash", "work_dir", "tags": {...}},
+      "metrics": {"top1_best", "top1_best_epoch", "top1_last", "top1_median_last_n", "n",
+                  "top5_best", "top5_last", "epochs_done"},
+      "history": [{"epoch", "top1", "top5", "train_loss", "lr", "wall_s"}],
+      "cost": {"wall_s", "train_img_per_s", "s_per_iter", "peak_mem_mb", "device",
+               "num_devices", "iters"},
+      "env": {"mixbench", "torch", "cuda", "git", "python", "hostname"},
+      "error": {"type", "message"}            # only when status == "failed"
+    }
+
+``top1``/``top5`` are percentages. ``top1_median_last_n`` is the median top-1 over the last
+``n`` validation evaluations (OpenMixup's "median of the last 10 epochs"); with fewer than
+``n`` evaluations it is the median of all of them. Whoever changes this schema bumps
+``SCHEMA_VERSION`` and updates every reader in the same commit.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+SCHEMA_VERSION = 1
+RESULT_FILE = "result.json"
+STATUSES = ("running", "finished", "failed")
+REQUIRED_SECTIONS = ("run", "metrics", "history", "cost", "env")
+REQUIRED_RUN_KEYS = ("name", "method", "dataset", "backbone", "epochs", "seed", "config_hash")
+
+
+class ResultFileError(ValueError):
+    """A result.json that cannot be used: unreadable, truncated, newer schema, malformed."""
+
+
+def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically: a temp file in the same folder, fsync,
+    rename. A reader sees the old file or the new one, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def median_last_n(values: Iterable[float], n: int) -> Optional[float]:
+    """Median of the last ``n`` values (all of them if fewer); None for no values."""
+    values = list(values)
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    if not values:
+        return None
+    return float(statistics.median(values[-n:]))
+
+
+def summarize_history(history: list[dict], n: int = 10) -> dict:
+    """The ``metrics`` section computed from a validation history."""
+    top1 = [h["top1"] for h in history if h.get("top1") is not None]
+    top5 = [h["top5"] for h in history if h.get("top5") is not None]
+    out: dict[str, Any] = {"n": n, "epochs_done": history[-1]["epoch"] if history else 0}
+    if top1:
+        best_i = max(range(len(top1)), key=lambda i: top1[i])
+        out.update(top1_best=top1[best_i],
+                   top1_best_epoch=[h for h in history if h.get("top1") is not None][best_i]["epoch"],
+                   top1_last=top1[-1], top1_median_last_n=median_last_n(top1, n))
+    else:
+        out.update(top1_best=None, top1_best_epoch=None, top1_last=None, top1_median_last_n=None)
+    out.update(top5_best=max(top5) if top5 else None, top5_last=top5[-1] if top5 else None)
+    return out
+
+
+def validate_result(data: Any, source: str = "result.json") -> dict:
+    """Check a loaded result against the schema; raise :class:`ResultFileError` if unusable."""
+    if not isinstance(data, dict):
+        raise ResultFileError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    schema = data.get("schema")
+    if not isinstance(schema, int):
+        raise ResultFileError(f"{source}: missing integer 'schema' field")
+    if schema > SCHEMA_VERSION:
+        raise ResultFileError(
+            f"{source}: schema {schema} is newer than this mixbench understands "
+            f"({SCHEMA_VERSION}); upgrade mixbench to read it")
+    if schema < 1:
+        raise ResultFileError(f"{source}: invalid schema version {schema}")
+    if data.get("status") not in STATUSES:
+        raise ResultFileError(f"{source}: status must be one of {STATUSES}, got {data.get('status')!r}")
+    for key in REQUIRED_SECTIONS:
+        if key not in data:
+            raise ResultFileError(f"{source}: missing section {key!r}")
+    missing = [k for k in REQUIRED_RUN_KEYS if k not in data["run"]]
+    if missing:
+        raise ResultFileError(f"{source}: run section lacks {', '.join(missing)}")
+    if not isinstance(data["history"], list):
+        raise ResultFileError(f"{source}: history must be a list")
+    for key, value in data["metrics"].items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ResultFileError(f"{source}: metric {key} is not finite")
+    return data
+
+
+def load_result(path: os.PathLike | str) -> dict:
+    """Read and validate one result.json (a file, or a run directory holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULT_FILE
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ResultFileError(f"{path}: cannot read ({e.strerror})") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ResultFileError(f"{path}: not valid JSON (truncated or corrupt?): {e}") from e
+    return validate_result(data, str(path))
+
+
+def find_result_files(*roots: os.PathLike | str) -> list[Path]:
+    """Every result.json under the given directories (or the files themselves), sorted."""
+    found: set[Path] = set()
+    for root in roots:
+        root = Path(root)
+        if root.is_file():
+            found.add(root)
+        elif root.is_dir():
+            found.update(root.rglob(RESULT_FILE))
+    return sorted(found)
