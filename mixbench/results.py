@@ -45,16 +45,15 @@ class ResultFileError(ValueError):
     """A result.json that cannot be used: unreadable, truncated, newer schema, malformed."""
 
 
-def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically: a temp file in the same folder, fsync,
-    rename. A reader sees the old file or the new one, never a torn one."""
+def atomic_write_text(path: os.PathLike | str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a temp file in the same folder, fsync, rename.
+    A reader sees the old file or the new one, never a torn one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False, allow_nan=False)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -62,6 +61,11 @@ def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically (see :func:`atomic_write_text`)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
 def median_last_n(values: Iterable[float], n: int) -> Optional[float]:
