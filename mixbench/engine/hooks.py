@@ -1,0 +1,194 @@
+"""Hooks: the result.json writer and per-epoch reseeding (exact resume)."""
+from __future__ import annotations
+
+import os
+import platform
+import random
+import resource
+import socket
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from mmengine.dist import get_rank, get_world_size, is_main_process
+from mmengine.hooks import Hook
+
+import mixbench
+from mixbench.registry import HOOKS
+from mixbench.results import RESULT_FILE, SCHEMA_VERSION, atomic_write_json, summarize_history
+
+STATE_KEY = "mixbench_result"
+
+
+def git_commit() -> Optional[str]:
+    """Short commit of the mixbench checkout, or None outside a git checkout."""
+    root = Path(mixbench.__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment() -> dict:
+    return {"mixbench": mixbench.__version__, "torch": torch.__version__,
+            "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+            "git": git_commit(), "python": platform.python_version(),
+            "hostname": socket.gethostname()}
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
+
+
+def peak_memory_mb() -> float:
+    """Peak accelerator memory allocated by torch, or the process's peak RSS on CPU."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+@HOOKS.register_module()
+class ResultJsonHook(Hook):
+    """Writes ``<work_dir>/result.json`` (schema in :mod:`mixbench.results`) atomically
+    after every validation and at the end, on rank 0. Its state (history, cost counters)
+    travels in checkpoints, so a resumed run continues the same record.
+
+    Args:
+        run: the run identity (name, method, dataset, backbone, epochs, seed, config,
+            config_hash, work_dir).
+        median_last_n: N of the median-of-last-N summary (OpenMixup reports N = 10).
+    """
+
+    priority = "LOW"
+
+    def __init__(self, run: dict, median_last_n: int = 10):
+        if int(median_last_n) <= 0:
+            raise ValueError(f"result.median_last_n must be positive, got {median_last_n}")
+        self.run_info = dict(run)
+        self.n = int(median_last_n)
+        self.history: list = []
+        self.prior_wall = 0.0
+        self.train_time = 0.0
+        self.samples = 0
+        self.iters = 0
+        self._t_run = time.perf_counter()
+        self._t_epoch = None
+        self._loss_sum = 0.0
+        self._loss_count = 0
+        self._last_train_loss = None
+        self.status = "running"
+        self.error = None
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def wall_s(self) -> float:
+        return self.prior_wall + time.perf_counter() - self._t_run
+
+    def before_run(self, runner) -> None:
+        self._t_run = time.perf_counter()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+
+    def before_train(self, runner) -> None:
+        self.write(runner)
+
+    def before_train_epoch(self, runner) -> None:
+        self._t_epoch = time.perf_counter()
+        self._loss_sum, self._loss_count = 0.0, 0
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if data_batch is not None:
+            self.samples += int(data_batch["inputs"].shape[0]) * get_world_size()
+        self.iters += 1
+        if outputs and "loss" in outputs:
+            self._loss_sum += float(torch.as_tensor(outputs["loss"]).detach())
+            self._loss_count += 1
+
+    def after_train_epoch(self, runner) -> None:
+        if self._t_epoch is not None:
+            self.train_time += time.perf_counter() - self._t_epoch
+        self._last_train_loss = self._loss_sum / self._loss_count if self._loss_count else None
+
+    def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
+        if not runner.train_loop or getattr(runner, "_mixbench_testing", False):
+            return
+        metrics = metrics or {}
+        entry = {"epoch": runner.epoch, "top1": metrics.get("top1"), "top5": metrics.get("top5"),
+                 "train_loss": self._last_train_loss,
+                 "lr": float(runner.optim_wrapper.get_lr()["lr"][0]),
+                 "wall_s": round(self.wall_s(), 3)}
+        self.history = [h for h in self.history if h["epoch"] != entry["epoch"]] + [entry]
+        self.write(runner)
+
+    def after_train(self, runner) -> None:
+        self.status = "finished"
+        self.write(runner)
+
+    def mark_failed(self, runner, exc: BaseException) -> None:
+        self.status = "failed"
+        self.error = {"type": type(exc).__name__, "message": str(exc)[-2000:]}
+        self.write(runner)
+
+    # -- checkpoints --------------------------------------------------------------------
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint[STATE_KEY] = {"history": self.history, "wall_s": self.wall_s(),
+                                 "train_time": self.train_time, "samples": self.samples,
+                                 "iters": self.iters}
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = checkpoint.get(STATE_KEY)
+        if not state:
+            return
+        epoch = checkpoint.get("meta", {}).get("epoch", 0)
+        self.history = [h for h in state["history"] if h["epoch"] <= epoch]
+        self.prior_wall = float(state["wall_s"])
+        self._t_run = time.perf_counter()
+        self.train_time = float(state["train_time"])
+        self.samples = int(state["samples"])
+        self.iters = int(state["iters"])
+
+    # -- output -------------------------------------------------------------------------
+    def result(self, runner) -> dict:
+        world = get_world_size()
+        cost = {"wall_s": round(self.wall_s(), 3),
+                "train_img_per_s": round(self.samples / self.train_time, 2) if self.train_time else None,
+                "s_per_iter": round(self.train_time / self.iters, 6) if self.iters else None,
+                "peak_mem_mb": round(peak_memory_mb(), 1), "device": device_name(),
+                "num_devices": world, "iters": self.iters}
+        out = {"schema": SCHEMA_VERSION, "status": self.status,
+               "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "run": self.run_info, "metrics": summarize_history(self.history, self.n),
+               "history": self.history, "cost": cost, "env": environment()}
+        if self.error:
+            out["error"] = self.error
+        return out
+
+    def write(self, runner) -> None:
+        if is_main_process():
+            atomic_write_json(Path(runner.work_dir) / RESULT_FILE, self.result(runner))
+
+
+@HOOKS.register_module()
+class EpochSeedHook(Hook):
+    """Reseeds Python, NumPy and torch at the start of every training epoch from
+    (seed, epoch, rank), so that the random stream of epoch k (mixing coefficients,
+    augmentations, loader seeds) does not depend on history: a run resumed after epoch k
+    continues exactly as the uninterrupted run would."""
+
+    priority = "VERY_HIGH"
+
+    def __init__(self, seed: int = 0):
+        self.seed = int(seed)
+
+    def before_train_epoch(self, runner) -> None:
+        s = (self.seed * 1_000_003 + runner.epoch * 10_007 + get_rank()) % (2**31 - 1)
+        random.seed(s)
+        np.random.seed(s)
+        torch.manual_seed(s)

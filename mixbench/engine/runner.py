@@ -1,0 +1,243 @@
+"""Glue between a mixbench config and mmengine's Runner: checks, run identity, DDP on CPU,
+atomic checkpoints."""
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from mixbench.config import ConfigError, config_hash, dump_config, get_path
+from mixbench.registry import (DATA_SAMPLERS, DATASETS, HOOKS, METRICS, MODELS, OPTIM_WRAPPERS,
+                               OPTIMIZERS, PARAM_SCHEDULERS, TRANSFORMS, VISBACKENDS,
+                               UnknownTypeError, build_mixer, check_type)
+
+REQUIRED_KEYS = ("model", "train_dataloader", "val_dataloader", "val_evaluator",
+                 "optim_wrapper", "train_cfg")
+
+# where a `type:` lives -> the registry that must hold it
+TYPE_SLOTS = {
+    "model": MODELS, "model.backbone": MODELS, "model.neck": MODELS, "model.head": MODELS,
+    "model.loss": MODELS, "model.data_preprocessor": MODELS,
+    "train_dataloader.dataset": DATASETS, "val_dataloader.dataset": DATASETS,
+    "test_dataloader.dataset": DATASETS, "train_dataloader.sampler": DATA_SAMPLERS,
+    "val_dataloader.sampler": DATA_SAMPLERS, "val_evaluator": METRICS, "test_evaluator": METRICS,
+    "optim_wrapper": OPTIM_WRAPPERS, "optim_wrapper.optimizer": OPTIMIZERS,
+}
+LIST_SLOTS = {"param_scheduler": PARAM_SCHEDULERS, "custom_hooks": HOOKS,
+              "model.data_preprocessor.batch_augments": TRANSFORMS,
+              "visualizer.vis_backends": VISBACKENDS}
+
+
+def _where(cfg: dict) -> str:
+    return cfg.get("_source_", "<config>")
+
+
+def _positive_int(cfg: dict, key: str, required: bool = True) -> None:
+    value = get_path(cfg, key)
+    if value is None:
+        if required:
+            raise ConfigError(f"{_where(cfg)}: missing required key {key!r}")
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{_where(cfg)}: {key} must be an integer, got {value!r} "
+                          f"({type(value).__name__})")
+    if value <= 0:
+        raise ConfigError(f"{_where(cfg)}: {key} must be > 0, got {value}")
+
+
+def validate_config(cfg: dict) -> None:
+    """Fail before training, naming the key and the config file, on: a missing required
+    section, an unknown ``type`` (with the closest registered names), a wrong value type,
+    or an impossible value (epochs/batch size <= 0, a mixer's alpha < 0, ...)."""
+    src = _where(cfg)
+    for key in REQUIRED_KEYS:
+        if key not in cfg:
+            raise ConfigError(f"{src}: missing required section {key!r} (is a _base_ file missing?)")
+    for key, registry in TYPE_SLOTS.items():
+        node = get_path(cfg, key)
+        if isinstance(node, dict) and "type" in node:
+            try:
+                check_type(registry, node["type"], f"{key}.type in {src}")
+            except UnknownTypeError as e:
+                raise ConfigError(str(e)) from None
+    for key, registry in LIST_SLOTS.items():
+        for i, node in enumerate(get_path(cfg, key) or []):
+            if isinstance(node, dict) and "type" in node:
+                try:
+                    check_type(registry, node["type"], f"{key}[{i}].type in {src}")
+                except UnknownTypeError as e:
+                    raise ConfigError(str(e)) from None
+    _positive_int(cfg, "train_cfg.max_epochs")
+    _positive_int(cfg, "train_cfg.val_interval", required=False)
+    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        if loader in cfg:
+            _positive_int(cfg, f"{loader}.batch_size")
+            workers = get_path(cfg, f"{loader}.num_workers", 0)
+            if not isinstance(workers, int) or workers < 0:
+                raise ConfigError(f"{src}: {loader}.num_workers must be an integer >= 0, got {workers!r}")
+    lr = get_path(cfg, "optim_wrapper.optimizer.lr")
+    if lr is not None and (not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr < 0):
+        raise ConfigError(f"{src}: optim_wrapper.optimizer.lr must be a number >= 0, got {lr!r}")
+    mixer = get_path(cfg, "model.mixer")
+    if mixer is not None:
+        try:
+            build_mixer(mixer)
+        except UnknownTypeError as e:
+            raise ConfigError(f"{src}: {e}") from None
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{src}: model.mixer ({mixer.get('type')}): {e}") from None
+
+
+def run_identity(cfg: dict, work_dir: str) -> dict:
+    """The ``run`` section of result.json, from the config's ``meta`` and its components."""
+    meta = cfg.get("meta") or {}
+    mixer_type = get_path(cfg, "model.mixer.type", "Vanilla")
+    backbone = get_path(cfg, "model.backbone", {}) or {}
+    dataset = get_path(cfg, "train_dataloader.dataset.type", "unknown")
+    return {
+        "name": meta.get("name") or Path(work_dir).name,
+        "method": meta.get("method") or mixer_type,
+        "dataset": meta.get("dataset") or str(dataset).lower(),
+        "backbone": meta.get("backbone") or str(backbone.get("type", "unknown")),
+        "epochs": get_path(cfg, "train_cfg.max_epochs"),
+        "seed": get_path(cfg, "randomness.seed"),
+        "config": "config.yaml",
+        "config_hash": config_hash(cfg),
+        "work_dir": str(work_dir),
+        "tags": meta.get("tags") or {},
+    }
+
+
+def cpu_distributed_env(launcher: str) -> None:
+    """Initialise a gloo process group when training distributed without CUDA.
+
+    mmengine's launcher calls ``torch.cuda.set_device``; on a CPU machine we initialise the
+    group ourselves (torchrun's env:// variables, or Slurm's) and mmengine then sees an
+    initialised group and skips its own initialisation.
+    """
+    if dist.is_initialized():
+        return
+    if launcher == "slurm":
+        os.environ.setdefault("RANK", os.environ["SLURM_PROCID"])
+        os.environ.setdefault("WORLD_SIZE", os.environ["SLURM_NTASKS"])
+        os.environ.setdefault("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
+        if "MASTER_ADDR" not in os.environ:
+            nodes = subprocess.run(["scontrol", "show", "hostnames", os.environ["SLURM_NODELIST"]],
+                                   capture_output=True, text=True, check=True).stdout.split()
+            os.environ["MASTER_ADDR"] = nodes[0]
+        os.environ.setdefault("MASTER_PORT", "29500")
+    dist.init_process_group(backend="gloo")
+
+
+def prepare_runner_config(cfg: dict, work_dir: str, launcher: str = "none",
+                          resume: Optional[str] = None, amp: bool = False,
+                          deterministic: bool = False, seed: Optional[int] = None) -> dict:
+    """The mmengine Runner config for a mixbench config: work dir, seed, hooks, logging
+    backends, AMP, resume and the DDP wrapper (``device_ids=None`` on CPU)."""
+    cfg = copy.deepcopy(cfg)
+    cfg["work_dir"] = str(work_dir)
+    cfg["launcher"] = launcher
+    randomness = dict(cfg.get("randomness") or {})
+    if seed is not None:
+        randomness["seed"] = int(seed)
+    randomness.setdefault("seed", 0)
+    if deterministic:
+        randomness["deterministic"] = True
+    cfg["randomness"] = randomness
+    if amp:
+        wrapper = dict(cfg["optim_wrapper"])
+        if torch.cuda.is_available():
+            wrapper["type"] = "AmpOptimWrapper"
+            wrapper.setdefault("dtype", "float16")
+        else:
+            wrapper["type"] = "AutocastOptimWrapper"
+            wrapper.setdefault("dtype", "bfloat16")
+        cfg["optim_wrapper"] = wrapper
+    if resume == "auto":
+        cfg["resume"], cfg["load_from"] = True, None
+    elif resume:
+        cfg["resume"], cfg["load_from"] = True, resume
+    logging_cfg = cfg.pop("logging", None) or {}
+    backends = [{"type": "LocalVisBackend"}]
+    if logging_cfg.get("tensorboard"):
+        backends.append({"type": "TensorboardVisBackend"})
+    if logging_cfg.get("wandb"):
+        os.environ.setdefault("WANDB_MODE", "offline")
+        backends.append({"type": "WandbVisBackend",
+                         "init_kwargs": {"project": logging_cfg.get("wandb_project", "mixbench"),
+                                         "name": Path(work_dir).name}})
+    cfg.setdefault("visualizer", {"type": "Visualizer", "vis_backends": backends})
+    if launcher != "none" and not torch.cuda.is_available():
+        cfg["model_wrapper_cfg"] = {"type": "MMDistributedDataParallel", "device_ids": None,
+                                    "broadcast_buffers": False}
+        cfg.setdefault("env_cfg", {}).setdefault("dist_cfg", {})["backend"] = "gloo"
+    max_epochs = cfg["train_cfg"]["max_epochs"]
+    schedulers = cfg.get("param_scheduler") or []
+    for sched in ([schedulers] if isinstance(schedulers, dict) else schedulers):
+        # a cosine schedule without T_max spans the rest of training (follows max_epochs)
+        if sched.get("type") in ("CosineAnnealingLR", "CosineAnnealingMomentum") and "T_max" not in sched:
+            sched["T_max"] = max_epochs - sched.get("begin", 0)
+            sched.setdefault("end", max_epochs)
+    result_cfg = cfg.pop("result", None) or {}
+    hooks = [h for h in cfg.get("custom_hooks", []) if h.get("type") not in
+             ("ResultJsonHook", "EpochSeedHook")]
+    hooks.append({"type": "EpochSeedHook", "seed": randomness["seed"]})
+    hooks.append({"type": "ResultJsonHook", "run": run_identity(cfg, work_dir),
+                  "median_last_n": result_cfg.get("median_last_n", 10)})
+    cfg["custom_hooks"] = hooks
+    for part in ("dataloader", "evaluator"):
+        cfg.setdefault(f"test_{part}", copy.deepcopy(cfg[f"val_{part}"]))
+    cfg.setdefault("val_cfg", {})
+    cfg.setdefault("test_cfg", {})
+    cfg.setdefault("default_scope", "mixbench")
+    cfg.pop("meta", None)
+    cfg.pop("_source_", None)
+    return cfg
+
+
+class MixbenchRunner(Runner):
+    """mmengine Runner whose checkpoints are written atomically: to a temp file in the same
+    folder, then renamed, so a torn checkpoint never replaces a good one."""
+
+    def save_checkpoint(self, out_dir: str, filename: str, *args: Any, **kwargs: Any) -> None:
+        tmp_name = f".{filename}.tmp"
+        super().save_checkpoint(out_dir, tmp_name, *args, **kwargs)
+        os.replace(os.path.join(out_dir, tmp_name), os.path.join(out_dir, filename))
+
+
+def build_runner(cfg: dict, work_dir: str, launcher: str = "none", resume: Optional[str] = None,
+                 amp: bool = False, deterministic: bool = False,
+                 seed: Optional[int] = None) -> MixbenchRunner:
+    """Validate ``cfg``, write ``<work_dir>/config.yaml`` (rank 0) and build the Runner."""
+    import mixbench.data  # noqa: F401  (registers datasets and transforms)
+    import mixbench.engine  # noqa: F401  (registers hooks, metrics, optim wrappers)
+    import mixbench.models  # noqa: F401  (registers models)
+
+    if seed is not None:
+        cfg = copy.deepcopy(cfg)
+        cfg.setdefault("randomness", {})["seed"] = int(seed)
+    validate_config(cfg)
+    if launcher != "none" and not torch.cuda.is_available():
+        cpu_distributed_env(launcher)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if rank == 0:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, Path(work_dir) / "config.yaml")
+    runner_cfg = prepare_runner_config(cfg, work_dir, launcher, resume, amp, deterministic, seed)
+    return MixbenchRunner.from_cfg(Config(runner_cfg))
+
+
+def result_hook(runner: Runner):
+    from .hooks import ResultJsonHook
+
+    for hook in runner.hooks:
+        if isinstance(hook, ResultJsonHook):
+            return hook
+    return None

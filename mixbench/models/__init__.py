@@ -1,0 +1,11 @@
+"""mixbench.models: classifiers, backbones, necks, heads, losses (all registered in MODELS)."""
+from .backbones import (PreActResNetCIFAR, ResNetCIFAR, ResNeXtCIFAR, StagedBackbone,
+                        TimmBackbone, WideResNet)
+from .classifiers import MixupClassifier
+from .data_preprocessor import ClassifierDataPreprocessor
+from .heads import GlobalAveragePool, LinearHead
+from .losses import MixedCrossEntropy, soft_cross_entropy
+
+__all__ = ["StagedBackbone", "ResNetCIFAR", "ResNeXtCIFAR", "PreActResNetCIFAR", "WideResNet",
+           "TimmBackbone", "MixupClassifier", "ClassifierDataPreprocessor", "GlobalAveragePool",
+           "LinearHead", "MixedCrossEntropy", "soft_cross_entropy"]

@@ -1,0 +1,116 @@
+"""CIFAR-style ResNets (He et al., "Deep Residual Learning for Image Recognition", CVPR
+2016): a 3x3 stride-1 stem and no max-pool, as in OpenMixup's ``ResNet_CIFAR``, and the
+ResNeXt variant (Xie et al., "Aggregated Residual Transformations", CVPR 2017)."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from torch import Tensor, nn
+
+from mixbench.registry import MODELS
+
+from .base import StagedBackbone, init_weights
+
+
+def conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> list:
+    return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin: int, planes: int, stride: int = 1, groups: int = 1, base_width: int = 64):
+        super().__init__()
+        self.body = nn.Sequential(*conv_bn(cin, planes, 3, stride), nn.ReLU(inplace=True),
+                                  *conv_bn(planes, planes, 3))
+        self.shortcut = (nn.Sequential(*conv_bn(cin, planes, 1, stride))
+                         if stride != 1 or cin != planes else nn.Identity())
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin: int, planes: int, stride: int = 1, groups: int = 1, base_width: int = 64):
+        super().__init__()
+        mid = int(planes * (base_width / 64.0)) * groups
+        cout = planes * self.expansion
+        self.body = nn.Sequential(*conv_bn(cin, mid, 1), nn.ReLU(inplace=True),
+                                  *conv_bn(mid, mid, 3, stride, groups), nn.ReLU(inplace=True),
+                                  *conv_bn(mid, cout, 1))
+        self.shortcut = (nn.Sequential(*conv_bn(cin, cout, 1, stride))
+                         if stride != 1 or cin != cout else nn.Identity())
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
+# depth -> (block, blocks per stage). 8 and 20 are the 3-stage CIFAR nets of He et al.;
+# the others are the 4-stage ImageNet layouts with a CIFAR stem.
+ARCHS = {
+    8: (BasicBlock, (1, 1, 1)),
+    10: (BasicBlock, (1, 1, 1, 1)),
+    18: (BasicBlock, (2, 2, 2, 2)),
+    20: (BasicBlock, (3, 3, 3)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+}
+
+
+class _ResNet(StagedBackbone):
+    def __init__(self, block, stage_blocks: Sequence[int], width: int, in_channels: int,
+                 groups: int = 1, base_width: int = 64):
+        super().__init__()
+        if width <= 0:
+            raise ValueError(f"width must be positive, got {width}")
+        self.stem = nn.Sequential(*conv_bn(in_channels, width, 3), nn.ReLU(inplace=True))
+        stages, cin = [], width
+        self.out_channels = []
+        for i, n in enumerate(stage_blocks):
+            planes = width * 2 ** i
+            blocks = []
+            for j in range(n):
+                blocks.append(block(cin, planes, 2 if (j == 0 and i > 0) else 1, groups, base_width))
+                cin = planes * block.expansion
+            stages.append(nn.Sequential(*blocks))
+            self.out_channels.append(cin)
+        self.stages = nn.ModuleList(stages)
+        self.post = nn.Identity()
+        init_weights(self)
+
+
+@MODELS.register_module()
+class ResNetCIFAR(_ResNet):
+    """ResNet with a CIFAR stem (3x3 conv, stride 1, no max-pool).
+
+    Args:
+        depth: 8, 10, 18, 20, 34, 50 or 101 (see ``ARCHS``).
+        width: channels of the first stage, doubled at each stage (64 = the standard
+            ResNet; 16 for CPU-scale benchmarks).
+        in_channels: image channels (3 for RGB, 1 for greyscale).
+        stage_blocks: override the blocks per stage (keeps the depth's block type).
+    """
+
+    def __init__(self, depth: int = 18, width: int = 64, in_channels: int = 3,
+                 stage_blocks: Optional[Sequence[int]] = None):
+        if depth not in ARCHS:
+            raise ValueError(f"ResNetCIFAR depth must be one of {sorted(ARCHS)}, got {depth}")
+        block, blocks = ARCHS[depth]
+        super().__init__(block, stage_blocks or blocks, width, in_channels)
+
+
+@MODELS.register_module()
+class ResNeXtCIFAR(_ResNet):
+    """ResNeXt with a CIFAR stem; default ResNeXt-50 (32x4d): bottlenecks (3, 4, 6, 3),
+    cardinality 32, base width 4."""
+
+    def __init__(self, depth: int = 50, groups: int = 32, base_width: int = 4, width: int = 64,
+                 in_channels: int = 3):
+        if depth not in (50, 101):
+            raise ValueError(f"ResNeXtCIFAR depth must be 50 or 101, got {depth}")
+        super().__init__(Bottleneck, ARCHS[depth][1], width, in_channels, groups, base_width)

@@ -1,0 +1,73 @@
+"""Any timm model as a backbone (never downloads weights)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from mixbench.registry import MODELS
+
+from .base import StageHook
+
+
+@MODELS.register_module()
+class TimmBackbone(nn.Module):
+    """Wraps ``timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)``.
+
+    Returns the model's final feature map (B, C, h, w) for CNNs, or its pooled pre-logits
+    features (B, C) for models whose features are tokens (ViTs). It has a single stage:
+    the stage hook sees the input (stage 0) and the output (stage 1).
+
+    Args:
+        model_name: any name from ``timm.list_models()``.
+        pretrained: None, or the path of a local checkpoint (a state dict, or a dict with
+            ``state_dict``/``model``) loaded non-strictly; classifier weights are dropped.
+            Nothing is ever downloaded.
+        **kwargs: passed to ``timm.create_model`` (``img_size``, ``in_chans``, ``drop_path_rate``...).
+    """
+
+    def __init__(self, model_name: str, pretrained: Optional[str] = None, **kwargs):
+        super().__init__()
+        import timm
+
+        if not timm.is_model(model_name):
+            close = timm.list_models(f"*{model_name.split('_')[0]}*")[:8]
+            raise ValueError(f"timm has no model {model_name!r}; similar: {', '.join(close)}")
+        if isinstance(pretrained, bool):
+            raise ValueError("TimmBackbone.pretrained takes a local checkpoint path, not a bool: "
+                             "mixbench never downloads weights")
+        self.model = timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
+        self.out_channels = [self.model.num_features]
+        if pretrained:
+            self.load_local(pretrained)
+
+    def load_local(self, path: str) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained checkpoint {path} not found (TimmBackbone only "
+                                    "loads local files; download the weights yourself)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for key in ("state_dict", "model"):
+            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+                state = state[key]
+        own = self.model.state_dict()
+        state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        if not state:
+            raise ValueError(f"{path}: no tensor matches the parameters of {type(self.model).__name__}")
+        self.model.load_state_dict(state, strict=False)
+
+    @property
+    def num_stages(self) -> int:
+        return 1
+
+    def forward(self, x: Tensor, stage_hook: StageHook = None) -> Tensor:
+        if stage_hook is not None:
+            x = stage_hook(0, x)
+        feats = self.model.forward_features(x)
+        if feats.dim() != 4:
+            feats = self.model.forward_head(feats, pre_logits=True)
+        if stage_hook is not None:
+            feats = stage_hook(1, feats)
+        return feats

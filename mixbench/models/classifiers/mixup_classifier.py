@@ -1,0 +1,77 @@
+"""MixupClassifier: backbone + neck + head + loss, with a mixer applied inside ``loss()``."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from mmengine.model import BaseModel
+from torch import Tensor
+
+from mixbench.registry import MODELS, build_mixer, check_type
+
+
+def build_module(cfg: dict, where: str, **defaults):
+    cfg = dict(cfg)
+    check_type(MODELS, cfg.get("type"), f"{where}.type")
+    for k, v in defaults.items():
+        cfg.setdefault(k, v)
+    return MODELS.build(cfg)
+
+
+@MODELS.register_module()
+class MixupClassifier(BaseModel):
+    """Image classifier trained with a mixup policy.
+
+    A training step, as data::
+
+        out = mixer(inputs, labels, model=self)           # MixOutput
+        logits = self.logits(out.inputs, out.stage_hook)  # backbone -> neck -> head
+        loss = loss_module(logits, out)                   # mixed / soft-target CE
+
+    Args:
+        backbone: config of a backbone following the stage-hook contract.
+        head: head config; ``in_channels`` defaults to the backbone's last stage width.
+        neck: pooling (default ``GlobalAveragePool``).
+        loss: default ``MixedCrossEntropy``.
+        mixer: mixer config (default ``Vanilla``), built from the MIXERS registry.
+        data_preprocessor: default ``ClassifierDataPreprocessor``.
+    """
+
+    def __init__(self, backbone: dict, head: dict, neck: Optional[dict] = None,
+                 loss: Optional[dict] = None, mixer: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
+        data_preprocessor = dict(data_preprocessor or {})
+        data_preprocessor.setdefault("type", "ClassifierDataPreprocessor")
+        check_type(MODELS, data_preprocessor["type"], "model.data_preprocessor.type")
+        super().__init__(data_preprocessor=MODELS.build(data_preprocessor), init_cfg=init_cfg)
+        self.backbone = build_module(backbone, "model.backbone")
+        self.neck = build_module(neck or {"type": "GlobalAveragePool"}, "model.neck")
+        self.head = build_module(head, "model.head", in_channels=self.backbone.out_channels[-1])
+        self.loss_module = build_module(loss or {"type": "MixedCrossEntropy"}, "model.loss")
+        self.mixer = build_mixer(mixer)
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    def logits(self, inputs: Tensor, stage_hook=None) -> Tensor:
+        return self.head(self.neck(self.backbone(inputs, stage_hook=stage_hook)))
+
+    def forward(self, inputs: Tensor, data_samples: Optional[Tensor] = None, mode: str = "tensor"):
+        if mode == "loss":
+            return self.loss(inputs, data_samples)
+        if mode == "predict":
+            return self.predict(inputs, data_samples)
+        if mode == "tensor":
+            return self.logits(inputs)
+        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+
+    def loss(self, inputs: Tensor, labels: Tensor) -> dict:
+        out = self.mixer(inputs, labels, model=self)
+        logits = self.logits(out.inputs, stage_hook=out.stage_hook)
+        return {"loss": self.loss_module(logits, out)}
+
+    @torch.no_grad()
+    def predict(self, inputs: Tensor, labels: Optional[Tensor] = None) -> list:
+        logits = self.logits(inputs)
+        return [{"logits": logits.float(), "labels": labels}]

@@ -1,0 +1,53 @@
+"""Moves uint8 batches to the device, augments them batched, converts and normalizes."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from mmengine.model import BaseDataPreprocessor
+
+from mixbench.registry import MODELS, TRANSFORMS, check_type
+
+
+@MODELS.register_module()
+class ClassifierDataPreprocessor(BaseDataPreprocessor):
+    """``{"inputs": uint8 (B,C,H,W), "data_samples": int64 (B,)}`` -> normalized float inputs
+    and labels on the model's device.
+
+    Args:
+        mean, std: per-channel statistics in 0..255 units (one value per channel).
+        batch_augments: registered batched transforms (``RandomCropPad``, ``RandomFlip``)
+            applied in training only, on the device, before conversion to float.
+        channels_last: return inputs in channels_last memory format.
+    """
+
+    def __init__(self, mean: Sequence[float] = (127.5,), std: Sequence[float] = (127.5,),
+                 batch_augments: Optional[Sequence[dict]] = None, channels_last: bool = False):
+        super().__init__()
+        if len(mean) != len(std):
+            raise ValueError(f"mean and std need one value per channel, got {len(mean)} and {len(std)}")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"std values must be positive, got {list(std)}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), False)
+        self.batch_augments = []
+        for i, aug in enumerate(batch_augments or []):
+            aug = dict(aug)
+            check_type(TRANSFORMS, aug.get("type"), f"model.data_preprocessor.batch_augments[{i}]")
+            self.batch_augments.append(TRANSFORMS.build(aug))
+        self.channels_last = channels_last
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        inputs = data["inputs"].to(self._device, non_blocking=True)
+        labels = data["data_samples"]
+        labels = torch.as_tensor(labels).to(self._device, non_blocking=True).long()
+        if inputs.shape[1] != self.mean.shape[1]:
+            raise ValueError(f"images have {inputs.shape[1]} channels but the data preprocessor's "
+                             f"mean/std have {self.mean.shape[1]}: set model.data_preprocessor.mean/std")
+        if training:
+            for aug in self.batch_augments:
+                inputs = aug(inputs)
+        inputs = (inputs.float() - self.mean) / self.std
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return {"inputs": inputs, "data_samples": labels}

@@ -1,0 +1,3 @@
+from .linear_head import GlobalAveragePool, LinearHead
+
+__all__ = ["GlobalAveragePool", "LinearHead"]
