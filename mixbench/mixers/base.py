@@ -1,4 +1,5 @@
-"""The mixer contract shared by every method: :class:`MixOutput` and :class:`BaseMixer`.
+"""The mixer contract shared by every method: :class:`MixOutput`, :class:`BaseMixer` and
+:class:`MaskMixer`.
 
 Pure PyTorch (plus NumPy for Beta draws): nothing here imports mmengine or the rest of
 mixbench, so ``from mixbench.mixers import Mixup`` works in any training loop.
@@ -8,6 +9,27 @@ permutation, box positions, noise -- come from a *CPU* ``torch.Generator`` (the 
 to the mixer, or PyTorch's global CPU generator when none is given) and are moved to the
 input's device afterwards. A mixer's output is therefore a function of the generator state
 alone, identical on CPU and CUDA.
+
+Shared options (documented once, here):
+
+* ``alpha``: lambda ~ Beta(alpha, alpha); ``alpha = 0`` means lambda = 1 (no mixing).
+* ``prob``: probability that a batch is mixed at all; otherwise it is returned unmixed
+  with lam = 1 (OpenMixup's ``mix_prob``, timm's ``prob``).
+* ``pairing``: which sample ``index[i]`` sample ``i`` is mixed with. ``random``: a uniform
+  random permutation (OpenMixup, the Mixup paper's code; the default); ``reverse``:
+  ``index[i] = B - 1 - i`` (timm's ``x.flip(0)``); ``roll``: ``index[i] = i - 1``
+  (torchvision's ``x.roll(1, 0)``).
+* ``lam_mode``: ``batch`` -- one lambda (and one box/mask) per batch, the published default;
+  ``elem`` -- one per sample; ``pair`` -- one per pair of partners ``i`` and ``index[i]``,
+  who then swap the same region (timm's ``pair`` mode). ``pair`` needs a pairing that is its
+  own inverse: ``reverse``, or ``random``, which then draws a random perfect matching.
+  Per-sample modes are vectorised: no Python loop over samples.
+* ``correct_lam`` (mask methods): report lam as the exact area weight of the first image,
+  ``lam = mask.mean((1, 2, 3))``, after boxes are clipped at the border (on by default).
+* ``generator``: an optional CPU ``torch.Generator`` for every random draw.
+
+Batch size 1: no pair can be formed, so every mixer returns the batch unmixed with
+``lam = 1``, ``y_b = y_a`` and ``index = [0]`` (and no mask).
 """
 from __future__ import annotations
 
@@ -31,10 +53,10 @@ class MixOutput:
         inputs: (B, C, H, W) mixed batch (for feature-space methods: the clean batch).
         y_a: (B,) int64 labels of the first component.
         y_b: (B,) int64 labels of the second component (``y_a[index]`` for pairwise methods).
-        lam: (B,) float weight of ``y_a`` in the target; ``1 - lam`` is the weight of ``y_b``.
+        lam: (B,) float32 weight of ``y_a`` in the target; ``1 - lam`` is the weight of ``y_b``.
         index: (B,) int64 pairing permutation: sample ``i`` is mixed with ``index[i]``.
-        mask: (B, 1, H, W) per-pixel weight of the first image for mask-based methods, so
-            that ``inputs == mask * x + (1 - mask) * x[index]``; None otherwise.
+        mask: (B, 1, H, W) float32 per-pixel weight of the first image for mask-based
+            methods, so that ``inputs == mask * x + (1 - mask) * x[index]``; None otherwise.
         soft_targets: (B, K) target distribution for methods whose label is not a two-way
             mix (Co-Mixup, token labels). When present the loss uses it and ignores
             ``y_b`` / ``lam``.
@@ -63,11 +85,17 @@ class MixOutput:
         return lam * one_a + (1 - lam) * one_b
 
 
+# -- input validation -------------------------------------------------------------------
 def check_inputs(x: Tensor, y: Tensor) -> None:
-    """Raise a clear error unless ``x`` is (B, C, H, W) and ``y`` int64 of shape (B,)."""
+    """Raise a clear error unless ``x`` is a float (B, C, H, W) batch and ``y`` int64 (B,)."""
     if not isinstance(x, Tensor) or x.dim() != 4:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"mixer inputs must be a (B, C, H, W) tensor, got {shape}")
+        raise ValueError(f"mixer inputs must be a (B, C, H, W) tensor, got {shape}; "
+                         "add a batch dimension with x[None] for a single image")
+    if not x.is_floating_point():
+        raise ValueError(f"mixer inputs must be a floating-point batch, got {x.dtype}; "
+                         "mix after the data preprocessor has converted and normalised "
+                         "the images (e.g. x.float() / 255)")
     if not isinstance(y, Tensor) or y.dtype != torch.int64 or y.dim() != 1:
         desc = (f"{y.dtype} tensor of shape {tuple(y.shape)}" if isinstance(y, Tensor)
                 else type(y).__name__)
@@ -76,17 +104,29 @@ def check_inputs(x: Tensor, y: Tensor) -> None:
             f"got {desc}; convert with labels.long() (one-hot labels are not accepted)")
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"batch size mismatch: {x.shape[0]} images but {y.shape[0]} labels")
+    if x.shape[0] == 0:
+        raise ValueError("mixer got an empty batch (B = 0); drop empty batches before mixing")
+    if y.device != x.device:
+        raise ValueError(f"images are on {x.device} but labels on {y.device}; "
+                         "move both to the same device")
 
 
 def check_alpha(alpha: float, name: str = "alpha") -> float:
-    alpha = float(alpha)
-    if not alpha >= 0:
-        raise ValueError(f"{name} must be >= 0 (lambda ~ Beta({name}, {name})), got {alpha}")
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number >= 0, got {alpha!r}") from None
+    if not alpha >= 0 or alpha == float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0 (lambda ~ Beta({name}, {name}); "
+                         f"0 disables mixing), got {alpha}")
     return alpha
 
 
 def check_prob(prob: float, name: str = "prob") -> float:
-    prob = float(prob)
+    try:
+        prob = float(prob)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a probability in [0, 1], got {prob!r}") from None
     if not 0.0 <= prob <= 1.0:
         raise ValueError(f"{name} is a probability and must lie in [0, 1], got {prob}")
     return prob
@@ -98,27 +138,65 @@ def check_choice(value: str, choices, name: str) -> str:
     return value
 
 
+def check_range(value, name: str, low: float = 0.0, high: float = float("inf"),
+                integer: bool = False) -> tuple:
+    """A (min, max) pair (a single number means (v, v)) inside [low, high], min <= max."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    kind = "integers" if integer else "numbers"
+    if len(pair) != 2:
+        raise ValueError(f"{name} must be a number or a (min, max) pair, got {value!r}")
+    try:
+        pair = tuple(int(v) if integer else float(v) for v in pair)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must hold {kind}, got {value!r}") from None
+    if not (low <= pair[0] <= pair[1] <= high):
+        raise ValueError(f"{name} must be {kind} with {low} <= min <= max <= {high}, got {value!r}")
+    return pair
+
+
+# -- random draws -----------------------------------------------------------------------
 def beta_sample(a: float, b: float, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
     """``n`` draws of Beta(a, b) as a float64 CPU tensor, reproducible from ``generator``.
 
     torch's Beta distribution cannot take a generator, so a 63-bit seed drawn from the
-    (CPU) torch generator seeds a NumPy generator that does the Beta draw. ``a == 0`` or
-    ``b == 0`` degenerates to a point mass (a = 0: lambda = 0 ... handled by callers).
+    (CPU) torch generator seeds a NumPy generator that does the Beta draw.
     """
     seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator).item())
     rng = np.random.default_rng(seed)
     return torch.from_numpy(rng.beta(a, b, size=n))
 
 
-def pairing_index(batch_size: int, pairing: str, generator: Optional[torch.Generator] = None) -> Tensor:
+def uniform_sample(low: float, high: float, n: int,
+                   generator: Optional[torch.Generator] = None) -> Tensor:
+    """``n`` draws of U(low, high) as a float64 CPU tensor."""
+    return low + (high - low) * torch.rand(n, dtype=torch.float64, generator=generator)
+
+
+def randint_sample(low: int, high: int, n: int,
+                   generator: Optional[torch.Generator] = None) -> Tensor:
+    """``n`` integers uniform in [low, high) (int64, CPU)."""
+    return torch.randint(low, high, (n,), generator=generator)
+
+
+def pairing_index(batch_size: int, pairing: str, generator: Optional[torch.Generator] = None,
+                  involution: bool = False) -> Tensor:
     """The permutation that pairs sample ``i`` with ``index[i]`` (int64, CPU).
 
-    ``random``: a uniformly random permutation (OpenMixup, the Mixup paper's code);
+    ``random``: a uniformly random permutation (OpenMixup, the Mixup paper's code), or with
+    ``involution=True`` a uniformly random perfect matching (``index[index[i]] == i``; with
+    an odd batch one sample is left paired with itself);
     ``reverse``: the batch flipped, ``index[i] = B - 1 - i`` (timm);
     ``roll``: shifted by one, ``index[i] = i - 1`` (torchvision's ``batch.roll(1, 0)``).
     """
     if pairing == "random":
-        return torch.randperm(batch_size, generator=generator)
+        perm = torch.randperm(batch_size, generator=generator)
+        if not involution:
+            return perm
+        index = torch.arange(batch_size)
+        n = batch_size // 2 * 2
+        index[perm[0:n:2]] = perm[1:n:2]
+        index[perm[1:n:2]] = perm[0:n:2]
+        return index
     if pairing == "reverse":
         return torch.arange(batch_size - 1, -1, -1)
     if pairing == "roll":
@@ -126,16 +204,50 @@ def pairing_index(batch_size: int, pairing: str, generator: Optional[torch.Gener
     raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
 
 
-class BaseMixer(abc.ABC):
-    """Base class of all mixers.
+# -- tensor helpers -----------------------------------------------------------------------
+def match_format(out: Tensor, like: Tensor) -> Tensor:
+    """Give ``out`` the memory format of ``like`` (keeps channels_last batches channels_last)."""
+    if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last) \
+            and not like.is_contiguous():
+        return out.contiguous(memory_format=torch.channels_last)
+    return out
 
-    Shared options:
+
+def lerp_images(x: Tensor, index: Tensor, lam: Tensor) -> Tensor:
+    """``lam * x + (1 - lam) * x[index]`` with per-sample ``lam`` (B,), in ``x``'s dtype.
+
+    ``lam`` and ``1 - lam`` are formed in lam's own (float64) precision and then cast, as
+    timm and torchvision do with their Python-float lambda, so results are bit-identical
+    to theirs for the same lambda.
+    """
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    lam_a = lam.to(device=x.device, dtype=x.dtype).view(shape)
+    lam_b = (1 - lam).to(device=x.device, dtype=x.dtype).view(shape)
+    return match_format(x * lam_a + x[index] * lam_b, x)
+
+
+def blend(x: Tensor, second: Tensor, mask: Tensor, binary: bool = False) -> Tensor:
+    """``mask * x + (1 - mask) * second`` in ``x``'s dtype, for a (B or 1, 1, H, W) mask.
+
+    With ``binary=True`` (a 0/1 mask) a single ``torch.where`` gives the same values.
+    """
+    if binary:
+        out = torch.where(mask.to(x.device) > 0.5, x, second)
+    else:
+        m = mask.to(device=x.device, dtype=x.dtype)
+        out = m * x + (1 - m) * second
+    return match_format(out, x)
+
+
+# -- base classes ---------------------------------------------------------------------------
+class BaseMixer(abc.ABC):
+    """Base class of all mixers (the shared options are documented in this module's docstring).
+
+    Args:
         alpha: lambda ~ Beta(alpha, alpha); ``alpha == 0`` means no mixing (lambda = 1).
         prob: probability that a batch is mixed at all (else it is returned unmixed, lam=1).
         pairing: ``random`` (default), ``reverse`` (timm) or ``roll`` (torchvision).
-        lam_mode: ``batch`` -- one lambda per batch (the published default);
-            ``elem`` -- one lambda per sample; ``pair`` -- one per pair (defined for
-            ``reverse`` pairing, where ``i`` and ``B-1-i`` are partners).
+        lam_mode: ``batch`` (default), ``pair`` or ``elem``.
         generator: optional CPU ``torch.Generator`` used for every random draw.
 
     A batch of size 1 cannot be paired: it is returned unmixed with ``lam = 1``.
@@ -150,29 +262,52 @@ class BaseMixer(abc.ABC):
         self.prob = check_prob(prob)
         self.pairing = check_choice(pairing, PAIRINGS, "pairing")
         self.lam_mode = check_choice(lam_mode, LAM_MODES, "lam_mode")
-        if lam_mode == "pair" and pairing != "reverse":
-            raise ValueError("lam_mode='pair' needs pairing='reverse' (partners i and B-1-i "
-                             "share one lambda); use lam_mode='elem' for random pairing")
-        if generator is not None and generator.device.type != "cpu":
-            raise ValueError("generator must be a CPU torch.Generator (all draws are made on "
-                             "the CPU so that CPU and CUDA give identical results)")
+        if lam_mode == "pair" and pairing == "roll":
+            raise ValueError("lam_mode='pair' needs partners that swap with each other "
+                             "(pairing='reverse' or 'random'); 'roll' pairs i with i-1 but "
+                             "i-1 with i-2. Use lam_mode='elem' with pairing='roll'")
         self.generator = generator
 
+    @property
+    def generator(self) -> Optional[torch.Generator]:
+        return self._generator
+
+    @generator.setter
+    def generator(self, generator: Optional[torch.Generator]) -> None:
+        if generator is not None and (not isinstance(generator, torch.Generator)
+                                      or generator.device.type != "cpu"):
+            raise ValueError("generator must be a CPU torch.Generator (all draws are made on "
+                             "the CPU so that CPU and CUDA give identical results), got "
+                             f"{generator!r}")
+        self._generator = generator
+
     # -- randomness helpers -------------------------------------------------------------
-    def sample_lam(self, batch_size: int) -> Tensor:
-        """(B,) float64 CPU lambdas following ``lam_mode``."""
-        if self.alpha == 0:
-            return torch.ones(batch_size, dtype=torch.float64)
+    def per_sample(self, draw: Callable[[int], Tensor], index: Tensor) -> Tensor:
+        """Draws following ``lam_mode``, shape (B, ...): ``draw(n)`` returns n draws.
+
+        ``batch``: one draw repeated B times; ``elem``: B draws; ``pair``: B draws of which
+        sample ``i`` uses the one of ``min(i, index[i])``, so partners share it.
+        """
+        b = index.shape[0]
         if self.lam_mode == "batch":
-            return beta_sample(self.alpha, self.alpha, 1, self.generator).expand(batch_size).clone()
-        if self.lam_mode == "elem":
-            return beta_sample(self.alpha, self.alpha, batch_size, self.generator)
-        half = (batch_size + 1) // 2
-        lam_half = beta_sample(self.alpha, self.alpha, half, self.generator)
-        return torch.cat([lam_half, lam_half[: batch_size // 2].flip(0)])
+            one = draw(1)
+            return one.expand(b, *one.shape[1:]).clone()
+        values = draw(b)
+        if self.lam_mode == "pair":
+            values = values[torch.minimum(torch.arange(b), index.cpu())]
+        return values
+
+    def sample_lam(self, index: Tensor) -> Tensor:
+        """(B,) float64 CPU lambdas ~ Beta(alpha, alpha) following ``lam_mode``."""
+        if self.alpha == 0:
+            return torch.ones(index.shape[0], dtype=torch.float64)
+        return self.per_sample(lambda n: beta_sample(self.alpha, self.alpha, n, self.generator),
+                               index)
 
     def sample_index(self, batch_size: int) -> Tensor:
-        return pairing_index(batch_size, self.pairing, self.generator)
+        """(B,) int64 CPU pairing; a matching when ``lam_mode == 'pair'``."""
+        return pairing_index(batch_size, self.pairing, self.generator,
+                             involution=self.lam_mode == "pair")
 
     def apply_this_batch(self) -> bool:
         """Bernoulli(prob) draw deciding whether this batch is mixed."""
@@ -185,7 +320,8 @@ class BaseMixer(abc.ABC):
     def identity(self, x: Tensor, y: Tensor) -> MixOutput:
         """The unmixed output: lam = 1, identity pairing."""
         b = x.shape[0]
-        return MixOutput(inputs=x, y_a=y, y_b=y, lam=torch.ones(b, device=x.device),
+        return MixOutput(inputs=x, y_a=y, y_b=y,
+                         lam=torch.ones(b, device=x.device, dtype=torch.float32),
                          index=torch.arange(b, device=x.device))
 
     # -- public API ----------------------------------------------------------------------
@@ -202,11 +338,36 @@ class BaseMixer(abc.ABC):
         """Mix a batch of at least two samples (``__call__`` has validated it)."""
 
     def __repr__(self) -> str:
-        keys = [k for k in vars(self) if not k.startswith("_") and k != "generator"]
+        keys = [k for k in vars(self) if not k.startswith("_")]
         return f"{type(self).__name__}(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in keys) + ")"
 
 
-def lerp_images(x: Tensor, index: Tensor, lam: Tensor) -> Tensor:
-    """``lam * x + (1 - lam) * x[index]`` with per-sample ``lam`` (B,), in ``x``'s dtype."""
-    lam_x = lam.to(device=x.device, dtype=x.dtype).view(-1, *([1] * (x.dim() - 1)))
-    return x * lam_x + x[index] * (1 - lam_x)
+class MaskMixer(BaseMixer):
+    """A mixer whose output is ``mask * x + (1 - mask) * second`` for a per-pixel ``mask``.
+
+    Adds ``correct_lam`` (default True): lam is then the exact pixel weight of the first
+    image, ``mask.mean((1, 2, 3))`` (for boxes: after clipping at the border); with False,
+    lam is the value drawn from Beta(alpha, alpha) before any rounding or clipping.
+    """
+
+    def __init__(self, alpha: float = 1.0, prob: float = 1.0, pairing: str = "random",
+                 lam_mode: str = "batch", correct_lam: bool = True,
+                 generator: Optional[torch.Generator] = None):
+        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
+                         generator=generator)
+        self.correct_lam = bool(correct_lam)
+
+    def output(self, x: Tensor, y: Tensor, index: Tensor, mask: Tensor, lam: Tensor,
+               mixed: Tensor) -> MixOutput:
+        """Assemble the :class:`MixOutput` of a mask method.
+
+        ``mask`` is (B or 1, 1, H, W) float32 on ``x``'s device, ``lam`` the drawn (B,)
+        lambda, ``mixed`` the mixed batch.
+        """
+        b = x.shape[0]
+        mask = mask.expand(b, 1, *mask.shape[2:])
+        if self.correct_lam:
+            lam = mask.mean((1, 2, 3))
+        return MixOutput(inputs=mixed, y_a=y, y_b=y[index],
+                         lam=lam.to(device=x.device, dtype=torch.float32), index=index,
+                         mask=mask)

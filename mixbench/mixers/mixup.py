@@ -2,7 +2,8 @@
 
 Image: ``x~ = lam * x_i + (1 - lam) * x_j``; label: ``y~ = lam * y_i + (1 - lam) * y_j``,
 with ``lam ~ Beta(alpha, alpha)`` and ``j = index[i]``. Published default: alpha = 1
-(OpenMixup's CIFAR configs), 0.8 in the DeiT recipe.
+(the paper's CIFAR setting and OpenMixup's CIFAR configs); 0.8 in the DeiT recipe, 0.2 in
+the paper's ImageNet setting.
 """
 from typing import Optional
 
@@ -17,7 +18,11 @@ class Mixup(BaseMixer):
 
     Args:
         alpha: Beta(alpha, alpha) concentration, default 1.0.
-        prob, pairing, lam_mode, generator: see :class:`~mixbench.mixers.base.BaseMixer`.
+        prob, pairing, lam_mode, generator: see :mod:`mixbench.mixers.base`.
+
+    With ``pairing='reverse'`` this equals ``timm.data.Mixup(mixup_alpha=alpha,
+    cutmix_alpha=0, mode=lam_mode)``; with ``pairing='roll'`` it equals
+    ``torchvision.transforms.v2.MixUp(alpha=alpha)`` (tests/mixers/test_mixup.py).
     """
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, pairing: str = "random",
@@ -26,9 +31,9 @@ class Mixup(BaseMixer):
                          generator=generator)
 
     def mix(self, x: Tensor, y: Tensor, model=None) -> MixOutput:
-        b = x.shape[0]
-        lam = self.sample_lam(b)
-        index = self.sample_index(b).to(x.device)
+        index = self.sample_index(x.shape[0])
+        lam = self.sample_lam(index)
+        index = index.to(x.device)
         mixed = lerp_images(x, index, lam)
         return MixOutput(inputs=mixed, y_a=y, y_b=y[index],
                          lam=lam.to(device=x.device, dtype=torch.float32), index=index)

@@ -5,7 +5,8 @@ from .base import BaseMixer, MixOutput
 
 
 class Vanilla(BaseMixer):
-    """Identity mixer: returns the batch unchanged with ``lam = 1`` and ``y_b = y_a``."""
+    """Identity mixer: returns the batch unchanged with ``lam = 1``, ``y_b = y_a`` and the
+    identity pairing; takes no hyperparameters."""
 
     def __init__(self):
         super().__init__(alpha=0.0)
