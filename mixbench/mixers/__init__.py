@@ -12,5 +12,12 @@ by ``mixbench.registry`` (this package itself never imports mmengine).
 from .base import BaseMixer, MixOutput
 from .mixup import Mixup
 from .vanilla import Vanilla
+from .cutmix import CutMix
 
-__all__ = ["BaseMixer", "MixOutput", "Vanilla", "Mixup"]
+__all__ = [
+    "BaseMixer",
+    "MixOutput",
+    "Vanilla",
+    "Mixup",
+    "CutMix",
+]

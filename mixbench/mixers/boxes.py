@@ -1,0 +1,103 @@
+"""Boxes for the cut-and-paste mixers (CutMix, SaliencyMix, ResizeMix): sizes from lambda,
+clipping at the border, masks, and pasting -- vectorised over per-sample boxes.
+
+A box is four int64 (B,) CPU tensors ``(y1, y2, x1, x2)``: rows ``y1 <= r < y2`` and
+columns ``x1 <= c < x2`` come from the paired image.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .base import MaskMixer, MixOutput, blend, match_format, randint_sample
+
+Box = tuple[Tensor, Tensor, Tensor, Tensor]
+
+
+def cut_size(lam: Tensor, size: int) -> Tensor:
+    """``int(size * sqrt(1 - lam))`` per sample (int64): the side of a box whose area is
+    ``1 - lam`` of the image before clipping (CutMix, Yun et al. 2019)."""
+    return (size * torch.sqrt(1 - lam.double())).floor().long()
+
+
+def centred_box(cy: Tensor, cx: Tensor, cut_h: Tensor, cut_w: Tensor, h: int, w: int) -> Box:
+    """A ``cut_h x cut_w`` box centred at ``(cy, cx)``, clipped to the ``h x w`` image.
+
+    The box spans ``[c - cut // 2, c + (cut + 1) // 2)`` (exactly ``cut`` pixels before
+    clipping, as timm >= 0.9). The CutMix paper's code, torchvision and OpenMixup use
+    ``[c - cut // 2, c + cut // 2)``, one pixel shorter when ``cut`` is odd; with
+    ``correct_lam`` the label weight matches the pasted area either way.
+    """
+    y1 = (cy - cut_h // 2).clamp(0, h)
+    y2 = (cy + (cut_h + 1) // 2).clamp(0, h)
+    x1 = (cx - cut_w // 2).clamp(0, w)
+    x2 = (cx + (cut_w + 1) // 2).clamp(0, w)
+    return y1, y2, x1, x2
+
+
+def box_inside(box: Box, h: int, w: int, device) -> Tensor:
+    """(B, 1, h, w) bool: True inside each sample's box."""
+    y1, y2, x1, x2 = (t.to(device)[:, None] for t in box)
+    rows = torch.arange(h, device=device)[None]
+    cols = torch.arange(w, device=device)[None]
+    in_rows = (rows >= y1) & (rows < y2)
+    in_cols = (cols >= x1) & (cols < x2)
+    return (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
+
+
+def box_mask(box: Box, h: int, w: int, device) -> Tensor:
+    """(B, 1, h, w) float32 weight of the first image: 0 inside the box, 1 outside."""
+    return (~box_inside(box, h, w, device)).float()
+
+
+def same_box(box: Box) -> bool:
+    """True when every sample has the same box."""
+    return all(bool((t == t[0]).all()) for t in box)
+
+
+def paste_boxes(x: Tensor, index: Tensor, box: Box) -> tuple[Tensor, Tensor]:
+    """Paste the box of ``x[index]`` into ``x``; returns (mixed, mask).
+
+    One box for the whole batch: a clone plus a slice copy of the box only (no gather of
+    the full paired batch); the mask is a (1, 1, H, W) view expanded by the caller.
+    Per-sample boxes: one vectorised ``torch.where`` with a (B, 1, H, W) mask.
+    """
+    _, _, h, w = x.shape
+    if same_box(box):
+        y1, y2, x1, x2 = (int(t[0]) for t in box)
+        mixed = x.clone()
+        mixed[:, :, y1:y2, x1:x2] = x[:, :, y1:y2, x1:x2][index]
+        one = tuple(t[:1] for t in box)
+        return match_format(mixed, x), box_mask(one, h, w, x.device)
+    mask = box_mask(box, h, w, x.device)
+    return blend(x, x[index], mask, binary=True), mask
+
+
+class BoxMixer(MaskMixer):
+    """A mixer that pastes a box of the paired image whose area follows lambda.
+
+    Subclasses choose the box centres (:meth:`sample_centres`); lambda, the box size
+    ``int(H * sqrt(1 - lam)) x int(W * sqrt(1 - lam))``, clipping, pasting and the lambda
+    correction are shared.
+    """
+
+    def sample_centres(self, x: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+        """(cy, cx) int64 (B,) CPU box centres."""
+        _, _, h, w = x.shape
+        cy = self.per_sample(lambda n: randint_sample(0, h, n, self.generator), index)
+        cx = self.per_sample(lambda n: randint_sample(0, w, n, self.generator), index)
+        return cy, cx
+
+    def mix(self, x: Tensor, y: Tensor, model=None) -> MixOutput:
+        _, _, h, w = x.shape
+        index = self.sample_index(x.shape[0])
+        lam = self.sample_lam(index)
+        cy, cx = self.sample_centres(x, index)
+        box = centred_box(cy, cx, cut_size(lam, h), cut_size(lam, w), h, w)
+        index = index.to(x.device)
+        mixed, mask = paste_boxes(x, index, box)
+        return self.output(x, y, index, mask, lam, mixed)
+
+
