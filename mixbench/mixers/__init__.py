@@ -12,12 +12,20 @@ by ``mixbench.registry`` (this package itself never imports mmengine).
 from .base import BaseMixer, MixOutput
 from .mixup import Mixup
 from .vanilla import Vanilla
+from .manifoldmix import ManifoldMix
+from .alignmix import AlignMix
 from .cutmix import CutMix
+from .random_choice import RandomChoiceMixer
+from .random_choice import DeiTMixer
 
 __all__ = [
     "BaseMixer",
     "MixOutput",
     "Vanilla",
     "Mixup",
+    "ManifoldMix",
+    "AlignMix",
     "CutMix",
+    "RandomChoiceMixer",
+    "DeiTMixer",
 ]
