@@ -1,0 +1,390 @@
+"""Aggregation over seeds: one protocol, stated on every table.
+
+Per run, the table metric is read off the run's validation history (top-1, %):
+
+- ``median_last_n`` (default, N = 10): median of the last N evaluations, as OpenMixup
+  reports (``mixbench.results.median_last_n``; all of them if fewer than N);
+- ``best``: the highest evaluation; ``last``: the final one.
+
+Per cell (dataset, backbone, epochs, method), over its seeds x_1..x_n:
+
+- mean, sample standard deviation ``s`` (ddof = 1), n;
+- 95% confidence interval of the mean, Student's t: ``mean +- t_{0.975, n-1} * s / sqrt(n)``;
+- Delta = mean - mean(Vanilla) of the same (dataset, backbone, epochs), with Welch's unequal-
+  variance t-test (Welch 1947) of the two seed samples; significant when ``p < alpha``
+  (alpha = 0.05). A cell with one seed has no std, no CI and no test: it says so.
+- cost: mean seconds per iteration relative to Vanilla's in the same table, mean peak
+  memory (MB), device-hours per run = wall time x number of devices / 3600 (GPU-hours on
+  GPUs, CPU-hours on CPU).
+
+Ranks: within each table methods are ranked by mean (1 = best, ties share the average rank);
+a method's rank on a dataset is the mean of its ranks over that dataset's tables (backbones,
+epoch budgets); its average rank is the mean of its dataset ranks over the datasets it was
+run on (the overall leaderboard, sorted by it).
+
+If one cell holds two finished runs with the same seed (e.g. the config changed but the run
+name did not), only the most recently updated one counts, and the report says which was
+dropped. Runs that are not finished are listed, never aggregated.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Optional
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from mixbench.results import median_last_n
+
+from .db import epochs as epochs_table
+from .db import make_engine, runs
+from .reported import REPORTED_CSV, ReportedCell, canonical_method, lookup_reported
+
+METRICS = ("median_last_n", "best", "last")
+DEFAULT_LAST_N = 10
+DEFAULT_ALPHA = 0.05
+CONFIDENCE = 0.95
+FILTER_KEYS = ("dataset", "backbone", "epochs", "method", "seed", "name", "config_hash")
+
+
+@dataclass
+class RunRecord:
+    """One run as the database holds it."""
+    id: int
+    name: str
+    method: str
+    dataset: str
+    backbone: str
+    epochs: int
+    seed: int
+    status: str
+    updated_ts: float
+    source_path: Optional[str]
+    setting: str = ""
+    s_per_iter: Optional[float] = None
+    peak_mem_mb: Optional[float] = None
+    wall_s: Optional[float] = None
+    device: Optional[str] = None
+    num_devices: Optional[int] = None
+    error_message: Optional[str] = None
+    history: list[tuple[int, float]] = field(default_factory=list)  # (epoch, top1)
+    value: Optional[float] = None  # the table metric
+
+    @property
+    def table_key(self) -> tuple:
+        return (self.dataset, self.backbone, self.epochs, self.setting)
+
+    @property
+    def device_hours(self) -> Optional[float]:
+        if self.wall_s is None:
+            return None
+        return self.wall_s * (self.num_devices or 1) / 3600.0
+
+    @property
+    def device_kind(self) -> str:
+        if not self.device:
+            return "device"
+        return "CPU" if "cpu" in self.device.lower() else "GPU"
+
+
+@dataclass
+class Cell:
+    """One (dataset, backbone, epochs, method): its seeds and every aggregate shown."""
+    dataset: str
+    backbone: str
+    epochs: int
+    setting: str
+    method: str
+    seeds: list[int]
+    values: list[float]
+    mean: float
+    std: Optional[float]
+    ci_low: Optional[float]
+    ci_high: Optional[float]
+    is_reference: bool
+    delta: Optional[float] = None
+    p_value: Optional[float] = None
+    significant: Optional[bool] = None
+    s_per_iter: Optional[float] = None
+    rel_s_per_iter: Optional[float] = None
+    peak_mem_mb: Optional[float] = None
+    device_hours: Optional[float] = None
+    device_kind: str = "device"
+    rank: float = math.nan
+    is_best: bool = False
+    reported: Optional[ReportedCell] = None
+    reported_delta: Optional[float] = None
+    diff_vs_reported: Optional[float] = None
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (epoch, mean top1)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def table_key(self) -> tuple:
+        return (self.dataset, self.backbone, self.epochs, self.setting)
+
+
+@dataclass
+class Leaderboard:
+    """Everything a report shows."""
+    metric: str
+    last_n: int
+    alpha: float
+    filters: dict
+    tables: dict[tuple, list[Cell]]            # table key -> cells sorted by rank
+    dataset_ranks: dict[str, dict[str, float]]  # method -> dataset -> rank
+    average_rank: list[tuple[str, float, int]]  # (method, average rank, datasets), best first
+    in_progress: list[RunRecord]
+    failed: list[RunRecord]
+    excluded: list[tuple[RunRecord, str]]
+
+    @property
+    def metric_label(self) -> str:
+        """The metric's name as OpenMixup's tables spell it (``median_last10``)."""
+        return metric_label(self.metric, self.last_n)
+
+    @property
+    def cells(self) -> list[Cell]:
+        return [c for cells in self.tables.values() for c in cells]
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted({k[0] for k in self.tables})
+
+    def protocol(self) -> str:
+        """The protocol line stated on every report."""
+        what = {"median_last_n": f"median top-1 of the last {self.last_n} evaluations",
+                "best": "best top-1 over all evaluations",
+                "last": "top-1 of the final evaluation"}[self.metric]
+        seeds = sorted({c.n for c in self.cells})
+        flt = (", filter " + ", ".join(f"{k}={v}" for k, v in sorted(self.filters.items()))
+               if self.filters else "")
+        return (f"Protocol: per run, {what} (`{self.metric_label}`); per cell, mean ± sample "
+                f"std (ddof=1) over seeds (n = {', '.join(map(str, seeds)) or '-'}), "
+                f"{int(CONFIDENCE * 100)}% CI from Student's t; Δ vs Vanilla of the same "
+                f"dataset/backbone/epochs with Welch's t-test, significant (*) at "
+                f"α = {self.alpha:g}; cells with one seed have no error bar{flt}.")
+
+
+def metric_label(metric: str, last_n: int) -> str:
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    return f"median_last{last_n}" if metric == "median_last_n" else metric
+
+
+def run_metric(history: list[tuple[int, float]], metric: str, last_n: int) -> Optional[float]:
+    """The table metric of one run from its (epoch, top1) history; None without history."""
+    values = [v for _, v in history]
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    if not values:
+        return None
+    if metric == "median_last_n":
+        return median_last_n(values, last_n)
+    return max(values) if metric == "best" else values[-1]
+
+
+def mean_std_ci(values: list[float], confidence: float = CONFIDENCE):
+    """(mean, sample std, CI low, CI high); std and CI are None for a single value.
+
+    CI: ``mean +- t_{(1+confidence)/2, n-1} * s / sqrt(n)`` (Student's t quantile).
+    """
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None, None, None
+    from scipy.special import stdtrit  # inverse CDF of Student's t
+    std = statistics.stdev(values)
+    half = float(stdtrit(len(values) - 1, 0.5 + confidence / 2)) * std / math.sqrt(len(values))
+    return mean, std, mean - half, mean + half
+
+
+def welch_p_value(a: list[float], b: list[float]) -> Optional[float]:
+    """Two-sided p-value of Welch's unequal-variance t-test (Welch 1947).
+
+    ``t = (mean_a - mean_b) / sqrt(s_a^2/n_a + s_b^2/n_b)``, degrees of freedom by
+    Welch-Satterthwaite ``(v_a + v_b)^2 / (v_a^2/(n_a-1) + v_b^2/(n_b-1))`` with
+    ``v = s^2/n``; ``p = 2 * P(T_df <= -|t|)``. None when a side has fewer than 2 seeds or
+    both sides have zero variance (the test is undefined).
+    """
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from scipy.special import stdtr  # CDF of Student's t
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if va + vb == 0:
+        return None
+    t = (statistics.fmean(a) - statistics.fmean(b)) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return float(2 * stdtr(df, -abs(t)))
+
+
+def average_ranks(scores: list[float]) -> list[float]:
+    """Rank of each score, highest = 1; tied scores share the mean of their positions."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    ranks = [0.0] * len(scores)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def _mean(xs) -> Optional[float]:
+    xs = [x for x in xs if x is not None]
+    return statistics.fmean(xs) if xs else None
+
+
+def load_runs(engine: Engine, filters: Optional[dict] = None) -> list[RunRecord]:
+    """Every run in the database matching ``filters`` ({column: value}), with history."""
+    filters = dict(filters or {})
+    bad = sorted(set(filters) - set(FILTER_KEYS))
+    if bad:
+        raise ValueError(f"cannot filter on {', '.join(bad)}; filter keys are "
+                         f"{', '.join(FILTER_KEYS)} (e.g. --filter dataset=cifar100)")
+    query = select(runs).order_by(runs.c.dataset, runs.c.backbone, runs.c.epochs,
+                                  runs.c.method, runs.c.seed, runs.c.id)
+    for key, value in filters.items():
+        col = runs.c[key]
+        query = query.where(col == (int(value) if key in ("epochs", "seed") else str(value)))
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+        ids = [r["id"] for r in rows]
+        hist: dict[int, list] = defaultdict(list)
+        if ids:
+            for h in conn.execute(select(epochs_table.c.run_id, epochs_table.c.epoch,
+                                         epochs_table.c.top1)
+                                  .where(epochs_table.c.run_id.in_(ids))
+                                  .order_by(epochs_table.c.run_id, epochs_table.c.idx)):
+                if h.top1 is not None:
+                    hist[h.run_id].append((h.epoch, h.top1))
+    records = []
+    for r in rows:
+        tags = json.loads(r["tags_json"] or "{}")
+        records.append(RunRecord(
+            id=r["id"], name=r["name"], method=r["method"], dataset=r["dataset"],
+            backbone=r["backbone"], epochs=r["epochs"], seed=r["seed"], status=r["status"],
+            updated_ts=r["updated_ts"], source_path=r["source_path"],
+            setting=str(tags.get("setting", "") or ""), s_per_iter=r["s_per_iter"],
+            peak_mem_mb=r["peak_mem_mb"], wall_s=r["wall_s"], device=r["device"],
+            num_devices=r["num_devices"], error_message=r["error_message"],
+            history=hist[r["id"]]))
+    return records
+
+
+def _select_counted(records: list[RunRecord], metric: str, last_n: int):
+    """Split runs into counted (one per cell and seed), in progress, failed and excluded."""
+    in_progress = [r for r in records if r.status == "running"]
+    failed = [r for r in records if r.status == "failed"]
+    excluded: list[tuple[RunRecord, str]] = []
+    by_seed: dict[tuple, list[RunRecord]] = defaultdict(list)
+    for r in records:
+        if r.status != "finished":
+            continue
+        r.value = run_metric(r.history, metric, last_n)
+        if r.value is None:
+            excluded.append((r, "finished but its history has no top-1 evaluation"))
+            continue
+        by_seed[(*r.table_key, r.method, r.seed)].append(r)
+    counted = []
+    for group in by_seed.values():
+        group.sort(key=lambda r: (r.updated_ts, r.id))
+        counted.append(group[-1])
+        excluded.extend((r, f"same cell and seed {r.seed} as the newer run "
+                            f"{group[-1].name!r} ({group[-1].source_path}); only the newer "
+                            "one counts") for r in group[:-1])
+    return counted, in_progress, failed, excluded
+
+
+def _curve(runs_: list[RunRecord]) -> list[tuple[int, float]]:
+    per_epoch: dict[int, list[float]] = defaultdict(list)
+    for r in runs_:
+        for epoch, top1 in r.history:
+            per_epoch[epoch].append(top1)
+    return [(e, statistics.fmean(v)) for e, v in sorted(per_epoch.items())]
+
+
+def _make_cell(key: tuple, method: str, runs_: list[RunRecord]) -> Cell:
+    runs_ = sorted(runs_, key=lambda r: r.seed)
+    values = [r.value for r in runs_]
+    mean, std, lo, hi = mean_std_ci(values)
+    kinds = {r.device_kind for r in runs_}
+    return Cell(*key, method=method, seeds=[r.seed for r in runs_], values=values,
+                mean=mean, std=std, ci_low=lo, ci_high=hi,
+                is_reference=canonical_method(method) == "vanilla",
+                s_per_iter=_mean(r.s_per_iter for r in runs_),
+                peak_mem_mb=_mean(r.peak_mem_mb for r in runs_),
+                device_hours=_mean(r.device_hours for r in runs_),
+                device_kind=kinds.pop() if len(kinds) == 1 else "device",
+                curve=_curve(runs_))
+
+
+def _compare_table(cells: list[Cell], metric_name: str, alpha: float, reported_csv) -> None:
+    """Fill Delta, Welch test, relative cost, ranks and reported numbers of one table."""
+    ref = next((c for c in cells if c.is_reference), None)
+    for c in cells:
+        if ref is not None and not c.is_reference:
+            c.delta = c.mean - ref.mean
+            c.p_value = welch_p_value(c.values, ref.values)
+            c.significant = None if c.p_value is None else c.p_value < alpha
+        if ref is not None and c.s_per_iter is not None and ref.s_per_iter:
+            c.rel_s_per_iter = c.s_per_iter / ref.s_per_iter
+        c.reported = lookup_reported(c.dataset, c.backbone, c.epochs, c.method, c.setting,
+                                     reported_csv)
+        if c.reported is not None and c.reported.metric == metric_name:
+            c.diff_vs_reported = c.mean - c.reported.top1
+    ref_reported = lookup_reported(cells[0].dataset, cells[0].backbone, cells[0].epochs,
+                                   "Vanilla", cells[0].setting, reported_csv)
+    for c in cells:
+        if c.reported is not None and ref_reported is not None and not c.is_reference:
+            c.reported_delta = c.reported.top1 - ref_reported.top1
+    ranks = average_ranks([c.mean for c in cells])
+    best = max(c.mean for c in cells)
+    for c, rank in zip(cells, ranks):
+        c.rank = float(rank)
+        c.is_best = c.mean == best
+    cells.sort(key=lambda c: (c.rank, c.method))
+
+
+def aggregate(records: list[RunRecord], metric: str = "median_last_n",
+              last_n: int = DEFAULT_LAST_N, alpha: float = DEFAULT_ALPHA,
+              filters: Optional[dict] = None, reported_csv=REPORTED_CSV) -> Leaderboard:
+    """Turn run records into the :class:`Leaderboard` (see the module docstring)."""
+    metric_name = metric_label(metric, last_n)
+    counted, in_progress, failed, excluded = _select_counted(records, metric, last_n)
+    by_cell: dict[tuple, dict[str, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
+    for r in counted:
+        by_cell[r.table_key][r.method].append(r)
+    tables: dict[tuple, list[Cell]] = {}
+    for key in sorted(by_cell):
+        cells = [_make_cell(key, m, rs) for m, rs in sorted(by_cell[key].items())]
+        _compare_table(cells, metric_name, alpha, reported_csv)
+        tables[key] = cells
+    per_dataset: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for c in (c for cells in tables.values() for c in cells):
+        per_dataset[c.method][c.dataset].append(c.rank)
+    dataset_ranks = {m: {d: statistics.fmean(r) for d, r in ds.items()}
+                     for m, ds in per_dataset.items()}
+    average_rank = sorted(((m, statistics.fmean(ds.values()), len(ds))
+                           for m, ds in dataset_ranks.items()), key=lambda t: (t[1], t[0]))
+    return Leaderboard(metric=metric, last_n=last_n, alpha=alpha, filters=dict(filters or {}),
+                       tables=tables, dataset_ranks=dataset_ranks, average_rank=average_rank,
+                       in_progress=in_progress, failed=failed, excluded=excluded)
+
+
+def build_leaderboard(db_url: Optional[str] = None, metric: str = "median_last_n",
+                      last_n: int = DEFAULT_LAST_N, alpha: float = DEFAULT_ALPHA,
+                      filters: Optional[dict] = None, engine: Optional[Engine] = None
+                      ) -> Leaderboard:
+    """Read the database and aggregate it."""
+    engine = engine or make_engine(db_url)
+    return aggregate(load_runs(engine, filters), metric=metric, last_n=last_n, alpha=alpha,
+                     filters=filters)

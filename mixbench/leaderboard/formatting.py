@@ -1,0 +1,107 @@
+"""How a leaderboard cell reads in a table: one set of columns for Markdown, LaTeX and HTML."""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+from .aggregate import Cell, Leaderboard
+
+DASH = "—"
+
+
+def num(x: Optional[float], digits: int = 2, signed: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return DASH
+    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+
+
+def rank_str(rank: float) -> str:
+    return f"{rank:g}" if rank == int(rank) else f"{rank:.1f}"
+
+
+def top1_str(c: Cell) -> str:
+    if c.std is None:
+        return f"{c.mean:.2f} (1 seed, no error bar)"
+    return f"{c.mean:.2f} ± {c.std:.2f}"
+
+
+def ci_str(c: Cell) -> str:
+    return DASH if c.ci_low is None else f"[{c.ci_low:.2f}, {c.ci_high:.2f}]"
+
+
+def delta_str(c: Cell) -> str:
+    if c.is_reference:
+        return "ref."
+    return num(c.delta, signed=True) + ("*" if c.significant else "")
+
+
+def p_str(c: Cell) -> str:
+    if c.p_value is None:
+        return DASH
+    return f"{c.p_value:.3f}" if c.p_value >= 0.001 else f"{c.p_value:.1e}"
+
+
+def cost_str(c: Cell) -> str:
+    return DASH if c.rel_s_per_iter is None else f"{c.rel_s_per_iter:.2f}×"
+
+
+def hours_str(c: Cell) -> str:
+    if c.device_hours is None:
+        return DASH
+    return f"{c.device_hours:.3g} {c.device_kind}-h"
+
+
+def reported_str(c: Cell) -> str:
+    if c.reported is None:
+        return DASH
+    if c.diff_vs_reported is None:  # not like for like: say how theirs was measured
+        return f"{c.reported.top1:.2f} ({c.reported.metric})"
+    return f"{c.reported.top1:.2f}"
+
+
+# (header, formatter, raw value for sorting) in table order.
+COLUMNS: list[tuple[str, Callable[[Cell], str], Callable[[Cell], object]]] = [
+    ("Rank", lambda c: rank_str(c.rank), lambda c: c.rank),
+    ("Method", lambda c: c.method, lambda c: c.method.lower()),
+    ("Top-1 (%)", top1_str, lambda c: c.mean),
+    ("Seeds", lambda c: str(c.n), lambda c: c.n),
+    ("95% CI", ci_str, lambda c: c.ci_low),
+    ("Δ vs Vanilla", delta_str, lambda c: c.delta),
+    ("p (Welch)", p_str, lambda c: c.p_value),
+    ("s/iter vs Vanilla", cost_str, lambda c: c.rel_s_per_iter),
+    ("Peak mem (MB)", lambda c: num(c.peak_mem_mb, 0), lambda c: c.peak_mem_mb),
+    ("Time/run", hours_str, lambda c: c.device_hours),
+    ("OpenMixup reported", reported_str, lambda c: c.reported.top1 if c.reported else None),
+    ("Ours − reported", lambda c: num(c.diff_vs_reported, signed=True),
+     lambda c: c.diff_vs_reported),
+    ("Reported Δ", lambda c: num(c.reported_delta, signed=True), lambda c: c.reported_delta),
+]
+TOP1_COLUMN = 2
+
+
+def table_title(key: tuple) -> str:
+    dataset, backbone, epochs, setting = key
+    return f"{dataset} · {backbone} · {epochs} epochs" + (f" · {setting}" if setting else "")
+
+
+def average_rank_rows(lb: Leaderboard) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the overall table: position, method, average rank, per dataset."""
+    datasets = lb.datasets
+    header = ["#", "Method", "Average rank", "Datasets"] + datasets
+    rows = []
+    for i, (method, avg, n) in enumerate(lb.average_rank, 1):
+        ranks = lb.dataset_ranks[method]
+        rows.append([str(i), method, f"{avg:.2f}", str(n)]
+                    + [f"{ranks[d]:.2f}" if d in ranks else DASH for d in datasets])
+    return header, rows
+
+
+def status_lines(lb: Leaderboard) -> list[str]:
+    """Plain sentences about runs that are not in the tables, and why."""
+    lines = [f"in progress (not counted): {r.name} [{r.dataset}/{r.backbone}/{r.epochs}e "
+             f"{r.method} seed {r.seed}], {len(r.history)} evaluations so far"
+             for r in lb.in_progress]
+    lines += [f"failed (not counted): {r.name} [{r.method} seed {r.seed}]"
+              + (f": {r.error_message}" if r.error_message else "") for r in lb.failed]
+    lines += [f"excluded: {r.name} [{r.method} seed {r.seed}]: {why}" for r, why in lb.excluded]
+    return lines

@@ -1,0 +1,159 @@
+"""Ingest ``result.json`` files into the results database.
+
+Idempotent: the same file twice changes nothing; a newer file of the same run (same
+``name`` and ``config_hash``, later ``updated``) replaces its row and history; an older one is
+ignored. Unusable files (newer schema, truncated, malformed) are reported and skipped; runs
+that are not ``finished`` are stored with their status (the report lists them as in progress
+or failed) and are never aggregated.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Optional
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Engine
+
+from mixbench.results import ResultFileError, find_result_files, load_result
+
+from .db import epochs, make_engine, runs, upsert_statement
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did, file by file."""
+    inserted: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)     # (path, why with path)
+    not_counted: list[tuple[str, str]] = field(default_factory=list)  # (path, status)
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected
+
+    def summary(self) -> str:
+        lines = [f"ingested {len(self.inserted)} new, {len(self.updated)} updated, "
+                 f"{len(self.unchanged)} unchanged, {len(self.rejected)} rejected"]
+        for path, status in self.not_counted:
+            lines.append(f"  not counted ({status}): {path}")
+        for _path, why in self.rejected:
+            lines.append(f"  REJECTED {why}")
+        return "\n".join(lines)
+
+
+def _timestamp(data: dict, path: Path) -> float:
+    """Seconds since the epoch of the result's ``updated`` field (file mtime if absent)."""
+    stamp = data.get("updated")
+    if isinstance(stamp, str):
+        try:
+            dt = datetime.fromisoformat(stamp)
+        except ValueError as e:
+            raise ResultFileError(f"{path}: 'updated' is not an ISO-8601 time: {stamp!r}") from e
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        return dt.timestamp()
+    return path.stat().st_mtime
+
+
+def _number(section: dict, key: str, kind=float):
+    value = section.get(key)
+    return None if value is None else kind(value)
+
+
+def run_row(data: dict, path: Path) -> dict:
+    """The ``runs`` row of a validated result (raises ResultFileError on bad field types)."""
+    run, cost = data["run"], data["cost"]
+    try:
+        row = dict(
+            name=str(run["name"]), config_hash=str(run["config_hash"]),
+            method=str(run["method"]), dataset=str(run["dataset"]),
+            backbone=str(run["backbone"]), epochs=int(run["epochs"]), seed=int(run["seed"]),
+            status=data["status"], updated=data.get("updated"),
+            updated_ts=_timestamp(data, path),
+            content_sha256=hashlib.sha256(
+                json.dumps(data, sort_keys=True).encode()).hexdigest(),
+            source_path=str(path), work_dir=run.get("work_dir"), config_path=run.get("config"),
+            tags_json=json.dumps(run.get("tags") or {}, sort_keys=True),
+            metrics_json=json.dumps(data["metrics"], sort_keys=True),
+            wall_s=_number(cost, "wall_s"), train_img_per_s=_number(cost, "train_img_per_s"),
+            s_per_iter=_number(cost, "s_per_iter"), peak_mem_mb=_number(cost, "peak_mem_mb"),
+            device=cost.get("device"), num_devices=_number(cost, "num_devices", int),
+            iters=_number(cost, "iters", int),
+            env_json=json.dumps(data["env"], sort_keys=True),
+            error_message=(data.get("error") or {}).get("message"),
+            ingested_at=time.time(),
+        )
+    except (TypeError, ValueError) as e:
+        raise ResultFileError(f"{path}: a run or cost field has the wrong type: {e}") from e
+    return row
+
+
+def epoch_rows(data: dict, run_id: int, path: Path) -> list[dict]:
+    """The ``epochs`` rows of a validated result's history."""
+    rows = []
+    for i, h in enumerate(data["history"]):
+        if not isinstance(h, dict):
+            raise ResultFileError(f"{path}: history entry {i} is not an object")
+        try:
+            rows.append(dict(run_id=run_id, idx=i, epoch=_number(h, "epoch", int),
+                             **{k: _number(h, k) for k in
+                                ("top1", "top5", "train_loss", "lr", "wall_s")}))
+        except (TypeError, ValueError) as e:
+            raise ResultFileError(f"{path}: history entry {i} has a non-numeric field: {e}") from e
+    return rows
+
+
+def ingest_result(engine: Engine, data: dict, path: Path) -> str:
+    """Write one validated result in one transaction; returns inserted/updated/unchanged."""
+    row = run_row(data, path)
+    with engine.begin() as conn:
+        existing = conn.execute(
+            select(runs.c.id, runs.c.content_sha256, runs.c.updated_ts).where(
+                runs.c.name == row["name"], runs.c.config_hash == row["config_hash"])
+        ).first()
+        if existing is not None and (existing.content_sha256 == row["content_sha256"]
+                                     or existing.updated_ts >= row["updated_ts"]):
+            return "unchanged"
+        run_id = conn.execute(
+            upsert_statement(conn, runs, row, ["name", "config_hash"], "updated_ts")
+        ).scalar()
+        if run_id is None:  # a concurrent writer stored this run, as new or newer, meanwhile
+            return "unchanged"
+        conn.execute(delete(epochs).where(epochs.c.run_id == run_id))
+        hist = epoch_rows(data, run_id, path)
+        if hist:
+            conn.execute(insert(epochs), hist)
+    return "inserted" if existing is None else "updated"
+
+
+def ingest_paths(paths: Iterable[str | os.PathLike], db_url: Optional[str] = None,
+                 engine: Optional[Engine] = None) -> IngestReport:
+    """Ingest every result.json under ``paths`` (folders or files) into the database.
+
+    ``db_url``: a SQLAlchemy URL or a SQLite file path (default ``$MIXBENCH_RESULTS_DB`` or
+    ``work_dirs/results.db``). Returns an :class:`IngestReport`; bad files are listed in
+    ``report.rejected`` with the reason, never stored.
+    """
+    engine = engine or make_engine(db_url)
+    report = IngestReport()
+    paths = list(paths)
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    report.rejected.extend((p, f"{p}: no such file or folder") for p in missing)
+    for path in find_result_files(*[p for p in paths if Path(p).exists()]):
+        try:
+            data = load_result(path)
+            outcome = ingest_result(engine, data, path)
+        except ResultFileError as e:
+            report.rejected.append((str(path), str(e)))
+            continue
+        getattr(report, outcome).append(str(path))
+        if data["status"] != "finished":
+            report.not_counted.append((str(path), data["status"]))
+    return report
