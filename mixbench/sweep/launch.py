@@ -1,0 +1,111 @@
+"""What every backend does around one launch: write the config, build the command and the
+environment (GPUs, CPU threads, rendezvous port) of ``tools/train.py``."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from mixbench.config import dump_config
+
+from .spec import SweepError, SweepRun
+from .state import CONFIG_FILE, LOG_FILE, read_result, read_state, write_state
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TRAIN_SCRIPT = REPO_ROOT / "tools" / "train.py"
+
+
+def prepare_run(run: SweepRun) -> dict:
+    """Write the run's resolved config into its work dir (before every launch) and return its
+    state. Refuses to reuse a work dir whose runs started under a different config."""
+    wd = run.work_dir
+    wd.mkdir(parents=True, exist_ok=True)
+    state = read_state(wd)
+    new_hash = run.config_hash
+    old_hash = state.get("config_hash")
+    started = state.get("launches", 0) > 0 or read_result(wd) is not None
+    if old_hash and old_hash != new_hash and started:
+        raise SweepError(
+            f"{wd}: this run already started with another config ({old_hash[:19]}...), and the "
+            f"sweep file now resolves to {new_hash[:19]}...; resuming would mix two configs. "
+            "Give the sweep a new name (or a new axis value), or delete the run's work dir to redo it.")
+    dump_config(run.config, wd / CONFIG_FILE)
+    if old_hash != new_hash:
+        state = {**state, "config_hash": new_hash}
+    state.setdefault("run", run.name)
+    write_state(wd, state)
+    return state
+
+
+def train_command(run: SweepRun, gpus: int = 0, port: Optional[int] = None,
+                  train_script: Optional[Path] = None, python: str = sys.executable) -> list[str]:
+    """``python tools/train.py <wd>/config.yaml --work-dir <wd> --resume auto``; with more
+    than one GPU, the same through torchrun (``--launcher pytorch``) on ``port``."""
+    wd = run.work_dir.resolve()
+    script = str(train_script or TRAIN_SCRIPT)
+    args = [str(wd / CONFIG_FILE), "--work-dir", str(wd), "--resume", "auto"]
+    if gpus > 1:
+        return [python, "-m", "torch.distributed.run", "--standalone" if port is None else
+                f"--master_port={port}", f"--nproc_per_node={gpus}", script, *args,
+                "--launcher", "pytorch"]
+    return [python, script, *args]
+
+
+def run_env(gpu_ids: Optional[Sequence[str]], threads: Optional[int], port: Optional[int],
+            base: Optional[dict] = None) -> dict:
+    """Environment of one launch: its own GPUs (``CUDA_VISIBLE_DEVICES``; none visible on a
+    CPU slot), its share of CPU threads and its own rendezvous port."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["PYTHONUNBUFFERED"] = "1"
+    if gpu_ids is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
+    if threads:
+        for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[key] = str(threads)
+    if port:
+        env["MASTER_ADDR"] = "127.0.0.1"
+        env["MASTER_PORT"] = str(port)
+    return env
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this process may use: ``CUDA_VISIBLE_DEVICES`` if set, else ``nvidia-smi -L``
+    (no torch import: the sweep must stay light)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, _ in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def free_port() -> int:
+    """A TCP port free on this host right now (for one slot's torch.distributed rendezvous)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def open_log(run: SweepRun, launch: int, cmd: Sequence[str]):
+    """Open the run's train.log for appending, with a header naming this launch."""
+    log = open(run.work_dir / LOG_FILE, "ab", buffering=0)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    log.write(f"\n===== mixbench sweep: launch {launch} at {stamp}: {' '.join(cmd)}\n".encode())
+    return log
