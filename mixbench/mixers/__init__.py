@@ -14,9 +14,15 @@ from .mixup import Mixup
 from .vanilla import Vanilla
 from .manifoldmix import ManifoldMix
 from .alignmix import AlignMix
+from .attentivemix import AttentiveMix, AttentiveMixPlus
 from .cutmix import CutMix
 from .random_choice import RandomChoiceMixer
 from .random_choice import DeiTMixer
+from .smoothmix import SmoothMix
+from .saliencymix import SaliencyMix
+from .fmix import FMix
+from .gridmix import GridMix
+from .resizemix import ResizeMix
 
 __all__ = [
     "BaseMixer",
@@ -25,7 +31,14 @@ __all__ = [
     "Mixup",
     "ManifoldMix",
     "AlignMix",
+    "AttentiveMix",
+    "AttentiveMixPlus",
     "CutMix",
     "RandomChoiceMixer",
     "DeiTMixer",
+    "SmoothMix",
+    "SaliencyMix",
+    "FMix",
+    "GridMix",
+    "ResizeMix",
 ]
