@@ -282,16 +282,18 @@ class BaseMixer(abc.ABC):
         self._generator = generator
 
     # -- randomness helpers -------------------------------------------------------------
-    def per_sample(self, draw: Callable[[int], Tensor], index: Tensor) -> Tensor:
+    def per_sample(self, draw: Callable[[int], Tensor], index: Tensor,
+                   expand: bool = True) -> Tensor:
         """Draws following ``lam_mode``, shape (B, ...): ``draw(n)`` returns n draws.
 
-        ``batch``: one draw repeated B times; ``elem``: B draws; ``pair``: B draws of which
-        sample ``i`` uses the one of ``min(i, index[i])``, so partners share it.
+        ``batch``: one draw repeated B times (``expand=False``: returned once, shape
+        (1, ...)); ``elem``: B draws; ``pair``: B draws of which sample ``i`` uses the one of
+        ``min(i, index[i])``, so partners share it.
         """
         b = index.shape[0]
         if self.lam_mode == "batch":
             one = draw(1)
-            return one.expand(b, *one.shape[1:]).clone()
+            return one.expand(b, *one.shape[1:]).clone() if expand else one
         values = draw(b)
         if self.lam_mode == "pair":
             values = values[torch.minimum(torch.arange(b), index.cpu())]

@@ -283,7 +283,7 @@ def check_standard(make_mixer: Callable[..., object], mask_method: bool, alpha: 
     (e.g. ``functools.partial(CutMix, alpha=1.0)``; it must accept ``alpha``, ``lam_mode``,
     ``pairing``, ``generator`` and, for mask methods, ``correct_lam`` as keywords):
     output contract in every lam_mode/pairing, mask identity, reproducibility, batch size 1,
-    dtypes/channels_last; plus the Beta(alpha, alpha) KS test on lambda when ``alpha`` is
+    dtypes/channels_last, CPU == CUDA when a GPU is present; plus the Beta(alpha, alpha) KS test on lambda when ``alpha`` is
     given (with ``correct_lam=False`` for mask methods, so lam is the raw draw)."""
     model = model_factory() if model_factory is not None else None
     x, y = make_batch()
@@ -299,6 +299,10 @@ def check_standard(make_mixer: Callable[..., object], mask_method: bool, alpha: 
     check_batch_size_one(make_mixer(), model=model)
     check_dtypes_and_formats(make_mixer(), mask_identity=mask_method, dtypes=dtypes,
                              model=model_factory() if model_factory is not None else None)
+    if torch.cuda.is_available():  # CPU/CUDA equality wherever a GPU is present
+        for lam_mode in ("batch", "elem"):
+            check_cpu_cuda_equal(make_mixer(lam_mode=lam_mode), x, y, model_factory=model_factory,
+                                 exact=model_factory is None)
     if alpha is not None:
         kw = {"correct_lam": False} if mask_method else {}
         check_beta_distribution(collect_lams(make_mixer(alpha=alpha, lam_mode="elem", **kw), 50), alpha)

@@ -1,0 +1,76 @@
+"""RandomChoiceMixer and the DeiT recipe: choice frequencies, the no-mixing remainder,
+generator sharing, config building, errors."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from mixbench.mixers import CutMix, DeiTMixer, Mixup, RandomChoiceMixer
+from tests.mixers.helpers import (check_batch_size_one, check_mask_identity, check_output,
+                                  check_reproducible, make_batch, seeded)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def chosen(out):
+    if out.mask is not None:
+        return "cutmix"
+    return "none" if bool(out.lam.eq(1).all()) else "mixup"
+
+
+def test_choice_frequencies_follow_probs_and_remainder_is_unmixed():
+    x, y = make_batch(b=4, h=8, w=8)
+    mixer = RandomChoiceMixer([Mixup(alpha=1.0), CutMix(alpha=1.0)], probs=[0.2, 0.5],
+                              generator=seeded(0))
+    counts = {"mixup": 0, "cutmix": 0, "none": 0}
+    for _ in range(600):
+        out = check_output(mixer, x, y) if not counts["none"] else mixer(x, y)
+        counts[chosen(out)] += 1
+    # Multinomial(600, (0.2, 0.5, 0.3)): sds 9.8, 12.2, 11.2
+    assert 90 <= counts["mixup"] <= 150 and 260 <= counts["cutmix"] <= 340
+    assert 140 <= counts["none"] <= 220
+
+
+def test_chosen_mixer_output_is_returned_as_is():
+    x, y = make_batch()
+    mixer = RandomChoiceMixer([CutMix(alpha=1.0)], probs=[1.0], generator=seeded(2))
+    out = check_output(mixer, x, y, mask_method=True)
+    check_mask_identity(out, x)
+
+
+def test_one_seed_fixes_choice_and_child_draws():
+    x, y = make_batch()
+    check_reproducible(DeiTMixer(), x, y)
+    mixer = DeiTMixer(generator=seeded(3))
+    assert all(m.generator is mixer.generator for m in mixer.mixers)
+
+
+def test_batch_size_one():
+    check_batch_size_one(DeiTMixer())
+
+
+def test_deit_recipe_and_its_config_build_the_same_mixer():
+    from mixbench.config import load_config
+    from mixbench.registry import build_mixer
+
+    cfg = load_config(ROOT / "configs" / "mixers" / "deit.yaml")
+    built = build_mixer(cfg["model"]["mixer"])
+    deit = DeiTMixer()
+    assert isinstance(built, RandomChoiceMixer) and built.probs == deit.probs == [0.5, 0.5]
+    assert [(type(m), m.alpha) for m in built.mixers] == [(Mixup, 0.8), (CutMix, 1.0)]
+    assert [(type(m), m.alpha) for m in deit.mixers] == [(Mixup, 0.8), (CutMix, 1.0)]
+    x, y = make_batch()
+    built.generator, deit.generator = seeded(4), seeded(4)
+    assert torch.equal(built(x, y).inputs, deit(x, y).inputs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(mixers=[]), "at least one mixer"),
+    (dict(mixers=[Mixup()], probs=[0.5, 0.5]), "1 mixers but 2 probs"),
+    (dict(mixers=[Mixup(), CutMix()], probs=[0.7, 0.6]), "sum to at most 1"),
+    (dict(mixers=[Mixup()], probs=[1.5]), r"probs\[0\] is a probability"),
+    (dict(mixers=[{"type": "Mixup"}]), "must be a mixer instance"),
+])
+def test_bad_arguments_are_explained(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RandomChoiceMixer(**kwargs)
