@@ -16,6 +16,13 @@ from .manifoldmix import ManifoldMix
 from .alignmix import AlignMix
 from .attentivemix import AttentiveMix, AttentiveMixPlus
 from .cutmix import CutMix
+from .random_choice import RandomChoiceMixer
+from .random_choice import DeiTMixer
+from .smoothmix import SmoothMix
+from .saliencymix import SaliencyMix
+from .fmix import FMix
+from .gridmix import GridMix
+from .resizemix import ResizeMix
 
 __all__ = [
     "BaseMixer",
@@ -27,4 +34,11 @@ __all__ = [
     "AttentiveMix",
     "AttentiveMixPlus",
     "CutMix",
+    "RandomChoiceMixer",
+    "DeiTMixer",
+    "SmoothMix",
+    "SaliencyMix",
+    "FMix",
+    "GridMix",
+    "ResizeMix",
 ]
