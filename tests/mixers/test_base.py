@@ -1,0 +1,122 @@
+"""The shared mixer machinery: input validation, pairings, lam modes, registration and the
+config fragments of the static mixers."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from mixbench.mixers import (CutMix, FMix, GridMix, Mixup, RandomChoiceMixer, ResizeMix,
+                             SaliencyMix, SmoothMix, Vanilla)
+from mixbench.mixers.base import BaseMixer, MixOutput, pairing_index
+from tests.mixers.helpers import make_batch, seeded
+
+ROOT = Path(__file__).resolve().parents[2]
+STATIC = {"vanilla": Vanilla, "mixup": Mixup, "cutmix": CutMix, "deit": RandomChoiceMixer,
+          "smoothmix": SmoothMix, "saliencymix": SaliencyMix, "fmix": FMix,
+          "gridmix": GridMix, "resizemix": ResizeMix}
+
+
+@pytest.mark.parametrize("x, y, message", [
+    (torch.zeros(3, 8, 8), torch.zeros(3, dtype=torch.long), r"\(B, C, H, W\) tensor"),
+    (torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.zeros(2, dtype=torch.long), "floating-point"),
+    (torch.zeros(2, 3, 8, 8), torch.zeros(2), "int64 tensor of shape"),
+    (torch.zeros(2, 3, 8, 8), torch.zeros(2, 5, dtype=torch.long), "one-hot labels are not accepted"),
+    (torch.zeros(2, 3, 8, 8), torch.zeros(3, dtype=torch.long), "2 images but 3 labels"),
+    (torch.zeros(0, 3, 8, 8), torch.zeros(0, dtype=torch.long), "empty batch"),
+    ("images", torch.zeros(2, dtype=torch.long), "got str"),
+])
+def test_bad_inputs_are_explained(x, y, message):
+    with pytest.raises(ValueError, match=message):
+        CutMix()(x, y)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(alpha=-1), "alpha must be a finite number >= 0"),
+    (dict(alpha="big"), "alpha must be a number"),
+    (dict(prob=1.5), "prob is a probability"),
+    (dict(pairing="shuffle"), "pairing must be one of"),
+    (dict(lam_mode="sample"), "lam_mode must be one of"),
+    (dict(lam_mode="pair", pairing="roll"), "lam_mode='pair' needs partners"),
+    (dict(generator="seed"), "generator must be a CPU torch.Generator"),
+])
+def test_bad_options_are_explained(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Mixup(**kwargs)
+
+
+def test_bad_method_options_are_explained():
+    with pytest.raises(ValueError, match=r"scope must be numbers with 0.0 <= min <= max <= 1.0"):
+        ResizeMix(scope=(0.9, 0.1))
+    with pytest.raises(ValueError, match="n_holes must be integers"):
+        GridMix(n_holes=(0, 4))
+    with pytest.raises(ValueError, match="max_soft"):
+        FMix(max_soft=0.7)
+
+
+def test_model_based_mixer_without_model_is_explained():
+    class NeedsModel(BaseMixer):
+        needs_model = True
+
+        def mix(self, x, y, model=None):
+            return self.identity(x, y)
+
+    x, y = make_batch()
+    with pytest.raises(ValueError, match=r"needs the model: call mixer\(x, y, model=...\)"):
+        NeedsModel()(x, y)
+    assert RandomChoiceMixer([NeedsModel(), Mixup()]).needs_model
+
+
+def test_pairings():
+    assert pairing_index(5, "reverse").tolist() == [4, 3, 2, 1, 0]
+    assert pairing_index(5, "roll").tolist() == [4, 0, 1, 2, 3]
+    perm = pairing_index(7, "random", seeded(0))
+    assert sorted(perm.tolist()) == list(range(7))
+    for b in (6, 7):
+        match = pairing_index(b, "random", seeded(1), involution=True)
+        assert sorted(match.tolist()) == list(range(b))
+        assert torch.equal(match[match], torch.arange(b))  # partners swap
+        assert int((match == torch.arange(b)).sum()) == b % 2
+
+
+def test_lam_modes_share_draws_as_documented():
+    b = 8
+    for mode, distinct in (("batch", 1), ("elem", 8), ("pair", 4)):
+        mixer = Mixup(lam_mode=mode, pairing="reverse", generator=seeded(0))
+        index = mixer.sample_index(b)
+        lam = mixer.sample_lam(index)
+        assert lam.dtype == torch.float64 and len(set(lam.tolist())) == distinct
+        if mode == "pair":
+            assert torch.equal(lam, lam[index])
+
+
+def test_target_sums_to_one_and_weights_labels():
+    out = MixOutput(inputs=torch.zeros(2, 1, 2, 2), y_a=torch.tensor([0, 1]),
+                    y_b=torch.tensor([1, 1]), lam=torch.tensor([0.25, 0.5]),
+                    index=torch.tensor([1, 0]))
+    assert torch.equal(out.target(3), torch.tensor([[0.25, 0.75, 0.0], [0.0, 1.0, 0.0]]))
+
+
+@pytest.mark.parametrize("name", sorted(STATIC))
+def test_config_fragment_builds_the_registered_mixer(name):
+    from mixbench.config import load_config
+    from mixbench.registry import MIXERS, build_mixer
+
+    cfg = load_config(ROOT / "configs" / "mixers" / f"{name}.yaml")["model"]["mixer"]
+    mixer = build_mixer(cfg)
+    assert type(mixer) is STATIC[name] and MIXERS.get(cfg["type"]) is STATIC[name]
+    if "alpha" in cfg:
+        assert mixer.alpha == cfg["alpha"]
+    x, y = make_batch()
+    mixer.generator = seeded(0)
+    assert mixer(x, y).inputs.shape == x.shape
+
+
+def test_config_alphas_are_openmixups_cifar100_defaults():
+    """alpha column of OpenMixup's CIFAR-100 ResNet-18 table (docs/en/mixup_benchmarks/Mixup_cifar.md)."""
+    from mixbench.config import load_config
+
+    published = {"mixup": 1.0, "cutmix": 0.2, "smoothmix": 0.2, "saliencymix": 0.2, "fmix": 0.2,
+                 "gridmix": 0.2, "resizemix": 1.0}
+    for name, alpha in published.items():
+        cfg = load_config(ROOT / "configs" / "mixers" / f"{name}.yaml")["model"]["mixer"]
+        assert cfg["alpha"] == alpha, name
