@@ -12,13 +12,13 @@ __all__ = ["DatasetError", "InMemoryDataset", "Digits", "FashionMNIST", "CIFAR10
 from .aircraft import FGVCAircraft  # noqa: E402
 from .cub import CUB200  # noqa: E402
 from .image_folder import ImageFolder, ListFileDataset  # noqa: E402
-from .image_pipeline import ImageFileDataset, build_pipeline  # noqa: E402
+from .image_pipeline import ImageFileDataset, TransformedDataset, build_pipeline  # noqa: E402
 from .imagenet import ImageNet, ImageNet100  # noqa: E402
 from .inaturalist import INaturalist2017, INaturalist2018  # noqa: E402
 from .places205 import Places205  # noqa: E402
 from .stanford_cars import StanfordCars  # noqa: E402
 from .tiny_imagenet import TinyImageNet  # noqa: E402
 
-__all__ += ["ImageFileDataset", "build_pipeline", "ImageFolder", "ListFileDataset",
+__all__ += ["ImageFileDataset", "TransformedDataset", "build_pipeline", "ImageFolder", "ListFileDataset",
             "TinyImageNet", "ImageNet", "ImageNet100", "CUB200", "FGVCAircraft", "StanfordCars",
             "INaturalist2017", "INaturalist2018", "Places205"]

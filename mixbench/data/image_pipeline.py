@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
-from mixbench.registry import TRANSFORMS
+from mixbench.registry import DATASETS, TRANSFORMS
 
 from .base import DatasetError, check_split, missing_file_error
 
@@ -347,3 +347,34 @@ def read_mat_struct(path: Path, key: str, fields: Sequence[str], expected: str,
         raise DatasetError(f"{path}: {key!r} lacks the field(s) {missing}; expected {expected}")
     return {f: [v.item() if isinstance(v, np.ndarray) and v.size == 1 else v for v in arr[f].ravel()]
             for f in fields}
+
+
+@DATASETS.register_module()
+class TransformedDataset(Dataset):
+    """Any dataset with a per-sample ``pipeline`` applied to its images, e.g. CIFAR-100
+    upsampled to 224 px for ViTs::
+
+        dataset:
+          type: TransformedDataset
+          dataset: {type: CIFAR100, root: data/cifar100, split: train}
+          pipeline: [{type: RandomResizedCrop, size: 224, scale: [0.8, 1.0]}]
+    """
+
+    def __init__(self, dataset, pipeline):
+        self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
+        self.pipeline = build_pipeline(pipeline)
+        self.classes = list(self.dataset.classes)
+        self.metainfo = {"classes": self.classes, "num_classes": len(self.classes)}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, idx: int) -> dict:
+        item = dict(self.dataset[idx])
+        if self.pipeline is not None:
+            item["inputs"] = self.pipeline(item["inputs"])
+        return item

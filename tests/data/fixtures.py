@@ -321,3 +321,45 @@ def make_places205(root: Path, n_train: int = 2, n_val: int = 1) -> Path:
                 rows.append(f"{rel} {label}")
         _lines(folder / "trainvalsplit_places205" / f"{split}_places205.csv", rows)
     return folder
+
+
+# --- Fashion-MNIST (IDX, gzip) -------------------------------------------------------------
+def _idx(path: Path, arr: np.ndarray) -> None:
+    import gzip
+    import struct
+
+    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.astype(np.uint8).tobytes())
+
+
+def make_fashion_mnist(root: Path, n_train: int = 6, n_test: int = 3) -> Path:
+    folder = Path(root) / "fashion-mnist"
+    folder.mkdir(parents=True, exist_ok=True)
+    g = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        _idx(folder / f"{prefix}-images-idx3-ubyte.gz", g.integers(0, 256, (n, 28, 28)))
+        _idx(folder / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    return folder
+
+
+def make_all(root: Path) -> dict:
+    """Every fixture under ``root``: {dataset class name: root to pass}."""
+    from mixbench.data.imagenet import IMAGENET100_CLASSES, read_class_list
+
+    root = Path(root)
+    return {
+        "CIFAR10": make_cifar10(root / "cifar10").parent,
+        "CIFAR100": make_cifar100(root / "cifar100").parent,
+        "FashionMNIST": make_fashion_mnist(root),
+        "TinyImageNet": make_tiny_imagenet(root),
+        "ImageNet": make_imagenet(root / "in1k"),
+        "ImageNet100": make_imagenet(root / "in100", n_train=1, n_val=1,
+                                     all_wnids=read_class_list(IMAGENET100_CLASSES) + ["n01440764"]),
+        "CUB200": make_cub(root),
+        "FGVCAircraft": make_aircraft(root),
+        "StanfordCars": make_stanford_cars(root),
+        "INaturalist2017": make_inaturalist(root, 2017),
+        "INaturalist2018": make_inaturalist(root, 2018),
+        "Places205": make_places205(root),
+    }
