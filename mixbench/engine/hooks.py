@@ -19,7 +19,8 @@ from mmengine.hooks import Hook
 
 import mixbench
 from mixbench.registry import HOOKS
-from mixbench.results import RESULT_FILE, SCHEMA_VERSION, atomic_write_json, summarize_history
+from mixbench.results import (RESULT_FILE, SCHEMA_VERSION, ResultFileError, atomic_write_json,
+                              load_result, summarize_history)
 
 STATE_KEY = "mixbench_result"
 
@@ -117,8 +118,6 @@ class ResultJsonHook(Hook):
         self._last_train_loss = self._loss_sum / self._loss_count if self._loss_count else None
 
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
-        if not runner.train_loop or getattr(runner, "_mixbench_testing", False):
-            return
         metrics = metrics or {}
         entry = {"epoch": runner.epoch, "top1": metrics.get("top1"), "top5": metrics.get("top5"),
                  "train_loss": self._last_train_loss,
@@ -147,7 +146,17 @@ class ResultJsonHook(Hook):
         if not state:
             return
         epoch = checkpoint.get("meta", {}).get("epoch", 0)
-        self.history = [h for h in state["history"] if h["epoch"] <= epoch]
+        # The checkpoint of epoch k is saved before epoch k's validation: that entry (made
+        # with exactly these weights) is in the result.json the interrupted run wrote.
+        by_epoch = {h["epoch"]: h for h in state["history"]}
+        previous = Path(runner.work_dir) / RESULT_FILE
+        if previous.is_file():
+            try:
+                for h in load_result(previous)["history"]:
+                    by_epoch.setdefault(h["epoch"], h)
+            except ResultFileError:
+                pass  # unreadable earlier record: keep what the checkpoint carries
+        self.history = [by_epoch[e] for e in sorted(by_epoch) if e <= epoch]
         self.prior_wall = float(state["wall_s"])
         self._t_run = time.perf_counter()
         self.train_time = float(state["train_time"])

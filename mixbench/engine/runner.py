@@ -11,6 +11,7 @@ from typing import Any, Optional
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
+from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
 from mixbench.config import ConfigError, config_hash, dump_config, get_path
@@ -209,7 +210,8 @@ class MixbenchRunner(Runner):
     def save_checkpoint(self, out_dir: str, filename: str, *args: Any, **kwargs: Any) -> None:
         tmp_name = f".{filename}.tmp"
         super().save_checkpoint(out_dir, tmp_name, *args, **kwargs)
-        os.replace(os.path.join(out_dir, tmp_name), os.path.join(out_dir, filename))
+        if is_main_process():  # mmengine writes checkpoints on rank 0 only
+            os.replace(os.path.join(out_dir, tmp_name), os.path.join(out_dir, filename))
 
 
 def build_runner(cfg: dict, work_dir: str, launcher: str = "none", resume: Optional[str] = None,

@@ -37,6 +37,9 @@ class Bottleneck(nn.Module):
     def __init__(self, cin: int, planes: int, stride: int = 1, groups: int = 1, base_width: int = 64):
         super().__init__()
         mid = int(planes * (base_width / 64.0)) * groups
+        if mid == 0:
+            raise ValueError(f"bottleneck width is 0 (planes {planes}, base_width {base_width}): "
+                             "raise width or base_width")
         cout = planes * self.expansion
         self.body = nn.Sequential(*conv_bn(cin, mid, 1), nn.ReLU(inplace=True),
                                   *conv_bn(mid, mid, 3, stride, groups), nn.ReLU(inplace=True),

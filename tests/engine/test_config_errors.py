@@ -1,0 +1,56 @@
+"""Every bad-config error names the key and the config file, before any training."""
+import pytest
+
+from mixbench.config import ConfigError, load_config
+from mixbench.engine.runner import validate_config
+from mbtest import REPO, run_tool
+
+DEMO = REPO / "configs/digits/resnet8_mixup.yaml"
+
+
+def check(overrides, pattern):
+    cfg = load_config(DEMO, overrides)
+    with pytest.raises(ConfigError, match=pattern) as info:
+        validate_config(cfg)
+    assert "resnet8_mixup.yaml" in str(info.value)
+    return str(info.value)
+
+
+def test_demo_config_is_valid():
+    validate_config(load_config(DEMO))
+
+
+def test_unknown_mixer_suggests_closest():
+    msg = check(["model.mixer={type: Mixpu}"], "Unknown mixer 'Mixpu'")
+    assert "did you mean 'Mixup'" in msg and "Registered" in msg
+
+
+def test_unknown_backbone_and_dataset():
+    assert "ResNetCIFAR" in check(["model.backbone.type=ResNetCIFR"], "Unknown model 'ResNetCIFR'")
+    assert "Digits" in check(["train_dataloader.dataset.type=Digit"], "Unknown dataset 'Digit'")
+
+
+def test_impossible_values():
+    check(["model.mixer.alpha=-1"], r"model.mixer \(Mixup\): alpha must be .*>= 0.*got -1")
+    check(["train_cfg.max_epochs=0"], r"train_cfg.max_epochs must be > 0")
+    check(["train_dataloader.batch_size=-4"], r"train_dataloader.batch_size must be > 0")
+
+
+def test_wrong_value_types():
+    check(["train_cfg.max_epochs=ten"], r"train_cfg.max_epochs must be an integer, got 'ten'")
+    check(["val_dataloader.batch_size=1.5"], r"val_dataloader.batch_size must be an integer")
+
+
+def test_missing_required_section(tmp_path):
+    cfg = load_config(DEMO)
+    del cfg["optim_wrapper"]
+    with pytest.raises(ConfigError, match="missing required section 'optim_wrapper'"):
+        validate_config(cfg)
+
+
+def test_train_cli_reports_config_error(tmp_path):
+    proc = run_tool("tools/train.py", DEMO, "--work-dir", tmp_path / "wd",
+                    "--cfg-options", "model.mixer.type=CutMx", check=False, timeout=120)
+    assert proc.returncode == 2
+    assert "config error" in proc.stderr and "Unknown mixer 'CutMx'" in proc.stderr
+    assert not (tmp_path / "wd" / "result.json").exists()

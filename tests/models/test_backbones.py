@@ -1,0 +1,106 @@
+"""Backbones: output shapes, parameter counts cross-checked against torchvision, stage hooks."""
+import pytest
+import torch
+import torchvision
+
+from mixbench.models import MixupClassifier
+from mixbench.registry import MODELS
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def classifier(backbone, num_classes):
+    return MixupClassifier(backbone=backbone, head={"type": "LinearHead", "num_classes": num_classes})
+
+
+def cifar_stem_adjust(tv_model):
+    """torchvision's ImageNet stem is a 7x7 conv; the CIFAR stem a 3x3 one (same BN)."""
+    c = tv_model.conv1.out_channels
+    return n_params(tv_model) - c * 3 * 7 * 7 + c * 3 * 3 * 3
+
+
+def test_resnet18_cifar_has_11_2m_params_for_100_classes():
+    clf = classifier({"type": "ResNetCIFAR", "depth": 18}, 100)
+    expected = cifar_stem_adjust(torchvision.models.resnet18(num_classes=100))
+    assert n_params(clf) == expected
+    assert round(n_params(clf) / 1e6, 1) == 11.2
+
+
+@pytest.mark.parametrize("ours,theirs", [
+    ({"type": "ResNetCIFAR", "depth": 34}, torchvision.models.resnet34),
+    ({"type": "ResNetCIFAR", "depth": 50}, torchvision.models.resnet50),
+    ({"type": "ResNeXtCIFAR", "depth": 50}, torchvision.models.resnext50_32x4d),
+])
+def test_param_counts_match_torchvision_layouts(ours, theirs):
+    assert n_params(classifier(ours, 10)) == cifar_stem_adjust(theirs(num_classes=10))
+
+
+def test_wrn_28_8_and_preact18_param_counts():
+    # WRN-28-8: 16 -> 128 -> 256 -> 512 channels, 4 pre-activation blocks per stage
+    assert round(n_params(classifier({"type": "WideResNet", "depth": 28, "widen_factor": 8}, 100)) / 1e6, 1) == 23.4
+    assert round(n_params(classifier({"type": "PreActResNetCIFAR"}, 100)) / 1e6, 1) == 11.2
+
+
+@pytest.mark.parametrize("cfg,channels,hw", [
+    ({"type": "ResNetCIFAR", "depth": 18, "width": 8}, 64, 4),
+    ({"type": "ResNetCIFAR", "depth": 8, "width": 16}, 64, 8),
+    ({"type": "ResNetCIFAR", "depth": 20, "width": 16}, 64, 8),
+    ({"type": "PreActResNetCIFAR", "width": 8}, 64, 4),
+    ({"type": "WideResNet", "depth": 10, "widen_factor": 1}, 64, 8),
+    ({"type": "ResNeXtCIFAR", "width": 16, "groups": 4, "base_width": 16}, 512, 4),
+])
+def test_output_shapes_and_out_channels(cfg, channels, hw):
+    net = MODELS.build(cfg)
+    out = net(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, channels, hw, hw)
+    assert net.out_channels[-1] == channels
+
+
+def test_stage_hook_sees_every_stage_and_can_replace():
+    net = MODELS.build({"type": "ResNetCIFAR", "depth": 18, "width": 8}).eval()
+    seen = []
+
+    def hook(k, feat):
+        seen.append((k, tuple(feat.shape)))
+        return feat
+
+    x = torch.randn(2, 3, 32, 32)
+    ref = net(x)
+    assert torch.equal(net(x, stage_hook=hook), ref)
+    assert seen == [(0, (2, 3, 32, 32)), (1, (2, 8, 32, 32)), (2, (2, 16, 16, 16)),
+                    (3, (2, 32, 8, 8)), (4, (2, 64, 4, 4))]
+    zeroed = net(x, stage_hook=lambda k, f: f * 0 if k == 4 else f)
+    assert torch.count_nonzero(zeroed) == 0
+    assert [o.shape[1] for o in net.stage_outputs(x)] == net.out_channels
+
+
+def test_bad_depth_is_explained():
+    with pytest.raises(ValueError, match="depth must be one of"):
+        MODELS.build({"type": "ResNetCIFAR", "depth": 19})
+    with pytest.raises(ValueError, match="6n \\+ 4"):
+        MODELS.build({"type": "WideResNet", "depth": 27})
+
+
+def test_timm_backbone_local_weights_only(tmp_path):
+    net = MODELS.build({"type": "TimmBackbone", "model_name": "resnet18"})
+    assert net(torch.randn(1, 3, 64, 64)).shape == (1, 512, 2, 2)
+    ckpt = tmp_path / "w.pth"
+    state = {k: torch.full_like(v, 0.5) if v.is_floating_point() else v
+             for k, v in net.model.state_dict().items()}
+    torch.save({"state_dict": state}, ckpt)
+    loaded = MODELS.build({"type": "TimmBackbone", "model_name": "resnet18", "pretrained": str(ckpt)})
+    assert torch.all(loaded.model.conv1.weight == 0.5)
+    with pytest.raises(ValueError, match="never downloads"):
+        MODELS.build({"type": "TimmBackbone", "model_name": "resnet18", "pretrained": True})
+    with pytest.raises(FileNotFoundError, match="only loads local files"):
+        MODELS.build({"type": "TimmBackbone", "model_name": "resnet18", "pretrained": str(tmp_path / "x")})
+    with pytest.raises(ValueError, match="timm has no model"):
+        MODELS.build({"type": "TimmBackbone", "model_name": "resnet18x"})
+
+
+def test_timm_vit_features_are_pooled_tokens():
+    clf = classifier({"type": "TimmBackbone", "model_name": "vit_tiny_patch16_224", "img_size": 32,
+                      "patch_size": 8, "depth": 2}, 10)
+    assert clf.logits(torch.randn(2, 3, 32, 32)).shape == (2, 10)

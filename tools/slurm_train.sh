@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Training on a Slurm cluster with srun (one task per GPU):
+#   tools/slurm_train.sh PARTITION JOB_NAME CONFIG [train.py args...]
+# GPUS (default 1), GPUS_PER_NODE (default min(GPUS, 8)), CPUS_PER_TASK (default 5) and
+# SRUN_ARGS (extra srun options) come from the environment.
+set -euo pipefail
+if [ $# -lt 3 ]; then
+    echo "usage: $0 PARTITION JOB_NAME CONFIG [--work-dir DIR] [...]" >&2
+    exit 2
+fi
+PARTITION=$1
+JOB_NAME=$2
+CONFIG=$3
+shift 3
+GPUS=${GPUS:-1}
+GPUS_PER_NODE=${GPUS_PER_NODE:-$(( GPUS < 8 ? GPUS : 8 ))}
+CPUS_PER_TASK=${CPUS_PER_TASK:-5}
+SRUN_ARGS=${SRUN_ARGS:-}
+DIR=$(cd "$(dirname "$0")" && pwd)
+PYTHON=${PYTHON:-python}
+GRES=""
+if [ "$GPUS_PER_NODE" -gt 0 ]; then GRES="--gres=gpu:${GPUS_PER_NODE}"; fi
+# shellcheck disable=SC2086
+exec srun -p "$PARTITION" --job-name="$JOB_NAME" $GRES \
+    --ntasks="$GPUS" --ntasks-per-node="$GPUS_PER_NODE" --cpus-per-task="$CPUS_PER_TASK" \
+    --kill-on-bad-exit=1 $SRUN_ARGS \
+    "$PYTHON" -u "$DIR/train.py" "$CONFIG" --launcher slurm "$@"
