@@ -385,6 +385,12 @@ def build_leaderboard(db_url: Optional[str] = None, metric: str = "median_last_n
                       filters: Optional[dict] = None, engine: Optional[Engine] = None
                       ) -> Leaderboard:
     """Read the database and aggregate it."""
-    engine = engine or make_engine(db_url)
-    return aggregate(load_runs(engine, filters), metric=metric, last_n=last_n, alpha=alpha,
-                     filters=filters)
+    if engine is None:
+        engine = make_engine(db_url)
+        try:
+            records = load_runs(engine, filters)
+        finally:
+            engine.dispose()
+    else:
+        records = load_runs(engine, filters)
+    return aggregate(records, metric=metric, last_n=last_n, alpha=alpha, filters=filters)

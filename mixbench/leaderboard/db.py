@@ -88,7 +88,8 @@ def default_db_url() -> str:
 def normalize_db_url(db: Optional[str | os.PathLike] = None) -> str:
     """A SQLAlchemy URL from a URL or a file path (a path means SQLite).
 
-    ``postgresql://`` URLs are given the psycopg (v3) driver when psycopg2 is not installed.
+    ``postgresql://`` URLs are given the psycopg (v3) driver (``psycopg[binary]``, in
+    requirements.txt) when it is installed; SQLAlchemy's own default would be psycopg2.
     """
     db = str(db) if db is not None else default_db_url()
     if "://" not in db:
@@ -96,9 +97,10 @@ def normalize_db_url(db: Optional[str | os.PathLike] = None) -> str:
     url = make_url(db)
     if url.drivername == "postgresql":
         try:
-            import psycopg2  # noqa: F401
-        except ImportError:
+            import psycopg  # noqa: F401
             url = url.set(drivername="postgresql+psycopg")
+        except ImportError:
+            pass
     return url.render_as_string(hide_password=False)
 
 

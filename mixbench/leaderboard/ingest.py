@@ -141,19 +141,24 @@ def ingest_paths(paths: Iterable[str | os.PathLike], db_url: Optional[str] = Non
     ``work_dirs/results.db``). Returns an :class:`IngestReport`; bad files are listed in
     ``report.rejected`` with the reason, never stored.
     """
+    own = engine is None
     engine = engine or make_engine(db_url)
     report = IngestReport()
     paths = list(paths)
     missing = [str(p) for p in paths if not Path(p).exists()]
     report.rejected.extend((p, f"{p}: no such file or folder") for p in missing)
-    for path in find_result_files(*[p for p in paths if Path(p).exists()]):
-        try:
-            data = load_result(path)
-            outcome = ingest_result(engine, data, path)
-        except ResultFileError as e:
-            report.rejected.append((str(path), str(e)))
-            continue
-        getattr(report, outcome).append(str(path))
-        if data["status"] != "finished":
-            report.not_counted.append((str(path), data["status"]))
+    try:
+        for path in find_result_files(*[p for p in paths if Path(p).exists()]):
+            try:
+                data = load_result(path)
+                outcome = ingest_result(engine, data, path)
+            except ResultFileError as e:
+                report.rejected.append((str(path), str(e)))
+                continue
+            getattr(report, outcome).append(str(path))
+            if data["status"] != "finished":
+                report.not_counted.append((str(path), data["status"]))
+    finally:
+        if own:
+            engine.dispose()
     return report

@@ -59,10 +59,12 @@ def write_report(db_url: Optional[str] = None, out_dir: str | os.PathLike = DEFA
 
 
 def log_to_wandb(lb: Leaderboard, project: str) -> bool:
-    """Log the tidy table to a wandb run in ``project``; honours ``WANDB_MODE=offline``.
+    """Log the tidy table (one row per cell) to a wandb run of ``project``.
 
-    Never fails the report: without wandb, or when wandb cannot start, it says so on stderr
-    and returns False.
+    Offline-safe: ``$WANDB_MODE`` decides; when it is unset, the run is online only if
+    ``$WANDB_API_KEY`` is set and offline otherwise (``wandb sync`` uploads it later), so a
+    machine without network or credentials never waits on wandb. Never fails the report:
+    without wandb, or when wandb cannot start, it says so on stderr and returns False.
     """
     try:
         import wandb
@@ -72,7 +74,10 @@ def log_to_wandb(lb: Leaderboard, project: str) -> bool:
         return False
     try:
         rows = csv_rows(lb)
+        mode = os.environ.get("WANDB_MODE") or (
+            "online" if os.environ.get("WANDB_API_KEY") else "offline")
         run = wandb.init(project=project, job_type="leaderboard", reinit="finish_previous",
+                         mode=mode,
                          config={"metric": lb.metric_label, "alpha": lb.alpha,
                                  "filters": lb.filters})
         if rows:
