@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from mixbench.config import dump_config
+from mixbench.results import RESULT_FILE
 
 from .spec import SweepError, SweepRun
-from .state import CONFIG_FILE, LOG_FILE, read_result, read_state, write_state
+from .state import CONFIG_FILE, LOG_FILE, read_state, write_state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN_SCRIPT = REPO_ROOT / "tools" / "train.py"
@@ -28,7 +29,7 @@ def prepare_run(run: SweepRun) -> dict:
     state = read_state(wd)
     new_hash = run.config_hash
     old_hash = state.get("config_hash")
-    started = state.get("launches", 0) > 0 or read_result(wd) is not None
+    started = state.get("launches", 0) > 0 or any((wd / f).exists() for f in (RESULT_FILE, "last_checkpoint"))
     if old_hash and old_hash != new_hash and started:
         raise SweepError(
             f"{wd}: this run already started with another config ({old_hash[:19]}...), and the "

@@ -168,7 +168,9 @@ class LocalPool:
             elif status == "failed" and self.retry_failed:
                 write_state(run.work_dir, {**state, "status": "pending", "failures": 0})
                 todo.append(run)
-            elif status in ("pending", "running"):
+            elif status == "pending":
+                if state.get("status") == "running":  # its sweep died with it: resume, no failure
+                    mark_ended(run.work_dir, state, None, self.retries, interrupted=True)
                 todo.append(run)
 
         def stop(signum, frame):

@@ -1,0 +1,149 @@
+"""Sweep files -> runs: crossing, names, work dirs, overrides, exclusions, resources."""
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from mixbench.sweep import SweepError, load_sweep
+from mixbench.sweep.launch import prepare_run, train_command
+
+from .helpers import CONFIGS, REPO, write_sweep
+
+
+def _spec(**extra):
+    spec = {
+        "name": "grid",
+        "base": [str(CONFIGS / "_base_/schedules/sgd_cosine_200e.yaml"), str(CONFIGS / "_base_/runtime.yaml")],
+        "axes": {
+            "dataset": {"digits": str(CONFIGS / "_base_/datasets/digits.yaml"),
+                        "fmnist": str(CONFIGS / "_base_/datasets/fashion_mnist.yaml")},
+            "backbone": [str(CONFIGS / "_base_/models/resnet8_w16_gray.yaml")],
+            "mixer": {"Vanilla": {"type": "Vanilla"}, "Mixup": {"type": "Mixup", "alpha": 0.2}},
+            "max_epochs": [2, 4],
+            "seed": [0, 1],
+        },
+    }
+    spec.update(extra)
+    return spec
+
+
+def test_grid_is_crossed_in_a_fixed_order_with_stable_names(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path, _spec()))
+    assert len(sweep.runs) == 2 * 1 * 2 * 2 * 2
+    assert [r.name for r in sweep.runs[:4]] == [
+        "digits/resnet8_w16/Vanilla_e2_s0", "digits/resnet8_w16/Vanilla_e2_s1",
+        "digits/resnet8_w16/Vanilla_e4_s0", "digits/resnet8_w16/Vanilla_e4_s1"]
+    run = sweep.run_by_name("fmnist/resnet8_w16/Mixup_e4_s1")
+    assert run.work_dir == tmp_path / "work_dirs" / "grid" / "fmnist" / "resnet8_w16" / "Mixup_e4_s1"
+    cfg = run.config
+    assert cfg["model"]["mixer"] == {"type": "Mixup", "alpha": 0.2}
+    assert cfg["model"]["backbone"]["depth"] == 8            # from the backbone file
+    assert cfg["train_dataloader"]["dataset"]["type"] == "FashionMNIST"  # from the dataset file
+    assert cfg["train_cfg"]["max_epochs"] == 4
+    assert cfg["param_scheduler"][0]["T_max"] == 4            # the 200-epoch cosine follows
+    assert cfg["randomness"]["seed"] == 1
+    assert cfg["meta"] == {**cfg["meta"], "method": "Mixup", "dataset": "fmnist",
+                           "backbone": "resnet8_w16", "name": "grid/fmnist/resnet8_w16/Mixup_e4_s1"}
+
+
+def test_names_and_configs_do_not_depend_on_the_order_of_the_file(tmp_path):
+    spec = _spec()
+    a = load_sweep(write_sweep(tmp_path, spec, "a.yaml"))
+    spec["axes"]["mixer"] = dict(reversed(list(spec["axes"]["mixer"].items())))
+    spec["axes"]["seed"] = [1, 0]
+    b = load_sweep(write_sweep(tmp_path, spec, "b.yaml"))
+    assert {r.name: r.config_hash for r in a.runs} == {r.name: r.config_hash for r in b.runs}
+
+
+def test_exclusions_drop_matching_runs_and_reject_unknown_axes(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path, _spec(exclude=[{"mixer": "Mixup", "max_epochs": 4},
+                                                            {"dataset": "fmnist", "seed": [1]}])))
+    names = {r.name for r in sweep.runs}
+    assert not any("Mixup_e4" in n for n in names)
+    assert not any(n.startswith("fmnist/") and n.endswith("_s1") for n in names)
+    assert len(names) == 16 - 4 - 4 + 1  # fmnist/Mixup_e4_s1 matches both entries
+    with pytest.raises(SweepError, match="not an axis"):
+        load_sweep(write_sweep(tmp_path, _spec(exclude=[{"optimizer": "adam"}]), "bad.yaml"))
+
+
+def test_mixer_from_a_config_file_with_per_method_overrides(tmp_path):
+    frag = tmp_path / "cutmix.yaml"
+    frag.write_text(yaml.safe_dump({"model": {"mixer": {"type": "CutMix", "alpha": 1.0, "prob": 0.5}}}))
+    spec = _spec()
+    spec["axes"]["mixer"] = {"CutMix": str(frag), "CutMix_a0.2": {"config": str(frag), "alpha": 0.2},
+                             "Mixup": {"type": "Mixup"}}
+    sweep = load_sweep(write_sweep(tmp_path, spec))
+    mixers = {r.axes["method"]: r.config["model"]["mixer"] for r in sweep.runs}
+    assert mixers["CutMix"] == {"type": "CutMix", "alpha": 1.0, "prob": 0.5}
+    assert mixers["CutMix_a0.2"] == {"type": "CutMix", "alpha": 0.2, "prob": 0.5}
+    assert mixers["Mixup"] == {"type": "Mixup"}  # replaced whole, not merged with the base's Vanilla
+    assert sweep.run_by_name("digits/resnet8_w16/CutMix_a0.2_e2_s0").config["meta"]["method"] == "CutMix_a0.2"
+
+
+def test_any_config_key_is_an_axis_and_named_in_the_run(tmp_path):
+    spec = _spec()
+    spec["axes"] = {"mixer": {"Mixup": {"type": "Mixup"}}, "optim_wrapper.optimizer.lr": [0.1, 0.05],
+                    "max_epochs": [3], "seed": [0]}
+    spec["options"] = {"train_dataloader.batch_size": 32}
+    sweep = load_sweep(write_sweep(tmp_path, spec))
+    assert [r.name for r in sweep.runs] == ["dataset/backbone/Mixup_lr0.1_e3_s0",
+                                            "dataset/backbone/Mixup_lr0.05_e3_s0"]
+    assert [r.config["optim_wrapper"]["optimizer"]["lr"] for r in sweep.runs] == [0.1, 0.05]
+    assert all(r.config["train_dataloader"]["batch_size"] == 32 for r in sweep.runs)
+
+
+def test_resources_per_cell(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path, _spec(resources={
+        "gpus": 1, "cpus": 4, "mem_gb": 8, "time_min": 30,
+        "per_cell": [{"match": {"max_epochs": 4}, "time_min": 90},
+                     {"match": {"dataset": "fmnist", "max_epochs": 4}, "gpus": 2}]})))
+    r2 = sweep.run_by_name("digits/resnet8_w16/Vanilla_e2_s0").resources
+    r4 = sweep.run_by_name("digits/resnet8_w16/Vanilla_e4_s0").resources
+    f4 = sweep.run_by_name("fmnist/resnet8_w16/Vanilla_e4_s0").resources
+    assert (r2.gpus, r2.cpus, r2.mem_gb, r2.time_min) == (1, 4, 8.0, 30)
+    assert (r4.gpus, r4.time_min) == (1, 90)
+    assert (f4.gpus, f4.time_min) == (2, 90)
+    with pytest.raises(SweepError, match="unknown resource"):
+        load_sweep(write_sweep(tmp_path, _spec(resources={"gpu": 1}), "bad.yaml"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["axes"]["mixer"].update({"bad name": {"type": "Mixup"}}), "must be letters"),
+    (lambda s: s["axes"].update(seed=[]), "empty"),
+    (lambda s: s["axes"].update(max_epochs=["ten"]), "non-negative integers"),
+    (lambda s: s["axes"]["mixer"].update({"NoType": {"alpha": 1}}), "lacks 'type'"),
+    (lambda s: s.update(axes_typo={}), "unknown top-level keys"),
+    (lambda s: s.update(exclude=[{"seed": [0, 1]}]), "no runs"),
+])
+def test_bad_sweep_files_say_what_to_fix(tmp_path, change, message):
+    spec = _spec()
+    change(spec)
+    with pytest.raises(SweepError, match=message):
+        load_sweep(write_sweep(tmp_path, spec))
+
+
+def test_resolved_config_is_written_before_launch_and_a_changed_config_is_refused(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path, _spec()))
+    run = sweep.runs[0]
+    prepare_run(run)
+    written = yaml.safe_load((run.work_dir / "config.yaml").read_text())
+    assert written["model"]["mixer"] == run.config["model"]["mixer"]
+    cmd = train_command(run)
+    assert cmd[1:] == [str(REPO / "tools/train.py"), str(run.work_dir.resolve() / "config.yaml"),
+                       "--work-dir", str(run.work_dir.resolve()), "--resume", "auto"]
+    assert train_command(run, gpus=4, port=29501)[1:5] == ["-m", "torch.distributed.run",
+                                                           "--master_port=29501", "--nproc_per_node=4"]
+    (run.work_dir / "result.json").write_text("{}")  # the run has started
+    spec = _spec(options={"optim_wrapper.optimizer.lr": 0.3})
+    changed = load_sweep(write_sweep(tmp_path, spec)).runs[0]
+    with pytest.raises(SweepError, match="another config"):
+        prepare_run(changed)
+
+
+def test_the_sweep_package_never_imports_torch():
+    code = ("import sys, mixbench.sweep, mixbench.sweep.report; "
+            "bad = [m for m in ('torch', 'mmengine', 'mixbench.models') if m in sys.modules]; "
+            "sys.exit(f'imported {bad}' if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
