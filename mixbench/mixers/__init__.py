@@ -23,6 +23,7 @@ from .saliencymix import SaliencyMix
 from .fmix import FMix
 from .gridmix import GridMix
 from .resizemix import ResizeMix
+from .puzzlemix import PuzzleMix
 
 __all__ = [
     "BaseMixer",
@@ -41,4 +42,5 @@ __all__ = [
     "FMix",
     "GridMix",
     "ResizeMix",
+    "PuzzleMix",
 ]

@@ -1,0 +1,42 @@
+"""Input-gradient saliency, computed without side effects on the model.
+
+Used by PuzzleMix and Co-Mixup (and reusable by any saliency-guided mixer):
+
+    s(x)_{hw} = sqrt( mean_c (d CE(f(x), y) / d x_{chw})^2 )
+
+the root-mean-square over channels of the gradient of the batch-mean cross-entropy with
+respect to the input, as in the official PuzzleMix / Co-Mixup code (Kim et al. 2020, 2021).
+
+The pass runs the model in eval mode (BatchNorm uses, and does not update, its running
+statistics; dropout is off), differentiates with :func:`torch.autograd.grad` with respect
+to the input only (no parameter's ``.grad`` is created or changed), and restores every
+submodule's own train/eval flag afterwards.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def model_logits(model, x: Tensor) -> Tensor:
+    """``model.logits(x)`` for classifiers following the mixbench contract, else ``model(x)``."""
+    logits_fn = getattr(model, "logits", None)
+    return logits_fn(x) if callable(logits_fn) else model(x)
+
+
+def input_gradient_saliency(model, x: Tensor, y: Tensor) -> Tensor:
+    """(B, H, W) float32 saliency of ``x`` (B, C, H, W) for labels ``y`` (B,), see module doc."""
+    modules = list(model.modules()) if hasattr(model, "modules") else []
+    flags = [m.training for m in modules]
+    try:
+        for m in modules:
+            m.training = False
+        with torch.enable_grad():
+            x_var = x.detach().requires_grad_(True)
+            loss = F.cross_entropy(model_logits(model, x_var).float(), y)
+            (grad,) = torch.autograd.grad(loss, x_var)
+    finally:
+        for m, flag in zip(modules, flags):
+            m.training = flag
+    return grad.float().pow(2).mean(1).sqrt()
