@@ -120,3 +120,17 @@ def test_config_alphas_are_openmixups_cifar100_defaults():
     for name, alpha in published.items():
         cfg = load_config(ROOT / "configs" / "mixers" / f"{name}.yaml")["model"]["mixer"]
         assert cfg["alpha"] == alpha, name
+
+
+def test_visualize_mixers_writes_a_png(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "visualize_mixers", ROOT / "tools" / "analysis" / "visualize_mixers.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tool.main(["--dataset", "Digits", "--methods", "Mixup", "CutMix", "FMix",
+                     "--num-samples", "3", "--alpha", "1.0", "--out", str(tmp_path / "grid.png")])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    mixer = tool.build_method("CutMix", use_configs=True)
+    assert mixer.alpha == 0.2  # configs/mixers/cutmix.yaml

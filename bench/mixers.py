@@ -1,0 +1,170 @@
+"""Benchmark: time per batch of every static mixer, as a ratio to one forward+backward of
+the reference model (width-16 CIFAR ResNet-18), side by side with timm and torchvision.
+
+    python bench/mixers.py                       # CPU, batch 128, 3x32x32 and 3x224x224
+    python bench/mixers.py --device cuda --sizes 32 224 --json out.json
+
+Each entry is the median over repeats (after a warm-up call) of one mixer call on a fixed
+random batch; on CUDA every timing is synchronised. timm's Mixup mixes in place, so it is
+timed on the same tensor over and over (no copy charged to it); our mixers and torchvision
+return a new batch. Ratios are ``mixer time / reference forward+backward time`` measured in
+the same run, so they compare across machines better than milliseconds do.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mixbench import mixers as M  # noqa: E402
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def median_time(fn: Callable[[], object], device: str, budget_s: float, max_reps: int) -> float:
+    """Median seconds of ``fn()`` over repeats filling ``budget_s`` (at least 3, one warm-up)."""
+    fn()
+    sync(device)
+    times = []
+    start = time.perf_counter()
+    while len(times) < max_reps and (len(times) < 3 or time.perf_counter() - start < budget_s):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def reference_model(num_classes: int = 100) -> nn.Module:
+    """Width-16 CIFAR ResNet-18 + global pooling + linear head (the lead's ResNetCIFAR)."""
+    from mixbench.models.backbones.resnet_cifar import ResNetCIFAR
+
+    backbone = ResNetCIFAR(depth=18, width=16)
+    return nn.Sequential(backbone, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(backbone.out_channels[-1], num_classes))
+
+
+def reference_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+    return step
+
+
+def our_mixers(lam_mode: str) -> dict[str, M.BaseMixer]:
+    kw = dict(lam_mode=lam_mode)
+    return {
+        "Vanilla": M.Vanilla(), "Mixup": M.Mixup(alpha=1.0, **kw), "CutMix": M.CutMix(alpha=1.0, **kw),
+        "DeiT (Mixup|CutMix)": M.DeiTMixer(lam_mode=lam_mode),
+        "SmoothMix": M.SmoothMix(**kw), "SaliencyMix": M.SaliencyMix(alpha=1.0, **kw),
+        "FMix": M.FMix(alpha=1.0, **kw), "GridMix": M.GridMix(alpha=1.0, **kw),
+        "ResizeMix": M.ResizeMix(**kw),
+    }
+
+
+def peer_mixers(num_classes: int) -> dict[str, Callable]:
+    """timm and torchvision callables ``f(x, y)``."""
+    from timm.data import Mixup as TimmMixup
+    from torchvision.transforms import v2
+
+    peers = {}
+    for mode in ("batch", "elem"):
+        peers[f"timm Mixup [{mode}]"] = TimmMixup(mixup_alpha=1.0, cutmix_alpha=0.0, mode=mode,
+                                                  label_smoothing=0.0, num_classes=num_classes)
+        peers[f"timm CutMix [{mode}]"] = TimmMixup(mixup_alpha=0.0, cutmix_alpha=1.0, mode=mode,
+                                                   label_smoothing=0.0, num_classes=num_classes)
+    peers["torchvision MixUp [batch]"] = v2.MixUp(alpha=1.0, num_classes=num_classes)
+    peers["torchvision CutMix [batch]"] = v2.CutMix(alpha=1.0, num_classes=num_classes)
+    return peers
+
+
+def run(sizes, batch: int, device: str, budget_s: float, threads: int,
+        ref_batch: int = 16) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    num_classes = 100
+    results = {"device": device, "batch": batch, "threads": torch.get_num_threads(),
+               "torch": torch.__version__, "sizes": {}}
+    for size in sizes:
+        x = torch.randn(batch, 3, size, size, device=device)
+        y = torch.randint(0, num_classes, (batch,), device=device)
+        model = reference_model(num_classes).to(device)
+        # At large sizes on a CPU one full-batch step takes minutes: time ref_batch images
+        # and scale linearly (convolution cost is linear in the batch size).
+        nb = batch if size <= 64 or device != "cpu" else min(batch, ref_batch)
+        ref = median_time(reference_step(model, x[:nb], y[:nb]), device, budget_s * 4,
+                          max_reps=10 if size <= 64 else 3) * batch / nb
+        rows = {}
+        for lam_mode in ("batch", "elem"):
+            for name, mixer in our_mixers(lam_mode).items():
+                if name == "Vanilla" and lam_mode == "elem":
+                    continue
+                rows[f"{name} [{lam_mode}]"] = median_time(lambda: mixer(x, y), device, budget_s, 200)
+        for name, peer in peer_mixers(num_classes).items():
+            xp = x.clone()  # timm mixes in place: its own tensor, reused across repeats
+            rows[name] = median_time(lambda: peer(xp, y), device, budget_s, 200)
+        results["sizes"][size] = {"reference_fwd_bwd_s": ref, "reference_batch_timed": nb,
+                                  "mixers": {k: {"s": v, "ratio": v / ref} for k, v in rows.items()}}
+        print(f"# {size}x{size}: reference fwd+bwd {ref * 1e3:.1f} ms", flush=True)
+    return results
+
+
+def markdown(results: dict) -> str:
+    sizes = list(results["sizes"])
+    head = "| method [lam_mode] | " + " | ".join(f"{s}px ms | {s}px ratio" for s in sizes) + " |"
+    sep = "|---|" + "---:|---:|" * len(sizes)
+    names = list(results["sizes"][sizes[0]]["mixers"])
+    lines = [head, sep]
+    for n in names:
+        cells = []
+        for s in sizes:
+            r = results["sizes"][s]["mixers"][n]
+            cells.append(f"{r['s'] * 1e3:.2f} | {r['ratio']:.4f}")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    refs = ", ".join(f"{s}px {results['sizes'][s]['reference_fwd_bwd_s'] * 1e3:.0f} ms" for s in sizes)
+    lines.append("")
+    scaled = [f"{s}px" for s in sizes
+              if results["sizes"][s]["reference_batch_timed"] != results["batch"]]
+    note = (f" ({', '.join(scaled)}: timed on {results['sizes'][scaled[0]]['reference_batch_timed']} "
+            "images and scaled linearly)") if scaled else ""
+    lines.append(f"Reference forward+backward (width-16 CIFAR ResNet-18, batch {results['batch']}){note}: "
+                 f"{refs}; device {results['device']}, {results['threads']} threads, "
+                 f"torch {results['torch']}.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 224])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--budget", type=float, default=1.0, help="seconds of repeats per entry")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--ref-batch", type=int, default=16,
+                        help="on CPU, sizes > 64 px time the reference on this many images "
+                             "and scale to --batch")
+    parser.add_argument("--json", help="also write the raw numbers here")
+    args = parser.parse_args()
+    results = run(args.sizes, args.batch, args.device, args.budget, args.threads, args.ref_batch)
+    print(markdown(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
