@@ -48,11 +48,11 @@ class TinyImageNet(ImageFileDataset):
             return classes, paths, labels
         ann = self.root / "val" / "val_annotations.txt"
         rows = split_columns(ann, read_text_lines(
-            ann, "'<file>\\t<wnid>\\t<box>' lines for the 10,000 val images", HOW_TO_GET), 3,
-            "'<file name>\\t<wnid>\\t<bounding box>'", sep="\t")
+            ann, "'<file>\\t<wnid>\\t<box>' lines for the 10,000 val images", HOW_TO_GET), 6,
+            "'<file name>\\t<wnid>\\t<x0>\\t<y0>\\t<x1>\\t<y1>'", sep="\t")
         label_of = {w: i for i, w in enumerate(classes)}
         paths, labels = [], []
-        for name, wnid, _ in rows:
+        for name, wnid, *_box in rows:
             if wnid not in label_of:
                 raise DatasetError(f"{ann}: {name} is labelled {wnid!r}, which wnids.txt does not list")
             paths.append(f"val/images/{name}")
