@@ -17,8 +17,12 @@ constant (no gradient flows through it); gradients reach both images through ``A
 ``A'``. As in the official code (github.com/shashankvkt/AlignMixup_CVPR22), each batch picks
 the direction uniformly at random and, with probability ``input_prob = 0.5``, mixes the
 input images instead (plain Mixup), the two choices of its ``layer_mix`` and ``align_mix``.
-The cost is on the raw features, as there: with ``eps = 0.1`` against squared distances of
-unnormalised features the plan is close to a hard one-to-one assignment.
+The cost is on the raw features, as there. Against squared distances of unnormalised
+features (tens to hundreds) ``eps = 0.1`` makes the problem nearly unregularised and
+Sinkhorn converges slowly: for a freshly initialised ResNet-8 on digits the row marginals of
+the 100th iterate are still 0.50 from uniform in L1 (0.03 after 500 iterations). As in the
+official code, the plan used is that iterate: its column sums are exact (the last update is
+the column one), so ``A R`` averages with weights summing to one while ``A' R^T`` may not.
 
 Published defaults: alpha = 2, eps = 0.1, max_iter = 100. OpenMixup's version mixes at the
 feature level only: ``input_prob=0`` reproduces it.

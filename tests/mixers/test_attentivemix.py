@@ -9,8 +9,9 @@ from torch import nn
 from mixbench.mixers import AttentiveMix, AttentiveMixPlus
 from mixbench.mixers.attentivemix import cells_to_pixels
 from tests.mixers.helpers import (TinyClassifier, check_batch_size_one, check_beta_distribution,
-                                  check_dtypes_and_formats, check_mask_identity, check_output,
-                                  check_reproducible, make_batch, seeded)
+                                  check_cpu_cuda_equal, check_dtypes_and_formats,
+                                  check_mask_identity, check_output, check_reproducible,
+                                  make_batch, requires_cuda, seeded)
 
 
 def tiny_classifier(seed=0):
@@ -23,7 +24,7 @@ class HandBuiltBackbone(nn.Module):
 
     def __init__(self, act):
         super().__init__()
-        self.act = act
+        self.register_buffer("act", act)
 
     def forward(self, x, stage_hook=None):
         return self.act
@@ -240,3 +241,11 @@ def test_real_resnet_training_step():
     loss = model.loss(x, y)["loss"]
     loss.backward()
     assert torch.isfinite(loss)
+
+
+@requires_cuda
+def test_cpu_and_cuda_agree():
+    x, y = make_batch()
+    act = torch.randn(6, 1, 4, 4, generator=seeded(0))
+    for mixer in (AttentiveMix(top_k=3), AttentiveMixPlus(lam_mode="elem")):
+        check_cpu_cuda_equal(mixer, x, y, model_factory=lambda: HandBuiltModel(act.clone()))
