@@ -137,10 +137,10 @@ def markdown(results: dict) -> str:
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     refs = ", ".join(f"{s}px {results['sizes'][s]['reference_fwd_bwd_s'] * 1e3:.0f} ms" for s in sizes)
     lines.append("")
-    scaled = [f"{s}px" for s in sizes
-              if results["sizes"][s]["reference_batch_timed"] != results["batch"]]
-    note = (f" ({', '.join(scaled)}: timed on {results['sizes'][scaled[0]]['reference_batch_timed']} "
-            "images and scaled linearly)") if scaled else ""
+    scaled = [s for s in sizes if results["sizes"][s]["reference_batch_timed"] != results["batch"]]
+    note = (f" ({', '.join(f'{s}px' for s in scaled)}: timed on "
+            f"{results['sizes'][scaled[0]]['reference_batch_timed']} images and scaled "
+            "linearly)") if scaled else ""
     lines.append(f"Reference forward+backward (width-16 CIFAR ResNet-18, batch {results['batch']}){note}: "
                  f"{refs}; device {results['device']}, {results['threads']} threads, "
                  f"torch {results['torch']}.")
@@ -160,10 +160,10 @@ def main() -> None:
     parser.add_argument("--json", help="also write the raw numbers here")
     args = parser.parse_args()
     results = run(args.sizes, args.batch, args.device, args.budget, args.threads, args.ref_batch)
-    print(markdown(results))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
+    print(markdown(results))
 
 
 if __name__ == "__main__":

@@ -307,3 +307,31 @@ def check_standard(make_mixer: Callable[..., object], mask_method: bool, alpha: 
         kw = {"correct_lam": False} if mask_method else {}
         check_beta_distribution(collect_lams(make_mixer(alpha=alpha, lam_mode="elem", **kw), 50), alpha)
         check_beta_distribution(collect_lams(make_mixer(alpha=alpha, **kw), 300), alpha)
+
+
+def train_two_epochs_on_digits(tmp_path, fragment: str) -> dict:
+    """Train a width-16 ResNet-8 on 128 digits images for 2 epochs through tools/train.py
+    with ``configs/mixers/<fragment>.yaml``; check the run finished with a finite loss and
+    return its result.json."""
+    import json
+    import math
+
+    from mbtest import REPO, run_tool
+
+    bases = ["datasets/digits.yaml", "models/resnet8_w16_gray.yaml",
+             "schedules/sgd_cosine_short.yaml", "runtime.yaml"]
+    config = tmp_path / f"digits_{fragment}.yaml"
+    config.write_text(
+        "_base_:\n"
+        + "".join(f"  - {REPO / 'configs/_base_' / b}\n" for b in bases)
+        + f"  - {REPO / 'configs/mixers' / fragment}.yaml\n"
+        + "train_dataloader: {dataset: {max_samples: 128}}\n"   # 2 iterations per epoch
+        + "train_cfg: {max_epochs: 2}\n")
+    work_dir = tmp_path / "work"
+    run_tool("tools/train.py", config, "--work-dir", work_dir)
+    result = json.loads((work_dir / "result.json").read_text())
+    assert result["status"] == "finished", result["status"]
+    assert [h["epoch"] for h in result["history"]] == [1, 2]
+    assert all(math.isfinite(h["train_loss"]) and h["train_loss"] > 0 for h in result["history"])
+    assert 0 <= result["metrics"]["top1_last"] <= 100
+    return result
