@@ -13,8 +13,10 @@ through SQLAlchemy Core. Every write is one transaction per run:
   wait for each other.
 
 A run is identified by ``(name, config_hash)``: the same experiment ingested again is the
-same row. A newer file (``updated`` later) replaces the row and its history; an older one or
-the same file again changes nothing.
+same row. A newer file replaces the row and its history; an older one or the same file again
+changes nothing. "Newer" compares :func:`revision`: the ``updated`` time, then the status
+(a finished or failed file beats a running one written in the same second), then the length
+of the history.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 from sqlalchemy import (Column, Float, ForeignKey, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint, create_engine, event, text)
+                        UniqueConstraint, create_engine, event, inspect, text)
 from sqlalchemy.engine import Engine, make_url
 
 DEFAULT_DB_PATH = Path("work_dirs") / "results.db"
@@ -45,6 +47,7 @@ runs = Table(
     Column("status", String(16), nullable=False),
     Column("updated", String(64)),
     Column("updated_ts", Float, nullable=False),
+    Column("revision", String(32), nullable=False),
     Column("content_sha256", String(64), nullable=False),
     Column("source_path", Text),
     Column("work_dir", Text),
@@ -78,6 +81,15 @@ epochs = Table(
     Column("wall_s", Float),
     UniqueConstraint("run_id", "idx", name="uq_epochs_run_idx"),
 )
+
+
+_STATUS_RANK = {"running": 0, "failed": 1, "finished": 1}
+
+
+def revision(updated_ts: float, status: str, history_len: int) -> str:
+    """A fixed-width digit string that orders versions of one run's result.json: updated
+    time (ms), status rank, history length. Digits only, so every collation sorts it alike."""
+    return f"{round(updated_ts * 1000):015d}{_STATUS_RANK.get(status, 0)}{history_len:06d}"
 
 
 def default_db_url() -> str:
@@ -141,6 +153,16 @@ def create_tables(engine: Engine) -> None:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SCHEMA_LOCK})
         metadata.create_all(conn, checkfirst=True)
+        insp = inspect(conn)
+        for table in metadata.sorted_tables:
+            have = {c["name"] for c in insp.get_columns(table.name)}
+            missing = sorted({c.name for c in table.columns} - have)
+            if missing:
+                raise RuntimeError(
+                    f"the results database {engine.url.render_as_string()} has an older "
+                    f"layout (table {table.name} lacks {', '.join(missing)}); the result.json "
+                    "files are the record: delete the database (or use a new --db) and "
+                    "ingest the work dirs again")
 
 
 def upsert_statement(conn, table: Table, values: dict, key: list[str], newer_col: str):

@@ -79,6 +79,14 @@ COLUMNS: list[tuple[str, Callable[[Cell], str], Callable[[Cell], object]]] = [
 TOP1_COLUMN = 2
 
 
+def visible_columns(cells: list[Cell], candidates=None) -> list[int]:
+    """Indices into COLUMNS (of ``candidates``, default all) without the columns that are
+    empty for every cell of a table (e.g. OpenMixup's numbers on a dataset it never ran)."""
+    candidates = range(len(COLUMNS)) if candidates is None else candidates
+    return [i for i in candidates
+            if i <= TOP1_COLUMN or any(COLUMNS[i][1](c) != DASH for c in cells)]
+
+
 def table_title(key: tuple) -> str:
     dataset, backbone, epochs, setting = key
     return f"{dataset} · {backbone} · {epochs} epochs" + (f" · {setting}" if setting else "")

@@ -1,10 +1,11 @@
 """Ingest ``result.json`` files into the results database.
 
 Idempotent: the same file twice changes nothing; a newer file of the same run (same
-``name`` and ``config_hash``, later ``updated``) replaces its row and history; an older one is
-ignored. Unusable files (newer schema, truncated, malformed) are reported and skipped; runs
-that are not ``finished`` are stored with their status (the report lists them as in progress
-or failed) and are never aggregated.
+``name`` and ``config_hash``; later ``updated``, or as late and further along, see
+``db.revision``) replaces its row and history; an older one is ignored. Unusable files
+(newer schema, truncated, malformed) are reported and skipped; runs that are not
+``finished`` are stored with their status (the report lists them as in progress or failed)
+and are never aggregated.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from mixbench.results import ResultFileError, find_result_files, load_result
 
-from .db import epochs, make_engine, runs, upsert_statement
+from .db import epochs, make_engine, revision, runs, upsert_statement
 
 
 @dataclass
@@ -92,6 +93,7 @@ def run_row(data: dict, path: Path) -> dict:
         )
     except (TypeError, ValueError) as e:
         raise ResultFileError(f"{path}: a run or cost field has the wrong type: {e}") from e
+    row["revision"] = revision(row["updated_ts"], row["status"], len(data["history"]))
     return row
 
 
@@ -115,14 +117,14 @@ def ingest_result(engine: Engine, data: dict, path: Path) -> str:
     row = run_row(data, path)
     with engine.begin() as conn:
         existing = conn.execute(
-            select(runs.c.id, runs.c.content_sha256, runs.c.updated_ts).where(
+            select(runs.c.id, runs.c.content_sha256, runs.c.revision).where(
                 runs.c.name == row["name"], runs.c.config_hash == row["config_hash"])
         ).first()
         if existing is not None and (existing.content_sha256 == row["content_sha256"]
-                                     or existing.updated_ts >= row["updated_ts"]):
+                                     or existing.revision >= row["revision"]):
             return "unchanged"
         run_id = conn.execute(
-            upsert_statement(conn, runs, row, ["name", "config_hash"], "updated_ts")
+            upsert_statement(conn, runs, row, ["name", "config_hash"], "revision")
         ).scalar()
         if run_id is None:  # a concurrent writer stored this run, as new or newer, meanwhile
             return "unchanged"

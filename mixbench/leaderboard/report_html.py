@@ -12,7 +12,8 @@ from typing import Optional
 
 from . import plots
 from .aggregate import Leaderboard
-from .formatting import COLUMNS, TOP1_COLUMN, average_rank_rows, status_lines, table_title
+from .formatting import (COLUMNS, TOP1_COLUMN, average_rank_rows, status_lines, table_title,
+                         visible_columns)
 
 _CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,sans-serif;
@@ -109,14 +110,15 @@ def html_report(lb: Leaderboard) -> str:
                      f'<div class="plots">{"".join(budget_imgs)}</div></section>')
     for i, (key, cells) in enumerate(lb.tables.items()):
         title = table_title(key)
-        rows = [([fmt(c) for _, fmt, _ in COLUMNS], [raw(c) for _, _, raw in COLUMNS],
+        cols = [COLUMNS[i] for i in visible_columns(cells)]
+        rows = [([fmt(c) for _, fmt, _ in cols], [raw(c) for _, _, raw in cols],
                  "best" if c.is_best else "") for c in cells]
         imgs = (_img(plots.accuracy_vs_cost(cells, f"{title}: accuracy vs cost", colors),
                      f"{title} accuracy vs cost")
                 + _img(plots.validation_curves(cells, f"{title}: validation top-1", colors),
                        f"{title} validation curves"))
         parts.append(f'<section class="cell-table"><h2>{html.escape(title)}</h2>'
-                     + _table([h for h, _, _ in COLUMNS], rows, f"table-{i}")
+                     + _table([h for h, _, _ in cols], rows, f"table-{i}")
                      + f'<div class="plots">{imgs}</div></section>')
     notes = status_lines(lb)
     if notes:

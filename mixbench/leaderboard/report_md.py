@@ -6,7 +6,7 @@ import io
 
 from .aggregate import Leaderboard
 from .formatting import (COLUMNS, TOP1_COLUMN, average_rank_rows, status_lines,
-                         table_title)
+                         table_title, visible_columns)
 
 
 def _md_row(cells: list[str]) -> str:
@@ -25,14 +25,15 @@ def markdown_report(lb: Leaderboard) -> str:
     if not lb.tables:
         out += ["No finished runs to show.", ""]
     for key, cells in lb.tables.items():
+        cols = visible_columns(cells)
         rows = []
         for c in cells:
-            row = [fmt(c) for _, fmt, _ in COLUMNS]
+            row = [COLUMNS[i][1](c) for i in cols]
             if c.is_best:
                 row[TOP1_COLUMN] = f"**{row[TOP1_COLUMN]}**"
             rows.append(row)
         out += [f"## {table_title(key)}", ""] + _md_table(
-            [h for h, _, _ in COLUMNS], rows) + [""]
+            [COLUMNS[i][0] for i in cols], rows) + [""]
     if lb.average_rank:
         header, rows = average_rank_rows(lb)
         out += ["## Overall: average rank across datasets", "",
@@ -82,7 +83,7 @@ def csv_report(lb: Leaderboard) -> str:
 _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                 "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                 "^": r"\textasciicircum{}", "±": r"$\pm$", "−": "-", "Δ": r"$\Delta$",
-                "×": r"$\times$", "—": "--", "·": r"\textperiodcentered{}"}
+                "×": r"$\times$", "α": r"$\alpha$", "—": "--", "·": r"\textperiodcentered{}"}
 
 
 def tex_escape(s: str) -> str:
@@ -96,7 +97,8 @@ def latex_report(lb: Leaderboard) -> str:
     """One booktabs ``table`` per (dataset, backbone, epochs); best mean in bold."""
     out = [f"% {tex_escape(lb.protocol())}", "% requires \\usepackage{booktabs}", ""]
     for key, cells in lb.tables.items():
-        cols = [COLUMNS[i] for i in TEX_COLUMNS]
+        shown = visible_columns(cells, TEX_COLUMNS)
+        cols = [COLUMNS[i] for i in shown]
         out += [r"\begin{table}[t]", r"\centering",
                 r"\caption{" + tex_escape(table_title(key)) + " (top-1 \\%, "
                 + tex_escape(lb.metric_label) + r")}",
@@ -105,8 +107,8 @@ def latex_report(lb: Leaderboard) -> str:
         for c in cells:
             vals = [tex_escape(fmt(c)) for _, fmt, _ in cols]
             if c.is_best:
-                vals[TEX_COLUMNS.index(TOP1_COLUMN)] = r"\textbf{" + vals[
-                    TEX_COLUMNS.index(TOP1_COLUMN)] + "}"
+                top1 = shown.index(TOP1_COLUMN)
+                vals[top1] = r"\textbf{" + vals[top1] + "}"
             out.append(" & ".join(vals) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(out)

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from lb_helpers import make_result
 from sqlalchemy import func, select
 
@@ -57,6 +58,26 @@ def test_later_rerun_updates_its_row_and_history_older_is_ignored(tmp_path):
     atomic_write_json(path, old)  # the stale running file comes back: ignored
     assert ingest_paths([path], db_url=url).unchanged == [str(path)]
     assert build_leaderboard(url, metric="last").cells[0].values == [70.0]
+
+
+def test_finish_written_in_the_same_second_still_updates(tmp_path):
+    url = str(tmp_path / "r.db")
+    path = make_result(tmp_path, "Mixup", 0, [50.0, 60.0], status="running")
+    ingest_paths([path], db_url=url)
+    make_result(tmp_path, "Mixup", 0, [50.0, 60.0], status="finished")  # same `updated`
+    assert ingest_paths([path], db_url=url).updated == [str(path)]
+    lb = build_leaderboard(url, metric="last")
+    assert not lb.in_progress and [c.values for c in lb.cells] == [[60.0]]
+
+
+def test_database_of_an_older_layout_is_refused_with_advice(tmp_path):
+    import sqlite3
+    con = sqlite3.connect(tmp_path / "old.db")
+    con.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT)")
+    con.commit()
+    con.close()
+    with pytest.raises(RuntimeError, match="older layout .* ingest the work dirs again"):
+        make_engine(str(tmp_path / "old.db"))
 
 
 def test_bad_inputs_are_reported_and_skipped(tmp_path):

@@ -181,6 +181,15 @@ def test_cli_report_and_show(reports, tmp_path):
     assert proc.returncode == 2 and "cannot filter on colour" in proc.stderr
 
 
+def test_columns_empty_for_a_whole_table_are_left_out(tmp_path):
+    make_result(tmp_path / "runs", "Mixup", 0, [50.0, 60.0], dataset="digits")
+    db = str(tmp_path / "r.db")
+    ingest_paths([tmp_path / "runs"], db_url=db)
+    header = next(line for line in markdown_leaderboard(db).splitlines()
+                  if line.startswith("| Rank"))
+    assert header == ("| Rank | Method | Top-1 (%) | Seeds | Peak mem (MB) | Time/run |")
+
+
 def test_empty_database_still_writes_a_page(tmp_path):
     paths = write_report(str(tmp_path / "empty.db"), tmp_path / "out")
     assert "No finished runs to show." in paths["markdown"].read_text()
