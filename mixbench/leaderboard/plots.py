@@ -18,8 +18,15 @@ _PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#
 
 
 def method_colors(methods) -> dict[str, str]:
-    """A stable color per method (sorted order), the same in every plot of a report."""
-    return {m: _PALETTE[i % len(_PALETTE)] for i, m in enumerate(sorted(set(methods)))}
+    """A stable color per method (sorted order), the same in every plot of a report; more
+    than 10 methods take matplotlib's 20-color ``tab20`` palette."""
+    methods = sorted(set(methods))
+    palette = _PALETTE
+    if len(methods) > len(_PALETTE):
+        from matplotlib import colormaps
+        from matplotlib.colors import to_hex
+        palette = [to_hex(c) for c in colormaps["tab20"].colors]
+    return {m: palette[i % len(palette)] for i, m in enumerate(methods)}
 
 
 def _figure(width: float, height: float):
@@ -61,6 +68,7 @@ def accuracy_vs_cost(cells: list[Cell], title: str, colors: dict[str, str]) -> O
                     capsize=3, markersize=6)
         ax.annotate(c.method, (x, c.mean), textcoords="offset points", xytext=(5, 4),
                     fontsize=8)
+    ax.margins(x=0.2, y=0.15)  # room for the method labels
     _style(ax, title, "s/iter relative to Vanilla" if rel else "s/iter", "top-1 (%)")
     return _svg(fig)
 

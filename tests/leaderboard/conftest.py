@@ -18,12 +18,15 @@ def pg_url():
     from mixbench.leaderboard import normalize_db_url
 
     admin = normalize_db_url(pg_admin_url())
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
     try:
-        engine = create_engine(admin, isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as e:  # noqa: BLE001 - turned into an actionable failure
-        pytest.fail(f"PostgreSQL is not reachable at {make_url(admin)!r} ({e}).\n"
+        error = None
+    except Exception as e:  # noqa: BLE001 - turned into an actionable failure below
+        error = str(e).splitlines()[0]
+    if error:
+        pytest.fail(f"PostgreSQL is not reachable at {make_url(admin)!r} ({error}).\n"
                     f"Start it with: sudo bash tools/ci/install_postgres.sh  (it prints the "
                     f"URL; export {PG_ENV_VAR}=<that URL> if it differs from the default "
                     f"{PG_DEFAULT_URL})", pytrace=False)

@@ -1,5 +1,6 @@
 """The reports: Markdown, tidy CSV, LaTeX, and the self-contained page opened in Chromium."""
 import csv
+import html
 import json
 import os
 import re
@@ -146,7 +147,7 @@ def test_page_renders_in_headless_chromium(reports, tmp_path):
                     user_data_dir=tmp_path / "profile")
     match = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, flags=re.S)
     assert match, "the page's load event never ran:\n" + proc.stdout[-2000:]
-    probe = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    probe = json.loads(html.unescape(match.group(1)))
     assert probe["errors"] == []
     assert probe["images"] == 8 and probe["loaded"] == 8
     assert probe["tables"] == 4 and probe["rows"] == 4 + 4 + 2 + 3  # average rank + 3 tables
