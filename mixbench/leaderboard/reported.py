@@ -29,6 +29,7 @@ METHOD_ALIASES = {
     "comix": "comixup",
     "attentivemixplus": "attentivemix+",
     "puzzlemixup": "puzzlemix",
+    "deitmixer": "deit",
 }
 
 

@@ -4,7 +4,7 @@ import math
 import pytest
 from lb_helpers import history_for, write_reference_runs
 
-from mixbench.leaderboard import build_leaderboard, ingest_paths
+from mixbench.leaderboard import build_leaderboard, canonical_method, ingest_paths, lookup_reported
 from mixbench.leaderboard.aggregate import average_ranks, run_metric, welch_p_value
 
 T_975_DF2 = 4.302652729911275  # Student's t 97.5% quantile, 2 degrees of freedom (tables)
@@ -137,6 +137,16 @@ def test_not_finished_and_duplicates_are_listed_not_counted(lb):
     assert [(r.name, "only the newer one counts" in why) for r, why in lb.excluded] == [
         ("old_mixup_s0", True)]
     assert sum(c.n for c in lb.cells) == 15  # 15 finished runs, one per (cell, seed)
+
+
+def test_method_names_match_case_insensitively_with_aliases():
+    assert canonical_method("MixUp") == canonical_method("Mixup") == "mixup"
+    assert canonical_method("Co-Mixup") == canonical_method("CoMixup") == "comixup"
+    assert canonical_method("manifold_mixup") == "manifoldmix"
+    assert canonical_method("AttentiveMixPlus") == canonical_method("AttentiveMix+")
+    assert canonical_method("DeiTMixer") == "deit" and canonical_method("ERM") == "vanilla"
+    assert lookup_reported("cifar100", "resnet18_cifar", 200, "attentivemix_plus") is not None
+    assert lookup_reported("cifar100", "resnet18_cifar", 200, "NoSuchMix") is None
 
 
 def test_filters_and_bad_filter_key(db):
