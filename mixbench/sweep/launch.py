@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from mixbench.config import dump_config
-from mixbench.results import RESULT_FILE
+from mixbench.results import RESULT_FILE, atomic_write_text
 
 from .spec import SweepError, SweepRun
 from .state import CONFIG_FILE, LOG_FILE, read_state, write_state
@@ -36,11 +36,39 @@ def prepare_run(run: SweepRun) -> dict:
             f"sweep file now resolves to {new_hash[:19]}...; resuming would mix two configs. "
             "Give the sweep a new name (or a new axis value), or delete the run's work dir to redo it.")
     dump_config(run.config, wd / CONFIG_FILE)
+    repaired = repair_checkpoint_pointer(wd)
+    if repaired:
+        with open(wd / LOG_FILE, "a") as log:
+            log.write(f"\n===== mixbench sweep: {repaired}\n")
     if old_hash != new_hash:
         state = {**state, "config_hash": new_hash}
     state.setdefault("run", run.name)
     write_state(wd, state)
     return state
+
+
+def repair_checkpoint_pointer(work_dir: Path) -> Optional[str]:
+    """Make ``--resume auto`` resumable after a kill at any instant.
+
+    mmengine's CheckpointHook (with ``max_keep_ckpts``) deletes the oldest checkpoint *before*
+    saving the next one and rewrites ``last_checkpoint`` only after; a run killed in between
+    leaves ``last_checkpoint`` naming a deleted file, and every resume then fails. Point it
+    at the newest ``epoch_*.pth``/``iter_*.pth`` still present, or remove it (the run starts
+    over) when there is none. Returns what it did, or None when nothing needed fixing."""
+    pointer = Path(work_dir) / "last_checkpoint"
+    if not pointer.exists():
+        return None
+    target = Path(pointer.read_text().strip())
+    if target.is_file():
+        return None
+    found = [p for pat in ("epoch_*.pth", "iter_*.pth") for p in Path(work_dir).glob(pat)]
+    found = [p for p in found if p.stem.split("_")[-1].isdigit()]
+    if found:
+        newest = max(found, key=lambda p: int(p.stem.split("_")[-1]))
+        atomic_write_text(pointer, str(newest.resolve()))
+        return f"last_checkpoint named the missing {target.name}; resuming from {newest.name}"
+    pointer.unlink()
+    return f"last_checkpoint named the missing {target.name} and no checkpoint is left; starting over"
 
 
 def train_command(run: SweepRun, gpus: int = 0, port: Optional[int] = None,

@@ -59,8 +59,9 @@ def plan_table(sweep: Sweep, live_jobs: Optional[dict] = None) -> Group:
                 unknown += 1
     todo = sum(1 for run in sweep.runs if effective_status(run.work_dir, live_jobs=live_jobs) != "done")
     unit = "GPU-time" if any(r.resources.gpus for r in sweep.runs) else "run time"
-    footer = (f"{len(sweep.runs)} runs, {todo} to do; estimated {unit} of those: {_fmt_s(remaining)} "
-              f"(from finished runs of the same cells; {unknown} without an estimate yet)")
+    known = "no estimate yet" if todo and unknown == todo else f"estimated {unit}: {_fmt_s(remaining)}"
+    footer = (f"{len(sweep.runs)} runs, {todo} to do; {known} (from finished runs of the same "
+              f"cells; {unknown} without an estimate yet)")
     return Group(table, footer)
 
 

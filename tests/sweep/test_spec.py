@@ -147,3 +147,21 @@ def test_the_sweep_package_never_imports_torch():
             "sys.exit(f'imported {bad}' if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+def test_a_checkpoint_pointer_to_a_deleted_file_is_repaired_before_resume(tmp_path):
+    from mixbench.sweep.launch import repair_checkpoint_pointer
+
+    wd = tmp_path / "run"
+    wd.mkdir()
+    assert repair_checkpoint_pointer(wd) is None  # nothing to resume: nothing to do
+    (wd / "last_checkpoint").write_text(str(wd / "epoch_3.pth"))  # killed between delete and save
+    (wd / "epoch_1.pth").write_bytes(b"x")
+    (wd / "epoch_2.pth").write_bytes(b"x")
+    assert "resuming from epoch_2.pth" in repair_checkpoint_pointer(wd)
+    assert (wd / "last_checkpoint").read_text() == str((wd / "epoch_2.pth").resolve())
+    assert repair_checkpoint_pointer(wd) is None  # a valid pointer is left alone
+    (wd / "epoch_1.pth").unlink()
+    (wd / "epoch_2.pth").unlink()
+    assert "starting over" in repair_checkpoint_pointer(wd)
+    assert not (wd / "last_checkpoint").exists()
