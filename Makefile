@@ -1,0 +1,34 @@
+# mixbench: `make demo` (install + a small benchmark sweep ending in a leaderboard),
+# `make test` (install + system services + the test suite).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system demo test bench benchmark clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+system:
+	$(SUDO) tools/ci/setup_system.sh
+
+demo: setup
+	$(PY) tools/sweep.py run configs/sweeps/demo_digits.yaml --backend local --slots 2
+
+test: setup system
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+benchmark: setup
+	$(PY) tools/sweep.py run configs/sweeps/fashion_mnist.yaml --backend local --slots 2
+
+bench: setup
+	$(PY) bench/overhead.py
+
+clean:
+	rm -rf work_dirs
