@@ -169,17 +169,22 @@ def test_page_renders_in_headless_chromium(reports, tmp_path):
 def test_cli_report_and_show(reports, tmp_path):
     db, _ = reports
     tool = [sys.executable, str(REPO / "tools" / "leaderboard.py")]
-    proc = subprocess.run(tool + ["report", "--db", db, "--out", str(tmp_path / "o"),
-                                  "--metric", "last", "--filter", "dataset=cifar10"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(tool + ["show", "--db", db, "--metric", "last",
+                                  "--filter", "dataset=cifar10"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    md = (tmp_path / "o" / "leaderboard.md").read_text()
+    md = proc.stdout
     assert "(`last`)" in md and "cifar100" not in md.split("## Overall")[0]
     # last of history_for(v) is v - 1: Vanilla 89, Mixup and CutMix 90
     assert "| 3 | Vanilla | 89.00 (1 seed, no error bar) |" in md
     proc = subprocess.run(tool + ["show", "--db", db, "--filter", "colour=red"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "cannot filter on colour" in proc.stderr
+    proc = subprocess.run(tool + ["report", "--db", str(tmp_path / "new.db"), "--out",
+                                  str(tmp_path / "o")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    printed = dict(line.strip().split(": ", 1) for line in proc.stdout.splitlines())
+    assert printed == {k: str(tmp_path / "o" / name) for k, name in REPORT_FILES.items()}
+    assert all(Path(p).is_file() for p in printed.values())
 
 
 def test_columns_empty_for_a_whole_table_are_left_out(tmp_path):
