@@ -1,0 +1,208 @@
+"""Benchmark: does the input pipeline keep up with training? Images/s delivered by each
+pipeline, against images/s that the reference model trains at, measured in the same run.
+
+    python bench/data.py                              # CPU, loader workers = min(8, cores)
+    python bench/data.py --device cuda --workers 8 --json out.json
+
+Pipelines (each timed as the training loop consumes it: DataLoader iteration, then the
+model's data preprocessor -- copy to the device, batched crop/flip, float + normalise):
+
+- ``cifar_in_memory``: a 50,000 x 3 x 32 x 32 uint8 in-memory dataset (CIFAR's
+  ``InMemoryDataset``), batch 100, RandomCropPad(4) + RandomFlip batched on the device.
+- ``cifar_device_resident``: the same images held on the device, batches gathered by index
+  (no loader, no copy): the bound a device-resident CIFAR loader can reach.
+- ``jpeg_folder_224``: an ImageFolder of 500x375 JPEGs (ImageNet's typical size) decoded with
+  torchvision.io, RandomResizedCrop(224) + flip per sample in the loader workers, batch 64.
+
+Reference models (one ``train_step``: forward, mixed CE, backward, SGD update; inputs
+already on the device): CIFAR ResNet-18 at 32 px, batch 100 (for the CIFAR pipelines) and
+ResNet-50 at 224 px, batch 64 (for the JPEG pipeline), built from the benchmark configs.
+
+The ratio ``pipeline img/s / model img/s`` is the headroom; the target is >= 3. On a CPU
+the model is so slow that every ratio is large; the number that matters is the one taken
+on the training GPU with its host's cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+
+from mixbench.config import load_config  # noqa: E402
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def build_model(config: str, device: str):
+    import mixbench.data  # noqa: F401
+    import mixbench.models  # noqa: F401
+    from mmengine.optim import OptimWrapper
+
+    from mixbench.registry import MODELS
+
+    cfg = load_config(REPO / config)
+    model = MODELS.build(cfg["model"]).to(device).train()
+    opt = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+    return model, opt
+
+
+def model_img_per_s(config: str, shape: tuple, batch: int, device: str, steps: int) -> float:
+    """Training throughput of the config's model on a fixed uint8 batch already on device
+    (its data preprocessor still runs: normalisation and batched augments)."""
+    model, opt = build_model(config, device)
+    num_classes = model.num_classes
+    data = {"inputs": torch.randint(0, 256, (batch, *shape), dtype=torch.uint8, device=device),
+            "data_samples": torch.randint(0, num_classes, (batch,), device=device)}
+    model.train_step(data, opt)  # warm-up (cuDNN autotune, allocator)
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        model.train_step(data, opt)
+    sync(device)
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def loader_img_per_s(dataset, batch: int, workers: int, device: str, preprocess,
+                     batches: int) -> float:
+    """Images/s of DataLoader iteration + the data preprocessor, after one warm-up epoch
+    start (persistent workers already running)."""
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
+                        persistent_workers=workers > 0, pin_memory=device.startswith("cuda"),
+                        drop_last=True)
+    def forever():
+        while True:
+            yield from loader
+
+    it = forever()
+    for _ in range(2):  # warm-up: workers started, first batches prefetched
+        preprocess(next(it))
+    sync(device)
+    t0, n = time.perf_counter(), 0
+    for _ in range(batches):
+        data = next(it)
+        preprocess(data)
+        n += data["inputs"].shape[0]
+    sync(device)
+    return n / (time.perf_counter() - t0)
+
+
+def preprocessor(config: str, device: str):
+    import mixbench.models  # noqa: F401
+    from mixbench.registry import MODELS
+
+    cfg = load_config(REPO / config)["model"]["data_preprocessor"]
+    pre = MODELS.build({"type": "ClassifierDataPreprocessor", **cfg}).to(device)
+    return lambda data: pre(data, training=True)
+
+
+def cifar_pipelines(args) -> dict:
+    from mixbench.data import InMemoryDataset
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (50_000, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 100, (50_000,), generator=g)
+    config = "configs/benchmarks/cifar100/resnet18_cifar_e200.yaml"
+    pre = preprocessor(config, args.device)
+    out = {"cifar_in_memory": loader_img_per_s(
+        InMemoryDataset(images, labels, [str(i) for i in range(100)]), 100, args.workers,
+        args.device, pre, args.batches)}
+    resident, resident_labels = images.to(args.device), labels.to(args.device)
+
+    def resident_batches():
+        for _ in range(args.batches):
+            idx = torch.randint(0, resident.shape[0], (100,), device=args.device)
+            yield {"inputs": resident[idx], "data_samples": resident_labels[idx]}
+
+    for data in resident_batches():  # warm-up
+        pre(data)
+        break
+    sync(args.device)
+    t0 = time.perf_counter()
+    for data in resident_batches():
+        pre(data)
+    sync(args.device)
+    out["cifar_device_resident"] = args.batches * 100 / (time.perf_counter() - t0)
+    out["model_resnet18_cifar"] = model_img_per_s(config, (3, 32, 32), 100, args.device, args.steps)
+    return out
+
+
+def make_jpeg_folder(root: Path, n: int, classes: int = 8, hw=(375, 500)) -> None:
+    """``n`` JPEGs of ``hw`` px: smooth colour gradients plus noise (compress like photos,
+    not like pure noise), quality 90, in ``classes`` class folders."""
+    from torchvision.io import encode_jpeg
+
+    g = torch.Generator().manual_seed(0)
+    h, w = hw
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    for i in range(n):
+        a = torch.rand(3, 3, generator=g)
+        img = a[:, 0, None, None] * 255 * yy + a[:, 1, None, None] * 255 * xx
+        img = img + torch.randn(3, h, w, generator=g) * 12
+        img = img.clamp(0, 255).to(torch.uint8)
+        path = root / f"class{i % classes}" / f"{i:06d}.JPEG"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode_jpeg(img, quality=90).numpy().tobytes())
+
+
+def jpeg_pipelines(args) -> dict:
+    from mixbench.data import ImageFolder
+
+    config = "configs/benchmarks/imagenet1k/resnet50_e100.yaml"
+    with tempfile.TemporaryDirectory() as tmp:
+        make_jpeg_folder(Path(tmp) / "train", args.jpegs)
+        ds = ImageFolder(tmp, "train", use_index=False, pipeline=[
+            {"type": "RandomResizedCrop", "size": 224, "interpolation": "bilinear"}])
+        pre = preprocessor(config, args.device)
+        out = {"jpeg_folder_224": loader_img_per_s(ds, 64, args.workers, args.device, pre,
+                                                   args.batches)}
+    out["model_resnet50_224"] = model_img_per_s(config, (3, 224, 224), 64, args.device,
+                                                max(1, args.steps // 4))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    p.add_argument("--batches", type=int, default=40, help="batches timed per pipeline")
+    p.add_argument("--steps", type=int, default=8, help="training steps timed (ResNet-50: / 4)")
+    p.add_argument("--jpegs", type=int, default=512, help="images in the synthetic JPEG folder")
+    p.add_argument("--json", help="write the numbers to this file")
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    r = {**cifar_pipelines(args), **jpeg_pipelines(args)}
+    rows = [("cifar_in_memory", "model_resnet18_cifar"),
+            ("cifar_device_resident", "model_resnet18_cifar"),
+            ("jpeg_folder_224", "model_resnet50_224")]
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
+    print(f"device: {device}, {os.cpu_count()} CPU cores, {args.workers} loader workers, "
+          f"torch {torch.__version__}")
+    print(f"{'pipeline':24s} {'img/s':>10s}  {'model':22s} {'img/s':>9s}  {'ratio':>7s}")
+    ratios = {}
+    for pipe, model in rows:
+        ratios[pipe] = r[pipe] / r[model]
+        print(f"{pipe:24s} {r[pipe]:10.0f}  {model:22s} {r[model]:9.1f}  {ratios[pipe]:6.1f}x"
+              f"{'' if ratios[pipe] >= 3 else '  < 3x target'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": device, "workers": args.workers,
+                                               "img_per_s": r, "ratio": ratios}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
