@@ -4,15 +4,17 @@ the reference model (width-16 CIFAR ResNet-18), side by side with timm and torch
     python bench/mixers.py                       # CPU, batch 128, 3x32x32 and 3x224x224
     python bench/mixers.py --device cuda --sizes 32 224 --json out.json
 
-Each entry is the median over repeats (after a warm-up call) of one mixer call on a fixed
-random batch; on CUDA every timing is synchronised. timm's Mixup mixes in place, so it is
-timed on the same tensor over and over (no copy charged to it); our mixers and torchvision
-return a new batch. Ratios are ``mixer time / reference forward+backward time`` measured in
+Each entry is the median over rounds (after a warm-up call) of one mixer call on a fixed
+random batch; all entries are timed round-robin, one call each per round, so that load on a
+shared machine hits them alike; on CUDA every timing is synchronised. timm's Mixup mixes in
+place, so it is timed on the same tensor over and over (no copy charged to it), as are ours
+with ``inplace=True``; our default mixers and torchvision return a new batch. Ratios are ``mixer time / reference forward+backward time`` measured in
 the same run, so they compare across machines better than milliseconds do.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -91,6 +93,26 @@ def peer_mixers(num_classes: int) -> dict[str, Callable]:
     return peers
 
 
+def interleaved_medians(fns: dict[str, Callable[[], object]], device: str, rounds: int,
+                        budget_s: float) -> dict[str, float]:
+    """Median seconds per call of each function, timed round-robin (one call of each per
+    round) so that load changes on a shared machine hit every entry alike."""
+    for fn in fns.values():
+        fn()
+    sync(device)
+    times: dict[str, list] = {k: [] for k in fns}
+    start = time.perf_counter()
+    for r in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+        if r >= 2 and time.perf_counter() - start > budget_s:
+            break
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def run(sizes, batch: int, device: str, budget_s: float, threads: int,
         ref_batch: int = 16) -> dict:
     if threads:
@@ -106,17 +128,20 @@ def run(sizes, batch: int, device: str, budget_s: float, threads: int,
         # At large sizes on a CPU one full-batch step takes minutes: time ref_batch images
         # and scale linearly (convolution cost is linear in the batch size).
         nb = batch if size <= 64 or device != "cpu" else min(batch, ref_batch)
-        ref = median_time(reference_step(model, x[:nb], y[:nb]), device, budget_s * 4,
-                          max_reps=10 if size <= 64 else 3) * batch / nb
-        rows = {}
+        step = reference_step(model, x[:nb], y[:nb])
+        ref = median_time(step, device, budget_s, max_reps=10 if size <= 64 else 3) * batch / nb
+        fns = {}
         for lam_mode in ("batch", "elem"):
             for name, mixer in our_mixers(lam_mode).items():
                 if name == "Vanilla" and lam_mode == "elem":
                     continue
-                rows[f"{name} [{lam_mode}]"] = median_time(lambda: mixer(x, y), device, budget_s, 200)
+                fns[f"{name} [{lam_mode}]"] = functools.partial(mixer, x, y)
+        x_inplace = x.clone()  # in-place mixers (ours with inplace=True, timm) reuse a copy
+        fns["Mixup inplace [batch]"] = functools.partial(M.Mixup(alpha=1.0, inplace=True), x_inplace, y)
+        fns["CutMix inplace [batch]"] = functools.partial(M.CutMix(alpha=1.0, inplace=True), x_inplace, y)
         for name, peer in peer_mixers(num_classes).items():
-            xp = x.clone()  # timm mixes in place: its own tensor, reused across repeats
-            rows[name] = median_time(lambda: peer(xp, y), device, budget_s, 200)
+            fns[name] = functools.partial(peer, x_inplace, y)
+        rows = interleaved_medians(fns, device, rounds=200, budget_s=budget_s * len(fns))
         results["sizes"][size] = {"reference_fwd_bwd_s": ref, "reference_batch_timed": nb,
                                   "mixers": {k: {"s": v, "ratio": v / ref} for k, v in rows.items()}}
         print(f"# {size}x{size}: reference fwd+bwd {ref * 1e3:.1f} ms", flush=True)

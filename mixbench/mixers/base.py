@@ -27,6 +27,9 @@ Shared options (documented once, here):
 * ``correct_lam`` (mask methods): report lam as the exact area weight of the first image,
   ``lam = mask.mean((1, 2, 3))``, after boxes are clipped at the border (on by default).
 * ``generator``: an optional CPU ``torch.Generator`` for every random draw.
+* ``inplace`` (Mixup, CutMix and the DeiT recipe only; default False): write the mixed batch
+  into the input tensor, as timm does, saving one copy of the batch. The clean batch is
+  then gone, so ``inputs == mask * x + ...`` cannot be checked against it afterwards.
 
 Batch size 1: no pair can be formed, so every mixer returns the batch unmixed with
 ``lam = 1``, ``y_b = y_a`` and ``index = [0]`` (and no mask).
@@ -213,12 +216,12 @@ def match_format(out: Tensor, like: Tensor) -> Tensor:
     return out
 
 
-def lerp_images(x: Tensor, index: Tensor, lam: Tensor) -> Tensor:
+def lerp_images(x: Tensor, index: Tensor, lam: Tensor, inplace: bool = False) -> Tensor:
     """``lam * x + (1 - lam) * x[index]`` with per-sample ``lam`` (B,), in ``x``'s dtype.
 
     ``lam`` and ``1 - lam`` are formed in lam's own (float64) precision and then cast, as
     timm and torchvision do with their Python-float lambda, so results are bit-identical
-    to theirs for the same lambda.
+    to theirs for the same lambda. ``inplace=True`` writes the result into ``x``.
     """
     if bool((lam == lam[0]).all()):  # one lambda: Python scalars (already rounded to x's
         # dtype, so the result is the same as with tensors) take the fast scalar kernels
@@ -228,8 +231,11 @@ def lerp_images(x: Tensor, index: Tensor, lam: Tensor) -> Tensor:
         shape = (-1,) + (1,) * (x.dim() - 1)
         lam_a = lam.to(device=x.device, dtype=x.dtype).view(shape)
         lam_b = (1 - lam).to(device=x.device, dtype=x.dtype).view(shape)
+    second = x[index].mul_(lam_b)
+    if inplace:
+        return x.mul_(lam_a).add_(second)
     mixed = x * lam_a
-    mixed.add_(x[index].mul_(lam_b))  # in place on fresh tensors: 2 allocations, not 4
+    mixed.add_(second)  # in place on fresh tensors: 2 allocations, not 4
     return match_format(mixed, x)
 
 
@@ -374,9 +380,10 @@ class MaskMixer(BaseMixer):
         lambda, ``mixed`` the mixed batch.
         """
         b = x.shape[0]
-        mask = mask.expand(b, 1, *mask.shape[2:])
-        if self.correct_lam:
+        if self.correct_lam:  # one mean per distinct mask (a shared mask is averaged once)
             lam = mask.mean((1, 2, 3))
+            lam = lam.expand(b).contiguous() if lam.shape[0] != b else lam
+        mask = mask.expand(b, 1, *mask.shape[2:])
         return MixOutput(inputs=mixed, y_a=y, y_b=y[index],
                          lam=lam.to(device=x.device, dtype=torch.float32), index=index,
                          mask=mask)

@@ -6,7 +6,6 @@ columns ``x1 <= c < x2`` come from the paired image.
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -57,22 +56,33 @@ def same_box(box: Box) -> bool:
     return all(bool((t == t[0]).all()) for t in box)
 
 
-def paste_boxes(x: Tensor, index: Tensor, box: Box) -> tuple[Tensor, Tensor]:
-    """Paste the box of ``x[index]`` into ``x``; returns (mixed, mask).
+def paste_box(x: Tensor, index: Tensor, y1: int, y2: int, x1: int, x2: int,
+              inplace: bool = False) -> tuple[Tensor, Tensor]:
+    """Paste one box of ``x[index]`` into every image; returns (mixed, (1, 1, H, W) mask).
 
-    One box for the whole batch: a clone plus a slice copy of the box only (no gather of
-    the full paired batch); the mask is a (1, 1, H, W) view expanded by the caller.
-    Per-sample boxes: one vectorised ``torch.where`` with a (B, 1, H, W) mask.
+    A clone (none with ``inplace``) plus a copy of the box only: the full paired batch is
+    never gathered.
+    """
+    _, _, h, w = x.shape
+    mixed = x if inplace else x.clone()
+    mixed[:, :, y1:y2, x1:x2] = x[:, :, y1:y2, x1:x2][index]
+    mask = torch.ones(1, 1, h, w, device=x.device)
+    mask[:, :, y1:y2, x1:x2] = 0
+    return match_format(mixed, x), mask
+
+
+def paste_boxes(x: Tensor, index: Tensor, box: Box, inplace: bool = False) -> tuple[Tensor, Tensor]:
+    """Paste each sample's box of ``x[index]`` into ``x``; returns (mixed, mask).
+
+    One box for the whole batch: :func:`paste_box`. Per-sample boxes: one vectorised
+    ``torch.where`` with a (B, 1, H, W) mask.
     """
     _, _, h, w = x.shape
     if same_box(box):
-        y1, y2, x1, x2 = (int(t[0]) for t in box)
-        mixed = x.clone()
-        mixed[:, :, y1:y2, x1:x2] = x[:, :, y1:y2, x1:x2][index]
-        one = tuple(t[:1] for t in box)
-        return match_format(mixed, x), box_mask(one, h, w, x.device)
+        return paste_box(x, index, *(int(t[0]) for t in box), inplace=inplace)
     mask = box_mask(box, h, w, x.device)
-    return blend(x, x[index], mask, binary=True), mask
+    mixed = blend(x, x[index], mask, binary=True)
+    return (x.copy_(mixed) if inplace else mixed), mask
 
 
 class BoxMixer(MaskMixer):
@@ -83,12 +93,15 @@ class BoxMixer(MaskMixer):
     correction are shared.
     """
 
+    inplace = False
+
     def sample_centres(self, x: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
         """(cy, cx) int64 (B,) CPU box centres."""
         _, _, h, w = x.shape
-        cy = self.per_sample(lambda n: randint_sample(0, h, n, self.generator), index)
-        cx = self.per_sample(lambda n: randint_sample(0, w, n, self.generator), index)
-        return cy, cx
+        centres = self.per_sample(
+            lambda n: torch.stack([randint_sample(0, h, n, self.generator),
+                                   randint_sample(0, w, n, self.generator)], 1), index)
+        return centres[:, 0], centres[:, 1]
 
     def mix(self, x: Tensor, y: Tensor, model=None) -> MixOutput:
         _, _, h, w = x.shape
@@ -97,7 +110,7 @@ class BoxMixer(MaskMixer):
         cy, cx = self.sample_centres(x, index)
         box = centred_box(cy, cx, cut_size(lam, h), cut_size(lam, w), h, w)
         index = index.to(x.device)
-        mixed, mask = paste_boxes(x, index, box)
+        mixed, mask = paste_boxes(x, index, box, inplace=self.inplace)
         return self.output(x, y, index, mask, lam, mixed)
 
 

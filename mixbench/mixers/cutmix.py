@@ -21,6 +21,7 @@ class CutMix(BoxMixer):
     Args:
         alpha: Beta(alpha, alpha) concentration for lambda, default 1.0.
         correct_lam: lam = exact area of the first image after clipping (default True).
+        inplace: paste into ``x`` itself (as timm does), default False.
         prob, pairing, lam_mode, generator: see :mod:`mixbench.mixers.base`
             (``elem``/``pair``: one box per sample/pair, vectorised).
 
@@ -31,7 +32,8 @@ class CutMix(BoxMixer):
     """
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, pairing: str = "random",
-                 lam_mode: str = "batch", correct_lam: bool = True,
+                 lam_mode: str = "batch", correct_lam: bool = True, inplace: bool = False,
                  generator: Optional[torch.Generator] = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          correct_lam=correct_lam, generator=generator)
+        self.inplace = bool(inplace)

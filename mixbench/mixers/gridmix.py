@@ -16,7 +16,6 @@ Differences from OpenMixup's code: a crop taller or wider than the image is clip
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch

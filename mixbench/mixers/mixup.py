@@ -18,6 +18,7 @@ class Mixup(BaseMixer):
 
     Args:
         alpha: Beta(alpha, alpha) concentration, default 1.0.
+        inplace: write the mixed batch into ``x`` (as timm does), default False.
         prob, pairing, lam_mode, generator: see :mod:`mixbench.mixers.base`.
 
     With ``pairing='reverse'`` this equals ``timm.data.Mixup(mixup_alpha=alpha,
@@ -26,14 +27,16 @@ class Mixup(BaseMixer):
     """
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, pairing: str = "random",
-                 lam_mode: str = "batch", generator: Optional[torch.Generator] = None):
+                 lam_mode: str = "batch", inplace: bool = False,
+                 generator: Optional[torch.Generator] = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          generator=generator)
+        self.inplace = bool(inplace)
 
     def mix(self, x: Tensor, y: Tensor, model=None) -> MixOutput:
         index = self.sample_index(x.shape[0])
         lam = self.sample_lam(index)
         index = index.to(x.device)
-        mixed = lerp_images(x, index, lam)
+        mixed = lerp_images(x, index, lam, inplace=self.inplace)
         return MixOutput(inputs=mixed, y_a=y, y_b=y[index],
                          lam=lam.to(device=x.device, dtype=torch.float32), index=index)

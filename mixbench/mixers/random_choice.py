@@ -83,13 +83,14 @@ class RandomChoiceMixer(BaseMixer):
 
 def DeiTMixer(mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0, switch_prob: float = 0.5,
               prob: float = 1.0, pairing: str = "random", lam_mode: str = "batch",
-              generator: Optional[torch.Generator] = None) -> RandomChoiceMixer:
+              inplace: bool = False, generator: Optional[torch.Generator] = None
+              ) -> RandomChoiceMixer:
     """The DeiT recipe: Mixup(0.8) or CutMix(1.0) per batch, CutMix with ``switch_prob``;
     the batch is mixed at all with probability ``prob`` (timm's ``mixup_prob``, 1.0).
     ``pairing='reverse'`` reproduces timm's ``Mixup(mixup_alpha=0.8, cutmix_alpha=1.0)``."""
     check_prob(switch_prob, "switch_prob")
     prob = check_prob(prob, "prob")
-    kw = dict(pairing=pairing, lam_mode=lam_mode)
+    kw = dict(pairing=pairing, lam_mode=lam_mode, inplace=inplace)
     return RandomChoiceMixer([Mixup(alpha=mixup_alpha, **kw), CutMix(alpha=cutmix_alpha, **kw)],
                              probs=[prob * (1 - switch_prob), prob * switch_prob],
                              generator=generator)

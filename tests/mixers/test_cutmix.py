@@ -108,3 +108,13 @@ def test_equals_torchvision_with_roll_pairing(monkeypatch):
         assert torch.equal(ours.inputs, x_tv)
         torch.testing.assert_close(ours.target(5), target)
 
+
+
+@pytest.mark.parametrize("lam_mode", ["batch", "elem"])
+def test_inplace_writes_the_same_result_into_the_input(lam_mode):
+    x, y = make_batch()
+    out = CutMix(alpha=1.0, lam_mode=lam_mode, generator=seeded(6))(x, y)
+    x2 = x.clone()
+    out2 = CutMix(alpha=1.0, lam_mode=lam_mode, inplace=True, generator=seeded(6))(x2, y)
+    assert out2.inputs is x2 and torch.equal(x2, out.inputs)
+    assert torch.equal(out2.lam, out.lam) and torch.equal(out2.mask, out.mask)

@@ -1,6 +1,4 @@
 """ResizeMix: the common contract; the whole paired image, resized, is pasted."""
-import functools
-
 import torch
 import torch.nn.functional as F
 
