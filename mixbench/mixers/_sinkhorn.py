@@ -19,7 +19,7 @@ from torch import Tensor
 
 
 def sinkhorn_plan(cost: Tensor, eps: float = 0.1, max_iter: int = 100, tol: float = 1e-4,
-                  check_every: int = 10) -> Tensor:
+                  check_every: int = 10, potential_tol: float = 0.0) -> Tensor:
     """Optimal transport plan (B, n, m), float32, for a batch of costs (B, n, m).
 
     Args:
@@ -30,6 +30,10 @@ def sinkhorn_plan(cost: Tensor, eps: float = 0.1, max_iter: int = 100, tol: floa
             for every batch element (the column marginals are exact after each column
             update); checked every ``check_every`` iterations, each check one device sync.
             ``tol = 0`` always runs ``max_iter`` iterations without syncing.
+        potential_tol: the stopping rule of the official AlignMixup code (and OpenMixup's
+            copy), used when > 0 (they use 0.1): stop after the first iteration in which the
+            row potentials ``f = eps * log u`` moved by less than ``potential_tol`` in L1,
+            averaged over the batch; checked every iteration.
 
     Returns:
         The plan, without gradient (it is a constant of the mixing, as in AlignMixup).
@@ -46,8 +50,12 @@ def sinkhorn_plan(cost: Tensor, eps: float = 0.1, max_iter: int = 100, tol: floa
         log_v = torch.zeros(b, m, device=cost.device, dtype=dtype)
         log_u = torch.zeros(b, n, device=cost.device, dtype=dtype)
         for it in range(1, max_iter + 1):
+            prev_u = log_u
             log_u = log_mu - torch.logsumexp(log_k + log_v[:, None, :], dim=2)
             log_v = log_nu - torch.logsumexp(log_k + log_u[:, :, None], dim=1)
+            if potential_tol > 0 and \
+                    float(eps * (log_u - prev_u).abs().sum(1).mean()) < potential_tol:
+                break
             if tol > 0 and it % check_every == 0 and it < max_iter:
                 rows = (log_u + torch.logsumexp(log_k + log_v[:, None, :], dim=2)).exp()
                 if float((rows - 1.0 / n).abs().sum(1).max()) < tol:

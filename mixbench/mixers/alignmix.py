@@ -20,9 +20,17 @@ input images instead (plain Mixup), the two choices of its ``layer_mix`` and ``a
 The cost is on the raw features, as there. Against squared distances of unnormalised
 features (tens to hundreds) ``eps = 0.1`` makes the problem nearly unregularised and
 Sinkhorn converges slowly: for a freshly initialised ResNet-8 on digits the row marginals of
-the 100th iterate are still 0.50 from uniform in L1 (0.03 after 500 iterations). As in the
-official code, the plan used is that iterate: its column sums are exact (the last update is
-the column one), so ``A R`` averages with weights summing to one while ``A' R^T`` may not.
+the 100th iterate are still 0.50 from uniform in L1 (0.03 after 500 iterations); its column
+sums are exact (the last update is the column one).
+
+Stopping: by default Sinkhorn runs until the marginals are within ``tol`` of uniform or
+``max_iter`` iterations, which is the paper's plan ``P*`` as closely as 100 iterations get.
+The official code (and OpenMixup's copy) instead stops as soon as the row potentials move by
+less than 0.1 in one iteration: after 2-3 iterations on the features of freshly initialised
+width-16 ResNet-18s (batches of 32 CIFAR-size inputs), all 100 on a ResNet-8's.
+``official_stop=True`` reproduces that rule, and then this module's output equals the
+official ``mixup_aligned`` to a relative difference of at most 3e-6 in those cases (checked
+side by side on CPU; the official code is not part of mixbench).
 
 Published defaults: alpha = 2, eps = 0.1, max_iter = 100. OpenMixup's version mixes at the
 feature level only: ``input_prob=0`` reproduces it.
@@ -39,26 +47,28 @@ from ._sinkhorn import sinkhorn_plan
 from .base import BaseMixer, MixOutput, check_choice, check_prob, lerp_images, match_format
 
 ALIGNS = ("random", "partner", "self")
+OFFICIAL_POTENTIAL_TOL = 0.1  # the official code's Sinkhorn stopping threshold
 
 
 def assignment_matrix(feat: Tensor, partner: Tensor, eps: float = 0.1, max_iter: int = 100,
-                      tol: float = 1e-4) -> Tensor:
+                      tol: float = 1e-4, potential_tol: float = 0.0) -> Tensor:
     """``R = r P*`` (B, r, r), float32, no gradient: row ``k`` holds the weights with which
     the partner's positions are matched to position ``k`` of ``feat`` (both (B, C, h, w))."""
     a = feat.detach().flatten(2).transpose(1, 2).float()      # (B, r, C)
     a2 = partner.detach().flatten(2).transpose(1, 2).float()
     cost = torch.cdist(a, a2).square()
-    return sinkhorn_plan(cost, eps, max_iter, tol) * a.shape[1]
+    return sinkhorn_plan(cost, eps, max_iter, tol, potential_tol=potential_tol) * a.shape[1]
 
 
 def aligned_mix(feat: Tensor, partner: Tensor, lam: Tensor, align_partner: bool,
-                eps: float = 0.1, max_iter: int = 100, tol: float = 1e-4) -> Tensor:
+                eps: float = 0.1, max_iter: int = 100, tol: float = 1e-4,
+                potential_tol: float = 0.0) -> Tensor:
     """AlignMix of two batches of feature maps (B, C, h, w) with per-sample ``lam`` (B,).
 
     ``align_partner=True``: ``lam * A + (1 - lam) * A' R^T``; False: ``lam * A R + (1 - lam) * A'``.
     """
     b, c, h, w = feat.shape
-    r_mat = assignment_matrix(feat, partner, eps, max_iter, tol).to(feat.dtype)
+    r_mat = assignment_matrix(feat, partner, eps, max_iter, tol, potential_tol).to(feat.dtype)
     a, a2 = feat.reshape(b, c, h * w), partner.reshape(b, c, h * w)
     lam_a = lam.to(device=feat.device, dtype=feat.dtype).view(-1, 1, 1)
     lam_b = (1 - lam).to(device=feat.device, dtype=feat.dtype).view(-1, 1, 1)
@@ -82,6 +92,8 @@ class AlignMix(BaseMixer):
         max_iter: Sinkhorn iterations at most, default 100.
         tol: early stop of Sinkhorn once the plan's marginals are within ``tol`` (L1) of
             uniform, default 1e-4; 0 runs all ``max_iter`` iterations.
+        official_stop: use the official code's stopping rule instead (row potentials moved
+            by less than 0.1), default False (see the module docstring).
         align: ``random`` (default, the official code: one of the two per batch),
             ``partner`` (``lam * A + (1 - lam) * A' R^T``) or ``self``
             (``lam * A R + (1 - lam) * A'``).
@@ -94,7 +106,8 @@ class AlignMix(BaseMixer):
     needs_model = True
 
     def __init__(self, alpha: float = 2.0, eps: float = 0.1, max_iter: int = 100,
-                 tol: float = 1e-4, align: str = "random", input_prob: float = 0.5,
+                 tol: float = 1e-4, official_stop: bool = False, align: str = "random",
+                 input_prob: float = 0.5,
                  prob: float = 1.0, pairing: str = "random", lam_mode: str = "batch",
                  generator: Optional[torch.Generator] = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
@@ -106,6 +119,7 @@ class AlignMix(BaseMixer):
         if not float(tol) >= 0:
             raise ValueError(f"tol must be >= 0 (0 = always run max_iter iterations), got {tol}")
         self.eps, self.max_iter, self.tol = float(eps), max_iter, float(tol)
+        self.official_stop = bool(official_stop)
         self.align = check_choice(align, ALIGNS, "align")
         self.input_prob = check_prob(input_prob, "input_prob")
 
@@ -125,7 +139,8 @@ class AlignMix(BaseMixer):
         else:
             def mix_features(feat: Tensor) -> Tensor:
                 return aligned_mix(feat, feat[index], lam, align_partner, self.eps,
-                                   self.max_iter, self.tol)
+                                   self.max_iter, 0.0 if self.official_stop else self.tol,
+                                   OFFICIAL_POTENTIAL_TOL if self.official_stop else 0.0)
             stage = last
         return MixOutput(inputs=x, y_a=y, y_b=y[index],
                          lam=lam.to(device=x.device, dtype=torch.float32), index=index,

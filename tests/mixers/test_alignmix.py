@@ -1,4 +1,5 @@
 """AlignMix: Sinkhorn plan, alignment, hook placement, gradients, the common contract."""
+import math
 import types
 
 import pytest
@@ -43,6 +44,40 @@ def test_sinkhorn_matches_textbook_sinkhorn():
     cost = torch.rand(3, 9, 7, generator=seeded(1))
     plan = sinkhorn_plan(cost, eps=0.5, max_iter=200, tol=0)
     torch.testing.assert_close(plan.double(), reference_sinkhorn(cost, 0.5, 200), atol=1e-6, rtol=1e-4)
+
+
+def official_rule_sinkhorn(cost, eps=0.1, max_iter=100, thresh=0.1):
+    """The official AlignMixup iteration in its own form (potentials u, v in cost units,
+    stop once the batch-mean L1 change of u is below thresh), float64; returns (plan, its)."""
+    c = cost.double()
+    b, n, m = c.shape
+    u, v = torch.zeros(b, n, dtype=torch.float64), torch.zeros(b, m, dtype=torch.float64)
+    for it in range(1, max_iter + 1):
+        u_prev = u
+        u = eps * (math.log(1 / n) - torch.logsumexp((-c + u[:, :, None] + v[:, None, :]) / eps, 2)) + u
+        v = eps * (math.log(1 / m) - torch.logsumexp((-c + u[:, :, None] + v[:, None, :]) / eps, 1)) + v
+        if (u - u_prev).abs().sum(1).mean() < thresh:
+            break
+    return torch.exp((-c + u[:, :, None] + v[:, None, :]) / eps), it
+
+
+def test_official_stopping_rule():
+    cost = torch.rand(4, 16, 16, generator=seeded(6)) * 3
+    ref, its = official_rule_sinkhorn(cost)
+    assert 1 < its < 100
+    plan = sinkhorn_plan(cost, eps=0.1, tol=0, potential_tol=0.1)
+    torch.testing.assert_close(plan.double(), ref, atol=1e-6, rtol=1e-5)
+    converged = sinkhorn_plan(cost, eps=0.1)
+    assert (plan - converged).abs().max() > 1e-3
+    feat = torch.randn(4, 3, 4, 4, generator=seeded(7))
+    model = tiny_classifier().eval()
+    out = AlignMix(official_stop=True, input_prob=0.0, align="self", generator=seeded(0))(
+        *make_batch(b=4), model=model)
+    r = sinkhorn_plan(torch.cdist(feat.flatten(2).mT, feat[out.index].flatten(2).mT).square(),
+                      tol=0, potential_tol=0.1) * 16
+    expected = out.lam.view(-1, 1, 1) * (feat.flatten(2) @ r) + \
+        (1 - out.lam.view(-1, 1, 1)) * feat[out.index].flatten(2)
+    torch.testing.assert_close(out.stage_hook(3, feat).flatten(2), expected)
 
 
 def test_sinkhorn_is_stable_for_large_costs():
