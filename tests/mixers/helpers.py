@@ -25,6 +25,7 @@ The contract checked (docs/mixers.md, mixbench/mixers/base.py):
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Optional
 
 import pytest
@@ -335,3 +336,16 @@ def train_two_epochs_on_digits(tmp_path, fragment: str) -> dict:
     assert all(math.isfinite(h["train_loss"]) and h["train_loss"] > 0 for h in result["history"])
     assert 0 <= result["metrics"]["top1_last"] <= 100
     return result
+
+
+def check_inplace(make_mixer: Callable[..., object]) -> None:
+    """``inplace=True`` writes exactly the out-of-place result into the input tensor, in
+    every lam_mode."""
+    for lam_mode in ("batch", "elem"):
+        x, y = make_batch()
+        out = make_mixer(lam_mode=lam_mode, generator=seeded(6))(x, y)
+        x2 = x.clone()
+        out2 = make_mixer(lam_mode=lam_mode, inplace=True, generator=seeded(6))(x2, y)
+        assert out2.inputs is x2, "inplace=True must return the input tensor itself"
+        assert torch.equal(x2, out.inputs), "inplace result differs from the out-of-place one"
+        assert_outputs_equal(dataclasses.replace(out2, inputs=out.inputs), out, "inplace")
