@@ -15,8 +15,8 @@ if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
     apt-get install -y -qq dataset-fashion-mnist
 fi
 for script in install_postgres.sh install_chromium.sh start_slurm.sh; do
-    if [ -x "$HERE/$script" ]; then
+    if [ -f "$HERE/$script" ]; then
         echo "== $script"
-        "$HERE/$script"
+        bash "$HERE/$script"
     fi
 done

@@ -1,0 +1,43 @@
+"""2-process DDP on CPU (gloo) through tools/dist_train.sh, and rank-0-only result writing."""
+import os
+import socket
+import subprocess
+from types import SimpleNamespace
+
+from mixbench.engine import hooks as hooks_mod
+from mixbench.results import load_result
+from mbtest import REPO
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_gloo_run_via_dist_train(tmp_path):
+    wd = tmp_path / "ddp"
+    env = dict(os.environ, PORT=str(free_port()), PYTHON=os.environ.get("PYTHON", "python"))
+    import sys
+    env["PYTHON"] = sys.executable
+    proc = subprocess.run(["bash", "tools/dist_train.sh", str(REPO / "configs/digits/resnet8_mixup.yaml"), "2",
+                           "--work-dir", str(wd), "--cfg-options", "train_cfg.max_epochs=1"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    r = load_result(wd)
+    assert r["status"] == "finished" and r["cost"]["num_devices"] == 2
+    # 1347 images over 2 ranks x 64 per rank: ceil(674 / 64) = 11 iterations per rank
+    assert r["cost"]["iters"] == 11
+    assert len(r["history"]) == 1 and r["history"][0]["top1"] > 0
+    assert sorted(p.name for p in wd.glob("result*")) == ["result.json"]
+
+
+def test_result_hook_writes_on_rank_zero_only(tmp_path, monkeypatch):
+    hook = hooks_mod.ResultJsonHook(run={"name": "x"})
+    runner = SimpleNamespace(work_dir=str(tmp_path))
+    monkeypatch.setattr(hooks_mod, "is_main_process", lambda: False)
+    hook.write(runner)
+    assert not (tmp_path / "result.json").exists()
+    monkeypatch.setattr(hooks_mod, "is_main_process", lambda: True)
+    hook.write(runner)
+    assert (tmp_path / "result.json").exists()
