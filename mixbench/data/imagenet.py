@@ -110,9 +110,9 @@ class ImageNet(ImageFileDataset):
         if not folder.is_dir():
             raise missing_file_error(folder, f"the ImageNet {self.split} images (or the list "
                                      f"file {list_file})", HOW_TO_GET)
-        if list_class_folders(folder):
-            paths, labels = class_folder_samples(self.root, self.split, list_class_folders(folder))
-            names = list_class_folders(folder)
+        names = list_class_folders(folder)
+        if names:
+            paths, labels = class_folder_samples(self.root, self.split, names)
             return paths, [names[i] for i in labels]
         if self.split == "val":
             return self._flat_val_from_devkit(folder)
