@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from mixbench.results import SCHEMA_VERSION, load_result
 from mbtest import REPO, run_tool
@@ -90,3 +91,17 @@ def test_bf16_autocast_on_cpu(tmp_path):
              "--cfg-options", "train_cfg.max_epochs=1", "train_dataloader.dataset.max_samples=256")
     r = load_result(tmp_path / "amp")
     assert r["status"] == "finished" and r["history"][0]["train_loss"] > 0
+
+
+def test_logging_backends_and_ema_from_config(tmp_path):
+    wd = tmp_path / "logs"
+    run_tool("tools/train.py", DEMO, "--work-dir", wd, "--cfg-options", "train_cfg.max_epochs=1",
+             "train_dataloader.dataset.max_samples=128", "logging.tensorboard=true",
+             "logging.wandb=true", "custom_hooks=[{type: EMAHook, momentum: 0.01}]",
+             env={"WANDB_MODE": "offline"})
+    assert list(wd.glob("*/vis_data/events.out.tfevents.*")), "no TensorBoard event file"
+    assert list(wd.glob("*/vis_data/wandb/offline-run-*")), "no offline wandb run"
+    assert list(wd.glob("*/vis_data/scalars.json"))
+    ckpt = torch.load(wd / "epoch_1.pth", map_location="cpu", weights_only=False)
+    assert "ema_state_dict" in ckpt and "mixbench_result" in ckpt
+    assert load_result(wd)["status"] == "finished"
