@@ -194,6 +194,9 @@ class ImageFileDataset(Dataset, abc.ABC):
         self.class_names = list(getattr(self, "class_names", None) or self.classes)
         self.metainfo = {"classes": self.classes, "num_classes": len(self.classes)}
         labels = np.asarray(labels, dtype=np.int64)
+        if not len(paths):
+            raise DatasetError(f"{self.root}: the {self.split!r} split lists no images. "
+                               f"{self.how_to_get}")
         if len(paths) != len(labels):
             raise DatasetError(f"{self.root}: {len(paths)} image paths but {len(labels)} labels")
         if len(labels) and (labels.min() < 0 or labels.max() >= len(self.classes)):
@@ -203,11 +206,12 @@ class ImageFileDataset(Dataset, abc.ABC):
         if max_samples is not None:
             if max_samples <= 0:
                 raise ValueError(f"max_samples must be positive, got {max_samples}")
-            keep = np.unique(np.linspace(0, len(paths) - 1, min(max_samples, len(paths))).round().astype(int))
+            n = min(max_samples, len(paths))
+            keep = np.unique(np.linspace(0, len(paths) - 1, n).round().astype(int))
             paths, labels = [paths[i] for i in keep], labels[keep]
         # Fixed-width byte strings: one buffer that forked loader workers share without
         # copy-on-read (a Python list of a million str objects would be copied page by page).
-        self._paths = np.array([p.encode() for p in paths], dtype=np.bytes_) if len(paths) else np.array([], dtype="S1")
+        self._paths = np.array([p.encode() for p in paths], dtype=np.bytes_)
         self.labels = torch.from_numpy(labels)
         self.pipeline = build_pipeline(pipeline)
         if in_memory:

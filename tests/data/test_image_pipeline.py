@@ -103,3 +103,9 @@ def test_cached_index_is_used_and_keyed(tmp_path):
     path.write_text("{broken")
     with pytest.raises(DatasetError, match="unreadable index.*tools/prepare_data.py index"):
         TinyImageNet(folder, "train")
+
+
+def test_empty_split_is_an_error(tmp_path):
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="the 'train' split lists no images"):
+        ImageFolder(tmp_path, "train")
