@@ -24,6 +24,7 @@ from .fmix import FMix
 from .gridmix import GridMix
 from .resizemix import ResizeMix
 from .puzzlemix import PuzzleMix
+from .comixup import CoMixup
 
 __all__ = [
     "BaseMixer",
@@ -43,4 +44,5 @@ __all__ = [
     "GridMix",
     "ResizeMix",
     "PuzzleMix",
+    "CoMixup",
 ]

@@ -251,22 +251,29 @@ def test_errors_are_explained():
         PuzzleMix().mix_with_saliency(*make_batch(b=2), torch.rand(2, 8, 8))
 
 
-def test_real_resnet_training_step():
+def real_resnet_step(mixer_cfg: dict, b: int):
+    """Mix a batch with a width-4 CIFAR ResNet-18 classifier holding the mixer: the mixer
+    leaves its state and gradients alone, and a training step gives a finite loss.
+    Returns ``(x, out)`` for method-specific checks (also used by test_comixup.py)."""
     from mixbench.models.classifiers.mixup_classifier import MixupClassifier
 
     torch.manual_seed(0)
     model = MixupClassifier(backbone={"type": "ResNetCIFAR", "depth": 18, "width": 4},
-                            head={"type": "LinearHead", "num_classes": 5},
-                            mixer={"type": "PuzzleMix"})
-    x, y = make_batch(b=4, h=32, w=32)
+                            head={"type": "LinearHead", "num_classes": 5}, mixer=mixer_cfg)
+    x, y = make_batch(b=b, h=32, w=32)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     out = model.mixer(x, y, model=model)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
-    check_transport_identity(out, x)
     loss = model.loss(x, y)["loss"]
     loss.backward()
     assert torch.isfinite(loss)
+    return x, out
+
+
+def test_real_resnet_training_step():
+    x, out = real_resnet_step({"type": "PuzzleMix"}, b=4)
+    check_transport_identity(out, x)
 
 
 @requires_cuda

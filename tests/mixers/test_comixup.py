@@ -1,0 +1,239 @@
+"""Co-Mixup: contract and soft targets, images as per-pixel convex combinations whose input
+mass equals the soft targets, block-constant weights, exact small-grid DP (brute force),
+the objective against its definition, descent, two-way summary, no side effects of the
+saliency pass, partitions, reproducibility, errors, a real ResNet step."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mixbench.mixers import CoMixup
+from mixbench.mixers._grid_dp import grid_energy, solve_frontier_dp, solve_rows_dp
+from mixbench.mixers.comixup import comixup_objective
+from tests.mixers.helpers import (TinyClassifier, assert_outputs_equal, check_batch_size_one,
+                                  check_dtypes_and_formats, check_output, make_batch,
+                                  requires_cuda, seeded)
+from tests.mixers.test_puzzlemix import real_resnet_step
+
+
+def tiny_classifier(seed=0, num_classes=5):
+    torch.manual_seed(seed)
+    return TinyClassifier(num_classes=num_classes)
+
+
+def blob_saliency(b, h, w, seed=0):
+    """One Gaussian blob per image at a random place: peaked, like real saliency."""
+    g = seeded(seed)
+    yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    c = torch.rand(b, 2, generator=g) * torch.tensor([h, w])
+    s = 1.5 + torch.rand(b, generator=g) * h / 6
+    d2 = (yy - c[:, 0, None, None]) ** 2 + (xx - c[:, 1, None, None]) ** 2
+    return torch.exp(-d2 / (2 * s[:, None, None] ** 2)) + 0.01
+
+
+def check_convex_combination(out, x):
+    """inputs == sum_i up(z)_i x_i, weights >= 0 summing to 1 per pixel, and each input's
+    pixel mass equals its weight in ``out.weights``."""
+    b, _, h, w = x.shape
+    z = out.block_weights                                           # (B, m, m, P)
+    up = F.interpolate(z.permute(0, 3, 1, 2), size=(h, w), mode="nearest")   # (B, P, H, W)
+    assert bool((up >= 0).all())
+    torch.testing.assert_close(up.sum(1), torch.ones(b, h, w))
+    expected = torch.zeros_like(x)
+    for o in range(b):
+        s0 = int(out.partition_start[o])
+        k = int((out.partition_start == s0).sum())
+        expected[o] = (up[o, :k, None] * x[s0:s0 + k]).sum(0)
+        mass = torch.zeros(b)
+        mass[s0:s0 + k] = up[o, :k].mean((1, 2))
+        torch.testing.assert_close(out.weights[o], mass)
+    torch.testing.assert_close(out.inputs, expected)
+
+
+def test_contract_soft_targets_and_no_side_effects():
+    model = tiny_classifier()
+    model.backbone.stages[0][1].eval()          # a submodule deliberately in eval mode
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = make_batch(b=10, h=16, w=16)
+    out = check_output(CoMixup(m_part=4, generator=seeded(0)), x, y, model=model)
+    assert out.soft_targets.shape == (10, 5)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items()), \
+        "BN running statistics (or parameters) changed"
+    assert all(p.grad is None for p in model.parameters())
+    assert model.training and not model.backbone.stages[0][1].training
+    assert out.clean_loss is not None and out.clean_loss.requires_grad
+    out.clean_loss.backward()                   # the clean-input loss trains the model
+    assert model.head.weight.grad is not None
+    assert CoMixup(m_part=4, clean_lam=0.0)(x, y, model=tiny_classifier()).clean_loss is None
+
+
+@pytest.mark.parametrize("b,m_part", [(12, 6), (10, 4), (9, 4)])
+def test_mixed_images_are_convex_combinations_matching_soft_targets(b, m_part):
+    x, _ = make_batch(b=b, h=16, w=16)
+    y = torch.arange(b)                          # one class per input: targets == weights
+    out = CoMixup(m_part=m_part, generator=seeded(1)).mix_with_saliency(
+        x, y, blob_saliency(b, 16, 16), num_classes=b)
+    check_convex_combination(out, x)
+    torch.testing.assert_close(out.soft_targets, out.weights)
+    torch.testing.assert_close(out.soft_targets.sum(1), torch.ones(b))
+    assert bool((out.weights > 0).sum(1).gt(1).any()), "no output mixes several inputs"
+    # outputs only use inputs of their own partition
+    start = out.partition_start
+    part_of = torch.arange(b)[None, :]
+    inside = (part_of >= start[:, None]) & (part_of < start[:, None] + m_part)
+    assert bool((out.weights[~inside] == 0).all())
+
+
+def test_block_weights_are_constant_per_block_and_half_or_whole():
+    x = torch.arange(8.0).view(8, 1, 1, 1).expand(8, 3, 16, 16).contiguous()   # flat images
+    y = torch.arange(8)
+    out = CoMixup(m_part=8, generator=seeded(2)).mix_with_saliency(
+        x, y, blob_saliency(8, 16, 16, seed=2), num_classes=8)
+    vals = set(out.block_weights.unique().tolist())
+    assert vals <= {0.0, 0.5, 1.0}
+    blocks = out.inputs[:, 0].reshape(8, 4, 4, 4, 4)                 # 4x4 blocks of 4x4 px
+    assert torch.equal(blocks, blocks[:, :, :1, :, :1].expand_as(blocks))
+
+
+def test_soft_targets_merge_inputs_of_the_same_class():
+    x, _ = make_batch(b=8, h=16, w=16)
+    y = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    out = CoMixup(m_part=8, generator=seeded(3)).mix_with_saliency(
+        x, y, blob_saliency(8, 16, 16, seed=3), num_classes=4)
+    expected = out.weights @ F.one_hot(y, 4).float()
+    torch.testing.assert_close(out.soft_targets, expected / expected.sum(1, keepdim=True))
+
+
+def test_two_way_summary():
+    x, _ = make_batch(b=8, h=16, w=16)
+    y = torch.arange(8)
+    out = CoMixup(m_part=8, generator=seeded(4)).mix_with_saliency(
+        x, y, blob_saliency(8, 16, 16, seed=4), num_classes=8)
+    assert torch.equal(out.y_a, y) and torch.equal(out.y_b, y[out.index])
+    assert bool((out.index != torch.arange(8)).all())
+    w_a = out.weights.diagonal()
+    w_b = out.weights[torch.arange(8), out.index]
+    torch.testing.assert_close(out.lam, w_a / (w_a + w_b))
+    # outputs are ordered by a maximum-mass matching: no swap of two outputs does better
+    wts = out.weights
+    for i, j in itertools.combinations(range(8), 2):
+        assert wts[i, i] + wts[j, j] >= wts[i, j] + wts[j, i] - 1e-6
+
+
+@pytest.mark.parametrize("solver", [solve_rows_dp, solve_frontier_dp])
+@pytest.mark.parametrize("shape,n_labels", [((2, 2), 3), ((3, 3), 3), ((2, 4), 4), ((4, 4), 2),
+                                            ((3, 2), 5)])
+def test_grid_dp_is_exact_against_brute_force(solver, shape, n_labels):
+    rng = np.random.default_rng(n_labels)
+    h, w = shape
+    unary = rng.normal(size=(5, h, w, n_labels))
+    pair = rng.random((n_labels, n_labels))
+    labels = solver(unary, pair)
+    every = np.array(list(itertools.product(range(n_labels), repeat=h * w))).reshape(-1, h, w)
+    for i in range(5):
+        best = grid_energy(np.repeat(unary[i:i + 1], len(every), 0), pair, every).min()
+        assert grid_energy(unary[i:i + 1], pair, labels[i:i + 1])[0] == pytest.approx(best, abs=1e-9)
+
+
+def test_objective_matches_its_definition():
+    g = seeded(5)
+    p, o, n, m = 2, 3, 3, 2
+    cost = torch.randn(p, n, m, m, generator=g, dtype=torch.float64)
+    z = F.one_hot(torch.randint(0, n, (p, o, m, m), generator=g), n).double()
+    z[0, 0, 0, 0] = torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64)   # a half-half block
+    beta, gamma, thres = 0.3, 0.7, 1.5
+    for q in range(p):
+        data = sum(float(cost[q, i, r, c] * z[q, k, r, c, i]) for k in range(o)
+                   for r in range(m) for c in range(m) for i in range(n))
+        smooth = 0.0
+        for k in range(o):
+            for r, c in itertools.product(range(m), range(m)):
+                if r + 1 < m:
+                    smooth += float(((z[q, k, r, c] - z[q, k, r + 1, c]) ** 2).sum())
+                if c + 1 < m:
+                    smooth += float(((z[q, k, r, c] - z[q, k, r, c + 1]) ** 2).sum())
+        counts = z[q].sum((1, 2))                                      # (O, n)
+        plain = sum(float(counts[k] @ counts[k2]) for k in range(o) for k2 in range(o) if k != k2)
+        others = counts.sum(0) - counts
+        thresholded = float(((others > thres) * others * counts).sum())
+        got = comixup_objective(cost, z, beta, gamma)[q].item()
+        assert got == pytest.approx(data + beta / 2 * smooth + gamma * plain)
+        got_t = comixup_objective(cost, z, beta, gamma, thres)[q].item()
+        assert got_t == pytest.approx(data + beta / 2 * smooth + gamma * thresholded)
+
+
+def test_solver_descends_from_its_random_start():
+    sal = F.adaptive_avg_pool2d(blob_saliency(20, 16, 16, seed=6)[:, None], 4)[:, 0]
+    mixer = CoMixup(generator=seeded(6))
+    z = mixer.solve(sal.view(1, 20, 4, 4), torch.zeros(1, 20, 20))
+    beta, gamma = 0.32 / 16, 1.0 / 16
+    start = F.one_hot(torch.randint(0, 20, (1, 20, 4, 4), generator=seeded(0)), 20).double()
+    cost = mixer._last_cost
+    assert comixup_objective(cost, z, beta, gamma) < comixup_objective(cost, start, beta, gamma)
+    assert torch.allclose(z.sum(-1), torch.ones(1, 20, 4, 4, dtype=torch.float64))
+
+
+def test_reproducible_and_seed_dependent():
+    x, y = make_batch(b=8, h=16, w=16)
+    sal = blob_saliency(8, 16, 16, seed=7)
+    outs = [CoMixup(m_part=8, generator=seeded(s)).mix_with_saliency(x, y, sal, num_classes=5)
+            for s in (0, 0, 1)]
+    assert_outputs_equal(outs[0], outs[1], "same seed")
+    assert not torch.equal(outs[0].inputs, outs[2].inputs)
+
+
+def test_batch_of_one_dtypes_and_channels_last():
+    check_batch_size_one(CoMixup(), model=tiny_classifier())
+    check_dtypes_and_formats(CoMixup(m_part=3), mask_identity=False, model=tiny_classifier(),
+                             h=16, w=16)
+
+
+def test_random_grid_side():
+    mixer = CoMixup(m_block_num=-1, generator=seeded(0))
+    assert {mixer.sample_grid(32, 32) for _ in range(60)} == {2, 4, 8}
+    x, _ = make_batch(b=6, h=32, w=32)
+    y = torch.arange(6)
+    out = mixer.mix_with_saliency(x, y, blob_saliency(6, 32, 32), num_classes=6)
+    check_convex_combination(out, x)
+
+
+class NoClasses(nn.Module):
+    def logits(self, x, stage_hook=None):
+        return x.mean((2, 3))
+
+
+def test_errors_are_explained():
+    x, y = make_batch(b=4, h=16, w=16)
+    with pytest.raises(ValueError, match="num_classes"):
+        CoMixup()(x, y, model=NoClasses())
+    with pytest.raises(ValueError, match="needs the model"):
+        CoMixup()(x, y)
+    with pytest.raises(ValueError, match="m_part"):
+        CoMixup(m_part=1)
+    with pytest.raises(ValueError, match="m_block_num"):
+        CoMixup(m_block_num=16)
+    with pytest.raises(ValueError, match="thres_type"):
+        CoMixup(thres_type="medium")
+    with pytest.raises(ValueError, match="saliency must be"):
+        CoMixup().mix_with_saliency(x, y, torch.rand(4, 8, 8), num_classes=5)
+    with pytest.raises(ValueError, match="num_classes"):
+        CoMixup().mix_with_saliency(x, y, torch.rand(4, 16, 16), num_classes=2)
+    with pytest.raises(ValueError, match="does not fit"):
+        CoMixup(m_block_num=8)(*make_batch(b=4, h=4, w=4), model=tiny_classifier())
+
+
+def test_real_resnet_training_step():
+    x, out = real_resnet_step({"type": "CoMixup", "m_part": 4}, b=8)
+    check_convex_combination(out, x)
+
+
+@requires_cuda
+def test_cpu_and_cuda_agree_for_the_same_saliency():
+    x, y = make_batch(b=8, h=16, w=16)
+    sal = blob_saliency(8, 16, 16)
+    outs = [CoMixup(m_part=4, generator=seeded(0)).mix_with_saliency(
+        x.to(d), y.to(d), sal.to(d), num_classes=5) for d in ("cpu", "cuda")]
+    assert_outputs_equal(outs[0], outs[1], "CPU vs CUDA")
