@@ -231,7 +231,7 @@ def lerp_images(x: Tensor, index: Tensor, lam: Tensor, inplace: bool = False) ->
         shape = (-1,) + (1,) * (x.dim() - 1)
         lam_a = lam.to(device=x.device, dtype=x.dtype).view(shape)
         lam_b = (1 - lam).to(device=x.device, dtype=x.dtype).view(shape)
-    second = x[index].mul_(lam_b)
+    second = x.index_select(0, index).mul_(lam_b)  # index_select: the fastest gather
     if inplace:
         return x.mul_(lam_a).add_(second)
     mixed = x * lam_a

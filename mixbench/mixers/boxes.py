@@ -81,7 +81,7 @@ def paste_boxes(x: Tensor, index: Tensor, box: Box, inplace: bool = False) -> tu
     if same_box(box):
         return paste_box(x, index, *(int(t[0]) for t in box), inplace=inplace)
     mask = box_mask(box, h, w, x.device)
-    mixed = blend(x, x[index], mask, binary=True)
+    mixed = blend(x, x.index_select(0, index), mask, binary=True)
     return (x.copy_(mixed) if inplace else mixed), mask
 
 

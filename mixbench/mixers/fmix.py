@@ -84,5 +84,5 @@ class FMix(MaskMixer):
                                 expand=False)
         mask = binarise(noise, lam[:noise.shape[0]], self.max_soft).to(x.device)
         index = index.to(x.device)
-        mixed = blend(x, x[index], mask, binary=self.max_soft == 0)
+        mixed = blend(x, x.index_select(0, index), mask, binary=self.max_soft == 0)
         return self.output(x, y, index, mask, lam, mixed)

@@ -89,5 +89,5 @@ class GridMix(MaskMixer):
         params = self.per_sample(draw, index, expand=False)
         mask = grid_masks(lam[:params.shape[0]], *params.unbind(1), h, w, x.device)
         index = index.to(x.device)
-        mixed = blend(x, x[index], mask, binary=True)
+        mixed = blend(x, x.index_select(0, index), mask, binary=True)
         return self.output(x, y, index, mask, lam, mixed)

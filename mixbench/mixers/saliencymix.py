@@ -84,7 +84,8 @@ class SaliencyMix(BoxMixer):
         self.saliency_sigma = float(saliency_sigma)
 
     def sample_centres(self, x: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-        cy, cx = saliency_peaks(x[index.to(x.device)], self.saliency_size, self.saliency_sigma)
+        paired = x.index_select(0, index.to(x.device))
+        cy, cx = saliency_peaks(paired, self.saliency_size, self.saliency_sigma)
         if self.lam_mode == "pair":
             owner = torch.minimum(torch.arange(index.shape[0]), index)
             cy, cx = cy[owner], cx[owner]

@@ -61,5 +61,5 @@ class SmoothMix(MaskMixer):
         cy, cx, s = params.unbind(1)
         mask = gaussian_masks(cy, cx, s * h, s * h, h, w).to(x.device)
         index = index.to(x.device)
-        mixed = blend(x, x[index], mask)
+        mixed = blend(x, x.index_select(0, index), mask)
         return self.output(x, y, index, mask, mask.mean((1, 2, 3)), mixed)
