@@ -4,6 +4,7 @@ from .backbones import (PreActResNetCIFAR, ResNetCIFAR, ResNeXtCIFAR, StagedBack
 from .classifiers import MixupClassifier
 from .data_preprocessor import ClassifierDataPreprocessor
 from .heads import GlobalAveragePool, LinearHead
+from .learnable import *  # noqa: F401,F403  (issue 8: learnable and label-mixing methods)
 from .losses import MixedCrossEntropy, soft_cross_entropy
 
 __all__ = ["StagedBackbone", "ResNetCIFAR", "ResNeXtCIFAR", "PreActResNetCIFAR", "WideResNet",

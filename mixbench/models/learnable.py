@@ -1,0 +1,5 @@
+"""Learnable and label-mixing methods (issue 8): imported by ``mixbench.models`` so that
+their classes are registered in MODELS/HOOKS next to the rest of the models."""
+from .losses.decoupled import DecoupledMixupLoss
+
+__all__ = ["DecoupledMixupLoss"]
