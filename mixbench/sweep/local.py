@@ -165,6 +165,11 @@ class LocalPool:
             if status == "running" and state.get("backend") == "local" and state.get("pid"):
                 active.append(_Active(run, _Adopted(state["pid"], run.work_dir.resolve()), None, state))
                 self.echo(f"adopt  {run.name} (still running from an earlier sweep, pid {state['pid']})")
+            elif status == "done" and state.get("status") == "running":
+                # finished just as its sweep died: record the outcome (and ingest it) now
+                mark_ended(run.work_dir, state, None, self.retries, interrupted=True)
+                if self.on_done is not None:
+                    self.on_done(run)
             elif status == "failed" and self.retry_failed:
                 write_state(run.work_dir, {**state, "status": "pending", "failures": 0})
                 todo.append(run)
@@ -172,6 +177,9 @@ class LocalPool:
                 if state.get("status") == "running":  # its sweep died with it: resume, no failure
                     mark_ended(run.work_dir, state, None, self.retries, interrupted=True)
                 todo.append(run)
+
+        for run in todo:  # write every config first: a changed sweep file fails before any launch
+            prepare_run(run)
 
         def stop(signum, frame):
             raise _SweepStopped(signal.Signals(signum).name)

@@ -115,11 +115,10 @@ def ingest(work_dirs, db: Optional[str] = None) -> Optional[str]:
 def leaderboard_markdown(db: Optional[str] = None) -> Optional[str]:
     """The Markdown leaderboard of the results database, or None without mixbench.leaderboard."""
     try:
-        from mixbench.leaderboard import build_leaderboard
-        from mixbench.leaderboard.report_md import markdown_report
+        from mixbench.leaderboard import markdown_leaderboard
     except ImportError:
         return None
-    return markdown_report(build_leaderboard(db_url=db))
+    return markdown_leaderboard(db)
 
 
 def console() -> Console:

@@ -171,3 +171,33 @@ def test_plan_estimates_cost_from_finished_runs_of_the_same_cell(tmp_path):
     assert "4 runs, 3 to do" in out.stdout and "2 without an estimate" in out.stdout
     status = run_sweep("status", path)
     assert "1/4 done" in status.stdout and "pending 3" in status.stdout
+
+
+def test_finished_runs_go_into_the_results_database_and_the_leaderboard_is_printed(tmp_path):
+    path = fake_sweep(tmp_path, "ingested", seeds=(0, 1))
+    db = tmp_path / "results.db"
+    out = run_sweep("run", path, "--slots", "2", "--train-script", FAKE_TRAIN, "--db", db, "--poll-s", "0.02")
+    assert out.returncode == 0, out.stdout + out.stderr
+    from mixbench.leaderboard import build_leaderboard
+
+    board = build_leaderboard(str(db))
+    (cells,) = board.tables.values()
+    assert sorted((c.method, c.n) for c in cells) == [("Mixup", 2), ("Vanilla", 2)]
+    assert "# mixbench leaderboard" in out.stdout and "| Mixup |" in out.stdout.replace("  ", " ")
+
+
+def test_a_run_that_finished_as_its_sweep_died_is_recorded_not_rerun(tmp_path):
+    sweep = load_sweep(fake_sweep(tmp_path, "finished_late", seeds=(0,)))
+    run = sweep.runs[0]
+    from mixbench.sweep.launch import prepare_run, train_command
+
+    st = mark_launched(run.work_dir, prepare_run(run), "local", pid=None)
+    trainer = subprocess.run(train_command(run, train_script=FAKE_TRAIN), env=env())  # finishes ...
+    assert trainer.returncode == 0
+    st["pid"] = 999999999  # ... but the dead sweep never recorded it
+    (run.work_dir / "sweep_state.json").write_text(json.dumps(st))
+    ingested = []
+    _pool(sweep, on_done=lambda r: ingested.append(r.name)).run()
+    st = state(run.work_dir)
+    assert (st["status"], st["launches"], st["attempts"][-1]["outcome"]) == ("done", 1, "done")
+    assert len(_launches(run)) == 1 and run.name in ingested
