@@ -64,20 +64,35 @@ def test_mixer_fragment_builds(path):
 
 _built_models: dict = {}
 
+# TimmBackbone treats every 4-D timm feature map as NCHW, but timm's Swin returns NHWC
+# (B, 7, 7, 768): the neck then pools the wrong axes. Fix belongs in
+# mixbench/models/backbones/timm_backbone.py (honour model.output_fmt); strict, so this
+# flags itself once fixed.
+SWIN_NHWC = pytest.mark.xfail(strict=True, raises=RuntimeError,
+                              reason="TimmBackbone pools timm Swin's NHWC features as NCHW")
+TRAIN_PARAMS = [pytest.param(p, marks=SWIN_NHWC) if "swin" in p.name else p for p in CONFIGS]
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
+
+def build_model(model_cfg: dict):
+    """The config's model, built once per distinct model config."""
+    key = repr(model_cfg)
+    if key not in _built_models:
+        _built_models[key] = MODELS.build(model_cfg).eval()
+    return _built_models[key]
+
+
+@pytest.mark.parametrize("path", TRAIN_PARAMS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
 def test_config_builds_model_and_datasets(path, fixture_roots):
+    """Load + validate the config, build its train/val datasets on the fixtures, and run the
+    model on a val item (through its data preprocessor) to get one logit per class."""
     cfg = load_config(path)
     validate_config(cfg)
     assert cfg["meta"]["dataset"] and cfg["meta"]["backbone"]
     model_cfg = copy.deepcopy(cfg["model"])
     model_cfg["backbone"].pop("pretrained", None)  # local weights file, absent in CI
-    key = repr(model_cfg)
-    if key not in _built_models:
-        with torch.device("meta"):  # structure only: no memory, no initialisation cost
-            _built_models[key] = MODELS.build(model_cfg)
-    model = _built_models[key]
-    assert model.head.num_classes == cfg["model"]["head"]["num_classes"]
+    model = build_model(model_cfg)
+    num_classes = cfg["model"]["head"]["num_classes"]
+    assert model.head.num_classes == num_classes
     for loader in ("train_dataloader", "val_dataloader"):
         ds_cfg = copy.deepcopy(cfg[loader]["dataset"])
         inner = innermost(ds_cfg)
@@ -90,3 +105,7 @@ def test_config_builds_model_and_datasets(path, fixture_roots):
         if "pipeline" in ds_cfg and any(s["type"] in ("RandomResizedCrop", "CenterCrop")
                                         for s in ds_cfg["pipeline"]):
             assert item["inputs"].shape[-1] == item["inputs"].shape[-2]
+    batch = {"inputs": item["inputs"][None], "data_samples": item["data_samples"].reshape(1)}
+    with torch.no_grad():
+        inputs = model.data_preprocessor(batch, False)["inputs"]
+        assert model.logits(inputs).shape == (1, num_classes)
