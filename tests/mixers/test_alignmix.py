@@ -80,6 +80,16 @@ def test_official_stopping_rule():
     torch.testing.assert_close(out.stage_hook(3, feat).flatten(2), expected)
 
 
+def test_clamped_logsumexp_equals_torch():
+    from mixbench.mixers._sinkhorn import _logsumexp
+    t = -torch.rand(4, 9, 7, generator=seeded(8), dtype=torch.float64) * 5000
+    t[:, :, 0] = 0.5       # one dominant term per row, the rest underflowing
+    for dim in (1, 2):
+        torch.testing.assert_close(_logsumexp(t, dim), torch.logsumexp(t, dim), atol=1e-12, rtol=0)
+        torch.testing.assert_close(_logsumexp(t.float() / 100, dim),
+                                   torch.logsumexp(t.float() / 100, dim))
+
+
 def test_sinkhorn_is_stable_for_large_costs():
     # exp(-C / eps) underflows to 0 in the plain form; the log domain keeps a valid plan
     cost = torch.rand(2, 16, 16, generator=seeded(2)) * 1e4
