@@ -41,6 +41,7 @@ class Places205(ImageFileDataset):
         paths, labels = [], []
         for rel, value in rows:
             label = parse_int(path, value, f"the label of {rel}")
+            rel = rel.lstrip("/")  # tolerate '/a/abbey/...' as some copies of the lists have
             parts = rel.split("/")
             if len(parts) < 3:
                 raise DatasetError(f"{path}: {rel!r} should read '<letter>/<category>/<file>'")

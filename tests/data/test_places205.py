@@ -15,6 +15,14 @@ def test_classes_counts_labels(fixture_roots):
     assert val[2]["inputs"].shape == (3, 12, 10)
 
 
+def test_leading_slash_in_list(tmp_path):
+    folder = make_places205(tmp_path)
+    csv = folder / "trainvalsplit_places205" / "val_places205.csv"
+    csv.write_text("".join("/" + line + "\n" for line in csv.read_text().splitlines()))
+    ds = Places205(tmp_path, "val")
+    assert ds.classes[2] == "field/cultivated" and ds.path(0).is_file()
+
+
 def test_missing_and_malformed_lists(tmp_path):
     folder = make_places205(tmp_path)
     csv = folder / "trainvalsplit_places205" / "val_places205.csv"
