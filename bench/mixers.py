@@ -4,9 +4,10 @@ the reference model (width-16 CIFAR ResNet-18), side by side with timm and torch
     python bench/mixers.py                       # CPU, batch 128, 3x32x32 and 3x224x224
     python bench/mixers.py --device cuda --sizes 32 224 --json out.json
 
-Each entry is the median over rounds (after a warm-up call) of one mixer call on a fixed
-random batch; all entries are timed round-robin, one call each per round, so that load on a
-shared machine hits them alike; on CUDA every timing is synchronised. timm's Mixup mixes in
+Each entry is the best (minimum) time over rounds (after a warm-up call) of one mixer call
+on a fixed random batch; all entries are timed round-robin, one call each per round, so that
+load on a shared machine hits them alike; on CUDA every timing is synchronised. The
+reference step is the median of its repeats. timm's Mixup mixes in
 place, so it is timed on the same tensor over and over (no copy charged to it), as are ours
 with ``inplace=True``; our default mixers and torchvision return a new batch. Ratios are ``mixer time / reference forward+backward time`` measured in
 the same run, so they compare across machines better than milliseconds do.
@@ -93,10 +94,11 @@ def peer_mixers(num_classes: int) -> dict[str, Callable]:
     return peers
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], device: str, rounds: int,
-                        budget_s: float) -> dict[str, float]:
-    """Median seconds per call of each function, timed round-robin (one call of each per
-    round) so that load changes on a shared machine hit every entry alike."""
+def interleaved_best(fns: dict[str, Callable[[], object]], device: str, rounds: int,
+                     budget_s: float) -> dict[str, float]:
+    """Best (minimum) seconds per call of each function over rounds timed round-robin (one
+    call of each per round): on a shared, oversubscribed machine the median mostly measures
+    how often a call was descheduled, the minimum the cost of the work itself."""
     for fn in fns.values():
         fn()
     sync(device)
@@ -110,7 +112,7 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], device: str, round
             times[name].append(time.perf_counter() - t0)
         if r >= 2 and time.perf_counter() - start > budget_s:
             break
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: min(v) for k, v in times.items()}
 
 
 def run(sizes, batch: int, device: str, budget_s: float, threads: int,
@@ -141,7 +143,7 @@ def run(sizes, batch: int, device: str, budget_s: float, threads: int,
         fns["CutMix inplace [batch]"] = functools.partial(M.CutMix(alpha=1.0, inplace=True), x_inplace, y)
         for name, peer in peer_mixers(num_classes).items():
             fns[name] = functools.partial(peer, x_inplace, y)
-        rows = interleaved_medians(fns, device, rounds=200, budget_s=budget_s * len(fns))
+        rows = interleaved_best(fns, device, rounds=200, budget_s=budget_s * len(fns))
         results["sizes"][size] = {"reference_fwd_bwd_s": ref, "reference_batch_timed": nb,
                                   "mixers": {k: {"s": v, "ratio": v / ref} for k, v in rows.items()}}
         print(f"# {size}x{size}: reference fwd+bwd {ref * 1e3:.1f} ms", flush=True)

@@ -7,8 +7,9 @@ clipped box area (``correct_lam``). Saliency is the static spectral-residual sal
 Hou & Zhang ("Saliency Detection: A Spectral Residual Approach", CVPR 2007), which the
 paper computes with OpenCV: grey image resized to ``size x size`` (64), log amplitude
 spectrum ``L``, residual ``R = L - mean3x3(L)``, saliency ``|IFFT(exp(R + i*phase))|^2``
-smoothed by a Gaussian (sigma 2.5 at 64 px, Hou & Zhang's reference code). Here it is
-computed in PyTorch for the whole batch at once, on the input's device.
+smoothed by a Gaussian (sigma 2.5 at 64 px, Hou & Zhang's reference code; applied in the
+Fourier domain, so with circular borders). Here it is computed in PyTorch for the whole
+batch at once, on the input's device.
 Published default (OpenMixup CIFAR-100): alpha 0.2 (paper: 1.0).
 
 The official code uses the peak of the *first* paired image for the whole batch; here each
@@ -27,11 +28,22 @@ from torch import Tensor
 from .boxes import BoxMixer
 
 
-def gaussian_kernel1d(sigma: float, device) -> Tensor:
-    radius = max(1, int(math.ceil(3 * sigma)))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
-    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    return k / k.sum()
+def box3(t: Tensor) -> Tensor:
+    """3x3 mean of (B, H, W) maps with replicated borders (as Hou & Zhang's averaging)."""
+    h, w = t.shape[1:]
+    p = F.pad(t[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+    rows = p[:, :, 0:w] + p[:, :, 1:w + 1] + p[:, :, 2:w + 2]
+    return (rows[:, 0:h] + rows[:, 1:h + 1] + rows[:, 2:h + 2]) / 9
+
+
+def gaussian_blur_fft(t: Tensor, sigma: float) -> Tensor:
+    """Gaussian smoothing of (B, H, W) maps as a product in the Fourier domain (circular
+    borders): two FFTs instead of dozens of passes of a spatial kernel."""
+    h, w = t.shape[1:]
+    fy = torch.fft.fftfreq(h, device=t.device)[:, None]
+    fx = torch.fft.rfftfreq(w, device=t.device)[None, :]
+    transfer = torch.exp(-2 * math.pi ** 2 * sigma ** 2 * (fy ** 2 + fx ** 2))
+    return torch.fft.irfft2(torch.fft.rfft2(t) * transfer, s=(h, w))
 
 
 def spectral_residual_saliency(x: Tensor, size: int = 64, sigma: float = 2.5) -> Tensor:
@@ -40,14 +52,9 @@ def spectral_residual_saliency(x: Tensor, size: int = 64, sigma: float = 2.5) ->
     gray = F.interpolate(gray, size=(size, size), mode="bilinear", align_corners=False)
     spectrum = torch.fft.fft2(gray[:, 0])
     log_amp = torch.log(spectrum.abs().clamp(min=1e-12))
-    padded = F.pad(log_amp[:, None], (1, 1, 1, 1), mode="replicate")
     # exp(R + i*phase) = exp(L - mean3x3(L)) * exp(i*phase) = spectrum * exp(-mean3x3(L))
-    saliency = torch.fft.ifft2(spectrum * torch.exp(-F.avg_pool2d(padded, 3, stride=1)[:, 0])).abs() ** 2
-    k = gaussian_kernel1d(sigma, x.device)
-    r = k.numel() // 2
-    s = F.pad(saliency[:, None], (r, r, r, r), mode="reflect")
-    s = F.conv2d(F.conv2d(s, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))
-    return s[:, 0]
+    saliency = torch.fft.ifft2(spectrum * torch.exp(-box3(log_amp))).abs() ** 2
+    return gaussian_blur_fft(saliency, sigma)
 
 
 def saliency_peaks(x: Tensor, size: int = 64, sigma: float = 2.5) -> tuple[Tensor, Tensor]:
