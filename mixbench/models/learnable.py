@@ -1,5 +1,6 @@
 """Learnable and label-mixing methods (issue 8): imported by ``mixbench.models`` so that
 their classes are registered in MODELS/HOOKS next to the rest of the models."""
+from .classifiers.transmix import TransMixClassifier, transmix_lambda
 from .losses.decoupled import DecoupledMixupLoss
 
-__all__ = ["DecoupledMixupLoss"]
+__all__ = ["DecoupledMixupLoss", "TransMixClassifier", "transmix_lambda"]
