@@ -64,13 +64,7 @@ def test_mixer_fragment_builds(path):
 
 _built_models: dict = {}
 
-# TimmBackbone treats every 4-D timm feature map as NCHW, but timm's Swin returns NHWC
-# (B, 7, 7, 768): the neck then pools the wrong axes. Fix belongs in
-# mixbench/models/backbones/timm_backbone.py (honour model.output_fmt); strict, so this
-# flags itself once fixed.
-SWIN_NHWC = pytest.mark.xfail(strict=True, raises=RuntimeError,
-                              reason="TimmBackbone pools timm Swin's NHWC features as NCHW")
-TRAIN_PARAMS = [pytest.param(p, marks=SWIN_NHWC) if "swin" in p.name else p for p in CONFIGS]
+TRAIN_PARAMS = CONFIGS
 
 
 def build_model(model_cfg: dict):

@@ -104,3 +104,11 @@ def test_timm_vit_features_are_pooled_tokens():
     clf = classifier({"type": "TimmBackbone", "model_name": "vit_tiny_patch16_224", "img_size": 32,
                       "patch_size": 8, "depth": 2}, 10)
     assert clf.logits(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_timm_swin_nhwc_features_become_nchw():
+    net = MODELS.build({"type": "TimmBackbone", "model_name": "swin_tiny_patch4_window7_224",
+                        "img_size": 32, "window_size": 2, "embed_dim": 16, "depths": [1, 1],
+                        "num_heads": [1, 1]})
+    out = net(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 32, 4, 4) and net.out_channels == [32]

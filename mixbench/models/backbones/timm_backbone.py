@@ -16,7 +16,8 @@ from .base import StageHook
 class TimmBackbone(nn.Module):
     """Wraps ``timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)``.
 
-    Returns the model's final feature map (B, C, h, w) for CNNs, or its pooled pre-logits
+    Returns the model's final feature map (B, C, h, w) for CNNs (NHWC maps such as Swin's
+    are permuted to NCHW), or its pooled pre-logits
     features (B, C) for models whose features are tokens (ViTs). It has a single stage:
     the stage hook sees the input (stage 0) and the output (stage 1).
 
@@ -66,7 +67,9 @@ class TimmBackbone(nn.Module):
         if stage_hook is not None:
             x = stage_hook(0, x)
         feats = self.model.forward_features(x)
-        if feats.dim() != 4:
+        if feats.dim() == 4 and getattr(self.model, "output_fmt", "NCHW") == "NHWC":
+            feats = feats.permute(0, 3, 1, 2)  # Swin & co. return channels-last maps
+        elif feats.dim() != 4:
             feats = self.model.forward_head(feats, pre_logits=True)
         if stage_hook is not None:
             feats = stage_hook(1, feats)
