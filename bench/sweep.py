@@ -8,9 +8,14 @@ epochs of ``--samples`` images) through ``tools/sweep.py run --slots N`` and rep
   that never leaves a slot idle (target: <= 1.10);
 - ``slot_gap_s``: time between one run's exit and the next launch on the same slot (the
   pool's own scheduling delay);
+- ``slot_utilization``: sum of run times / (slots x span from the first launch to the last
+  exit): the pool alone, without the sweep process's own start-up and the tail where one
+  slot has finished its share and the other has not;
 - ``launch_overhead_s``: process start to the first training iteration (result.json's
   first write happens in ``before_train``, right before iteration 1; polled every 20 ms),
-  and that as a fraction of the run's process time.
+  and that as a fraction of the run's process time; next to it, measured in the same run,
+  the time a bare ``python -c "import torch"`` and ``import mixbench.engine.runner`` take
+  (the floor of any launch on this machine).
 
     python bench/sweep.py --runs 8 --slots 2 --json /tmp/bench_sweep.json
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -62,6 +68,13 @@ def watch_first_writes(work_dirs, stop: threading.Event, seen: dict) -> None:
         time.sleep(0.02)
 
 
+def import_time(module: str) -> float:
+    t0 = time.time()
+    subprocess.run([sys.executable, "-c", f"import {module}"], check=True, cwd=REPO,
+                   env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
+    return time.time() - t0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=8)
@@ -98,16 +111,25 @@ def main(argv=None) -> int:
         gaps = [nxt[0] - prev[1] for spans in by_slot.values()
                 for prev, nxt in zip(sorted(spans), sorted(spans)[1:])]
         ideal = sum(run_s) / args.slots
+        starts = [st["attempts"][-1]["start"] for st, _ in attempts]
+        ends = [st["attempts"][-1]["end"] for st, _ in attempts]
+        span = max(ends) - min(starts)
+        floor_torch, floor_engine = import_time("torch"), import_time("mixbench.engine.runner")
         out = {
             "runs": args.runs, "slots": args.slots, "epochs": args.epochs, "samples": args.samples,
             "sweep_wall_s": round(wall, 2), "sum_run_s": round(sum(run_s), 2),
             "ideal_wall_s": round(ideal, 2), "efficiency": round(wall / ideal, 3),
+            "sweep_startup_s": round(min(starts) - t0, 2),
+            "pool_span_s": round(span, 2),
+            "slot_utilization": round(sum(run_s) / (args.slots * span), 3),
             "run_s_median": round(statistics.median(run_s), 2),
             "slot_gap_s_median": round(statistics.median(gaps), 3) if gaps else None,
             "slot_gap_s_max": round(max(gaps), 3) if gaps else None,
             "launch_overhead_s_median": round(statistics.median(overhead), 2),
             "launch_overhead_s_max": round(max(overhead), 2),
             "launch_overhead_fraction": round(statistics.median(o / r for o, r in zip(overhead, run_s)), 3),
+            "import_torch_s": round(floor_torch, 2),
+            "import_engine_s": round(floor_engine, 2),
         }
     print(json.dumps(out, indent=2))
     if args.json:
