@@ -26,9 +26,10 @@ modular subproblem (the diversity term linearised into per-input costs
 ``2 gamma [A n_{-o} > tau] A n_{-o}``) with Potts smoothness and, after the first sweep, the
 "half-half" labels of the inputs it already uses (cost 0.25 beta to their components).
 Where the official code runs gco's alpha-beta swap on all ``m_part`` labels, we solve each
-subproblem *exactly* over a candidate set (the ``n_candidates`` inputs with the lowest
-capped whole-grid cost plus the three most used ones) with a vectorised frontier dynamic
-program (:mod:`mixbench.mixers._grid_dp`), batched over partitions.
+subproblem *exactly* over a candidate set (the two inputs it uses most and the others with
+the lowest capped whole-grid cost, ``n_candidates`` in all, plus the half-half label of the
+two most used) by a row dynamic program (:mod:`mixbench.mixers._grid_dp`), batched over
+partitions, in NumPy.
 
 Clean-input regularisation (``clean_lam``): the official code trains on
 ``2 clean_lam CE(f(x), y) / K`` of the clean batch next to a BCE loss averaged over the K
@@ -130,8 +131,9 @@ class CoMixup(BaseMixer):
         thres_type: ``hard`` (default) or ``soft`` thresholding of the diversity penalty.
         set_resolve: make identical outputs differ (official post-processing), default True.
         clean_lam: weight of the clean-input loss returned as ``clean_loss``, default 1.0.
-        n_candidates: inputs considered per output by the exact subproblem solver, default 4
-            (plus the 3 it uses most).
+        n_candidates: inputs considered per output by the exact subproblem solver, default 5
+            (from the second sweep on, the two it uses most among them, plus their
+            half-half label); more candidates: lower objective, slower.
         prob, generator: see :class:`~mixbench.mixers.base.BaseMixer` (the prior, the
             initial labeling and the grid side are drawn from ``generator``).
 
@@ -144,7 +146,7 @@ class CoMixup(BaseMixer):
                  m_beta: float = 0.32, m_gamma: float = 1.0, m_thres: float = 0.83,
                  m_eta: float = 0.05, m_omega: float = 0.001, m_niter: int = 4,
                  thres_type: str = "hard", set_resolve: bool = True, clean_lam: float = 1.0,
-                 n_candidates: int = 3, prob: float = 1.0,
+                 n_candidates: int = 5, prob: float = 1.0,
                  generator: Optional[torch.Generator] = None):
         super().__init__(alpha=alpha, prob=prob, generator=generator)
         if int(m_part) < 2:

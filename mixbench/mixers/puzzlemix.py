@@ -114,7 +114,9 @@ def transport_permutation(keep: Tensor, saliency: Tensor, grid: Tuple[int, int],
     dist = torch.cdist(pos, pos).pow(2) / float(max(th, tw) - 1) ** 2
     n = th * tw
     chunk = max(1, _TRANSPORT_CHUNK // (n * n))
-    return torch.cat([_greedy_assign(t_eps * dist - s[:, :, None] * (z[:, None, :] > 0).float(), n_iter)
+    base = t_eps * dist
+    return torch.cat([_greedy_assign(torch.addcmul(base, s[:, :, None], (z[:, None, :] > 0).float(),
+                                                   value=-1.0), n_iter)
                       for z, s in zip(keep.split(chunk), saliency.split(chunk))])
 
 

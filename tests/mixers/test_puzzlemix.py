@@ -137,13 +137,16 @@ def test_saliency_is_the_channel_rms_of_the_input_gradient():
     torch.testing.assert_close(input_gradient_saliency(model, x, y), expected)
 
 
+@pytest.mark.parametrize("backend", ["scipy", "pymaxflow"])
 @pytest.mark.parametrize("n_labels,shape", [(2, (3, 3)), (3, (2, 3)), (3, (3, 3)), (4, (2, 2))])
-def test_solver_is_exact_against_brute_force(n_labels, shape):
+def test_solver_is_exact_against_brute_force(n_labels, shape, backend):
+    if backend == "pymaxflow":
+        pytest.importorskip("maxflow", reason="optional PyMaxflow backend not installed")
     rng = np.random.default_rng(n_labels)
     b, (gh, gw) = 6, shape
     unary = rng.normal(size=(b, gh, gw, n_labels))
     w_v, w_h = rng.random((b, gh - 1, gw)), rng.random((b, gh, gw - 1))
-    labels = solve_chain_grid(unary, w_v, w_h)
+    labels = solve_chain_grid(unary, w_v, w_h, backend=backend)
     every = np.array(list(itertools.product(range(n_labels), repeat=gh * gw))).reshape(-1, gh, gw)
     for i in range(b):
         rep = lambda a: np.repeat(a[i:i + 1], len(every), 0)
