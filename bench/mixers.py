@@ -7,7 +7,7 @@ the reference model (width-16 CIFAR ResNet-18), side by side with timm and torch
 Each entry is the best (minimum) time over rounds (after a warm-up call) of one mixer call
 on a fixed random batch; all entries are timed round-robin, one call each per round, so that
 load on a shared machine hits them alike; on CUDA every timing is synchronised. The
-reference step is the median of its repeats. timm's Mixup mixes in
+reference step is likewise the best of its repeats. timm's Mixup mixes in
 place, so it is timed on the same tensor over and over (no copy charged to it), as are ours
 with ``inplace=True``; our default mixers and torchvision return a new batch. Ratios are ``mixer time / reference forward+backward time`` measured in
 the same run, so they compare across machines better than milliseconds do.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -35,8 +34,9 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_time(fn: Callable[[], object], device: str, budget_s: float, max_reps: int) -> float:
-    """Median seconds of ``fn()`` over repeats filling ``budget_s`` (at least 3, one warm-up)."""
+def best_time(fn: Callable[[], object], device: str, budget_s: float, max_reps: int) -> float:
+    """Best (minimum) seconds of ``fn()`` over repeats filling ``budget_s`` (at least 3,
+    after one warm-up call)."""
     fn()
     sync(device)
     times = []
@@ -46,7 +46,7 @@ def median_time(fn: Callable[[], object], device: str, budget_s: float, max_reps
         fn()
         sync(device)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 def reference_model(num_classes: int = 100) -> nn.Module:
@@ -131,7 +131,7 @@ def run(sizes, batch: int, device: str, budget_s: float, threads: int,
         # and scale linearly (convolution cost is linear in the batch size).
         nb = batch if size <= 64 or device != "cpu" else min(batch, ref_batch)
         step = reference_step(model, x[:nb], y[:nb])
-        ref = median_time(step, device, budget_s, max_reps=10 if size <= 64 else 3) * batch / nb
+        ref = best_time(step, device, budget_s, max_reps=10 if size <= 64 else 3) * batch / nb
         fns = {}
         for lam_mode in ("batch", "elem"):
             for name, mixer in our_mixers(lam_mode).items():
