@@ -165,3 +165,17 @@ def test_a_checkpoint_pointer_to_a_deleted_file_is_repaired_before_resume(tmp_pa
     (wd / "epoch_2.pth").unlink()
     assert "starting over" in repair_checkpoint_pointer(wd)
     assert not (wd / "last_checkpoint").exists()
+
+
+def test_shipped_sweep_files_expand_and_name_registered_mixers():
+    import mixbench.mixers
+
+    sizes = {}
+    for path in sorted((CONFIGS / "sweeps").glob("*.yaml")):
+        sweep = load_sweep(path)
+        sizes[sweep.name] = len(sweep.runs)
+        for run in sweep.runs:
+            mixer = run.config["model"]["mixer"]["type"]
+            assert mixer in mixbench.mixers.__all__, f"{path.name}: {run.name} uses unknown mixer {mixer}"
+            assert run.config["randomness"]["seed"] == run.axes["seed"]
+    assert sizes["demo_digits"] == 7 * 3 and sizes["fashion_mnist"] == 11 * 3
