@@ -64,8 +64,6 @@ def test_mixer_fragment_builds(path):
 
 _built_models: dict = {}
 
-TRAIN_PARAMS = CONFIGS
-
 
 def build_model(model_cfg: dict):
     """The config's model, built once per distinct model config."""
@@ -75,7 +73,7 @@ def build_model(model_cfg: dict):
     return _built_models[key]
 
 
-@pytest.mark.parametrize("path", TRAIN_PARAMS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
 def test_config_builds_model_and_datasets(path, fixture_roots):
     """Load + validate the config, build its train/val datasets on the fixtures, and run the
     model on a val item (through its data preprocessor) to get one logit per class."""
