@@ -74,3 +74,33 @@ def test_deit_recipe_and_its_config_build_the_same_mixer():
 def test_bad_arguments_are_explained(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RandomChoiceMixer(**kwargs)
+
+
+@pytest.mark.parametrize("branch", ["mixup", "cutmix"])
+def test_deit_recipe_equals_timm_given_the_same_draws(monkeypatch, branch):
+    """DeiTMixer(pairing='reverse') and timm's Mixup(mixup_alpha=0.8, cutmix_alpha=1.0,
+    switch_prob=0.5) give identical batches and targets for the same switch, lambda, box."""
+    import numpy as np
+    from timm.data import Mixup as TimmMixup
+
+    x, y = make_batch(b=6, h=16, w=16)
+    lam = float(np.float32(0.7))  # int(16 * sqrt(0.3)) = 8 px box
+    deit = DeiTMixer(pairing="reverse")
+    chosen_mixer = deit.mixers[0 if branch == "mixup" else 1]
+    monkeypatch.setattr(deit, "choose", lambda: chosen_mixer)
+    chosen_mixer.sample_lam = lambda index: torch.full((6,), lam, dtype=torch.float64)
+    chosen_mixer.sample_centres = lambda x_, index: (torch.full((6,), 3), torch.full((6,), 12))
+    ours = deit(x, y)
+
+    # timm draws: rand() < mix_prob, rand() < switch_prob (True = CutMix), beta, box centre.
+    rands = iter([0.0, 0.1 if branch == "cutmix" else 0.9])
+    monkeypatch.setattr(np.random, "rand", lambda *a: next(rands))
+    monkeypatch.setattr(np.random, "beta", lambda a, b, size=None: lam)
+    centres = iter([3, 12])
+    monkeypatch.setattr(np.random, "randint", lambda lo, hi=None, size=None: next(centres))
+    timm = TimmMixup(mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=0.5, label_smoothing=0.0,
+                     num_classes=5)
+    x_timm, target = timm(x.clone(), y.clone())
+    assert torch.equal(ours.inputs, x_timm)
+    torch.testing.assert_close(ours.target(5), target)
+    assert (ours.mask is not None) == (branch == "cutmix")
