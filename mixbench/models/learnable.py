@@ -1,6 +1,8 @@
 """Learnable and label-mixing methods (issue 8): imported by ``mixbench.models`` so that
 their classes are registered in MODELS/HOOKS next to the rest of the models."""
+from .classifiers.automix import AutoMixClassifier, AutoMixScheduleHook, PixelMixBlock
 from .classifiers.transmix import TransMixClassifier, transmix_lambda
 from .losses.decoupled import DecoupledMixupLoss
 
-__all__ = ["DecoupledMixupLoss", "TransMixClassifier", "transmix_lambda"]
+__all__ = ["AutoMixClassifier", "AutoMixScheduleHook", "PixelMixBlock", "DecoupledMixupLoss",
+           "TransMixClassifier", "transmix_lambda"]

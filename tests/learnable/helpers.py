@@ -10,10 +10,11 @@ from mbtest import REPO, run_tool
 
 
 def train_on_digits(tmp_path, fragment: str, overrides: dict, epochs: int = 2, name: str = "work",
-                    extra_args=()) -> dict:
+                    extra_args=(), first_epoch: int = 1) -> dict:
     """Train ``configs/mixers/<fragment>.yaml`` (a complete model) on 128 digits images for
     ``epochs`` epochs with ``overrides`` merged on top; check it finished with a finite
-    loss; return result.json."""
+    loss; return result.json. A run resumed into a fresh work dir records the epochs from
+    ``first_epoch`` on."""
     bases = [REPO / "configs/_base_/datasets/digits.yaml", REPO / f"configs/mixers/{fragment}.yaml",
              REPO / "configs/_base_/schedules/sgd_cosine_short.yaml", REPO / "configs/_base_/runtime.yaml"]
     cfg = {"_base_": [str(b) for b in bases],
@@ -25,7 +26,7 @@ def train_on_digits(tmp_path, fragment: str, overrides: dict, epochs: int = 2, n
     run_tool("tools/train.py", config, "--work-dir", work_dir, *extra_args)
     result = json.loads((work_dir / "result.json").read_text())
     assert result["status"] == "finished", result["status"]
-    assert [h["epoch"] for h in result["history"]] == list(range(1, epochs + 1))
+    assert [h["epoch"] for h in result["history"]] == list(range(first_epoch, epochs + 1))
     assert all(math.isfinite(h["train_loss"]) and h["train_loss"] > 0 for h in result["history"])
     assert 0 <= result["metrics"]["top1_last"] <= 100
     return result

@@ -1,0 +1,327 @@
+"""AutoMix (Liu, Li, Wu, Liu, Wang, Li, "AutoMix: Unveiling the Power of Mixup for Stronger
+Classifiers", ECCV 2022, arXiv:2103.13027): a Mix Block learns the mixing mask from the
+features of a momentum (EMA) encoder, trained jointly with the classifier (bi-level).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from torch import Tensor, nn
+
+from mixbench.mixers.base import MixOutput, beta_sample, blend, check_alpha
+from mixbench.registry import HOOKS, MODELS
+
+from .mixup_classifier import MixupClassifier, build_module
+
+UPSAMPLING = ("nearest", "bilinear", "bicubic")
+
+
+@MODELS.register_module()
+class PixelMixBlock(nn.Module):
+    """AutoMix's Mix Block: a cross-attention between the feature maps of the two images
+    that gives, per pixel, how much of the second image to use.
+
+    With features ``f_a`` (first images) and ``f_b = f_a[index]`` (B, C, h, w),
+    ``q = W_q f_a``, ``k = W_q f_b`` (shared 1x1 conv to ``C / reduction`` channels),
+    ``v = W_v f_b`` (1x1 conv to one channel)::
+
+        P = softmax(q^T k / sqrt(C / reduction))          # (B, hw, hw)
+        m_b = sigmoid(upsample(P v))                       # (B, 1, H, W): weight of x[index]
+        mask = 1 - m_b                                     # weight of the first image
+
+    ``lam_concat`` (AutoMix on ImageNet, SAMix) appends a constant channel ``lam`` to the
+    first image's features and ``1 - lam`` to the second's before the embeddings.
+
+    Args:
+        in_channels: channels of the feature map (256: stage 3 of a ResNet-18).
+        reduction: channel reduction of the query/key embedding (default 2).
+        use_scale: divide the similarities by ``sqrt(C / reduction)`` (default True).
+        upsampling: ``nearest`` (default, AutoMix CIFAR), ``bilinear`` or ``bicubic``.
+        lam_concat: see above (default False, AutoMix CIFAR).
+        mask_loss_margin: margin of the L1 mask loss (default 0.1).
+
+    Weights: normal(0, 0.01), zero biases (the official initialisation).
+    """
+
+    def __init__(self, in_channels: int, reduction: int = 2, use_scale: bool = True,
+                 upsampling: str = "nearest", lam_concat: bool = False,
+                 mask_loss_margin: float = 0.1):
+        super().__init__()
+        if upsampling not in UPSAMPLING:
+            raise ValueError(f"PixelMixBlock.upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
+        if int(in_channels) < 1 or int(reduction) < 1:
+            raise ValueError(f"PixelMixBlock needs in_channels >= 1 and reduction >= 1, got "
+                             f"{in_channels} and {reduction}")
+        self.in_channels, self.lam_concat = int(in_channels), bool(lam_concat)
+        self.inter_channels = max(self.in_channels // int(reduction), 1)
+        self.use_scale, self.upsampling = bool(use_scale), upsampling
+        self.mask_loss_margin = float(mask_loss_margin)
+        c = self.in_channels + int(self.lam_concat)
+        self.query = nn.Conv2d(c, self.inter_channels, 1)
+        self.value = nn.Conv2d(c, 1, 1)
+        for conv in (self.query, self.value):
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, feat: Tensor, index: Tensor, lam: float, size: tuple) -> Tensor:
+        """The (B, 1, *size) mask of the first image for pairs ``(i, index[i])``."""
+        f_a, f_b = feat, feat.index_select(0, index)
+        if self.lam_concat:
+            n, _, h, w = feat.shape
+            f_a = torch.cat([f_a, feat.new_full((n, 1, h, w), lam)], 1)
+            f_b = torch.cat([f_b, feat.new_full((n, 1, h, w), 1 - lam)], 1)
+        n, _, h, w = f_a.shape
+        q = self.query(f_a).flatten(2).transpose(1, 2).float()       # (B, hw, c)
+        k = self.query(f_b).flatten(2).float()                       # (B, c, hw)
+        v = self.value(f_b).flatten(2).transpose(1, 2).float()       # (B, hw, 1)
+        sim = q @ k
+        if self.use_scale:
+            sim = sim / math.sqrt(self.inter_channels)
+        m_b = (sim.softmax(-1) @ v).view(n, 1, h, w)
+        m_b = torch.sigmoid(F.interpolate(m_b, size=size, mode=self.upsampling))
+        return 1 - m_b
+
+    def mask_loss(self, mask: Tensor, lam: float) -> Tensor:
+        """L1 mask loss with margin: ``max(|mean(mask) - lam| - margin, 0)``, the mean over
+        the whole batch (AutoMix's ``L1`` mode)."""
+        return (mask.mean() - lam).abs().sub(self.mask_loss_margin).clamp_min(0)
+
+
+class _StopForward(Exception):
+    def __init__(self, feat: Tensor):
+        self.feat = feat
+
+
+def stage_features(backbone: nn.Module, x: Tensor, stage: int) -> Tensor:
+    """The output of stage ``stage`` of a backbone following the stage-hook contract; the
+    stages after it are not run."""
+    def stop(k: int, feat: Tensor) -> Tensor:
+        if k == stage:
+            raise _StopForward(feat)
+        return feat
+    try:
+        backbone(x, stage_hook=stop)
+    except _StopForward as done:
+        return done.feat
+    raise ValueError(f"backbone {type(backbone).__name__} never called its stage hook with "
+                     f"stage {stage} (it has {getattr(backbone, 'num_stages', '?')} stages)")
+
+
+@MODELS.register_module()
+class AutoMixClassifier(MixupClassifier):
+    """AutoMix: a classifier trained on mixed samples whose masks a Mix Block generates.
+
+    A training step (one backward, one optimizer step, as the official code)::
+
+        lam_mb, lam_bb ~ Beta(alpha, alpha);  index_mb, index_bb random permutations
+        f = encoder_k(x) up to stage `mask_stage`                    (EMA encoder, no grad)
+        M_mb = MixBlock(f, index_mb)            M_bb = MixBlock(f, index_bb), no grad
+        M_bb = lam_bb everywhere if min(lam_bb, 1 - lam_bb) <= lam_margin      (plain Mixup)
+        x_mb = M_mb x + (1 - M_mb) x[index_mb]; x_bb likewise with M_bb
+        loss = CE_mix(head(encoder_q(x_bb)), lam_bb)                 # the classifier
+             + one_hot_weight * CE(head_one(encoder_q(x)), y)       # clean samples
+             + mix_block_weight * CE_mix(head_k(encoder_k(x_mb)), lam_mb)  # Mix Block only:
+               the EMA encoder and head_k have no gradient; it reaches M_mb through x_mb
+             + mask_loss * max(|mean(M_mb) - lam_mb| - margin, 0)
+
+    The EMA encoder (``backbone_k``, ``head_k``) follows ``k = m k + (1 - m) q`` after each
+    step, with ``m`` scheduled by :class:`AutoMixScheduleHook` (cosine 0.999 -> 0.999999);
+    the Mix Block's learning rate can follow its own cosine schedule (same hook).
+    Prediction uses ``encoder_q`` and ``head``: one number per run (OpenMixup's summary picks
+    the best of four heads; we do not).
+
+    Published CIFAR-100 ResNet-18 setting (configs/mixers/automix.yaml): alpha 2, mask from
+    stage 3 (256 channels; OpenMixup's ``mask_layer=2`` counts from 0), mask loss 0.1 with
+    margin 0.1, lambda margin 0.08, momentum 0.999 -> 0.999999, Mix Block reduction 2,
+    nearest upsampling, no lambda concatenation.
+
+    Args:
+        backbone, head, neck, loss, data_preprocessor, init_cfg: as :class:`MixupClassifier`
+            (no ``mixer``: the Mix Block is the mixer).
+        mix_block: Mix Block config (default ``PixelMixBlock``; ``in_channels`` defaults to
+            the channels of ``mask_stage``).
+        alpha: Beta(alpha, alpha) for both lambdas (default 2.0).
+        momentum: base EMA momentum (default 0.999).
+        mask_stage: backbone stage (1-based) whose features feed the Mix Block (default 3).
+        mask_loss: weight of the mask loss (default 0.1).
+        lam_margin: below this lambda (or above 1 minus it) the classifier's sample is a
+            plain Mixup (default 0.08).
+        one_hot_weight: weight of the clean-sample CE (default 1).
+        mix_block_weight: weight of the Mix Block's classification loss (default 1).
+    """
+
+    def __init__(self, backbone: dict, head: dict, neck: Optional[dict] = None,
+                 loss: Optional[dict] = None, mix_block: Optional[dict] = None,
+                 alpha: float = 2.0, momentum: float = 0.999, mask_stage: int = 3,
+                 mask_loss: float = 0.1, lam_margin: float = 0.08, one_hot_weight: float = 1.0,
+                 mix_block_weight: float = 1.0, data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(backbone=backbone, head=head, neck=neck, loss=loss, mixer=None,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.alpha = check_alpha(alpha)
+        if not 0.0 <= float(momentum) <= 1.0:
+            raise ValueError(f"AutoMixClassifier.momentum must lie in [0, 1], got {momentum!r}")
+        stages = getattr(self.backbone, "num_stages", None)
+        if not isinstance(mask_stage, int) or stages is None or not 1 <= mask_stage <= stages:
+            raise ValueError(f"AutoMixClassifier.mask_stage must be a stage of the backbone, "
+                             f"1..{stages}, got {mask_stage!r}")
+        if not 0.0 <= float(lam_margin) < 0.5:
+            raise ValueError(f"AutoMixClassifier.lam_margin must lie in [0, 0.5), got {lam_margin!r}")
+        self.base_momentum = self.momentum = float(momentum)
+        self.mask_stage, self.mask_loss_weight = mask_stage, float(mask_loss)
+        self.lam_margin = float(lam_margin)
+        self.one_hot_weight, self.mix_block_weight = float(one_hot_weight), float(mix_block_weight)
+        self.head_one = build_module(head, "model.head", in_channels=self.backbone.out_channels[-1])
+        self.backbone_k = copy.deepcopy(self.backbone).requires_grad_(False)
+        self.head_k = copy.deepcopy(self.head).requires_grad_(False)
+        mix_block = dict(mix_block or {})
+        mix_block.setdefault("type", "PixelMixBlock")
+        self.mix_block = build_module(mix_block, "model.mix_block",
+                                      in_channels=self.backbone.out_channels[mask_stage - 1])
+
+    def ema_pairs(self) -> tuple:
+        """(EMA parameters, online parameters) in matching order."""
+        k = [*self.backbone_k.parameters(), *self.head_k.parameters()]
+        q = [*self.backbone.parameters(), *self.head.parameters()]
+        return k, q
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """``k = m * k + (1 - m) * q`` for the encoder and head, with ``m = self.momentum``."""
+        k, q = self.ema_pairs()
+        torch._foreach_mul_(k, self.momentum)
+        torch._foreach_add_(k, q, alpha=1.0 - self.momentum)
+
+    def generate_masks(self, inputs: Tensor) -> tuple:
+        """Draw the two lambdas and pairings and return ``(mix_mb, mix_bb, mask_loss)``:
+        the Mix Block's sample (mask with gradient), the classifier's (detached mask), and
+        the weighted mask loss."""
+        b, size = inputs.shape[0], inputs.shape[-2:]
+        lam_mb, lam_bb = (float(v) for v in beta_sample(self.alpha, self.alpha, 2))
+        index_mb, index_bb = (torch.randperm(b).to(inputs.device) for _ in range(2))
+        with torch.no_grad():
+            feat = stage_features(self.backbone_k, inputs, self.mask_stage)
+            if min(lam_bb, 1 - lam_bb) <= self.lam_margin:
+                mask_bb = inputs.new_full((b, 1, *size), lam_bb, dtype=torch.float32)
+            else:
+                mask_bb = self.mix_block(feat, index_bb, lam_bb, size)
+        mask_mb = self.mix_block(feat, index_mb, lam_mb, size)
+        mixes = []
+        for mask, index, lam in ((mask_mb, index_mb, lam_mb), (mask_bb, index_bb, lam_bb)):
+            mixed = blend(inputs, inputs.index_select(0, index), mask)
+            mixes.append((mixed, mask, index, lam))
+        mask_loss = self.mask_loss_weight * self.mix_block.mask_loss(mask_mb, lam_mb)
+        return mixes[0], mixes[1], mask_loss
+
+    def loss(self, inputs: Tensor, labels: Tensor) -> dict:
+        if inputs.shape[0] < 2:
+            raise ValueError("AutoMix needs batches of at least 2 samples to form pairs; "
+                             "set drop_last or a larger batch size")
+        (x_mb, mask_mb, index_mb, lam_mb), (x_bb, mask_bb, index_bb, lam_bb), mask_loss = \
+            self.generate_masks(inputs)
+
+        def mix_output(x, mask, index, lam):
+            return MixOutput(inputs=x, y_a=labels, y_b=labels.index_select(0, index),
+                             lam=torch.full(labels.shape, lam, device=labels.device),
+                             index=index, mask=mask)
+
+        clean = mix_output(inputs, None, torch.arange(len(labels), device=labels.device), 1.0)
+        losses = {
+            "loss_mix": self.loss_module(self.logits(x_bb), mix_output(x_bb, mask_bb, index_bb, lam_bb)),
+            "loss_mix_block": self.mix_block_weight * self.loss_module(
+                self.head_k(self.neck(self.backbone_k(x_mb))), mix_output(x_mb, mask_mb, index_mb, lam_mb)),
+            "loss_mask": mask_loss,
+        }
+        if self.one_hot_weight > 0:
+            losses["loss_one"] = self.one_hot_weight * self.loss_module(
+                self.head_one(self.neck(self.backbone(inputs))), clean)
+        return losses
+
+
+def cosine_momentum(base: float, end: float, it: int, max_iters: int, start: float = 0.1) -> float:
+    """AutoMix's EMA momentum at iteration ``it``: ``base`` before ``start * max_iters``,
+    then ``end - (end - base) * (cos(pi * it / max_iters) + 1) / 2`` (OpenMixup's
+    CosineScheduleHook with ``adjust_scope=[start, 1]``, ``warming_up='constant'``)."""
+    if it < int(max_iters * start):
+        return base
+    return end - (end - base) * (math.cos(math.pi * it / max_iters) + 1) / 2
+
+
+def cosine_lr(base: float, end: float, it: int, max_iters: int) -> float:
+    """Cosine annealing from ``base`` at iteration 0 to ``end`` at ``max_iters``."""
+    return end + (base - end) * (1 + math.cos(math.pi * it / max_iters)) / 2
+
+
+@HOOKS.register_module()
+class AutoMixScheduleHook(Hook):
+    """Schedules of AutoMix's extra parts, each a function of the iteration alone (so a
+    resumed run continues exactly):
+
+    * before each iteration, the EMA momentum ``model.momentum`` (:func:`cosine_momentum`
+      from ``model.base_momentum`` to ``end_momentum``), and, when ``mix_block_lr`` is set,
+      the learning rate of the Mix Block's parameter groups (:func:`cosine_lr` from
+      ``mix_block_lr`` to ``mix_block_min_lr``);
+    * after each iteration (after the optimizer step), ``model.momentum_update()``.
+
+    The Mix Block's parameters must sit in their own optimizer groups: give the optimizer
+    ``paramwise_cfg: {custom_keys: {mix_block: {lr_mult: 1.0}}}``.
+
+    Args:
+        end_momentum: final momentum (default 0.999999).
+        start: fraction of training before which the momentum stays at its base (0.1).
+        mix_block_lr: the Mix Block's initial learning rate, or None to let it follow the
+            main schedule (default None).
+        mix_block_min_lr: its final learning rate (default 0).
+    """
+
+    priority = "NORMAL"
+
+    def __init__(self, end_momentum: float = 0.999999, start: float = 0.1,
+                 mix_block_lr: Optional[float] = None, mix_block_min_lr: float = 0.0):
+        if not 0.0 <= start <= 1.0:
+            raise ValueError(f"AutoMixScheduleHook.start is a fraction of training in [0, 1], got {start}")
+        self.end_momentum, self.start = float(end_momentum), float(start)
+        self.mix_block_lr = None if mix_block_lr is None else float(mix_block_lr)
+        self.mix_block_min_lr = float(mix_block_min_lr)
+        self._groups: list = []
+
+    @staticmethod
+    def _model(runner):
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if not hasattr(model, "momentum_update") or not hasattr(model, "mix_block"):
+            raise ValueError(f"AutoMixScheduleHook needs an AutoMix-style classifier (with "
+                             f"momentum_update and mix_block), got {type(model).__name__}")
+        return model
+
+    def before_train(self, runner) -> None:
+        model = self._model(runner)
+        if self.mix_block_lr is None:
+            return
+        ids = {id(p) for p in model.mix_block.parameters()}
+        self._groups = []
+        for group in runner.optim_wrapper.optimizer.param_groups:
+            inside = [id(p) in ids for p in group["params"]]
+            if any(inside) and not all(inside):
+                raise ValueError("AutoMixScheduleHook.mix_block_lr needs the Mix Block's parameters "
+                                 "in their own optimizer groups; add optim_wrapper.paramwise_cfg: "
+                                 "{custom_keys: {mix_block: {lr_mult: 1.0}}}")
+            if inside and all(inside):
+                self._groups.append(group)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        model = self._model(runner)
+        model.momentum = cosine_momentum(model.base_momentum, self.end_momentum, runner.iter,
+                                         runner.max_iters, self.start)
+        if self.mix_block_lr is not None:
+            lr = cosine_lr(self.mix_block_lr, self.mix_block_min_lr, runner.iter, runner.max_iters)
+            for group in self._groups:
+                group["lr"] = lr
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self._model(runner).momentum_update()

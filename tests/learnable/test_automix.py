@@ -1,0 +1,178 @@
+"""AutoMix (ECCV 2022): Mix Block, mask loss, lambda margin, EMA encoder, gradient routing,
+schedules, digits training and exact resume."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from mixbench.models import AutoMixClassifier, AutoMixScheduleHook, PixelMixBlock
+from mixbench.models.classifiers import automix as automix_module
+from mixbench.models.classifiers.automix import cosine_lr, cosine_momentum
+from tests.learnable.helpers import train_on_digits
+
+TINY = {"type": "ResNetCIFAR", "depth": 8, "width": 8, "in_channels": 1}
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return AutoMixClassifier(backbone=TINY, head={"type": "LinearHead", "num_classes": 5},
+                             mask_stage=2, **kw)
+
+
+def batch(b=6):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(b, 1, 16, 16, generator=g), torch.arange(b) % 5
+
+
+@pytest.mark.parametrize("upsampling", ["nearest", "bilinear"])
+def test_mix_block_mask_shape_range_and_upsampling(upsampling):
+    torch.manual_seed(0)
+    block = PixelMixBlock(16, upsampling=upsampling)
+    for conv in (block.query, block.value):  # larger weights than the 0.01 init: a varied mask
+        torch.nn.init.normal_(conv.weight, std=1.0)
+    feat = torch.randn(4, 16, 4, 4)
+    mask = block(feat, torch.tensor([1, 0, 3, 2]), 0.3, (16, 16))
+    assert mask.shape == (4, 1, 16, 16) and mask.dtype == torch.float32
+    assert ((mask > 0) & (mask < 1)).all() and mask.std() > 0
+    blocks = mask.unfold(2, 4, 4).unfold(3, 4, 4)  # (4, 1, 4, 4, 4, 4): one 4x4 block per cell
+    constant = (blocks == blocks[..., :1, :1]).all()
+    assert bool(constant) == (upsampling == "nearest")
+    # the lambda channel only matters with lam_concat
+    assert torch.equal(mask, block(feat, torch.tensor([1, 0, 3, 2]), 0.9, (16, 16)))
+    torch.manual_seed(0)
+    cat = PixelMixBlock(16, lam_concat=True)
+    assert cat.query.in_channels == 17
+    assert not torch.equal(cat(feat, torch.arange(4), 0.1, (16, 16)), cat(feat, torch.arange(4), 0.9, (16, 16)))
+
+
+def test_mask_loss_is_l1_with_margin_on_the_batch_mean():
+    block = PixelMixBlock(8, mask_loss_margin=0.1)
+    mask = torch.full((2, 1, 4, 4), 0.7)
+    assert block.mask_loss(mask, 0.5).item() == pytest.approx(0.1)
+    assert block.mask_loss(mask, 0.75).item() == 0.0          # inside the margin
+    mask[1] = 0.1                                              # batch mean 0.4
+    assert block.mask_loss(mask, 0.8).item() == pytest.approx(0.3)
+
+
+def test_lambda_margin_falls_back_to_mixup(monkeypatch):
+    clf = tiny(lam_margin=0.08)
+    x, _ = batch()
+    monkeypatch.setattr(automix_module, "beta_sample", lambda a, b, n: torch.tensor([0.4, 0.05], dtype=torch.float64))
+    torch.manual_seed(0)
+    (x_mb, mask_mb, _, lam_mb), (x_bb, mask_bb, index_bb, lam_bb), mask_loss = clf.generate_masks(x)
+    assert (lam_mb, lam_bb) == (0.4, 0.05)
+    assert torch.equal(mask_bb, torch.full_like(mask_bb, 0.05)) and not mask_bb.requires_grad
+    assert torch.allclose(x_bb, 0.05 * x + 0.95 * x[index_bb], atol=1e-6)
+    assert mask_mb.requires_grad
+    expected = 0.1 * (mask_mb.mean() - 0.4).abs().sub(0.1).clamp_min(0)
+    assert torch.allclose(mask_loss, expected)
+    monkeypatch.setattr(automix_module, "beta_sample", lambda a, b, n: torch.tensor([0.4, 0.3], dtype=torch.float64))
+    _, (_, mask_bb, _, _), _ = clf.generate_masks(x)
+    assert mask_bb.std() > 0 and not mask_bb.requires_grad   # the Mix Block's own mask, detached
+
+
+def test_ema_encoder_gets_no_gradient_and_updates_by_the_momentum():
+    clf = tiny()
+    k_params = [*clf.backbone_k.parameters(), *clf.head_k.parameters()]
+    assert all(not p.requires_grad for p in k_params)
+    for (name_q, q), (name_k, k) in zip(clf.backbone.named_parameters(), clf.backbone_k.named_parameters()):
+        assert name_q == name_k and torch.equal(q, k)           # starts as a copy
+    x, y = batch()
+    sum(clf.loss(x, y).values()).backward()
+    assert all(p.grad is None for p in k_params)
+    with torch.no_grad():
+        for p in [*clf.backbone.parameters(), *clf.head.parameters()]:
+            p.add_(torch.randn_like(p))
+    k_before = [p.clone() for p in k_params]
+    q_now = [p.clone() for p in [*clf.backbone.parameters(), *clf.head.parameters()]]
+    clf.momentum = 0.9
+    clf.momentum_update()
+    for k, k0, q in zip(k_params, k_before, q_now):
+        assert torch.allclose(k, 0.9 * k0 + 0.1 * q, atol=1e-6)
+
+
+def test_mix_block_gradient_comes_only_from_its_own_losses():
+    clf = tiny()
+    x, y = batch()
+    torch.manual_seed(2)
+    losses = clf.loss(x, y)
+    assert set(losses) == {"loss_mix", "loss_one", "loss_mix_block", "loss_mask"}
+    (losses["loss_mix"] + losses["loss_one"]).backward(retain_graph=True)
+    assert all(p.grad is None for p in clf.mix_block.parameters())
+    assert all(p.grad is not None for p in [*clf.backbone.parameters(), *clf.head.parameters(),
+                                            *clf.head_one.parameters()])
+    clf.zero_grad(set_to_none=True)
+    (losses["loss_mix_block"] + losses["loss_mask"]).backward()
+    assert all(p.grad is None for p in [*clf.backbone.parameters(), *clf.head.parameters(),
+                                        *clf.head_one.parameters()])
+    assert clf.mix_block.query.weight.grad.abs().sum() > 0 and clf.mix_block.value.weight.grad.abs().sum() > 0
+
+
+def test_schedules():
+    assert cosine_momentum(0.999, 0.999999, 5, 100) == 0.999               # first 10%: constant
+    assert cosine_momentum(0.999, 0.999999, 100, 100) == pytest.approx(0.999999)
+    assert cosine_momentum(0.999, 0.999999, 50, 100) == pytest.approx((0.999 + 0.999999) / 2)
+    assert cosine_lr(0.1, 0.05, 0, 10) == pytest.approx(0.1) and cosine_lr(0.1, 0.05, 10, 10) == pytest.approx(0.05)
+    assert cosine_lr(0.1, 0.05, 5, 10) == pytest.approx(0.075)
+
+
+def fake_runner(clf, optimizer, it, max_iters):
+    return SimpleNamespace(model=clf, iter=it, max_iters=max_iters,
+                           optim_wrapper=SimpleNamespace(optimizer=optimizer))
+
+
+def test_hook_sets_momentum_and_mix_block_lr_then_updates_the_ema():
+    clf = tiny()
+    mb = list(clf.mix_block.parameters())
+    rest = [p for n, p in clf.named_parameters() if not n.startswith("mix_block") and p.requires_grad]
+    opt = torch.optim.SGD([{"params": rest}, {"params": mb}], lr=0.1)
+    hook = AutoMixScheduleHook(end_momentum=0.999999, mix_block_lr=0.1, mix_block_min_lr=0.05)
+    runner = fake_runner(clf, opt, 50, 100)
+    hook.before_train(runner)
+    hook.before_train_iter(runner, 0)
+    assert clf.momentum == pytest.approx(cosine_momentum(0.999, 0.999999, 50, 100))
+    assert opt.param_groups[1]["lr"] == pytest.approx(0.075) and opt.param_groups[0]["lr"] == 0.1
+    with torch.no_grad():
+        clf.head.fc.weight.add_(1.0)
+    k0 = clf.head_k.fc.weight.clone()
+    hook.after_train_iter(runner, 0)
+    m = clf.momentum
+    assert torch.allclose(clf.head_k.fc.weight, m * k0 + (1 - m) * clf.head.fc.weight, atol=1e-7)
+    shared = torch.optim.SGD(clf.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="paramwise_cfg"):
+        hook.before_train(fake_runner(clf, shared, 0, 100))
+
+
+def test_errors_are_explained():
+    with pytest.raises(ValueError, match="mask_stage"):
+        AutoMixClassifier(backbone=TINY, head={"type": "LinearHead", "num_classes": 5}, mask_stage=4)
+    with pytest.raises(ValueError, match="upsampling"):
+        PixelMixBlock(8, upsampling="area")
+    with pytest.raises(ValueError, match="at least 2"):
+        tiny().loss(torch.zeros(1, 1, 16, 16), torch.zeros(1, dtype=torch.long))
+
+
+def test_trains_two_epochs_on_digits_and_resumes_exactly(tmp_path):
+    overrides = {"model": {"backbone": TINY, "mask_stage": 2},
+                 "meta": {"backbone": "resnet8_w8"},
+                 "default_hooks": {"checkpoint": {"max_keep_ckpts": 3}}}
+    result = train_on_digits(tmp_path, "automix", overrides)
+    assert result["run"]["method"] == "AutoMix"
+    assert set(result) >= {"schema", "status", "run", "metrics", "history", "cost", "env"}
+    first = tmp_path / "work"
+    resumed = train_on_digits(tmp_path, "automix", overrides, name="resumed",
+                              extra_args=("--resume", first / "epoch_1.pth"), first_epoch=2)
+    assert resumed["history"][-1] | {"wall_s": 0} == result["history"][-1] | {"wall_s": 0}
+    a = torch.load(first / "epoch_2.pth", map_location="cpu", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "epoch_2.pth", map_location="cpu", weights_only=False)
+    for part in ("backbone_k.", "head_k.", "mix_block.", "backbone.", "head."):
+        keys = [k for k in a["state_dict"] if k.startswith(part)]
+        assert keys, part
+        for k in keys:
+            assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[i]["momentum_buffer"], sb[i]["momentum_buffer"]) for i in sa)
+    # the EMA encoder moved towards the online one but is not a copy of it
+    sd = a["state_dict"]
+    assert any(not torch.equal(sd[k], sd["backbone." + k[len("backbone_k."):]])
+               for k in sd if k.startswith("backbone_k.") and "running" not in k and sd[k].is_floating_point())
