@@ -30,6 +30,8 @@ def grid_energy(unary: np.ndarray, pair: np.ndarray, labels: np.ndarray) -> np.n
 
 
 def _row_states(n_labels: int, width: int) -> np.ndarray:
+    if len(_TABLES) > 256:
+        _TABLES.clear()
     key = (n_labels, width)
     if key not in _TABLES:
         grids = np.meshgrid(*[np.arange(n_labels)] * width, indexing="ij")
@@ -37,13 +39,47 @@ def _row_states(n_labels: int, width: int) -> np.ndarray:
     return _TABLES[key]
 
 
-def _min_over_axis(v: np.ndarray, axis: int, pair: np.ndarray):
-    """``min_a v[..., a (at axis), ...] + pair[a, l]`` with ``l`` replacing ``a``, and the
-    minimising ``a`` (same shape), flattened per problem for backtracking."""
-    moved = v.swapaxes(axis, -1)[..., :, None] + pair               # (..., a, l)
-    best = moved.min(-2).swapaxes(axis, -1)
-    arg = moved.argmin(-2).swapaxes(axis, -1)
-    return best, arg.reshape(v.shape[0], -1)
+def _potts_structure(pair: np.ndarray):
+    """``(beta, exceptions)`` if ``pair`` is a Potts table ``beta (1 - I)`` except for a few
+    smaller entries ``(a, l, value)`` (Co-Mixup's half-half labels), else None."""
+    key = ("potts", pair.shape, pair.tobytes())
+    if key not in _TABLES:
+        _TABLES[key] = _find_potts(pair)
+    return _TABLES[key]
+
+
+def _find_potts(pair: np.ndarray):
+    ll = pair.shape[0]
+    if ll < 2 or np.any(np.diag(pair) != 0):
+        return None
+    beta = pair[~np.eye(ll, dtype=bool)].max()
+    rows, cols = np.nonzero((pair != beta) & ~np.eye(ll, dtype=bool))
+    if len(rows) > 2 * ll:
+        return None
+    return beta, [(a, l, pair[a, l]) for a, l in zip(rows, cols)]
+
+
+def _min_over_axis(v: np.ndarray, axis: int, pair: np.ndarray, potts) -> np.ndarray:
+    """``min_a v[..., a (at axis), ...] + pair[a, l]`` with ``l`` replacing ``a``."""
+    if potts is None:
+        moved = v.swapaxes(axis, -1)[..., :, None] + pair            # (..., a, l)
+        return moved.min(-2).swapaxes(axis, -1)
+    beta, exceptions = potts
+    best = np.minimum(v, v.min(axis, keepdims=True) + beta)
+    for a, l, value in exceptions:
+        at_l = (slice(None),) * axis + (l,)
+        at_a = (slice(None),) * axis + (a,)
+        np.minimum(best[at_l], v[at_a] + value, out=best[at_l])
+    return best
+
+
+def _argmin_above(v: np.ndarray, state: np.ndarray, col: int, pair: np.ndarray,
+                  strides: np.ndarray) -> np.ndarray:
+    """Backtracking: per problem, the label ``a`` of column ``col`` minimising
+    ``v[state with a at col] + pair[a, state[col]]`` (``v`` (N, S) flat, ``state`` (N, W))."""
+    base = state @ strides - state[:, col] * strides[col]
+    idx = base[:, None] + np.arange(pair.shape[0])[None, :] * strides[col]
+    return (np.take_along_axis(v, idx, 1) + pair[:, state[:, col]].T).argmin(1)
 
 
 def solve_rows_dp(unary: np.ndarray, pair: np.ndarray) -> np.ndarray:
@@ -53,37 +89,38 @@ def solve_rows_dp(unary: np.ndarray, pair: np.ndarray) -> np.ndarray:
     n_states = states.shape[0]
     horiz = pair[states[:, :-1], states[:, 1:]].sum(1)
     row_cost = sum(unary[:, :, c, states[:, c]] for c in range(width)) + horiz   # (N, H, S)
-    shape = (n,) + (ll,) * width
     value = row_cost[:, 0]
-    choices = []
+    rows = np.arange(n)
     if n_states <= 128:   # few states: one dense row-to-row step beats W column steps
         vert = pair[states[:, None, :], states[None, :, :]].sum(-1)          # (S_prev, S)
+        choices = []
         for r in range(1, height):
             t = value[:, :, None] + vert
             choices.append(t.argmin(1))
             value = t.min(1) + row_cost[:, r]
         labels = np.empty((n, height), dtype=np.int64)
         labels[:, -1] = value.argmin(1)
-        rows = np.arange(n)
         for r in range(height - 1, 0, -1):
             labels[:, r - 1] = choices[r - 1][rows, labels[:, r]]
         return states[labels]
+    potts = _potts_structure(pair)
+    shape = (n,) + (ll,) * width
+    kept = []    # the values before each column step, for backtracking
     for r in range(1, height):
         v = value.reshape(shape)
         steps = []
         for c in range(width):   # column c of the new row: min over the label above it
-            v, arg = _min_over_axis(v, 1 + c, pair)
-            steps.append(arg)
+            steps.append(v.reshape(n, -1))
+            v = _min_over_axis(v, 1 + c, pair, potts)
         value = v.reshape(n, n_states) + row_cost[:, r]
-        choices.append(steps)
+        kept.append(steps)
     strides = ll ** np.arange(width - 1, -1, -1)
     labels = np.empty((n, height, width), dtype=np.int64)
     labels[:, height - 1] = states[value.argmin(1)]
-    rows = np.arange(n)
     for r in range(height - 1, 0, -1):
         cur = labels[:, r].copy()
         for c in range(width - 1, -1, -1):
-            cur[:, c] = choices[r - 1][c][rows, cur @ strides]
+            cur[:, c] = _argmin_above(kept[r - 1][c], cur, c, pair, strides)
         labels[:, r - 1] = cur
     return labels
 
@@ -91,16 +128,17 @@ def solve_rows_dp(unary: np.ndarray, pair: np.ndarray) -> np.ndarray:
 def solve_frontier_dp(unary: np.ndarray, pair: np.ndarray) -> np.ndarray:
     """Exact minimiser (N, H, W) int64 of :func:`grid_energy`, cell by cell."""
     n, height, width, ll = unary.shape
+    potts = _potts_structure(pair)
     value = np.zeros((n,) + (ll,) * width)         # labels of the last W cells at axes 1..W
-    choices = []
+    kept = []
     for r in range(height):
         for c in range(width):
             if r > 0:
-                value, arg = _min_over_axis(value, 1 + c, pair)
-                choices.append(arg)
+                kept.append(np.ascontiguousarray(value).reshape(n, -1))
+                value = _min_over_axis(value, 1 + c, pair, potts)
             else:   # no cell above: that axis is still a dummy
                 value = np.broadcast_to(value.take([0], axis=1 + c), value.shape)
-                choices.append(None)
+                kept.append(None)
             shape = [n] + [1] * width
             shape[1 + c] = ll
             value = value + unary[:, r, c].reshape(shape)
@@ -112,12 +150,11 @@ def solve_frontier_dp(unary: np.ndarray, pair: np.ndarray) -> np.ndarray:
     flat = value.reshape(n, -1).argmin(1)
     frontier = (flat[:, None] // strides) % ll
     labels = np.zeros((n, height, width), dtype=np.int64)
-    rows = np.arange(n)
     for step in range(height * width - 1, -1, -1):
         r, c = divmod(step, width)
         labels[:, r, c] = frontier[:, c]
-        if choices[step] is not None:
-            frontier[:, c] = choices[step][rows, frontier @ strides]
+        if kept[step] is not None:
+            frontier[:, c] = _argmin_above(kept[step], frontier, c, pair, strides)
     return labels
 
 

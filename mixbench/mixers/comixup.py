@@ -357,7 +357,7 @@ def _pixel_mass(z: Tensor, h: int, w: int) -> Tensor:
 def _mix_partition(x: Tensor, z: Tensor) -> Tensor:
     """Outputs (O, C, H, W) = sum_i up(z)_i * x_i for one partition."""
     up = F.interpolate(z.permute(0, 3, 1, 2).to(torch.float32), size=x.shape[-2:], mode="nearest")
-    return torch.einsum("oihw,ichw->ochw", up, x.float())
+    return (up[:, :, None] * x.float()[None]).sum(1)
 
 
 def _match_outputs(mass: Tensor) -> Tensor:

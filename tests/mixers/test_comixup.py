@@ -125,12 +125,17 @@ def test_two_way_summary():
 
 @pytest.mark.parametrize("solver", [solve_rows_dp, solve_frontier_dp])
 @pytest.mark.parametrize("shape,n_labels", [((2, 2), 3), ((3, 3), 3), ((2, 4), 4), ((4, 4), 2),
-                                            ((3, 2), 5)])
-def test_grid_dp_is_exact_against_brute_force(solver, shape, n_labels):
+                                            ((3, 2), 5), ((2, 3), 6)])
+@pytest.mark.parametrize("table", ["random", "potts_with_half_labels"])
+def test_grid_dp_is_exact_against_brute_force(solver, shape, n_labels, table):
     rng = np.random.default_rng(n_labels)
     h, w = shape
     unary = rng.normal(size=(5, h, w, n_labels))
-    pair = rng.random((n_labels, n_labels))
+    if table == "random":
+        pair = rng.random((n_labels, n_labels))
+    else:   # Potts, with a label at 0.25 beta from labels 0 and 1 (Co-Mixup's structure)
+        pair = 0.7 * (1 - np.eye(n_labels))
+        pair[-1, :2] = pair[:2, -1] = 0.175
     labels = solver(unary, pair)
     every = np.array(list(itertools.product(range(n_labels), repeat=h * w))).reshape(-1, h, w)
     for i in range(5):
