@@ -189,6 +189,8 @@ class PuzzleMix(BaseMixer):
         mean, std: per-channel normalisation of the inputs, undone for the smoothness term;
             default: CIFAR statistics for images narrower than 64 px, ImageNet's otherwise
             (as OpenMixup), or none for inputs that do not have 3 channels.
+        solver: min-cut backend, ``auto`` (PyMaxflow's Boykov-Kolmogorov when installed,
+            else SciPy's Dinic), ``scipy`` or ``pymaxflow``; all give a global minimum.
         prob, pairing, lam_mode, generator: see :class:`~mixbench.mixers.base.BaseMixer`.
 
     Call as ``mixer(x, y, model=clf)``: the saliency pass (eval mode, input gradient only)
@@ -202,10 +204,13 @@ class PuzzleMix(BaseMixer):
                  beta: float = 1.2, gamma: float = 0.5, eta: float = 0.2, neigh_size: int = 4,
                  n_labels: int = 3, transport: bool = True, t_eps: float = 0.8, t_size: int = 4,
                  mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
-                 prob: float = 1.0, pairing: str = "random", lam_mode: str = "batch",
-                 generator: Optional[torch.Generator] = None):
+                 solver: str = "auto", prob: float = 1.0, pairing: str = "random",
+                 lam_mode: str = "batch", generator: Optional[torch.Generator] = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          generator=generator)
+        if solver not in ("auto", "scipy", "pymaxflow"):
+            raise ValueError(f"solver must be 'auto', 'scipy' or 'pymaxflow', got {solver!r}")
+        self.solver = solver
         lo, hi = (1, int(block_num)) if np.isscalar(block_num) else tuple(int(v) for v in block_num)
         if not 0 <= lo < hi:
             raise ValueError(f"block_num must be an int >= 2 (grid sides 2**1 .. 2**(block_num-1)) "
@@ -312,7 +317,8 @@ class PuzzleMix(BaseMixer):
         lam = self.sample_lam(index)
         g = self.sample_grid(h, w)
         unary, w_v, w_h, sal_norm = self.graph_terms(x, saliency, index, lam, g)
-        grid_mask = torch.from_numpy(solve_chain_grid(unary, w_v, w_h)).float() / (self.n_labels - 1)
+        labels = solve_chain_grid(unary, w_v, w_h, backend=self.solver)
+        grid_mask = torch.from_numpy(labels).float() / (self.n_labels - 1)
 
         bh, bw = h // g, w // g
         if self.transport:

@@ -206,6 +206,15 @@ def test_folded_energy_equals_the_papers_pairwise_form_up_to_a_constant():
     np.testing.assert_allclose(diffs, np.broadcast_to(diffs[:1], diffs.shape), atol=1e-12)
 
 
+def test_both_min_cut_backends_give_the_same_masks():
+    pytest.importorskip("maxflow", reason="optional PyMaxflow backend not installed")
+    x, y = make_batch(b=8, h=32, w=32)
+    sal = torch.rand(8, 32, 32, generator=seeded(9)) ** 4
+    outs = [PuzzleMix(solver=s, generator=seeded(3)).mix_with_saliency(x, y, sal)
+            for s in ("scipy", "pymaxflow")]
+    assert_outputs_equal(outs[0], outs[1], "scipy vs pymaxflow")
+
+
 def test_reproducible_and_batch_of_one():
     x, y = make_batch(b=6, h=16, w=16)
     check_reproducible(PuzzleMix(), x, y, model=tiny_classifier())
@@ -248,6 +257,8 @@ def test_errors_are_explained():
         PuzzleMix(block_num=1)
     with pytest.raises(ValueError, match="n_labels"):
         PuzzleMix(n_labels=1)
+    with pytest.raises(ValueError, match="solver"):
+        PuzzleMix(solver="gco")
     with pytest.raises(ValueError, match="both mean and std"):
         PuzzleMix(mean=(0.5, 0.5, 0.5))
     with pytest.raises(ValueError, match="saliency must be"):
