@@ -6,6 +6,7 @@ columns ``x1 <= c < x2`` come from the paired image.
 """
 from __future__ import annotations
 
+import math
 
 import torch
 from torch import Tensor
@@ -108,6 +109,15 @@ class BoxMixer(MaskMixer):
         index = self.sample_index(x.shape[0])
         lam = self.sample_lam(index)
         cy, cx = self.sample_centres(x, index)
+        if self.lam_mode == "batch" and bool((cy == cy[0]).all() & (cx == cx[0]).all()):
+            # one box: the same arithmetic as centred_box/cut_size on Python numbers
+            ratio = math.sqrt(1 - float(lam[0]))
+            cut_h, cut_w, c_y, c_x = int(h * ratio), int(w * ratio), int(cy[0]), int(cx[0])
+            y1, y2 = max(c_y - cut_h // 2, 0), min(c_y + (cut_h + 1) // 2, h)
+            x1, x2 = max(c_x - cut_w // 2, 0), min(c_x + (cut_w + 1) // 2, w)
+            index = index.to(x.device)
+            mixed, mask = paste_box(x, index, y1, y2, x1, x2, inplace=self.inplace)
+            return self.output(x, y, index, mask, lam, mixed)
         box = centred_box(cy, cx, cut_size(lam, h), cut_size(lam, w), h, w)
         index = index.to(x.device)
         mixed, mask = paste_boxes(x, index, box, inplace=self.inplace)
