@@ -29,7 +29,9 @@ Where the official code runs gco's alpha-beta swap on all ``m_part`` labels, we 
 subproblem *exactly* over a candidate set (the two inputs it uses most and the others with
 the lowest capped whole-grid cost, ``n_candidates`` in all, plus the half-half label of the
 two most used) by a row dynamic program (:mod:`mixbench.mixers._grid_dp`), batched over
-partitions, in NumPy.
+partitions, in NumPy. With ``monotone=True`` (default) an output's new labeling is kept only
+if it lowers the plain objective (the one the official stopping rule measures), so every
+sweep decreases it; the official code accepts every move.
 
 Clean-input regularisation (``clean_lam``): the official code trains on
 ``2 clean_lam CE(f(x), y) / K`` of the clean batch next to a BCE loss averaged over the K
@@ -109,6 +111,16 @@ def comixup_objective(cost: Tensor, z: Tensor, beta: float, gamma: float,
     return data + beta / 2 * smooth + gamma * div
 
 
+def _local_objective(cost: np.ndarray, z_o: np.ndarray, others: np.ndarray, beta: float,
+                     gamma: float) -> np.ndarray:
+    """The terms of the (plain) objective that depend on output ``o``'s labeling ``z_o``
+    (P, m, m, n) given the other outputs' per-input mass ``others`` (P, n): shape (P,)."""
+    data = np.einsum("pihw,phwi->p", cost, z_o)
+    smooth = ((z_o[:, :-1] - z_o[:, 1:]) ** 2).sum((1, 2, 3)) + \
+        ((z_o[:, :, :-1] - z_o[:, :, 1:]) ** 2).sum((1, 2, 3))
+    return data + beta / 2 * smooth + 2 * gamma * (z_o.sum((1, 2)) * others).sum(1)
+
+
 def _objective(cost: np.ndarray, z: np.ndarray, beta: float, gamma: float) -> np.ndarray:
     """NumPy :func:`comixup_objective` without threshold (the stopping rule's objective)."""
     return comixup_objective(torch.from_numpy(cost), torch.from_numpy(z), beta, gamma).numpy()
@@ -134,6 +146,7 @@ class CoMixup(BaseMixer):
         n_candidates: inputs considered per output by the exact subproblem solver, default 5
             (from the second sweep on, the two it uses most among them, plus their
             half-half label); more candidates: lower objective, slower.
+        monotone: keep a move only if it lowers the plain objective, default True.
         prob, generator: see :class:`~mixbench.mixers.base.BaseMixer` (the prior, the
             initial labeling and the grid side are drawn from ``generator``).
 
@@ -146,7 +159,7 @@ class CoMixup(BaseMixer):
                  m_beta: float = 0.32, m_gamma: float = 1.0, m_thres: float = 0.83,
                  m_eta: float = 0.05, m_omega: float = 0.001, m_niter: int = 4,
                  thres_type: str = "hard", set_resolve: bool = True, clean_lam: float = 1.0,
-                 n_candidates: int = 5, prob: float = 1.0,
+                 n_candidates: int = 5, monotone: bool = True, prob: float = 1.0,
                  generator: Optional[torch.Generator] = None):
         super().__init__(alpha=alpha, prob=prob, generator=generator)
         if int(m_part) < 2:
@@ -170,6 +183,7 @@ class CoMixup(BaseMixer):
         self.m_eta, self.m_omega, self.m_niter = float(m_eta), float(m_omega), int(m_niter)
         self.thres_type, self.set_resolve = thres_type, bool(set_resolve)
         self.clean_lam, self.n_candidates = float(clean_lam), int(n_candidates)
+        self.monotone = bool(monotone)
 
     # -- the labeling -------------------------------------------------------------------
     def sample_grid(self, height: int, width: int) -> int:
@@ -217,7 +231,11 @@ class CoMixup(BaseMixer):
                 modular = 2 * gamma * over * (ao if self.thres_type == "hard" else ao - thres)
                 unary = unary_base + (modular + gamma * add_cost[:, o])[:, None, None, :]
                 new = self._solve_output(unary, counts[:, o], beta, soft=it > 0)
-                z[active, o] = new[active]
+                take = active
+                if self.monotone:   # keep the move only if the objective f decreases
+                    take = active & (_local_objective(cost, new, others, beta, gamma) <
+                                     _local_objective(cost, z[:, o], others, beta, gamma))
+                z[take, o] = new[take]
                 counts[:, o] = z[:, o].sum((1, 2))
             if it == self.m_niter - 2 and self.set_resolve:
                 add_cost = _resolve_identical(counts > 0)
