@@ -9,7 +9,7 @@ import pytest
 from mixbench.results import load_result
 from mixbench.sweep import SweepError, check_slurm, load_sweep, queued_jobs
 
-from .helpers import env, real_digits_sweep, run_sweep, state, sweep_cmd, wait_for
+from .helpers import FAKE_TRAIN, env, fake_sweep, real_digits_sweep, run_sweep, state, sweep_cmd, wait_for
 
 EPOCHS = 3
 
@@ -64,3 +64,36 @@ def test_slurm_sweep_completes_and_a_requeued_job_resumes_from_its_checkpoint(tm
     assert "2/2 done" in status.stdout, status.stdout + status.stderr
     again = run_sweep("run", path, "--backend", "slurm", "--no-ingest", "--poll-s", "1")
     assert again.returncode == 0 and "submit" not in again.stdout  # nothing left to submit
+
+
+def test_preemption_signal_checkpoints_requeues_and_resumes_through_submitit(tmp_path):
+    """USR2 is what Slurm sends before a time limit or on preemption (``--signal USR2@90``):
+    submitit calls TrainJob.checkpoint and requeues the task, which resumes (fake trainer)."""
+    try:
+        check_slurm()
+    except SweepError as e:
+        pytest.fail(f"Slurm is not running: {e}")
+    path = fake_sweep(tmp_path, "preempted", epochs=8, epoch_s=0.5, seeds=(0,))
+    sweep = load_sweep(path)
+    run = sweep.runs[0]
+    proc = subprocess.Popen(sweep_cmd("run", path, "--backend", "slurm", "--no-ingest", "--poll-s", "1",
+                                      "--train-script", FAKE_TRAIN),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env())
+    wait_for(lambda: (run.work_dir / "fake_ckpt").exists(), 120, "the job to start training", proc)
+    job = json.loads((sweep.work_root / "slurm_jobs.json").read_text())[run.name]
+    subprocess.run(["scancel", "--signal", "USR2", job], check=True)
+
+    def relaunched():
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+        return state(run.work_dir)["launches"] >= 2
+
+    wait_for(relaunched, 180, f"the preempted job {job} to be requeued and start again", proc, poll=1)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out[-3000:]
+    st = state(run.work_dir)
+    assert [a["outcome"] for a in st["attempts"]] == ["interrupted", "done"] and st["failures"] == 0
+    launches = [json.loads(line) for line in (run.work_dir / "fake_launches").read_text().splitlines()]
+    assert launches[0]["start_epoch"] == 0 and launches[1]["start_epoch"] > 0  # resumed
+    submitit_log = "".join(p.read_text() for p in (sweep.work_root / ".submitit").rglob("*_log.*"))
+    for line in ("this job is preempted", "Calling checkpoint method", "DUE TO JOB REQUEUE"):
+        assert line in submitit_log
