@@ -88,13 +88,14 @@ class TrainJob:
         try:
             rc = proc.wait()
         except BaseException:
-            # preempted / timed out: submitit's handler requeues us; stop training cleanly
+            # preempted / timed out: submitit's handler has requeued us and Slurm is about to
+            # kill the job; record that first, then stop training
+            mark_ended(run.work_dir, read_state(run.work_dir), proc.poll(), self.retries, interrupted=True)
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-            mark_ended(run.work_dir, read_state(run.work_dir), proc.returncode, self.retries, interrupted=True)
             raise
         finally:
             log.close()

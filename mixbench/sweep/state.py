@@ -114,7 +114,11 @@ def mark_launched(work_dir: Path, state: dict, backend: str, **where) -> dict:
     state["launches"] = state.get("launches", 0) + 1
     state["host"] = socket.gethostname()
     state.update(where)
-    state["attempts"] = list(state.get("attempts", [])) + [
+    attempts = list(state.get("attempts", []))
+    if attempts and attempts[-1].get("outcome") is None:
+        # the previous launch died without recording its end (its job was killed at once)
+        attempts[-1] = {**attempts[-1], "outcome": "interrupted"}
+    state["attempts"] = attempts + [
         {"launch": state["launches"], "start": time.time(), "end": None, "rc": None, "outcome": None}]
     write_state(work_dir, state)
     return state

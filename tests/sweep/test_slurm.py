@@ -14,11 +14,24 @@ from .helpers import FAKE_TRAIN, env, fake_sweep, real_digits_sweep, run_sweep, 
 EPOCHS = 3
 
 
-def test_slurm_sweep_completes_and_a_requeued_job_resumes_from_its_checkpoint(tmp_path):
+def _require_slurm() -> None:
     try:
         check_slurm()
     except SweepError as e:
         pytest.fail(f"Slurm is not running: {e}")
+
+
+def _wait_until_relaunched(job: str, work_dir, proc, what: str) -> None:
+    def relaunched():
+        # Slurm holds a requeued job back (reason BeginTime, ~2 minutes); let it start now
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+        return state(work_dir)["launches"] >= 2
+
+    wait_for(relaunched, 300, f"{what} job {job} to start again", proc, poll=1)
+
+
+def test_slurm_sweep_completes_and_a_requeued_job_resumes_from_its_checkpoint(tmp_path):
+    _require_slurm()
     path = real_digits_sweep(tmp_path, "e2e_slurm", {"Mixup": {"type": "Mixup", "alpha": 1.0}}, seeds=(0, 1),
                              epochs=EPOCHS, train_samples=256)
     sweep = load_sweep(path)
@@ -37,13 +50,7 @@ def test_slurm_sweep_completes_and_a_requeued_job_resumes_from_its_checkpoint(tm
     wait_for(mid_training, 400, f"{victim.name} to finish its first epoch on Slurm", proc, poll=0.05)
     job = json.loads(jobs_file.read_text())[victim.name]
     subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True, text=True)
-
-    def relaunched():
-        # Slurm holds a requeued job back (BeginTime, ~2 minutes); let it start now
-        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
-        return state(victim.work_dir)["launches"] >= 2
-
-    wait_for(relaunched, 300, f"the requeued job {job} to start again", proc, poll=1)
+    _wait_until_relaunched(job, victim.work_dir, proc, "the requeued")
     out, _ = proc.communicate(timeout=400)
     assert proc.returncode == 0, out[-4000:]
     assert not queued_jobs(json.loads(jobs_file.read_text()).values())
@@ -69,10 +76,7 @@ def test_slurm_sweep_completes_and_a_requeued_job_resumes_from_its_checkpoint(tm
 def test_preemption_signal_checkpoints_requeues_and_resumes_through_submitit(tmp_path):
     """USR2 is what Slurm sends before a time limit or on preemption (``--signal USR2@90``):
     submitit calls TrainJob.checkpoint and requeues the task, which resumes (fake trainer)."""
-    try:
-        check_slurm()
-    except SweepError as e:
-        pytest.fail(f"Slurm is not running: {e}")
+    _require_slurm()
     path = fake_sweep(tmp_path, "preempted", epochs=8, epoch_s=0.5, seeds=(0,))
     sweep = load_sweep(path)
     run = sweep.runs[0]
@@ -82,12 +86,7 @@ def test_preemption_signal_checkpoints_requeues_and_resumes_through_submitit(tmp
     wait_for(lambda: (run.work_dir / "fake_ckpt").exists(), 120, "the job to start training", proc)
     job = json.loads((sweep.work_root / "slurm_jobs.json").read_text())[run.name]
     subprocess.run(["scancel", "--signal", "USR2", job], check=True)
-
-    def relaunched():
-        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
-        return state(run.work_dir)["launches"] >= 2
-
-    wait_for(relaunched, 180, f"the preempted job {job} to be requeued and start again", proc, poll=1)
+    _wait_until_relaunched(job, run.work_dir, proc, "the preempted")
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0, out[-3000:]
     st = state(run.work_dir)
