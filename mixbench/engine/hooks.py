@@ -15,12 +15,12 @@ from typing import Optional
 import numpy as np
 import torch
 from mmengine.dist import get_rank, get_world_size, is_main_process
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 
 import mixbench
 from mixbench.registry import HOOKS
 from mixbench.results import (RESULT_FILE, SCHEMA_VERSION, ResultFileError, atomic_write_json,
-                              load_result, summarize_history)
+                              atomic_write_text, load_result, summarize_history)
 
 STATE_KEY = "mixbench_result"
 
@@ -201,3 +201,36 @@ class EpochSeedHook(Hook):
         random.seed(s)
         np.random.seed(s)
         torch.manual_seed(s)
+
+
+@HOOKS.register_module()
+class SafeCheckpointHook(CheckpointHook):
+    """mmengine's CheckpointHook with a safe order of operations.
+
+    mmengine deletes the oldest kept checkpoint *before* writing the new one and then
+    rewrites ``last_checkpoint`` in place: a kill in between leaves ``last_checkpoint``
+    pointing at a deleted (or, mid-write, an empty) path and ``--resume auto`` fails. Here
+    the new checkpoint is written first (atomically, by :class:`MixbenchRunner`), then
+    ``last_checkpoint`` (atomically), and only then are checkpoints beyond
+    ``max_keep_ckpts`` deleted. Options are mmengine's.
+    """
+
+    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
+        runner.message_hub.update_info("last_ckpt", self.last_ckpt)
+        runner.save_checkpoint(self.out_dir, filename, self.file_client_args,
+                               save_optimizer=self.save_optimizer,
+                               save_param_scheduler=self.save_param_scheduler, meta=meta,
+                               by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+        if is_main_process():
+            atomic_write_text(Path(runner.work_dir) / "last_checkpoint", self.last_ckpt)
+        if self.max_keep_ckpts <= 0 or (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            return
+        if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+            old = self.file_backend.join_path(self.out_dir,
+                                              self.filename_tmpl.format(self.keep_ckpt_ids.popleft()))
+            if is_main_process() and self.file_backend.isfile(old):
+                self.file_backend.remove(old)
+        self.keep_ckpt_ids.append(step)
+        runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))

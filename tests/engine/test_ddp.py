@@ -41,3 +41,30 @@ def test_result_hook_writes_on_rank_zero_only(tmp_path, monkeypatch):
     monkeypatch.setattr(hooks_mod, "is_main_process", lambda: True)
     hook.write(runner)
     assert (tmp_path / "result.json").exists()
+
+
+def test_safe_checkpoint_hook_deletes_old_checkpoint_only_after_saving(tmp_path):
+    from collections import deque
+
+    from mmengine.logging import MessageHub
+
+    from mixbench.engine.hooks import SafeCheckpointHook
+
+    hook = SafeCheckpointHook(interval=1, max_keep_ckpts=1)
+    hook.out_dir = str(tmp_path)
+    hook.file_backend = __import__("mmengine").fileio.get_file_backend(str(tmp_path))
+    hook.keep_ckpt_ids = deque([1], maxlen=1)
+    (tmp_path / "epoch_1.pth").write_bytes(b"good")
+    seen = []
+
+    def save_checkpoint(out_dir, filename, *args, **kwargs):
+        seen.append((tmp_path / "epoch_1.pth").exists())  # the old one is still there
+        (tmp_path / filename).write_bytes(b"new")
+
+    runner = SimpleNamespace(work_dir=str(tmp_path), save_checkpoint=save_checkpoint,
+                             message_hub=MessageHub.get_instance("safe_ckpt_test"))
+    hook._save_checkpoint_with_step(runner, 2, meta={"epoch": 2})
+    assert seen == [True]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_2.pth", "last_checkpoint"]
+    assert (tmp_path / "last_checkpoint").read_text() == str(tmp_path / "epoch_2.pth")
+    assert list(hook.keep_ckpt_ids) == [2]
