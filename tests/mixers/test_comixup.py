@@ -1,7 +1,8 @@
 """Co-Mixup: contract and soft targets, images as per-pixel convex combinations whose input
 mass equals the soft targets, block-constant weights, exact small-grid DP (brute force),
-the objective against its definition, descent, two-way summary, no side effects of the
-saliency pass, partitions, reproducibility, errors, a real ResNet step."""
+the objective against its definition, monotone descent, two-way summary, no side effects of
+the saliency pass, partitions, reproducibility, errors, a real ResNet step, and 2 epochs on
+digits through tools/train.py."""
 import itertools
 
 import numpy as np
@@ -15,7 +16,7 @@ from mixbench.mixers._grid_dp import grid_energy, solve_frontier_dp, solve_rows_
 from mixbench.mixers.comixup import comixup_objective
 from tests.mixers.helpers import (TinyClassifier, assert_outputs_equal, check_batch_size_one,
                                   check_dtypes_and_formats, check_output, make_batch,
-                                  requires_cuda, seeded)
+                                  requires_cuda, seeded, train_two_epochs_on_digits)
 from tests.mixers.test_puzzlemix import real_resnet_step
 
 
@@ -246,6 +247,12 @@ def test_errors_are_explained():
 def test_real_resnet_training_step():
     x, out = real_resnet_step({"type": "CoMixup", "m_part": 4}, b=8)
     check_convex_combination(out, x)
+
+
+
+def test_two_epochs_on_digits_through_train_py(tmp_path):
+    result = train_two_epochs_on_digits(tmp_path, "comixup")
+    assert result["run"]["method"] == "CoMixup"
 
 
 @requires_cuda

@@ -1,6 +1,7 @@
 """PuzzleMix: contract, block-constant mask, transport as a block permutation, the exact
 identity with transport, side-effect-free saliency, exact graph-cut solver (brute force),
-the folded energy against the paper's form, reproducibility, errors, a real ResNet step."""
+the folded energy against the paper's form, reproducibility, errors, a real ResNet step, and
+2 epochs on digits through tools/train.py."""
 import itertools
 
 import numpy as np
@@ -14,7 +15,8 @@ from mixbench.mixers._saliency import input_gradient_saliency
 from mixbench.mixers.puzzlemix import permute_blocks
 from tests.mixers.helpers import (TinyClassifier, assert_outputs_equal, check_batch_size_one,
                                   check_dtypes_and_formats, check_mask_identity, check_output,
-                                  check_reproducible, make_batch, requires_cuda, seeded)
+                                  check_reproducible, make_batch, requires_cuda, seeded,
+                                  train_two_epochs_on_digits)
 
 
 def tiny_classifier(seed=0):
@@ -288,6 +290,12 @@ def real_resnet_step(mixer_cfg: dict, b: int):
 def test_real_resnet_training_step():
     x, out = real_resnet_step({"type": "PuzzleMix"}, b=4)
     check_transport_identity(out, x)
+
+
+
+def test_two_epochs_on_digits_through_train_py(tmp_path):
+    result = train_two_epochs_on_digits(tmp_path, "puzzlemix")
+    assert result["run"]["method"] == "PuzzleMix"
 
 
 @requires_cuda
