@@ -108,6 +108,13 @@ def test_mix_block_gradient_comes_only_from_its_own_losses():
     assert clf.mix_block.query.weight.grad.abs().sum() > 0 and clf.mix_block.value.weight.grad.abs().sum() > 0
 
 
+def test_without_the_clean_sample_loss_there_is_no_head_one():
+    clf = tiny(one_hot_weight=0.0)
+    assert clf.head_one is None
+    x, y = batch()
+    assert set(clf.loss(x, y)) == {"loss_mix", "loss_mix_block", "loss_mask"}
+
+
 def test_schedules():
     assert cosine_momentum(0.999, 0.999999, 5, 100) == 0.999               # first 10%: constant
     assert cosine_momentum(0.999, 0.999999, 100, 100) == pytest.approx(0.999999)

@@ -152,7 +152,8 @@ class AutoMixClassifier(MixupClassifier):
         mask_loss: weight of the mask loss (default 0.1).
         lam_margin: below this lambda (or above 1 minus it) the classifier's sample is a
             plain Mixup (default 0.08).
-        one_hot_weight: weight of the clean-sample CE (default 1).
+        one_hot_weight: weight of the clean-sample CE (default 1; 0 drops ``head_one`` and
+            its forward/backward pass, about a third of the step's cost).
         mix_block_weight: weight of the Mix Block's classification loss (default 1).
     """
 
@@ -177,7 +178,10 @@ class AutoMixClassifier(MixupClassifier):
         self.mask_stage, self.mask_loss_weight = mask_stage, float(mask_loss)
         self.lam_margin = float(lam_margin)
         self.one_hot_weight, self.mix_block_weight = float(one_hot_weight), float(mix_block_weight)
-        self.head_one = build_module(head, "model.head", in_channels=self.backbone.out_channels[-1])
+        # no head for the clean-sample CE when it is switched off (DDP needs every trainable
+        # parameter to receive a gradient)
+        self.head_one = (build_module(head, "model.head", in_channels=self.backbone.out_channels[-1])
+                         if self.one_hot_weight > 0 else None)
         self.backbone_k = copy.deepcopy(self.backbone).requires_grad_(False)
         self.head_k = copy.deepcopy(self.head).requires_grad_(False)
         mix_block = dict(mix_block or {})
@@ -238,7 +242,7 @@ class AutoMixClassifier(MixupClassifier):
                 self.head_k(self.neck(self.backbone_k(x_mb))), mix_output(x_mb, mask_mb, index_mb, lam_mb)),
             "loss_mask": mask_loss,
         }
-        if self.one_hot_weight > 0:
+        if self.head_one is not None:
             losses["loss_one"] = self.one_hot_weight * self.loss_module(
                 self.head_one(self.neck(self.backbone(inputs))), clean)
         return losses

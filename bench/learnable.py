@@ -1,0 +1,185 @@
+#!/usr/bin/env python
+"""Cost of the learnable and label-mixing methods against Vanilla on the same backbone.
+
+One training step (loss, backward, SGD step; AutoMix also its EMA update) per method on a
+fixed random batch, in one run:
+
+* time per iteration: the methods are stepped round-robin (``--rounds`` rounds of
+  ``--iters`` steps each after a warm-up, the order rotated every round) and each
+  method's fastest round is reported, so
+  that a slow phase of a shared machine hits every method alike and is discarded; on CPU
+  also the process CPU time per iteration (all threads), which other processes on a
+  shared machine disturb much less than wall time;
+* peak memory: on CUDA ``torch.cuda.max_memory_allocated`` over the steps; on CPU the peak
+  resident set size above the set-up's (Linux ``VmHWM`` reset through ``clear_refs``),
+  each method measured in its own subprocess so that freed memory of one method does not
+  hide the next one's.
+
+Ratios are against Vanilla with the same backbone (ResNet-18 CIFAR for Mixup, DecoupleMix,
+AutoMix; a ViT for TransMix).
+
+    python bench/learnable.py [--device cpu|cuda] [--batch 64] [--width 16] [--size 32]
+                              [--vit-dim 192] [--vit-depth 12] [--rounds 5] [--iters 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from mixbench.registry import MODELS  # noqa: E402
+
+CNN_METHODS = ("Vanilla", "Mixup", "DecoupleMix", "AutoMix")
+VIT_METHODS = ("Vanilla-ViT", "CutMix-ViT", "TransMix")
+
+
+def model_config(method: str, args) -> dict:
+    resnet = {"type": "ResNetCIFAR", "depth": 18, "width": args.width}
+    vit = {"type": "ViTBackbone", "model_name": "vit_tiny_patch16_224", "img_size": args.size,
+           "patch_size": 4, "embed_dim": args.vit_dim, "depth": args.vit_depth,
+           "num_heads": max(args.vit_dim // 64, 1)}
+    head = {"type": "LinearHead", "num_classes": 100}
+    mixers = {"Vanilla": {"type": "Vanilla"}, "Mixup": {"type": "Mixup", "alpha": 1.0},
+              "DecoupleMix": {"type": "Mixup", "alpha": 1.0}, "Vanilla-ViT": {"type": "Vanilla"},
+              "CutMix-ViT": {"type": "CutMix", "alpha": 1.0}, "TransMix": {"type": "CutMix", "alpha": 1.0}}
+    if method == "AutoMix":
+        return {"type": "AutoMixClassifier", "backbone": resnet, "head": head, "alpha": 2.0,
+                "mask_stage": 3, "mix_block": {"type": "PixelMixBlock", "reduction": 2}}
+    cfg = {"type": "TransMixClassifier" if method == "TransMix" else "MixupClassifier",
+           "backbone": vit if method in VIT_METHODS else resnet, "head": head,
+           "mixer": mixers[method]}
+    if method == "DecoupleMix":
+        cfg["loss"] = {"type": "DecoupledMixupLoss", "eta": 0.1}
+    return cfg
+
+
+def make_step(method: str, args):
+    """A closure doing one training step of ``method`` on a fixed batch."""
+    import mixbench.models  # noqa: F401  (registers the models)
+
+    torch.manual_seed(0)
+    model = MODELS.build(model_config(method, args)).to(args.device).train()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
+    x = torch.randn(args.batch, 3, args.size, args.size, device=args.device)
+    y = torch.randint(0, 100, (args.batch,), device=args.device)
+
+    def step() -> None:
+        losses = model.loss(x, y)
+        opt.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        opt.step()
+        if hasattr(model, "momentum_update"):
+            model.momentum_update()
+    return step
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_methods(methods, args) -> dict:
+    steps = {m: make_step(m, args) for m in methods}
+    for step in steps.values():  # warm-up
+        step()
+    wall: dict = {m: [] for m in methods}
+    cpu: dict = {m: [] for m in methods}
+    order = list(steps)
+    for r in range(args.rounds):
+        for m in order[r % len(order):] + order[:r % len(order)]:  # rotate who goes first
+            step = steps[m]
+            sync(args.device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(args.iters):
+                step()
+            sync(args.device)
+            wall[m].append((time.perf_counter() - t0) / args.iters)
+            cpu[m].append((time.process_time() - c0) / args.iters)
+    return {m: min(v) for m, v in wall.items()}, {m: min(v) for m, v in cpu.items()}
+
+
+def rss_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def peak_memory_mb(method: str, args) -> float:
+    """Peak memory of ``method``'s steps above its set-up, in MiB (see the module doc)."""
+    step = make_step(method, args)
+    if args.device.startswith("cuda"):
+        sync(args.device)
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        for _ in range(3):
+            step()
+        sync(args.device)
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    base = rss_kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS (VmHWM)
+    for _ in range(3):
+        step()
+    return (rss_kb("VmHWM") - base) / 1024
+
+
+def memory_in_subprocess(method: str, argv: list) -> float:
+    out = subprocess.run([sys.executable, __file__, *argv, "--memory-of", method],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def markdown(times: dict, cpu: dict, mems: dict, args) -> str:
+    rows = [f"Device {args.device}, batch {args.batch}, {args.size} px, {torch.get_num_threads()} "
+            f"threads; ResNet-18 CIFAR width {args.width}; ViT dim {args.vit_dim} depth "
+            f"{args.vit_depth} patch 4.", "",
+            "| method | backbone | s/iter | time vs Vanilla | CPU s/iter | CPU time vs Vanilla "
+            "| peak MiB | memory vs Vanilla |",
+            "|---|---|---|---|---|---|---|---|"]
+    for methods, base, backbone in ((CNN_METHODS, "Vanilla", "ResNet-18"),
+                                    (VIT_METHODS, "Vanilla-ViT", "ViT")):
+        for m in methods:
+            rows.append(f"| {m} | {backbone} | {times[m]:.4f} | {times[m] / times[base]:.2f}x | "
+                        f"{cpu[m]:.4f} | {cpu[m] / cpu[base]:.2f}x | "
+                        f"{mems[m]:.0f} | {mems[m] / mems[base]:.2f}x |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--width", type=int, default=16, help="ResNet-18 width (64: the standard one)")
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--vit-dim", type=int, default=192)
+    parser.add_argument("--vit-depth", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--memory-of", help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write the raw numbers here")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_of:
+        print(peak_memory_mb(args.memory_of, args))
+        return
+    argv = sys.argv[1:]
+    methods = CNN_METHODS + VIT_METHODS
+    mems = {m: memory_in_subprocess(m, argv) for m in methods}
+    times, cpu = time_methods(methods, args)
+    print(markdown(times, cpu, mems, args))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"s_per_iter": times, "cpu_s_per_iter": cpu, "peak_mib": mems,
+                                               "args": vars(args)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
