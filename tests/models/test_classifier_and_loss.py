@@ -75,3 +75,27 @@ def test_preprocessor_normalizes_and_rejects_channel_mismatch():
     assert torch.allclose(out["inputs"], torch.ones(2, 1, 4, 4))
     with pytest.raises(ValueError, match="3 channels .* mean/std have 1"):
         clf.data_preprocessor({"inputs": x.expand(2, 3, 4, 4), "data_samples": torch.tensor([0, 1])})
+
+
+def test_clean_loss_from_mixer_is_added_to_the_losses():
+    from dataclasses import dataclass
+
+    import torch as t
+
+    @dataclass
+    class WithClean(MixOutput):
+        clean_loss: t.Tensor = None
+
+    class CleanMixer:
+        def __call__(self, x, y, model=None):
+            b = x.shape[0]
+            return WithClean(inputs=x, y_a=y, y_b=y, lam=t.ones(b), index=t.arange(b),
+                             clean_loss=t.tensor(0.25, requires_grad=True))
+
+    clf = tiny()
+    clf.mixer = CleanMixer()
+    x = t.zeros(4, 1, 8, 8)
+    losses = clf.loss(x, t.tensor([0, 1, 2, 3]))
+    assert set(losses) == {"loss", "clean_loss"} and float(losses["clean_loss"]) == 0.25
+    total, _ = clf.parse_losses(losses)
+    assert t.isclose(total, losses["loss"] + 0.25)

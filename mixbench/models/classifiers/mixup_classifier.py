@@ -27,6 +27,7 @@ class MixupClassifier(BaseModel):
         out = mixer(inputs, labels, model=self)           # MixOutput
         logits = self.logits(out.inputs, out.stage_hook)  # backbone -> neck -> head
         loss = loss_module(logits, out)                   # mixed / soft-target CE
+        (+ out.clean_loss when the mixer returns one, e.g. Co-Mixup's clean_lam term)
 
     Args:
         backbone: config of a backbone following the stage-hook contract.
@@ -69,7 +70,11 @@ class MixupClassifier(BaseModel):
     def loss(self, inputs: Tensor, labels: Tensor) -> dict:
         out = self.mixer(inputs, labels, model=self)
         logits = self.logits(out.inputs, stage_hook=out.stage_hook)
-        return {"loss": self.loss_module(logits, out)}
+        losses = {"loss": self.loss_module(logits, out)}
+        clean_loss = getattr(out, "clean_loss", None)  # Co-Mixup's clean-input term
+        if clean_loss is not None:
+            losses["clean_loss"] = clean_loss  # mmengine sums every "*loss*" entry
+        return losses
 
     @torch.no_grad()
     def predict(self, inputs: Tensor, labels: Optional[Tensor] = None) -> list:
