@@ -19,7 +19,7 @@ Ratios are against Vanilla with the same backbone (ResNet-18 CIFAR for Mixup, De
 AutoMix; a ViT for TransMix).
 
     python bench/learnable.py [--device cpu|cuda] [--batch 64] [--width 16] [--size 32]
-                              [--vit-dim 192] [--vit-depth 12] [--rounds 5] [--iters 3]
+                              [--vit-dim 192] [--vit-depth 12] [--patch 4] [--rounds 5] [--iters 3]
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ VIT_METHODS = ("Vanilla-ViT", "CutMix-ViT", "TransMix")
 def model_config(method: str, args) -> dict:
     resnet = {"type": "ResNetCIFAR", "depth": 18, "width": args.width}
     vit = {"type": "ViTBackbone", "model_name": "vit_tiny_patch16_224", "img_size": args.size,
-           "patch_size": 4, "embed_dim": args.vit_dim, "depth": args.vit_depth,
+           "patch_size": args.patch, "embed_dim": args.vit_dim, "depth": args.vit_depth,
            "num_heads": max(args.vit_dim // 64, 1)}
     head = {"type": "LinearHead", "num_classes": 100}
     mixers = {"Vanilla": {"type": "Vanilla"}, "Mixup": {"type": "Mixup", "alpha": 1.0},
@@ -139,7 +139,7 @@ def memory_in_subprocess(method: str, argv: list) -> float:
 def markdown(times: dict, cpu: dict, mems: dict, args) -> str:
     rows = [f"Device {args.device}, batch {args.batch}, {args.size} px, {torch.get_num_threads()} "
             f"threads; ResNet-18 CIFAR width {args.width}; ViT dim {args.vit_dim} depth "
-            f"{args.vit_depth} patch 4.", "",
+            f"{args.vit_depth} patch {args.patch}.", "",
             "| method | backbone | s/iter | time vs Vanilla | CPU s/iter | CPU time vs Vanilla "
             "| peak MiB | memory vs Vanilla |",
             "|---|---|---|---|---|---|---|---|"]
@@ -160,6 +160,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--vit-dim", type=int, default=192)
     parser.add_argument("--vit-depth", type=int, default=12)
+    parser.add_argument("--patch", type=int, default=4, help="ViT patch size (16 for DeiT at 224 px)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
