@@ -2,7 +2,7 @@ from .base import StagedBackbone
 from .preact_resnet import PreActResNetCIFAR, WideResNet
 from .resnet_cifar import ResNetCIFAR, ResNeXtCIFAR
 from .timm_backbone import TimmBackbone
-from .vit import ViTBackbone  # noqa: F401  (issue 8: ViT exposing its class-token attention)
+from .vit import ViTBackbone
 
 __all__ = ["StagedBackbone", "ResNetCIFAR", "ResNeXtCIFAR", "PreActResNetCIFAR", "WideResNet",
-           "TimmBackbone"]
+           "TimmBackbone", "ViTBackbone"]
