@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mixbench.config import ConfigError  # noqa: E402
 from mixbench.sweep import LocalPool, SlurmSweep, load_sweep, queued_jobs  # noqa: E402
 from mixbench.sweep.report import (console, ingest, leaderboard_markdown, plan_table,  # noqa: E402
-                                   status_table)
+                                   status_table, write_leaderboard_report)
 from mixbench.sweep.slurm import load_jobs  # noqa: E402
 
 
@@ -102,6 +102,11 @@ def cmd_run(args, sweep, out) -> int:
         md = leaderboard_markdown(args.db)
         if md:
             out.print(md, markup=False)
+        written = write_leaderboard_report(sweep.work_root / "leaderboard", args.db)
+        if written:
+            out.print(f"Leaderboard report: {written['html']} (open it in a browser; "
+                      f"also {written['markdown'].name}, {written['csv'].name}, "
+                      f"{written['latex'].name})", markup=False)
     return 0 if len(result["done"]) == len(sweep.runs) else 1
 
 

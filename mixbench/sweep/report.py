@@ -121,5 +121,15 @@ def leaderboard_markdown(db: Optional[str] = None) -> Optional[str]:
     return markdown_leaderboard(db)
 
 
+def write_leaderboard_report(out_dir, db: Optional[str] = None) -> Optional[dict]:
+    """Write the full report (Markdown, CSV, LaTeX, HTML) of the results database into
+    ``out_dir``; returns {kind: path}, or None without mixbench.leaderboard."""
+    try:
+        from mixbench.leaderboard import write_report
+    except ImportError:
+        return None
+    return write_report(db, out_dir=str(out_dir))
+
+
 def console() -> Console:
     return Console(highlight=False, soft_wrap=False, width=160)

@@ -184,6 +184,9 @@ def test_finished_runs_go_into_the_results_database_and_the_leaderboard_is_print
     (cells,) = board.tables.values()
     assert sorted((c.method, c.n) for c in cells) == [("Mixup", 2), ("Vanilla", 2)]
     assert "# mixbench leaderboard" in out.stdout and "| Mixup |" in out.stdout.replace("  ", " ")
+    html = load_sweep(path).work_root / "leaderboard" / "index.html"
+    assert html.is_file() and f"Leaderboard report: {html}" in out.stdout.replace("\n", "")
+    assert "<table" in html.read_text()
 
 
 def test_a_run_that_finished_as_its_sweep_died_is_recorded_not_rerun(tmp_path):
