@@ -58,6 +58,9 @@ VISUALIZERS = Registry("visualizer", parent=MMENGINE_VISUALIZERS, scope=SCOPE)
 OPTIM_WRAPPER_CONSTRUCTORS = Registry("optimizer wrapper constructor",
                                       parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope=SCOPE)
 FUNCTIONS = Registry("function", parent=MMENGINE_FUNCTIONS, scope=SCOPE)
+# mmengine's Runner looks collate functions up with a plain ``get`` on its root FUNCTIONS
+# registry, which never searches child registries: collate functions register there.
+COLLATE_FUNCTIONS = MMENGINE_FUNCTIONS
 LOG_PROCESSORS = Registry("log_processor", parent=MMENGINE_LOG_PROCESSORS, scope=SCOPE)
 WEIGHT_INITIALIZERS = Registry("weight initializer", parent=MMENGINE_WEIGHT_INITIALIZERS,
                                scope=SCOPE)

@@ -41,7 +41,8 @@ class _CIFAR(InMemoryDataset):
     label_key = ""
     names_key = ""
 
-    def __init__(self, root: str = "data/cifar", split: str = "train", max_samples=None):
+    def __init__(self, root: str = "data/cifar", split: str = "train", max_samples=None,
+                 device=None):
         check_split(split)
         base = Path(root)
         if (base / self.folder).is_dir():
@@ -59,7 +60,7 @@ class _CIFAR(InMemoryDataset):
         images, labels = np.concatenate(xs), np.concatenate(ys)
         if labels.min() < 0 or labels.max() >= len(classes):
             raise DatasetError(f"{base}: labels outside 0..{len(classes) - 1}")
-        super().__init__(torch.from_numpy(images), torch.from_numpy(labels), classes, max_samples)
+        super().__init__(torch.from_numpy(images), torch.from_numpy(labels), classes, max_samples, device)
 
 
 @DATASETS.register_module()

@@ -25,7 +25,7 @@ class Digits(InMemoryDataset):
     -> 1347 train / 450 test images.
     """
 
-    def __init__(self, split: str = "train", scale: int = 2, max_samples=None):
+    def __init__(self, split: str = "train", scale: int = 2, max_samples=None, device=None):
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
 
@@ -42,4 +42,4 @@ class Digits(InMemoryDataset):
         if scale > 1:
             images = images.repeat_interleave(scale, 2).repeat_interleave(scale, 3)
         labels = torch.from_numpy(data.target[idx].astype(np.int64))
-        super().__init__(images, labels, [str(i) for i in range(10)], max_samples)
+        super().__init__(images, labels, [str(i) for i in range(10)], max_samples, device)

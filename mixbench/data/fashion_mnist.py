@@ -60,7 +60,8 @@ class FashionMNIST(InMemoryDataset):
         max_samples: keep the first N images only.
     """
 
-    def __init__(self, root: str = DEFAULT_ROOT, split: str = "train", max_samples=None):
+    def __init__(self, root: str = DEFAULT_ROOT, split: str = "train", max_samples=None,
+                 device=None):
         check_split(split)
         root = Path(root)
         if not root.is_dir():
@@ -72,4 +73,5 @@ class FashionMNIST(InMemoryDataset):
             raise DatasetError(f"{img_file} / {lbl_file}: expected N x 28 x 28 images and N labels, "
                                f"got {images.shape} and {labels.shape}")
         super().__init__(torch.from_numpy(images.copy())[:, None],
-                         torch.from_numpy(labels.astype(np.int64)), CLASSES, max_samples)
+                         torch.from_numpy(labels.astype(np.int64)), CLASSES, max_samples,
+                         device)

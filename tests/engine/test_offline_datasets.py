@@ -52,3 +52,31 @@ def test_fashion_mnist_plain_idx_files_and_errors(tmp_path):
     (root / "t10k-images-idx3-ubyte").write_bytes(struct.pack(">HBB", 0, 0x0D, 1) + b"\0" * 8)
     with pytest.raises(DatasetError, match="not an unsigned-byte IDX file"):
         FashionMNIST(root=str(root), split="test")
+
+
+def test_in_memory_batches_are_gathered_once_and_equal_per_sample_collation():
+    from mmengine.dataset import default_collate as mmengine_collate
+    from torch.utils.data import DataLoader
+
+    from mixbench.data.base import GatheredBatch, batch_collate
+
+    ds = Digits("test", max_samples=100)
+    fast = DataLoader(ds, batch_size=32, shuffle=False, collate_fn=batch_collate)
+    slow = DataLoader(ds, batch_size=32, shuffle=False,
+                      collate_fn=lambda items: mmengine_collate(list(items)))
+    for a, b in zip(fast, slow):
+        assert torch.equal(a["inputs"], b["inputs"]) and torch.equal(a["data_samples"], b["data_samples"])
+    gathered = ds.__getitems__([3, 1, 2])
+    assert isinstance(gathered, GatheredBatch) and len(gathered) == 3
+    assert torch.equal(gathered[0]["inputs"], ds[3]["inputs"]) and int(gathered[1]["data_samples"]) == int(ds[1]["data_samples"])
+    assert torch.equal(mmengine_collate(gathered)["inputs"], batch_collate(gathered)["inputs"])
+
+
+def test_in_memory_device_option():
+    assert Digits("test", max_samples=4, device="cpu").images.device.type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            Digits("test", max_samples=4, device="cuda")
+    else:
+        ds = Digits("test", max_samples=8, device="cuda")
+        assert ds.__getitems__([0, 5]).images.is_cuda
