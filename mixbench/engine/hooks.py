@@ -98,7 +98,21 @@ class ResultJsonHook(Hook):
             torch.cuda.reset_peak_memory_stats()
 
     def before_train(self, runner) -> None:
+        self.validate_resumed_epoch(runner)
         self.write(runner)
+
+    def validate_resumed_epoch(self, runner) -> None:
+        """A checkpoint is saved before its epoch's validation; a run killed in between
+        resumes with no record of that validation. Run it now (same weights, so the same
+        numbers the uninterrupted run got) when that epoch was due for one."""
+        epoch = runner.epoch
+        if epoch == 0 or any(h["epoch"] == epoch for h in self.history):
+            return
+        loop = runner.train_loop
+        interval, begin = getattr(loop, "val_interval", 1), getattr(loop, "val_begin", 1)
+        due = epoch >= begin and (epoch % interval == 0 or epoch == loop.max_epochs)
+        if due and runner.val_loop is not None:
+            runner.val_loop.run()
 
     def before_train_epoch(self, runner) -> None:
         self._t_epoch = time.perf_counter()

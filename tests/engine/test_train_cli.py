@@ -105,3 +105,20 @@ def test_logging_backends_and_ema_from_config(tmp_path):
     ckpt = torch.load(wd / "epoch_1.pth", map_location="cpu", weights_only=False)
     assert "ema_state_dict" in ckpt and "mixbench_result" in ckpt
     assert load_result(wd)["status"] == "finished"
+
+
+def test_resume_runs_the_validation_a_kill_skipped(tmp_path):
+    """Killed after saving epoch 2's checkpoint but before validating it: the resumed run
+    validates epoch 2 first, so the history has every epoch."""
+    wd = tmp_path / "skipped"
+    args = ["--cfg-options", "train_cfg.max_epochs=2", "train_dataloader.dataset.max_samples=256"]
+    run_tool("tools/train.py", DEMO, "--work-dir", wd, *args)
+    full = load_result(wd)
+    state = json.loads((wd / "result.json").read_text())
+    state["history"], state["status"] = state["history"][:1], "running"
+    (wd / "result.json").write_text(json.dumps(state))
+    run_tool("tools/train.py", DEMO, "--work-dir", wd, "--resume", *args)
+    again = load_result(wd)
+    assert again["status"] == "finished"
+    assert [(h["epoch"], h["top1"]) for h in again["history"]] == \
+        [(h["epoch"], h["top1"]) for h in full["history"]]
