@@ -153,7 +153,7 @@ class ResultJsonHook(Hook):
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint[STATE_KEY] = {"history": self.history, "wall_s": self.wall_s(),
                                  "train_time": self.train_time, "samples": self.samples,
-                                 "iters": self.iters}
+                                 "iters": self.iters, "last_train_loss": self._last_train_loss}
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get(STATE_KEY)
@@ -176,6 +176,7 @@ class ResultJsonHook(Hook):
         self.train_time = float(state["train_time"])
         self.samples = int(state["samples"])
         self.iters = int(state["iters"])
+        self._last_train_loss = state.get("last_train_loss")  # for a re-run validation
 
     # -- output -------------------------------------------------------------------------
     def result(self, runner) -> dict:

@@ -120,5 +120,5 @@ def test_resume_runs_the_validation_a_kill_skipped(tmp_path):
     run_tool("tools/train.py", DEMO, "--work-dir", wd, "--resume", *args)
     again = load_result(wd)
     assert again["status"] == "finished"
-    assert [(h["epoch"], h["top1"]) for h in again["history"]] == \
-        [(h["epoch"], h["top1"]) for h in full["history"]]
+    assert [(h["epoch"], h["top1"], h["train_loss"]) for h in again["history"]] == \
+        [(h["epoch"], h["top1"], h["train_loss"]) for h in full["history"]]

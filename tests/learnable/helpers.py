@@ -13,8 +13,8 @@ def train_on_digits(tmp_path, fragment: str, overrides: dict, epochs: int = 2, n
                     extra_args=(), first_epoch: int = 1) -> dict:
     """Train ``configs/mixers/<fragment>.yaml`` (a complete model) on 128 digits images for
     ``epochs`` epochs with ``overrides`` merged on top; check it finished with a finite
-    loss; return result.json. A run resumed into a fresh work dir records the epochs from
-    ``first_epoch`` on."""
+    loss; return result.json. A run resumed into a fresh work dir validates the checkpoint's
+    epoch first, so its history starts at ``first_epoch`` = 1 too unless told otherwise."""
     bases = [REPO / "configs/_base_/datasets/digits.yaml", REPO / f"configs/mixers/{fragment}.yaml",
              REPO / "configs/_base_/schedules/sgd_cosine_short.yaml", REPO / "configs/_base_/runtime.yaml"]
     cfg = {"_base_": [str(b) for b in bases],

@@ -168,7 +168,7 @@ def test_trains_two_epochs_on_digits_and_resumes_exactly(tmp_path):
     assert set(result) >= {"schema", "status", "run", "metrics", "history", "cost", "env"}
     first = tmp_path / "work"
     resumed = train_on_digits(tmp_path, "automix", overrides, name="resumed",
-                              extra_args=("--resume", first / "epoch_1.pth"), first_epoch=2)
+                              extra_args=("--resume", first / "epoch_1.pth"))
     assert resumed["history"][-1] | {"wall_s": 0} == result["history"][-1] | {"wall_s": 0}
     a = torch.load(first / "epoch_2.pth", map_location="cpu", weights_only=False)
     b = torch.load(tmp_path / "resumed" / "epoch_2.pth", map_location="cpu", weights_only=False)
