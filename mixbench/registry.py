@@ -72,12 +72,10 @@ def _register_mixers() -> None:
 
     for name in mixers.__all__:
         obj = getattr(mixers, name)
-        if inspect.isclass(obj) and issubclass(obj, BaseMixer) and not inspect.isabstract(obj):
-            if MIXERS.get(name) is None:
-                MIXERS.register_module(name=name, module=obj)
-        elif callable(obj) and getattr(obj, "is_mixer_factory", False):
-            if MIXERS.get(name) is None:
-                MIXERS.register_module(name=name, module=obj)
+        is_mixer = inspect.isclass(obj) and issubclass(obj, BaseMixer) and not inspect.isabstract(obj)
+        is_factory = callable(obj) and getattr(obj, "is_mixer_factory", False)
+        if (is_mixer or is_factory) and MIXERS.get(name) is None:
+            MIXERS.register_module(name=name, module=obj)
 
 
 _register_mixers()
