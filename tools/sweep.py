@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mixbench.config import ConfigError  # noqa: E402
 from mixbench.sweep import LocalPool, SlurmSweep, load_sweep, queued_jobs  # noqa: E402
-from mixbench.sweep.report import (console, ingest, leaderboard_markdown, plan_table,  # noqa: E402
-                                   status_table, write_leaderboard_report)
+from mixbench.leaderboard import ingest_paths, markdown_leaderboard, write_report  # noqa: E402
+from mixbench.sweep.report import console, plan_table, status_table  # noqa: E402
 from mixbench.sweep.slurm import load_jobs  # noqa: E402
 
 
@@ -77,8 +77,8 @@ def cmd_run(args, sweep, out) -> int:
     on_done = None
     if not args.no_ingest:
         def on_done(run):
-            summary = ingest([run.work_dir], args.db)
-            if summary is not None and "rejected" in summary and " 0 rejected" not in summary:
+            summary = ingest_paths([str(run.work_dir)], db_url=args.db).summary()
+            if "rejected" in summary and " 0 rejected" not in summary:
                 echo(summary)
 
     common = dict(retries=args.retries, train_script=args.train_script, retry_failed=args.retry_failed,
@@ -99,10 +99,10 @@ def cmd_run(args, sweep, out) -> int:
                             array_parallelism=args.array_parallelism, **common).run()
     out.print(status_table(sweep))
     if not args.no_ingest:
-        md = leaderboard_markdown(args.db)
+        md = markdown_leaderboard(args.db)
         if md:
             out.print(md, markup=False)
-        written = write_leaderboard_report(sweep.work_root / "leaderboard", args.db)
+        written = write_report(args.db, out_dir=str(sweep.work_root / "leaderboard"))
         if written:
             out.print(f"Leaderboard report: {written['html']} (open it in a browser; "
                       f"also {written['markdown'].name}, {written['csv'].name}, "

@@ -100,36 +100,5 @@ def status_table(sweep: Sweep, live_jobs: Optional[dict] = None) -> Group:
     return Group(table, progress, *failed_tails)
 
 
-def ingest(work_dirs, db: Optional[str] = None) -> Optional[str]:
-    """Record finished runs in the results database when ``mixbench.leaderboard`` is
-    installed; returns its one-line summary, or None when there is no database (the
-    result.json files are then the record)."""
-    try:
-        from mixbench.leaderboard import ingest_paths
-    except ImportError:
-        return None
-    report = ingest_paths([str(d) for d in work_dirs], db_url=db)
-    return report.summary()
-
-
-def leaderboard_markdown(db: Optional[str] = None) -> Optional[str]:
-    """The Markdown leaderboard of the results database, or None without mixbench.leaderboard."""
-    try:
-        from mixbench.leaderboard import markdown_leaderboard
-    except ImportError:
-        return None
-    return markdown_leaderboard(db)
-
-
-def write_leaderboard_report(out_dir, db: Optional[str] = None) -> Optional[dict]:
-    """Write the full report (Markdown, CSV, LaTeX, HTML) of the results database into
-    ``out_dir``; returns {kind: path}, or None without mixbench.leaderboard."""
-    try:
-        from mixbench.leaderboard import write_report
-    except ImportError:
-        return None
-    return write_report(db, out_dir=str(out_dir))
-
-
 def console() -> Console:
     return Console(highlight=False, soft_wrap=False, width=160)

@@ -280,6 +280,24 @@ def check_cpu_cuda_equal(mixer, x: Tensor, y: Tensor, model_factory: Optional[Ca
         assert torch.equal(outs[0].index, outs[1].index.cpu())
 
 
+def check_stage_hook_cpu_cuda_equal(make_mixer: Callable[[], object], x: Tensor, y: Tensor,
+                                    feat: Tensor, model_factory: Callable, **close) -> None:
+    """For mixers that mix at a hidden stage (ManifoldMix, AlignMix): the same seed on CPU
+    and CUDA draws the same stage, lambda and pairing, and the returned stage hook mixes a
+    given feature map ``feat`` to the same result (``close``: tolerances of assert_close).
+    Call under requires_cuda."""
+    outs = []
+    for device in ("cpu", "cuda"):
+        out = make_mixer()(x.to(device), y.to(device), model=model_factory().to(device))
+        assert out.lam.device.type == out.index.device.type == device
+        mixed = out.stage_hook(out.stage_hook.stage, feat.to(device))
+        assert mixed.device.type == device
+        outs.append((out.stage_hook.stage, out.lam.cpu(), out.index.cpu(), mixed.cpu()))
+    assert outs[0][0] == outs[1][0], "CPU vs CUDA: different mixing stage"
+    assert torch.equal(outs[0][1], outs[1][1]) and torch.equal(outs[0][2], outs[1][2])
+    torch.testing.assert_close(outs[0][3], outs[1][3], **close)
+
+
 def check_standard(make_mixer: Callable[..., object], mask_method: bool, alpha: Optional[float] = None,
                    model_factory: Optional[Callable] = None, pairwise: bool = True,
                    lam_is_mask_mean: bool = True, dtypes=ALL_DTYPES) -> None:

@@ -10,7 +10,8 @@ from mixbench.mixers import AlignMix, Mixup
 from mixbench.mixers._sinkhorn import sinkhorn_plan
 from mixbench.mixers.alignmix import aligned_mix, assignment_matrix
 from tests.mixers.helpers import (TinyClassifier, check_batch_size_one, check_dtypes_and_formats,
-                                  check_output, make_batch, requires_cuda, seeded)
+                                  check_output, check_stage_hook_cpu_cuda_equal, make_batch,
+                                  requires_cuda, seeded)
 
 
 def tiny_classifier(seed=0):
@@ -271,13 +272,6 @@ def test_real_resnet_training_step():
 @requires_cuda
 def test_cpu_and_cuda_agree():
     x, y = make_batch()
-    feat = torch.randn(6, 8, 4, 4, generator=seeded(1))
-    outs = []
-    for device in ("cpu", "cuda"):
-        model = tiny_classifier().to(device)
-        out = AlignMix(input_prob=0.0, generator=seeded(3))(x.to(device), y.to(device), model=model)
-        mixed = out.stage_hook(out.stage_hook.stage, feat.to(device))
-        assert mixed.device.type == device
-        outs.append((out.lam.cpu(), out.index.cpu(), mixed.cpu()))
-    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
-    torch.testing.assert_close(outs[0][2], outs[1][2], atol=1e-4, rtol=1e-4)
+    check_stage_hook_cpu_cuda_equal(lambda: AlignMix(input_prob=0.0, generator=seeded(3)), x, y,
+                                    torch.randn(6, 8, 4, 4, generator=seeded(1)), tiny_classifier,
+                                    atol=1e-4, rtol=1e-4)

@@ -4,7 +4,8 @@ from scipy import stats
 
 from mixbench.mixers import ManifoldMix, Mixup
 from tests.mixers.helpers import (TinyClassifier, check_batch_size_one, check_dtypes_and_formats,
-                                  check_output, make_batch, requires_cuda, seeded)
+                                  check_output, check_stage_hook_cpu_cuda_equal, make_batch,
+                                  requires_cuda, seeded)
 
 
 def tiny_classifier(seed=0):
@@ -184,14 +185,5 @@ def test_real_resnet_mixes_at_the_drawn_stage(stage):
 @requires_cuda
 def test_cpu_and_cuda_agree():
     x, y = batch()
-    feat = torch.randn(8, 4, 8, 8, generator=seeded(1))
-    outs = []
-    for device in ("cpu", "cuda"):
-        model = tiny_classifier().to(device)
-        out = ManifoldMix(lam_mode="elem", generator=seeded(3))(x.to(device), y.to(device), model=model)
-        assert out.lam.device.type == out.index.device.type == device
-        mixed = out.stage_hook(out.stage_hook.stage, feat.to(device))
-        outs.append((out.stage_hook.stage, out.lam.cpu(), out.index.cpu(), mixed.cpu()))
-    assert outs[0][0] == outs[1][0]
-    assert torch.equal(outs[0][1], outs[1][1]) and torch.equal(outs[0][2], outs[1][2])
-    torch.testing.assert_close(outs[0][3], outs[1][3])
+    check_stage_hook_cpu_cuda_equal(lambda: ManifoldMix(lam_mode="elem", generator=seeded(3)), x, y,
+                                    torch.randn(8, 4, 8, 8, generator=seeded(1)), tiny_classifier)
