@@ -205,7 +205,30 @@ def prepare_runner_config(cfg: dict, work_dir: str, launcher: str = "none",
 
 class MixbenchRunner(Runner):
     """mmengine Runner whose checkpoints are written atomically: to a temp file in the same
-    folder, then renamed, so a torn checkpoint never replaces a good one."""
+    folder, then renamed, so a torn checkpoint never replaces a good one.
+
+    It also keeps the log short: the environment is logged in a few lines (not PyTorch's
+    whole build configuration), and the config is not dumped again as mmengine's
+    ``<timestamp>.py``: :func:`build_runner` already wrote it as ``config.yaml``."""
+
+    def _log_env(self, env_cfg: dict) -> None:
+        import platform
+
+        import mmengine
+        gpus = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+                if torch.cuda.is_available() else [])
+        lines = {
+            "python": platform.python_version(), "torch": torch.__version__,
+            "mmengine": mmengine.__version__, "device": ", ".join(gpus) or "cpu",
+            "cpu threads": torch.get_num_threads(), "seed": self._seed,
+            "deterministic": self._randomness_cfg.get("deterministic", False),
+            "launcher": self._launcher, "world size": self._world_size,
+            "config": os.path.join(self._work_dir, "config.yaml"),
+        }
+        self.logger.info("environment: " + "; ".join(f"{k} {v}" for k, v in lines.items()))
+
+    def dump_config(self) -> None:
+        """Nothing to do: ``config.yaml`` in the work dir is the run's config."""
 
     def save_checkpoint(self, out_dir: str, filename: str, *args: Any, **kwargs: Any) -> None:
         tmp_name = f".{filename}.tmp"

@@ -54,6 +54,14 @@ def test_result_json_schema(trained):
     assert not list(trained.glob(".*.tmp"))
 
 
+def test_one_config_file_and_a_short_environment_log(trained):
+    assert not list(trained.glob("*.py")), "mmengine's <timestamp>.py dump should not be written"
+    log = next(trained.glob("*/*.log")).read_text()
+    env = [line for line in log.splitlines() if "environment: python" in line]
+    assert len(env) == 1 and "config.yaml" in env[0] and "torch 2." in env[0]
+    assert "PyTorch built with" not in log
+
+
 def test_test_cli_reproduces_last_validation(trained):
     proc = run_tool("tools/test.py", trained / "config.yaml", trained / "epoch_2.pth")
     metrics = json.loads(proc.stdout.strip().splitlines()[-1])
