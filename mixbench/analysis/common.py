@@ -180,11 +180,16 @@ def write_analysis(work_dir: str | os.PathLike, name: str, payload: dict) -> Pat
     """Write ``<work_dir>/analysis/<name>.json`` atomically and return its path.
 
     ``payload`` must hold a ``summary`` dict of headline numbers: the leaderboard reads
-    those (see mixbench.leaderboard.ingest)."""
+    those (see mixbench.leaderboard.ingest). The file also gets ``analysis`` (= ``name``)
+    and ``updated`` (UTC, ISO 8601: a newer file of the same kind replaces an older one in
+    the results database)."""
+    from datetime import datetime, timezone
+
     if not isinstance(payload.get("summary"), dict):
         raise ValueError(f"analysis {name!r}: payload needs a 'summary' dict of numbers")
     path = Path(work_dir) / ANALYSIS_DIR / f"{name}.json"
-    atomic_write_json(path, {"analysis": name, **payload})
+    stamp = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    atomic_write_json(path, {"analysis": name, "updated": stamp, **payload})
     return path
 
 

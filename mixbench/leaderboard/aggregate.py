@@ -22,6 +22,13 @@ a method's rank on a dataset is the mean of its ranks over that dataset's tables
 epoch budgets); its average rank is the mean of its dataset ranks over the datasets it was
 run on (the overall leaderboard, sorted by it).
 
+Analysis columns (when some run has them): a run's ``analysis/<kind>.json`` files (written
+by tools/analysis/, stored at ingest) give per run the ECE (``calibration.json``,
+``summary.ece``, %, computed with the default 15 equal-width bins; files with other bin
+counts are not comparable and are left out) and the top-1 under FGSM at eps = 8/255
+(``adversarial.json``, ``summary.fgsm_eps8_top1``, %). Per cell: mean and sample std over
+the seeds that have the file, with their number (see :data:`ANALYSIS_METRICS`).
+
 If one cell holds two finished runs with the same seed (e.g. the config changed but the run
 name did not), only the most recently updated one counts, and the report says which was
 dropped. Runs that are not finished are listed, never aggregated.
@@ -40,6 +47,7 @@ from sqlalchemy.engine import Engine
 
 from mixbench.results import median_last_n
 
+from .db import analysis as analysis_table
 from .db import epochs as epochs_table
 from .db import make_engine, runs
 from .reported import REPORTED_CSV, ReportedCell, canonical_method, lookup_reported
@@ -48,6 +56,26 @@ METRICS = ("median_last_n", "best", "last")
 DEFAULT_LAST_N = 10
 DEFAULT_ALPHA = 0.05
 CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class AnalysisMetric:
+    """A per-run number read from an analysis file: ``summary[summary_key]`` of the run's
+    ``analysis/<kind>.json``, used only when the file's settings include ``require``."""
+    key: str
+    kind: str
+    summary_key: str
+    label: str      # column header
+    described: str  # how the protocol line names it
+    require: tuple = ()  # ((setting, value), ...)
+
+
+ANALYSIS_METRICS = (
+    AnalysisMetric("ece", "calibration", "ece", "ECE (%)", "ECE (15 equal-width bins, %)",
+                   (("n_bins", 15),)),
+    AnalysisMetric("fgsm8_top1", "adversarial", "fgsm_eps8_top1", "FGSM 8/255 top-1 (%)",
+                   "top-1 under FGSM at ε = 8/255 (%)"),
+)
 FILTER_KEYS = ("dataset", "backbone", "epochs", "method", "seed", "name", "config_hash")
 
 
@@ -73,6 +101,15 @@ class RunRecord:
     error_message: Optional[str] = None
     history: list[tuple[int, float]] = field(default_factory=list)  # (epoch, top1)
     value: Optional[float] = None  # the table metric
+    analysis: dict[str, dict] = field(default_factory=dict)  # kind -> {summary, settings}
+
+    def analysis_value(self, metric: AnalysisMetric) -> Optional[float]:
+        """The run's value of an analysis metric, None without a (comparable) file."""
+        found = self.analysis.get(metric.kind)
+        if found is None or any(found["settings"].get(k) != v for k, v in metric.require):
+            return None
+        value = found["summary"].get(metric.summary_key)
+        return None if value is None else float(value)
 
     @property
     def table_key(self) -> tuple:
@@ -89,6 +126,14 @@ class RunRecord:
         if not self.device:
             return "device"
         return "CPU" if "cpu" in self.device.lower() else "GPU"
+
+
+@dataclass
+class SeedStat:
+    """Mean, sample std (None for one value) and number of the seeds that have a value."""
+    mean: float
+    std: Optional[float]
+    n: int
 
 
 @dataclass
@@ -120,6 +165,7 @@ class Cell:
     reported_delta: Optional[float] = None
     diff_vs_reported: Optional[float] = None
     curve: list[tuple[int, float]] = field(default_factory=list)  # (epoch, mean top1)
+    analysis: dict[str, SeedStat] = field(default_factory=dict)  # ANALYSIS_METRICS key ->
 
     @property
     def n(self) -> int:
@@ -163,13 +209,17 @@ class Leaderboard:
                 "best": "best top-1 over all evaluations",
                 "last": "top-1 of the final evaluation"}[self.metric]
         seeds = sorted({c.n for c in self.cells})
+        shown = [m for m in ANALYSIS_METRICS if any(m.key in c.analysis for c in self.cells)]
+        extra = (" " + " and ".join(m.described for m in shown)
+            + " from each run's analysis/*.json: mean ± std over the seeds that have them."
+            if shown else "")
         flt = (", filter " + ", ".join(f"{k}={v}" for k, v in sorted(self.filters.items()))
                if self.filters else "")
         return (f"Protocol: per run, {what} (`{self.metric_label}`); per cell, mean ± sample "
                 f"std (ddof=1) over seeds (n = {', '.join(map(str, seeds)) or '-'}), "
                 f"{int(CONFIDENCE * 100)}% CI from Student's t; Δ vs Vanilla of the same "
                 f"dataset/backbone/epochs with Welch's t-test, significant (*) at "
-                f"α = {self.alpha:g}; cells with one seed have no error bar{flt}.")
+                f"α = {self.alpha:g}; cells with one seed have no error bar{flt}.{extra}")
 
 
 def metric_label(metric: str, last_n: int) -> str:
@@ -259,6 +309,7 @@ def load_runs(engine: Engine, filters: Optional[dict] = None) -> list[RunRecord]
         rows = conn.execute(query).mappings().all()
         ids = [r["id"] for r in rows]
         hist: dict[int, list] = defaultdict(list)
+        found: dict[int, dict] = defaultdict(dict)
         if ids:
             for h in conn.execute(select(epochs_table.c.run_id, epochs_table.c.epoch,
                                          epochs_table.c.top1)
@@ -266,6 +317,9 @@ def load_runs(engine: Engine, filters: Optional[dict] = None) -> list[RunRecord]
                                   .order_by(epochs_table.c.run_id, epochs_table.c.idx)):
                 if h.top1 is not None:
                     hist[h.run_id].append((h.epoch, h.top1))
+            for a in conn.execute(select(analysis_table).where(analysis_table.c.run_id.in_(ids))):
+                found[a.run_id][a.kind] = {"summary": json.loads(a.summary_json),
+                                           "settings": json.loads(a.settings_json or "{}")}
     records = []
     for r in rows:
         tags = json.loads(r["tags_json"] or "{}")
@@ -276,7 +330,7 @@ def load_runs(engine: Engine, filters: Optional[dict] = None) -> list[RunRecord]
             setting=str(tags.get("setting", "") or ""), s_per_iter=r["s_per_iter"],
             peak_mem_mb=r["peak_mem_mb"], wall_s=r["wall_s"], device=r["device"],
             num_devices=r["num_devices"], error_message=r["error_message"],
-            history=hist[r["id"]]))
+            history=hist[r["id"]], analysis=found[r["id"]]))
     return records
 
 
@@ -317,6 +371,12 @@ def _make_cell(key: tuple, method: str, runs_: list[RunRecord]) -> Cell:
     values = [r.value for r in runs_]
     mean, std, lo, hi = mean_std_ci(values)
     kinds = {r.device_kind for r in runs_}
+    stats = {}
+    for m in ANALYSIS_METRICS:
+        found = [v for v in (r.analysis_value(m) for r in runs_) if v is not None]
+        if found:
+            mean, std, _, _ = mean_std_ci(found)
+            stats[m.key] = SeedStat(mean, std, len(found))
     return Cell(*key, method=method, seeds=[r.seed for r in runs_], values=values,
                 mean=mean, std=std, ci_low=lo, ci_high=hi,
                 is_reference=canonical_method(method) == "vanilla",
@@ -324,7 +384,7 @@ def _make_cell(key: tuple, method: str, runs_: list[RunRecord]) -> Cell:
                 peak_mem_mb=_mean(r.peak_mem_mb for r in runs_),
                 device_hours=_mean(r.device_hours for r in runs_),
                 device_kind=kinds.pop() if len(kinds) == 1 else "device",
-                curve=_curve(runs_))
+                curve=_curve(runs_), analysis=stats)
 
 
 def _compare_table(cells: list[Cell], metric_name: str, alpha: float, reported_csv) -> None:

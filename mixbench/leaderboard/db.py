@@ -1,4 +1,5 @@
-"""The results database: one row per run, one row per validation of a run.
+"""The results database: one row per run, one row per validation of a run, one row per
+analysis of a run (``<work_dir>/analysis/<kind>.json``, written by tools/analysis/).
 
 SQLite by default (``work_dirs/results.db``), PostgreSQL through a database URL, both
 through SQLAlchemy Core. Every write is one transaction per run:
@@ -80,6 +81,21 @@ epochs = Table(
     Column("lr", Float),
     Column("wall_s", Float),
     UniqueConstraint("run_id", "idx", name="uq_epochs_run_idx"),
+)
+
+analysis = Table(
+    "analysis", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("kind", String(64), nullable=False),        # calibration, adversarial, ...
+    Column("summary_json", Text, nullable=False),      # the file's "summary": headline numbers
+    Column("settings_json", Text),                     # its other scalar fields (n_bins, seed, ...)
+    Column("updated_ts", Float, nullable=False),       # the file's "updated" (else its mtime)
+    Column("content_sha256", String(64), nullable=False),
+    Column("source_path", Text),
+    Column("ingested_at", Float, nullable=False),
+    UniqueConstraint("run_id", "kind", name="uq_analysis_run_kind"),
 )
 
 

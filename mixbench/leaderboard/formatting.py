@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional
 
-from .aggregate import Cell, Leaderboard
+from .aggregate import ANALYSIS_METRICS, Cell, Leaderboard
 
 DASH = "—"
 
@@ -59,7 +59,23 @@ def reported_str(c: Cell) -> str:
     return f"{c.reported.top1:.2f}"
 
 
-# (header, formatter, raw value for sorting) in table order.
+def analysis_str(c: Cell, key: str) -> str:
+    """An analysis metric of a cell: mean ± std over the seeds that have it, and how many
+    of the cell's seeds those are when not all."""
+    s = c.analysis.get(key)
+    if s is None:
+        return DASH
+    text = f"{s.mean:.2f}" if s.std is None else f"{s.mean:.2f} ± {s.std:.2f}"
+    return text if s.n == c.n else f"{text} ({s.n} of {c.n} seeds)"
+
+
+def _analysis_column(key: str, label: str):
+    return (label, lambda c: analysis_str(c, key),
+            lambda c: c.analysis[key].mean if key in c.analysis else None)
+
+
+# (header, formatter, raw value for sorting) in table order; new columns go at the end so
+# the indices (TOP1_COLUMN, report_md.TEX_COLUMNS) stay valid.
 COLUMNS: list[tuple[str, Callable[[Cell], str], Callable[[Cell], object]]] = [
     ("Rank", lambda c: rank_str(c.rank), lambda c: c.rank),
     ("Method", lambda c: c.method, lambda c: c.method.lower()),
@@ -75,8 +91,9 @@ COLUMNS: list[tuple[str, Callable[[Cell], str], Callable[[Cell], object]]] = [
     ("Ours − reported", lambda c: num(c.diff_vs_reported, signed=True),
      lambda c: c.diff_vs_reported),
     ("Reported Δ", lambda c: num(c.reported_delta, signed=True), lambda c: c.reported_delta),
-]
+] + [_analysis_column(m.key, m.label) for m in ANALYSIS_METRICS]  # ECE, FGSM (when present)
 TOP1_COLUMN = 2
+ANALYSIS_COLUMNS = tuple(range(len(COLUMNS) - len(ANALYSIS_METRICS), len(COLUMNS)))
 
 
 def visible_columns(cells: list[Cell], candidates=None) -> list[int]:

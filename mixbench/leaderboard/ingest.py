@@ -6,6 +6,16 @@ Idempotent: the same file twice changes nothing; a newer file of the same run (s
 (newer schema, truncated, malformed) are reported and skipped; runs that are not
 ``finished`` are stored with their status (the report lists them as in progress or failed)
 and are never aggregated.
+
+Analyses: the JSON files the analysis tools write next to a run's result.json
+(``<run dir>/analysis/<kind>.json``, e.g. ``calibration.json``, ``adversarial.json``) are
+stored with the run, one row per (run, kind): the file's ``summary`` (headline numbers)
+and its other scalar fields (``n_bins``, ``num_samples``, ``seed``...). They are read at
+every ingest, also when the result.json itself is unchanged, so an analysis written after
+the run was first ingested is picked up by the next ingest; a file already stored (same
+content) or older than the stored one (its ``updated`` time, else its mtime) changes
+nothing. A file that is not a JSON object with a ``summary`` object is rejected with the
+reason; the run itself is still ingested.
 """
 from __future__ import annotations
 
@@ -23,13 +33,16 @@ from sqlalchemy.engine import Engine
 
 from mixbench.results import ResultFileError, find_result_files, load_result
 
-from .db import epochs, make_engine, revision, runs, upsert_statement
+from .db import analysis, epochs, make_engine, revision, runs, upsert_statement
+
+ANALYSIS_DIR = "analysis"  # mixbench.analysis.common.ANALYSIS_DIR (not imported: no torch)
 
 
 @dataclass
 class IngestReport:
     """What one ingest did, file by file."""
     inserted: list[str] = field(default_factory=list)
+    analyses: list[str] = field(default_factory=list)  # analysis files stored or updated
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)     # (path, why with path)
@@ -41,7 +54,8 @@ class IngestReport:
 
     def summary(self) -> str:
         lines = [f"ingested {len(self.inserted)} new, {len(self.updated)} updated, "
-                 f"{len(self.unchanged)} unchanged, {len(self.rejected)} rejected"]
+                 f"{len(self.unchanged)} unchanged, {len(self.rejected)} rejected"
+                 + (f"; {len(self.analyses)} analysis files stored" if self.analyses else "")]
         for path, status in self.not_counted:
             lines.append(f"  not counted ({status}): {path}")
         for _path, why in self.rejected:
@@ -49,14 +63,14 @@ class IngestReport:
         return "\n".join(lines)
 
 
-def _timestamp(data: dict, path: Path) -> float:
+def _timestamp(data: dict, path: Path, error=ResultFileError) -> float:
     """Seconds since the epoch of the result's ``updated`` field (file mtime if absent)."""
     stamp = data.get("updated")
     if isinstance(stamp, str):
         try:
             dt = datetime.fromisoformat(stamp)
         except ValueError as e:
-            raise ResultFileError(f"{path}: 'updated' is not an ISO-8601 time: {stamp!r}") from e
+            raise error(f"{path}: 'updated' is not an ISO-8601 time: {stamp!r}") from e
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=timezone.utc)
         return dt.timestamp()
@@ -112,32 +126,92 @@ def epoch_rows(data: dict, run_id: int, path: Path) -> list[dict]:
     return rows
 
 
-def ingest_result(engine: Engine, data: dict, path: Path) -> str:
-    """Write one validated result in one transaction; returns inserted/updated/unchanged."""
+class AnalysisFileError(ValueError):
+    """An analysis JSON that cannot be stored (the message says which file and why)."""
+
+
+def read_analyses(result_path: Path) -> tuple[list[dict], list[tuple[str, str]]]:
+    """The ``analysis`` rows (without ``run_id``) of the files in ``<result.json's
+    folder>/analysis/*.json``, and (path, why) for each file that cannot be stored."""
+    rows, bad = [], []
+    for path in sorted((result_path.parent / ANALYSIS_DIR).glob("*.json")):
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = json.loads(text)
+            if not isinstance(data, dict) or not isinstance(data.get("summary"), dict):
+                raise AnalysisFileError(
+                    f"{path}: not an analysis file: expected a JSON object with a 'summary' "
+                    "object (as tools/analysis/*.py write); delete or rewrite it")
+            summary = {k: v for k, v in data["summary"].items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            settings = {k: v for k, v in data.items()
+                        if k not in ("analysis", "updated", "summary", "json")
+                        and isinstance(v, (int, float, str, bool))}
+            rows.append(dict(
+                kind=str(data.get("analysis") or path.stem),
+                summary_json=json.dumps(summary, sort_keys=True),
+                settings_json=json.dumps(settings, sort_keys=True),
+                updated_ts=_timestamp(data, path, AnalysisFileError),
+                content_sha256=hashlib.sha256(text.encode()).hexdigest(),
+                source_path=str(path), ingested_at=time.time()))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AnalysisFileError) as e:
+            bad.append((str(path), str(e) if isinstance(e, AnalysisFileError)
+                        else f"{path}: unreadable analysis file: {e}"))
+    return rows, bad
+
+
+def store_analyses(conn, run_id: int, rows: list[dict]) -> list[str]:
+    """Upsert a run's analysis rows; returns the source paths actually written (a row
+    with the same content, or as new or newer, stays)."""
+    stored = {r.kind: r for r in conn.execute(
+        select(analysis.c.kind, analysis.c.content_sha256, analysis.c.updated_ts)
+        .where(analysis.c.run_id == run_id))}
+    written = []
+    for row in rows:
+        have = stored.get(row["kind"])
+        if have is not None and (have.content_sha256 == row["content_sha256"]
+                                 or have.updated_ts >= row["updated_ts"]):
+            continue
+        if conn.execute(upsert_statement(conn, analysis, dict(row, run_id=run_id),
+                                         ["run_id", "kind"], "updated_ts")).scalar():
+            written.append(row["source_path"])
+    return written
+
+
+def ingest_result(engine: Engine, data: dict, path: Path,
+                  analyses: Iterable[dict] = ()) -> tuple[str, list[str]]:
+    """Write one validated result and its analysis rows (:func:`read_analyses`) in one
+    transaction; returns (inserted/updated/unchanged, analysis files written)."""
     row = run_row(data, path)
+    analyses = list(analyses)
+    key = (runs.c.name == row["name"], runs.c.config_hash == row["config_hash"])
     with engine.begin() as conn:
         existing = conn.execute(
-            select(runs.c.id, runs.c.content_sha256, runs.c.revision).where(
-                runs.c.name == row["name"], runs.c.config_hash == row["config_hash"])
-        ).first()
-        if existing is not None and (existing.content_sha256 == row["content_sha256"]
-                                     or existing.revision >= row["revision"]):
-            return "unchanged"
-        run_id = conn.execute(
-            upsert_statement(conn, runs, row, ["name", "config_hash"], "revision")
-        ).scalar()
-        if run_id is None:  # a concurrent writer stored this run, as new or newer, meanwhile
-            return "unchanged"
-        conn.execute(delete(epochs).where(epochs.c.run_id == run_id))
-        hist = epoch_rows(data, run_id, path)
-        if hist:
-            conn.execute(insert(epochs), hist)
-    return "inserted" if existing is None else "updated"
+            select(runs.c.id, runs.c.content_sha256, runs.c.revision).where(*key)).first()
+        new_id = None
+        if existing is None or (existing.content_sha256 != row["content_sha256"]
+                                and existing.revision < row["revision"]):
+            new_id = conn.execute(
+                upsert_statement(conn, runs, row, ["name", "config_hash"], "revision")
+            ).scalar()  # None: a concurrent writer stored this run, as new or newer
+        if new_id is not None:
+            conn.execute(delete(epochs).where(epochs.c.run_id == new_id))
+            hist = epoch_rows(data, new_id, path)
+            if hist:
+                conn.execute(insert(epochs), hist)
+        outcome = ("unchanged" if new_id is None else
+                   "inserted" if existing is None else "updated")
+        written = []
+        if analyses:
+            run_id = new_id or conn.execute(select(runs.c.id).where(*key)).scalar()
+            written = store_analyses(conn, run_id, analyses)
+    return outcome, written
 
 
 def ingest_paths(paths: Iterable[str | os.PathLike], db_url: Optional[str] = None,
                  engine: Optional[Engine] = None) -> IngestReport:
-    """Ingest every result.json under ``paths`` (folders or files) into the database.
+    """Ingest every result.json under ``paths`` (folders or files) into the database, with
+    the analysis files next to each (see the module docstring).
 
     ``db_url``: a SQLAlchemy URL or a SQLite file path (default ``$MIXBENCH_RESULTS_DB`` or
     ``work_dirs/results.db``). Returns an :class:`IngestReport`; bad files are listed in
@@ -153,11 +227,14 @@ def ingest_paths(paths: Iterable[str | os.PathLike], db_url: Optional[str] = Non
         for path in find_result_files(*[p for p in paths if Path(p).exists()]):
             try:
                 data = load_result(path)
-                outcome = ingest_result(engine, data, path)
+                analyses, bad = read_analyses(path)
+                outcome, written = ingest_result(engine, data, path, analyses)
             except ResultFileError as e:
                 report.rejected.append((str(path), str(e)))
                 continue
             getattr(report, outcome).append(str(path))
+            report.analyses.extend(written)
+            report.rejected.extend(bad)
             if data["status"] != "finished":
                 report.not_counted.append((str(path), data["status"]))
     finally:

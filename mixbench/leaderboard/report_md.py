@@ -4,9 +4,9 @@ from __future__ import annotations
 import csv
 import io
 
-from .aggregate import Leaderboard
-from .formatting import (COLUMNS, TOP1_COLUMN, average_rank_rows, status_lines,
-                         table_title, visible_columns)
+from .aggregate import ANALYSIS_METRICS, Leaderboard
+from .formatting import (ANALYSIS_COLUMNS, COLUMNS, TOP1_COLUMN, average_rank_rows,
+                         status_lines, table_title, visible_columns)
 
 
 def _md_row(cells: list[str]) -> str:
@@ -50,7 +50,8 @@ CSV_FIELDS = ["dataset", "backbone", "epochs", "setting", "method", "metric", "n
               "delta_vs_vanilla", "welch_p", "significant", "alpha", "s_per_iter",
               "s_per_iter_vs_vanilla", "peak_mem_mb", "device_hours_per_run", "device_kind",
               "reported_top1", "reported_metric", "reported_source", "diff_vs_reported",
-              "reported_delta_vs_vanilla"]
+              "reported_delta_vs_vanilla"] + [
+    f"{m.key}_{part}" for m in ANALYSIS_METRICS for part in ("mean", "std", "n_seeds")]
 
 
 def csv_rows(lb: Leaderboard) -> list[dict]:
@@ -68,7 +69,11 @@ def csv_rows(lb: Leaderboard) -> list[dict]:
             peak_mem_mb=c.peak_mem_mb, device_hours_per_run=c.device_hours,
             device_kind=c.device_kind, reported_top1=r.top1 if r else None,
             reported_metric=r.metric if r else None, reported_source=r.source if r else None,
-            diff_vs_reported=c.diff_vs_reported, reported_delta_vs_vanilla=c.reported_delta))
+            diff_vs_reported=c.diff_vs_reported, reported_delta_vs_vanilla=c.reported_delta,
+            **{f"{m.key}_{part}": (getattr(c.analysis[m.key], attr) if m.key in c.analysis
+                                   else None)
+               for m in ANALYSIS_METRICS
+               for part, attr in (("mean", "mean"), ("std", "std"), ("n_seeds", "n"))}))
     return [{k: ("" if v is None else v) for k, v in row.items()} for row in rows]
 
 
@@ -90,7 +95,8 @@ def tex_escape(s: str) -> str:
     return "".join(_TEX_ESCAPES.get(ch, ch) for ch in s)
 
 
-TEX_COLUMNS = (0, 1, 2, 3, 5, 6, 7, 10, 11)  # a paper table keeps the comparison columns
+# A paper table keeps the comparison columns, and ECE / FGSM when some cell has them.
+TEX_COLUMNS = (0, 1, 2, 3, 5, 6, 7, 10, 11) + ANALYSIS_COLUMNS
 
 
 def latex_report(lb: Leaderboard) -> str:

@@ -49,10 +49,19 @@ def make_result(root: Path, method: str, seed: int, top1: list[float], *,
     return path
 
 
+def make_analysis(result_path: Path, kind: str, summary: dict, *, minutes: int = 20,
+                  **settings) -> Path:
+    """Write ``<run dir>/analysis/<kind>.json`` as tools/analysis/*.py do (``analysis``,
+    ``updated``, ``summary`` and scalar settings) and return its path."""
+    data = {"analysis": kind, "updated": (BASE_TIME + timedelta(minutes=minutes)).isoformat(),
+            "summary": summary, **settings}
+    path = Path(result_path).parent / "analysis" / f"{kind}.json"
+    atomic_write_json(path, data)
+    return path
+
+
 def pg_admin_url() -> str:
     return os.environ.get(PG_ENV_VAR, PG_DEFAULT_URL)
-
-
 
 
 def history_for(value: float) -> list[float]:
