@@ -24,7 +24,10 @@ class ViTBackbone(TimmBackbone):
     averaged over heads and detached (TransMix's ``attn[:, :, 0, 1:].mean(1)``). The
     extra cost is one (B, heads, 1, N) product on the last block's queries and keys, read
     from its qkv projection by a forward hook; the block itself runs unchanged (fused
-    attention included).
+    attention included). ``return_attn="patches"`` returns instead the attention each patch
+    receives from all patches (SMMix's image attention score; a (B, heads, N, N) product),
+    and ``return_tokens=True`` adds the final-normed patch tokens (B, gh * gw, C) (SMMix's
+    fine-grained token labels).
 
     Args:
         model_name: a timm ViT (default ``deit_small_patch16_224``: DeiT-S, 22M parameters).
@@ -55,25 +58,64 @@ class ViTBackbone(TimmBackbone):
         if self._record:
             self._qkv = output
 
-    def cls_attention(self, qkv: Tensor) -> Tensor:
-        """(B, gh, gw) head-averaged attention of the class token over the patches, from the
-        last block's qkv projection output (B, N, 3 * heads * head_dim)."""
+    def _last_block_attention(self, qkv: Tensor, queries: slice) -> Tensor:
+        """Head-averaged softmax attention (B, Q, N) of the last block for the query tokens
+        ``queries``, from its qkv projection output (B, N, 3 * heads * head_dim), in float32."""
         attn_mod = self.model.blocks[-1].attn
         b, n, _ = qkv.shape
         qkv = qkv.detach().reshape(b, n, 3, attn_mod.num_heads, attn_mod.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = attn_mod.q_norm(qkv[0][:, :, :1]), attn_mod.k_norm(qkv[1])
-        scores = (q.float() * attn_mod.scale) @ k.float().transpose(-2, -1)    # (B, heads, 1, N)
-        attn = scores.softmax(-1).mean(1)[:, 0, self.model.num_prefix_tokens:]  # (B, patches)
-        return attn.reshape(b, *self.grid_size)
+        q, k = attn_mod.q_norm(qkv[0][:, :, queries]), attn_mod.k_norm(qkv[1])
+        scores = (q.float() * attn_mod.scale) @ k.float().transpose(-2, -1)    # (B, heads, Q, N)
+        return scores.softmax(-1).mean(1)
 
-    def forward(self, x: Tensor, stage_hook: StageHook = None, return_attn: bool = False):
-        if not return_attn:
-            return super().forward(x, stage_hook=stage_hook)
-        self._record = True
+    def cls_attention(self, qkv: Tensor) -> Tensor:
+        """(B, gh, gw) head-averaged attention of the class token over the patches, from the
+        last block's qkv projection output (B, N, 3 * heads * head_dim)."""
+        prefix = self.model.num_prefix_tokens
+        attn = self._last_block_attention(qkv, slice(0, 1))[:, 0, prefix:]      # (B, patches)
+        return attn.reshape(qkv.shape[0], *self.grid_size)
+
+    def patch_attention(self, qkv: Tensor) -> Tensor:
+        """(B, gh, gw) attention each patch receives from the patches in the last block:
+        softmax over all tokens, averaged over heads and over the patch queries (SMMix's image
+        attention score, the official code's ``attn[:, :, 1:, 1:].mean((1, 2))``)."""
+        prefix = self.model.num_prefix_tokens
+        attn = self._last_block_attention(qkv, slice(prefix, None))[:, :, prefix:].mean(1)
+        return attn.reshape(qkv.shape[0], *self.grid_size)
+
+    def forward(self, x: Tensor, stage_hook: StageHook = None, return_attn=False,
+                return_tokens: bool = False):
+        """Pooled features (B, C); with ``return_attn`` (``True``/``"cls"``: the class
+        token's row, :meth:`cls_attention`; ``"patches"``: :meth:`patch_attention`) and/or
+        ``return_tokens`` (the final-normed patch tokens (B, gh * gw, C)) a tuple
+        ``(features, [attn], [tokens])`` in that order."""
+        attn_fn = self._attention_fn(return_attn)
+        if stage_hook is not None:
+            x = stage_hook(0, x)
+        self._record = attn_fn is not None
         try:
-            feats = super().forward(x, stage_hook=stage_hook)
+            tokens = self.model.forward_features(x)
             qkv, self._qkv = self._qkv, None
         finally:
             self._record = False
-        with torch.no_grad():
-            return feats, self.cls_attention(qkv)
+        feats = self.model.forward_head(tokens, pre_logits=True)
+        if stage_hook is not None:
+            feats = stage_hook(1, feats)
+        out = [feats]
+        if attn_fn is not None:
+            with torch.no_grad():
+                out.append(attn_fn(qkv))
+        if return_tokens:
+            out.append(tokens[:, self.model.num_prefix_tokens:])
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def _attention_fn(self, return_attn):
+        if return_attn is False or return_attn is None:
+            return None
+        if return_attn is True or return_attn == "cls":
+            return self.cls_attention
+        if return_attn == "patches":
+            return self.patch_attention
+        raise ValueError(f"ViTBackbone.forward: return_attn must be False, True/'cls' (the class "
+                         f"token's attention) or 'patches' (the patches' mean attention), got "
+                         f"{return_attn!r}")
