@@ -1,0 +1,334 @@
+"""AdAutoMix (Qin, Jin, Jiang, El-Yacoubi, Gao, "Adversarial AutoMixup", ICLR 2024,
+arXiv:2312.11954; official code github.com/JinXins/Adversarial-AutoMixup, also OpenMixup's
+``AdAutoMix``): AutoMix's Mix Block becomes a generator of masks over up to ``mix_num``
+images, trained *against* the classifier (it maximises the EMA classifier's mixed loss) on
+alternate iterations, with a cosine-similarity term and the EMA teacher against collapse.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mixbench.mixers.base import MixOutput, beta_sample, match_format
+from mixbench.registry import HOOKS, MODELS
+
+from .automix import UPSAMPLING, AutoMixClassifier, AutoMixScheduleHook, stage_features
+
+
+@MODELS.register_module()
+class AdaptiveMaskBlock(nn.Module):
+    """AdAutoMix's generator ("AdaptiveMask" in the official code): per-pixel masks of ``N``
+    images that are non-negative and sum to 1 at every pixel.
+
+    With ``f_i = f[index_i]`` (B, C, h, w) the features of image ``i = 1..N`` (optionally
+    with a constant channel ``lam_i`` appended), ``q_i = ReLU(W_q f_i)``, ``k_i = ReLU(W_k f_i)``
+    (1x1 convs to ``d = C / reduction`` channels, with bias and ReLU as the official
+    ``ConvModule``) and ``v_i = W_v f_i`` (1x1 conv to one channel)::
+
+        A_i = softmax_cols( q_i^T (sum_{j != i} k_j) / sqrt(d) )    # (B, hw, hw): image i
+                                                                   # attends to the others
+        s_i = A_i v_i                                              # (B, hw, 1) mask logit
+        M   = softmax over the N images of upsample(s_1..s_N)      # (B, N, H, W)
+
+    (the sum of the logits ``q_i^T k_j`` over ``j != i`` is the official ``co_attn``; for two
+    images it is ``q_1^T k_2`` and ``q_2^T k_1``). The attention runs in float32.
+
+    Args:
+        in_channels: channels of the feature map (256: stage 3 of a CIFAR ResNet-18).
+        reduction: channel reduction of the query/key embedding (default 2).
+        use_scale: divide the logits by ``sqrt(d)`` (default True).
+        upsampling: ``bilinear`` (default, the published CIFAR setting), ``nearest`` or
+            ``bicubic``; the masks are upsampled to the input size (the official
+            ``scale_factor=4`` is 32 px / 8 px for a stage-3 CIFAR map).
+        lam_concat: append ``lam_i`` as a constant channel to each image's features
+            (default False, the published CIFAR setting; True in the ImageNet/ViT configs).
+
+    Weights: normal(0, 0.01), zero biases (the official initialisation).
+    """
+
+    def __init__(self, in_channels: int, reduction: int = 2, use_scale: bool = True,
+                 upsampling: str = "bilinear", lam_concat: bool = False):
+        super().__init__()
+        if upsampling not in UPSAMPLING:
+            raise ValueError(f"AdaptiveMaskBlock.upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
+        if int(in_channels) < 1 or int(reduction) < 1:
+            raise ValueError(f"AdaptiveMaskBlock needs in_channels >= 1 and reduction >= 1, got "
+                             f"{in_channels} and {reduction}")
+        self.in_channels, self.lam_concat = int(in_channels), bool(lam_concat)
+        self.inter_channels = max(self.in_channels // int(reduction), 1)
+        self.use_scale, self.upsampling = bool(use_scale), upsampling
+        c = self.in_channels + int(self.lam_concat)
+        self.query = nn.Conv2d(c, self.inter_channels, 1)
+        self.key = nn.Conv2d(c, self.inter_channels, 1)
+        self.value = nn.Conv2d(c, 1, 1)
+        for conv in (self.query, self.key, self.value):
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, feat: Tensor, indices: Sequence[Tensor], lams: Sequence[float],
+                size: tuple) -> Tensor:
+        """The (B, N, *size) masks of the images ``x[indices[i]]``, ``i = 0..N-1``."""
+        n = len(indices)
+        if n < 2 or len(lams) != n:
+            raise ValueError(f"AdaptiveMaskBlock needs N >= 2 index tensors and N lambdas, got "
+                             f"{n} and {len(lams)}")
+        b, _, h, w = feat.shape
+        f = feat[torch.stack(list(indices))]                          # (N, B, C, h, w)
+        if self.lam_concat:
+            lam = torch.as_tensor(list(lams), dtype=f.dtype, device=f.device)
+            f = torch.cat([f, lam.view(n, 1, 1, 1, 1).expand(n, b, 1, h, w)], 2)
+        f = f.flatten(0, 1)                                           # (N*B, C', h, w)
+        q = F.relu(self.query(f)).view(n, b, self.inter_channels, h * w).float()
+        k = F.relu(self.key(f)).view(n, b, self.inter_channels, h * w).float()
+        v = self.value(f).view(n, b, h * w, 1).float()
+        others = k.sum(0, keepdim=True) - k                           # sum_{j != i} k_j
+        logits = q.transpose(-1, -2) @ others                         # (N, B, hw, hw)
+        if self.use_scale:
+            logits = logits / math.sqrt(self.inter_channels)
+        s = (logits.softmax(-1) @ v).view(n, b, h, w).transpose(0, 1)  # (B, N, h, w)
+        return F.interpolate(s, size=size, mode=self.upsampling).softmax(1)
+
+
+def mix_images(x: Tensor, indices: Sequence[Tensor], masks: Tensor) -> Tensor:
+    """``sum_i masks[:, i] * x[indices[i]]`` in ``x``'s dtype (masks (B or 1, N, H, W))."""
+    m = masks.to(device=x.device, dtype=x.dtype)
+    out = sum(m[:, i:i + 1] * x.index_select(0, idx) for i, idx in enumerate(indices))
+    return match_format(out, x)
+
+
+@MODELS.register_module()
+class AdAutoMixClassifier(AutoMixClassifier):
+    """AdAutoMix: a classifier trained on mixed samples of ``N = mix_num`` images whose masks
+    a generator (:class:`AdaptiveMaskBlock`) makes hard for it.
+
+    A training step (one backward, one optimizer step, as the official code)::
+
+        w ~ Beta(alpha, alpha)^N / sum  (N > 2, shared by both samples; N = 2: two draws
+                                         lam_mb, lam_bb, w = (lam, 1 - lam) each)
+        index_mb, index_bb: N index tensors each, the first the identity, the others random
+                            permutations (sample b mixes x[b] with x[perm_i[b]])
+        f = encoder_k(x) up to `mask_stage`                         (EMA encoder, no grad)
+        M_mb = G(f, index_mb)  (with gradient)     M_bb = G(f, index_bb)  (no grad)
+        M_bb = w_bb everywhere if min(w_bb) <= lam_margin                   (plain mixup)
+        x_mb = sum_i M_mb,i * x[index_mb,i]; x_bb likewise; y_mix = sum_i w_i y[index_i]
+        classifier:  loss_mix       = CE(head(encoder(x_bb)), y_mix_bb)
+                     loss_one       = (1 - r) * CE(head_one(encoder(x)), y)     (r = 0 if N = 2)
+                     loss_plain_mix = r * CE(head(encoder(sum_i w_i x[index_bb,i])), y_mix_bb)
+        generator:   CE_k = CE(head_k(encoder_k(x_mb)), y_mix_mb)   (EMA encoder and head:
+                            the gradient reaches M_mb through x_mb only)
+                     cos  = mean_b sum_i w_i cos(head_k(encoder_k(x_mb)), head_k(encoder_k(x[index_mb,i])))
+                     loss_mix_block = -beta * CE_k + (1 - beta) * cos   on adversarial steps
+                                    = CE_k                              on the others
+
+    "Adversarial" within one optimizer step: the classifier and the generator touch disjoint
+    parameters (the generator's gradient only comes from ``loss_mix_block``, the classifier's
+    only from the other three terms), so summing the terms and stepping once is the
+    alternating min-max of the paper: the classifier descends its mixed loss while, on every
+    ``adv_interval``-th step (steps ``0, adv_interval, ...``; default 2, i.e. every other
+    step, the official ``iter % 2``), the generator descends ``-beta * CE_k``, i.e. *ascends*
+    the (EMA) classifier's mixed loss, regularised by the lambda-weighted cosine similarity
+    between the EMA classifier's logits of the mixed sample and of its source images. On the
+    other steps it is trained cooperatively as AutoMix's Mix Block (``+CE_k``). The signs are
+    the official code's, where the generator's term ``-beta * CE_k + (1 - beta) * cos`` is
+    added to the minimised loss. The step is a function of the iteration alone: the hook
+    (:class:`AdAutoMixScheduleHook`) sets ``model.step = runner.iter`` before each iteration
+    (outside a runner ``loss()`` counts its own calls), so a resumed run continues exactly.
+
+    The EMA encoder and heads (``backbone_k``, ``head_k``) follow ``k = m k + (1 - m) q``
+    after each step (the hook; cosine 0.999 -> 0.999999 as AutoMix). Prediction uses
+    ``encoder_q`` and ``head`` (one number per run).
+
+    Published CIFAR-100 ResNet-18 setting (configs/mixers/adautomix.yaml, from OpenMixup's
+    ``configs/classification/cifar100/adautomix/basic/r18_adautomix_bilinear.py``): alpha 1,
+    3 images, lambda margin 0.03, beta 0.3, mixup ratio 0.5, generator on stage-3 features
+    (256 channels), reduction 2, scaled attention, no lambda concatenation, bilinear
+    upsampling (x4), momentum 0.999 -> 0.999999, all head weights 1.
+
+    Differences from the official code, on purpose: the first of the ``N`` images is the
+    sample itself (the official code draws ``N`` random permutations when ``N > 2``; the
+    distribution of partners is the same, and the mix keeps the MixOutput contract
+    ``mask[:, :1]`` = weight of ``x``); the lambda margin looks at the smallest weight,
+    ``min(w) <= lam_margin`` (the official two-image rule; its three-image rule only looks at
+    ``w_1``, and OpenMixup's copy of it compares ``lam_margin < 1 - w_1``, which is almost
+    always true, so its classifier sees plain mixup nearly always); the clean logits for the
+    cosine term come from one no-grad EMA pass over the batch, indexed per image (the
+    official code runs the EMA encoder once per image on the permuted batch: the same
+    train-mode batch statistics, so the same values); no ``switch_off``, ``head_one_k``,
+    ``head_ensemble`` or plots.
+
+    Args:
+        backbone, head, neck, loss, data_preprocessor, init_cfg: as :class:`MixupClassifier`.
+        mix_block: generator config (default ``AdaptiveMaskBlock``; ``in_channels`` defaults
+            to the channels of ``mask_stage``).
+        alpha: Beta(alpha, alpha) of the lambdas (default 1.0; must be > 0).
+        mix_num: number of images per mixed sample, ``N >= 2`` (default 3).
+        random_num: draw ``N`` uniformly from ``2..mix_num`` at each step (the official
+            ``is_random``; default False).
+        momentum: base EMA momentum (default 0.999).
+        mask_stage: backbone stage (1-based) whose EMA features feed the generator (default 3).
+        lam_margin: if the smallest weight of the classifier's sample is at most this, its
+            mask is the constant ``w`` (plain mixup) (default 0.03).
+        beta: weight of the adversarial CE against the cosine term (default 0.3, the
+            official ``beta_radio``).
+        mixup_ratio: ``r``, the share of the plain N-image mixup in the classifier's
+            clean-sample term when ``N > 2`` (default 0.5, the official ``mixup_radio``).
+        adv_interval: the generator is adversarial on steps divisible by it (default 2).
+        one_hot_weight: weight of ``loss_one + loss_plain_mix`` (default 1; 0 drops
+            ``head_one`` and both passes).
+        correct_lam: label each image by the mean area of its mask in the sample,
+            ``w_i = mean(M_i)`` per sample, instead of the drawn ``w`` (default False: the
+            official labels use the drawn ``w``, which with ``lam_concat=False`` the
+            generator does not see, so the mask areas need not match them).
+    """
+
+    def __init__(self, backbone: dict, head: dict, neck: Optional[dict] = None,
+                 loss: Optional[dict] = None, mix_block: Optional[dict] = None,
+                 alpha: float = 1.0, mix_num: int = 3, random_num: bool = False,
+                 momentum: float = 0.999, mask_stage: int = 3, lam_margin: float = 0.03,
+                 beta: float = 0.3, mixup_ratio: float = 0.5, adv_interval: int = 2,
+                 one_hot_weight: float = 1.0, correct_lam: bool = False,
+                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
+        mix_block = dict(mix_block or {})
+        mix_block.setdefault("type", "AdaptiveMaskBlock")
+        super().__init__(backbone=backbone, head=head, neck=neck, loss=loss, mix_block=mix_block,
+                         alpha=alpha, momentum=momentum, mask_stage=mask_stage, mask_loss=0.0,
+                         lam_margin=lam_margin, one_hot_weight=one_hot_weight,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if not self.alpha > 0:
+            raise ValueError("AdAutoMixClassifier.alpha must be > 0 (the generator always mixes), got 0")
+        if not isinstance(mix_num, int) or isinstance(mix_num, bool) or mix_num < 2:
+            raise ValueError(f"AdAutoMixClassifier.mix_num is the number of images per mixed sample, "
+                             f"an integer >= 2 (3 published), got {mix_num!r}")
+        for name, value in (("beta", beta), ("mixup_ratio", mixup_ratio)):
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"AdAutoMixClassifier.{name} is a weight in [0, 1], got {value!r}")
+        if not isinstance(adv_interval, int) or adv_interval < 1:
+            raise ValueError(f"AdAutoMixClassifier.adv_interval must be an integer >= 1 (1: adversarial "
+                             f"at every step, 2: every other step as published), got {adv_interval!r}")
+        self.mix_num, self.random_num = mix_num, bool(random_num)
+        self.beta, self.mixup_ratio = float(beta), float(mixup_ratio)
+        self.adv_interval, self.correct_lam = adv_interval, bool(correct_lam)
+        self.step = 0
+
+    def draw_weights(self, n: int) -> tuple:
+        """``(w_mb, w_bb)``: the label weights of the generator's and the classifier's samples,
+        ``n`` floats each, summing to 1 (see the class docstring)."""
+        if n == 2:
+            lam_mb, lam_bb = (float(v) for v in beta_sample(self.alpha, self.alpha, 2))
+            return [lam_mb, 1.0 - lam_mb], [lam_bb, 1.0 - lam_bb]
+        draws = beta_sample(self.alpha, self.alpha, n)
+        w = (draws / draws.sum()).tolist()
+        return w, w
+
+    @staticmethod
+    def draw_indices(n: int, batch: int, device) -> list:
+        """The identity and ``n - 1`` random permutations of the batch."""
+        return [torch.arange(batch, device=device)] + \
+            [torch.randperm(batch).to(device) for _ in range(n - 1)]
+
+    def label_weights(self, weights: list, mask: Tensor) -> Tensor:
+        """(B, N) label weight of each image in each mixed sample: the drawn ``weights``, or
+        the masks' mean areas with ``correct_lam`` (detached: a label, not a prediction)."""
+        if self.correct_lam:
+            return mask.detach().float().mean((2, 3))
+        w = torch.tensor(weights, dtype=torch.float32, device=mask.device)
+        return w.expand(mask.shape[0], -1)
+
+    def mix_output(self, x: Tensor, labels: Tensor, indices: list, weights: list,
+                   mask: Tensor) -> MixOutput:
+        """The mixed sample's MixOutput: label weights ``w`` (or the masks' areas with
+        ``correct_lam``), as ``lam``/``y_b`` for two images and as ``soft_targets`` for more."""
+        lam = self.label_weights(weights, mask)
+        soft = None
+        if len(indices) > 2:
+            soft = sum(lam[:, i:i + 1] * F.one_hot(labels.index_select(0, idx), self.num_classes)
+                       for i, idx in enumerate(indices))
+        return MixOutput(inputs=x, y_a=labels, y_b=labels.index_select(0, indices[1]),
+                         lam=lam[:, 0].contiguous(), index=indices[1], mask=mask[:, :1],
+                         soft_targets=soft)
+
+    def ema_encode(self, inputs: Tensor, logits: bool) -> tuple:
+        """EMA features at ``mask_stage`` and, if ``logits``, the EMA classifier's logits of
+        the clean batch from the same pass (no grad)."""
+        if not logits:
+            return stage_features(self.backbone_k, inputs, self.mask_stage), None
+        kept = {}
+
+        def keep(k: int, feat: Tensor) -> Tensor:
+            if k == self.mask_stage:
+                kept["feat"] = feat
+            return feat
+        out = self.head_k(self.neck(self.backbone_k(inputs, stage_hook=keep)))
+        return kept["feat"], out
+
+    def generate_masks(self, inputs: Tensor, adversarial: bool) -> dict:
+        """Draw ``N``, the weights and indices; return the masks and mixed images of the
+        generator's sample (``mb``, mask with gradient) and the classifier's (``bb``, no
+        gradient), with the EMA logits of the clean batch when ``adversarial``."""
+        b, size = inputs.shape[0], inputs.shape[-2:]
+        n = int(torch.randint(2, self.mix_num + 1, (1,))) if self.random_num else self.mix_num
+        w_mb, w_bb = self.draw_weights(n)
+        index_mb = self.draw_indices(n, b, inputs.device)
+        index_bb = self.draw_indices(n, b, inputs.device)
+        with torch.no_grad():
+            feat, clean_logits = self.ema_encode(inputs, adversarial)
+            if min(w_bb) <= self.lam_margin:
+                mask_bb = torch.tensor(w_bb, device=inputs.device).view(1, n, 1, 1).expand(b, n, *size)
+            else:
+                mask_bb = self.mix_block(feat, index_bb, w_bb, size)
+        mask_mb = self.mix_block(feat, index_mb, w_mb, size)
+        return {"n": n, "w_mb": w_mb, "w_bb": w_bb, "index_mb": index_mb, "index_bb": index_bb,
+                "mask_mb": mask_mb, "mask_bb": mask_bb, "clean_logits_k": clean_logits,
+                "x_mb": mix_images(inputs, index_mb, mask_mb),
+                "x_bb": mix_images(inputs, index_bb, mask_bb)}
+
+    def loss(self, inputs: Tensor, labels: Tensor) -> dict:
+        if inputs.shape[0] < 2:
+            raise ValueError("AdAutoMix needs batches of at least 2 samples to mix; "
+                             "set drop_last or a larger batch size")
+        adversarial = self.step % self.adv_interval == 0
+        self.step += 1
+        g = self.generate_masks(inputs, adversarial)
+        out_mb = self.mix_output(g["x_mb"], labels, g["index_mb"], g["w_mb"], g["mask_mb"])
+        out_bb = self.mix_output(g["x_bb"], labels, g["index_bb"], g["w_bb"], g["mask_bb"])
+        losses = {"loss_mix": self.loss_module(self.logits(g["x_bb"]), out_bb)}
+        if self.head_one is not None:
+            plain = self.mixup_ratio if g["n"] > 2 else 0.0
+            clean = MixOutput(inputs=inputs, y_a=labels, y_b=labels,
+                              lam=torch.ones(labels.shape, device=labels.device),
+                              index=torch.arange(len(labels), device=labels.device))
+            losses["loss_one"] = self.one_hot_weight * (1 - plain) * self.loss_module(
+                self.head_one(self.neck(self.backbone(inputs))), clean)
+            if plain > 0:
+                w = torch.tensor(g["w_bb"], device=inputs.device).view(1, -1, 1, 1)
+                x_plain = mix_images(inputs, g["index_bb"], w)
+                losses["loss_plain_mix"] = self.one_hot_weight * plain * self.loss_module(
+                    self.logits(x_plain), self.mix_output(x_plain, labels, g["index_bb"], g["w_bb"],
+                                                          w.expand(len(labels), -1, *inputs.shape[-2:])))
+        logits_mb = self.head_k(self.neck(self.backbone_k(g["x_mb"])))
+        ce_k = self.loss_module(logits_mb, out_mb)
+        if adversarial:
+            lam = self.label_weights(g["w_mb"], g["mask_mb"])
+            clean = g["clean_logits_k"].float()
+            cos = sum(lam[:, i] * F.cosine_similarity(logits_mb.float(), clean.index_select(0, idx), dim=-1)
+                      for i, idx in enumerate(g["index_mb"])).mean()
+            losses["loss_mix_block"] = -self.beta * ce_k + (1 - self.beta) * cos
+        else:
+            losses["loss_mix_block"] = ce_k
+        return losses
+
+
+@HOOKS.register_module()
+class AdAutoMixScheduleHook(AutoMixScheduleHook):
+    """:class:`AutoMixScheduleHook` (EMA momentum schedule, optional generator LR schedule,
+    EMA update after each step) that also sets ``model.step = runner.iter`` before each
+    iteration, so that AdAutoMix's adversarial/cooperative alternation is a function of the
+    iteration alone (exact resume). Same arguments."""
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        super().before_train_iter(runner, batch_idx, data_batch)
+        self._model(runner).step = runner.iter
