@@ -3,10 +3,11 @@ from .base import DatasetError, InMemoryDataset
 from .cifar import CIFAR10, CIFAR100
 from .digits import Digits
 from .fashion_mnist import FashionMNIST
-from .transforms import RandomCropPad, RandomFlip
+from .rand_augment import FixMatchRandAugment, TimmRandAugment
+from .transforms import BatchRandomErasing, RandomCropPad, RandomFlip
 
 __all__ = ["DatasetError", "InMemoryDataset", "Digits", "FashionMNIST", "CIFAR10", "CIFAR100",
-           "RandomCropPad", "RandomFlip"]
+           "RandomCropPad", "RandomFlip", "BatchRandomErasing", "FixMatchRandAugment", "TimmRandAugment"]
 
 # Image-file datasets (the benchmark's JPEG sets) and the per-sample transform pipeline.
 from .aircraft import FGVCAircraft  # noqa: E402

@@ -9,6 +9,16 @@ from mmengine.model import BaseDataPreprocessor
 from mixbench.registry import MODELS, TRANSFORMS, check_type
 
 
+def build_augments(cfgs: Optional[Sequence[dict]], key: str) -> list:
+    """Build the registered transforms listed under ``model.data_preprocessor.<key>``."""
+    augments = []
+    for i, aug in enumerate(cfgs or []):
+        aug = dict(aug)
+        check_type(TRANSFORMS, aug.get("type"), f"model.data_preprocessor.{key}[{i}]")
+        augments.append(TRANSFORMS.build(aug))
+    return augments
+
+
 @MODELS.register_module()
 class ClassifierDataPreprocessor(BaseDataPreprocessor):
     """``{"inputs": uint8 (B,C,H,W), "data_samples": int64 (B,)}`` -> normalized float inputs
@@ -18,11 +28,16 @@ class ClassifierDataPreprocessor(BaseDataPreprocessor):
         mean, std: per-channel statistics in 0..255 units (one value per channel).
         batch_augments: registered batched transforms (``RandomCropPad``, ``RandomFlip``)
             applied in training only, on the device, before conversion to float.
+        normalized_batch_augments: batched transforms applied in training only, after
+            normalisation (``BatchRandomErasing``, whose noise is N(0, 1) in normalised space,
+            as in timm/DeiT).
         channels_last: return inputs in channels_last memory format.
     """
 
     def __init__(self, mean: Sequence[float] = (127.5,), std: Sequence[float] = (127.5,),
-                 batch_augments: Optional[Sequence[dict]] = None, channels_last: bool = False):
+                 batch_augments: Optional[Sequence[dict]] = None,
+                 normalized_batch_augments: Optional[Sequence[dict]] = None,
+                 channels_last: bool = False):
         super().__init__()
         if len(mean) != len(std):
             raise ValueError(f"mean and std need one value per channel, got {len(mean)} and {len(std)}")
@@ -30,11 +45,9 @@ class ClassifierDataPreprocessor(BaseDataPreprocessor):
             raise ValueError(f"std values must be positive, got {list(std)}")
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), False)
-        self.batch_augments = []
-        for i, aug in enumerate(batch_augments or []):
-            aug = dict(aug)
-            check_type(TRANSFORMS, aug.get("type"), f"model.data_preprocessor.batch_augments[{i}]")
-            self.batch_augments.append(TRANSFORMS.build(aug))
+        self.batch_augments = build_augments(batch_augments, "batch_augments")
+        self.normalized_batch_augments = build_augments(normalized_batch_augments,
+                                                        "normalized_batch_augments")
         self.channels_last = channels_last
 
     def forward(self, data: dict, training: bool = False) -> dict:
@@ -48,6 +61,9 @@ class ClassifierDataPreprocessor(BaseDataPreprocessor):
             for aug in self.batch_augments:
                 inputs = aug(inputs)
         inputs = (inputs.float() - self.mean) / self.std
+        if training:
+            for aug in self.normalized_batch_augments:
+                inputs = aug(inputs)
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return {"inputs": inputs, "data_samples": labels}

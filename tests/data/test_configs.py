@@ -101,3 +101,34 @@ def test_config_builds_model_and_datasets(path, fixture_roots):
     with torch.no_grad():
         inputs = model.data_preprocessor(batch, False)["inputs"]
         assert model.logits(inputs).shape == (1, num_classes)
+
+
+def train_steps(path: str) -> list:
+    """The per-sample train pipeline and the batched augments of a benchmark config."""
+    cfg = load_config(CONFIG_DIR / path)
+    pre = cfg["model"]["data_preprocessor"]
+    return (cfg["train_dataloader"]["dataset"].get("pipeline", []), pre.get("batch_augments", []),
+            pre.get("normalized_batch_augments", []))
+
+
+def test_published_augmentation_recipes():
+    """OpenMixup's CIFAR-100 bases pad the crop by reflection (its CIFAR-10 base with zeros);
+    its CIFAR-100 ViT/ConvNeXt bases use 'rand-m7-mstd0.5' over FixMatch's op list and no
+    erasing; DeiT on ImageNet uses timm's 'rand-m9-mstd0.5-inc1' and pixel erasing 0.25."""
+    for path in ("cifar100/resnet18_cifar_e800.yaml", "cifar100/resnext50_cifar_e200.yaml",
+                 "cifar100/wrn28_8_e400.yaml"):
+        _, batch, _ = train_steps(f"benchmarks/{path}")
+        assert batch[0] == {"type": "RandomCropPad", "padding": 4, "padding_mode": "reflect"}
+    _, batch, _ = train_steps("benchmarks/cifar10/resnet18_cifar_e200.yaml")
+    assert batch[0]["type"] == "RandomCropPad" and batch[0].get("padding_mode", "constant") == "constant"
+    for path in ("deit_small_e200", "swin_tiny_e600", "convnext_tiny_e200"):
+        pipeline, batch, post = train_steps(f"benchmarks/cifar100/{path}.yaml")
+        ra = [s for s in pipeline if "RandAugment" in s["type"]]
+        assert ra == [{"type": "FixMatchRandAugment", "num_ops": 2, "magnitude": 7,
+                       "magnitude_std": 0.5, "total_level": 10, "fill": [114, 123, 125],
+                       "interpolation": "bicubic"}]
+        assert not batch and not post and not any("Erasing" in s["type"] for s in pipeline)
+    pipeline, batch, post = train_steps("benchmarks/imagenet1k/deit_small_e300.yaml")
+    assert [s["type"] for s in pipeline] == ["RandomResizedCrop", "TimmRandAugment"]
+    assert pipeline[1]["config"] == "rand-m9-mstd0.5-inc1" and pipeline[0]["interpolation"] == "bicubic"
+    assert post == [{"type": "BatchRandomErasing", "prob": 0.25, "mode": "pixel"}]

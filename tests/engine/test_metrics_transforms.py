@@ -1,7 +1,8 @@
 """Top-k accuracy and the batched augmentations."""
+import pytest
 import torch
 
-from mixbench.data import RandomCropPad, RandomFlip
+from mixbench.data import BatchRandomErasing, RandomCropPad, RandomFlip
 from mixbench.engine import Accuracy
 
 
@@ -33,3 +34,78 @@ def test_random_flip_flips_exactly_the_drawn_samples():
     assert 10 < sum(flipped) < 54
     assert torch.equal(RandomFlip(1.0)(x), x.flip(3))
     assert torch.equal(RandomFlip(0.0)(x), x)
+
+
+def test_random_crop_pad_reflect_and_edge_padding():
+    torch.manual_seed(0)
+    x = torch.arange(3 * 1 * 5 * 5, dtype=torch.float32).view(3, 1, 5, 5)
+    for mode, torch_mode in (("reflect", "reflect"), ("edge", "replicate")):
+        out = RandomCropPad(padding=2, padding_mode=mode)(x)
+        padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode=torch_mode)
+        for i in range(3):
+            assert any(torch.equal(out[i], padded[i, :, dy:dy + 5, dx:dx + 5])
+                       for dy in range(5) for dx in range(5))
+    # a row 1..5 padded by 2: reflect gives [3, 2, 1, 2, 3, 4, 5, 4, 3], zeros [0, 0, 1, ...]
+    row = torch.arange(1.0, 6.0).view(1, 1, 1, 5).expand(64, 1, 5, 5)
+    reflect = RandomCropPad(padding=2, padding_mode="reflect")(row)
+    assert set(reflect[:, 0, 0, 0].tolist()) == {1.0, 2.0, 3.0}
+    assert set(reflect.unique().tolist()) == {1.0, 2.0, 3.0, 4.0, 5.0}  # never a fill value
+    assert 0.0 in RandomCropPad(padding=2)(row).unique().tolist()
+    with pytest.raises(ValueError, match="padding_mode must be one of"):
+        RandomCropPad(4, padding_mode="symmetric")
+
+
+def test_random_erasing_box_statistics():
+    torch.manual_seed(0)
+    erase = BatchRandomErasing(prob=1.0, mode="pixel")
+    x = torch.zeros(400, 3, 32, 32)
+    out = erase(x)
+    changed = out != 0
+    areas, aspects, noise = [], [], []
+    for i in range(400):
+        m = changed[i].any(0)
+        rows, cols = m.any(1).nonzero()[:, 0], m.any(0).nonzero()[:, 0]
+        h, w = len(rows), len(cols)
+        assert h and w, "prob=1: every sample is erased"
+        assert m.sum() == h * w == m[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].sum()  # a rectangle
+        areas.append(h * w / 1024)
+        aspects.append(h / w)
+        noise.append(out[i][:, m])
+    areas, aspects = torch.tensor(areas), torch.tensor(aspects)
+    # rounding of h and w moves the area a little outside [0.02, 1/3]
+    assert areas.min() >= 0.015 and areas.max() <= 0.37
+    assert aspects.min() >= 0.2 and aspects.max() <= 5
+    assert areas.mean().item() == pytest.approx((0.02 + 1 / 3) / 2, abs=0.03)
+    noise = torch.cat([n.flatten() for n in noise])  # 'pixel': N(0, 1) per pixel and channel
+    assert noise.mean().abs() < 0.02 and noise.std().item() == pytest.approx(1.0, abs=0.02)
+
+
+def test_random_erasing_probability_modes_and_errors():
+    torch.manual_seed(1)
+    x = torch.full((2000, 1, 8, 8), 5.0)
+    erased = (BatchRandomErasing(prob=0.25)(x) != 5).flatten(1).any(1).float().mean()
+    assert 0.21 < erased < 0.29
+    out = BatchRandomErasing(prob=1.0, mode="const")(x[:20])
+    assert set(out.unique().tolist()) == {0.0, 5.0}
+    out = BatchRandomErasing(prob=1.0, mode="rand")(torch.full((20, 3, 16, 16), 5.0))
+    for img in out:  # one value per channel inside the box
+        for ch in img:
+            assert len(ch[ch != 5].unique()) == 1
+    assert torch.equal(BatchRandomErasing(prob=0.0)(x), x)
+    with pytest.raises(ValueError, match="normalized_batch_augments"):
+        BatchRandomErasing()(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        BatchRandomErasing(mode="zeros")
+
+
+def test_data_preprocessor_erases_after_normalisation():
+    from mixbench.models.data_preprocessor import ClassifierDataPreprocessor
+
+    torch.manual_seed(2)
+    pre = ClassifierDataPreprocessor(mean=[100.0], std=[50.0], normalized_batch_augments=[
+        {"type": "BatchRandomErasing", "prob": 1.0, "mode": "const"}])
+    data = {"inputs": torch.full((4, 1, 16, 16), 200, dtype=torch.uint8),
+            "data_samples": torch.zeros(4, dtype=torch.long)}
+    out = pre(data, training=True)["inputs"]
+    assert set(out.unique().tolist()) == {0.0, 2.0}  # erased to the mean, the rest normalised
+    assert torch.equal(pre(data, training=False)["inputs"], torch.full((4, 1, 16, 16), 2.0))
