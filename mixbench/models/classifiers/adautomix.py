@@ -286,39 +286,54 @@ class AdAutoMixClassifier(AutoMixClassifier):
                 "x_mb": mix_images(inputs, index_mb, mask_mb),
                 "x_bb": mix_images(inputs, index_bb, mask_bb)}
 
-    def loss(self, inputs: Tensor, labels: Tensor) -> dict:
+    def loss_stages(self, inputs: Tensor, labels: Tensor):
+        """The step's losses in groups, built lazily one group per ``next()``, in the
+        official order of the forward passes: ``loss_mix_block`` (generator, EMA encoder),
+        ``loss_one``, ``loss_plain_mix``, ``loss_mix`` (classifier). Only the generator's
+        mask is shared between groups, and only the first group uses it, so a training step
+        may backpropagate each group and free its graph before building the next (peak
+        memory of one encoder graph instead of four; see ``AutoMixClassifier.train_step``
+        where it has one); the values are the same as with one combined graph."""
         if inputs.shape[0] < 2:
             raise ValueError("AdAutoMix needs batches of at least 2 samples to mix; "
                              "set drop_last or a larger batch size")
         adversarial = self.step % self.adv_interval == 0
         self.step += 1
         g = self.generate_masks(inputs, adversarial)
-        out_mb = self.mix_output(g["x_mb"], labels, g["index_mb"], g["w_mb"], g["mask_mb"])
-        out_bb = self.mix_output(g["x_bb"], labels, g["index_bb"], g["w_bb"], g["mask_bb"])
-        losses = {"loss_mix": self.loss_module(self.logits(g["x_bb"]), out_bb)}
-        if self.head_one is not None:
-            plain = self.mixup_ratio if g["n"] > 2 else 0.0
-            clean = MixOutput(inputs=inputs, y_a=labels, y_b=labels,
-                              lam=torch.ones(labels.shape, device=labels.device),
-                              index=torch.arange(len(labels), device=labels.device))
-            losses["loss_one"] = self.one_hot_weight * (1 - plain) * self.loss_module(
-                self.head_one(self.neck(self.backbone(inputs))), clean)
-            if plain > 0:
-                w = torch.tensor(g["w_bb"], device=inputs.device).view(1, -1, 1, 1)
-                x_plain = mix_images(inputs, g["index_bb"], w)
-                losses["loss_plain_mix"] = self.one_hot_weight * plain * self.loss_module(
-                    self.logits(x_plain), self.mix_output(x_plain, labels, g["index_bb"], g["w_bb"],
-                                                          w.expand(len(labels), -1, *inputs.shape[-2:])))
         logits_mb = self.head_k(self.neck(self.backbone_k(g["x_mb"])))
-        ce_k = self.loss_module(logits_mb, out_mb)
+        ce_k = self.loss_module(logits_mb, self.mix_output(g["x_mb"], labels, g["index_mb"], g["w_mb"],
+                                                           g["mask_mb"]))
         if adversarial:
             lam = self.label_weights(g["w_mb"], g["mask_mb"])
             clean = g["clean_logits_k"].float()
             cos = sum(lam[:, i] * F.cosine_similarity(logits_mb.float(), clean.index_select(0, idx), dim=-1)
                       for i, idx in enumerate(g["index_mb"])).mean()
-            losses["loss_mix_block"] = -self.beta * ce_k + (1 - self.beta) * cos
+            yield {"loss_mix_block": -self.beta * ce_k + (1 - self.beta) * cos}
         else:
-            losses["loss_mix_block"] = ce_k
+            yield {"loss_mix_block": ce_k}
+        del logits_mb, ce_k, g["mask_mb"], g["x_mb"]
+        out_bb = self.mix_output(g["x_bb"], labels, g["index_bb"], g["w_bb"], g["mask_bb"])
+        if self.head_one is not None:
+            plain = self.mixup_ratio if g["n"] > 2 else 0.0
+            clean = MixOutput(inputs=inputs, y_a=labels, y_b=labels,
+                              lam=torch.ones(labels.shape, device=labels.device),
+                              index=torch.arange(len(labels), device=labels.device))
+            yield {"loss_one": self.one_hot_weight * (1 - plain) * self.loss_module(
+                self.head_one(self.neck(self.backbone(inputs))), clean)}
+            if plain > 0:
+                w = torch.tensor(g["w_bb"], device=inputs.device).view(1, -1, 1, 1)
+                x_plain = mix_images(inputs, g["index_bb"], w)
+                out_plain = self.mix_output(x_plain, labels, g["index_bb"], g["w_bb"],
+                                            w.expand(len(labels), -1, *inputs.shape[-2:]))
+                yield {"loss_plain_mix": self.one_hot_weight * plain * self.loss_module(
+                    self.logits(x_plain), out_plain)}
+        yield {"loss_mix": self.loss_module(self.logits(g["x_bb"]), out_bb)}
+
+    def loss(self, inputs: Tensor, labels: Tensor) -> dict:
+        """All the step's losses of :meth:`loss_stages` in one dict (one graph)."""
+        losses: dict = {}
+        for group in self.loss_stages(inputs, labels):
+            losses.update(group)
         return losses
 
 
