@@ -132,3 +132,27 @@ def test_published_augmentation_recipes():
     assert [s["type"] for s in pipeline] == ["RandomResizedCrop", "TimmRandAugment"]
     assert pipeline[1]["config"] == "rand-m9-mstd0.5-inc1" and pipeline[0]["interpolation"] == "bicubic"
     assert post == [{"type": "BatchRandomErasing", "prob": 0.25, "mode": "pixel"}]
+
+
+def test_convnext_cifar_backbone_is_openmixups():
+    """ConvNeXt_CIFAR: 3x3 stride-1 stem, stages at 32/16/8/4 px, GAP then the final norm."""
+    cfg = load_config(CONFIG_DIR / "benchmarks/cifar100/convnext_tiny_e200.yaml")
+    backbone = MODELS.build(cfg["model"]["backbone"]).eval()
+    stem = backbone.model.stem[0]
+    assert (stem.kernel_size, stem.stride, stem.padding) == ((3, 3), (1, 1), (1, 1))
+    assert type(backbone.model.stem[1]).__name__ == "LayerNorm2d"
+    assert backbone.model.stages[-1].blocks[-1].drop_path.drop_prob == pytest.approx(0.3)
+    sizes = []
+    for stage in backbone.model.stages:
+        stage.register_forward_hook(lambda m, i, o: sizes.append(o.shape[-1]))
+    maps = []
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        out = backbone(x, lambda i, t: maps.append(t) or t)
+    assert sizes == [32, 16, 8, 4] and maps[1].shape == (2, 768, 4, 4)
+    pooled = maps[1].mean((2, 3))
+    expected = torch.nn.functional.layer_norm(pooled, (768,), backbone.model.head.norm.weight,
+                                              backbone.model.head.norm.bias, eps=1e-6)
+    assert out.shape == (2, 768) and torch.allclose(out, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="sets its own stem"):
+        MODELS.build({"type": "ConvNeXtCIFAR", "patch_size": 2})

@@ -1,6 +1,7 @@
 """CIFAR-style ResNets (He et al., "Deep Residual Learning for Image Recognition", CVPR
 2016): a 3x3 stride-1 stem and no max-pool, as in OpenMixup's ``ResNet_CIFAR``, and the
-ResNeXt variant (Xie et al., "Aggregated Residual Transformations", CVPR 2017)."""
+ResNeXt variant (Xie et al., "Aggregated Residual Transformations", CVPR 2017); plus the
+same CIFAR stem on timm's ConvNeXt (OpenMixup's ``ConvNeXt_CIFAR``)."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -9,7 +10,8 @@ from torch import Tensor, nn
 
 from mixbench.registry import MODELS
 
-from .base import StagedBackbone, init_weights
+from .base import StageHook, StagedBackbone, init_weights
+from .timm_backbone import TimmBackbone
 
 
 def conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> list:
@@ -117,3 +119,46 @@ class ResNeXtCIFAR(_ResNet):
         if depth not in (50, 101):
             raise ValueError(f"ResNeXtCIFAR depth must be 50 or 101, got {depth}")
         super().__init__(Bottleneck, ARCHS[depth][1], width, in_channels, groups, base_width)
+
+
+@MODELS.register_module()
+class ConvNeXtCIFAR(TimmBackbone):
+    """ConvNeXt (Liu et al., "A ConvNet for the 2020s", CVPR 2022) for 32-px images, as
+    OpenMixup's ``ConvNeXt_CIFAR`` (its CIFAR-100 ConvNeXt-T recipe): timm's ConvNeXt whose
+    4x4 stride-4 patchify stem is replaced by a 3x3 stride-1 convolution (padding 1, bias)
+    + LayerNorm, so the four stages see 32, 16, 8 and 4 px; the last feature map is global
+    average pooled and then layer-normalised (``gap_before_final_norm=True``: timm's head
+    norm), and returned as (B, C).
+
+    The stage hook sees the input (stage 0) and the last (B, C, 4, 4) feature map before
+    pooling (stage 1), so feature-level mixers (ManifoldMix, AlignMix) mix maps.
+
+    Args:
+        model_name: a timm ConvNeXt (``convnext_tiny``: depths 3-3-9-3, dims 96-768).
+        pretrained: None or a local checkpoint (the stem does not match ImageNet weights).
+        **kwargs: passed to ``timm.create_model`` (``drop_path_rate``: 0.3 in the recipe).
+    """
+
+    def __init__(self, model_name: str = "convnext_tiny", pretrained: Optional[str] = None, **kwargs):
+        if not model_name.startswith("convnext"):
+            raise ValueError(f"ConvNeXtCIFAR wraps timm ConvNeXts (convnext_*), got {model_name!r}")
+        for key in ("patch_size", "stem_type"):
+            if key in kwargs:
+                raise ValueError(f"ConvNeXtCIFAR sets its own stem; remove {key!r}")
+        super().__init__(model_name, pretrained=None, patch_size=1, **kwargs)
+        old = self.model.stem[0]
+        stem = nn.Conv2d(old.in_channels, old.out_channels, 3, 1, 1, bias=old.bias is not None)
+        nn.init.trunc_normal_(stem.weight, std=0.02)  # timm's ConvNeXt initialisation
+        if stem.bias is not None:
+            nn.init.zeros_(stem.bias)
+        self.model.stem[0] = stem
+        if pretrained:
+            self.load_local(pretrained)
+
+    def forward(self, x: Tensor, stage_hook: StageHook = None) -> Tensor:
+        if stage_hook is not None:
+            x = stage_hook(0, x)
+        feats = self.model.forward_features(x)
+        if stage_hook is not None:
+            feats = stage_hook(1, feats)
+        return self.model.forward_head(feats, pre_logits=True)  # pool, LayerNorm
