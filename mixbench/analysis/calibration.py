@@ -10,7 +10,7 @@ reliability diagram.
   Each sample's confidence stays paired with its own correctness. (OpenMixup's version sorts
   the accuracies and the confidences independently before binning, which pairs the k-th
   smallest confidence with the k-th smallest correctness and breaks every bin; see
-  tests/analysis/test_calibration.py.)
+  tests/analysis/test_analysis.py.)
 - Adaptive ECE (Nguyen & O'Connor, EMNLP 2015; Nixon et al., "Measuring Calibration in
   Deep Learning", CVPR-W 2019): the same sum over M bins holding equal numbers of samples
   (sorted by confidence, split with ``numpy.array_split``).

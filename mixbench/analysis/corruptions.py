@@ -417,7 +417,8 @@ class ReleasedCorruptionSet(torch.utils.data.Dataset):
         n = len(data) // 5
         stop = n if max_samples is None else min(n, max_samples)
         lo = (severity - 1) * n
-        self.images = torch.from_numpy(np.ascontiguousarray(data[lo:lo + stop])).permute(0, 3, 1, 2)
+        # np.array copies the block out of the read-only memory map
+        self.images = torch.from_numpy(np.array(data[lo:lo + stop])).permute(0, 3, 1, 2)
         self.labels = torch.from_numpy(np.asarray(labels[lo:lo + stop]).astype(np.int64))
 
     def __len__(self) -> int:
@@ -458,8 +459,12 @@ def run_corruption(run, corruptions: Sequence[str] = CORRUPTIONS,
     from .common import write_analysis
 
     if released_root:
+        # the first len(run.dataset) images of each block: the same images as the clean
+        # top-1 when --max-samples truncated the validation set (the released files keep
+        # the test set's order)
         result = released_corruption_accuracy(run.model, released_root, run.dataset,
-                                              corruptions, severities, batch_size, run.device)
+                                              corruptions, severities, batch_size, run.device,
+                                              max_samples=len(run.dataset))
     else:
         result = corruption_accuracy(run.model, run.dataset, corruptions, severities, seed,
                                      batch_size, run.device)

@@ -8,12 +8,10 @@ from torchmetrics.classification import MulticlassCalibrationError
 
 from mixbench.analysis.adversarial import fgsm
 from mixbench.analysis.calibration import calibration_metrics, expected_calibration_error
-from mixbench.analysis.common import evaluate, load_run, to_unit, top1
+from mixbench.analysis.common import evaluate, to_unit, top1
 from mixbench.analysis.corruptions import CORRUPTIONS, corrupt
 from mixbench.analysis.occlusion import occlusion_curve
-from mbtest import REPO, run_tool
-
-CONFIG = REPO / "configs/digits/resnet8_mixup.yaml"
+from mbtest import run_tool
 
 
 def broken_independent_sort_ece(conf, correct, n_bins):
@@ -48,14 +46,6 @@ def test_ece_matches_torchmetrics():
     ours = calibration_metrics(logits, labels, n_bins=15)["summary"]["ece"]
     ref = MulticlassCalibrationError(num_classes=7, n_bins=15, norm="l1")(logits.softmax(1), labels)
     assert ours == pytest.approx(float(ref) * 100, abs=1e-4)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("analysis") / "run"
-    run_tool("tools/train.py", CONFIG, "--work-dir", wd, "--cfg-options", "train_cfg.max_epochs=3",
-             "model.mixer={type: Vanilla}")
-    return load_run(wd / "config.yaml", wd / "epoch_3.pth", max_samples=200, device="cpu")
 
 
 def test_fgsm_eps0_is_clean_and_accuracy_never_grows_with_eps(trained):
