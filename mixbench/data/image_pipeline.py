@@ -2,7 +2,9 @@
 dataset read from image files (ImageNet, CUB, Aircraft, ...).
 
 Decoding uses ``torchvision.io.decode_image`` (libjpeg-turbo / libpng, RGB output; greyscale
-and CMYK JPEGs become RGB). Per-sample transforms are ``torchvision.transforms.v2`` classes,
+and CMYK JPEGs become RGB). With ``decode_device: cuda`` a dataset decodes each batch of
+JPEGs at once on the GPU (``torchvision.io.decode_jpeg(..., device="cuda")``, nvJPEG) in
+the main process; see :class:`ImageFileDataset`. Per-sample transforms are ``torchvision.transforms.v2`` classes,
 registered by name in ``TRANSFORMS`` so a dataset config lists them::
 
     pipeline:
@@ -24,6 +26,7 @@ import abc
 import hashlib
 import json
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -31,13 +34,13 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_image
+from torch.utils.data import Dataset, get_worker_info
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms import v2
 
 from mixbench.registry import DATASETS, TRANSFORMS
 
-from .base import DatasetError, check_split, missing_file_error
+from .base import DatasetError, GatheredBatch, check_split, missing_file_error
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 INDEX_DIR = "mixbench_index"
@@ -80,18 +83,82 @@ def build_pipeline(steps: Optional[Sequence]) -> Optional[Callable]:
     return v2.Compose([s if callable(s) else build_transform(s) for s in steps])
 
 
-def decode_file(path: Path | str) -> Tensor:
-    """Read an image file into a uint8 RGB tensor (3, H, W); a clear error if it cannot."""
+def read_bytes(path: Path | str) -> Tensor:
+    """The file's bytes as a uint8 tensor; a clear error if it is missing."""
     try:
         with open(path, "rb") as f:
-            data = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
+            return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
     except FileNotFoundError as e:
         raise DatasetError(f"{path} not found: the dataset's list names this image but the "
                            "file is missing (incomplete download or wrong root?).") from e
+
+
+def decode_bytes(data: Tensor, path: Path | str) -> Tensor:
+    """Decode an encoded image (JPEG, PNG, ...) on the CPU into uint8 RGB (3, H, W)."""
     try:
         return decode_image(data, mode=ImageReadMode.RGB)
     except RuntimeError as e:
         raise DatasetError(f"{path}: not a readable image ({e})") from e
+
+
+def decode_file(path: Path | str) -> Tensor:
+    """Read an image file into a uint8 RGB tensor (3, H, W); a clear error if it cannot."""
+    return decode_bytes(read_bytes(path), path)
+
+
+JPEG_MAGIC = (0xFF, 0xD8, 0xFF)
+
+
+def resolve_decode_device(decode_device: Optional[str]) -> Optional[torch.device]:
+    """The device on which a dataset decodes JPEGs: None = on the CPU, per sample.
+
+    ``cuda`` (or ``cuda:N``) requires CUDA and is an error without it; ``auto`` is CUDA when
+    available and otherwise the CPU, with a warning saying so."""
+    if decode_device in (None, "cpu"):
+        return None
+    if decode_device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        warnings.warn("decode_device='auto': CUDA is not available, JPEGs are decoded on the "
+                      "CPU (per sample, in the loader workers)", stacklevel=3)
+        return None
+    try:
+        device = torch.device(decode_device)
+    except RuntimeError:
+        device = None
+    if device is None or device.type != "cuda":
+        raise ValueError(f"decode_device must be None, 'cpu', 'cuda', 'cuda:N' or 'auto', got "
+                         f"{decode_device!r}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"decode_device={decode_device!r} but CUDA is not available: remove it "
+                         "(decode on the CPU) or use decode_device: auto to fall back to the CPU")
+    return device
+
+
+def decode_batch(paths: Sequence[Path], device: torch.device) -> list[Tensor]:
+    """Decode a batch of image files to uint8 RGB (3, H, W) tensors on ``device``: the
+    JPEGs (recognised by their first bytes) in one ``decode_jpeg`` call (nvJPEG on CUDA),
+    other formats on the CPU then moved. If the batched call fails (e.g. a CMYK JPEG, which
+    nvJPEG rejects), each JPEG is retried alone, then on the CPU."""
+    data = [read_bytes(p) for p in paths]
+    out: list = [None] * len(data)
+    jpegs = [i for i, d in enumerate(data) if tuple(d[:3].tolist()) == JPEG_MAGIC]
+    if jpegs:
+        try:
+            decoded = decode_jpeg([data[i] for i in jpegs], mode=ImageReadMode.RGB, device=device)
+        except RuntimeError:
+            decoded = [decode_one_jpeg(data[i], paths[i], device) for i in jpegs]
+        for i, img in zip(jpegs, decoded):
+            out[i] = img
+    return [img if img is not None else decode_bytes(d, p).to(device)
+            for img, d, p in zip(out, data, paths)]
+
+
+def decode_one_jpeg(data: Tensor, path: Path, device: torch.device) -> Tensor:
+    try:
+        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    except RuntimeError:
+        return decode_bytes(data, path).to(device)
 
 
 def read_text_lines(path: Path, expected: str, how_to_get: str) -> list[str]:
@@ -173,6 +240,13 @@ class ImageFileDataset(Dataset, abc.ABC):
         max_samples: keep ``max_samples`` images evenly spread over the list (quick runs).
         check_counts: raise if the split does not have its official number of images.
         use_index: read the cached index written by ``tools/prepare_data.py index``.
+        decode_device: None (default): decode on the CPU, per sample, in the loader
+            workers. ``cuda``: decode each batch of JPEGs at once on the GPU (nvJPEG) and run
+            the pipeline there, in the main process: use it with ``num_workers: 0``,
+            ``persistent_workers: false``, ``pin_memory: false`` and ``collate_fn: {type:
+            batch_collate}``; without CUDA it is an error. ``auto``: ``cuda`` when CUDA is
+            available, otherwise the CPU path (with a warning). ``in_memory`` sets decode
+            once on the CPU whatever this says.
     """
 
     splits: Optional[tuple] = ("train", "test")  # None: any split name (generic datasets)
@@ -183,8 +257,10 @@ class ImageFileDataset(Dataset, abc.ABC):
 
     def __init__(self, root: str = "data", split: str = "train", pipeline=None,
                  in_memory: bool = False, max_samples: Optional[int] = None,
-                 check_counts: bool = False, use_index: bool = True):
+                 check_counts: bool = False, use_index: bool = True,
+                 decode_device: Optional[str] = None):
         self.split = check_split(split, self.splits) if self.splits else split
+        self.decode_device = resolve_decode_device(decode_device)
         self._cache: Optional[list] = None
         self.root = self.resolve_root(Path(root))
         listing = self.read_index() if use_index else None
@@ -305,7 +381,10 @@ class ImageFileDataset(Dataset, abc.ABC):
         """The decoded uint8 (3, H, W) image, before the pipeline."""
         if self._cache is not None:
             return self._cache[idx]
-        img = decode_file(self.path(idx))
+        return self.crop(idx, decode_file(self.path(idx)))
+
+    def crop(self, idx: int, img: Tensor) -> Tensor:
+        """Remove the ``crop_bottom`` banner from image ``idx``."""
         if self.crop_bottom:
             if img.shape[1] <= self.crop_bottom:
                 raise DatasetError(f"{self.path(idx)}: {img.shape[1]} px high, cannot remove "
@@ -321,10 +400,31 @@ class ImageFileDataset(Dataset, abc.ABC):
         return images
 
     def __getitem__(self, idx: int) -> dict:
+        if self.decode_device is not None and self._cache is None:
+            return self.__getitems__([idx])[0]
         img = self.load_image(idx)
         if self.pipeline is not None:
             img = self.pipeline(img)
         return {"inputs": img, "data_samples": self.labels[idx]}
+
+    def __getitems__(self, indices):
+        """A batch: per-sample items, or with ``decode_device`` a :class:`GatheredBatch`
+        decoded and transformed on that device (a list when sizes differ)."""
+        if self.decode_device is None or self._cache is not None:
+            return [self[i] for i in indices]
+        if get_worker_info() is not None:
+            raise RuntimeError(f"{type(self).__name__}: decode_device={str(self.decode_device)!r} "
+                               "decodes in the main process; set the loader's num_workers: 0 "
+                               "(and persistent_workers: false, pin_memory: false)")
+        indices = list(indices)
+        images = decode_batch([self.path(i) for i in indices], self.decode_device)
+        images = [self.crop(i, img) for i, img in zip(indices, images)]
+        if self.pipeline is not None:
+            images = [self.pipeline(img) for img in images]
+        labels = self.labels[indices].to(self.decode_device)
+        if all(img.shape == images[0].shape for img in images):
+            return GatheredBatch(torch.stack(images), labels)
+        return [{"inputs": img, "data_samples": lab} for img, lab in zip(images, labels)]
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "

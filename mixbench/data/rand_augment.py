@@ -37,7 +37,7 @@ def _resample(interpolation) -> int:
 def to_pil(img: Tensor) -> Image.Image:
     if img.dtype != torch.uint8 or img.dim() != 3 or img.shape[0] != 3:
         raise ValueError(f"expected a uint8 RGB image (3, H, W), got {img.dtype} {tuple(img.shape)}")
-    return Image.fromarray(img.permute(1, 2, 0).contiguous().numpy())
+    return Image.fromarray(img.permute(1, 2, 0).contiguous().cpu().numpy())
 
 
 def from_pil(pil: Image.Image) -> Tensor:
@@ -54,7 +54,7 @@ def blend(img: Tensor, degenerate: Tensor, factor: float) -> Tensor:
 
 def luma(img: Tensor) -> Tensor:
     """ITU-R 601-2 luma, rounded to uint8 (PIL's RGB -> L), shape (1, H, W)."""
-    w = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+    w = torch.tensor([0.299, 0.587, 0.114], device=img.device).view(3, 1, 1)
     return (img.float() * w).sum(0, keepdim=True).round().clamp(0, 255).to(torch.uint8)
 
 
@@ -101,7 +101,8 @@ def posterize(img: Tensor, bits: float) -> Tensor:
 def sharpness(img: Tensor, v: float) -> Tensor:
     """Blend with the image smoothed by the 3x3 kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13
     (PIL's SMOOTH; borders mirrored as OpenCV's ``filter2D`` does) by factor ``1 + v``."""
-    kernel = torch.tensor([[1.0, 1, 1], [1, 5, 1], [1, 1, 1]]).div(13).expand(3, 1, 3, 3)
+    kernel = torch.tensor([[1.0, 1, 1], [1, 5, 1], [1, 1, 1]], device=img.device)
+    kernel = kernel.div(13).expand(3, 1, 3, 3)
     padded = torch.nn.functional.pad(img.float()[None], (1, 1, 1, 1), mode="reflect")
     smooth = torch.nn.functional.conv2d(padded, kernel, groups=3)[0].round().clamp(0, 255)
     return blend(img, smooth, 1 + v)
@@ -122,7 +123,7 @@ def affine(img: Tensor, matrix: Sequence[float], fill: Sequence[int], resample: 
     f_pil = f + 0.5 - 0.5 * (d + e)
     pil = to_pil(img).transform((img.shape[2], img.shape[1]), Image.AFFINE,
                                 (a, b, c_pil, d, e, f_pil), resample=resample, fillcolor=tuple(fill))
-    return from_pil(pil)
+    return from_pil(pil).to(img.device)
 
 
 def rotate(img: Tensor, degrees: float, fill, resample) -> Tensor:
@@ -306,7 +307,7 @@ class TimmRandAugment:
         self.transform: Callable = rand_augment_transform(config, dict(self.hparams))
 
     def __call__(self, img: Tensor) -> Tensor:
-        return from_pil(self.transform(to_pil(img)))
+        return from_pil(self.transform(to_pil(img))).to(img.device)
 
     def __repr__(self) -> str:
         return f"TimmRandAugment({self.config!r}, hparams={self.hparams})"
