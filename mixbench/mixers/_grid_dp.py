@@ -1,24 +1,27 @@
-"""Exact minimisation of small-grid multi-label energies by dynamic programming, batched.
+"""Exact minimisation of small-grid multi-label energies by dynamic programming, compiled.
 
 For ``N`` problems on an ``H x W`` 4-connected grid with ``L`` labels and one pairwise
 table ``P`` (L, L) shared by all problems,
 
     min_l  sum_p U[n, p, l_p] + sum_{p~q} P[l_p, l_q]      (p above / left of q)
 
-is solved exactly by dynamic programming in NumPy (the problems are tiny, so NumPy's
-per-call overhead, not arithmetic, is what costs):
+is solved exactly by a dynamic program over whole rows (``L**W`` row states). The
+row-to-row step is separable over columns: replacing the label of one column at a time
+(the min over the label above it) costs ``O(W L^(W+1))`` per row instead of ``L^(2W)``.
+The argmin of every column step is kept (int8) for backtracking. Ties go to the smallest
+label above.
 
-* :func:`solve_rows_dp` -- over whole rows (``L**W`` states); the row-to-row step is
-  separable over columns, so each costs ``O(W L^(W+1))``. For narrow grids (Co-Mixup's
-  4 x 4 cells with up to ~6 labels).
-* :func:`solve_frontier_dp` -- cell by cell in raster order with the last ``W`` labels as
-  state: the same complexity, more (smaller) steps; used when ``L**W`` is large.
+The problems are tiny (Co-Mixup's 4 x 4 cells with up to ~6 labels) and many, so the DP is
+compiled with numba (``@njit(cache=True)``: compiled once per machine, a few seconds, then
+loaded from the cache); :func:`rows_dp_into` is also called from inside Co-Mixup's compiled
+descent (:mod:`mixbench.mixers.comixup`).
 """
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
-_TABLES: dict = {}
+_MAX_LABELS = 127   # argmin choices are stored as int8
 
 
 def grid_energy(unary: np.ndarray, pair: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -29,138 +32,122 @@ def grid_energy(unary: np.ndarray, pair: np.ndarray, labels: np.ndarray) -> np.n
     return data + v + h
 
 
-def _row_states(n_labels: int, width: int) -> np.ndarray:
-    if len(_TABLES) > 256:
-        _TABLES.clear()
-    key = (n_labels, width)
-    if key not in _TABLES:
-        grids = np.meshgrid(*[np.arange(n_labels)] * width, indexing="ij")
-        _TABLES[key] = np.stack([g.reshape(-1) for g in grids], 1)
-    return _TABLES[key]
+@njit(cache=True)
+def _digit_sum(table, width, n_labels, out):
+    """``out[s] += table[c, digit c of s]`` over the columns ``c`` (column 0 is the most
+    significant base-``L`` digit of the row state ``s``); no divisions."""
+    n_states = out.shape[0]
+    for c in range(width):
+        stride = n_labels ** (width - 1 - c)
+        for hi in range(0, n_states, stride * n_labels):
+            for a in range(n_labels):
+                u = table[c, a]
+                for lo in range(hi + a * stride, hi + (a + 1) * stride):
+                    out[lo] += u
 
 
-def _potts_structure(pair: np.ndarray):
-    """``(beta, exceptions)`` if ``pair`` is a Potts table ``beta (1 - I)`` except for a few
-    smaller entries ``(a, l, value)`` (Co-Mixup's half-half labels), else None."""
-    key = ("potts", pair.shape, pair.tobytes())
-    if key not in _TABLES:
-        _TABLES[key] = _find_potts(pair)
-    return _TABLES[key]
+@njit(cache=True)
+def row_pair_cost(pair, width, out):
+    """``out[s]`` = horizontal pair cost of row state ``s``: (p01 + p12) + p23 + ...."""
+    n_labels = pair.shape[0]
+    n_states = out.shape[0]
+    out[:] = 0.0
+    for c in range(width - 1):
+        stride = n_labels ** (width - 2 - c)
+        for hi in range(0, n_states, stride * n_labels * n_labels):
+            for a in range(n_labels):
+                for b in range(n_labels):
+                    p = pair[a, b]
+                    first = hi + (a * n_labels + b) * stride
+                    for lo in range(first, first + stride):
+                        out[lo] += p
 
 
-def _find_potts(pair: np.ndarray):
-    ll = pair.shape[0]
-    if ll < 2 or np.any(np.diag(pair) != 0):
-        return None
-    beta = pair[~np.eye(ll, dtype=bool)].max()
-    rows, cols = np.nonzero((pair != beta) & ~np.eye(ll, dtype=bool))
-    if len(rows) > 2 * ll:
-        return None
-    return beta, [(a, l, pair[a, l]) for a, l in zip(rows, cols)]
+@njit(cache=True)
+def rows_dp_into(unary, pair, horiz, labels, value, scratch, kept):
+    """Exact minimiser of one problem, written into ``labels`` (H, W) int64.
 
+    ``unary`` (H, W, L), ``pair`` (L, L), ``horiz`` = :func:`row_pair_cost` of ``pair``
+    (L**W,); work arrays: ``value``, ``scratch`` float64 (L**W,) and ``kept`` float64
+    (H - 1, W, L**W), the values before each column step (callers solving many problems
+    reuse them).
 
-def _min_over_axis(v: np.ndarray, axis: int, pair: np.ndarray, potts) -> np.ndarray:
-    """``min_a v[..., a (at axis), ...] + pair[a, l]`` with ``l`` replacing ``a``."""
-    if potts is None:
-        moved = v.swapaxes(axis, -1)[..., :, None] + pair            # (..., a, l)
-        return moved.min(-2).swapaxes(axis, -1)
-    beta, exceptions = potts
-    best = np.minimum(v, v.min(axis, keepdims=True) + beta)
-    for a, l, value in exceptions:
-        at_l = (slice(None),) * axis + (l,)
-        at_a = (slice(None),) * axis + (a,)
-        np.minimum(best[at_l], v[at_a] + value, out=best[at_l])
-    return best
-
-
-def _argmin_above(v: np.ndarray, state: np.ndarray, col: int, pair: np.ndarray,
-                  strides: np.ndarray) -> np.ndarray:
-    """Backtracking: per problem, the label ``a`` of column ``col`` minimising
-    ``v[state with a at col] + pair[a, state[col]]`` (``v`` (N, S) flat, ``state`` (N, W))."""
-    base = state @ strides - state[:, col] * strides[col]
-    idx = base[:, None] + np.arange(pair.shape[0])[None, :] * strides[col]
-    return (np.take_along_axis(v, idx, 1) + pair[:, state[:, col]].T).argmin(1)
-
-
-def solve_rows_dp(unary: np.ndarray, pair: np.ndarray) -> np.ndarray:
-    """Exact minimiser (N, H, W) int64 of :func:`grid_energy` by a row dynamic program."""
-    n, height, width, ll = unary.shape
-    states = _row_states(ll, width)                                   # (S, W)
-    n_states = states.shape[0]
-    horiz = pair[states[:, :-1], states[:, 1:]].sum(1)
-    row_cost = sum(unary[:, :, c, states[:, c]] for c in range(width)) + horiz   # (N, H, S)
-    value = row_cost[:, 0]
-    rows = np.arange(n)
-    if n_states <= 128:   # few states: one dense row-to-row step beats W column steps
-        vert = pair[states[:, None, :], states[None, :, :]].sum(-1)          # (S_prev, S)
-        choices = []
-        for r in range(1, height):
-            t = value[:, :, None] + vert
-            choices.append(t.argmin(1))
-            value = t.min(1) + row_cost[:, r]
-        labels = np.empty((n, height), dtype=np.int64)
-        labels[:, -1] = value.argmin(1)
-        for r in range(height - 1, 0, -1):
-            labels[:, r - 1] = choices[r - 1][rows, labels[:, r]]
-        return states[labels]
-    potts = _potts_structure(pair)
-    shape = (n,) + (ll,) * width
-    kept = []    # the values before each column step, for backtracking
+    Each column step minimises over the most significant digit (the label above) with
+    contiguous, branch-free passes, then rotates that digit, now the new row's label, to
+    the least significant place; after ``W`` steps the state is in row order again.
+    Backtracking recomputes the argmin along the optimal path only (ties: smallest label).
+    """
+    height, width, n_labels = unary.shape
+    n_states = n_labels ** width
+    rest_states = n_states // n_labels
+    value[:] = 0.0
+    _digit_sum(unary[0], width, n_labels, value)
+    value += horiz
     for r in range(1, height):
-        v = value.reshape(shape)
-        steps = []
-        for c in range(width):   # column c of the new row: min over the label above it
-            steps.append(v.reshape(n, -1))
-            v = _min_over_axis(v, 1 + c, pair, potts)
-        value = v.reshape(n, n_states) + row_cost[:, r]
-        kept.append(steps)
-    strides = ll ** np.arange(width - 1, -1, -1)
-    labels = np.empty((n, height, width), dtype=np.int64)
-    labels[:, height - 1] = states[value.argmin(1)]
-    for r in range(height - 1, 0, -1):
-        cur = labels[:, r].copy()
-        for c in range(width - 1, -1, -1):
-            cur[:, c] = _argmin_above(kept[r - 1][c], cur, c, pair, strides)
-        labels[:, r - 1] = cur
-    return labels
-
-
-def solve_frontier_dp(unary: np.ndarray, pair: np.ndarray) -> np.ndarray:
-    """Exact minimiser (N, H, W) int64 of :func:`grid_energy`, cell by cell."""
-    n, height, width, ll = unary.shape
-    potts = _potts_structure(pair)
-    value = np.zeros((n,) + (ll,) * width)         # labels of the last W cells at axes 1..W
-    kept = []
-    for r in range(height):
+        kept[r - 1, 0] = value
         for c in range(width):
-            if r > 0:
-                kept.append(np.ascontiguousarray(value).reshape(n, -1))
-                value = _min_over_axis(value, 1 + c, pair, potts)
-            else:   # no cell above: that axis is still a dummy
-                value = np.broadcast_to(value.take([0], axis=1 + c), value.shape)
-                kept.append(None)
-            shape = [n] + [1] * width
-            shape[1 + c] = ll
-            value = value + unary[:, r, c].reshape(shape)
-            if c > 0:
-                shape = [1] * (width + 1)
-                shape[c], shape[1 + c] = ll, ll
-                value = value + pair.reshape(shape)
-    strides = ll ** np.arange(width - 1, -1, -1)
-    flat = value.reshape(n, -1).argmin(1)
-    frontier = (flat[:, None] // strides) % ll
-    labels = np.zeros((n, height, width), dtype=np.int64)
-    for step in range(height * width - 1, -1, -1):
-        r, c = divmod(step, width)
-        labels[:, r, c] = frontier[:, c]
-        if kept[step] is not None:
-            frontier[:, c] = _argmin_above(kept[step], frontier, c, pair, strides)
+            src = kept[r - 1, c]
+            for new in range(n_labels):   # scratch[new, rest] = min_a src[a, rest] + P[a, new]
+                out = new * rest_states
+                p = pair[0, new]
+                for lo in range(rest_states):
+                    scratch[out + lo] = src[lo] + p
+                for a in range(1, n_labels):
+                    p = pair[a, new]
+                    first = a * rest_states
+                    for lo in range(rest_states):
+                        scratch[out + lo] = min(scratch[out + lo], src[first + lo] + p)
+            dst = kept[r - 1, c + 1] if c + 1 < width else value
+            for rest in range(rest_states):   # rotate: dst[rest, new] = scratch[new, rest]
+                for new in range(n_labels):
+                    dst[rest * n_labels + new] = scratch[new * rest_states + rest]
+        scratch[:] = 0.0
+        _digit_sum(unary[r], width, n_labels, scratch)
+        for s in range(n_states):
+            value[s] += scratch[s] + horiz[s]
+    state = 0
+    for s in range(1, n_states):
+        if value[s] < value[state]:
+            state = s
+    for r in range(height - 1, -1, -1):
+        rest = state
+        for c in range(width - 1, -1, -1):
+            labels[r, c] = rest % n_labels
+            rest //= n_labels
+        if r == 0:
+            break
+        for c in range(width - 1, -1, -1):   # undo the column steps, last first
+            new, rest = state % n_labels, state // n_labels
+            src = kept[r - 1, c]
+            best = 0
+            for a in range(1, n_labels):
+                if src[a * rest_states + rest] + pair[a, new] < \
+                        src[best * rest_states + rest] + pair[best, new]:
+                    best = a
+            state = best * rest_states + rest
+
+
+@njit(cache=True)
+def _solve_many(unary, pair, labels):
+    n, height, width, n_labels = unary.shape
+    n_states = n_labels ** width
+    horiz = np.empty(n_states)
+    row_pair_cost(pair, width, horiz)
+    value, scratch = np.empty(n_states), np.empty(n_states)
+    kept = np.empty((max(height - 1, 1), width, n_states))
+    for i in range(n):
+        rows_dp_into(unary[i], pair, horiz, labels[i], value, scratch, kept)
+
+
+def solve_grid(unary: np.ndarray, pair: np.ndarray) -> np.ndarray:
+    """Exact minimiser (N, H, W) int64 of :func:`grid_energy` for ``unary`` (N, H, W, L)."""
+    unary = np.ascontiguousarray(unary, dtype=np.float64)
+    pair = np.ascontiguousarray(pair, dtype=np.float64)
+    n, height, width, n_labels = unary.shape
+    if pair.shape != (n_labels, n_labels):
+        raise ValueError(f"pair must be (L, L) = {(n_labels, n_labels)}, got {pair.shape}")
+    if not 1 <= n_labels <= _MAX_LABELS:
+        raise ValueError(f"the grid DP supports 1..{_MAX_LABELS} labels, got {n_labels}")
+    labels = np.empty((n, height, width), dtype=np.int64)
+    _solve_many(unary, pair, labels)
     return labels
-
-
-def solve_grid(unary: np.ndarray, pair: np.ndarray, max_states: int = 4096) -> np.ndarray:
-    """Exact minimiser: the row DP when ``L**W <= max_states``, else the frontier DP."""
-    ll, width = unary.shape[-1], unary.shape[2]
-    if ll ** width <= max_states:
-        return solve_rows_dp(unary, pair)
-    return solve_frontier_dp(unary, pair)

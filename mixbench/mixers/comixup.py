@@ -28,8 +28,9 @@ modular subproblem (the diversity term linearised into per-input costs
 Where the official code runs gco's alpha-beta swap on all ``m_part`` labels, we solve each
 subproblem *exactly* over a candidate set (the two inputs it uses most and the others with
 the lowest capped whole-grid cost, ``n_candidates`` in all, plus the half-half label of the
-two most used) by a row dynamic program (:mod:`mixbench.mixers._grid_dp`), batched over
-partitions, in NumPy. With ``monotone=True`` (default) an output's new labeling is kept only
+two most used) by a row dynamic program (:mod:`mixbench.mixers._grid_dp`). Each sweep over
+the outputs of all partitions is one call of a numba-compiled kernel (:func:`_sweep`;
+compiled once per machine and cached, a few seconds on the first call). With ``monotone=True`` (default) an output's new labeling is kept only
 if it lowers the plain objective (the one the official stopping rule measures), so every
 sweep decreases it; the official code accepts every move.
 
@@ -60,10 +61,11 @@ from typing import Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numba import njit
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from ._grid_dp import solve_grid
+from ._grid_dp import row_pair_cost, rows_dp_into
 from ._saliency import input_gradient_saliency
 from .base import BaseMixer, MixOutput, check_inputs, match_format
 
@@ -109,16 +111,6 @@ def comixup_objective(cost: Tensor, z: Tensor, beta: float, gamma: float,
         others = total - own
         div = ((others > thres).to(z.dtype) * others * own).sum((1, 2))
     return data + beta / 2 * smooth + gamma * div
-
-
-def _local_objective(cost: np.ndarray, z_o: np.ndarray, others: np.ndarray, beta: float,
-                     gamma: float) -> np.ndarray:
-    """The terms of the (plain) objective that depend on output ``o``'s labeling ``z_o``
-    (P, m, m, n) given the other outputs' per-input mass ``others`` (P, n): shape (P,)."""
-    data = np.einsum("pihw,phwi->p", cost, z_o)
-    smooth = ((z_o[:, :-1] - z_o[:, 1:]) ** 2).sum((1, 2, 3)) + \
-        ((z_o[:, :, :-1] - z_o[:, :, 1:]) ** 2).sum((1, 2, 3))
-    return data + beta / 2 * smooth + 2 * gamma * (z_o.sum((1, 2)) * others).sum(1)
 
 
 def _objective(cost: np.ndarray, z: np.ndarray, beta: float, gamma: float) -> np.ndarray:
@@ -201,7 +193,8 @@ class CoMixup(BaseMixer):
 
         ``sal_blocks``: (P, n, m, m) block-pooled saliency; ``compat``: (P, n, n) distance
         between saliency peaks (``A_dist``). Draws the Dirichlet prior and the random initial
-        labeling from the generator. Runs in NumPy on the CPU (tiny arrays, many steps).
+        labeling from the generator. Runs on the CPU (tiny arrays, many sequential steps:
+        compiled with numba).
         """
         p, n, m, _ = sal_blocks.shape
         blocks = m * m
@@ -219,24 +212,13 @@ class CoMixup(BaseMixer):
         init = torch.randint(0, n, (p, n, m, m), generator=self.generator).numpy()
         z = np.eye(n)[init]                                                    # (P, O, m, m, n)
         counts = z.sum((2, 3))                                                 # (P, O, n)
-        unary_base = cost.transpose(0, 2, 3, 1)                                # (P, m, m, n)
+        unary_base = np.ascontiguousarray(cost.transpose(0, 2, 3, 1))          # (P, m, m, n)
         add_cost = np.zeros((p, n, n))
         active = np.ones(p, dtype=bool)
         loss_prev = _objective(cost, z, beta, gamma)
         for it in range(self.m_niter):
-            for o in range(n):
-                others = counts.sum(1) - counts[:, o]
-                ao = np.einsum("pij,pj->pi", a_mat, others)
-                over = ao > thres
-                modular = 2 * gamma * over * (ao if self.thres_type == "hard" else ao - thres)
-                unary = unary_base + (modular + gamma * add_cost[:, o])[:, None, None, :]
-                new = self._solve_output(unary, counts[:, o], beta, soft=it > 0)
-                take = active
-                if self.monotone:   # keep the move only if the objective f decreases
-                    take = active & (_local_objective(cost, new, others, beta, gamma) <
-                                     _local_objective(cost, z[:, o], others, beta, gamma))
-                z[take, o] = new[take]
-                counts[:, o] = z[:, o].sum((1, 2))
+            _sweep(z, counts, unary_base, cost, a_mat, add_cost, active, beta, gamma, thres,
+                   self.thres_type == "hard", self.n_candidates, it > 0, self.monotone)
             if it == self.m_niter - 2 and self.set_resolve:
                 add_cost = _resolve_identical(counts > 0)
             loss = _objective(cost, z, beta, gamma)
@@ -246,35 +228,6 @@ class CoMixup(BaseMixer):
                 break
         self._last_cost = torch.from_numpy(cost)
         return torch.from_numpy(z)
-
-    def _solve_output(self, unary: np.ndarray, count: np.ndarray, beta: float,
-                      soft: bool) -> np.ndarray:
-        """Exact best labeling (P, m, m, n) of one output over its candidate labels."""
-        p, m, _, n = unary.shape
-        hard = min(self.n_candidates, n)
-        # candidates: the inputs with the lowest capped whole-grid cost, after (from the
-        # second sweep on) the two inputs the output already uses most
-        score = np.minimum(unary - unary.min(-1, keepdims=True), 4 * beta).sum((1, 2))
-        ranked = np.argsort(score, 1, kind="stable")
-        if soft and hard >= 2:
-            used = np.argsort(-count, 1, kind="stable")[:, :2]
-            rest = ranked[(ranked != used[:, :1]) & (ranked != used[:, 1:2])].reshape(p, n - 2)
-            cand = np.concatenate([used, rest], 1)[:, :hard]
-        else:
-            cand = ranked[:, :hard]
-        u_all = np.take_along_axis(unary.reshape(p, m * m, n), cand[:, None, :], 2)
-        pair = beta * (1 - np.eye(hard))                                       # Potts
-        weights = np.eye(n)[cand]                                              # (P, hard, n)
-        if soft and hard >= 2:
-            # the half-half label of the two inputs it uses most (if it uses two or more)
-            u_soft = (u_all[:, :, :1] + u_all[:, :, 1:2]) / 2 - _SOFT_BONUS
-            u_soft[(count > 0).sum(1) < 2] = _INF
-            u_all = np.concatenate([u_all, u_soft], 2)
-            pair = beta * (1 - np.eye(hard + 1))
-            pair[hard, :2] = pair[:2, hard] = 0.25 * beta
-            weights = np.concatenate([weights, (weights[:, :1] + weights[:, 1:2]) / 2], 1)
-        labels = solve_grid(u_all.reshape(p, m, m, -1), pair)                  # (P, m, m)
-        return weights[np.arange(p)[:, None, None], labels]                    # (P, m, m, n)
 
     # -- mixing --------------------------------------------------------------------------
     def mix(self, x: Tensor, y: Tensor, model=None) -> CoMixupOutput:
@@ -298,6 +251,7 @@ class CoMixup(BaseMixer):
         sal_blocks = F.adaptive_avg_pool2d(sal[:, None], (m, m))[:, 0].cpu()
         peaks = _saliency_peaks(sal).cpu()
         weights = torch.zeros(b, b, dtype=torch.float64)
+        block_of = _block_ids(m, h, w)
         # full partitions in one batch, the remainder (if any) in a second
         n_full = b // self.m_part
         groups = [(0, n_full, self.m_part)] if n_full else []
@@ -314,12 +268,14 @@ class CoMixup(BaseMixer):
                 z = self.solve(sal_blocks[sl].reshape(parts, size, m, m), dist)
             for q in range(parts):
                 s0 = start + q * size
-                mass = _pixel_mass(z[q], h, w)                              # (O, n)
+                mass = _pixel_mass(z[q], block_of)                          # (O, n)
                 order = _match_outputs(mass)
                 weights[s0:s0 + size, s0:s0 + size] = mass[order]
                 parts_out.append((s0, z[q][order]))
         dev = x.device
-        mixed = torch.cat([_mix_partition(x[s:s + zq.shape[0]], zq.to(dev)) for s, zq in parts_out])
+        block_dev = block_of.to(dev)
+        mixed = torch.cat([_mix_partition(x[s:s + zq.shape[0]], zq.to(dev), block_dev)
+                           for s, zq in parts_out])
         starts = torch.cat([torch.full((zq.shape[0],), s) for s, zq in parts_out])
         pad = max(zq.shape[-1] for _, zq in parts_out)
         block_weights = torch.cat([F.pad(zq, (0, pad - zq.shape[-1])) for _, zq in parts_out])
@@ -334,6 +290,140 @@ class CoMixup(BaseMixer):
                              block_weights=block_weights.float().to(dev),
                              partition_start=starts.to(dev),
                              clean_loss=clean_loss)
+
+
+@njit(cache=True)
+def _stable_order(keys, out):
+    """``out`` = indices sorting ``keys`` ascending, ties by index (insertion sort: n is
+    a partition size)."""
+    for i in range(keys.shape[0]):
+        j = i
+        while j > 0 and keys[out[j - 1]] > keys[i]:
+            out[j] = out[j - 1]
+            j -= 1
+        out[j] = i
+
+
+@njit(cache=True)
+def _local_objective(cost, z_o, others, beta, gamma):
+    """The terms of the plain objective that depend on one output's labeling ``z_o``
+    (m, m, n) given the other outputs' per-input mass ``others`` (n,) (``cost`` (n, m, m))."""
+    m, _, n = z_o.shape
+    data = 0.0
+    smooth = 0.0
+    div = 0.0
+    for i in range(n):
+        mass = 0.0
+        for r in range(m):
+            for c in range(m):
+                v = z_o[r, c, i]
+                data += cost[i, r, c] * v
+                mass += v
+                if r + 1 < m:
+                    smooth += (v - z_o[r + 1, c, i]) ** 2
+                if c + 1 < m:
+                    smooth += (v - z_o[r, c + 1, i]) ** 2
+        div += mass * others[i]
+    return data + beta / 2 * smooth + 2 * gamma * div
+
+
+@njit(cache=True)
+def _sweep(z, counts, unary_base, cost, a_mat, add_cost, active, beta, gamma, thres,
+           hard_thres, n_candidates, soft, monotone):
+    """One coordinate-descent sweep over the outputs of every active partition, in place.
+
+    ``z`` (P, O, m, m, n) labelings, ``counts`` (P, O, n) their per-input block mass,
+    ``unary_base`` (P, m, m, n) and ``cost`` (P, n, m, m) the data costs, ``a_mat`` (P, n, n)
+    the compatibility, ``add_cost`` (P, O, n) the resolve penalty. Each output in turn gets
+    the exact best labeling of its modular subproblem over its candidate labels
+    (:func:`~mixbench.mixers._grid_dp.rows_dp_into`); with ``monotone`` it is kept only if
+    it lowers the plain objective.
+    """
+    n_parts, n_out, m, _, n = z.shape
+    hard = min(n_candidates, n)
+    use_soft = soft and hard >= 2
+    n_labels = hard + 1 if use_soft else hard
+    pair = beta * (1.0 - np.eye(n_labels))                                   # Potts
+    if use_soft:   # the half-half label costs 0.25 beta next to its two components
+        pair[hard, 0] = pair[hard, 1] = pair[0, hard] = pair[1, hard] = 0.25 * beta
+    n_states = n_labels ** m
+    horiz = np.empty(n_states)
+    row_pair_cost(pair, m, horiz)
+    value, scratch = np.empty(n_states), np.empty(n_states)
+    kept = np.empty((max(m - 1, 1), m, n_states))
+    labels = np.empty((m, m), dtype=np.int64)
+    unary, new = np.empty((m, m, n)), np.empty((m, m, n))
+    u_all = np.empty((m, m, n_labels))
+    others, extra, score, neg = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    ranked, used = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    cand = np.empty(hard, dtype=np.int64)
+    for q in range(n_parts):
+        if not active[q]:
+            continue
+        for o in range(n_out):
+            for i in range(n):
+                total = 0.0
+                for k in range(n_out):
+                    total += counts[q, k, i]
+                others[i] = total - counts[q, o, i]
+            for i in range(n):   # the linearised diversity term: a per-input cost
+                ao = 0.0
+                for j in range(n):
+                    ao += a_mat[q, i, j] * others[j]
+                over = 1.0 if ao > thres else 0.0
+                modular = 2 * gamma * over * (ao if hard_thres else ao - thres)
+                extra[i] = modular + gamma * add_cost[q, o, i]
+            for i in range(n):
+                score[i] = 0.0
+            for r in range(m):
+                for c in range(m):
+                    low = np.inf
+                    for i in range(n):
+                        unary[r, c, i] = unary_base[q, r, c, i] + extra[i]
+                        low = min(low, unary[r, c, i])
+                    for i in range(n):   # candidates: lowest capped whole-grid cost
+                        score[i] += min(unary[r, c, i] - low, 4 * beta)
+            _stable_order(score, ranked)
+            n_used = 0
+            if use_soft:   # first the two inputs the output already uses most
+                for i in range(n):
+                    neg[i] = -counts[q, o, i]
+                    if counts[q, o, i] > 0:
+                        n_used += 1
+                _stable_order(neg, used)
+                cand[0], cand[1] = used[0], used[1]
+                k = 2
+                for i in range(n):
+                    if k < hard and ranked[i] != used[0] and ranked[i] != used[1]:
+                        cand[k] = ranked[i]
+                        k += 1
+            else:
+                cand[:] = ranked[:hard]
+            for r in range(m):
+                for c in range(m):
+                    for k in range(hard):
+                        u_all[r, c, k] = unary[r, c, cand[k]]
+                    if use_soft:   # the half-half label of the two most used
+                        u_all[r, c, hard] = ((u_all[r, c, 0] + u_all[r, c, 1]) / 2 - _SOFT_BONUS
+                                             if n_used >= 2 else _INF)
+            rows_dp_into(u_all, pair, horiz, labels, value, scratch, kept)
+            new[:] = 0.0
+            for r in range(m):
+                for c in range(m):
+                    lab = labels[r, c]
+                    if lab < hard:
+                        new[r, c, cand[lab]] = 1.0
+                    else:
+                        new[r, c, cand[0]] = new[r, c, cand[1]] = 0.5
+            if not monotone or (_local_objective(cost[q], new, others, beta, gamma) <
+                                _local_objective(cost[q], z[q, o], others, beta, gamma)):
+                z[q, o] = new
+            for i in range(n):
+                mass = 0.0
+                for r in range(m):
+                    for c in range(m):
+                        mass += z[q, o, r, c, i]
+                counts[q, o, i] = mass
 
 
 def _dirichlet(alpha: float, parts: int, n: int, generator) -> np.ndarray:
@@ -366,16 +456,35 @@ def _resolve_identical(assigned: np.ndarray) -> np.ndarray:
     return add
 
 
-def _pixel_mass(z: Tensor, h: int, w: int) -> Tensor:
-    """(O, n) mean pixel weight of each input after nearest upsampling of (O, m, m, n)."""
-    up = F.interpolate(z.permute(0, 3, 1, 2), size=(h, w), mode="nearest")
-    return up.mean((2, 3))
+def _block_ids(m: int, h: int, w: int) -> Tensor:
+    """(H, W) int64: the block of the ``m x m`` grid each pixel takes its weights from
+    (nearest upsampling, as ``F.interpolate(..., mode='nearest')``)."""
+    ids = torch.arange(m * m, dtype=torch.float32).view(1, 1, m, m)
+    return F.interpolate(ids, size=(h, w), mode="nearest")[0, 0].long()
 
 
-def _mix_partition(x: Tensor, z: Tensor) -> Tensor:
-    """Outputs (O, C, H, W) = sum_i up(z)_i * x_i for one partition."""
-    up = F.interpolate(z.permute(0, 3, 1, 2).to(torch.float32), size=x.shape[-2:], mode="nearest")
-    return (up[:, :, None] * x.float()[None]).sum(1)
+def _pixel_mass(z: Tensor, block_of: Tensor) -> Tensor:
+    """(O, n) mean pixel weight of each input after upsampling (O, m, m, n) to the pixels
+    of ``block_of``: block weights times the blocks' pixel counts."""
+    o, m, _, n = z.shape
+    pixels = torch.bincount(block_of.flatten(), minlength=m * m).to(z.dtype)
+    return (z.reshape(o, m * m, n) * pixels[None, :, None]).sum(1) / block_of.numel()
+
+
+def _mix_partition(x: Tensor, z: Tensor, block_of: Tensor) -> Tensor:
+    """Outputs (O, C, H, W) = sum_i up(z)_i * x_i for one partition. A block holds one
+    input or two halves, so each pixel gathers its (at most) two inputs."""
+    o, m, _, n = z.shape
+    c = x.shape[1]
+    top_w, top_i = z.reshape(o, m * m, n).to(torch.float32).topk(min(2, n), dim=-1)
+    top_w, top_i = top_w[:, block_of], top_i[:, block_of]                    # (O, H, W, k)
+    xf = x.float()
+    mixed = None
+    for k in range(top_i.shape[-1]):
+        index = top_i[..., k][:, None].expand(o, c, *block_of.shape)
+        term = top_w[..., k][:, None] * torch.gather(xf, 0, index)
+        mixed = term if mixed is None else mixed.add_(term)
+    return mixed
 
 
 def _match_outputs(mass: Tensor) -> Tensor:

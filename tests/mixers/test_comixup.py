@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mixbench.mixers import CoMixup
-from mixbench.mixers._grid_dp import grid_energy, solve_frontier_dp, solve_rows_dp
+from mixbench.mixers._grid_dp import grid_energy, solve_grid
 from mixbench.mixers.comixup import comixup_objective
 from tests.mixers.helpers import (TinyClassifier, assert_outputs_equal, check_batch_size_one,
                                   check_dtypes_and_formats, check_output, make_batch,
@@ -71,12 +71,13 @@ def test_contract_soft_targets_and_no_side_effects():
     assert CoMixup(m_part=4, clean_lam=0.0)(x, y, model=tiny_classifier()).clean_loss is None
 
 
-@pytest.mark.parametrize("b,m_part", [(12, 6), (10, 4), (9, 4)])
-def test_mixed_images_are_convex_combinations_matching_soft_targets(b, m_part):
-    x, _ = make_batch(b=b, h=16, w=16)
+@pytest.mark.parametrize("b,m_part,size", [(12, 6, 16), (10, 4, 16), (9, 4, 16), (9, 4, 18)])
+def test_mixed_images_are_convex_combinations_matching_soft_targets(b, m_part, size):
+    # size 18: blocks of unequal size (nearest upsampling of the 4 x 4 grid)
+    x, _ = make_batch(b=b, h=size, w=size)
     y = torch.arange(b)                          # one class per input: targets == weights
     out = CoMixup(m_part=m_part, generator=seeded(1)).mix_with_saliency(
-        x, y, blob_saliency(b, 16, 16), num_classes=b)
+        x, y, blob_saliency(b, size, size), num_classes=b)
     check_convex_combination(out, x)
     torch.testing.assert_close(out.soft_targets, out.weights)
     torch.testing.assert_close(out.soft_targets.sum(1), torch.ones(b))
@@ -124,11 +125,11 @@ def test_two_way_summary():
         assert wts[i, i] + wts[j, j] >= wts[i, j] + wts[j, i] - 1e-6
 
 
-@pytest.mark.parametrize("solver", [solve_rows_dp, solve_frontier_dp])
 @pytest.mark.parametrize("shape,n_labels", [((2, 2), 3), ((3, 3), 3), ((2, 4), 4), ((4, 4), 2),
-                                            ((3, 2), 5), ((2, 3), 6)])
+                                            ((3, 2), 5), ((2, 3), 6), ((1, 3), 4), ((4, 1), 3),
+                                            ((3, 3), 1)])
 @pytest.mark.parametrize("table", ["random", "potts_with_half_labels"])
-def test_grid_dp_is_exact_against_brute_force(solver, shape, n_labels, table):
+def test_grid_dp_is_exact_against_brute_force(shape, n_labels, table):
     rng = np.random.default_rng(n_labels)
     h, w = shape
     unary = rng.normal(size=(5, h, w, n_labels))
@@ -136,12 +137,22 @@ def test_grid_dp_is_exact_against_brute_force(solver, shape, n_labels, table):
         pair = rng.random((n_labels, n_labels))
     else:   # Potts, with a label at 0.25 beta from labels 0 and 1 (Co-Mixup's structure)
         pair = 0.7 * (1 - np.eye(n_labels))
-        pair[-1, :2] = pair[:2, -1] = 0.175
-    labels = solver(unary, pair)
+        if n_labels > 2:
+            pair[-1, :2] = pair[:2, -1] = 0.175
+    labels = solve_grid(unary, pair)
+    assert labels.shape == (5, h, w) and labels.min() >= 0 and labels.max() < n_labels
     every = np.array(list(itertools.product(range(n_labels), repeat=h * w))).reshape(-1, h, w)
     for i in range(5):
         best = grid_energy(np.repeat(unary[i:i + 1], len(every), 0), pair, every).min()
         assert grid_energy(unary[i:i + 1], pair, labels[i:i + 1])[0] == pytest.approx(best, abs=1e-9)
+
+
+def test_grid_dp_breaks_ties_towards_the_smallest_label():
+    # all labelings cost the same: the DP must still return a valid (the all-zero) one
+    labels = solve_grid(np.zeros((2, 3, 3, 4)), np.zeros((4, 4)))
+    assert np.array_equal(labels, np.zeros((2, 3, 3), dtype=np.int64))
+    with pytest.raises(ValueError, match="pair must be"):
+        solve_grid(np.zeros((1, 2, 2, 3)), np.zeros((2, 2)))
 
 
 def test_objective_matches_its_definition():
