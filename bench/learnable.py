@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Cost of the learnable and label-mixing methods against Vanilla on the same backbone.
 
-One training step (loss, backward, SGD step; AutoMix also its EMA update) per method on a
-fixed random batch, in one run:
+One training step (the model's ``train_step`` with an mmengine ``OptimWrapper``: forward,
+backward(s), SGD step; AutoMix/SAMix also their EMA update) per method on a fixed random
+batch, in one run; ``<method>, one backward`` rows step AutoMix/SAMix with mmengine's default
+``train_step`` (all losses in one graph, one backward) for a before/after comparison:
 
 * time per iteration: the methods are stepped round-robin (``--rounds`` rounds of
   ``--iters`` steps each after a warm-up, the order rotated every round) and each
@@ -16,7 +18,7 @@ fixed random batch, in one run:
   hide the next one's.
 
 Ratios are against Vanilla with the same backbone (ResNet-18 CIFAR for Mixup, DecoupleMix,
-AutoMix; a ViT for TransMix).
+AutoMix, SAMix; a ViT for TransMix).
 
     python bench/learnable.py [--device cpu|cuda] [--batch 64] [--width 16] [--size 32]
                               [--vit-dim 192] [--vit-depth 12] [--patch 4] [--rounds 5] [--iters 3]
@@ -36,7 +38,9 @@ import torch  # noqa: E402
 
 from mixbench.registry import MODELS  # noqa: E402
 
-CNN_METHODS = ("Vanilla", "Mixup", "DecoupleMix", "AutoMix")
+CNN_METHODS = ("Vanilla", "Mixup", "DecoupleMix", "AutoMix", "AutoMix, one backward", "SAMix",
+               "SAMix, one backward")
+ONE_BACKWARD = ", one backward"  # the same model stepped by mmengine's default train_step
 VIT_METHODS = ("Vanilla-ViT", "CutMix-ViT", "TransMix")
 
 
@@ -49,9 +53,11 @@ def model_config(method: str, args) -> dict:
     mixers = {"Vanilla": {"type": "Vanilla"}, "Mixup": {"type": "Mixup", "alpha": 1.0},
               "DecoupleMix": {"type": "Mixup", "alpha": 1.0}, "Vanilla-ViT": {"type": "Vanilla"},
               "CutMix-ViT": {"type": "CutMix", "alpha": 1.0}, "TransMix": {"type": "CutMix", "alpha": 1.0}}
-    if method == "AutoMix":
+    if method.removesuffix(ONE_BACKWARD) == "AutoMix":
         return {"type": "AutoMixClassifier", "backbone": resnet, "head": head, "alpha": 2.0,
                 "mask_stage": 3, "mix_block": {"type": "PixelMixBlock", "reduction": 2}}
+    if method.removesuffix(ONE_BACKWARD) == "SAMix":  # the class defaults are SAMix's published ones
+        return {"type": "SAMixClassifier", "backbone": resnet, "head": head, "mask_stage": 3}
     cfg = {"type": "TransMixClassifier" if method == "TransMix" else "MixupClassifier",
            "backbone": vit if method in VIT_METHODS else resnet, "head": head,
            "mixer": mixers[method]}
@@ -64,17 +70,21 @@ def make_step(method: str, args):
     """A closure doing one training step of ``method`` on a fixed batch."""
     import mixbench.models  # noqa: F401  (registers the models)
 
+    from mmengine.model import BaseModel
+    from mmengine.optim import OptimWrapper
+
     torch.manual_seed(0)
-    model = MODELS.build(model_config(method, args)).to(args.device).train()
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
-    x = torch.randn(args.batch, 3, args.size, args.size, device=args.device)
-    y = torch.randint(0, 100, (args.batch,), device=args.device)
+    cfg = model_config(method, args)
+    cfg["data_preprocessor"] = {"type": "ClassifierDataPreprocessor", "mean": [0.0] * 3, "std": [1.0] * 3}
+    model = MODELS.build(cfg).to(args.device).train()
+    wrapper = OptimWrapper(torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
+                                           lr=0.01, momentum=0.9))
+    data = {"inputs": torch.randn(args.batch, 3, args.size, args.size, device=args.device),
+            "data_samples": torch.randint(0, 100, (args.batch,), device=args.device)}
+    train_step = BaseModel.train_step if method.endswith(ONE_BACKWARD) else type(model).train_step
 
     def step() -> None:
-        losses = model.loss(x, y)
-        opt.zero_grad(set_to_none=True)
-        sum(losses.values()).backward()
-        opt.step()
+        train_step(model, data, wrapper)  # what the runner calls: forward, backward(s), step
         if hasattr(model, "momentum_update"):
             model.momentum_update()
     return step

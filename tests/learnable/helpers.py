@@ -30,3 +30,77 @@ def train_on_digits(tmp_path, fragment: str, overrides: dict, epochs: int = 2, n
     assert all(math.isfinite(h["train_loss"]) and h["train_loss"] > 0 for h in result["history"])
     assert 0 <= result["metrics"]["top1_last"] <= 100
     return result
+
+
+def train_step_both_ways(model, data: dict, seed: int = 3, make_wrapper=None) -> tuple:
+    """Run one ``train_step`` of ``model`` (the staged one, one backward per loss group) and
+    one of mmengine's default ``BaseModel.train_step`` (all losses, one backward) on a copy
+    of it, from the same state and seed. Return ``[(grads, log_vars, wrapper, model), ...]``
+    for (staged, single), ``grads`` the parameter gradients seen by the optimizer step."""
+    import copy
+
+    import torch
+    from mmengine.model import BaseModel
+    from mmengine.optim import OptimWrapper
+
+    make_wrapper = make_wrapper or (lambda params: OptimWrapper(torch.optim.SGD(params, lr=0.1)))
+    runs = []
+    for clf, step in ((model, type(model).train_step), (copy.deepcopy(model), BaseModel.train_step)):
+        wrapper = make_wrapper([p for p in clf.parameters() if p.requires_grad])
+        grads: dict = {}
+        optimizer_step = wrapper.step
+
+        def record(clf=clf, grads=grads, optimizer_step=optimizer_step, **kwargs):
+            grads.update({n: p.grad.clone() for n, p in clf.named_parameters() if p.grad is not None})
+            optimizer_step(**kwargs)
+        wrapper.step = record
+        torch.manual_seed(seed)
+        log_vars = step(clf, data, wrapper)
+        runs.append((grads, log_vars, wrapper, clf))
+    return runs
+
+
+def train_then_resume(tmp_path, fragment: str, overrides: dict) -> tuple:
+    """Train ``fragment`` 2 epochs on digits, then again resumed from the epoch-1 checkpoint
+    into a fresh work dir; check both end with the same validation record and return
+    ``(result, checkpoint, resumed_checkpoint)`` (the epoch-2 checkpoints, loaded)."""
+    import torch
+
+    result = train_on_digits(tmp_path, fragment, overrides)
+    first = tmp_path / "work"
+    resumed = train_on_digits(tmp_path, fragment, overrides, name="resumed",
+                              extra_args=("--resume", first / "epoch_1.pth"))
+    assert resumed["history"][-1] | {"wall_s": 0} == result["history"][-1] | {"wall_s": 0}
+    load = lambda path: torch.load(path, map_location="cpu", weights_only=False)  # noqa: E731
+    return result, load(first / "epoch_2.pth"), load(tmp_path / "resumed" / "epoch_2.pth")
+
+
+def assert_same_training_state(a: dict, b: dict, parts) -> None:
+    """Two checkpoints hold bit-identical weights for every key starting with one of
+    ``parts`` (each present) and identical SGD momentum buffers."""
+    import torch
+
+    for part in parts:
+        keys = [k for k in a["state_dict"] if k.startswith(part)]
+        assert keys, part
+        for k in keys:
+            assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[i]["momentum_buffer"], sb[i]["momentum_buffer"]) for i in sa)
+
+
+def assert_mix_block_gradient_routing(clf, losses: dict) -> None:
+    """AutoMix-style gradient routing on one step's ``losses`` (``clf.loss``): the
+    classifier's losses reach the classifier and not the Mix Block; the Mix Block's losses
+    reach every Mix Block parameter and neither the classifier nor the EMA encoder."""
+    assert set(losses) == {"loss_mix", "loss_one", "loss_mix_block", "loss_mask"}
+    classifier = [*clf.backbone.parameters(), *clf.head.parameters(), *clf.head_one.parameters()]
+    (losses["loss_mix"] + losses["loss_one"]).backward(retain_graph=True)
+    assert all(p.grad is None for p in clf.mix_block.parameters())
+    assert all(p.grad is not None for p in classifier)
+    clf.zero_grad(set_to_none=True)
+    (losses["loss_mix_block"] + losses["loss_mask"]).backward()
+    assert all(p.grad is None for p in classifier)
+    assert all(p.grad is None for p in [*clf.backbone_k.parameters(), *clf.head_k.parameters()])
+    for name, p in clf.mix_block.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name

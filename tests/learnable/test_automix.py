@@ -8,7 +8,8 @@ import torch
 from mixbench.models import AutoMixClassifier, AutoMixScheduleHook, PixelMixBlock
 from mixbench.models.classifiers import automix as automix_module
 from mixbench.models.classifiers.automix import cosine_lr, cosine_momentum
-from tests.learnable.helpers import train_on_digits
+from tests.learnable.helpers import (assert_mix_block_gradient_routing, assert_same_training_state,
+                                     train_step_both_ways, train_then_resume)
 
 TINY = {"type": "ResNetCIFAR", "depth": 8, "width": 8, "in_channels": 1}
 
@@ -95,17 +96,7 @@ def test_mix_block_gradient_comes_only_from_its_own_losses():
     clf = tiny()
     x, y = batch()
     torch.manual_seed(2)
-    losses = clf.loss(x, y)
-    assert set(losses) == {"loss_mix", "loss_one", "loss_mix_block", "loss_mask"}
-    (losses["loss_mix"] + losses["loss_one"]).backward(retain_graph=True)
-    assert all(p.grad is None for p in clf.mix_block.parameters())
-    assert all(p.grad is not None for p in [*clf.backbone.parameters(), *clf.head.parameters(),
-                                            *clf.head_one.parameters()])
-    clf.zero_grad(set_to_none=True)
-    (losses["loss_mix_block"] + losses["loss_mask"]).backward()
-    assert all(p.grad is None for p in [*clf.backbone.parameters(), *clf.head.parameters(),
-                                        *clf.head_one.parameters()])
-    assert clf.mix_block.query.weight.grad.abs().sum() > 0 and clf.mix_block.value.weight.grad.abs().sum() > 0
+    assert_mix_block_gradient_routing(clf, clf.loss(x, y))
 
 
 def test_without_the_clean_sample_loss_there_is_no_head_one():
@@ -159,26 +150,80 @@ def test_errors_are_explained():
         tiny().loss(torch.zeros(1, 1, 16, 16), torch.zeros(1, dtype=torch.long))
 
 
+def uint8_batch(b=8):
+    g = torch.Generator().manual_seed(1)
+    return {"inputs": torch.randint(0, 256, (b, 1, 16, 16), generator=g, dtype=torch.uint8),
+            "data_samples": torch.arange(b) % 5}
+
+
+def test_staged_train_step_computes_the_single_backward_gradients():
+    clf = tiny()
+    (g_staged, log_staged, w_staged, _), (g_one, log_one, w_one, one) = train_step_both_ways(clf, uint8_batch())
+    assert list(log_staged) == list(log_one) == ["loss", "loss_mix", "loss_mix_block", "loss_mask", "loss_one"]
+    assert all(torch.equal(log_staged[k], log_one[k]) for k in log_one)      # same forward values
+    assert g_staged.keys() == g_one.keys()
+    assert {k.split(".")[0] for k in g_one} == {"backbone", "head", "head_one", "mix_block"}
+    for name in g_one:
+        assert torch.allclose(g_staged[name], g_one[name], rtol=1e-5, atol=1e-7), name
+    assert w_staged.inner_count == w_one.inner_count == 1
+    # same update, same batch-norm statistics
+    state = one.state_dict()
+    for name, value in clf.state_dict().items():
+        assert torch.allclose(value.float(), state[name].float(), rtol=1e-5, atol=1e-6), name
+
+
+def test_staged_train_step_under_bf16_autocast():
+    from mixbench.engine.optim import AutocastOptimWrapper
+
+    clf = tiny()
+    make = lambda params: AutocastOptimWrapper(optimizer=torch.optim.SGD(params, lr=0.1))  # noqa: E731
+    (g_staged, log_staged, _, _), (g_one, log_one, _, _) = train_step_both_ways(clf, uint8_batch(), make_wrapper=make)
+    assert all(torch.equal(log_staged[k], log_one[k]) and torch.isfinite(log_one[k]) for k in log_one)
+    # bf16 rounding: one backward sums the two classifier passes' weight gradients in bf16 at
+    # autocast's cached weight cast; the staged step sums them in float32
+    for name in g_one:
+        assert torch.allclose(g_staged[name], g_one[name], rtol=2e-2, atol=1e-4), name
+
+
+def test_staged_train_step_keeps_gradient_accumulation():
+    from mmengine.optim import OptimWrapper
+
+    clf = tiny()
+    wrapper = OptimWrapper(torch.optim.SGD([p for p in clf.parameters() if p.requires_grad], lr=0.1),
+                           accumulative_counts=2)
+    wrapper.initialize_count_status(clf, 0, 4)
+    before = clf.head.fc.weight.clone()
+    clf.train_step(uint8_batch(), wrapper)
+    assert wrapper.inner_count == 1 and torch.equal(clf.head.fc.weight, before)   # accumulated only
+    assert clf.head.fc.weight.grad is not None
+    clf.train_step(uint8_batch(), wrapper)
+    assert wrapper.inner_count == 2 and not torch.equal(clf.head.fc.weight, before)
+    assert clf.head.fc.weight.grad is None                                        # stepped, zeroed
+
+
+def test_a_subclass_overriding_only_loss_gets_the_single_backward_step():
+    calls = []
+
+    class Custom(AutoMixClassifier):
+        def loss(self, inputs, labels):
+            calls.append(1)
+            return super().loss(inputs, labels)
+
+    torch.manual_seed(0)
+    clf = Custom(backbone=TINY, head={"type": "LinearHead", "num_classes": 5}, mask_stage=2)
+    from mmengine.optim import OptimWrapper
+    clf.train_step(uint8_batch(), OptimWrapper(torch.optim.SGD([p for p in clf.parameters() if p.requires_grad], lr=0.1)))
+    assert calls == [1]
+
+
 def test_trains_two_epochs_on_digits_and_resumes_exactly(tmp_path):
     overrides = {"model": {"backbone": TINY, "mask_stage": 2},
                  "meta": {"backbone": "resnet8_w8"},
                  "default_hooks": {"checkpoint": {"max_keep_ckpts": 3}}}
-    result = train_on_digits(tmp_path, "automix", overrides)
+    result, a, b = train_then_resume(tmp_path, "automix", overrides)
     assert result["run"]["method"] == "AutoMix"
     assert set(result) >= {"schema", "status", "run", "metrics", "history", "cost", "env"}
-    first = tmp_path / "work"
-    resumed = train_on_digits(tmp_path, "automix", overrides, name="resumed",
-                              extra_args=("--resume", first / "epoch_1.pth"))
-    assert resumed["history"][-1] | {"wall_s": 0} == result["history"][-1] | {"wall_s": 0}
-    a = torch.load(first / "epoch_2.pth", map_location="cpu", weights_only=False)
-    b = torch.load(tmp_path / "resumed" / "epoch_2.pth", map_location="cpu", weights_only=False)
-    for part in ("backbone_k.", "head_k.", "mix_block.", "backbone.", "head."):
-        keys = [k for k in a["state_dict"] if k.startswith(part)]
-        assert keys, part
-        for k in keys:
-            assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
-    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
-    assert sa.keys() == sb.keys() and all(torch.equal(sa[i]["momentum_buffer"], sb[i]["momentum_buffer"]) for i in sa)
+    assert_same_training_state(a, b, ("backbone_k.", "head_k.", "mix_block.", "backbone.", "head."))
     # the EMA encoder moved towards the online one but is not a copy of it
     sd = a["state_dict"]
     assert any(not torch.equal(sd[k], sd["backbone." + k[len("backbone_k."):]])

@@ -20,12 +20,25 @@ from mixbench.registry import HOOKS, MODELS
 from .mixup_classifier import MixupClassifier, build_module
 
 UPSAMPLING = ("nearest", "bilinear", "bicubic")
+MASK_LOSS_MODES = ("L1", "L1+Variance")
+
+
+def rescale_lambda(lam: float, k: float) -> float:
+    """SAMix's lambda encoding curve (OpenMixup's ``lam_mul_k``)::
+
+        lam' = (4/3 lam^3 - 2 lam^2 + (k + 1) lam) / (k + 1/3)
+
+    It fixes 0, 1/2 and 1 and has slope ``(k + 1) / (k + 1/3)`` at the ends and
+    ``k / (k + 1/3)`` at 1/2: small ``k`` pulls lambdas away from 0 and 1 towards 1/2."""
+    if k < 0:
+        raise ValueError(f"rescale_lambda needs k >= 0, got {k}")
+    return (4 / 3 * lam ** 3 - 2 * lam ** 2 + (k + 1) * lam) / (k + 1 / 3)
 
 
 @MODELS.register_module()
 class PixelMixBlock(nn.Module):
-    """AutoMix's Mix Block: a cross-attention between the feature maps of the two images
-    that gives, per pixel, how much of the second image to use.
+    """AutoMix's Mix Block (and SAMix's Mixer): a cross-attention between the feature maps
+    of the two images that gives, per pixel, how much of the second image to use.
 
     With features ``f_a`` (first images) and ``f_b = f_a[index]`` (B, C, h, w),
     ``q = W_q f_a``, ``k = W_q f_b`` (shared 1x1 conv to ``C / reduction`` channels),
@@ -35,51 +48,109 @@ class PixelMixBlock(nn.Module):
         m_b = sigmoid(upsample(P v))                       # (B, 1, H, W): weight of x[index]
         mask = 1 - m_b                                     # weight of the first image
 
-    ``lam_concat`` (AutoMix on ImageNet, SAMix) appends a constant channel ``lam`` to the
-    first image's features and ``1 - lam`` to the second's before the embeddings.
+    Options (all off by default, i.e. AutoMix's CIFAR block):
+
+    * ``lam_concat`` (AutoMix on ImageNet): append a constant channel ``lam`` to the first
+      image's features and ``1 - lam`` to the second's before the embeddings.
+    * ``lam_mul`` (SAMix): scale the features by lambda before everything else,
+      ``f_a <- f_a (1 + lam_mul lam')``, ``f_b <- f_b (1 + lam_mul (1 - lam'))`` with
+      ``lam_residual``, else ``f_a <- lam' f_a``, ``f_b <- (1 - lam') f_b``; ``lam'`` is
+      :func:`rescale_lambda` ``(lam, lam_mul_k)`` when ``lam_mul_k >= 0``, else ``lam``.
+    * ``x_qk_concat`` (SAMix): query and key both from the concatenated pair,
+      ``q = W_q [f_a; f_b]``, ``k = W_k [f_a; f_b]`` (two 1x1 convs from 2C channels).
+    * ``value_hidden`` (SAMix): the value is a small network instead of one conv,
+      ``v = W_2 ELU(BN(W_1 f_b))`` with ``W_1`` a 1x1 conv to ``value_hidden`` channels
+      (OpenMixup's two-layer ``ConvNeck`` without biases).
+    * ``mask_loss_mode``: ``L1`` (AutoMix) or ``L1+Variance`` (SAMix), see :meth:`mask_loss`.
 
     Args:
         in_channels: channels of the feature map (256: stage 3 of a ResNet-18).
         reduction: channel reduction of the query/key embedding (default 2).
         use_scale: divide the similarities by ``sqrt(C / reduction)`` (default True).
-        upsampling: ``nearest`` (default, AutoMix CIFAR), ``bilinear`` or ``bicubic``.
-        lam_concat: see above (default False, AutoMix CIFAR).
+        upsampling: ``nearest`` (default, AutoMix CIFAR), ``bilinear`` (SAMix) or ``bicubic``.
+        lam_concat: see above (default False).
         mask_loss_margin: margin of the L1 mask loss (default 0.1).
+        lam_mul: weight of the lambda scaling, 0 = off (default 0; SAMix 1).
+        lam_residual: residual form of the lambda scaling (default False; SAMix True).
+        lam_mul_k: ``k`` of :func:`rescale_lambda`, negative = no rescaling (default -1;
+            SAMix CIFAR 0.25).
+        x_qk_concat: see above (default False; SAMix True).
+        value_hidden: hidden channels of the value network, None = one 1x1 conv (default;
+            SAMix CIFAR ResNet-18: 128).
+        mask_loss_mode: ``L1`` (default) or ``L1+Variance`` (SAMix).
 
     Weights: normal(0, 0.01), zero biases (the official initialisation).
     """
 
     def __init__(self, in_channels: int, reduction: int = 2, use_scale: bool = True,
                  upsampling: str = "nearest", lam_concat: bool = False,
-                 mask_loss_margin: float = 0.1):
+                 mask_loss_margin: float = 0.1, lam_mul: float = 0.0, lam_residual: bool = False,
+                 lam_mul_k: float = -1.0, x_qk_concat: bool = False,
+                 value_hidden: Optional[int] = None, mask_loss_mode: str = "L1"):
         super().__init__()
         if upsampling not in UPSAMPLING:
             raise ValueError(f"PixelMixBlock.upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
+        if mask_loss_mode not in MASK_LOSS_MODES:
+            raise ValueError(f"PixelMixBlock.mask_loss_mode must be one of {MASK_LOSS_MODES}, "
+                             f"got {mask_loss_mode!r}")
         if int(in_channels) < 1 or int(reduction) < 1:
             raise ValueError(f"PixelMixBlock needs in_channels >= 1 and reduction >= 1, got "
                              f"{in_channels} and {reduction}")
+        if not 0.0 <= float(lam_mul) <= 1.0:
+            raise ValueError(f"PixelMixBlock.lam_mul is a weight in [0, 1] (0: off), got {lam_mul!r}")
+        if lam_concat and (lam_mul or x_qk_concat):
+            raise ValueError("PixelMixBlock.lam_concat cannot be combined with lam_mul or x_qk_concat "
+                             "(both already encode lambda / the pair in the query and key); pick one")
+        if value_hidden is not None and int(value_hidden) < 1:
+            raise ValueError(f"PixelMixBlock.value_hidden must be >= 1 or None, got {value_hidden!r}")
         self.in_channels, self.lam_concat = int(in_channels), bool(lam_concat)
         self.inter_channels = max(self.in_channels // int(reduction), 1)
         self.use_scale, self.upsampling = bool(use_scale), upsampling
-        self.mask_loss_margin = float(mask_loss_margin)
+        self.mask_loss_margin, self.mask_loss_mode = float(mask_loss_margin), mask_loss_mode
+        self.lam_mul, self.lam_residual = float(lam_mul), bool(lam_residual)
+        self.lam_mul_k, self.x_qk_concat = float(lam_mul_k), bool(x_qk_concat)
         c = self.in_channels + int(self.lam_concat)
-        self.query = nn.Conv2d(c, self.inter_channels, 1)
-        self.value = nn.Conv2d(c, 1, 1)
-        for conv in (self.query, self.value):
-            nn.init.normal_(conv.weight, std=0.01)
-            nn.init.zeros_(conv.bias)
+        qk = 2 * c if self.x_qk_concat else c
+        self.query = nn.Conv2d(qk, self.inter_channels, 1)
+        self.key = nn.Conv2d(qk, self.inter_channels, 1) if self.x_qk_concat else None
+        if value_hidden is None:
+            self.value = nn.Conv2d(c, 1, 1)
+        else:
+            self.value = nn.Sequential(nn.Conv2d(c, int(value_hidden), 1, bias=False),
+                                       nn.BatchNorm2d(int(value_hidden)), nn.ELU(),
+                                       nn.Conv2d(int(value_hidden), 1, 1, bias=False))
+        for conv in self.modules():
+            if isinstance(conv, nn.Conv2d):
+                nn.init.normal_(conv.weight, std=0.01)
+                if conv.bias is not None:
+                    nn.init.zeros_(conv.bias)
+
+    def encode_lambda(self, f_a: Tensor, f_b: Tensor, lam: float) -> tuple:
+        """The pair's features with lambda encoded (``lam_mul`` / ``lam_concat``)."""
+        if self.lam_mul:
+            s = rescale_lambda(lam, self.lam_mul_k) if self.lam_mul_k >= 0 else lam
+            if self.lam_residual:
+                f_a, f_b = f_a * (1 + self.lam_mul * s), f_b * (1 + self.lam_mul * (1 - s))
+            else:
+                f_a, f_b = f_a * s, f_b * (1 - s)
+        if self.lam_concat:
+            n, _, h, w = f_a.shape
+            f_a = torch.cat([f_a, f_a.new_full((n, 1, h, w), lam)], 1)
+            f_b = torch.cat([f_b, f_b.new_full((n, 1, h, w), 1 - lam)], 1)
+        return f_a, f_b
 
     def forward(self, feat: Tensor, index: Tensor, lam: float, size: tuple) -> Tensor:
         """The (B, 1, *size) mask of the first image for pairs ``(i, index[i])``."""
-        f_a, f_b = feat, feat.index_select(0, index)
-        if self.lam_concat:
-            n, _, h, w = feat.shape
-            f_a = torch.cat([f_a, feat.new_full((n, 1, h, w), lam)], 1)
-            f_b = torch.cat([f_b, feat.new_full((n, 1, h, w), 1 - lam)], 1)
+        f_a, f_b = self.encode_lambda(feat, feat.index_select(0, index), lam)
         n, _, h, w = f_a.shape
-        q = self.query(f_a).flatten(2).transpose(1, 2).float()       # (B, hw, c)
-        k = self.query(f_b).flatten(2).float()                       # (B, c, hw)
-        v = self.value(f_b).flatten(2).transpose(1, 2).float()       # (B, hw, 1)
+        if self.x_qk_concat:
+            pair = torch.cat([f_a, f_b], 1)
+            q, k = self.query(pair), self.key(pair)
+        else:
+            q, k = self.query(f_a), self.query(f_b)
+        q = q.flatten(2).transpose(1, 2).float()                       # (B, hw, c)
+        k = k.flatten(2).float()                                       # (B, c, hw)
+        v = self.value(f_b).flatten(2).transpose(1, 2).float()         # (B, hw, 1)
         sim = q @ k
         if self.use_scale:
             sim = sim / math.sqrt(self.inter_channels)
@@ -88,9 +159,19 @@ class PixelMixBlock(nn.Module):
         return 1 - m_b
 
     def mask_loss(self, mask: Tensor, lam: float) -> Tensor:
-        """L1 mask loss with margin: ``max(|mean(mask) - lam| - margin, 0)``, the mean over
-        the whole batch (AutoMix's ``L1`` mode)."""
-        return (mask.mean() - lam).abs().sub(self.mask_loss_margin).clamp_min(0)
+        """Mask loss on the batch's masks ``M`` (weights of the first image), means over the
+        whole batch:
+
+        * ``L1`` (AutoMix): ``max(|mean(M) - lam| - margin, 0)``;
+        * ``L1+Variance`` (SAMix): ``max(|mean(M) - lam| - margin, 0) - 2 Var(M)`` with
+          ``Var(M) = mean((M - mean(M))^2)``: the mask keeps its area near lambda and is
+          pushed away from a flat ``lam`` everywhere (the variance weight 2 is the official
+          code's, OpenMixup's ``mask_loss_mode="L1+Variance"``)."""
+        mean = mask.mean()
+        loss = (mean - lam).abs().sub(self.mask_loss_margin).clamp_min(0)
+        if self.mask_loss_mode == "L1+Variance":
+            loss = loss - 2 * (mask - mean).pow(2).mean()
+        return loss
 
 
 class _StopForward(Exception):
@@ -117,7 +198,8 @@ def stage_features(backbone: nn.Module, x: Tensor, stage: int) -> Tensor:
 class AutoMixClassifier(MixupClassifier):
     """AutoMix: a classifier trained on mixed samples whose masks a Mix Block generates.
 
-    A training step (one backward, one optimizer step, as the official code)::
+    A training step (one optimizer step, as the official code; :meth:`train_step`
+    backpropagates the losses group by group to free each graph early, same gradients)::
 
         lam_mb, lam_bb ~ Beta(alpha, alpha);  index_mb, index_bb random permutations
         f = encoder_k(x) up to stage `mask_stage`                    (EMA encoder, no grad)
@@ -155,6 +237,8 @@ class AutoMixClassifier(MixupClassifier):
         one_hot_weight: weight of the clean-sample CE (default 1; 0 drops ``head_one`` and
             its forward/backward pass, about a third of the step's cost).
         mix_block_weight: weight of the Mix Block's classification loss (default 1).
+        mix_block_loss: loss config for the Mix Block's classification loss (default None:
+            the classifier's ``loss``; SAMix: ``EtaBalancedMixupLoss``).
     """
 
     def __init__(self, backbone: dict, head: dict, neck: Optional[dict] = None,
@@ -162,7 +246,7 @@ class AutoMixClassifier(MixupClassifier):
                  alpha: float = 2.0, momentum: float = 0.999, mask_stage: int = 3,
                  mask_loss: float = 0.1, lam_margin: float = 0.08, one_hot_weight: float = 1.0,
                  mix_block_weight: float = 1.0, data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None, mix_block_loss: Optional[dict] = None):
         super().__init__(backbone=backbone, head=head, neck=neck, loss=loss, mixer=None,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.alpha = check_alpha(alpha)
@@ -186,8 +270,18 @@ class AutoMixClassifier(MixupClassifier):
         self.head_k = copy.deepcopy(self.head).requires_grad_(False)
         mix_block = dict(mix_block or {})
         mix_block.setdefault("type", "PixelMixBlock")
-        self.mix_block = build_module(mix_block, "model.mix_block",
-                                      in_channels=self.backbone.out_channels[mask_stage - 1])
+        in_channels = self.backbone.out_channels[mask_stage - 1]
+        if mix_block["type"] == "PixelMixBlock":
+            mix_block = {**self.mix_block_defaults(in_channels), **mix_block}
+        self.mix_block = build_module(mix_block, "model.mix_block", in_channels=in_channels)
+        # the Mix Block's classification loss: the classifier's own unless given (SAMix)
+        self.mix_block_loss = (build_module(mix_block_loss, "model.mix_block_loss")
+                               if mix_block_loss is not None else None)
+
+    def mix_block_defaults(self, in_channels: int) -> dict:
+        """Default settings of a ``PixelMixBlock`` on ``in_channels`` feature channels, under
+        the config's ``mix_block`` entries: none for AutoMix (the block's own defaults)."""
+        return {}
 
     def ema_pairs(self) -> tuple:
         """(EMA parameters, online parameters) in matching order."""
@@ -223,7 +317,14 @@ class AutoMixClassifier(MixupClassifier):
         mask_loss = self.mask_loss_weight * self.mix_block.mask_loss(mask_mb, lam_mb)
         return mixes[0], mixes[1], mask_loss
 
-    def loss(self, inputs: Tensor, labels: Tensor) -> dict:
+    def loss_stages(self, inputs: Tensor, labels: Tensor):
+        """The step's losses in groups, built lazily one group per ``next()``: ``loss_mix``;
+        then ``loss_mix_block`` and ``loss_mask`` (they share the Mix Block's graph); then
+        ``loss_one``. No group's graph shares a node with a later group's except the Mix
+        Block's mask, which only the second group uses, so each group can be backpropagated
+        (and its graph freed) before the next one is built (:meth:`train_step`). The forward
+        passes run in the same order as in one combined graph, so the values (batch-norm
+        statistics included) are the same either way."""
         if inputs.shape[0] < 2:
             raise ValueError("AutoMix needs batches of at least 2 samples to form pairs; "
                              "set drop_last or a larger batch size")
@@ -235,17 +336,65 @@ class AutoMixClassifier(MixupClassifier):
                              lam=torch.full(labels.shape, lam, device=labels.device),
                              index=index, mask=mask)
 
-        clean = mix_output(inputs, None, torch.arange(len(labels), device=labels.device), 1.0)
-        losses = {
-            "loss_mix": self.loss_module(self.logits(x_bb), mix_output(x_bb, mask_bb, index_bb, lam_bb)),
-            "loss_mix_block": self.mix_block_weight * self.loss_module(
-                self.head_k(self.neck(self.backbone_k(x_mb))), mix_output(x_mb, mask_mb, index_mb, lam_mb)),
-            "loss_mask": mask_loss,
-        }
+        yield {"loss_mix": self.loss_module(self.logits(x_bb), mix_output(x_bb, mask_bb, index_bb, lam_bb))}
+        criterion = self.mix_block_loss if self.mix_block_loss is not None else self.loss_module
+        yield {"loss_mix_block": self.mix_block_weight * criterion(
+                   self.head_k(self.neck(self.backbone_k(x_mb))), mix_output(x_mb, mask_mb, index_mb, lam_mb)),
+               "loss_mask": mask_loss}
         if self.head_one is not None:
-            losses["loss_one"] = self.one_hot_weight * self.loss_module(
-                self.head_one(self.neck(self.backbone(inputs))), clean)
+            clean = mix_output(inputs, None, torch.arange(len(labels), device=labels.device), 1.0)
+            yield {"loss_one": self.one_hot_weight * self.loss_module(
+                self.head_one(self.neck(self.backbone(inputs))), clean)}
+
+    def loss(self, inputs: Tensor, labels: Tensor) -> dict:
+        """All the step's losses in one dict (one graph): ``loss_mix`` (classifier on its
+        mixed batch), ``loss_mix_block`` and ``loss_mask`` (Mix Block only), ``loss_one``
+        (classifier on the clean batch, when ``one_hot_weight > 0``)."""
+        losses: dict = {}
+        for group in self.loss_stages(inputs, labels):
+            losses.update(group)
         return losses
+
+    def train_step(self, data, optim_wrapper) -> dict:
+        """One training step with one backward per group of :meth:`loss_stages`, then one
+        optimizer step.
+
+        The gradient of a sum is the sum of the gradients, so this computes what a single
+        backward of all the losses computes (up to the order of floating-point additions),
+        but only one group's graph is alive at a time: peak memory is about one forward
+        graph of the encoder instead of three. Each group is built inside
+        ``optim_wrapper.optim_context`` (autocast of AmpOptimWrapper and
+        AutocastOptimWrapper) and backpropagated through ``optim_wrapper.backward`` (the
+        loss scaling of AmpOptimWrapper, the gradient-accumulation factor of
+        ``scale_loss``); the wrapper's iteration counter advances once per step, as with
+        ``update_params``. The logged losses are those of :meth:`loss`.
+
+        Under DDP mmengine's wrapper calls :meth:`loss` and backpropagates once (its
+        ``train_step``, not this one, runs): same result, without the memory saving.
+        A subclass that overrides :meth:`loss` but not :meth:`loss_stages` also gets the
+        single-backward step."""
+        if type(self).loss is not AutoMixClassifier.loss and \
+                type(self).loss_stages is AutoMixClassifier.loss_stages:
+            return super().train_step(data, optim_wrapper)
+        with optim_wrapper.optim_context(self):
+            data = self.data_preprocessor(data, True)
+            stages = self.loss_stages(data["inputs"], data["data_samples"])
+        logged: dict = {}
+        while True:
+            with optim_wrapper.optim_context(self):
+                group = next(stages, None)
+            if group is None:
+                break
+            loss, _ = self.parse_losses(group)
+            optim_wrapper.backward(optim_wrapper.scale_loss(loss))
+            optim_wrapper._inner_count -= 1  # backward counts a step; this is one part of one
+            logged.update({k: v.detach() for k, v in group.items()})
+            del group, loss
+        optim_wrapper._inner_count += 1
+        if optim_wrapper.should_update():
+            optim_wrapper.step()
+            optim_wrapper.zero_grad()
+        return self.parse_losses(logged)[1]
 
 
 def cosine_momentum(base: float, end: float, it: int, max_iters: int, start: float = 0.1) -> float:
