@@ -112,3 +112,58 @@ def test_timm_swin_nhwc_features_become_nchw():
                         "num_heads": [1, 1]})
     out = net(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 32, 4, 4) and net.out_channels == [32]
+
+
+VIT4 = {"type": "ViTBackbone", "model_name": "vit_tiny_patch16_224", "img_size": 16, "patch_size": 4,
+        "embed_dim": 16, "depth": 4, "num_heads": 2, "in_chans": 1, "num_stages": 2}
+
+
+def test_vit_stages_are_block_groups_seen_as_patch_maps():
+    torch.manual_seed(0)
+    vit = MODELS.build(VIT4).eval()
+    assert vit.num_stages == 2 and vit.stage_ends == [2, 4] and vit.out_channels == [16, 16]
+    assert MODELS.build({**VIT4, "depth": 12, "num_stages": 4}).stage_ends == [3, 6, 9, 12]
+    single = MODELS.build({**VIT4, "num_stages": None})     # default: TimmBackbone's one stage
+    assert single.num_stages == 1 and single.out_channels == [16]
+    x = torch.randn(3, 1, 16, 16)
+    seen = {}
+
+    def record(k, feat):
+        seen[k] = feat
+        return feat
+
+    out = vit(x, stage_hook=record)
+    assert torch.allclose(out, vit(x), atol=1e-6)            # an identity hook changes nothing
+    m = vit.model
+    tokens = m.blocks[:2](m._pos_embed(m.patch_embed(x)))
+    assert torch.equal(seen[0], x) and seen[2].shape == (3, 16)
+    assert seen[1].shape == (3, 16, 4, 4)
+    # patch token i is at row i // 4, column i % 4
+    assert torch.allclose(seen[1][:, :, 1, 2], tokens[:, 1 + 1 * 4 + 2], atol=1e-6)
+    assert [f.shape for f in vit.stage_outputs(x)] == [(3, 16, 4, 4), (3, 16)]
+    # a hook's replacement of the patch map is what the next blocks read; the class token
+    # is carried unchanged
+    zeroed = vit(x, stage_hook=lambda k, f: torch.zeros_like(f) if k == 1 else f)
+    cls = tokens[:, :1]
+    expected = m.forward_head(m.norm(m.blocks[2:](torch.cat([cls, torch.zeros_like(tokens[:, 1:])], 1))),
+                              pre_logits=True)
+    assert torch.allclose(zeroed, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="patch map's shape"):
+        vit(x, stage_hook=lambda k, f: f[:, :, :2] if k == 1 else f)
+    with pytest.raises(ValueError, match="num_stages"):
+        MODELS.build({**VIT4, "num_stages": 5})
+
+
+def test_manifoldmix_mixes_a_hidden_vit_stage():
+    from mixbench.mixers import ManifoldMix
+
+    torch.manual_seed(0)
+    clf = MixupClassifier(backbone=VIT4, head={"type": "LinearHead", "num_classes": 5},
+                          mixer={"type": "ManifoldMix", "alpha": 1.0, "stages": [1]})
+    x, y = torch.randn(4, 1, 16, 16), torch.arange(4)
+    clf.mixer.generator = torch.Generator().manual_seed(0)
+    loss = clf.loss(x, y)["loss"]
+    out = ManifoldMix(alpha=1.0, stages=[1], generator=torch.Generator().manual_seed(0))(x, y, model=clf)
+    assert out.stage_hook.stage == 1 and 0 < float(out.lam[0]) < 1
+    assert torch.allclose(loss, clf.loss_module(clf.logits(x, stage_hook=out.stage_hook), out), atol=1e-6)
+    assert not torch.allclose(clf.logits(x, stage_hook=out.stage_hook), clf.logits(x))
