@@ -114,7 +114,7 @@ def calibration_metrics(logits: Tensor, labels: Tensor, n_bins: int = DEFAULT_BI
 def reliability_diagram(bins: list[dict], path: str | Path, title: str = "",
                         ece: Optional[float] = None) -> Path:
     """Reliability diagram PNG: per-bin accuracy bars against the diagonal (perfect
-    calibration), the gap to the bin's mean confidence shaded, and the share of samples per
+    calibration), the gap to the bin's mean confidence hatched, and the share of samples per
     bin underneath."""
     import matplotlib
     matplotlib.use("Agg")
@@ -133,8 +133,11 @@ def reliability_diagram(bins: list[dict], path: str | Path, title: str = "",
     ax.bar(lows, acc, width=width, align="edge", color="#4c72b0", edgecolor="white",
            label="accuracy")
     has = counts > 0
+    # the gap is hatched, not filled: the blue bar's height stays the accuracy also where
+    # the bin is underconfident (gap inside the bar) and not only where it is overconfident
     ax.bar(lows[has], (conf - acc)[has], bottom=acc[has], width=width, align="edge",
-           color="#dd8452", alpha=0.45, edgecolor="#dd8452", hatch="//", label="gap to confidence")
+           facecolor="none", edgecolor="#dd8452", hatch="///", linewidth=1.2,
+           label="gap to mean confidence")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")

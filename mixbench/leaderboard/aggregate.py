@@ -366,17 +366,22 @@ def _curve(runs_: list[RunRecord]) -> list[tuple[int, float]]:
     return [(e, statistics.fmean(v)) for e, v in sorted(per_epoch.items())]
 
 
-def _make_cell(key: tuple, method: str, runs_: list[RunRecord]) -> Cell:
-    runs_ = sorted(runs_, key=lambda r: r.seed)
-    values = [r.value for r in runs_]
-    mean, std, lo, hi = mean_std_ci(values)
-    kinds = {r.device_kind for r in runs_}
+def _analysis_stats(runs_: list[RunRecord]) -> dict[str, SeedStat]:
+    """Mean and sample std of each analysis metric over the runs that have it."""
     stats = {}
     for m in ANALYSIS_METRICS:
         found = [v for v in (r.analysis_value(m) for r in runs_) if v is not None]
         if found:
             mean, std, _, _ = mean_std_ci(found)
             stats[m.key] = SeedStat(mean, std, len(found))
+    return stats
+
+
+def _make_cell(key: tuple, method: str, runs_: list[RunRecord]) -> Cell:
+    runs_ = sorted(runs_, key=lambda r: r.seed)
+    values = [r.value for r in runs_]
+    mean, std, lo, hi = mean_std_ci(values)
+    kinds = {r.device_kind for r in runs_}
     return Cell(*key, method=method, seeds=[r.seed for r in runs_], values=values,
                 mean=mean, std=std, ci_low=lo, ci_high=hi,
                 is_reference=canonical_method(method) == "vanilla",
@@ -384,7 +389,7 @@ def _make_cell(key: tuple, method: str, runs_: list[RunRecord]) -> Cell:
                 peak_mem_mb=_mean(r.peak_mem_mb for r in runs_),
                 device_hours=_mean(r.device_hours for r in runs_),
                 device_kind=kinds.pop() if len(kinds) == 1 else "device",
-                curve=_curve(runs_), analysis=stats)
+                curve=_curve(runs_), analysis=_analysis_stats(runs_))
 
 
 def _compare_table(cells: list[Cell], metric_name: str, alpha: float, reported_csv) -> None:

@@ -8,6 +8,7 @@ import pytest
 from conftest import tool_main
 from mixbench.leaderboard import build_leaderboard, ingest_paths
 from mixbench.leaderboard.report_md import csv_rows, markdown_report
+from mixbench.results import median_last_n
 
 
 def test_calibration_and_fgsm_reach_the_leaderboard(trained_dir, tmp_path):
@@ -35,6 +36,8 @@ def test_calibration_and_fgsm_reach_the_leaderboard(trained_dir, tmp_path):
                                        for n in ("adversarial.json", "calibration.json")]
     lb = build_leaderboard(db)
     (cell,) = lb.cells
+    history = json.loads((run / "result.json").read_text())["history"]
+    assert cell.values == [median_last_n([h["top1"] for h in history], 10)]  # untouched
     assert cell.analysis["ece"].mean == pytest.approx(ece)
     assert cell.analysis["fgsm8_top1"].mean == pytest.approx(fgsm8)
     row = next(r for r in markdown_report(lb).splitlines() if r.startswith("| 1 | Vanilla |"))

@@ -51,6 +51,9 @@ def test_aggregates_match_hand_computed_values(tmp_path):
     report = ingest_paths([tmp_path / "runs"], db_url=db)
     assert report.ok and len(report.analyses) == 9
     cells = cells_by_method(build_leaderboard(db))
+    # the top-1 aggregates are those of the runs' histories, untouched by the analyses
+    assert cells["Vanilla"].values == [70.0, 71.0, 72.0] and cells["Vanilla"].mean == 71.0
+    assert cells["Vanilla"].std == 1.0 and cells["Mixup"].mean == 72.5
     van, mix = cells["Vanilla"].analysis, cells["Mixup"].analysis
     # Vanilla ECE 4, 6, 5: mean 5, sample var ((-1)^2 + 1^2 + 0) / 2 = 1
     assert (van["ece"].mean, van["ece"].std, van["ece"].n) == (5.0, 1.0, 3)
@@ -73,6 +76,7 @@ def test_columns_appear_where_present_in_every_format(tmp_path):
     assert f"| {ECE_HEADER} | {FGSM_HEADER} |" in c100.splitlines()[2]
     assert ECE_HEADER not in c10 and FGSM_HEADER not in c10
     rows = {r.split(" | ")[1]: r for r in c100.splitlines() if r.startswith("| ") and "---" not in r}
+    assert rows["Vanilla"].startswith("| 2 | Vanilla | 71.00 ± 1.00 | 3 |")
     assert rows["Vanilla"].endswith("| 5.00 ± 1.00 | 25.00 ± 7.07 (2 of 3 seeds) |")
     assert rows["Mixup"].endswith("| 2.00 (1 of 2 seeds) | 42.00 ± 2.83 |")
     assert "ECE (15 equal-width bins, %) and top-1 under FGSM at ε = 8/255 (%)" in md
