@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from mixbench.registry import MODELS  # noqa: E402
 
 CNN_METHODS = ("Vanilla", "Mixup", "DecoupleMix", "AutoMix", "AutoMix, one backward", "SAMix",
-               "SAMix, one backward")
+               "SAMix, one backward", "AdAutoMix", "AdAutoMix, one backward")
 ONE_BACKWARD = ", one backward"  # the same model stepped by mmengine's default train_step
 VIT_METHODS = ("Vanilla-ViT", "CutMix-ViT", "TransMix", "SMMix")
 
@@ -58,6 +58,8 @@ def model_config(method: str, args) -> dict:
                 "mask_stage": 3, "mix_block": {"type": "PixelMixBlock", "reduction": 2}}
     if method.removesuffix(ONE_BACKWARD) == "SAMix":  # the class defaults are SAMix's published ones
         return {"type": "SAMixClassifier", "backbone": resnet, "head": head, "mask_stage": 3}
+    if method.removesuffix(ONE_BACKWARD) == "AdAutoMix":  # the class defaults are the published ones
+        return {"type": "AdAutoMixClassifier", "backbone": resnet, "head": head, "mask_stage": 3}
     if method == "SMMix":  # every step an SMMix step (the 0.8/0.2 switch averages it with Mixup)
         return {"type": "SMMixClassifier", "backbone": vit, "head": head, "prob": 1.0,
                 "mixer": {"type": "Mixup", "alpha": 1.0}}
