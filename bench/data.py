@@ -3,6 +3,7 @@ pipeline, against images/s that the reference model trains at, measured in the s
 
     python bench/data.py                              # CPU, loader workers = min(8, cores)
     python bench/data.py --device cuda --workers 8 --json out.json
+    python bench/data.py --device cuda --decode-device cpu   # skip the GPU-decode row
 
 Pipelines (each timed as the training loop consumes it: DataLoader iteration, then the
 model's data preprocessor -- copy to the device, batched crop/flip, float + normalise):
@@ -13,6 +14,9 @@ model's data preprocessor -- copy to the device, batched crop/flip, float + norm
   (no loader, no copy): the bound a device-resident CIFAR loader can reach.
 - ``jpeg_folder_224``: an ImageFolder of 500x375 JPEGs (ImageNet's typical size) decoded with
   torchvision.io, RandomResizedCrop(224) + flip per sample in the loader workers, batch 64.
+- ``jpeg_folder_224_gpu_decode`` (with ``--decode-device cuda``, the default on CUDA): the
+  same folder with ``decode_device: cuda``: each batch decoded at once by nvJPEG in the
+  main process (no workers), RandomResizedCrop on the GPU.
 
 Reference models (one ``train_step``: forward, mixed CE, backward, SGD update; inputs
 already on the device): CIFAR ResNet-18 at 32 px, batch 100 (for the CIFAR pipelines) and
@@ -76,14 +80,17 @@ def model_img_per_s(config: str, shape: tuple, batch: int, device: str, steps: i
 
 
 def loader_img_per_s(dataset, batch: int, workers: int, device: str, preprocess,
-                     batches: int) -> float:
+                     batches: int, pin_memory: bool | None = None) -> float:
     """Images/s of DataLoader iteration + the data preprocessor, after one warm-up epoch
     start (persistent workers already running)."""
     from torch.utils.data import DataLoader
 
+    from mixbench.data.base import batch_collate
+
+    pin = device.startswith("cuda") if pin_memory is None else pin_memory
     loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
-                        persistent_workers=workers > 0, pin_memory=device.startswith("cuda"),
-                        drop_last=True)
+                        persistent_workers=workers > 0, pin_memory=pin, drop_last=True,
+                        collate_fn=batch_collate)
     def forever():
         while True:
             yield from loader
@@ -165,11 +172,16 @@ def jpeg_pipelines(args) -> dict:
     config = "configs/benchmarks/imagenet1k/resnet50_e100.yaml"
     with tempfile.TemporaryDirectory() as tmp:
         make_jpeg_folder(Path(tmp) / "train", args.jpegs)
-        ds = ImageFolder(tmp, "train", use_index=False, pipeline=[
-            {"type": "RandomResizedCrop", "size": 224, "interpolation": "bilinear"}])
+        pipeline = [{"type": "RandomResizedCrop", "size": 224, "interpolation": "bilinear"}]
+        ds = ImageFolder(tmp, "train", use_index=False, pipeline=pipeline)
         pre = preprocessor(config, args.device)
         out = {"jpeg_folder_224": loader_img_per_s(ds, 64, args.workers, args.device, pre,
                                                    args.batches)}
+        if args.decode_device == "cuda":
+            gpu_ds = ImageFolder(tmp, "train", use_index=False, pipeline=pipeline,
+                                 decode_device="cuda")
+            out["jpeg_folder_224_gpu_decode"] = loader_img_per_s(
+                gpu_ds, 64, 0, args.device, pre, args.batches, pin_memory=False)
     out["model_resnet50_224"] = model_img_per_s(config, (3, 224, 224), 64, args.device,
                                                 max(1, args.steps // 4))
     return out
@@ -182,21 +194,29 @@ def main(argv=None) -> int:
     p.add_argument("--batches", type=int, default=40, help="batches timed per pipeline")
     p.add_argument("--steps", type=int, default=8, help="training steps timed (ResNet-50: / 4)")
     p.add_argument("--jpegs", type=int, default=512, help="images in the synthetic JPEG folder")
+    p.add_argument("--decode-device", choices=("cpu", "cuda"), default=None,
+                   help="cuda: also time the JPEG folder decoded on the GPU (default on CUDA)")
     p.add_argument("--json", help="write the numbers to this file")
     args = p.parse_args(argv)
+    if args.decode_device is None:
+        args.decode_device = "cuda" if args.device.startswith("cuda") else "cpu"
+    if args.decode_device == "cuda" and not torch.cuda.is_available():
+        p.error("--decode-device cuda needs CUDA (none is available here)")
     torch.manual_seed(0)
     r = {**cifar_pipelines(args), **jpeg_pipelines(args)}
     rows = [("cifar_in_memory", "model_resnet18_cifar"),
             ("cifar_device_resident", "model_resnet18_cifar"),
             ("jpeg_folder_224", "model_resnet50_224")]
+    if "jpeg_folder_224_gpu_decode" in r:
+        rows.append(("jpeg_folder_224_gpu_decode", "model_resnet50_224"))
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     print(f"device: {device}, {os.cpu_count()} CPU cores, {args.workers} loader workers, "
           f"torch {torch.__version__}")
-    print(f"{'pipeline':24s} {'img/s':>10s}  {'model':22s} {'img/s':>9s}  {'ratio':>7s}")
+    print(f"{'pipeline':28s} {'img/s':>10s}  {'model':22s} {'img/s':>9s}  {'ratio':>7s}")
     ratios = {}
     for pipe, model in rows:
         ratios[pipe] = r[pipe] / r[model]
-        print(f"{pipe:24s} {r[pipe]:10.0f}  {model:22s} {r[model]:9.1f}  {ratios[pipe]:6.1f}x"
+        print(f"{pipe:28s} {r[pipe]:10.0f}  {model:22s} {r[model]:9.1f}  {ratios[pipe]:6.1f}x"
               f"{'' if ratios[pipe] >= 3 else '  < 3x target'}")
     if args.json:
         Path(args.json).write_text(json.dumps({"device": device, "workers": args.workers,
