@@ -261,6 +261,21 @@ def test_random_number_of_images():
     assert seen == {2, 3}
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_step_computes_what_the_cpu_step_computes():
+    clf = tiny()
+    x, y = batch()
+    torch.manual_seed(5)
+    on_cpu = clf.loss(x, y)
+    clf.cuda()
+    clf.step = 0
+    torch.manual_seed(5)                   # draws come from the CPU generator: the same ones
+    on_gpu = clf.loss(x.cuda(), y.cuda())
+    assert on_cpu.keys() == on_gpu.keys()
+    for key in on_cpu:
+        assert on_gpu[key].item() == pytest.approx(on_cpu[key].item(), abs=1e-4), key
+
+
 def test_errors_are_explained():
     head = {"type": "LinearHead", "num_classes": 5}
     for kw, match in (({"mix_num": 1}, "mix_num"), ({"beta": 1.5}, "beta"), ({"mixup_ratio": -0.1}, "mixup_ratio"),
