@@ -199,3 +199,16 @@ def test_tiny_vit_trains_two_epochs_on_digits_and_resumes_exactly(tmp_path):
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_mixing_equals_cpu_and_the_loss_runs_under_autocast():
+    x, attn, index = torch.randn(4, 1, 16, 16), torch.rand(4, 4, 4), torch.tensor([3, 2, 1, 0])
+    mixed, keep = smmix_images(x, attn, index, 2)
+    mixed_cuda, keep_cuda = smmix_images(x.cuda(), attn.cuda(), index.cuda(), 2)
+    assert torch.equal(mixed_cuda.cpu(), mixed) and torch.equal(keep_cuda.cpu(), keep)
+    clf = tiny_smmix(prob=1.0).cuda()
+    with torch.autocast("cuda", dtype=torch.float16):
+        losses = clf.loss(x.cuda(), torch.arange(4, device="cuda"))
+    assert set(losses) == {"loss", "fine_loss", "con_loss"}
+    assert all(torch.isfinite(v) for v in losses.values())
