@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """mixbench leaderboard: ingest result.json files into the results database, write reports.
 
-    python tools/leaderboard.py ingest work_dirs/ [--db URL_OR_PATH]
+    python tools/leaderboard.py ingest work_dirs/ [--db URL_OR_PATH]   # + RUN/analysis/*.json
     python tools/leaderboard.py report [--db ...] [--out DIR] [--metric median_last_n|best|last]
                                        [--last-n 10] [--alpha 0.05] [--filter dataset=cifar100 ...]
     python tools/leaderboard.py show   [--db ...] [--metric ...] [--filter ...]
@@ -53,7 +53,8 @@ def _add_table_args(p: argparse.ArgumentParser) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p_ingest = sub.add_parser("ingest", help="read result.json files into the database")
+    p_ingest = sub.add_parser("ingest", help="read result.json files (and the analysis/*.json "
+                                              "next to them) into the database")
     p_ingest.add_argument("paths", nargs="+", help="work dirs or result.json files")
     p_ingest.add_argument("--db", help="database URL or SQLite path")
     p_report = sub.add_parser("report", help="write leaderboard.md/.csv/.tex and index.html")

@@ -36,12 +36,13 @@ jpeg_compression   JPEG round trip at quality 80 65 58 50 40
 =================  ==========================================================================
 
 Spatial parameters (blur radii and sigmas, pixel-shuffle distance) are in CIFAR pixels and
-are scaled by ``H / 32`` for larger images (kept as they are for smaller ones). Deviations from the released generator: the
-frost texture is procedural (the generator blends six frost photographs that are not
-redistributed with mixbench), motion blur is our own kernel rather than ImageMagick's, and
-the affine part of elastic_transform uses SciPy interpolation instead of OpenCV. Numbers on
-the generated sets are therefore close to, not identical with, those on the released files;
-``released_corruption_accuracy`` evaluates on the released files when you have them.
+are scaled by ``H / 32`` for larger images (kept as they are for smaller ones).
+Deviations from the released generator: the frost texture is procedural (the generator
+blends six frost photographs that are not redistributed with mixbench), motion blur is our
+own kernel rather than ImageMagick's, and the affine part of elastic_transform uses SciPy
+interpolation instead of OpenCV. Numbers on the generated sets are therefore close to, not
+identical with, those on the released files; ``released_corruption_accuracy`` evaluates on
+the released files when you have them.
 """
 from __future__ import annotations
 

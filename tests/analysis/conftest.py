@@ -1,6 +1,4 @@
 """Fixtures of the analysis tests: one tiny trained digits run shared by the whole session."""
-import importlib.util
-
 import pytest
 
 from mbtest import REPO, run_tool
@@ -25,12 +23,3 @@ def trained(trained_dir):
 
     return load_run(trained_dir / "config.yaml", trained_dir / "epoch_3.pth", max_samples=200,
                     device="cpu")
-
-
-def tool_main(tool: str, *args) -> int:
-    """Call ``main(argv)`` of ``tools/analysis/<tool>.py`` in this process (the command line
-    a user types, without paying a new interpreter's import time)."""
-    spec = importlib.util.spec_from_file_location(f"tool_{tool}", REPO / "tools/analysis" / f"{tool}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main([str(a) for a in args])

@@ -4,7 +4,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from conftest import tool_main
+from an_helpers import tool_main
 from mixbench.analysis.curves import histories_from_db
 from mixbench.leaderboard import ingest_paths
 from mixbench.results import atomic_write_json

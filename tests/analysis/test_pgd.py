@@ -48,5 +48,6 @@ def test_robust_accuracy_summary_keys_and_reproducible(trained):
     assert set(a["summary"]) == {"clean_top1", "fgsm_eps8_top1", "pgd_eps8_top1"}
     assert a["summary"] == b["summary"]
     # 3 steps of eps/4 cannot reach the ball's edge: weaker than FGSM here, still an attack
-    assert max(a["summary"]["pgd_eps8_top1"], a["summary"]["fgsm_eps8_top1"]) < a["summary"]["clean_top1"]
+    s = a["summary"]
+    assert max(s["pgd_eps8_top1"], s["fgsm_eps8_top1"]) < s["clean_top1"]
     assert [r["step_size"] for r in a["attacks"]] == [8 / 255, 2 / 255]

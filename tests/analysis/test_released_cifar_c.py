@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import tool_main
+from an_helpers import tool_main
 from mixbench.analysis.corruptions import ReleasedCorruptionSet, released_corruption_accuracy
 
 N = 4

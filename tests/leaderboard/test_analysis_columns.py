@@ -75,7 +75,8 @@ def test_columns_appear_where_present_in_every_format(tmp_path):
     c10 = md[md.index("## cifar10 "):md.index("## cifar100")]
     assert f"| {ECE_HEADER} | {FGSM_HEADER} |" in c100.splitlines()[2]
     assert ECE_HEADER not in c10 and FGSM_HEADER not in c10
-    rows = {r.split(" | ")[1]: r for r in c100.splitlines() if r.startswith("| ") and "---" not in r}
+    rows = {r.split(" | ")[1]: r for r in c100.splitlines()
+            if r.startswith("| ") and "---" not in r}
     assert rows["Vanilla"].startswith("| 2 | Vanilla | 71.00 ± 1.00 | 3 |")
     assert rows["Vanilla"].endswith("| 5.00 ± 1.00 | 25.00 ± 7.07 (2 of 3 seeds) |")
     assert rows["Mixup"].endswith("| 2.00 (1 of 2 seeds) | 42.00 ± 2.83 |")
@@ -152,7 +153,8 @@ def test_bad_analysis_file_is_rejected_run_still_ingested(tmp_path):
     assert report.inserted == [str(path)] and len(report.analyses) == 1
     why = dict(report.rejected)
     assert set(why) == {str(path.parent / "analysis" / n) for n in ("broken.json", "torn.json")}
-    assert "expected a JSON object with a 'summary'" in why[str(path.parent / "analysis/broken.json")]
+    broken = why[str(path.parent / "analysis" / "broken.json")]
+    assert "expected a JSON object with a 'summary'" in broken
     assert "REJECTED" in report.summary() and "1 analysis files stored" in report.summary()
     assert build_leaderboard(db).cells[0].analysis["ece"].mean == 3.0
 

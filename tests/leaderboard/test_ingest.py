@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from lb_helpers import make_result
+from lb_helpers import make_analysis, make_result
 from sqlalchemy import func, select
 
 from mixbench.leaderboard import build_leaderboard, ingest_paths, make_engine, normalize_db_url
@@ -132,13 +132,15 @@ def test_db_url_forms(tmp_path, monkeypatch):
 
 
 def test_leaderboard_imports_neither_torch_nor_mmengine(tmp_path):
-    make_result(tmp_path, "Vanilla", 0, [50.0, 60.0])
+    path = make_result(tmp_path, "Vanilla", 0, [50.0, 60.0])
+    make_analysis(path, "calibration", {"ece": 3.25}, n_bins=15)  # ingested and shown too
     code = (
         "import sys\n"
         "from mixbench.leaderboard import ingest_paths, markdown_leaderboard\n"
         "import mixbench.leaderboard.report_html, mixbench.leaderboard.plots\n"
         f"assert ingest_paths([{str(tmp_path)!r}], db_url={str(tmp_path / 'r.db')!r}).ok\n"
-        f"assert 'Vanilla' in markdown_leaderboard({str(tmp_path / 'r.db')!r})\n"
+        f"md = markdown_leaderboard({str(tmp_path / 'r.db')!r})\n"
+        "assert 'Vanilla' in md and '| ECE (%) |' in md and '| 3.25 |' in md, md\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'mmengine'))\n"
         "assert not bad, bad\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
