@@ -9,8 +9,9 @@ and are never aggregated.
 
 Analyses: the JSON files the analysis tools write next to a run's result.json
 (``<run dir>/analysis/<kind>.json``, e.g. ``calibration.json``, ``adversarial.json``) are
-stored with the run, one row per (run, kind): the file's ``summary`` (headline numbers)
-and its other scalar fields (``n_bins``, ``num_samples``, ``seed``...). They are read at
+stored with the run, one row per (run, kind = the file name without ``.json``): the file's
+``summary`` (headline numbers) and its other scalar fields (``n_bins``, ``num_samples``,
+``seed``...). They are read at
 every ingest, also when the result.json itself is unchanged, so an analysis written after
 the run was first ingested is picked up by the next ingest; a file already stored (same
 content) or older than the stored one (its ``updated`` time, else its mtime) changes
@@ -148,7 +149,7 @@ def read_analyses(result_path: Path) -> tuple[list[dict], list[tuple[str, str]]]
                         if k not in ("analysis", "updated", "summary", "json")
                         and isinstance(v, (int, float, str, bool))}
             rows.append(dict(
-                kind=str(data.get("analysis") or path.stem),
+                kind=path.stem,  # the file name: a renamed copy never shadows the original
                 summary_json=json.dumps(summary, sort_keys=True),
                 settings_json=json.dumps(settings, sort_keys=True),
                 updated_ts=_timestamp(data, path, AnalysisFileError),

@@ -159,6 +159,19 @@ def test_bad_analysis_file_is_rejected_run_still_ingested(tmp_path):
     assert build_leaderboard(db).cells[0].analysis["ece"].mean == 3.0
 
 
+def test_kind_is_the_file_name_a_renamed_copy_does_not_shadow(tmp_path):
+    path = make_result(tmp_path, "Vanilla", 0, history_for(70.0))
+    original = calib(path, 3.0)
+    copy = original.with_name("calibration_old.json")
+    data = json.loads(original.read_text())
+    data["summary"]["ece"] = 9.0
+    copy.write_text(json.dumps(data))
+    db = str(tmp_path / "r.db")
+    assert len(ingest_paths([tmp_path], db_url=db).analyses) == 2
+    assert [r[2] for r in analysis_dump(db)] == ["calibration", "calibration_old"]
+    assert build_leaderboard(db).cells[0].analysis["ece"].mean == 3.0
+
+
 def test_database_from_before_the_analysis_table_gains_it(tmp_path):
     path = make_result(tmp_path, "Vanilla", 0, history_for(70.0))
     db = tmp_path / "r.db"
