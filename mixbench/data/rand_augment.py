@@ -17,7 +17,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
@@ -278,6 +278,17 @@ class FixMatchRandAugment:
                 f"op_prob={self.op_prob}, fill={self.fill}, ops={len(self.ops)})")
 
 
+def posterize_pil(img: Image.Image, bits_to_keep: int, **_) -> Image.Image:
+    """timm's posterize, where keeping 0 bits gives a black image (as TensorFlow's and older
+    Pillow's posterize did). Recent Pillow rejects 0 bits, and timm's 'inc1' policy asks for
+    0 bits at level 10 (``4 - int(level * 4 / 10)``), so ~0.15 % of images would raise."""
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
 @TRANSFORMS.register_module()
 class TimmRandAugment:
     """timm's RandAugment (``timm.data.auto_augment.rand_augment_transform``) on uint8
@@ -285,6 +296,7 @@ class TimmRandAugment:
     ``translate_const = int(0.45 * img_size)``, fill = ``round(255 * mean)``, the given
     interpolation. DeiT's ImageNet recipe: ``config: rand-m9-mstd0.5-inc1`` (2 ops from
     the 15 "increasing" ops, each applied with probability 0.5, level ~ N(9, 0.5)).
+    Posterize keeping 0 bits gives black (see :func:`posterize_pil`).
 
     Args:
         config: timm's RandAugment string (``rand-m9-mstd0.5-inc1``).
@@ -295,7 +307,7 @@ class TimmRandAugment:
 
     def __init__(self, config: str = "rand-m9-mstd0.5-inc1", img_size: int = 224,
                  mean: Sequence[float] = (0.485, 0.456, 0.406), interpolation="bicubic"):
-        from timm.data.auto_augment import rand_augment_transform
+        from timm.data import auto_augment
 
         if not config.startswith("rand"):
             raise ValueError(f"config must be a timm RandAugment string such as "
@@ -304,7 +316,10 @@ class TimmRandAugment:
         self.hparams = {"translate_const": int(img_size * 0.45),
                         "img_mean": tuple(min(255, round(255 * x)) for x in mean),
                         "interpolation": _resample(interpolation)}
-        self.transform: Callable = rand_augment_transform(config, dict(self.hparams))
+        self.transform: Callable = auto_augment.rand_augment_transform(config, dict(self.hparams))
+        for op in self.transform.ops:
+            if op.aug_fn is auto_augment.posterize:
+                op.aug_fn = posterize_pil
 
     def __call__(self, img: Tensor) -> Tensor:
         return from_pil(self.transform(to_pil(img))).to(img.device)

@@ -155,3 +155,13 @@ def test_timm_rand_augment_is_deits_imagenet_policy():
     assert ra(img).shape == img.shape and ra(img).dtype == torch.uint8
     with pytest.raises(ValueError, match="timm RandAugment string"):
         TimmRandAugment("original-mstd0.5")
+
+
+def test_timm_posterize_at_the_top_level_gives_black_instead_of_raising():
+    ra = TimmRandAugment("rand-m9-mstd0.5-inc1")
+    op = next(op for op in ra.transform.ops if op.name == "PosterizeIncreasing")
+    op.prob, op.magnitude, op.magnitude_std = 1.0, 10, 0  # level 10: keep 4 - 4 = 0 bits
+    img = to_pil(torch.full((3, 8, 8), 200, dtype=torch.uint8))
+    assert from_pil(op(img)).sum() == 0
+    op.magnitude = 5  # keep 4 - 2 = 2 bits: 200 = 0b11001000 -> 0b11000000
+    assert set(from_pil(op(img)).unique().tolist()) == {192}
