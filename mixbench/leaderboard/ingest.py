@@ -11,12 +11,11 @@ Analyses: the JSON files the analysis tools write next to a run's result.json
 (``<run dir>/analysis/<kind>.json``, e.g. ``calibration.json``, ``adversarial.json``) are
 stored with the run, one row per (run, kind = the file name without ``.json``): the file's
 ``summary`` (headline numbers) and its other scalar fields (``n_bins``, ``num_samples``,
-``seed``...). They are read at
-every ingest, also when the result.json itself is unchanged, so an analysis written after
-the run was first ingested is picked up by the next ingest; a file already stored (same
-content) or older than the stored one (its ``updated`` time, else its mtime) changes
-nothing. A file that is not a JSON object with a ``summary`` object is rejected with the
-reason; the run itself is still ingested.
+``seed``...). They are read at every ingest, also when the result.json itself is unchanged,
+so an analysis written after the run was first ingested is picked up by the next ingest; a
+file already stored (same content) or older than the stored one (its ``updated`` time, else
+its mtime) changes nothing. A file that is not a JSON object with a ``summary`` object is
+rejected with the reason; the run itself is still ingested.
 """
 from __future__ import annotations
 
