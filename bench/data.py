@@ -4,6 +4,7 @@ pipeline, against images/s that the reference model trains at, measured in the s
     python bench/data.py                              # CPU, loader workers = min(8, cores)
     python bench/data.py --device cuda --workers 8 --json out.json
     python bench/data.py --device cuda --decode-device cpu   # skip the GPU-decode row
+    python bench/data.py --randaug                    # only the RandAugment policies' cost
 
 Pipelines (each timed as the training loop consumes it: DataLoader iteration, then the
 model's data preprocessor -- copy to the device, batched crop/flip, float + normalise):
@@ -187,6 +188,37 @@ def jpeg_pipelines(args) -> dict:
     return out
 
 
+def randaug_img_per_s(reps: int = 3) -> dict:
+    """Images/s of each RandAugment policy on one thread (as in a loader worker), at 32 and
+    224 px: the published policies against torchvision's RandAugment(2, 7)."""
+    from torchvision.transforms import v2
+
+    from mixbench.data import FixMatchRandAugment, TimmRandAugment
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    policies = {"torchvision_randaugment_2_7": v2.RandAugment(2, 7),
+                "fixmatch_rand_m7_mstd0.5": FixMatchRandAugment(),
+                "timm_rand_m9_mstd0.5_inc1": TimmRandAugment("rand-m9-mstd0.5-inc1")}
+    out = {}
+    for size, n in ((32, 200), (224, 40)):
+        imgs = [torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g)
+                for _ in range(n)]
+        for name, t in policies.items():
+            for img in imgs[:8]:  # warm-up
+                t(img)
+            best = float("inf")
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                for img in imgs:
+                    t(img)
+                best = min(best, time.perf_counter() - t0)
+            out[f"{name}_{size}px"] = n / best
+    torch.set_num_threads(threads)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -196,8 +228,18 @@ def main(argv=None) -> int:
     p.add_argument("--jpegs", type=int, default=512, help="images in the synthetic JPEG folder")
     p.add_argument("--decode-device", choices=("cpu", "cuda"), default=None,
                    help="cuda: also time the JPEG folder decoded on the GPU (default on CUDA)")
+    p.add_argument("--randaug", action="store_true",
+                   help="only time the RandAugment policies (one thread, 32 and 224 px)")
     p.add_argument("--json", help="write the numbers to this file")
     args = p.parse_args(argv)
+    if args.randaug:
+        r = randaug_img_per_s()
+        for name, v in r.items():
+            base = r["torchvision_randaugment_2_7_" + name.rsplit("_", 1)[1]]
+            print(f"{name:38s} {v:8.0f} img/s  {v / base:5.2f}x torchvision's")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"randaug_img_per_s": r}, indent=2))
+        return 0
     if args.decode_device is None:
         args.decode_device = "cuda" if args.device.startswith("cuda") else "cpu"
     if args.decode_device == "cuda" and not torch.cuda.is_available():
