@@ -4,8 +4,9 @@ dataset read from image files (ImageNet, CUB, Aircraft, ...).
 Decoding uses ``torchvision.io.decode_image`` (libjpeg-turbo / libpng, RGB output; greyscale
 and CMYK JPEGs become RGB). With ``decode_device: cuda`` a dataset decodes each batch of
 JPEGs at once on the GPU (``torchvision.io.decode_jpeg(..., device="cuda")``, nvJPEG) in
-the main process; see :class:`ImageFileDataset`. Per-sample transforms are ``torchvision.transforms.v2`` classes,
-registered by name in ``TRANSFORMS`` so a dataset config lists them::
+the main process; see :class:`ImageFileDataset`. Per-sample transforms are
+``torchvision.transforms.v2`` classes, registered by name in ``TRANSFORMS`` so a dataset
+config lists them::
 
     pipeline:
       - {type: RandomResizedCrop, size: 224}

@@ -237,8 +237,9 @@ class FixMatchRandAugment:
         unknown = [o for o in ops if o not in FIXMATCH_OPS]
         if unknown or not ops:
             raise ValueError(f"unknown or no ops {unknown}; choose from {list(FIXMATCH_OPS)}")
-        self.num_ops, self.magnitude, self.magnitude_std = int(num_ops), float(magnitude), float(magnitude_std)
-        self.total_level, self.op_prob, self.negate_prob = float(total_level), float(op_prob), float(negate_prob)
+        self.num_ops, self.magnitude = int(num_ops), float(magnitude)
+        self.magnitude_std, self.total_level = float(magnitude_std), float(total_level)
+        self.op_prob, self.negate_prob = float(op_prob), float(negate_prob)
         self.fill = tuple(int(v) for v in fill)
         self.resample = _resample(interpolation)
         self.ops = ops

@@ -15,7 +15,8 @@ def photo(h, w, channels=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
     a = torch.rand(channels, 2, generator=g)
-    img = 255 * (a[:, :1, None] * yy + a[:, 1:, None] * xx) / 2 + 10 * torch.randn(channels, h, w, generator=g)
+    img = 255 * (a[:, :1, None] * yy + a[:, 1:, None] * xx) / 2
+    img = img + 10 * torch.randn(channels, h, w, generator=g)
     return img.clamp(0, 255).to(torch.uint8)
 
 
