@@ -113,3 +113,25 @@ def test_equals_torchvision_with_roll_pairing(monkeypatch):
 
 def test_inplace_writes_the_same_result_into_the_input():
     check_inplace(functools.partial(CutMix, alpha=1.0))
+
+
+def test_elem_mode_empty_and_full_boxes_inplace_and_channels_last():
+    x, y = make_batch(b=6, h=16, w=16)
+    lam, cy, cx = [1.0, 0.0, 0.5, 0.7, 0.3, 0.9], [3, 8, 0, 15, 7, 9], [5, 8, 15, 0, 7, 2]
+
+    def mixed(inputs, **kw):
+        mixer = CutMix(alpha=1.0, lam_mode="elem", generator=seeded(3), **kw)
+        fixed_draws(mixer, lam, cy, cx)
+        return mixer(inputs, y)
+
+    out = mixed(x)
+    check_mask_identity(out, x)
+    assert torch.equal(out.inputs[0], x[0])                      # lam 1: no box
+    assert torch.equal(out.inputs[1], x[out.index[1]])           # lam 0: the whole image
+    assert out.lam[0] == 1 and out.lam[1] == 0
+    x_in = x.clone()
+    out_in = mixed(x_in, inplace=True)
+    assert torch.equal(out_in.inputs, out.inputs) and torch.equal(x_in, out.inputs)
+    out_cl = mixed(x.contiguous(memory_format=torch.channels_last))
+    assert torch.equal(out_cl.inputs, out.inputs)
+    assert out_cl.inputs.is_contiguous(memory_format=torch.channels_last)
