@@ -34,8 +34,9 @@ DEFAULT_BINS = 15
 def _check(confidences: Tensor, correct: Tensor, n_bins: int) -> tuple[Tensor, Tensor]:
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    confidences = torch.as_tensor(confidences, dtype=torch.float64).flatten()
-    correct = torch.as_tensor(correct).flatten().to(torch.float64)
+    # binning runs on the CPU (the bin edges live there; numpy splits the adaptive bins)
+    confidences = torch.as_tensor(confidences).detach().cpu().to(torch.float64).flatten()
+    correct = torch.as_tensor(correct).detach().cpu().flatten().to(torch.float64)
     if confidences.numel() != correct.numel() or confidences.numel() == 0:
         raise ValueError(f"need as many correctness flags as confidences (and at least one), "
                          f"got {correct.numel()} and {confidences.numel()}")
