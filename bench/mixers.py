@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -26,27 +26,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mixbench import mixers as M  # noqa: E402
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def best_time(fn: Callable[[], object], device: str, budget_s: float, max_reps: int) -> float:
-    """Best (minimum) seconds of ``fn()`` over repeats filling ``budget_s`` (at least 3,
-    after one warm-up call)."""
-    fn()
-    sync(device)
-    times = []
-    start = time.perf_counter()
-    while len(times) < max_reps and (len(times) < 3 or time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from timing import best_time, round_robin  # noqa: E402
 
 
 def reference_model(num_classes: int = 100) -> nn.Module:
@@ -94,27 +76,6 @@ def peer_mixers(num_classes: int) -> dict[str, Callable]:
     return peers
 
 
-def interleaved_best(fns: dict[str, Callable[[], object]], device: str, rounds: int,
-                     budget_s: float) -> dict[str, float]:
-    """Best (minimum) seconds per call of each function over rounds timed round-robin (one
-    call of each per round): on a shared, oversubscribed machine the median mostly measures
-    how often a call was descheduled, the minimum the cost of the work itself."""
-    for fn in fns.values():
-        fn()
-    sync(device)
-    times: dict[str, list] = {k: [] for k in fns}
-    start = time.perf_counter()
-    for r in range(rounds):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            times[name].append(time.perf_counter() - t0)
-        if r >= 2 and time.perf_counter() - start > budget_s:
-            break
-    return {k: min(v) for k, v in times.items()}
-
-
 def run(sizes, batch: int, device: str, budget_s: float, threads: int,
         ref_batch: int = 16) -> dict:
     if threads:
@@ -122,7 +83,7 @@ def run(sizes, batch: int, device: str, budget_s: float, threads: int,
     torch.manual_seed(0)
     num_classes = 100
     results = {"device": device, "batch": batch, "threads": torch.get_num_threads(),
-               "torch": torch.__version__, "sizes": {}}
+               "torch": torch.__version__, "loadavg_start": os.getloadavg(), "sizes": {}}
     for size in sizes:
         x = torch.randn(batch, 3, size, size, device=device)
         y = torch.randint(0, num_classes, (batch,), device=device)
@@ -143,10 +104,13 @@ def run(sizes, batch: int, device: str, budget_s: float, threads: int,
         fns["CutMix inplace [batch]"] = functools.partial(M.CutMix(alpha=1.0, inplace=True), x_inplace, y)
         for name, peer in peer_mixers(num_classes).items():
             fns[name] = functools.partial(peer, x_inplace, y)
-        rows = interleaved_best(fns, device, rounds=200, budget_s=budget_s * len(fns))
+        rows = round_robin(fns, device, rounds=200, budget_s=budget_s * len(fns))
         results["sizes"][size] = {"reference_fwd_bwd_s": ref, "reference_batch_timed": nb,
-                                  "mixers": {k: {"s": v, "ratio": v / ref} for k, v in rows.items()}}
+                                  "mixers": {k: {"s": v.best, "ratio": v.best / ref,
+                                                 "median_s": v.median, "rounds": len(v.wall)}
+                                             for k, v in rows.items()}}
         print(f"# {size}x{size}: reference fwd+bwd {ref * 1e3:.1f} ms", flush=True)
+    results["loadavg_end"] = os.getloadavg()
     return results
 
 
@@ -170,7 +134,9 @@ def markdown(results: dict) -> str:
             "linearly)") if scaled else ""
     lines.append(f"Reference forward+backward (width-16 CIFAR ResNet-18, batch {results['batch']}){note}: "
                  f"{refs}; device {results['device']}, {results['threads']} threads, "
-                 f"torch {results['torch']}.")
+                 f"torch {results['torch']}; load average (1/5/15 min) at start "
+                 f"{'/'.join(f'{v:.1f}' for v in results['loadavg_start'])}, at end "
+                 f"{'/'.join(f'{v:.1f}' for v in results['loadavg_end'])}.")
     return "\n".join(lines)
 
 
