@@ -27,7 +27,9 @@ by tools/analysis/, stored at ingest) give per run the ECE (``calibration.json``
 ``summary.ece``, %, computed with the default 15 equal-width bins; files with other bin
 counts are not comparable and are left out) and the top-1 under FGSM at eps = 8/255
 (``adversarial.json``, ``summary.fgsm_eps8_top1``, %). Per cell: mean and sample std over
-the seeds that have the file, with their number (see :data:`ANALYSIS_METRICS`).
+the seeds that have the file, with their number (see :data:`ANALYSIS_METRICS`). A file
+older than its run's result.json (``updated``) evaluated an earlier attempt's checkpoint:
+it is not used, and the report lists it.
 
 If one cell holds two finished runs with the same seed (e.g. the config changed but the run
 name did not), only the most recently updated one counts, and the report says which was
@@ -103,10 +105,17 @@ class RunRecord:
     value: Optional[float] = None  # the table metric
     analysis: dict[str, dict] = field(default_factory=dict)  # kind -> {summary, settings}
 
+    def analysis_is_stale(self, kind: str) -> bool:
+        """True when the run's ``analysis/<kind>.json`` is older than its result.json (it
+        evaluated a checkpoint of an earlier attempt or an unfinished run)."""
+        found = self.analysis.get(kind)
+        return found is not None and found["updated_ts"] < self.updated_ts
+
     def analysis_value(self, metric: AnalysisMetric) -> Optional[float]:
-        """The run's value of an analysis metric, None without a (comparable) file."""
+        """The run's value of an analysis metric, None without a comparable, current file."""
         found = self.analysis.get(metric.kind)
-        if found is None or any(found["settings"].get(k) != v for k, v in metric.require):
+        if (found is None or self.analysis_is_stale(metric.kind)
+                or any(found["settings"].get(k) != v for k, v in metric.require)):
             return None
         value = found["summary"].get(metric.summary_key)
         return None if value is None else float(value)
@@ -189,6 +198,7 @@ class Leaderboard:
     in_progress: list[RunRecord]
     failed: list[RunRecord]
     excluded: list[tuple[RunRecord, str]]
+    stale_analyses: list[tuple[RunRecord, str]] = field(default_factory=list)  # (run, kind)
 
     @property
     def metric_label(self) -> str:
@@ -319,7 +329,8 @@ def load_runs(engine: Engine, filters: Optional[dict] = None) -> list[RunRecord]
                     hist[h.run_id].append((h.epoch, h.top1))
             for a in conn.execute(select(analysis_table).where(analysis_table.c.run_id.in_(ids))):
                 found[a.run_id][a.kind] = {"summary": json.loads(a.summary_json),
-                                           "settings": json.loads(a.settings_json or "{}")}
+                                           "settings": json.loads(a.settings_json or "{}"),
+                                           "updated_ts": a.updated_ts}
     records = []
     for r in rows:
         tags = json.loads(r["tags_json"] or "{}")
@@ -442,7 +453,9 @@ def aggregate(records: list[RunRecord], metric: str = "median_last_n",
                            for m, ds in dataset_ranks.items()), key=lambda t: (t[1], t[0]))
     return Leaderboard(metric=metric, last_n=last_n, alpha=alpha, filters=dict(filters or {}),
                        tables=tables, dataset_ranks=dataset_ranks, average_rank=average_rank,
-                       in_progress=in_progress, failed=failed, excluded=excluded)
+                       in_progress=in_progress, failed=failed, excluded=excluded,
+                       stale_analyses=[(r, m.kind) for r in counted for m in ANALYSIS_METRICS
+                                       if r.analysis_is_stale(m.kind)])
 
 
 def build_leaderboard(db_url: Optional[str] = None, metric: str = "median_last_n",

@@ -129,4 +129,7 @@ def status_lines(lb: Leaderboard) -> list[str]:
     lines += [f"failed (not counted): {r.name} [{r.method} seed {r.seed}]"
               + (f": {r.error_message}" if r.error_message else "") for r in lb.failed]
     lines += [f"excluded: {r.name} [{r.method} seed {r.seed}]: {why}" for r, why in lb.excluded]
+    lines += [f"stale analysis (not shown): {r.name} [{r.method} seed {r.seed}]: "
+              f"analysis/{kind}.json is older than the run's result.json; run "
+              "tools/analysis again on the final checkpoint" for r, kind in lb.stale_analyses]
     return lines

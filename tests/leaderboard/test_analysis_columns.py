@@ -172,6 +172,21 @@ def test_kind_is_the_file_name_a_renamed_copy_does_not_shadow(tmp_path):
     assert build_leaderboard(db).cells[0].analysis["ece"].mean == 3.0
 
 
+def test_analysis_older_than_the_result_is_stale_not_shown(tmp_path):
+    path = make_result(tmp_path, "Vanilla", 0, history_for(70.0), minutes=30)  # re-run
+    calib(path, 3.0, minutes=20)  # evaluated the previous attempt's checkpoint
+    adv(path, 50.0, minutes=40)   # evaluated this one
+    db = str(tmp_path / "r.db")
+    assert len(ingest_paths([tmp_path], db_url=db).analyses) == 2
+    lb = build_leaderboard(db)
+    assert set(lb.cells[0].analysis) == {"fgsm8_top1"}
+    assert [(r.name, kind) for r, kind in lb.stale_analyses] == [(path.parent.name, "calibration")]
+    md = markdown_report(lb)
+    assert ECE_HEADER not in md and f"| {FGSM_HEADER} |" in md
+    assert (f"- stale analysis (not shown): {path.parent.name} [Vanilla seed 0]: "
+            "analysis/calibration.json is older than the run's result.json") in md
+
+
 def test_database_from_before_the_analysis_table_gains_it(tmp_path):
     path = make_result(tmp_path, "Vanilla", 0, history_for(70.0))
     db = tmp_path / "r.db"
