@@ -33,6 +33,7 @@ TYPE_SLOTS = {
 }
 LIST_SLOTS = {"param_scheduler": PARAM_SCHEDULERS, "custom_hooks": HOOKS,
               "model.data_preprocessor.batch_augments": TRANSFORMS,
+              "model.data_preprocessor.normalized_batch_augments": TRANSFORMS,
               "visualizer.vis_backends": VISBACKENDS}
 
 

@@ -30,6 +30,13 @@ def test_unknown_backbone_and_dataset():
     assert "Digits" in check(["train_dataloader.dataset.type=Digit"], "Unknown dataset 'Digit'")
 
 
+def test_unknown_batch_augment_in_either_preprocessor_list():
+    for key in ("batch_augments", "normalized_batch_augments"):
+        msg = check([f"model.data_preprocessor.{key}=[{{type: BatchRandomErasin}}]"],
+                    rf"Unknown transform 'BatchRandomErasin' \(at model.data_preprocessor.{key}\[0\].type")
+        assert "did you mean 'BatchRandomErasing'" in msg
+
+
 def test_impossible_values():
     check(["model.mixer.alpha=-1"], r"model.mixer \(Mixup\): alpha must be .*>= 0.*got -1")
     check(["train_cfg.max_epochs=0"], r"train_cfg.max_epochs must be > 0")

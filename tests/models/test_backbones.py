@@ -114,6 +114,19 @@ def test_timm_swin_nhwc_features_become_nchw():
     assert out.shape == (2, 32, 4, 4) and net.out_channels == [32]
 
 
+def test_timm_convnext_keeps_its_head_layernorm():
+    """ConvNeXt's last LayerNorm sits in timm's head, after pooling: the backbone must
+    return timm's own pre-logits features, not the un-normalised map."""
+    net = MODELS.build({"type": "TimmBackbone", "model_name": "convnext_atto"}).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        out = net(x)
+        assert out.shape == (2, 320) and net.out_channels == [320]
+        torch.testing.assert_close(out, net.model(x))   # num_classes=0: pooled + normalised
+        unnormed = net.model.forward_features(x).mean((2, 3))
+        assert not torch.allclose(out, unnormed, atol=1e-3)
+
+
 VIT4 = {"type": "ViTBackbone", "model_name": "vit_tiny_patch16_224", "img_size": 16, "patch_size": 4,
         "embed_dim": 16, "depth": 4, "num_heads": 2, "in_chans": 1, "num_stages": 2}
 

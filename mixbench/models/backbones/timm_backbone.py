@@ -17,9 +17,12 @@ class TimmBackbone(nn.Module):
     """Wraps ``timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)``.
 
     Returns the model's final feature map (B, C, h, w) for CNNs (NHWC maps such as Swin's
-    are permuted to NCHW), or its pooled pre-logits
-    features (B, C) for models whose features are tokens (ViTs). It has a single stage:
-    the stage hook sees the input (stage 0) and the output (stage 1).
+    are permuted to NCHW), or its pooled pre-logits features (B, C) for models whose
+    features are tokens (ViTs) and for models whose head normalises after pooling (timm's
+    ``NormMlpClassifierHead``: ConvNeXt, MaxViT, ...), whose last LayerNorm would otherwise
+    be lost. Either way the output equals what the timm model with ``num_classes=0``
+    returns before pooling, or after its own pooling. It has a single stage: the stage hook
+    sees the input (stage 0) and the output (stage 1).
 
     Args:
         model_name: any name from ``timm.list_models()``.
@@ -41,6 +44,8 @@ class TimmBackbone(nn.Module):
                              "mixbench never downloads weights")
         self.model = timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
         self.out_channels = [self.model.num_features]
+        self._head_pools = isinstance(getattr(self.model, "head", None),
+                                      timm.layers.NormMlpClassifierHead)
         if pretrained:
             self.load_local(pretrained)
 
@@ -67,10 +72,10 @@ class TimmBackbone(nn.Module):
         if stage_hook is not None:
             x = stage_hook(0, x)
         feats = self.model.forward_features(x)
-        if feats.dim() == 4 and getattr(self.model, "output_fmt", "NCHW") == "NHWC":
-            feats = feats.permute(0, 3, 1, 2)  # Swin & co. return channels-last maps
-        elif feats.dim() != 4:
+        if feats.dim() != 4 or self._head_pools:
             feats = self.model.forward_head(feats, pre_logits=True)
+        elif getattr(self.model, "output_fmt", "NCHW") == "NHWC":
+            feats = feats.permute(0, 3, 1, 2)  # Swin & co. return channels-last maps
         if stage_hook is not None:
             feats = stage_hook(1, feats)
         return feats
