@@ -45,13 +45,30 @@ class ResultFileError(ValueError):
     """A result.json that cannot be used: unreadable, truncated, newer schema, malformed."""
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux shows it (setting it to read
+    it back would race with other threads creating files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: os.PathLike | str, text: str) -> None:
     """Write ``text`` to ``path`` atomically: a temp file in the same folder, fsync, rename.
-    A reader sees the old file or the new one, never a torn one."""
+    A reader sees the old file or the new one, never a torn one. The file gets the
+    permissions of a plain ``open(path, "w")`` (0666 less the umask), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

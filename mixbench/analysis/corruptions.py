@@ -442,6 +442,9 @@ def released_corruption_accuracy(model, root: str | os.PathLike, clean_dataset,
         corruptions = [c for c in CORRUPTIONS if (Path(root) / f"{c}.npy").is_file()]
         if not corruptions:
             raise FileNotFoundError(f"no <corruption>.npy of the 15 CIFAR-C types in {root}")
+    if not corruptions or not severities:
+        raise ValueError(f"released_corruption_accuracy needs at least one corruption and one "
+                         f"severity, got {list(corruptions)} and {list(severities)}")
     clean = top1(*evaluate(model, clean_dataset, batch_size, device))
     results: dict = {}
     for name in corruptions:

@@ -77,6 +77,8 @@ def test_accuracy_per_severity_by_hand(released):
     assert out["per_severity"]["contrast"] == {str(s): 0.0 for s in range(1, 6)}
     assert out["per_corruption"] == {"fog": 70.0, "contrast": 0.0}
     assert out["summary"] == {"clean_top1": 100.0, "mca": 35.0, "mce_rel_clean": 65.0}
+    with pytest.raises(ValueError, match="at least one corruption and one severity"):
+        released_corruption_accuracy(BrightCorner(), released, clean, severities=())
 
 
 def test_corruption_tool_reads_released_files_of_the_run(trained_dir, tmp_path):
