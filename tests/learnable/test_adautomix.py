@@ -14,7 +14,7 @@ from mixbench.models.classifiers.adautomix import (AdaptiveMaskBlock, AdAutoMixC
                                                    AdAutoMixScheduleHook)
 from mixbench.models.classifiers.automix import cosine_momentum
 from mixbench.registry import MODELS
-from tests.learnable.helpers import train_on_digits
+from tests.learnable.helpers import assert_same_training_state, train_step_both_ways, train_then_resume
 
 TINY = {"type": "ResNetCIFAR", "depth": 8, "width": 8, "in_channels": 1}
 
@@ -304,34 +304,33 @@ def test_config_is_the_published_cifar100_resnet18_setting(repo):
     assert cfg["meta"]["method"] == "AdAutoMix"
 
 
+def test_staged_train_step_computes_the_single_backward_gradients():
+    clf = tiny()
+    g = torch.Generator().manual_seed(2)
+    data = {"inputs": torch.randint(0, 256, (6, 1, 16, 16), generator=g, dtype=torch.uint8),
+            "data_samples": torch.arange(6) % 5}
+    (g_staged, log_staged, _, _), (g_one, log_one, _, one) = train_step_both_ways(clf, data)
+    assert list(log_staged) == list(log_one) == ["loss", "loss_mix_block", "loss_one", "loss_plain_mix", "loss_mix"]
+    assert all(torch.allclose(log_staged[k], log_one[k]) for k in log_one)
+    assert g_staged.keys() == g_one.keys()
+    assert {k.split(".")[0] for k in g_one} == {"backbone", "head", "head_one", "mix_block"}
+    for name in g_one:
+        assert torch.allclose(g_staged[name], g_one[name], rtol=1e-5, atol=1e-7), name
+    state = one.state_dict()
+    for name, value in clf.state_dict().items():
+        assert torch.allclose(value.float(), state[name].float(), rtol=1e-5, atol=1e-6), name
+
+
 def test_trains_two_epochs_on_digits_and_resumes_exactly(tmp_path):
     # adv_interval 3 with 2 iterations per epoch: the resumed run's first step (iteration 2)
     # is cooperative only if the hook restores the step from the iteration
     overrides = {"model": {"backbone": TINY, "mask_stage": 2, "adv_interval": 3},
                  "meta": {"backbone": "resnet8_w8"},
                  "default_hooks": {"checkpoint": {"max_keep_ckpts": 3}}}
-    result = train_on_digits(tmp_path, "adautomix", overrides)
+    result, a, b = train_then_resume(tmp_path, "adautomix", overrides)
     assert result["run"]["method"] == "AdAutoMix"
-    first = tmp_path / "work"
-    resumed = train_on_digits(tmp_path, "adautomix", overrides, name="resumed",
-                              extra_args=("--resume", first / "epoch_1.pth"))
-    assert resumed["history"][-1] | {"wall_s": 0} == result["history"][-1] | {"wall_s": 0}
-    assert_same_checkpoints(first / "epoch_2.pth", tmp_path / "resumed" / "epoch_2.pth",
-                            ("backbone_k.", "head_k.", "mix_block.", "backbone.", "head.", "head_one."))
-
-
-def assert_same_checkpoints(path_a, path_b, parts):
-    """Two checkpoints hold bit-identical weights under each prefix of ``parts`` and the same
-    SGD momentum buffers, and the EMA encoder moved towards the online one but is not a copy
-    of it. (test_automix.py does the same inline; this could move to helpers.py.)"""
-    a = torch.load(path_a, map_location="cpu", weights_only=False)
-    b = torch.load(path_b, map_location="cpu", weights_only=False)
-    for part in parts:
-        keys = [k for k in a["state_dict"] if k.startswith(part)]
-        assert keys, part
-        assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in keys), part
-    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
-    assert sa.keys() == sb.keys() and all(torch.equal(sa[i]["momentum_buffer"], sb[i]["momentum_buffer"]) for i in sa)
+    assert_same_training_state(a, b, ("backbone_k.", "head_k.", "mix_block.", "backbone.", "head.", "head_one."))
+    # the EMA encoder moved towards the online one but is not a copy of it
     sd = a["state_dict"]
     assert any(not torch.equal(sd[k], sd["backbone." + k[len("backbone_k."):]])
                for k in sd if k.startswith("backbone_k.") and "running" not in k and sd[k].is_floating_point())

@@ -105,7 +105,8 @@ class AdAutoMixClassifier(AutoMixClassifier):
     """AdAutoMix: a classifier trained on mixed samples of ``N = mix_num`` images whose masks
     a generator (:class:`AdaptiveMaskBlock`) makes hard for it.
 
-    A training step (one backward, one optimizer step, as the official code)::
+    A training step (one optimizer step, as the official code; ``AutoMixClassifier.train_step``
+    backpropagates the groups of :meth:`loss_stages` one by one, same gradients)::
 
         w ~ Beta(alpha, alpha)^N / sum  (N > 2, shared by both samples; N = 2: two draws
                                          lam_mb, lam_bb, w = (lam, 1 - lam) each)
@@ -291,9 +292,9 @@ class AdAutoMixClassifier(AutoMixClassifier):
         official order of the forward passes: ``loss_mix_block`` (generator, EMA encoder),
         ``loss_one``, ``loss_plain_mix``, ``loss_mix`` (classifier). Only the generator's
         mask is shared between groups, and only the first group uses it, so a training step
-        may backpropagate each group and free its graph before building the next (peak
-        memory of one encoder graph instead of four; see ``AutoMixClassifier.train_step``
-        where it has one); the values are the same as with one combined graph."""
+        backpropagates each group and frees its graph before building the next (peak
+        memory of one encoder graph instead of four, ``AutoMixClassifier.train_step``); the
+        values are the same as with one combined graph."""
         if inputs.shape[0] < 2:
             raise ValueError("AdAutoMix needs batches of at least 2 samples to mix; "
                              "set drop_last or a larger batch size")
