@@ -34,16 +34,18 @@ def grid_energy(unary: np.ndarray, pair: np.ndarray, labels: np.ndarray) -> np.n
 
 @njit(cache=True)
 def _digit_sum(table, width, n_labels, out):
-    """``out[s] += table[c, digit c of s]`` over the columns ``c`` (column 0 is the most
-    significant base-``L`` digit of the row state ``s``); no divisions."""
-    n_states = out.shape[0]
+    """``out[s] = ((table[0, d_0] + table[1, d_1]) + ...) + table[W-1, d_(W-1)]`` for every
+    row state ``s`` with digits ``d_c`` (column 0 the most significant, base ``L``), built
+    prefix by prefix (each prefix's sums expanded by the next column's labels, in place,
+    from the back)."""
+    size = 1
+    out[0] = 0.0
     for c in range(width):
-        stride = n_labels ** (width - 1 - c)
-        for hi in range(0, n_states, stride * n_labels):
+        for p in range(size - 1, -1, -1):
+            base = out[p]
             for a in range(n_labels):
-                u = table[c, a]
-                for lo in range(hi + a * stride, hi + (a + 1) * stride):
-                    out[lo] += u
+                out[p * n_labels + a] = base + table[c, a]
+        size *= n_labels
 
 
 @njit(cache=True)
@@ -80,28 +82,67 @@ def rows_dp_into(unary, pair, horiz, labels, value, scratch, kept):
     height, width, n_labels = unary.shape
     n_states = n_labels ** width
     rest_states = n_states // n_labels
-    value[:] = 0.0
+    # Potts-like tables (beta = largest off-diagonal entry, diagonal <= beta, few entries
+    # below beta: Co-Mixup's) take a cheaper column step with the very same minima
+    beta = -np.inf
+    for a in range(n_labels):
+        for b in range(n_labels):
+            if a != b:
+                beta = max(beta, pair[a, b])
+    exc_a = np.empty(n_labels * n_labels, dtype=np.int64)
+    exc_new = np.empty(n_labels * n_labels, dtype=np.int64)
+    n_exc = 0
+    for a in range(n_labels):
+        if pair[a, a] > beta:
+            n_exc = -1
+            break
+        for b in range(n_labels):
+            if a != b and pair[a, b] < beta:
+                exc_a[n_exc], exc_new[n_exc] = a, b
+                n_exc += 1
+    if n_labels < 2 or n_exc > n_labels:
+        n_exc = -1
     _digit_sum(unary[0], width, n_labels, value)
     value += horiz
     for r in range(1, height):
         kept[r - 1, 0] = value
         for c in range(width):
             src = kept[r - 1, c]
-            for new in range(n_labels):   # scratch[new, rest] = min_a src[a, rest] + P[a, new]
-                out = new * rest_states
-                p = pair[0, new]
+            dst = kept[r - 1, c + 1] if c + 1 < width else value
+            if n_exc >= 0:   # Potts-like: min(src[new] + P[new, new], min_a src[a] + beta, ...)
+                low = dst   # its first rest_states entries hold min_a src[a, rest] for now
                 for lo in range(rest_states):
-                    scratch[out + lo] = src[lo] + p
+                    low[lo] = src[lo]
                 for a in range(1, n_labels):
-                    p = pair[a, new]
                     first = a * rest_states
                     for lo in range(rest_states):
-                        scratch[out + lo] = min(scratch[out + lo], src[first + lo] + p)
-            dst = kept[r - 1, c + 1] if c + 1 < width else value
-            for rest in range(rest_states):   # rotate: dst[rest, new] = scratch[new, rest]
+                        low[lo] = min(low[lo], src[first + lo])
                 for new in range(n_labels):
-                    dst[rest * n_labels + new] = scratch[new * rest_states + rest]
-        scratch[:] = 0.0
+                    out = new * rest_states
+                    p = pair[new, new]
+                    for lo in range(rest_states):
+                        scratch[out + lo] = min(src[out + lo] + p, low[lo] + beta)
+                for e in range(n_exc):   # the entries below beta
+                    a, new = exc_a[e], exc_new[e]
+                    p = pair[a, new]
+                    out, first = new * rest_states, a * rest_states
+                    for lo in range(rest_states):
+                        scratch[out + lo] = min(scratch[out + lo], src[first + lo] + p)
+            else:   # scratch[new, rest] = min_a src[a, rest] + P[a, new]
+                for new in range(n_labels):
+                    out = new * rest_states
+                    p = pair[0, new]
+                    for lo in range(rest_states):
+                        scratch[out + lo] = src[lo] + p
+                    for a in range(1, n_labels):
+                        p = pair[a, new]
+                        first = a * rest_states
+                        for lo in range(rest_states):
+                            scratch[out + lo] = min(scratch[out + lo], src[first + lo] + p)
+            for new in range(n_labels):   # rotate: dst[rest, new] = scratch[new, rest]
+                out = new * rest_states
+                for rest in range(rest_states):
+                    dst[rest * n_labels + new] = scratch[out + rest]
         _digit_sum(unary[r], width, n_labels, scratch)
         for s in range(n_states):
             value[s] += scratch[s] + horiz[s]

@@ -273,9 +273,7 @@ class CoMixup(BaseMixer):
                 weights[s0:s0 + size, s0:s0 + size] = mass[order]
                 parts_out.append((s0, z[q][order]))
         dev = x.device
-        block_dev = block_of.to(dev)
-        mixed = torch.cat([_mix_partition(x[s:s + zq.shape[0]], zq.to(dev), block_dev)
-                           for s, zq in parts_out])
+        mixed = _mix_outputs(x, parts_out, block_of.to(dev))
         starts = torch.cat([torch.full((zq.shape[0],), s) for s, zq in parts_out])
         pad = max(zq.shape[-1] for _, zq in parts_out)
         block_weights = torch.cat([F.pad(zq, (0, pad - zq.shape[-1])) for _, zq in parts_out])
@@ -471,17 +469,24 @@ def _pixel_mass(z: Tensor, block_of: Tensor) -> Tensor:
     return (z.reshape(o, m * m, n) * pixels[None, :, None]).sum(1) / block_of.numel()
 
 
-def _mix_partition(x: Tensor, z: Tensor, block_of: Tensor) -> Tensor:
-    """Outputs (O, C, H, W) = sum_i up(z)_i * x_i for one partition. A block holds one
-    input or two halves, so each pixel gathers its (at most) two inputs."""
-    o, m, _, n = z.shape
-    c = x.shape[1]
-    top_w, top_i = z.reshape(o, m * m, n).to(torch.float32).topk(min(2, n), dim=-1)
-    top_w, top_i = top_w[:, block_of], top_i[:, block_of]                    # (O, H, W, k)
+def _mix_outputs(x: Tensor, parts_out: list, block_of: Tensor) -> Tensor:
+    """Outputs (B, C, H, W) = sum_i up(z)_i * x_i, for the labelings ``(first input,
+    z (O, m, m, n))`` of all partitions. A block holds one input or two halves, so each
+    pixel gathers its (at most) two inputs: two gathers over the whole batch."""
+    b, c = x.shape[:2]
+    tops_w, tops_i = [], []
+    for start, z in parts_out:
+        o, m, _, n = z.shape
+        flat = F.pad(z.reshape(o, m * m, n), (0, max(0, 2 - n))).to(torch.float32)
+        top_w, top_i = flat.topk(2, dim=-1)
+        tops_w.append(top_w)
+        tops_i.append((top_i + start).clamp_max(b - 1))   # a padded input has weight 0
+    top_w = torch.cat(tops_w).to(x.device)[:, block_of]                     # (B, H, W, 2)
+    top_i = torch.cat(tops_i).to(x.device)[:, block_of]
     xf = x.float()
     mixed = None
-    for k in range(top_i.shape[-1]):
-        index = top_i[..., k][:, None].expand(o, c, *block_of.shape)
+    for k in range(2):
+        index = top_i[..., k][:, None].expand(b, c, *block_of.shape)
         term = top_w[..., k][:, None] * torch.gather(xf, 0, index)
         mixed = term if mixed is None else mixed.add_(term)
     return mixed
