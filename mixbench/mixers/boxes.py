@@ -42,9 +42,10 @@ def box_inside(box: Box, h: int, w: int, device) -> Tensor:
     y1, y2, x1, x2 = (t.to(device)[:, None] for t in box)
     rows = torch.arange(h, device=device)[None]
     cols = torch.arange(w, device=device)[None]
-    in_rows = (rows >= y1) & (rows < y2)
-    in_cols = (cols >= x1) & (cols < x2)
-    return (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
+    in_rows = ((rows >= y1) & (rows < y2)).to(torch.uint8)
+    in_cols = ((cols >= x1) & (cols < x2)).to(torch.uint8)
+    # a product of 0/1 bytes, read as bool: several times faster than a broadcast bool `&`
+    return torch.mul(in_rows[:, None, :, None], in_cols[:, None, None, :]).view(torch.bool)
 
 
 def same_box(box: Box) -> bool:
