@@ -104,3 +104,25 @@ def assert_mix_block_gradient_routing(clf, losses: dict) -> None:
     assert all(p.grad is None for p in [*clf.backbone_k.parameters(), *clf.head_k.parameters()])
     for name, p in clf.mix_block.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def assert_ema_encoder_follows_momentum(clf, losses, update, atol: float = 1e-7) -> None:
+    """For AutoMix-style classifiers: the EMA encoder (``clf.ema_pairs()``) starts as a
+    frozen copy of the online one and gets no gradient from ``losses()`` (a dict of loss
+    tensors); after the online weights move, ``update()`` (returning the momentum ``m`` it
+    used) leaves ``k = m * k + (1 - m) * q``."""
+    import torch
+
+    k_params, q_params = clf.ema_pairs()
+    assert all(not p.requires_grad for p in k_params)
+    assert all(torch.equal(k, q) for k, q in zip(k_params, q_params))      # starts as a copy
+    sum(losses().values()).backward()
+    assert all(p.grad is None for p in k_params)
+    with torch.no_grad():
+        for p in q_params:
+            p.add_(torch.randn_like(p))
+    k_before, q_now = [p.clone() for p in k_params], [p.clone() for p in q_params]
+    m = update()
+    for k, k0, q in zip(k_params, k_before, q_now):
+        assert torch.allclose(k, m * k0 + (1 - m) * q, atol=atol)
+    assert any(not torch.equal(k, k0) for k, k0 in zip(k_params, k_before))
