@@ -481,13 +481,13 @@ def _mix_outputs(x: Tensor, parts_out: list, block_of: Tensor) -> Tensor:
         top_w, top_i = flat.topk(2, dim=-1)
         tops_w.append(top_w)
         tops_i.append((top_i + start).clamp_max(b - 1))   # a padded input has weight 0
-    top_w = torch.cat(tops_w).to(x.device)[:, block_of]                     # (B, H, W, 2)
-    top_i = torch.cat(tops_i).to(x.device)[:, block_of]
+    top_w = torch.cat(tops_w).to(x.device).permute(2, 0, 1)[:, :, block_of]  # (2, B, H, W)
+    top_i = torch.cat(tops_i).to(x.device).permute(2, 0, 1)[:, :, block_of]
     xf = x.float()
     mixed = None
     for k in range(2):
-        index = top_i[..., k][:, None].expand(b, c, *block_of.shape)
-        term = top_w[..., k][:, None] * torch.gather(xf, 0, index)
+        index = top_i[k][:, None].expand(b, c, *block_of.shape)
+        term = torch.gather(xf, 0, index).mul_(top_w[k][:, None])
         mixed = term if mixed is None else mixed.add_(term)
     return mixed
 
