@@ -29,14 +29,15 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
 from mixbench.registry import MODELS  # noqa: E402
+from timing import round_robin, sync  # noqa: E402
 
 CNN_METHODS = ("Vanilla", "Mixup", "DecoupleMix", "AutoMix", "AutoMix, one backward", "SAMix",
                "SAMix, one backward", "AdAutoMix", "AdAutoMix, one backward")
@@ -95,29 +96,11 @@ def make_step(method: str, args):
     return step
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def time_methods(methods, args) -> dict:
-    steps = {m: make_step(m, args) for m in methods}
-    for step in steps.values():  # warm-up
-        step()
-    wall: dict = {m: [] for m in methods}
-    cpu: dict = {m: [] for m in methods}
-    order = list(steps)
-    for r in range(args.rounds):
-        for m in order[r % len(order):] + order[:r % len(order)]:  # rotate who goes first
-            step = steps[m]
-            sync(args.device)
-            t0, c0 = time.perf_counter(), time.process_time()
-            for _ in range(args.iters):
-                step()
-            sync(args.device)
-            wall[m].append((time.perf_counter() - t0) / args.iters)
-            cpu[m].append((time.process_time() - c0) / args.iters)
-    return {m: min(v) for m, v in wall.items()}, {m: min(v) for m, v in cpu.items()}
+def time_methods(methods, args) -> tuple:
+    """Best wall and CPU seconds per iteration of each method, stepped round-robin."""
+    times = round_robin({m: make_step(m, args) for m in methods}, args.device,
+                        rounds=args.rounds, calls=args.iters)
+    return {m: t.best for m, t in times.items()}, {m: t.cpu_best for m, t in times.items()}
 
 
 def rss_kb(field: str) -> int:

@@ -61,7 +61,8 @@ def round_robin(fns: dict[str, Callable[[], object]], device: str = "cpu", round
     ``warmup`` untimed calls of each first (compilation, caches, allocator); then up to
     ``rounds`` rounds, stopping after ``min_rounds`` once ``budget_s`` seconds have passed.
     Each round times ``calls`` consecutive calls of each function and records the mean
-    per call.
+    per call; the function that goes first changes every round (rotation), so none is
+    always the one that meets a cold cache or the other processes' burst.
     """
     if rounds < 1 or min_rounds < 1 or calls < 1:
         raise ValueError(f"rounds, min_rounds and calls must be >= 1, got {rounds}, "
@@ -71,9 +72,11 @@ def round_robin(fns: dict[str, Callable[[], object]], device: str = "cpu", round
             fn()
     sync(device)
     times = {k: Timings() for k in fns}
+    order = list(fns)
     start = time.perf_counter()
     for r in range(rounds):
-        for name, fn in fns.items():
+        for name in order[r % len(order):] + order[:r % len(order)]:
+            fn = fns[name]
             t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(calls):
                 fn()
