@@ -100,8 +100,10 @@ def run(sizes, batch: int, device: str, budget_s: float, threads: int,
                     continue
                 fns[f"{name} [{lam_mode}]"] = functools.partial(mixer, x, y)
         x_inplace = x.clone()  # in-place mixers (ours with inplace=True, timm) reuse a copy
-        fns["Mixup inplace [batch]"] = functools.partial(M.Mixup(alpha=1.0, inplace=True), x_inplace, y)
-        fns["CutMix inplace [batch]"] = functools.partial(M.CutMix(alpha=1.0, inplace=True), x_inplace, y)
+        for lam_mode in ("batch", "elem"):
+            for name, cls in (("Mixup", M.Mixup), ("CutMix", M.CutMix)):
+                fns[f"{name} inplace [{lam_mode}]"] = functools.partial(
+                    cls(alpha=1.0, inplace=True, lam_mode=lam_mode), x_inplace, y)
         for name, peer in peer_mixers(num_classes).items():
             fns[name] = functools.partial(peer, x_inplace, y)
         rows = round_robin(fns, device, rounds=200, budget_s=budget_s * len(fns))

@@ -223,10 +223,12 @@ def lerp_images(x: Tensor, index: Tensor, lam: Tensor, inplace: bool = False) ->
     timm and torchvision do with their Python-float lambda, so results are bit-identical
     to theirs for the same lambda. ``inplace=True`` writes the result into ``x``.
     """
-    if bool((lam == lam[0]).all()):  # one lambda: Python scalars (already rounded to x's
-        # dtype, so the result is the same as with tensors) take the fast scalar kernels
-        lam_a = float(lam[:1].to(x.dtype))
-        lam_b = float((1 - lam[:1]).to(x.dtype))
+    if bool((lam == lam[0]).all()):  # one lambda: 0-d CPU tensors in x's dtype (the CPU's
+        # in-place multiply by a 0-d tensor is ~1.7x faster than by a Python scalar; CUDA
+        # takes a 0-d CPU tensor as a scalar; rounded to x's dtype first, the products are
+        # the same as with the rounded Python scalars of timm and torchvision)
+        lam_a = lam[0].to(x.dtype)
+        lam_b = (1 - lam[0]).to(x.dtype)
     else:
         shape = (-1,) + (1,) * (x.dim() - 1)
         lam_a = lam.to(device=x.device, dtype=x.dtype).view(shape)
