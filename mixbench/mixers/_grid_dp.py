@@ -14,7 +14,7 @@ label above.
 The problems are tiny (Co-Mixup's 4 x 4 cells with up to ~6 labels) and many, so the DP is
 compiled with numba (``@njit(cache=True)``: compiled once per machine, a few seconds, then
 loaded from the cache); :func:`rows_dp_into` is also called from inside Co-Mixup's compiled
-descent (:mod:`mixbench.mixers.comixup`).
+descent (:mod:`mixbench.mixers._comixup_sweep`).
 """
 from __future__ import annotations
 

@@ -4,6 +4,9 @@ the objective against its definition, monotone descent, two-way summary, no side
 the saliency pass, partitions, reproducibility, errors, a real ResNet step, and 2 epochs on
 digits through tools/train.py."""
 import itertools
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -204,6 +207,14 @@ def test_monotone_sweeps_never_increase_the_objective(monkeypatch):
     seen = np.stack(seen)                        # (sweeps + 1, partitions)
     assert len(seen) >= 3
     assert bool((np.diff(seen, axis=0) <= 1e-12).all()), seen
+
+
+def test_importing_the_mixers_does_not_import_numba():
+    code = ("import sys, mixbench.mixers, mixbench.mixers.comixup; "
+            "sys.exit('numba imported' if 'numba' in sys.modules else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
 
 
 def test_reproducible_and_seed_dependent():
