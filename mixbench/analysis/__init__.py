@@ -8,3 +8,5 @@ Each module holds the functions (``mixbench.analysis.calibration.calibration_met
 ``tools/analysis/`` are thin command lines over them. Submodules are imported on demand, so
 ``mixbench.analysis.curves`` works without torch.
 """
+
+ANALYSIS_DIR = "analysis"  # <work_dir>/analysis/<name>.json; read by mixbench.leaderboard.ingest

@@ -156,11 +156,12 @@ def run_calibration(run, n_bins: int = DEFAULT_BINS, batch_size: int = 256,
                     out_name: str = "calibration") -> dict:
     """Calibration of a loaded run (:func:`mixbench.analysis.common.load_run`) on its
     validation set; writes ``analysis/calibration.json`` and ``analysis/calibration.png``."""
+    from . import ANALYSIS_DIR
     from .common import evaluate, write_analysis
 
     logits, labels = evaluate(run.model, run.dataset, batch_size, run.device)
     result = calibration_metrics(logits, labels, n_bins)
-    png = run.work_dir / "analysis" / f"{out_name}.png"
+    png = run.work_dir / ANALYSIS_DIR / f"{out_name}.png"
     reliability_diagram(result["bins"], png, title=run.work_dir.name,
                         ece=result["summary"]["ece"])
     result["figure"] = png.name

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from mixbench.results import atomic_write_json
 
-ANALYSIS_DIR = "analysis"
+from . import ANALYSIS_DIR
 
 
 class PixelSpaceClassifier(nn.Module):

@@ -31,11 +31,10 @@ from typing import Iterable, Optional
 from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Engine
 
+from mixbench.analysis import ANALYSIS_DIR  # the package, without its torch submodules
 from mixbench.results import ResultFileError, find_result_files, load_result
 
 from .db import analysis, epochs, make_engine, revision, runs, upsert_statement
-
-ANALYSIS_DIR = "analysis"  # mixbench.analysis.common.ANALYSIS_DIR (not imported: no torch)
 
 
 @dataclass
