@@ -77,9 +77,9 @@ def cmd_run(args, sweep, out) -> int:
     on_done = None
     if not args.no_ingest:
         def on_done(run):
-            summary = ingest_paths([str(run.work_dir)], db_url=args.db).summary()
-            if "rejected" in summary and " 0 rejected" not in summary:
-                echo(summary)
+            report = ingest_paths([str(run.work_dir)], db_url=args.db)
+            if not report.ok:
+                echo(report.summary())
 
     common = dict(retries=args.retries, train_script=args.train_script, retry_failed=args.retry_failed,
                   on_done=on_done, echo=echo)
