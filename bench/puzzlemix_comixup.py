@@ -46,10 +46,12 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mixbench.mixers import CoMixup, PuzzleMix  # noqa: E402
 from mixbench.mixers import comixup as comixup_module  # noqa: E402
 from mixbench.mixers._graphcut import chain_grid_energy, solve_chain_grid  # noqa: E402
 from mixbench.mixers.comixup import comixup_objective  # noqa: E402
+from timing import round_robin  # noqa: E402
 
 PUZZLE_ARGS = dict(block_num=5, beta=1.2, gamma=0.5, eta=0.2, neigh_size=4, n_labels=3,
                    t_eps=0.8, t_size=4, transport=True, t_batch_size=None)
@@ -262,26 +264,24 @@ def comixup_objectives(match, sal, rounds: int, seed: int):
 
 
 def bench_comixup(official, x, y, sal, num_classes: int, rounds: int, seed: int):
-    ours_t, theirs_t = [], []
     mixer = CoMixup(generator=torch.Generator().manual_seed(seed))
     onehot = F.one_hot(y, num_classes).float()
     a_dist = official_a_dist(sal)
     args = types.SimpleNamespace(**COMIX_ARGS)
     # untimed warm-up of both sides; ours loads its numba kernels from the cache (or, on a
     # machine's first run, compiles them: reported as first_call_s)
-    _, first = timed(lambda: mixer.mix_with_saliency(x, y, sal, num_classes))
+    fns = {"ours": lambda: mixer.mix_with_saliency(x, y, sal, num_classes)}
+    _, first = timed(fns["ours"])
     if official is not None:
-        official[1].mixup_process(x, onehot, args=args, sc=sal, A_dist=a_dist)
-    for _ in range(rounds):
-        _, t = timed(lambda: mixer.mix_with_saliency(x, y, sal, num_classes))
-        ours_t.append(t)
-        if official is not None:
-            _, t = timed(lambda: official[1].mixup_process(x, onehot, args=args, sc=sal, A_dist=a_dist))
-            theirs_t.append(t)
-    result = {"ours_s": float(np.mean(ours_t)), "first_call_s": first}
+        fns["official"] = lambda: official[1].mixup_process(x, onehot, args=args, sc=sal,
+                                                            A_dist=a_dist)
+        fns["official"]()
+    times = round_robin(fns, rounds=rounds, warmup=0)
+    ours_s = float(np.mean(times["ours"].wall))
+    result = {"ours_s": ours_s, "first_call_s": first}
     if official is not None:
-        result.update(official_s=float(np.mean(theirs_t)),
-                      speedup=float(np.mean(theirs_t) / np.mean(ours_t)))
+        official_s = float(np.mean(times["official"].wall))
+        result.update(official_s=official_s, speedup=official_s / ours_s)
         result.update(comixup_objectives(official[0], sal, max(1, rounds // 2), seed))
     return result
 
@@ -293,12 +293,11 @@ def reference_step(x: torch.Tensor, num_classes: int) -> float:
     model = MixupClassifier(backbone={"type": "ResNetCIFAR", "depth": 18, "width": 16},
                             head={"type": "LinearHead", "num_classes": num_classes})
     y = torch.randint(0, num_classes, (x.shape[0],))
-    times = []
-    for _ in range(3):
+
+    def step() -> None:
         model.zero_grad()
-        _, t = timed(lambda: F.cross_entropy(model.logits(x), y).backward())
-        times.append(t)
-    return float(np.median(times[1:]))
+        F.cross_entropy(model.logits(x), y).backward()
+    return round_robin({"step": step}, rounds=2)["step"].median   # after one warm-up
 
 
 def main() -> None:
