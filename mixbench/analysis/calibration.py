@@ -64,7 +64,8 @@ def calibration_bins(confidences: Tensor, correct: Tensor, n_bins: int = DEFAULT
     return bins
 
 
-def _weighted_gap(bins: list[dict], total: int) -> float:
+def _weighted_gap(bins: list[dict]) -> float:
+    total = sum(b["count"] for b in bins)  # every sample falls in exactly one bin
     return sum(b["count"] / total * abs(b["accuracy"] - b["confidence"])
                for b in bins if b["count"])
 
@@ -72,8 +73,7 @@ def _weighted_gap(bins: list[dict], total: int) -> float:
 def expected_calibration_error(confidences: Tensor, correct: Tensor,
                                n_bins: int = DEFAULT_BINS) -> float:
     """ECE as a fraction in [0, 1] (see the module docstring)."""
-    conf, _ = _check(confidences, correct, n_bins)
-    return _weighted_gap(calibration_bins(confidences, correct, n_bins), conf.numel())
+    return _weighted_gap(calibration_bins(confidences, correct, n_bins))
 
 
 def adaptive_calibration_error(confidences: Tensor, correct: Tensor,
@@ -104,7 +104,7 @@ def calibration_metrics(logits: Tensor, labels: Tensor, n_bins: int = DEFAULT_BI
     bins = calibration_bins(conf, correct, n_bins)
     summary = {
         "top1": float(correct.double().mean() * 100),
-        "ece": _weighted_gap(bins, len(labels)) * 100,
+        "ece": _weighted_gap(bins) * 100,
         "adaptive_ece": adaptive_calibration_error(conf, correct, n_bins) * 100,
         "nll": float(-log_p.mean()),
         "brier": float(((probs - onehot) ** 2).sum(1).mean()),

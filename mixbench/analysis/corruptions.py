@@ -360,9 +360,8 @@ def corrupt(images: Tensor, name: str, severity: int, seed: int = 0,
 
 def _accuracy_table(clean: float, results: dict) -> dict:
     per_corruption = {n: float(np.mean(list(s.values()))) for n, s in results.items()}
-    return {"summary": {"clean_top1": clean,
-                        "mca": float(np.mean(list(per_corruption.values()))),
-                        "mce_rel_clean": clean - float(np.mean(list(per_corruption.values())))},
+    mca = float(np.mean(list(per_corruption.values())))
+    return {"summary": {"clean_top1": clean, "mca": mca, "mce_rel_clean": clean - mca},
             "per_corruption": per_corruption,
             "per_severity": {n: {str(k): v for k, v in s.items()} for n, s in results.items()}}
 
