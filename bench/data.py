@@ -41,8 +41,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mixbench.config import load_config  # noqa: E402
+from timing import round_robin  # noqa: E402
 
 
 def sync(device: str) -> None:
@@ -204,16 +206,12 @@ def randaug_img_per_s(reps: int = 3) -> dict:
     for size, n in ((32, 200), (224, 40)):
         imgs = [torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g)
                 for _ in range(n)]
-        for name, t in policies.items():
+        for t in policies.values():
             for img in imgs[:8]:  # warm-up
                 t(img)
-            best = float("inf")
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                for img in imgs:
-                    t(img)
-                best = min(best, time.perf_counter() - t0)
-            out[f"{name}_{size}px"] = n / best
+        times = round_robin({name: (lambda t=t: [t(img) for img in imgs])
+                             for name, t in policies.items()}, rounds=reps, warmup=0)
+        out.update({f"{name}_{size}px": n / tm.best for name, tm in times.items()})
     torch.set_num_threads(threads)
     return out
 
