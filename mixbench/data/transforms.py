@@ -12,6 +12,7 @@ import math
 import torch
 from torch import Tensor
 
+from mixbench.mixers.boxes import box_inside
 from mixbench.registry import TRANSFORMS
 
 # torchvision's padding-mode names -> torch.nn.functional.pad's.
@@ -141,17 +142,14 @@ class BatchRandomErasing:
                              "model.data_preprocessor.normalized_batch_augments, not batch_augments")
         b, c, h, w = x.shape
         top, left, bh, bw = self.boxes(b, h, w).to(x.device).unbind(1)
-        rows = torch.arange(h, device=x.device)[None]
-        cols = torch.arange(w, device=x.device)[None]
-        inside = (((rows >= top[:, None]) & (rows < (top + bh)[:, None]))[:, :, None]
-                  & ((cols >= left[:, None]) & (cols < (left + bw)[:, None]))[:, None, :])
+        inside = box_inside((top, top + bh, left, left + bw), h, w, x.device)  # (B, 1, H, W)
         if self.mode == "pixel":
             fill = torch.randn(x.shape, device=x.device, dtype=x.dtype)
         elif self.mode == "rand":
             fill = torch.randn(b, c, 1, 1, device=x.device, dtype=x.dtype)
         else:
             fill = x.new_zeros(())
-        return torch.where(inside[:, None], fill, x)
+        return torch.where(inside, fill, x)
 
     def __repr__(self) -> str:
         return (f"BatchRandomErasing(prob={self.prob}, mode={self.mode!r}, area=({self.min_area:.3g}, "
