@@ -330,13 +330,6 @@ class AdAutoMixClassifier(AutoMixClassifier):
                     self.logits(x_plain), out_plain)}
         yield {"loss_mix": self.loss_module(self.logits(g["x_bb"]), out_bb)}
 
-    def loss(self, inputs: Tensor, labels: Tensor) -> dict:
-        """All the step's losses of :meth:`loss_stages` in one dict (one graph)."""
-        losses: dict = {}
-        for group in self.loss_stages(inputs, labels):
-            losses.update(group)
-        return losses
-
 
 @HOOKS.register_module()
 class AdAutoMixScheduleHook(AutoMixScheduleHook):

@@ -347,9 +347,10 @@ class AutoMixClassifier(MixupClassifier):
                 self.head_one(self.neck(self.backbone(inputs))), clean)}
 
     def loss(self, inputs: Tensor, labels: Tensor) -> dict:
-        """All the step's losses in one dict (one graph): ``loss_mix`` (classifier on its
-        mixed batch), ``loss_mix_block`` and ``loss_mask`` (Mix Block only), ``loss_one``
-        (classifier on the clean batch, when ``one_hot_weight > 0``)."""
+        """All the step's losses of :meth:`loss_stages` in one dict (one graph); AutoMix's:
+        ``loss_mix`` (classifier on its mixed batch), ``loss_mix_block`` and ``loss_mask``
+        (Mix Block only), ``loss_one`` (classifier on the clean batch, when
+        ``one_hot_weight > 0``)."""
         losses: dict = {}
         for group in self.loss_stages(inputs, labels):
             losses.update(group)
