@@ -89,17 +89,19 @@ def assert_same_training_state(a: dict, b: dict, parts) -> None:
     assert sa.keys() == sb.keys() and all(torch.equal(sa[i]["momentum_buffer"], sb[i]["momentum_buffer"]) for i in sa)
 
 
-def assert_mix_block_gradient_routing(clf, losses: dict) -> None:
-    """AutoMix-style gradient routing on one step's ``losses`` (``clf.loss``): the
-    classifier's losses reach the classifier and not the Mix Block; the Mix Block's losses
-    reach every Mix Block parameter and neither the classifier nor the EMA encoder."""
-    assert set(losses) == {"loss_mix", "loss_one", "loss_mix_block", "loss_mask"}
+def assert_mix_block_gradient_routing(clf, losses: dict, classifier_losses=("loss_mix", "loss_one"),
+                                      mix_block_losses=("loss_mix_block", "loss_mask")) -> None:
+    """AutoMix-style gradient routing on one step's ``losses`` (``clf.loss``, with exactly
+    the keys ``classifier_losses`` and ``mix_block_losses``): the classifier's losses reach
+    the classifier and not the Mix Block; the Mix Block's losses reach every Mix Block
+    parameter and neither the classifier nor the EMA encoder."""
+    assert set(losses) == {*classifier_losses, *mix_block_losses}
     classifier = [*clf.backbone.parameters(), *clf.head.parameters(), *clf.head_one.parameters()]
-    (losses["loss_mix"] + losses["loss_one"]).backward(retain_graph=True)
+    sum(losses[k] for k in classifier_losses).backward(retain_graph=True)
     assert all(p.grad is None for p in clf.mix_block.parameters())
     assert all(p.grad is not None for p in classifier)
     clf.zero_grad(set_to_none=True)
-    (losses["loss_mix_block"] + losses["loss_mask"]).backward()
+    sum(losses[k] for k in mix_block_losses).backward()
     assert all(p.grad is None for p in classifier)
     assert all(p.grad is None for p in [*clf.backbone_k.parameters(), *clf.head_k.parameters()])
     for name, p in clf.mix_block.named_parameters():

@@ -14,8 +14,8 @@ from mixbench.models.classifiers.adautomix import (AdaptiveMaskBlock, AdAutoMixC
                                                    AdAutoMixScheduleHook)
 from mixbench.models.classifiers.automix import cosine_momentum
 from mixbench.registry import MODELS
-from tests.learnable.helpers import (assert_ema_encoder_follows_momentum, assert_same_training_state,
-                                     train_step_both_ways, train_then_resume)
+from tests.learnable.helpers import (assert_ema_encoder_follows_momentum, assert_mix_block_gradient_routing,
+                                     assert_same_training_state, train_step_both_ways, train_then_resume)
 
 TINY = {"type": "ResNetCIFAR", "depth": 8, "width": 8, "in_channels": 1}
 
@@ -183,17 +183,9 @@ def test_gradients_are_routed_to_their_own_players():
     clf = tiny()
     x, y = batch()
     torch.manual_seed(2)
-    losses = clf.loss(x, y)
-    assert set(losses) == {"loss_mix", "loss_one", "loss_plain_mix", "loss_mix_block"}
-    classifier = [*clf.backbone.parameters(), *clf.head.parameters(), *clf.head_one.parameters()]
-    (losses["loss_mix"] + losses["loss_one"] + losses["loss_plain_mix"]).backward(retain_graph=True)
-    assert all(p.grad is None for p in clf.mix_block.parameters())
-    assert all(p.grad is not None for p in classifier)
-    clf.zero_grad(set_to_none=True)
-    losses["loss_mix_block"].backward()
-    assert all(p.grad is None for p in classifier)
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in clf.mix_block.parameters())
-    assert all(p.grad is None for p in [*clf.backbone_k.parameters(), *clf.head_k.parameters()])
+    assert_mix_block_gradient_routing(clf, clf.loss(x, y),
+                                      classifier_losses=("loss_mix", "loss_one", "loss_plain_mix"),
+                                      mix_block_losses=("loss_mix_block",))
 
 
 def test_adversarial_loss_is_minus_beta_ce_plus_weighted_cosine(monkeypatch):
