@@ -80,22 +80,20 @@ def test_preprocessor_normalizes_and_rejects_channel_mismatch():
 def test_clean_loss_from_mixer_is_added_to_the_losses():
     from dataclasses import dataclass
 
-    import torch as t
-
     @dataclass
     class WithClean(MixOutput):
-        clean_loss: t.Tensor = None
+        clean_loss: torch.Tensor = None
 
     class CleanMixer:
         def __call__(self, x, y, model=None):
             b = x.shape[0]
-            return WithClean(inputs=x, y_a=y, y_b=y, lam=t.ones(b), index=t.arange(b),
-                             clean_loss=t.tensor(0.25, requires_grad=True))
+            return WithClean(inputs=x, y_a=y, y_b=y, lam=torch.ones(b), index=torch.arange(b),
+                             clean_loss=torch.tensor(0.25, requires_grad=True))
 
     clf = tiny()
     clf.mixer = CleanMixer()
-    x = t.zeros(4, 1, 8, 8)
-    losses = clf.loss(x, t.tensor([0, 1, 2, 3]))
+    x = torch.zeros(4, 1, 8, 8)
+    losses = clf.loss(x, torch.tensor([0, 1, 2, 3]))
     assert set(losses) == {"loss", "clean_loss"} and float(losses["clean_loss"]) == 0.25
     total, _ = clf.parse_losses(losses)
-    assert t.isclose(total, losses["loss"] + 0.25)
+    assert torch.isclose(total, losses["loss"] + 0.25)
