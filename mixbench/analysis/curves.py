@@ -27,17 +27,15 @@ def histories_from_db(db_url: Optional[str] = None, filters: Optional[dict] = No
     runs selected by ``filters`` ({column: value}, e.g. ``{"dataset": "cifar100"}``)."""
     from sqlalchemy import select
 
-    from mixbench.leaderboard.db import epochs, make_engine, runs
+    from mixbench.leaderboard.db import epochs, make_engine, runs, where_runs
 
     engine = make_engine(db_url)
     try:
-        query = select(runs.c.id, runs.c.name)
-        for key, value in (filters or {}).items():
+        for key in filters or {}:
             if key not in runs.c:
                 raise ValueError(f"cannot filter on {key!r}; use a runs column such as "
                                  "dataset, backbone, method, epochs, seed, name")
-            query = query.where(runs.c[key] == (int(value) if key in ("epochs", "seed")
-                                                else str(value)))
+        query = where_runs(select(runs.c.id, runs.c.name), filters or {})
         with engine.connect() as conn:
             named = {r.id: r.name for r in conn.execute(query)}
             out: dict[str, list[dict]] = {name: [] for name in named.values()}

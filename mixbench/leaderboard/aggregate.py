@@ -51,7 +51,7 @@ from mixbench.results import median_last_n
 
 from .db import analysis as analysis_table
 from .db import epochs as epochs_table
-from .db import make_engine, runs
+from .db import make_engine, runs, where_runs
 from .reported import REPORTED_CSV, ReportedCell, canonical_method, lookup_reported
 
 METRICS = ("median_last_n", "best", "last")
@@ -312,9 +312,7 @@ def load_runs(engine: Engine, filters: Optional[dict] = None) -> list[RunRecord]
                          f"{', '.join(FILTER_KEYS)} (e.g. --filter dataset=cifar100)")
     query = select(runs).order_by(runs.c.dataset, runs.c.backbone, runs.c.epochs,
                                   runs.c.method, runs.c.seed, runs.c.id)
-    for key, value in filters.items():
-        col = runs.c[key]
-        query = query.where(col == (int(value) if key in ("epochs", "seed") else str(value)))
+    query = where_runs(query, filters)
     with engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
         ids = [r["id"] for r in rows]

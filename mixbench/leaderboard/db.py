@@ -102,6 +102,15 @@ analysis = Table(
 _STATUS_RANK = {"running": 0, "failed": 1, "finished": 1}
 
 
+def where_runs(query, filters: dict):
+    """``query`` restricted to the runs whose columns equal ``filters`` ({column: value},
+    ``epochs`` and ``seed`` compared as integers, the others as strings)."""
+    for key, value in filters.items():
+        query = query.where(runs.c[key] == (int(value) if key in ("epochs", "seed")
+                                            else str(value)))
+    return query
+
+
 def revision(updated_ts: float, status: str, history_len: int) -> str:
     """A fixed-width digit string that orders versions of one run's result.json: updated
     time (ms), status rank, history length. Digits only, so every collation sorts it alike."""
