@@ -50,8 +50,10 @@ CSV_FIELDS = ["dataset", "backbone", "epochs", "setting", "method", "metric", "n
               "delta_vs_vanilla", "welch_p", "significant", "alpha", "s_per_iter",
               "s_per_iter_vs_vanilla", "peak_mem_mb", "device_hours_per_run", "device_kind",
               "reported_top1", "reported_metric", "reported_source", "diff_vs_reported",
-              "reported_delta_vs_vanilla"] + [
-    f"{m.key}_{part}" for m in ANALYSIS_METRICS for part in ("mean", "std", "n_seeds")]
+              "reported_delta_vs_vanilla"]
+# per analysis metric: (CSV field suffix, SeedStat attribute)
+ANALYSIS_CSV_PARTS = (("mean", "mean"), ("std", "std"), ("n_seeds", "n"))
+CSV_FIELDS += [f"{m.key}_{part}" for m in ANALYSIS_METRICS for part, _ in ANALYSIS_CSV_PARTS]
 
 
 def csv_rows(lb: Leaderboard) -> list[dict]:
@@ -73,7 +75,7 @@ def csv_rows(lb: Leaderboard) -> list[dict]:
             **{f"{m.key}_{part}": (getattr(c.analysis[m.key], attr) if m.key in c.analysis
                                    else None)
                for m in ANALYSIS_METRICS
-               for part, attr in (("mean", "mean"), ("std", "std"), ("n_seeds", "n"))}))
+               for part, attr in ANALYSIS_CSV_PARTS}))
     return [{k: ("" if v is None else v) for k, v in row.items()} for row in rows]
 
 
