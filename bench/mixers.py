@@ -10,7 +10,8 @@ load on a shared machine hits them alike; on CUDA every timing is synchronised. 
 reference step is likewise the best of its repeats. timm's Mixup mixes in
 place, so it is timed on the same tensor over and over (no copy charged to it), as are ours
 with ``inplace=True``; our default mixers and torchvision return a new batch. Ratios are ``mixer time / reference forward+backward time`` measured in
-the same run, so they compare across machines better than milliseconds do.
+the same run, so they compare across machines better than milliseconds do. A second table
+times the issue's targets head to head (:data:`TARGETS`: each pair round-robin alone).
 """
 from __future__ import annotations
 
@@ -76,6 +77,36 @@ def peer_mixers(num_classes: int) -> dict[str, Callable]:
     return peers
 
 
+#: The issue's targets, each timed head to head: (ours, peer, minimum speed-up peer/ours).
+#: Like against like: in-place against timm (which overwrites its input), a new batch
+#: against torchvision (which returns one), per-sample lambda against timm's ``elem``.
+TARGETS = [
+    ("Mixup inplace [batch]", "timm Mixup [batch]", 1.0),
+    ("CutMix inplace [batch]", "timm CutMix [batch]", 1.0),
+    ("Mixup [batch]", "torchvision MixUp [batch]", 1.0),
+    ("CutMix [batch]", "torchvision CutMix [batch]", 1.0),
+    ("Mixup [elem]", "timm Mixup [elem]", 5.0),
+    ("Mixup inplace [elem]", "timm Mixup [elem]", 5.0),
+    ("CutMix [elem]", "timm CutMix [elem]", 5.0),
+    ("CutMix inplace [elem]", "timm CutMix [elem]", 5.0),
+]
+
+
+def head_to_head(fns: dict, device: str, budget_s: float) -> list[dict]:
+    """Each pair of :data:`TARGETS` timed round-robin with only each other: in the full
+    round-robin every call meets caches that the 25 other entries have just filled, which
+    charges a per-call cost (tens of microseconds per small torch op when cold) that
+    depends on the neighbours; a pair alone meets the same conditions."""
+    out = []
+    for ours, peer, target in TARGETS:
+        t = round_robin({ours: fns[ours], peer: fns[peer]}, device, rounds=400,
+                        budget_s=2 * budget_s)
+        speedup = t[peer].best / t[ours].best
+        out.append({"ours": ours, "peer": peer, "ours_s": t[ours].best, "peer_s": t[peer].best,
+                    "speedup": speedup, "target": target, "met": speedup >= target})
+    return out
+
+
 def run(sizes, batch: int, device: str, budget_s: float, threads: int,
         ref_batch: int = 16) -> dict:
     if threads:
@@ -110,7 +141,8 @@ def run(sizes, batch: int, device: str, budget_s: float, threads: int,
         results["sizes"][size] = {"reference_fwd_bwd_s": ref, "reference_batch_timed": nb,
                                   "mixers": {k: {"s": v.best, "ratio": v.best / ref,
                                                  "median_s": v.median, "rounds": len(v.wall)}
-                                             for k, v in rows.items()}}
+                                             for k, v in rows.items()},
+                                  "head_to_head": head_to_head(fns, device, budget_s)}
         print(f"# {size}x{size}: reference fwd+bwd {ref * 1e3:.1f} ms", flush=True)
     results["loadavg_end"] = os.getloadavg()
     return results
@@ -128,6 +160,18 @@ def markdown(results: dict) -> str:
             r = results["sizes"][s]["mixers"][n]
             cells.append(f"{r['s'] * 1e3:.2f} | {r['ratio']:.4f}")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines += ["", "Head to head (each pair timed round-robin alone; speed-up = peer / ours):", "",
+              "| ours | peer | " + " | ".join(f"{s}px ours ms | {s}px peer ms | {s}px speed-up"
+                                              for s in sizes) + " | target |",
+              "|---|---|" + "---:|---:|---:|" * len(sizes) + "---:|"]
+    for k, pair in enumerate(results["sizes"][sizes[0]]["head_to_head"]):
+        cells = []
+        for s in sizes:
+            r = results["sizes"][s]["head_to_head"][k]
+            cells.append(f"{r['ours_s'] * 1e3:.2f} | {r['peer_s'] * 1e3:.2f} | "
+                         f"{r['speedup']:.2f}x{'' if r['met'] else ' (missed)'}")
+        lines.append(f"| {pair['ours']} | {pair['peer']} | " + " | ".join(cells)
+                     + f" | >= {pair['target']:g}x |")
     refs = ", ".join(f"{s}px {results['sizes'][s]['reference_fwd_bwd_s'] * 1e3:.0f} ms" for s in sizes)
     lines.append("")
     scaled = [s for s in sizes if results["sizes"][s]["reference_batch_timed"] != results["batch"]]

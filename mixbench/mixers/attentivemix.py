@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._feature_mix import frozen_eval, model_backbone
-from .base import MaskMixer, MixOutput, beta_sample, blend, check_alpha
+from .base import MaskMixer, MixOutput, beta_sample, blend_pairs, check_alpha
 
 LIBRARIES = ("timm", "torchvision")
 
@@ -228,7 +228,7 @@ class AttentiveMix(MaskMixer):
         cells = top_cells(act.flatten(1), k).view(b, gh, gw)
         mask = cells_to_pixels(cells.float(), h, w)
         index = index.to(x.device)
-        mixed = blend(x, x[index], mask, binary=True)
+        mixed = blend_pairs(x, index, mask, binary=True)
         return self.output(x, y, index, mask, lam, mixed)
 
 

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-from .base import MaskMixer, MixOutput, match_format, randint_sample
+from .base import MaskMixer, MixOutput, match_format, mix_pairs, randint_sample
 
 Box = tuple[Tensor, Tensor, Tensor, Tensor]
 
@@ -71,19 +71,18 @@ def paste_box(x: Tensor, index: Tensor, y1: int, y2: int, x1: int, x2: int,
 def paste_boxes(x: Tensor, index: Tensor, box: Box, inplace: bool = False) -> tuple[Tensor, Tensor]:
     """Paste each sample's box of ``x[index]`` into ``x``; returns (mixed, mask).
 
-    One box for the whole batch: :func:`paste_box`. Per-sample boxes: the paired batch is
-    gathered once and the first image is written over it outside the boxes by one
-    ``torch.where`` into that same buffer (a single batch-sized allocation: on a CPU, fresh
-    large buffers cost page faults, which dominate at 224 px).
+    One box for the whole batch: :func:`paste_box`. Per-sample boxes: one ``torch.where``
+    of each image and its partner through :func:`mix_pairs` (chunked on the CPU).
     """
     _, _, h, w = x.shape
     if same_box(box):
         return paste_box(x, index, *(int(t[0]) for t in box), inplace=inplace)
     inside = box_inside(box, h, w, x.device)
-    mixed = x.index_select(0, index)
-    torch.where(inside, mixed, x, out=mixed)
-    mask = torch.where(inside, 0.0, 1.0)
-    return (x.copy_(mixed) if inplace else match_format(mixed, x)), mask
+
+    def combine(rows, first, second, out):
+        return torch.where(inside[rows], second, first, out=second if out is None else out)
+    mixed = mix_pairs(x, index, combine, inplace=inplace)
+    return mixed, torch.where(inside, 0.0, 1.0)
 
 
 class BoxMixer(MaskMixer):

@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .base import MaskMixer, MixOutput, blend, check_alpha, check_range
+from .base import MaskMixer, MixOutput, blend_pairs, check_alpha, check_range
 
 
 def fourier_noise(n: int, h: int, w: int, decay_power: float,
@@ -84,5 +84,5 @@ class FMix(MaskMixer):
                                 expand=False)
         mask = binarise(noise, lam[:noise.shape[0]], self.max_soft).to(x.device)
         index = index.to(x.device)
-        mixed = blend(x, x.index_select(0, index), mask, binary=self.max_soft == 0)
+        mixed = blend_pairs(x, index, mask, binary=self.max_soft == 0)
         return self.output(x, y, index, mask, lam, mixed)

@@ -21,7 +21,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .base import (MaskMixer, MixOutput, blend, check_range, randint_sample,
+from .base import (MaskMixer, MixOutput, blend_pairs, check_range, randint_sample,
                    uniform_sample)
 
 
@@ -89,5 +89,5 @@ class GridMix(MaskMixer):
         params = self.per_sample(draw, index, expand=False)
         mask = grid_masks(lam[:params.shape[0]], *params.unbind(1), h, w, x.device)
         index = index.to(x.device)
-        mixed = blend(x, x.index_select(0, index), mask, binary=True)
+        mixed = blend_pairs(x, index, mask, binary=True)
         return self.output(x, y, index, mask, lam, mixed)

@@ -37,6 +37,7 @@ class Mixup(BaseMixer):
         index = self.sample_index(x.shape[0])
         lam = self.sample_lam(index)
         index = index.to(x.device)
-        mixed = lerp_images(x, index, lam, inplace=self.inplace)
-        return MixOutput(inputs=mixed, y_a=y, y_b=y[index],
+        one = self.lam_mode == "batch"  # one lambda: Python-float weights, as timm's
+        mixed = lerp_images(x, index, lam[0].item() if one else lam, inplace=self.inplace)
+        return MixOutput(inputs=mixed, y_a=y, y_b=y.index_select(0, index),
                          lam=lam.to(device=x.device, dtype=torch.float32), index=index)

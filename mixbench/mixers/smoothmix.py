@@ -17,7 +17,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .base import MaskMixer, MixOutput, blend, check_range, randint_sample, uniform_sample
+from .base import (MaskMixer, MixOutput, blend_pairs, check_range, randint_sample,
+                   uniform_sample)
 
 
 def gaussian_masks(cy: Tensor, cx: Tensor, sigma_y: Tensor, sigma_x: Tensor, h: int, w: int) -> Tensor:
@@ -61,5 +62,5 @@ class SmoothMix(MaskMixer):
         cy, cx, s = params.unbind(1)
         mask = gaussian_masks(cy, cx, s * h, s * h, h, w).to(x.device)
         index = index.to(x.device)
-        mixed = blend(x, x.index_select(0, index), mask)
+        mixed = blend_pairs(x, index, mask)
         return self.output(x, y, index, mask, mask.mean((1, 2, 3)), mixed)

@@ -5,10 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from mixbench.mixers import (CutMix, FMix, GridMix, Mixup, RandomChoiceMixer, ResizeMix,
-                             SaliencyMix, SmoothMix, Vanilla)
+from mixbench.mixers import (CutMix, DeiTMixer, FMix, GridMix, Mixup, RandomChoiceMixer,
+                             ResizeMix, SaliencyMix, SmoothMix, Vanilla)
+from mixbench.mixers import base
 from mixbench.mixers.base import BaseMixer, MixOutput, pairing_index
-from tests.mixers.helpers import make_batch, seeded
+from tests.mixers.helpers import assert_outputs_equal, make_batch, seeded
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = {"vanilla": Vanilla, "mixup": Mixup, "cutmix": CutMix, "deit": RandomChoiceMixer,
@@ -165,3 +166,46 @@ def test_deit_recipe_trains_two_epochs_on_digits_through_train_py(tmp_path):
     from tests.mixers.helpers import train_two_epochs_on_digits
 
     train_two_epochs_on_digits(tmp_path, "deit")
+
+
+CHUNKED = {"mixup": Mixup, "cutmix": CutMix, "deit": DeiTMixer, "smoothmix": SmoothMix,
+           "fmix": FMix, "gridmix": GridMix}
+
+
+@pytest.mark.parametrize("name, inplace", [(name, False) for name in sorted(CHUNKED)]
+                         + [("mixup", True), ("cutmix", True), ("deit", True)])
+@pytest.mark.parametrize("lam_mode", ["batch", "elem"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cpu_chunking_changes_no_value(monkeypatch, name, inplace, lam_mode, channels_last):
+    """On the CPU a batch meets its partners chunk by chunk (mix_pairs); the chunk size must
+    not change a single bit: 35 images in chunks of 3 (the last one short) against one
+    chunk, with the same draws."""
+    kwargs = {"lam_mode": lam_mode, **({"inplace": True} if inplace else {})}
+    x, y = make_batch(b=35, h=12, w=12, channels_last=channels_last)
+    outs = []
+    for chunk_bytes in (10**9, 1):  # one chunk; the minimum, ceil(35 / 16) = 3 images
+        monkeypatch.setattr(base, "CHUNK_BYTES", chunk_bytes)
+        out = CHUNKED[name](generator=seeded(3), **kwargs)(x.clone(), y)
+        if channels_last:
+            assert out.inputs.is_contiguous(memory_format=torch.channels_last)
+        outs.append(out)
+    assert not torch.equal(outs[0].inputs, x)
+    assert_outputs_equal(outs[0], outs[1], "chunked vs one chunk")
+
+
+def test_mix_pairs_chunks_cover_the_batch_once(monkeypatch):
+    """Each row is combined exactly once, with its own partner, whatever the chunk size."""
+    x = torch.arange(35, dtype=torch.float32).view(35, 1, 1, 1).expand(35, 1, 2, 2).contiguous()
+    index = pairing_index(35, "random", seeded(0))
+    calls = []
+
+    def combine(rows, first, second, out):
+        calls.append(rows)
+        res = first * 100 + second
+        return res if out is None else out.copy_(res)
+    for chunk_bytes, n_calls in ((10**9, 1), (1, 12)):
+        monkeypatch.setattr(base, "CHUNK_BYTES", chunk_bytes)
+        calls.clear()
+        out = base.mix_pairs(x, index, combine)
+        assert len(calls) == n_calls
+        assert torch.equal(out[:, 0, 0, 0], torch.arange(35.0) * 100 + index.float())

@@ -14,7 +14,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from torch import Tensor, nn
 
-from mixbench.mixers.base import MixOutput, beta_sample, blend, check_alpha
+from mixbench.mixers.base import MixOutput, beta_sample, blend_pairs, check_alpha
 from mixbench.registry import HOOKS, MODELS
 
 from .mixup_classifier import MixupClassifier, build_module
@@ -312,7 +312,7 @@ class AutoMixClassifier(MixupClassifier):
         mask_mb = self.mix_block(feat, index_mb, lam_mb, size)
         mixes = []
         for mask, index, lam in ((mask_mb, index_mb, lam_mb), (mask_bb, index_bb, lam_bb)):
-            mixed = blend(inputs, inputs.index_select(0, index), mask)
+            mixed = blend_pairs(inputs, index, mask)
             mixes.append((mixed, mask, index, lam))
         mask_loss = self.mask_loss_weight * self.mix_block.mask_loss(mask_mb, lam_mb)
         return mixes[0], mixes[1], mask_loss
