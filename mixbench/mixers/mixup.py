@@ -34,10 +34,15 @@ class Mixup(BaseMixer):
         self.inplace = bool(inplace)
 
     def mix(self, x: Tensor, y: Tensor, model=None) -> MixOutput:
-        index = self.sample_index(x.shape[0])
-        lam = self.sample_lam(index)
+        b = x.shape[0]
+        index = self.sample_index(b)
+        if self.lam_mode == "batch":  # one lambda, a Python float: timm's scalar arithmetic
+            lam = self.sample_lam_value()
+            lam_out = torch.full((b,), lam, dtype=torch.float32, device=x.device)
+        else:
+            lam = self.sample_lam(index)
+            lam_out = lam.to(device=x.device, dtype=torch.float32)
         index = index.to(x.device)
-        one = self.lam_mode == "batch"  # one lambda: Python-float weights, as timm's
-        mixed = lerp_images(x, index, lam[0].item() if one else lam, inplace=self.inplace)
-        return MixOutput(inputs=mixed, y_a=y, y_b=y.index_select(0, index),
-                         lam=lam.to(device=x.device, dtype=torch.float32), index=index)
+        mixed = lerp_images(x, index, lam, inplace=self.inplace)
+        return MixOutput(inputs=mixed, y_a=y, y_b=y.index_select(0, index), lam=lam_out,
+                         index=index)

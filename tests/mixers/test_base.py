@@ -90,6 +90,16 @@ def test_lam_modes_share_draws_as_documented():
             assert torch.equal(lam, lam[index])
 
 
+def test_one_lambda_value_is_the_batch_mode_draw():
+    """Mixup's batch mode draws its lambda as a float (sample_lam_value): the same draw from
+    the generator as sample_lam's repeated value."""
+    index = torch.arange(4)
+    as_tensor = Mixup(alpha=0.7, generator=seeded(9)).sample_lam(index)
+    as_float = Mixup(alpha=0.7, generator=seeded(9)).sample_lam_value()
+    assert isinstance(as_float, float) and as_tensor.tolist() == [as_float] * 4
+    assert Mixup(alpha=0.0).sample_lam_value() == 1.0
+
+
 def test_target_sums_to_one_and_weights_labels():
     out = MixOutput(inputs=torch.zeros(2, 1, 2, 2), y_a=torch.tensor([0, 1]),
                     y_b=torch.tensor([1, 1]), lam=torch.tensor([0.25, 0.5]),

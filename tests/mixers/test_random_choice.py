@@ -89,6 +89,7 @@ def test_deit_recipe_equals_timm_given_the_same_draws(monkeypatch, branch):
     chosen_mixer = deit.mixers[0 if branch == "mixup" else 1]
     monkeypatch.setattr(deit, "choose", lambda: chosen_mixer)
     chosen_mixer.sample_lam = lambda index: torch.full((6,), lam, dtype=torch.float64)
+    chosen_mixer.sample_lam_value = lambda: lam  # Mixup's one-lambda draw
     chosen_mixer.sample_centres = lambda x_, index: (torch.full((6,), 3), torch.full((6,), 12))
     ours = deit(x, y)
 
