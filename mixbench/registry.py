@@ -51,7 +51,8 @@ PARAM_SCHEDULERS = Registry("parameter scheduler", parent=MMENGINE_PARAM_SCHEDUL
                             scope=SCOPE)
 DATA_SAMPLERS = Registry("data sampler", parent=MMENGINE_DATA_SAMPLERS, scope=SCOPE)
 LOOPS = Registry("loop", parent=MMENGINE_LOOPS, scope=SCOPE)
-MODEL_WRAPPERS = Registry("model_wrapper", parent=MMENGINE_MODEL_WRAPPERS, scope=SCOPE)
+MODEL_WRAPPERS = Registry("model_wrapper", parent=MMENGINE_MODEL_WRAPPERS, scope=SCOPE,
+                          locations=["mixbench.engine"])
 RUNNERS = Registry("runner", parent=MMENGINE_RUNNERS, scope=SCOPE)
 VISBACKENDS = Registry("vis_backend", parent=MMENGINE_VISBACKENDS, scope=SCOPE)
 VISUALIZERS = Registry("visualizer", parent=MMENGINE_VISUALIZERS, scope=SCOPE)

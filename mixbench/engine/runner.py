@@ -176,10 +176,15 @@ def prepare_runner_config(cfg: dict, work_dir: str, launcher: str = "none",
                          "init_kwargs": {"project": logging_cfg.get("wandb_project", "mixbench"),
                                          "name": Path(work_dir).name}})
     cfg.setdefault("visualizer", {"type": "Visualizer", "vis_backends": backends})
-    if launcher != "none" and not torch.cuda.is_available():
-        cfg["model_wrapper_cfg"] = {"type": "MMDistributedDataParallel", "device_ids": None,
-                                    "broadcast_buffers": False}
-        cfg.setdefault("env_cfg", {}).setdefault("dist_cfg", {})["backend"] = "gloo"
+    if launcher != "none":
+        # mmengine's DDP wrapper and defaults, plus the staged step of the learnable mixers
+        # (mixbench/engine/ddp.py); on the CPU: gloo and no device ids
+        wrapper = {"type": "mixbench.StagedDistributedDataParallel", "broadcast_buffers": False,
+                   "find_unused_parameters": bool(cfg.get("find_unused_parameters", False))}
+        cfg["model_wrapper_cfg"] = {**wrapper, **(cfg.get("model_wrapper_cfg") or {})}
+        if not torch.cuda.is_available():
+            cfg["model_wrapper_cfg"]["device_ids"] = None
+            cfg.setdefault("env_cfg", {}).setdefault("dist_cfg", {})["backend"] = "gloo"
     max_epochs = cfg["train_cfg"]["max_epochs"]
     schedulers = cfg.get("param_scheduler") or []
     for sched in ([schedulers] if isinstance(schedulers, dict) else schedulers):

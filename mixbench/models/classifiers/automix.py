@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -356,7 +356,26 @@ class AutoMixClassifier(MixupClassifier):
             losses.update(group)
         return losses
 
+    def uses_staged_step(self) -> bool:
+        """Whether :meth:`train_step` backpropagates group by group: yes, unless a subclass
+        overrides :meth:`loss` but not :meth:`loss_stages` (then one backward of ``loss``)."""
+        return not (type(self).loss is not AutoMixClassifier.loss
+                    and type(self).loss_stages is AutoMixClassifier.loss_stages)
+
     def train_step(self, data, optim_wrapper) -> dict:
+        """One training step: :meth:`staged_train_step` (one backward per group of
+        :meth:`loss_stages`), or mmengine's one-backward step for a subclass that only
+        overrides :meth:`loss` (:meth:`uses_staged_step`).
+
+        Under DDP, :class:`~mixbench.engine.ddp.StagedDistributedDataParallel` (the
+        wrapper mixbench's runner uses) runs :meth:`staged_train_step` too, with the
+        gradients averaged over the processes before the optimizer step."""
+        if not self.uses_staged_step():
+            return super().train_step(data, optim_wrapper)
+        return self.staged_train_step(data, optim_wrapper)
+
+    def staged_train_step(self, data, optim_wrapper,
+                          sync_gradients: Optional[Callable[[], None]] = None) -> dict:
         """One training step with one backward per group of :meth:`loss_stages`, then one
         optimizer step.
 
@@ -369,14 +388,8 @@ class AutoMixClassifier(MixupClassifier):
         loss scaling of AmpOptimWrapper, the gradient-accumulation factor of
         ``scale_loss``); the wrapper's iteration counter advances once per step, as with
         ``update_params``. The logged losses are those of :meth:`loss`.
-
-        Under DDP mmengine's wrapper calls :meth:`loss` and backpropagates once (its
-        ``train_step``, not this one, runs): same result, without the memory saving.
-        A subclass that overrides :meth:`loss` but not :meth:`loss_stages` also gets the
-        single-backward step."""
-        if type(self).loss is not AutoMixClassifier.loss and \
-                type(self).loss_stages is AutoMixClassifier.loss_stages:
-            return super().train_step(data, optim_wrapper)
+        ``sync_gradients``, when given, is called once the gradients of an update are
+        complete, just before the optimizer step (the DDP wrapper's all-reduce)."""
         with optim_wrapper.optim_context(self):
             data = self.data_preprocessor(data, True)
             stages = self.loss_stages(data["inputs"], data["data_samples"])
@@ -393,6 +406,8 @@ class AutoMixClassifier(MixupClassifier):
             del group, loss
         optim_wrapper._inner_count += 1
         if optim_wrapper.should_update():
+            if sync_gradients is not None:
+                sync_gradients()
             optim_wrapper.step()
             optim_wrapper.zero_grad()
         return self.parse_losses(logged)[1]

@@ -1,0 +1,64 @@
+"""The DDP wrapper of mixbench's distributed runs: mmengine's, plus the staged training step
+of the learnable mixers (AutoMix, SAMix, AdAutoMix).
+
+Those models backpropagate their losses group by group, freeing each group's graph before
+the next is built (``AutoMixClassifier.staged_train_step``): about half the memory of one
+backward through all of them. torch's DDP cannot take that as it is: its reducer expects one
+backward per forward of the wrapper. So the wrapper runs the staged step inside
+``no_sync()`` (each process accumulates its own gradients, no communication) and then
+averages the gradients over the processes with one all-reduce of a flat buffer, just
+before the optimizer step -- what DDP's bucketed all-reduce computes, once per update.
+Every other model takes mmengine's ``MMDistributedDataParallel.train_step`` unchanged.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from mmengine.logging import print_log
+from mmengine.model import MMDistributedDataParallel
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+from mixbench.registry import MODEL_WRAPPERS
+
+
+@MODEL_WRAPPERS.register_module()
+class StagedDistributedDataParallel(MMDistributedDataParallel):
+    """``MMDistributedDataParallel`` that lets a model with ``uses_staged_step()`` run its
+    ``staged_train_step``, with the gradients averaged over the processes before each
+    optimizer step (see the module docstring). Same arguments as mmengine's wrapper."""
+
+    def train_step(self, data, optim_wrapper) -> dict:
+        uses_staged = getattr(self.module, "uses_staged_step", None)
+        if uses_staged is None or not uses_staged():
+            return super().train_step(data, optim_wrapper)
+        if not getattr(self, "_staged_announced", False):
+            self._staged_announced = True
+            print_log(f"{type(self.module).__name__}: staged backward under DDP, gradients "
+                      "averaged over the processes once per update", logger="current")
+        with self.no_sync():
+            return self.module.staged_train_step(data, optim_wrapper,
+                                                 sync_gradients=self.sync_gradients)
+
+    def sync_gradients(self) -> None:
+        """Average the gradients of the trainable parameters over the processes.
+
+        Every process must hold gradients for the same parameters (the step computes the
+        same loss groups everywhere); a mismatch would pair unrelated buffers in the
+        all-reduce, so it is checked first and reported."""
+        params = [p for p in self.module.parameters() if p.requires_grad and p.grad is not None]
+        grads = [p.grad for p in params]
+        device = grads[0].device if grads else next(self.module.parameters()).device
+        count = torch.tensor([len(grads), -len(grads)], dtype=torch.int64, device=device)
+        dist.all_reduce(count, op=dist.ReduceOp.MAX)
+        if int(count[0]) != -int(count[1]):
+            raise RuntimeError(
+                f"StagedDistributedDataParallel: the processes hold gradients for different "
+                f"numbers of parameters (from {-int(count[1])} to {int(count[0])}; this one "
+                f"{len(grads)}): every process must backpropagate the same loss groups")
+        if not grads:
+            return
+        flat = _flatten_dense_tensors(grads)
+        dist.all_reduce(flat)
+        flat.div_(dist.get_world_size())
+        for grad, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):
+            grad.copy_(synced)
