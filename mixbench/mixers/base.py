@@ -249,9 +249,10 @@ def mix_pairs(x: Tensor, index: Tensor, combine: Callable, inplace: bool = False
     along the batch, so that chunking cannot change any value.
 
     On the CPU the batch is processed in equal chunks of about :data:`CHUNK_BYTES` (at
-    most 16 chunks): an elementwise op that reads one batch-sized buffer
-    and writes another spills the L2 cache at 32 px already (a 128-image batch is 1.5 MiB),
-    and chunking measured 1.5x faster for Mixup at 32 and 224 px. On CUDA, or when
+    most 16 chunks): an elementwise op that reads one batch-sized buffer and writes another
+    spills the L2 cache at 32 px already (a 128-image batch is 1.5 MiB); with warm caches
+    chunking measured 1.5x faster for Mixup at 32 and 224 px (docs/benchmarks_mixers.md,
+    with cold caches it makes no difference). On CUDA, or when
     ``autograd`` (some operand needs a gradient: out= writes cannot be differentiated), the
     batch is one chunk. ``inplace=True`` writes into ``x``; the partners are then gathered
     whole first, as later rows may be the sources of earlier ones.
