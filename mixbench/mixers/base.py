@@ -231,51 +231,50 @@ def match_format(out: Tensor, like: Tensor) -> Tensor:
 CHUNK_BYTES = 512 * 1024
 
 
-def rows_of(t, rows: slice):
-    """``t[rows]`` for a per-sample tensor; ``t`` itself for a scalar or a batch-shared
-    tensor (first dimension 1)."""
-    return t if not isinstance(t, Tensor) or t.shape[0] == 1 else t[rows]
-
-
-def mix_pairs(x: Tensor, index: Tensor, combine: Callable, inplace: bool = False,
+def mix_pairs(x: Tensor, index: Tensor, combine: Callable, *args, inplace: bool = False,
               autograd: bool = False) -> Tensor:
-    """``out[i] = combine(x[i], x[index[i]])`` for the whole batch: the one place where a
-    batch meets its partners.
+    """``out[i] = combine(x[i], x[index[i]], ...)`` for the whole batch: the one place where
+    a batch meets its partners.
 
-    ``combine(rows, first, second, out)`` mixes the batch rows ``rows`` (a slice):
-    ``first = x[rows]``, ``second = x[index[rows]]`` (a scratch buffer it may overwrite) and
-    ``out``, the output rows to write (then its return value is ignored), or None: then it
-    returns a new tensor (the single-chunk, autograd-safe case). It must be elementwise
-    along the batch, so that chunking cannot change any value.
+    ``combine(first, second, out, *chunk_args)`` mixes some rows of the batch: ``first``
+    (those rows of ``x``), ``second`` (their partners, a scratch buffer it may overwrite),
+    ``out`` (the output rows to write; then its return value is ignored) or None (then it
+    returns a new tensor: the single-chunk, autograd-safe case), and ``args`` cut to the
+    same rows (each tensor whose first dimension is the batch's; anything else, a scalar or a
+    batch-shared (1, ...) tensor, is passed whole). It must be elementwise along the batch,
+    so that chunking cannot change any value.
 
     On the CPU the batch is processed in equal chunks of about :data:`CHUNK_BYTES` (at
     most 16 chunks): an elementwise op that reads one batch-sized buffer and writes another
     spills the L2 cache at 32 px already (a 128-image batch is 1.5 MiB); with warm caches
     chunking measured 1.5x faster for Mixup at 32 and 224 px (docs/benchmarks_mixers.md,
-    with cold caches it makes no difference). On CUDA, or when
-    ``autograd`` (some operand needs a gradient: out= writes cannot be differentiated), the
-    batch is one chunk. ``inplace=True`` writes into ``x``; the partners are then gathered
-    whole first, as later rows may be the sources of earlier ones.
+    with cold caches it makes no difference). On CUDA, or when ``autograd`` (some operand
+    needs a gradient: out= writes cannot be differentiated), the batch is one chunk.
+    ``inplace=True`` writes into ``x``; the partners are then gathered whole first, as later
+    rows may be the sources of earlier ones.
     """
     b = x.shape[0]
     n = b
     if x.device.type == "cpu" and not autograd:
         chunks = min(16, max(1, round(x.numel() * x.element_size() / CHUNK_BYTES)))
         n = -(-b // chunks)  # balanced: 43 + 43 + 42 images at 32 px, not 42 x 3 + 2
+    if n >= b and not inplace:
+        return match_format(combine(x, x.index_select(0, index), None, *args), x)
+    pieces = [a.split(n) if isinstance(a, Tensor) and a.dim() and a.shape[0] == b and b > 1
+              else None for a in args]
+
+    def chunk_args(k: int) -> list:
+        return [a if p is None else p[k] for a, p in zip(args, pieces)]
     if inplace:
         partners = x.index_select(0, index)
-        for start in range(0, b, n):
-            rows = slice(start, start + n)
-            combine(rows, x[rows], partners[rows], x[rows])
+        for k, (rows, second) in enumerate(zip(x.split(n), partners.split(n))):
+            combine(rows, second, rows, *chunk_args(k))
         return x
-    if n >= b:
-        return match_format(combine(slice(None), x, x.index_select(0, index), None), x)
     out = torch.empty_like(x)  # keeps x's memory format
     scratch = x.new_empty((n, *x.shape[1:]))
-    for start in range(0, b, n):
-        rows = slice(start, start + n)
-        second = torch.index_select(x, 0, index[rows], out=scratch[:min(n, b - start)])
-        combine(rows, x[rows], second, out[rows])
+    for k, (first, idx, dest) in enumerate(zip(x.split(n), index.split(n), out.split(n))):
+        second = torch.index_select(x, 0, idx, out=scratch[:idx.shape[0]])
+        combine(first, second, dest, *chunk_args(k))
     return out
 
 
@@ -298,15 +297,15 @@ def lerp_images(x: Tensor, index: Tensor, lam: Union[float, Tensor],
     else:
         lam_a, lam_b = float(lam), 1.0 - float(lam)
 
-    def combine(rows: slice, first: Tensor, second: Tensor, out: Optional[Tensor]) -> Tensor:
-        second.mul_(rows_of(lam_b, rows))  # a fresh gather: in place, differentiable
+    def combine(first: Tensor, second: Tensor, out: Optional[Tensor], wa, wb) -> Tensor:
+        second.mul_(wb)  # a fresh gather: in place, differentiable
         if out is None:
-            out = first * rows_of(lam_a, rows)
+            out = first * wa
         else:
-            torch.mul(first, rows_of(lam_a, rows), out=out)
+            torch.mul(first, wa, out=out)
         return out.add_(second)
 
-    return mix_pairs(x, index, combine, inplace=inplace,
+    return mix_pairs(x, index, combine, lam_a, lam_b, inplace=inplace,
                      autograd=torch.is_grad_enabled() and x.requires_grad)
 
 
@@ -327,23 +326,20 @@ def blend_pairs(x: Tensor, index: Tensor, mask: Tensor, binary: bool = False) ->
     """:func:`blend` of ``x`` with its partners ``x[index]`` through :func:`mix_pairs`
     (chunked on the CPU; the same values)."""
     if binary:
-        keep = mask.to(x.device) > 0.5
-
-        def combine(rows, first, second, out):
+        def pick(first, second, out, keep):
             if out is None:
-                return torch.where(rows_of(keep, rows), first, second)
-            return torch.where(rows_of(keep, rows), first, second, out=out)
-        return mix_pairs(x, index, combine,
+                return torch.where(keep, first, second)
+            return torch.where(keep, first, second, out=out)
+        return mix_pairs(x, index, pick, mask.to(x.device) > 0.5,
                          autograd=torch.is_grad_enabled() and x.requires_grad)
     m = mask.to(device=x.device, dtype=x.dtype)
-    m_b = 1 - m
 
-    def combine(rows, first, second, out):
+    def weigh(first, second, out, m, m_b):
         if out is None:  # out of place: the mask may need a gradient (AutoMix)
-            return rows_of(m, rows) * first + rows_of(m_b, rows) * second
-        second.mul_(rows_of(m_b, rows))
-        return torch.mul(rows_of(m, rows), first, out=out).add_(second)
-    return mix_pairs(x, index, combine,
+            return m * first + m_b * second
+        second.mul_(m_b)
+        return torch.mul(m, first, out=out).add_(second)
+    return mix_pairs(x, index, weigh, m, 1 - m,
                      autograd=torch.is_grad_enabled() and (x.requires_grad or m.requires_grad))
 
 

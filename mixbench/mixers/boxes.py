@@ -79,9 +79,9 @@ def paste_boxes(x: Tensor, index: Tensor, box: Box, inplace: bool = False) -> tu
         return paste_box(x, index, *(int(t[0]) for t in box), inplace=inplace)
     inside = box_inside(box, h, w, x.device)
 
-    def combine(rows, first, second, out):
-        return torch.where(inside[rows], second, first, out=second if out is None else out)
-    mixed = mix_pairs(x, index, combine, inplace=inplace)
+    def combine(first, second, out, inside):
+        return torch.where(inside, second, first, out=second if out is None else out)
+    mixed = mix_pairs(x, index, combine, inside, inplace=inplace)
     return mixed, torch.where(inside, 0.0, 1.0)
 
 

@@ -204,18 +204,23 @@ def test_cpu_chunking_changes_no_value(monkeypatch, name, inplace, lam_mode, cha
 
 
 def test_mix_pairs_chunks_cover_the_batch_once(monkeypatch):
-    """Each row is combined exactly once, with its own partner, whatever the chunk size."""
+    """Each row is combined exactly once, with its own partner and its own per-sample
+    argument, whatever the chunk size; shared arguments are passed whole."""
     x = torch.arange(35, dtype=torch.float32).view(35, 1, 1, 1).expand(35, 1, 2, 2).contiguous()
     index = pairing_index(35, "random", seeded(0))
+    per_sample = torch.arange(35, dtype=torch.float32).view(35, 1, 1, 1) / 1000
+    shared = torch.full((1, 1, 1, 1), 0.5)
     calls = []
 
-    def combine(rows, first, second, out):
-        calls.append(rows)
-        res = first * 100 + second
+    def combine(first, second, out, w, s):
+        calls.append(first.shape[0])
+        assert s is shared and w.shape[0] == first.shape[0]
+        res = first * 100 + second + w + s
         return res if out is None else out.copy_(res)
-    for chunk_bytes, n_calls in ((10**9, 1), (1, 12)):
+    for chunk_bytes, sizes in ((10**9, [35]), (1, [3] * 11 + [2])):
         monkeypatch.setattr(base, "CHUNK_BYTES", chunk_bytes)
         calls.clear()
-        out = base.mix_pairs(x, index, combine)
-        assert len(calls) == n_calls
-        assert torch.equal(out[:, 0, 0, 0], torch.arange(35.0) * 100 + index.float())
+        out = base.mix_pairs(x, index, combine, per_sample, shared)
+        assert calls == sizes
+        expected = torch.arange(35.0) * 100 + index.float() + torch.arange(35.0) / 1000 + 0.5
+        assert torch.equal(out[:, 0, 0, 0], expected)
