@@ -22,6 +22,7 @@ AutoMix, SAMix; a ViT for TransMix).
 
     python bench/learnable.py [--device cpu|cuda] [--batch 64] [--width 16] [--size 32]
                               [--vit-dim 192] [--vit-depth 12] [--patch 4] [--rounds 5] [--iters 3]
+    python bench/learnable.py --ddp 2 [...]   # peak memory per process under DDP instead
 """
 from __future__ import annotations
 
@@ -72,27 +73,37 @@ def model_config(method: str, args) -> dict:
     return cfg
 
 
-def make_step(method: str, args):
-    """A closure doing one training step of ``method`` on a fixed batch."""
+def make_step(method: str, args, ddp: bool = False):
+    """A closure doing one training step of ``method`` on a fixed batch; with ``ddp`` (in an
+    initialised process group) through the DDP wrapper of mixbench's distributed runs
+    (``StagedDistributedDataParallel``), or mmengine's for the ``one backward`` rows."""
     import mixbench.models  # noqa: F401  (registers the models)
 
-    from mmengine.model import BaseModel
+    from mmengine.model import BaseModel, MMDistributedDataParallel
     from mmengine.optim import OptimWrapper
+
+    from mixbench.engine.ddp import StagedDistributedDataParallel
 
     torch.manual_seed(0)
     cfg = model_config(method, args)
     cfg["data_preprocessor"] = {"type": "ClassifierDataPreprocessor", "mean": [0.0] * 3, "std": [1.0] * 3}
-    model = MODELS.build(cfg).to(args.device).train()
+    module = model = MODELS.build(cfg).to(args.device).train()
     wrapper = OptimWrapper(torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
                                            lr=0.01, momentum=0.9))
     data = {"inputs": torch.randn(args.batch, 3, args.size, args.size, device=args.device),
             "data_samples": torch.randint(0, 100, (args.batch,), device=args.device)}
-    train_step = BaseModel.train_step if method.endswith(ONE_BACKWARD) else type(model).train_step
+    if ddp:
+        wrap = MMDistributedDataParallel if method.endswith(ONE_BACKWARD) else StagedDistributedDataParallel
+        model = wrap(module=module, device_ids=None if args.device == "cpu" else [args.device],
+                     broadcast_buffers=False)
+        train_step = type(model).train_step
+    else:
+        train_step = BaseModel.train_step if method.endswith(ONE_BACKWARD) else type(model).train_step
 
     def step() -> None:
         train_step(model, data, wrapper)  # what the runner calls: forward, backward(s), step
-        if hasattr(model, "momentum_update"):
-            model.momentum_update()
+        if hasattr(module, "momentum_update"):
+            module.momentum_update()
     return step
 
 
@@ -110,9 +121,9 @@ def rss_kb(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def peak_memory_mb(method: str, args) -> float:
+def peak_memory_mb(method: str, args, ddp: bool = False) -> float:
     """Peak memory of ``method``'s steps above its set-up, in MiB (see the module doc)."""
-    step = make_step(method, args)
+    step = make_step(method, args, ddp=ddp)
     if args.device.startswith("cuda"):
         sync(args.device)
         torch.cuda.reset_peak_memory_stats()
@@ -132,6 +143,35 @@ def memory_in_subprocess(method: str, argv: list) -> float:
     out = subprocess.run([sys.executable, __file__, *argv, "--memory-of", method],
                          capture_output=True, text=True, check=True).stdout
     return float(out.strip().splitlines()[-1])
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, method: str, args, out) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo" if args.device == "cpu" else "nccl",
+                            init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        mem = peak_memory_mb(method, args, ddp=True)
+        out.put((rank, mem))
+    finally:
+        dist.destroy_process_group()
+
+
+def ddp_memory(method: str, args) -> float:
+    """Peak memory per process (the largest over the ``--ddp`` processes) of ``method``
+    trained under DDP, each method in a fresh group of processes."""
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    out = ctx.SimpleQueue()
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_ddp_worker, args=(args.ddp, f"{tmp}/init", method, args, out), nprocs=args.ddp,
+                 join=True)
+    return max(out.get()[1] for _ in range(args.ddp))
 
 
 def markdown(times: dict, cpu: dict, mems: dict, args) -> str:
@@ -162,6 +202,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--ddp", type=int, default=0,
+                        help="only the peak memory per process of the ResNet methods trained "
+                             "under DDP with this many processes (gloo on the CPU)")
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the raw numbers here")
     args = parser.parse_args()
@@ -169,6 +212,16 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.memory_of:
         print(peak_memory_mb(args.memory_of, args))
+        return
+    if args.ddp:
+        mems = {m: ddp_memory(m, args) for m in CNN_METHODS}
+        print(f"Peak memory per process under DDP, {args.ddp} processes, device {args.device}, "
+              f"batch {args.batch} per process, ResNet-18 CIFAR width {args.width}:\n")
+        print("| method | peak MiB | memory vs Vanilla |\n|---|---|---|")
+        for m, mem in mems.items():
+            print(f"| {m} | {mem:.0f} | {mem / mems['Vanilla']:.2f}x |")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"ddp_peak_mib": mems, "args": vars(args)}, indent=2))
         return
     argv = sys.argv[1:]
     methods = CNN_METHODS + VIT_METHODS
