@@ -85,6 +85,12 @@ def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
+#: The per-run table metrics of the leaderboard (mixbench.leaderboard.aggregate) and the
+#: default N of ``median_last_n`` (OpenMixup's protocol: the median of the last 10 epochs).
+TABLE_METRICS = ("median_last_n", "best", "last")
+DEFAULT_LAST_N = 10
+
+
 def median_last_n(values: Iterable[float], n: int) -> Optional[float]:
     """Median of the last ``n`` values (all of them if fewer); None for no values."""
     values = list(values)

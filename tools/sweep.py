@@ -99,10 +99,10 @@ def cmd_run(args, sweep, out) -> int:
                             array_parallelism=args.array_parallelism, **common).run()
     out.print(status_table(sweep))
     if not args.no_ingest:
-        md = markdown_leaderboard(args.db)
+        md = markdown_leaderboard(args.db, **sweep.leaderboard)
         if md:
             out.print(md, markup=False)
-        written = write_report(args.db, out_dir=str(sweep.work_root / "leaderboard"))
+        written = write_report(args.db, out_dir=str(sweep.work_root / "leaderboard"), **sweep.leaderboard)
         if written:
             out.print(f"Leaderboard report: {written['html']} (open it in a browser; "
                       f"also {written['markdown'].name}, {written['csv'].name}, "

@@ -47,15 +47,14 @@ from typing import Optional
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from mixbench.results import median_last_n
+from mixbench.results import DEFAULT_LAST_N, TABLE_METRICS, median_last_n
 
 from .db import analysis as analysis_table
 from .db import epochs as epochs_table
 from .db import make_engine, runs, where_runs
 from .reported import REPORTED_CSV, ReportedCell, canonical_method, lookup_reported
 
-METRICS = ("median_last_n", "best", "last")
-DEFAULT_LAST_N = 10
+METRICS = TABLE_METRICS
 DEFAULT_ALPHA = 0.05
 CONFIDENCE = 0.95
 

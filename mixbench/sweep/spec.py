@@ -45,12 +45,14 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from mixbench.config import ConfigError, _read_yaml, config_hash, get_path, load_config, merge, options_to_dict
+from mixbench.results import DEFAULT_LAST_N, TABLE_METRICS
 
 NAMED_AXES = ("dataset", "backbone", "mixer")
 SPECIAL_AXES = NAMED_AXES + ("max_epochs", "seed")
 RESOURCE_KEYS = {"gpus": int, "cpus": int, "mem_gb": float, "time_min": int}
 DEFAULT_RESOURCES = {"gpus": 0, "cpus": 1, "mem_gb": 4.0, "time_min": 60}
-TOP_KEYS = {"name", "work_root", "base", "axes", "options", "exclude", "resources", "description"}
+TOP_KEYS = {"name", "work_root", "base", "axes", "options", "exclude", "resources", "description",
+            "leaderboard"}
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -92,6 +94,10 @@ class Sweep:
     source: Path
     work_root: Path
     runs: list
+    #: the table metric of the leaderboard that ``run`` ends with: ``metric`` (one of
+    #: mixbench.results.TABLE_METRICS) and ``last_n`` (N of ``median_last_n``)
+    leaderboard: dict = field(default_factory=lambda: {"metric": "median_last_n",
+                                                       "last_n": DEFAULT_LAST_N})
 
     def run_by_name(self, name: str) -> SweepRun:
         for run in self.runs:
@@ -253,6 +259,23 @@ def _resources(res_spec: Mapping, axes: Mapping, source: Path) -> Resources:
     return Resources(**values)
 
 
+def _leaderboard(spec: Any, source: Path) -> dict:
+    """The sweep's ``leaderboard:`` section, checked: ``metric`` and ``last_n``."""
+    spec = dict(spec or {})
+    unknown = sorted(set(spec) - {"metric", "last_n"})
+    if unknown:
+        raise SweepError(f"{source}: unknown leaderboard keys {unknown}; known: last_n, metric")
+    metric = spec.get("metric", "median_last_n")
+    if metric not in TABLE_METRICS:
+        raise SweepError(f"{source}: leaderboard.metric must be one of {', '.join(TABLE_METRICS)}, "
+                         f"got {metric!r}")
+    last_n = spec.get("last_n", DEFAULT_LAST_N)
+    if isinstance(last_n, bool) or not isinstance(last_n, int) or last_n < 1:
+        raise SweepError(f"{source}: leaderboard.last_n must be a positive integer (the N of the "
+                         f"median of the last N evaluations), got {last_n!r}")
+    return {"metric": metric, "last_n": last_n}
+
+
 def load_sweep(path: str | Path, work_root: Optional[str | Path] = None) -> Sweep:
     """Read a sweep file and expand it into its runs (deterministic order and names)."""
     source = Path(path)
@@ -277,6 +300,7 @@ def load_sweep(path: str | Path, work_root: Optional[str | Path] = None) -> Swee
     options = options_to_dict(spec.get("options") or {})
     excludes = spec.get("exclude") or []
     res_spec = spec.get("resources") or {}
+    leaderboard = _leaderboard(spec.get("leaderboard"), source)
 
     runs, seen = [], {}
     for (ds, ds_cfg), (bb, bb_cfg), (mx, mx_cfg), ep, *rest in itertools.product(
@@ -320,4 +344,4 @@ def load_sweep(path: str | Path, work_root: Optional[str | Path] = None) -> Swee
                              resources=_resources(res_spec, axes, source)))
     if not runs:
         raise SweepError(f"{source}: the sweep expands to no runs (everything excluded?)")
-    return Sweep(name=name, source=source, work_root=root, runs=runs)
+    return Sweep(name=name, source=source, work_root=root, runs=runs, leaderboard=leaderboard)

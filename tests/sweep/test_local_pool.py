@@ -5,6 +5,8 @@ import os
 import signal
 import subprocess
 
+import yaml
+
 from mixbench.sweep import LocalPool, load_sweep
 from mixbench.sweep.report import console, plan_table, status_table
 from mixbench.sweep.state import mark_launched, read_state
@@ -175,6 +177,8 @@ def test_plan_estimates_cost_from_finished_runs_of_the_same_cell(tmp_path):
 
 def test_finished_runs_go_into_the_results_database_and_the_leaderboard_is_printed(tmp_path):
     path = fake_sweep(tmp_path, "ingested", seeds=(0, 1))
+    spec = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**spec, "leaderboard": {"last_n": 1}}))  # the final table's N
     db = tmp_path / "results.db"
     out = run_sweep("run", path, "--slots", "2", "--train-script", FAKE_TRAIN, "--db", db, "--poll-s", "0.02")
     assert out.returncode == 0, out.stdout + out.stderr
@@ -187,6 +191,8 @@ def test_finished_runs_go_into_the_results_database_and_the_leaderboard_is_print
     html = load_sweep(path).work_root / "leaderboard" / "index.html"
     assert html.is_file() and f"Leaderboard report: {html}" in out.stdout.replace("\n", "")
     assert "<table" in html.read_text()
+    assert "median top-1 of the last 1 evaluations" in " ".join(out.stdout.split())
+    assert "median top-1 of the last 1 evaluations" in html.read_text()
 
 
 def test_a_run_that_finished_as_its_sweep_died_is_recorded_not_rerun(tmp_path):

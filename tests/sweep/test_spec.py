@@ -108,6 +108,16 @@ def test_resources_per_cell(tmp_path):
         load_sweep(write_sweep(tmp_path, _spec(resources={"gpu": 1}), "bad.yaml"))
 
 
+def test_leaderboard_section_sets_the_final_table_metric(tmp_path):
+    assert load_sweep(write_sweep(tmp_path, _spec())).leaderboard == {"metric": "median_last_n",
+                                                                      "last_n": 10}
+    spec = _spec(leaderboard={"last_n": 3})
+    assert load_sweep(write_sweep(tmp_path, spec, "lb.yaml")).leaderboard == {"metric": "median_last_n",
+                                                                             "last_n": 3}
+    spec = _spec(leaderboard={"metric": "best"})
+    assert load_sweep(write_sweep(tmp_path, spec, "lb2.yaml")).leaderboard["metric"] == "best"
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda s: s["axes"]["mixer"].update({"bad name": {"type": "Mixup"}}), "must be letters"),
     (lambda s: s["axes"].update(seed=[]), "empty"),
@@ -115,6 +125,9 @@ def test_resources_per_cell(tmp_path):
     (lambda s: s["axes"]["mixer"].update({"NoType": {"alpha": 1}}), "lacks 'type'"),
     (lambda s: s.update(axes_typo={}), "unknown top-level keys"),
     (lambda s: s.update(exclude=[{"seed": [0, 1]}]), "no runs"),
+    (lambda s: s.update(leaderboard={"metric": "top5"}), "leaderboard.metric must be one of"),
+    (lambda s: s.update(leaderboard={"last_n": 0}), "leaderboard.last_n must be a positive integer"),
+    (lambda s: s.update(leaderboard={"lastn": 3}), "unknown leaderboard keys"),
 ])
 def test_bad_sweep_files_say_what_to_fix(tmp_path, change, message):
     spec = _spec()
