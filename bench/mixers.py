@@ -195,6 +195,48 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(results: dict, path: str) -> None:
+    """One PNG: each mixer's cost as a percentage of a training step (left, one bar per image
+    size) and the head-to-head speed-ups against the targets (right, paired ratios)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = list(results["sizes"])
+    names = list(results["sizes"][sizes[0]]["mixers"])
+    pairs = results["sizes"][sizes[0]]["head_to_head"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 0.3 * len(names) + 2),
+                                      gridspec_kw={"width_ratios": [3, 2]})
+    height = 0.8 / len(sizes)
+    for k, size in enumerate(sizes):
+        rows = results["sizes"][size]
+        ys = [i + k * height for i in range(len(names))]
+        left.barh(ys, [100 * rows["mixers"][n]["ratio"] for n in names], height=height,
+                  label=f"{size} px")
+        ys = [i + k * height for i in range(len(pairs))]
+        right.barh(ys, [p["paired_speedup"] for p in rows["head_to_head"]], height=height,
+                   label=f"{size} px")
+    offset = height * (len(sizes) - 1) / 2
+    left.set_yticks([i + offset for i in range(len(names))], names, fontsize=8)
+    left.invert_yaxis()
+    left.set_xscale("log")
+    left.set_xlabel("time per call, % of one forward+backward of the reference model (log)")
+    left.legend()
+    right.set_yticks([i + offset for i in range(len(pairs))],
+                     [f"{p['ours']}\nvs {p['peer']}" for p in pairs], fontsize=7)
+    right.invert_yaxis()
+    for i, p in enumerate(pairs):  # the target, across the pair's bars only
+        right.plot([p["target"]] * 2, [i - 0.6 * height, i + (len(sizes) - 0.4) * height],
+                   color="red", lw=1.5, ls="--", label="target" if i == 0 else None)
+    right.set_xlabel("speed-up, peer time / ours (paired median)")
+    right.legend()
+    fig.suptitle(f"bench/mixers.py: batch {results['batch']}, {results['device']}, "
+                 f"{results['threads']} thread(s), torch {results['torch']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 224])
@@ -206,11 +248,21 @@ def main() -> None:
                         help="on CPU, sizes > 64 px time the reference on this many images "
                              "and scale to --batch")
     parser.add_argument("--json", help="also write the raw numbers here")
+    parser.add_argument("--plot", help="also draw them into this PNG")
+    parser.add_argument("--replot", metavar="JSON",
+                        help="draw --plot from the numbers of an earlier --json; run nothing")
     args = parser.parse_args()
+    if args.replot:
+        if not args.plot:
+            parser.error("--replot needs --plot PATH")
+        plot(json.loads(Path(args.replot).read_text()), args.plot)
+        return
     results = run(args.sizes, args.batch, args.device, args.budget, args.threads, args.ref_batch)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
+    if args.plot:
+        plot(results, args.plot)
     print(markdown(results))
 
 
