@@ -239,7 +239,7 @@ def mix_pairs(x: Tensor, index: Tensor, combine: Callable, *args, inplace: bool 
     ``combine(first, second, out, *chunk_args)`` mixes some rows of the batch: ``first``
     (those rows of ``x``), ``second`` (their partners, a scratch buffer it may overwrite),
     ``out`` (the output rows to write; then its return value is ignored) or None (then it
-    returns a new tensor: the single-chunk, autograd-safe case), and ``args`` cut to the
+    returns a new tensor, differentiable: the ``autograd`` case), and ``args`` cut to the
     same rows (each tensor whose first dimension is the batch's; anything else, a scalar or a
     batch-shared (1, ...) tensor, is passed whole). It must be elementwise along the batch,
     so that chunking cannot change any value.
@@ -248,18 +248,18 @@ def mix_pairs(x: Tensor, index: Tensor, combine: Callable, *args, inplace: bool 
     most 16 chunks): an elementwise op that reads one batch-sized buffer and writes another
     spills the L2 cache at 32 px already (a 128-image batch is 1.5 MiB); with warm caches
     chunking measured 1.5x faster for Mixup at 32 and 224 px (docs/benchmarks_mixers.md,
-    with cold caches it makes no difference). On CUDA, or when ``autograd`` (some operand
-    needs a gradient: out= writes cannot be differentiated), the batch is one chunk.
-    ``inplace=True`` writes into ``x``; the partners are then gathered whole first, as later
+    with cold caches it makes no difference). On CUDA the batch is one chunk. With
+    ``autograd`` (some operand needs a gradient: out= writes cannot be differentiated) it
+    is one out-of-place call of ``combine``. ``inplace=True`` writes into ``x``; the partners are then gathered whole first, as later
     rows may be the sources of earlier ones.
     """
     b = x.shape[0]
+    if autograd and not inplace:
+        return match_format(combine(x, x.index_select(0, index), None, *args), x)
     n = b
     if x.device.type == "cpu" and not autograd:
         chunks = min(16, max(1, round(x.numel() * x.element_size() / CHUNK_BYTES)))
         n = -(-b // chunks)  # balanced: 43 + 43 + 42 images at 32 px, not 42 x 3 + 2
-    if n >= b and not inplace:
-        return match_format(combine(x, x.index_select(0, index), None, *args), x)
     pieces = [a.split(n) if isinstance(a, Tensor) and a.dim() and a.shape[0] == b and b > 1
               else None for a in args]
 
@@ -278,17 +278,36 @@ def mix_pairs(x: Tensor, index: Tensor, combine: Callable, *args, inplace: bool 
     return out
 
 
+def weighted_pair(first: Tensor, second: Tensor, out: Optional[Tensor], w_first,
+                  w_second) -> Tensor:
+    """``w_first * first + w_second * second`` (a :func:`mix_pairs` combine): each product is
+    rounded before the sum (no fused multiply-add), as timm and torchvision compute a mixup,
+    so the result is bit-identical to theirs and the same on CPU and CUDA. With ``out``:
+    written there, ``second`` overwritten; without: out of place, differentiable in every
+    operand."""
+    if out is None:
+        return first * w_first + second * w_second
+    second.mul_(w_second)
+    return torch.mul(first, w_first, out=out).add_(second)
+
+
+def pick_pair(first: Tensor, second: Tensor, out: Optional[Tensor], keep: Tensor) -> Tensor:
+    """``first`` where ``keep``, else ``second`` (a :func:`mix_pairs` combine)."""
+    if out is None:
+        return torch.where(keep, first, second)
+    return torch.where(keep, first, second, out=out)
+
+
 def lerp_images(x: Tensor, index: Tensor, lam: Union[float, Tensor],
                 inplace: bool = False) -> Tensor:
     """``lam * x + (1 - lam) * x[index]``, in ``x``'s dtype, with one lambda (a Python
     float) or one per sample (a (B,) tensor).
 
-    The weights ``lam`` and ``1 - lam`` are formed in float64 and the two products are
-    rounded before they are added (no fused multiply-add), as timm and torchvision compute
-    it with their Python-float lambda: the results are bit-identical to theirs for the same
-    lambda (a float lambda is exactly their scalar arithmetic), on CPU and CUDA alike.
-    ``inplace=True`` writes the result into ``x``. Differentiable in ``x`` (ManifoldMix
-    and AlignMix mix features).
+    The weights ``lam`` and ``1 - lam`` are formed in float64 and then rounded to ``x``'s
+    dtype (a float lambda is exactly timm's and torchvision's scalar arithmetic), and the sum
+    is :func:`weighted_pair`'s: bit-identical to theirs for the same lambda, on CPU and CUDA
+    alike. ``inplace=True`` writes the result into ``x``. Differentiable in ``x``
+    (ManifoldMix and AlignMix mix features).
     """
     if isinstance(lam, Tensor):
         shape = (-1,) + (1,) * (x.dim() - 1)
@@ -296,16 +315,7 @@ def lerp_images(x: Tensor, index: Tensor, lam: Union[float, Tensor],
         lam_b = (1 - lam).to(device=x.device, dtype=x.dtype).view(shape)
     else:
         lam_a, lam_b = float(lam), 1.0 - float(lam)
-
-    def combine(first: Tensor, second: Tensor, out: Optional[Tensor], wa, wb) -> Tensor:
-        second.mul_(wb)  # a fresh gather: in place, differentiable
-        if out is None:
-            out = first * wa
-        else:
-            torch.mul(first, wa, out=out)
-        return out.add_(second)
-
-    return mix_pairs(x, index, combine, lam_a, lam_b, inplace=inplace,
+    return mix_pairs(x, index, weighted_pair, lam_a, lam_b, inplace=inplace,
                      autograd=torch.is_grad_enabled() and x.requires_grad)
 
 
@@ -315,10 +325,10 @@ def blend(x: Tensor, second: Tensor, mask: Tensor, binary: bool = False) -> Tens
     With ``binary=True`` (a 0/1 mask) a single ``torch.where`` gives the same values.
     """
     if binary:
-        out = torch.where(mask.to(x.device) > 0.5, x, second)
+        out = pick_pair(x, second, None, mask.to(x.device) > 0.5)
     else:
         m = mask.to(device=x.device, dtype=x.dtype)
-        out = m * x + (1 - m) * second
+        out = weighted_pair(x, second, None, m, 1 - m)
     return match_format(out, x)
 
 
@@ -326,20 +336,10 @@ def blend_pairs(x: Tensor, index: Tensor, mask: Tensor, binary: bool = False) ->
     """:func:`blend` of ``x`` with its partners ``x[index]`` through :func:`mix_pairs`
     (chunked on the CPU; the same values)."""
     if binary:
-        def pick(first, second, out, keep):
-            if out is None:
-                return torch.where(keep, first, second)
-            return torch.where(keep, first, second, out=out)
-        return mix_pairs(x, index, pick, mask.to(x.device) > 0.5,
+        return mix_pairs(x, index, pick_pair, mask.to(x.device) > 0.5,
                          autograd=torch.is_grad_enabled() and x.requires_grad)
-    m = mask.to(device=x.device, dtype=x.dtype)
-
-    def weigh(first, second, out, m, m_b):
-        if out is None:  # out of place: the mask may need a gradient (AutoMix)
-            return m * first + m_b * second
-        second.mul_(m_b)
-        return torch.mul(m, first, out=out).add_(second)
-    return mix_pairs(x, index, weigh, m, 1 - m,
+    m = mask.to(device=x.device, dtype=x.dtype)   # the mask may need a gradient (AutoMix)
+    return mix_pairs(x, index, weighted_pair, m, 1 - m,
                      autograd=torch.is_grad_enabled() and (x.requires_grad or m.requires_grad))
 
 

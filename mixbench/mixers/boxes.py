@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-from .base import MaskMixer, MixOutput, match_format, mix_pairs, randint_sample
+from .base import MaskMixer, MixOutput, match_format, mix_pairs, pick_pair, randint_sample
 
 Box = tuple[Tensor, Tensor, Tensor, Tensor]
 
@@ -77,12 +77,8 @@ def paste_boxes(x: Tensor, index: Tensor, box: Box, inplace: bool = False) -> tu
     _, _, h, w = x.shape
     if same_box(box):
         return paste_box(x, index, *(int(t[0]) for t in box), inplace=inplace)
-    inside = box_inside(box, h, w, x.device)
-
-    def combine(first, second, out, inside):
-        return torch.where(inside, second, first, out=second if out is None else out)
-    mixed = mix_pairs(x, index, combine, inside, inplace=inplace)
-    return mixed, torch.where(inside, 0.0, 1.0)
+    outside = ~box_inside(box, h, w, x.device)
+    return mix_pairs(x, index, pick_pair, outside, inplace=inplace), outside.float()
 
 
 class BoxMixer(MaskMixer):
