@@ -48,10 +48,6 @@ class Timings:
     def cpu_best(self) -> float:
         return min(self.cpu)
 
-    @property
-    def cpu_median(self) -> float:
-        return statistics.median(self.cpu)
-
 
 def round_robin(fns: dict[str, Callable[[], object]], device: str = "cpu", rounds: int = 200,
                 budget_s: float = float("inf"), min_rounds: int = 3, calls: int = 1,
