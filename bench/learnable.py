@@ -153,6 +153,9 @@ def _ddp_worker(rank: int, world: int, init_file: str, method: str, args, out) -
     try:
         if args.threads:
             torch.set_num_threads(args.threads)
+        if args.device.startswith("cuda"):  # one GPU per process
+            args = argparse.Namespace(**{**vars(args), "device": f"cuda:{rank}"})
+            torch.cuda.set_device(args.device)
         mem = peak_memory_mb(method, args, ddp=True)
         out.put((rank, mem))
     finally:
