@@ -102,9 +102,18 @@ analysis = Table(
 _STATUS_RANK = {"running": 0, "failed": 1, "finished": 1}
 
 
+#: The runs columns a leaderboard or curves query may filter on.
+FILTER_KEYS = ("dataset", "backbone", "epochs", "method", "seed", "name", "config_hash")
+
+
 def where_runs(query, filters: dict):
     """``query`` restricted to the runs whose columns equal ``filters`` ({column: value},
-    ``epochs`` and ``seed`` compared as integers, the others as strings)."""
+    ``epochs`` and ``seed`` compared as integers, the others as strings); a key outside
+    :data:`FILTER_KEYS` is a ValueError that lists them."""
+    bad = sorted(set(filters) - set(FILTER_KEYS))
+    if bad:
+        raise ValueError(f"cannot filter on {', '.join(bad)}; filter keys are "
+                         f"{', '.join(FILTER_KEYS)} (e.g. --filter dataset=cifar100)")
     for key, value in filters.items():
         query = query.where(runs.c[key] == (int(value) if key in ("epochs", "seed")
                                             else str(value)))

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from an_helpers import tool_main
@@ -25,6 +26,9 @@ def test_curves_png_of_two_runs_from_the_database(trained_dir, tmp_path):
     assert len(ingest_paths([runs], db_url=db).inserted) == 2
 
     hist = histories_from_db(db)
+    assert set(histories_from_db(db, {"name": "b_other"})) == {"b_other"}
+    with pytest.raises(ValueError, match="cannot filter on colour; filter keys are dataset"):
+        histories_from_db(db, {"colour": "red"})
     assert set(hist) == {data["run"]["name"], "b_other"}
     assert [h["top1"] for h in hist["b_other"]] == [h["top1"] / 2 for h in data["history"]]
     assert [h["train_loss"] for h in hist["b_other"]] == [h["train_loss"] for h in data["history"]]
