@@ -261,7 +261,8 @@ class ImageFileDataset(Dataset, abc.ABC):
                  check_counts: bool = False, use_index: bool = True,
                  decode_device: Optional[str] = None):
         self.split = check_split(split, self.splits) if self.splits else split
-        self.decode_device = resolve_decode_device(decode_device)
+        device = resolve_decode_device(decode_device)  # checked even when in_memory
+        self.decode_device = None if in_memory else device  # in memory: decoded once, CPU
         self._cache: Optional[list] = None
         self.root = self.resolve_root(Path(root))
         listing = self.read_index() if use_index else None
@@ -401,7 +402,7 @@ class ImageFileDataset(Dataset, abc.ABC):
         return images
 
     def __getitem__(self, idx: int) -> dict:
-        if self.decode_device is not None and self._cache is None:
+        if self.decode_device is not None:
             return self.__getitems__([idx])[0]
         img = self.load_image(idx)
         if self.pipeline is not None:
@@ -411,7 +412,7 @@ class ImageFileDataset(Dataset, abc.ABC):
     def __getitems__(self, indices):
         """A batch: per-sample items, or with ``decode_device`` a :class:`GatheredBatch`
         decoded and transformed on that device (a list when sizes differ)."""
-        if self.decode_device is None or self._cache is not None:
+        if self.decode_device is None:
             return [self[i] for i in indices]
         if get_worker_info() is not None:
             raise RuntimeError(f"{type(self).__name__}: decode_device={str(self.decode_device)!r} "

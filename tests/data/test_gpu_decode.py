@@ -54,6 +54,17 @@ def test_decode_device_option_is_validated(photo_tree, monkeypatch):
     assert ds.decode_device is None and torch.equal(ds[0]["inputs"], decode_file(ds.path(0)))
 
 
+def test_in_memory_decodes_once_on_the_cpu_whatever_decode_device_says(photo_tree, monkeypatch):
+    root, _ = photo_tree
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # 'cuda' passes validation
+    ds = ImageFolder(root, "train", decode_device="cuda", in_memory=True, use_index=False)
+    assert ds.decode_device is None
+    items = ds.__getitems__([0, 2])  # per-sample CPU items from the cache, no device decode
+    assert [torch.equal(it["inputs"], decode_file(ds.path(i))) for it, i in zip(items, [0, 2])] \
+        == [True, True]
+    assert all(it["inputs"].device.type == "cpu" for it in items)
+
+
 def test_batched_decode_equals_per_file_decode_on_cpu(photo_tree, tmp_path):
     _, files = photo_tree
     images = decode_batch(files, torch.device("cpu"))  # JPEGs in one call, the PNG alone
