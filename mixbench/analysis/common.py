@@ -176,6 +176,11 @@ def top1(logits: Tensor, labels: Tensor) -> float:
     return float((logits.argmax(1) == labels).double().mean() * 100)
 
 
+def analysis_path(work_dir: str | os.PathLike, name: str, suffix: str = ".json") -> Path:
+    """``<work_dir>/analysis/<name><suffix>``: where an analysis writes its files."""
+    return Path(work_dir) / ANALYSIS_DIR / f"{name}{suffix}"
+
+
 def write_analysis(work_dir: str | os.PathLike, name: str, payload: dict) -> Path:
     """Write ``<work_dir>/analysis/<name>.json`` atomically and return its path.
 
@@ -187,7 +192,7 @@ def write_analysis(work_dir: str | os.PathLike, name: str, payload: dict) -> Pat
 
     if not isinstance(payload.get("summary"), dict):
         raise ValueError(f"analysis {name!r}: payload needs a 'summary' dict of numbers")
-    path = Path(work_dir) / ANALYSIS_DIR / f"{name}.json"
+    path = analysis_path(work_dir, name)
     stamp = datetime.now(timezone.utc).isoformat(timespec="microseconds")
     atomic_write_json(path, {"analysis": name, "updated": stamp, **payload})
     return path

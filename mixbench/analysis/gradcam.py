@@ -85,8 +85,7 @@ def run_gradcam(run, num_images: int = 8, seed: int = 0, stage: Optional[int] = 
     """Grad-CAM grid of ``num_images`` validation images drawn with ``seed``; writes
     ``analysis/gradcam.png`` and ``analysis/gradcam.json`` (which images, labels,
     predictions)."""
-    from . import ANALYSIS_DIR
-    from .common import to_unit, write_analysis
+    from .common import analysis_path, to_unit, write_analysis
 
     n = min(num_images, len(run.dataset))
     pick = torch.randperm(len(run.dataset), generator=torch.Generator().manual_seed(seed))[:n]
@@ -99,7 +98,7 @@ def run_gradcam(run, num_images: int = 8, seed: int = 0, stage: Optional[int] = 
         getattr(run.dataset, "dataset", None), "classes", None)
     name = (lambda k: str(classes[k])) if classes else str
     titles = [f"label {name(int(y))}\npred {name(int(p))}" for y, p in zip(labels, preds)]
-    png = cam_grid(x, cams, titles, run.work_dir / ANALYSIS_DIR / "gradcam.png",
+    png = cam_grid(x, cams, titles, analysis_path(run.work_dir, "gradcam", ".png"),
                    f"Grad-CAM, {run.work_dir.name}")
     result = {"summary": {}, "indices": pick.tolist(), "labels": labels.tolist(),
               "predictions": preds.tolist(), "figure": png.name, "seed": seed}

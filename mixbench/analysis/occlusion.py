@@ -95,13 +95,12 @@ def run_occlusion(run, fractions: Sequence[float] = DEFAULT_FRACTIONS,
                   patch_size: Optional[int] = None, seed: int = 0, fill: float = 0.0,
                   batch_size: int = 256) -> dict:
     """Occlusion curve of a loaded run; writes ``analysis/occlusion.json`` and ``.png``."""
-    from . import ANALYSIS_DIR
-    from .common import write_analysis
+    from .common import analysis_path, write_analysis
 
     result = occlusion_curve(run.model, run.dataset, fractions, patch_size, seed, fill,
                              batch_size, run.device)
     png = plot_occlusion({run.work_dir.name: result["curve"]},
-                         run.work_dir / ANALYSIS_DIR / "occlusion.png",
+                         analysis_path(run.work_dir, "occlusion", ".png"),
                          f"occlusion, {result['patch_size']}px patches")
     result["figure"] = png.name
     result["json"] = str(write_analysis(run.work_dir, "occlusion", result))
