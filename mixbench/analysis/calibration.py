@@ -50,7 +50,10 @@ def calibration_bins(confidences: Tensor, correct: Tensor, n_bins: int = DEFAULT
     """Equal-width bins ((m-1)/M, m/M]: per bin its edges, count, accuracy and mean
     confidence (None for an empty bin), pairing each sample's confidence with its own
     correctness."""
-    conf, corr = _check(confidences, correct, n_bins)
+    return _bins(*_check(confidences, correct, n_bins), n_bins)
+
+
+def _bins(conf: Tensor, corr: Tensor, n_bins: int) -> list[dict]:
     edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
     # bucketize(right=False): index m with edges[m-1] < c <= edges[m]; c = 0 -> 0 -> bin 0
     idx = (torch.bucketize(conf, edges, right=False) - 1).clamp_(0, n_bins - 1)
@@ -79,7 +82,10 @@ def expected_calibration_error(confidences: Tensor, correct: Tensor,
 def adaptive_calibration_error(confidences: Tensor, correct: Tensor,
                                n_bins: int = DEFAULT_BINS) -> float:
     """Adaptive (equal-mass) ECE as a fraction in [0, 1]."""
-    conf, corr = _check(confidences, correct, n_bins)
+    return _adaptive_gap(*_check(confidences, correct, n_bins), n_bins)
+
+
+def _adaptive_gap(conf: Tensor, corr: Tensor, n_bins: int) -> float:
     order = torch.argsort(conf, stable=True).numpy()
     total = 0.0
     for part in np.array_split(order, min(n_bins, len(order))):
@@ -91,8 +97,8 @@ def adaptive_calibration_error(confidences: Tensor, correct: Tensor,
 def calibration_metrics(logits: Tensor, labels: Tensor, n_bins: int = DEFAULT_BINS) -> dict:
     """All calibration numbers of a set of predictions: ``{"summary": {...}, "bins": [...]}``
     with ``summary = {top1, ece, adaptive_ece, nll, brier}`` (top1 and the ECEs in %)."""
-    logits = torch.as_tensor(logits).double()
-    labels = torch.as_tensor(labels).long()
+    logits = torch.as_tensor(logits).detach().cpu().double()
+    labels = torch.as_tensor(labels).cpu().long()
     if logits.dim() != 2 or labels.shape != logits.shape[:1]:
         raise ValueError(f"expected logits (N, K) and labels (N,), got {tuple(logits.shape)} "
                          f"and {tuple(labels.shape)}")
@@ -101,11 +107,12 @@ def calibration_metrics(logits: Tensor, labels: Tensor, n_bins: int = DEFAULT_BI
     correct = pred == labels
     log_p = logits.log_softmax(1).gather(1, labels[:, None]).squeeze(1)
     onehot = torch.nn.functional.one_hot(labels, logits.shape[1]).double()
-    bins = calibration_bins(conf, correct, n_bins)
+    conf, corr = _check(conf, correct, n_bins)  # once: float64 on the CPU
+    bins = _bins(conf, corr, n_bins)
     summary = {
-        "top1": float(correct.double().mean() * 100),
+        "top1": float(corr.mean() * 100),
         "ece": _weighted_gap(bins) * 100,
-        "adaptive_ece": adaptive_calibration_error(conf, correct, n_bins) * 100,
+        "adaptive_ece": _adaptive_gap(conf, corr, n_bins) * 100,
         "nll": float(-log_p.mean()),
         "brier": float(((probs - onehot) ** 2).sum(1).mean()),
     }
@@ -156,12 +163,11 @@ def run_calibration(run, n_bins: int = DEFAULT_BINS, batch_size: int = 256,
                     out_name: str = "calibration") -> dict:
     """Calibration of a loaded run (:func:`mixbench.analysis.common.load_run`) on its
     validation set; writes ``analysis/calibration.json`` and ``analysis/calibration.png``."""
-    from . import ANALYSIS_DIR
-    from .common import evaluate, write_analysis
+    from .common import analysis_path, evaluate, write_analysis
 
     logits, labels = evaluate(run.model, run.dataset, batch_size, run.device)
     result = calibration_metrics(logits, labels, n_bins)
-    png = run.work_dir / ANALYSIS_DIR / f"{out_name}.png"
+    png = analysis_path(run.work_dir, out_name, ".png")
     reliability_diagram(result["bins"], png, title=run.work_dir.name,
                         ece=result["summary"]["ece"])
     result["figure"] = png.name
