@@ -77,6 +77,8 @@ ANALYSIS_METRICS = (
     AnalysisMetric("fgsm8_top1", "adversarial", "fgsm_eps8_top1", "FGSM 8/255 top-1 (%)",
                    "top-1 under FGSM at ε = 8/255 (%)"),
 )
+#: The analysis files the leaderboard reads, each once (two metrics may share a file).
+ANALYSIS_KINDS = tuple(dict.fromkeys(m.kind for m in ANALYSIS_METRICS))
 
 
 @dataclass
@@ -445,8 +447,8 @@ def aggregate(records: list[RunRecord], metric: str = "median_last_n",
     return Leaderboard(metric=metric, last_n=last_n, alpha=alpha, filters=dict(filters or {}),
                        tables=tables, dataset_ranks=dataset_ranks, average_rank=average_rank,
                        in_progress=in_progress, failed=failed, excluded=excluded,
-                       stale_analyses=[(r, m.kind) for r in counted for m in ANALYSIS_METRICS
-                                       if r.analysis_is_stale(m.kind)])
+                       stale_analyses=[(r, kind) for r in counted for kind in ANALYSIS_KINDS
+                                       if r.analysis_is_stale(kind)])
 
 
 def build_leaderboard(db_url: Optional[str] = None, metric: str = "median_last_n",
