@@ -1,10 +1,21 @@
 """Helpers for tests: run the command-line tools as a user would."""
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def load_script(path):
+    """Import a script of the repository (``tools/...``, ``bench/...``: not a package) by its
+    path relative to the repo root, to call its functions in this process."""
+    path = REPO / path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_tool(*args, timeout=600, env=None, check=True, cwd=None):

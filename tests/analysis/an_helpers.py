@@ -1,21 +1,15 @@
 """Helpers of the analysis tests."""
-import importlib.util
-
 import torch
 from torch import nn
 
-from mbtest import REPO
+from mbtest import load_script
 from mixbench.models.backbones.base import StagedBackbone
 
 
 def tool_main(tool: str, *args) -> int:
     """Call ``main(argv)`` of ``tools/analysis/<tool>.py`` in this process (the command line
     a user types, without paying a new interpreter's import time)."""
-    path = REPO / "tools/analysis" / f"{tool}.py"
-    spec = importlib.util.spec_from_file_location(f"tool_{tool}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main([str(a) for a in args])
+    return load_script(f"tools/analysis/{tool}.py").main([str(a) for a in args])
 
 
 ROWS, COLS = slice(10, 14), slice(2, 6)  # the region the model looks at (16 x 16 images)

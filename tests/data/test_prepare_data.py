@@ -1,12 +1,7 @@
-import importlib.util
-from pathlib import Path
-
 from fixtures import make_cub
+from mbtest import load_script
 
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "prepare_data.py"
-spec = importlib.util.spec_from_file_location("prepare_data", TOOL)
-prepare_data = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(prepare_data)
+prepare_data = load_script("tools/prepare_data.py")
 
 
 def test_check_reports_counts_and_missing(tmp_path, capsys):

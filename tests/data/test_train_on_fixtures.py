@@ -1,17 +1,13 @@
 """One epoch of tools/train.py on every miniature dataset, through its benchmark config
 (the real pipelines), with a tiny backbone and small batches set by --cfg-options."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from mbtest import REPO, load_script
 from mixbench.config import load_config
 
-REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("train_tool", REPO / "tools" / "train.py")
-train_tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(train_tool)
+train_tool = load_script("tools/train.py")
 
 CONFIGS = {  # dataset class -> a benchmark config that trains on it
     "CIFAR10": "cifar10/resnet18_cifar_e200.yaml",

@@ -9,6 +9,7 @@ from mixbench.mixers import (CutMix, DeiTMixer, FMix, GridMix, Mixup, RandomChoi
                              ResizeMix, SaliencyMix, SmoothMix, Vanilla)
 from mixbench.mixers import base
 from mixbench.mixers.base import BaseMixer, MixOutput, pairing_index
+from mbtest import load_script
 from tests.mixers.helpers import assert_outputs_equal, make_batch, seeded
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,12 +135,7 @@ def test_config_alphas_are_openmixups_cifar100_defaults():
 
 
 def test_visualize_mixers_writes_a_png(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "visualize_mixers", ROOT / "tools" / "analysis" / "visualize_mixers.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script("tools/analysis/visualize_mixers.py")
     out = tool.main(["--dataset", "Digits", "--methods", "Mixup", "CutMix", "FMix",
                      "--num-samples", "3", "--alpha", "1.0", "--out", str(tmp_path / "grid.png")])
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,11 +1,10 @@
 """bench/mixers.py draws its numbers (``--plot``, ``--replot``): a PNG from a results dict
 of the shape ``run`` returns."""
-import importlib.util
 import json
 import subprocess
 import sys
 
-from mbtest import REPO
+from mbtest import REPO, load_script
 
 
 def _results():
@@ -21,9 +20,7 @@ def _results():
 
 
 def test_plot_writes_a_png(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_mixers", REPO / "bench/mixers.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench/mixers.py")
     bench.plot(_results(), str(tmp_path / "a.png"))
     assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
