@@ -34,7 +34,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -47,9 +46,11 @@ from mixbench.config import load_config  # noqa: E402
 from timing import round_robin  # noqa: E402
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+def img_per_s(fn, images_per_call: int, device: str, calls: int, warmup: int = 1) -> float:
+    """Images/s of ``calls`` consecutive calls of ``fn`` after ``warmup`` untimed ones
+    (:func:`timing.round_robin` with one entry and one round; synchronised on CUDA)."""
+    t = round_robin({"fn": fn}, device, rounds=1, min_rounds=1, calls=calls, warmup=warmup)
+    return images_per_call / t["fn"].wall[0]
 
 
 def build_model(config: str, device: str):
@@ -72,13 +73,8 @@ def model_img_per_s(config: str, shape: tuple, batch: int, device: str, steps: i
     num_classes = model.num_classes
     data = {"inputs": torch.randint(0, 256, (batch, *shape), dtype=torch.uint8, device=device),
             "data_samples": torch.randint(0, num_classes, (batch,), device=device)}
-    model.train_step(data, opt)  # warm-up (cuDNN autotune, allocator)
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        model.train_step(data, opt)
-    sync(device)
-    return steps * batch / (time.perf_counter() - t0)
+    # one warm-up step (cuDNN autotune, allocator)
+    return img_per_s(lambda: model.train_step(data, opt), batch, device, steps)
 
 
 def loader_img_per_s(dataset, batch: int, workers: int, device: str, preprocess,
@@ -97,17 +93,8 @@ def loader_img_per_s(dataset, batch: int, workers: int, device: str, preprocess,
         while True:
             yield from loader
 
-    it = forever()
-    for _ in range(2):  # warm-up: workers started, first batches prefetched
-        preprocess(next(it))
-    sync(device)
-    t0, n = time.perf_counter(), 0
-    for _ in range(batches):
-        data = next(it)
-        preprocess(data)
-        n += data["inputs"].shape[0]
-    sync(device)
-    return n / (time.perf_counter() - t0)
+    it = forever()  # batches are all full (drop_last); 2 warm-up batches: workers started
+    return img_per_s(lambda: preprocess(next(it)), batch, device, batches, warmup=2)
 
 
 def preprocessor(config: str, device: str):
@@ -132,20 +119,11 @@ def cifar_pipelines(args) -> dict:
         args.device, pre, args.batches)}
     resident, resident_labels = images.to(args.device), labels.to(args.device)
 
-    def resident_batches():
-        for _ in range(args.batches):
-            idx = torch.randint(0, resident.shape[0], (100,), device=args.device)
-            yield {"inputs": resident[idx], "data_samples": resident_labels[idx]}
+    def resident_batch():
+        idx = torch.randint(0, resident.shape[0], (100,), device=args.device)
+        pre({"inputs": resident[idx], "data_samples": resident_labels[idx]})
 
-    for data in resident_batches():  # warm-up
-        pre(data)
-        break
-    sync(args.device)
-    t0 = time.perf_counter()
-    for data in resident_batches():
-        pre(data)
-    sync(args.device)
-    out["cifar_device_resident"] = args.batches * 100 / (time.perf_counter() - t0)
+    out["cifar_device_resident"] = img_per_s(resident_batch, 100, args.device, args.batches)
     out["model_resnet18_cifar"] = model_img_per_s(config, (3, 32, 32), 100, args.device, args.steps)
     return out
 
@@ -168,6 +146,9 @@ def make_jpeg_folder(root: Path, n: int, classes: int = 8, hw=(375, 500)) -> Non
         path.write_bytes(encode_jpeg(img, quality=90).numpy().tobytes())
 
 
+JPEG_BATCH = 64
+
+
 def jpeg_pipelines(args) -> dict:
     from mixbench.data import ImageFolder
 
@@ -177,14 +158,14 @@ def jpeg_pipelines(args) -> dict:
         pipeline = [{"type": "RandomResizedCrop", "size": 224, "interpolation": "bilinear"}]
         ds = ImageFolder(tmp, "train", use_index=False, pipeline=pipeline)
         pre = preprocessor(config, args.device)
-        out = {"jpeg_folder_224": loader_img_per_s(ds, 64, args.workers, args.device, pre,
+        out = {"jpeg_folder_224": loader_img_per_s(ds, JPEG_BATCH, args.workers, args.device, pre,
                                                    args.batches)}
         if args.decode_device == "cuda":
             gpu_ds = ImageFolder(tmp, "train", use_index=False, pipeline=pipeline,
                                  decode_device="cuda")
             out["jpeg_folder_224_gpu_decode"] = loader_img_per_s(
-                gpu_ds, 64, 0, args.device, pre, args.batches, pin_memory=False)
-    out["model_resnet50_224"] = model_img_per_s(config, (3, 224, 224), 64, args.device,
+                gpu_ds, JPEG_BATCH, 0, args.device, pre, args.batches, pin_memory=False)
+    out["model_resnet50_224"] = model_img_per_s(config, (3, 224, 224), JPEG_BATCH, args.device,
                                                 max(1, args.steps // 4))
     return out
 
@@ -237,6 +218,8 @@ def main(argv=None) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps({"randaug_img_per_s": r}, indent=2))
         return 0
+    if args.jpegs < JPEG_BATCH:  # the loader drops the last partial batch: none to time
+        p.error(f"--jpegs must be at least one batch ({JPEG_BATCH}), got {args.jpegs}")
     if args.decode_device is None:
         args.decode_device = "cuda" if args.device.startswith("cuda") else "cpu"
     if args.decode_device == "cuda" and not torch.cuda.is_available():
