@@ -246,35 +246,32 @@ def mix_pairs(x: Tensor, index: Tensor, combine: Callable, *args, inplace: bool 
 
     On the CPU the batch is processed in equal chunks of about :data:`CHUNK_BYTES` (at
     most 16 chunks): an elementwise op that reads one batch-sized buffer and writes another
-    spills the L2 cache at 32 px already (a 128-image batch is 1.5 MiB); with warm caches
-    chunking measured 1.5x faster for Mixup at 32 and 224 px (docs/benchmarks_mixers.md,
-    with cold caches it makes no difference). On CUDA the batch is one chunk. With
+    spills the L2 cache at 32 px already (a 128-image batch is 1.5 MiB). Measured for
+    Mixup (docs/benchmarks_mixers.md), chunked against one chunk: 1.43-1.54x faster at
+    224 px, 0.92-1.56x at 32 px (1 and 2 threads). On CUDA the batch is one chunk. With
     ``autograd`` (some operand needs a gradient: out= writes cannot be differentiated) it
-    is one out-of-place call of ``combine``. ``inplace=True`` writes into ``x``; the partners are then gathered whole first, as later
-    rows may be the sources of earlier ones.
+    is one out-of-place call of ``combine``. ``inplace=True`` writes into ``x`` in one call:
+    the partners must be gathered whole first (later rows may be the sources of earlier
+    ones), and then chunking measured no faster (0.83-1.01x, 32 and 224 px, 1 and 2
+    threads; docs/benchmarks_mixers.md).
     """
     b = x.shape[0]
-    if autograd and not inplace:
+    if inplace:
+        combine(x, x.index_select(0, index), x, *args)
+        return x
+    if autograd:
         return match_format(combine(x, x.index_select(0, index), None, *args), x)
     n = b
-    if x.device.type == "cpu" and not autograd:
+    if x.device.type == "cpu":
         chunks = min(16, max(1, round(x.numel() * x.element_size() / CHUNK_BYTES)))
         n = -(-b // chunks)  # balanced: 43 + 43 + 42 images at 32 px, not 42 x 3 + 2
     pieces = [a.split(n) if isinstance(a, Tensor) and a.dim() and a.shape[0] == b and b > 1
               else None for a in args]
-
-    def chunk_args(k: int) -> list:
-        return [a if p is None else p[k] for a, p in zip(args, pieces)]
-    if inplace:
-        partners = x.index_select(0, index)
-        for k, (rows, second) in enumerate(zip(x.split(n), partners.split(n))):
-            combine(rows, second, rows, *chunk_args(k))
-        return x
     out = torch.empty_like(x)  # keeps x's memory format
     scratch = x.new_empty((n, *x.shape[1:]))
     for k, (first, idx, dest) in enumerate(zip(x.split(n), index.split(n), out.split(n))):
         second = torch.index_select(x, 0, idx, out=scratch[:idx.shape[0]])
-        combine(first, second, dest, *chunk_args(k))
+        combine(first, second, dest, *[a if p is None else p[k] for a, p in zip(args, pieces)])
     return out
 
 
