@@ -279,11 +279,13 @@ def weighted_pair(first: Tensor, second: Tensor, out: Optional[Tensor], w_first,
                   w_second) -> Tensor:
     """``w_first * first + w_second * second`` (a :func:`mix_pairs` combine): each product is
     rounded before the sum (no fused multiply-add), as timm and torchvision compute a mixup,
-    so the result is bit-identical to theirs and the same on CPU and CUDA. With ``out``:
-    written there, ``second`` overwritten; without: out of place, differentiable in every
-    operand."""
+    so the result is bit-identical to theirs and the same on CPU and CUDA. Weights of a
+    higher precision than the images (float32 on a half batch) multiply in that precision,
+    and each product is rounded to the images' dtype, in both forms. With ``out``: written
+    there, ``second`` overwritten; without: out of place, differentiable in every operand."""
     if out is None:
-        return first * w_first + second * w_second
+        a, b = first * w_first, second * w_second
+        return (a.to(first.dtype) + b.to(first.dtype)) if a.dtype != first.dtype else a + b
     second.mul_(w_second)
     return torch.mul(first, w_first, out=out).add_(second)
 
@@ -300,16 +302,19 @@ def lerp_images(x: Tensor, index: Tensor, lam: Union[float, Tensor],
     """``lam * x + (1 - lam) * x[index]``, in ``x``'s dtype, with one lambda (a Python
     float) or one per sample (a (B,) tensor).
 
-    The weights ``lam`` and ``1 - lam`` are formed in float64 and then rounded to ``x``'s
-    dtype (a float lambda is exactly timm's and torchvision's scalar arithmetic), and the sum
-    is :func:`weighted_pair`'s: bit-identical to theirs for the same lambda, on CPU and CUDA
-    alike. ``inplace=True`` writes the result into ``x``. Differentiable in ``x``
-    (ManifoldMix and AlignMix mix features).
+    The weights ``lam`` and ``1 - lam`` are formed in float64 and then rounded to the
+    precision the multiply computes in: float32 for a float16 or bfloat16 batch (PyTorch's
+    op math; a Python-float lambda is converted the same way), else ``x``'s dtype. Each
+    product is rounded to ``x``'s dtype before the sum (:func:`weighted_pair`): exactly
+    timm's and torchvision's arithmetic, bit-identical to theirs for the same lambda, on
+    CPU and CUDA alike. ``inplace=True`` writes the result into ``x``. Differentiable in
+    ``x`` (ManifoldMix and AlignMix mix features).
     """
     if isinstance(lam, Tensor):
         shape = (-1,) + (1,) * (x.dim() - 1)
-        lam_a = lam.to(device=x.device, dtype=x.dtype).view(shape)
-        lam_b = (1 - lam).to(device=x.device, dtype=x.dtype).view(shape)
+        dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+        lam_a = lam.to(device=x.device, dtype=dtype).view(shape)
+        lam_b = (1 - lam).to(device=x.device, dtype=dtype).view(shape)
     else:
         lam_a, lam_b = float(lam), 1.0 - float(lam)
     return mix_pairs(x, index, weighted_pair, lam_a, lam_b, inplace=inplace,

@@ -49,11 +49,17 @@ def float32_exact_beta(monkeypatch):
 
 
 @pytest.mark.parametrize("mode", ["batch", "pair", "elem"])
-def test_equals_timm_with_reverse_pairing(monkeypatch, mode):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_equals_timm_with_reverse_pairing(monkeypatch, mode, dtype):
+    """Bit for bit, also in half precision: each weight multiplies in float32 (the
+    lambda is not rounded to the batch's dtype), each product is rounded to it. timm's
+    per-sample label weights are rounded to the batch's dtype, ours stay float32 (the
+    weights the images were mixed with): the targets agree to that rounding."""
     from timm.data import Mixup as TimmMixup
 
     float32_exact_beta(monkeypatch)
     x, y = make_batch(b=6)
+    x = x.to(dtype)
     ours = Mixup(alpha=1.0, pairing="reverse", lam_mode=mode, generator=seeded(5))(x, y)
     # timm draws lambda with np.random.beta: one per batch, per pair (first half) or per
     # sample. Hand it ours.
@@ -64,7 +70,8 @@ def test_equals_timm_with_reverse_pairing(monkeypatch, mode):
                      num_classes=5)
     x_timm, target = timm(x.clone(), y.clone())
     assert torch.equal(ours.inputs, x_timm)
-    torch.testing.assert_close(ours.target(5), target)
+    eps = torch.finfo(dtype).eps if mode != "batch" else 0.0
+    torch.testing.assert_close(ours.target(5), target.float(), atol=eps + 1e-6, rtol=0)
 
 
 def test_equals_torchvision_with_roll_pairing(monkeypatch):
