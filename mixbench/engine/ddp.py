@@ -6,8 +6,9 @@ the next is built (``AutoMixClassifier.staged_train_step``): about half the memo
 backward through all of them. torch's DDP cannot take that as it is: its reducer expects one
 backward per forward of the wrapper. So the wrapper runs the staged step inside
 ``no_sync()`` (each process accumulates its own gradients, no communication) and then
-averages the gradients over the processes with one all-reduce of a flat buffer, just
-before the optimizer step -- what DDP's bucketed all-reduce computes, once per update.
+averages the gradients over the processes with all-reduces of flat buckets of DDP's
+``bucket_cap_mb`` (25 MB by default), just before the optimizer step -- what DDP's bucketed
+all-reduce computes, once per update.
 Every other model takes mmengine's ``MMDistributedDataParallel.train_step`` unchanged.
 """
 from __future__ import annotations
@@ -55,10 +56,24 @@ class StagedDistributedDataParallel(MMDistributedDataParallel):
                 f"StagedDistributedDataParallel: the processes hold gradients for different "
                 f"numbers of parameters (from {-int(count[1])} to {int(count[0])}; this one "
                 f"{len(grads)}): every process must backpropagate the same loss groups")
-        if not grads:
-            return
-        flat = _flatten_dense_tensors(grads)
-        dist.all_reduce(flat)
-        flat.div_(dist.get_world_size())
-        for grad, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):
-            grad.copy_(synced)
+        for bucket in self._buckets(grads):
+            flat = _flatten_dense_tensors(bucket)
+            dist.all_reduce(flat)
+            flat.div_(dist.get_world_size())
+            for grad, synced in zip(bucket, _unflatten_dense_tensors(flat, bucket)):
+                grad.copy_(synced)
+
+    def _buckets(self, grads: list) -> list[list]:
+        """``grads`` in order, cut into runs of one dtype and at most DDP's bucket size (a
+        single larger gradient is a bucket of its own): the extra memory of the all-reduce
+        is one bucket, not a copy of the model's gradients."""
+        cap = getattr(self, "bucket_bytes_cap", 25 * 1024 * 1024)
+        buckets, size = [], 0
+        for g in grads:
+            nbytes = g.numel() * g.element_size()
+            if not buckets or g.dtype != buckets[-1][0].dtype or size + nbytes > cap:
+                buckets.append([])
+                size = 0
+            buckets[-1].append(g)
+            size += nbytes
+        return buckets

@@ -39,8 +39,11 @@ def _worker(rank: int, world: int, init_file: str) -> None:
     torch.set_num_threads(1)
     try:
         states, steps = [], []
-        for wrapper_cls in (MMDistributedDataParallel, StagedDistributedDataParallel):
-            model = wrapper_cls(module=_tiny_automix(), device_ids=None, broadcast_buffers=False)
+        # the third: gradients averaged in buckets of 1 kB (many all-reduces), not 25 MB
+        for wrapper_cls, cap in ((MMDistributedDataParallel, 25), (StagedDistributedDataParallel, 25),
+                                 (StagedDistributedDataParallel, 0.001)):
+            model = wrapper_cls(module=_tiny_automix(), device_ids=None, broadcast_buffers=False,
+                                bucket_cap_mb=cap)
             optim = OptimWrapper(torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
                                                  lr=0.1, momentum=0.9))
             for it in range(2):
@@ -49,9 +52,11 @@ def _worker(rank: int, world: int, init_file: str) -> None:
                 assert torch.isfinite(log["loss"])
             states.append({k: v.clone() for k, v in model.module.state_dict().items()})
             steps.append(model)
-        one_backward, staged = states
+        one_backward, staged, small_buckets = states
+        assert len(steps[2]._buckets([p for p in steps[2].module.parameters()])) > 10
         for name, value in one_backward.items():  # the same two updates, up to summation order
             assert torch.allclose(staged[name].float(), value.float(), rtol=1e-4, atol=1e-6), name
+            assert torch.equal(small_buckets[name], staged[name]), name  # bucketing: same sums
         # the processes stay in step: identical trainable weights everywhere
         for name, value in staged.items():
             if value.is_floating_point() and "running" not in name:
