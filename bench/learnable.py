@@ -95,7 +95,7 @@ def make_step(method: str, args, ddp: bool = False):
     if ddp:
         wrap = MMDistributedDataParallel if method.endswith(ONE_BACKWARD) else StagedDistributedDataParallel
         model = wrap(module=module, device_ids=None if args.device == "cpu" else [args.device],
-                     broadcast_buffers=False)
+                     forward_sync_buffers=False)
         train_step = type(model).train_step
     else:
         train_step = BaseModel.train_step if method.endswith(ONE_BACKWARD) else type(model).train_step

@@ -178,8 +178,10 @@ def prepare_runner_config(cfg: dict, work_dir: str, launcher: str = "none",
     cfg.setdefault("visualizer", {"type": "Visualizer", "vis_backends": backends})
     if launcher != "none":
         # mmengine's DDP wrapper and defaults, plus the staged step of the learnable mixers
-        # (mixbench/engine/ddp.py); on the CPU: gloo and no device ids
-        wrapper = {"type": "mixbench.StagedDistributedDataParallel", "broadcast_buffers": False,
+        # (mixbench/engine/ddp.py); on the CPU: gloo and no device ids. Buffers (BN
+        # statistics) are not broadcast at each forward, as mmengine's default wrapper does
+        # with broadcast_buffers=False (deprecated since torch 2.13; this is its successor)
+        wrapper = {"type": "mixbench.StagedDistributedDataParallel", "forward_sync_buffers": False,
                    "find_unused_parameters": bool(cfg.get("find_unused_parameters", False))}
         cfg["model_wrapper_cfg"] = {**wrapper, **(cfg.get("model_wrapper_cfg") or {})}
         if not torch.cuda.is_available():

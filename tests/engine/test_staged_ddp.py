@@ -42,7 +42,7 @@ def _worker(rank: int, world: int, init_file: str) -> None:
         # the third: gradients averaged in buckets of 1 kB (many all-reduces), not 25 MB
         for wrapper_cls, cap in ((MMDistributedDataParallel, 25), (StagedDistributedDataParallel, 25),
                                  (StagedDistributedDataParallel, 0.001)):
-            model = wrapper_cls(module=_tiny_automix(), device_ids=None, broadcast_buffers=False,
+            model = wrapper_cls(module=_tiny_automix(), device_ids=None, forward_sync_buffers=False,
                                 bucket_cap_mb=cap)
             optim = OptimWrapper(torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
                                                  lr=0.1, momentum=0.9))
@@ -86,7 +86,7 @@ def test_staged_wrapper_is_the_wrapper_of_distributed_runs():
     base = load_config(REPO / "configs/digits/resnet8_mixup.yaml")
     cfg = prepare_runner_config(base, "/tmp/x", launcher="pytorch")
     assert cfg["model_wrapper_cfg"]["type"] == "mixbench.StagedDistributedDataParallel"
-    assert cfg["model_wrapper_cfg"]["broadcast_buffers"] is False
+    assert cfg["model_wrapper_cfg"]["forward_sync_buffers"] is False
     assert "model_wrapper_cfg" not in prepare_runner_config(base, "/tmp/x", launcher="none")
     user = prepare_runner_config({**base, "model_wrapper_cfg": {"find_unused_parameters": True}},
                                  "/tmp/x", launcher="pytorch")
