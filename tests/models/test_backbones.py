@@ -125,6 +125,10 @@ def test_timm_convnext_keeps_its_head_layernorm():
         torch.testing.assert_close(out, net.model(x))   # num_classes=0: pooled + normalised
         unnormed = net.model.forward_features(x).mean((2, 3))
         assert not torch.allclose(out, unnormed, atol=1e-3)
+        seen = {}  # the stage hook sees the map before pooling (AutoMix, AlignMix need it)
+        hooked = net(x, stage_hook=lambda k, f: seen.setdefault(k, f))
+        assert seen[0] is x and seen[1].shape == (2, 320, 1, 1)
+        torch.testing.assert_close(hooked, out)
 
 
 VIT4 = {"type": "ViTBackbone", "model_name": "vit_tiny_patch16_224", "img_size": 16, "patch_size": 4,

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from mixbench.registry import MODELS
 
-from .base import StageHook, StagedBackbone, init_weights
+from .base import StagedBackbone, init_weights
 from .timm_backbone import TimmBackbone
 
 
@@ -154,11 +154,3 @@ class ConvNeXtCIFAR(TimmBackbone):
         self.model.stem[0] = stem
         if pretrained:
             self.load_local(pretrained)
-
-    def forward(self, x: Tensor, stage_hook: StageHook = None) -> Tensor:
-        if stage_hook is not None:
-            x = stage_hook(0, x)
-        feats = self.model.forward_features(x)
-        if stage_hook is not None:
-            feats = stage_hook(1, feats)
-        return self.model.forward_head(feats, pre_logits=True)  # pool, LayerNorm

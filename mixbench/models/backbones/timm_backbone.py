@@ -22,7 +22,9 @@ class TimmBackbone(nn.Module):
     ``NormMlpClassifierHead``: ConvNeXt, MaxViT, ...), whose last LayerNorm would otherwise
     be lost. Either way the output equals what the timm model with ``num_classes=0``
     returns before pooling, or after its own pooling. It has a single stage: the stage hook
-    sees the input (stage 0) and the output (stage 1).
+    sees the input (stage 0) and the last feature map (stage 1; for a ConvNeXt or MaxViT
+    the map before the head's pooling, so that AutoMix and AlignMix get a map there too;
+    for a ViT the pooled tokens).
 
     Args:
         model_name: any name from ``timm.list_models()``.
@@ -72,10 +74,12 @@ class TimmBackbone(nn.Module):
         if stage_hook is not None:
             x = stage_hook(0, x)
         feats = self.model.forward_features(x)
-        if feats.dim() != 4 or self._head_pools:
+        if feats.dim() != 4:  # tokens: timm's own pooling
             feats = self.model.forward_head(feats, pre_logits=True)
         elif getattr(self.model, "output_fmt", "NCHW") == "NHWC":
             feats = feats.permute(0, 3, 1, 2)  # Swin & co. return channels-last maps
         if stage_hook is not None:
             feats = stage_hook(1, feats)
+        if self._head_pools and feats.dim() == 4:  # pool + the head's LayerNorm
+            feats = self.model.forward_head(feats, pre_logits=True)
         return feats
