@@ -83,6 +83,19 @@ def test_ema_encoder_gets_no_gradient_and_updates_by_the_momentum():
     assert_ema_encoder_follows_momentum(clf, lambda: clf.loss(x, y), update, atol=1e-6)
 
 
+def test_ema_encoder_equals_the_online_one_after_init_weights():
+    """mmengine re-initialises the model (init_cfg) after __init__ copied the EMA encoder:
+    the copy must follow, or the two start apart."""
+    clf = tiny(init_cfg={"type": "Normal", "layer": ["Conv2d", "Linear"], "std": 0.5})
+    clf.init_weights()
+    online = {**clf.backbone.state_dict(), **{f"head.{k}": v for k, v in clf.head.state_dict().items()}}
+    ema = {**clf.backbone_k.state_dict(), **{f"head.{k}": v for k, v in clf.head_k.state_dict().items()}}
+    assert online.keys() == ema.keys()
+    assert all(torch.equal(online[k], ema[k]) for k in online)
+    assert clf.backbone.stem[0].weight.std() > 0.3  # the init_cfg did run
+    assert not any(p.requires_grad for p in [*clf.backbone_k.parameters(), *clf.head_k.parameters()])
+
+
 def test_mix_block_gradient_comes_only_from_its_own_losses():
     clf = tiny()
     x, y = batch()

@@ -283,6 +283,15 @@ class AutoMixClassifier(MixupClassifier):
         the config's ``mix_block`` entries: none for AutoMix (the block's own defaults)."""
         return {}
 
+    def init_weights(self) -> None:
+        """mmengine's initialisation (``init_cfg``, pretrained weights), then the EMA encoder
+        and head set equal to the online ones: copied in ``__init__``, they would otherwise
+        be initialised apart from them (OpenMixup copies them in its init_weights too)."""
+        super().init_weights()
+        with torch.no_grad():
+            self.backbone_k.load_state_dict(self.backbone.state_dict())
+            self.head_k.load_state_dict(self.head.state_dict())
+
     def ema_pairs(self) -> tuple:
         """(EMA parameters, online parameters) in matching order."""
         k = [*self.backbone_k.parameters(), *self.head_k.parameters()]
