@@ -50,7 +50,7 @@ class StagedDistributedDataParallel(MMDistributedDataParallel):
         grads = [p.grad for p in params]
         device = grads[0].device if grads else next(self.module.parameters()).device
         count = torch.tensor([len(grads), -len(grads)], dtype=torch.int64, device=device)
-        dist.all_reduce(count, op=dist.ReduceOp.MAX)
+        dist.all_reduce(count, op=dist.ReduceOp.MAX, group=self.process_group)
         if int(count[0]) != -int(count[1]):
             raise RuntimeError(
                 f"StagedDistributedDataParallel: the processes hold gradients for different "
@@ -58,8 +58,8 @@ class StagedDistributedDataParallel(MMDistributedDataParallel):
                 f"{len(grads)}): every process must backpropagate the same loss groups")
         for bucket in self._buckets(grads):
             flat = _flatten_dense_tensors(bucket)
-            dist.all_reduce(flat)
-            flat.div_(dist.get_world_size())
+            dist.all_reduce(flat, group=self.process_group)
+            flat.div_(dist.get_world_size(self.process_group))
             for grad, synced in zip(bucket, _unflatten_dense_tensors(flat, bucket)):
                 grad.copy_(synced)
 
