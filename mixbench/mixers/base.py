@@ -284,8 +284,8 @@ def weighted_pair(first: Tensor, second: Tensor, out: Optional[Tensor], w_first,
     and each product is rounded to the images' dtype, in both forms. With ``out``: written
     there, ``second`` overwritten; without: out of place, differentiable in every operand."""
     if out is None:
-        a, b = first * w_first, second * w_second
-        return (a.to(first.dtype) + b.to(first.dtype)) if a.dtype != first.dtype else a + b
+        # products in the weights' precision, rounded to the images' (no-op when the same)
+        return (first * w_first).to(first.dtype) + (second * w_second).to(first.dtype)
     second.mul_(w_second)
     return torch.mul(first, w_first, out=out).add_(second)
 
@@ -312,7 +312,7 @@ def lerp_images(x: Tensor, index: Tensor, lam: Union[float, Tensor],
     """
     if isinstance(lam, Tensor):
         shape = (-1,) + (1,) * (x.dim() - 1)
-        dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+        dtype = torch.promote_types(x.dtype, torch.float32)  # op math: float32 for half
         lam_a = lam.to(device=x.device, dtype=dtype).view(shape)
         lam_b = (1 - lam).to(device=x.device, dtype=dtype).view(shape)
     else:

@@ -185,12 +185,11 @@ def test_cpu_chunking_changes_no_value(monkeypatch, name, lam_mode, channels_las
     """On the CPU a batch meets its partners chunk by chunk (mix_pairs); the chunk size must
     not change a single bit: 35 images in chunks of 3 (the last one short) against one
     chunk, with the same draws."""
-    kwargs = {"lam_mode": lam_mode}
     x, y = make_batch(b=35, h=12, w=12, channels_last=channels_last)
     outs = []
     for chunk_bytes in (10**9, 1):  # one chunk; the minimum, ceil(35 / 16) = 3 images
         monkeypatch.setattr(base, "CHUNK_BYTES", chunk_bytes)
-        out = CHUNKED[name](generator=seeded(3), **kwargs)(x.clone(), y)
+        out = CHUNKED[name](generator=seeded(3), lam_mode=lam_mode)(x.clone(), y)
         if channels_last:
             assert out.inputs.is_contiguous(memory_format=torch.channels_last)
         outs.append(out)
