@@ -67,7 +67,7 @@ class StagedDistributedDataParallel(MMDistributedDataParallel):
         """``grads`` in order, cut into runs of one dtype and at most DDP's bucket size (a
         single larger gradient is a bucket of its own): the extra memory of the all-reduce
         is one bucket, not a copy of the model's gradients."""
-        cap = getattr(self, "bucket_bytes_cap", 25 * 1024 * 1024)
+        cap = self.bucket_bytes_cap  # set by DDP from bucket_cap_mb
         buckets, size = [], 0
         for g in grads:
             nbytes = g.numel() * g.element_size()

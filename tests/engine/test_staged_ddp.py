@@ -53,7 +53,8 @@ def _worker(rank: int, world: int, init_file: str) -> None:
             states.append({k: v.clone() for k, v in model.module.state_dict().items()})
             steps.append(model)
         one_backward, staged, small_buckets = states
-        assert len(steps[2]._buckets([p for p in steps[2].module.parameters()])) > 10
+        trainable = [p for p in steps[2].module.parameters() if p.requires_grad]  # reduced
+        assert len(steps[2]._buckets(trainable)) > 10
         for name, value in one_backward.items():  # the same two updates, up to summation order
             assert torch.allclose(staged[name].float(), value.float(), rtol=1e-4, atol=1e-6), name
             assert torch.equal(small_buckets[name], staged[name]), name  # bucketing: same sums
