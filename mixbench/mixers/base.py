@@ -297,6 +297,26 @@ def pick_pair(first: Tensor, second: Tensor, out: Optional[Tensor], keep: Tensor
     return torch.where(keep, first, second, out=out)
 
 
+def scatter_pairs(x: Tensor, index: Tensor, w_first, w_second, out: Tensor) -> Tensor:
+    """``out[i] = w_first[i] * x[i] + w_second[i] * x[index[i]]`` in three passes over the
+    batch, for a permutation ``index``; ``out`` may be ``x`` itself (in place).
+
+    Each sample's product as a partner, ``x[k] * w_second[i]`` with ``index[i] = k``, is
+    formed in the sample's own row, and ``index_add_`` adds it to row ``i``: a multiply, a
+    multiply and a scatter-add, where gathering the partners first takes a fourth pass.
+    The arithmetic is :func:`weighted_pair`'s (each product rounded to ``x``'s dtype, then
+    one add), so the values are the same bit for bit. Weights are Python floats or (B, 1,
+    ...) tensors. An ``index`` that is not a permutation leaves a row without a partner,
+    whose inverse stays -1: indexing with it raises an out-of-range error.
+    """
+    b = x.shape[0]
+    inverse = torch.full_like(index, -1).scatter_(0, index, torch.arange(b, device=index.device))
+    if isinstance(w_second, Tensor) and w_second.shape[0] == b:
+        w_second = w_second.index_select(0, inverse)  # row k as a partner of sample inverse[k]
+    second = torch.mul(x, w_second, out=torch.empty_like(x))   # before ``out`` overwrites x
+    return torch.mul(x, w_first, out=out).index_add_(0, inverse, second)
+
+
 def lerp_images(x: Tensor, index: Tensor, lam: Union[float, Tensor],
                 inplace: bool = False) -> Tensor:
     """``lam * x + (1 - lam) * x[index]``, in ``x``'s dtype, with one lambda (a Python
@@ -307,8 +327,11 @@ def lerp_images(x: Tensor, index: Tensor, lam: Union[float, Tensor],
     op math; a Python-float lambda is converted the same way), else ``x``'s dtype. Each
     product is rounded to ``x``'s dtype before the sum (:func:`weighted_pair`): exactly
     timm's and torchvision's arithmetic, bit-identical to theirs for the same lambda, on
-    CPU and CUDA alike. ``inplace=True`` writes the result into ``x``. Differentiable in
-    ``x`` (ManifoldMix and AlignMix mix features).
+    CPU and CUDA alike. ``inplace=True`` writes the result into ``x`` with
+    :func:`scatter_pairs` (``index`` must then be a permutation, as every pairing is): three
+    passes over the batch instead of four. Out of place, :func:`mix_pairs` gathers the
+    partners chunk by chunk, which keeps the work in the CPU's cache and measured faster at
+    224 px. Differentiable in ``x`` (ManifoldMix and AlignMix mix features).
     """
     if isinstance(lam, Tensor):
         shape = (-1,) + (1,) * (x.dim() - 1)
@@ -317,7 +340,9 @@ def lerp_images(x: Tensor, index: Tensor, lam: Union[float, Tensor],
         lam_b = (1 - lam).to(device=x.device, dtype=dtype).view(shape)
     else:
         lam_a, lam_b = float(lam), 1.0 - float(lam)
-    return mix_pairs(x, index, weighted_pair, lam_a, lam_b, inplace=inplace,
+    if inplace:
+        return scatter_pairs(x, index, lam_a, lam_b, out=x)
+    return mix_pairs(x, index, weighted_pair, lam_a, lam_b,
                      autograd=torch.is_grad_enabled() and x.requires_grad)
 
 

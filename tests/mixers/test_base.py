@@ -222,3 +222,33 @@ def test_mix_pairs_chunks_cover_the_batch_once(monkeypatch):
         x_in = x.clone()
         assert base.mix_pairs(x_in, index, combine, per_sample, shared, inplace=True) is x_in
         assert calls == [35] and torch.equal(x_in, out)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_scatter_pairs_equals_gathering_the_partners(dtype, per_sample):
+    """The in-place path (partner products scattered with index_add_) gives the values of
+    gathering the partners first, bit for bit, for any permutation, in place or not, and
+    keeps channels_last."""
+    x = torch.randn(9, 3, 5, 4).to(dtype).contiguous(memory_format=torch.channels_last)
+    index = pairing_index(9, "random", seeded(3))
+    if per_sample:
+        w_first = torch.rand(9, 1, 1, 1, generator=seeded(4))
+        w_second = 1 - w_first
+    else:
+        w_first, w_second = 0.3, 0.7
+    gathered = base.weighted_pair(x, x.index_select(0, index), torch.empty_like(x),
+                                  w_first, w_second)
+    out = base.scatter_pairs(x, index, w_first, w_second, out=torch.empty_like(x))
+    assert torch.equal(out, gathered)
+    x_in = x.clone()
+    assert base.scatter_pairs(x_in, index, w_first, w_second, out=x_in) is x_in
+    assert torch.equal(x_in, gathered)
+    assert x_in.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("w", [0.5, torch.full((4, 1, 1, 1), 0.5)])
+def test_scatter_pairs_refuses_an_index_that_is_not_a_permutation(w):
+    x = torch.randn(4, 1, 2, 2)
+    with pytest.raises((IndexError, RuntimeError), match="out of (range|bounds)"):
+        base.scatter_pairs(x, torch.tensor([1, 1, 2, 3]), w, w, out=torch.empty_like(x))

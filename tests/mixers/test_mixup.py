@@ -48,9 +48,10 @@ def float32_exact_beta(monkeypatch):
                         lambda *args: real(*args).float().double())
 
 
+@pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("mode", ["batch", "pair", "elem"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_equals_timm_with_reverse_pairing(monkeypatch, mode, dtype):
+def test_equals_timm_with_reverse_pairing(monkeypatch, mode, dtype, inplace):
     """Bit for bit, also in half precision: each weight multiplies in float32 (the
     lambda is not rounded to the batch's dtype), each product is rounded to it. timm's
     per-sample label weights are rounded to the batch's dtype, ours stay float32 (the
@@ -60,7 +61,8 @@ def test_equals_timm_with_reverse_pairing(monkeypatch, mode, dtype):
     float32_exact_beta(monkeypatch)
     x, y = make_batch(b=6)
     x = x.to(dtype)
-    ours = Mixup(alpha=1.0, pairing="reverse", lam_mode=mode, generator=seeded(5))(x, y)
+    ours = Mixup(alpha=1.0, pairing="reverse", lam_mode=mode, inplace=inplace,
+                 generator=seeded(5))(x.clone(), y)
     # timm draws lambda with np.random.beta: one per batch, per pair (first half) or per
     # sample. Hand it ours.
     lam = ours.lam.double().numpy()
