@@ -1,7 +1,6 @@
 """Generic datasets for custom data: a folder of class folders, and a list file."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from mixbench.registry import DATASETS

@@ -2,8 +2,9 @@
 of the learnable mixers (AutoMix, SAMix, AdAutoMix).
 
 Those models backpropagate their losses group by group, freeing each group's graph before
-the next is built (``AutoMixClassifier.staged_train_step``): about half the memory of one
-backward through all of them. torch's DDP cannot take that as it is: its reducer expects one
+the next is built (``AutoMixClassifier.staged_train_step``): one encoder graph is alive at a
+time instead of three (AutoMix, SAMix) or four (AdAutoMix); docs/benchmarks_learnable.md has
+the measured peak memory. torch's DDP cannot take that as it is: its reducer expects one
 backward per forward of the wrapper. So the wrapper runs the staged step inside
 ``no_sync()`` (each process accumulates its own gradients, no communication) and then
 averages the gradients over the processes with all-reduces of flat buckets of DDP's

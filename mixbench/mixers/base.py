@@ -78,6 +78,13 @@ class MixOutput:
     soft_targets: Optional[Tensor] = None
     stage_hook: Optional[Callable[[int, Tensor], Tensor]] = None
 
+    @classmethod
+    def unmixed(cls, x: Tensor, y: Tensor) -> "MixOutput":
+        """The batch as it is: lam = 1, each sample paired with itself."""
+        b = x.shape[0]
+        return cls(inputs=x, y_a=y, y_b=y, lam=torch.ones(b, device=x.device, dtype=torch.float32),
+                   index=torch.arange(b, device=x.device))
+
     def target(self, num_classes: int) -> Tensor:
         """The (B, K) target distribution this output trains towards."""
         if self.soft_targets is not None:
@@ -459,10 +466,7 @@ class BaseMixer(abc.ABC):
 
     def identity(self, x: Tensor, y: Tensor) -> MixOutput:
         """The unmixed output: lam = 1, identity pairing."""
-        b = x.shape[0]
-        return MixOutput(inputs=x, y_a=y, y_b=y,
-                         lam=torch.ones(b, device=x.device, dtype=torch.float32),
-                         index=torch.arange(b, device=x.device))
+        return MixOutput.unmixed(x, y)
 
     # -- public API ----------------------------------------------------------------------
     def __call__(self, x: Tensor, y: Tensor, model=None) -> MixOutput:

@@ -96,14 +96,15 @@ def assert_mix_block_gradient_routing(clf, losses: dict, classifier_losses=("los
     the classifier and not the Mix Block; the Mix Block's losses reach every Mix Block
     parameter and neither the classifier nor the EMA encoder."""
     assert set(losses) == {*classifier_losses, *mix_block_losses}
-    classifier = [*clf.backbone.parameters(), *clf.head.parameters(), *clf.head_one.parameters()]
+    classifier = [*clf.backbone.parameters(), *clf.neck.parameters(), *clf.head.parameters(),
+                  *clf.head_one.parameters()]
     sum(losses[k] for k in classifier_losses).backward(retain_graph=True)
     assert all(p.grad is None for p in clf.mix_block.parameters())
     assert all(p.grad is not None for p in classifier)
     clf.zero_grad(set_to_none=True)
     sum(losses[k] for k in mix_block_losses).backward()
     assert all(p.grad is None for p in classifier)
-    assert all(p.grad is None for p in [*clf.backbone_k.parameters(), *clf.head_k.parameters()])
+    assert all(p.grad is None for p in clf.ema_pairs()[0])
     for name, p in clf.mix_block.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
@@ -128,3 +129,47 @@ def assert_ema_encoder_follows_momentum(clf, losses, update, atol: float = 1e-7)
     for k, k0, q in zip(k_params, k_before, q_now):
         assert torch.allclose(k, m * k0 + (1 - m) * q, atol=atol)
     assert any(not torch.equal(k, k0) for k, k0 in zip(k_params, k_before))
+
+
+def scaled_pool_neck() -> dict:
+    """Config of a neck with parameters (global average pooling times a learnt per-channel
+    scale, registered here as ``TestScaledPool``): the one neck mixbench ships has none, and
+    a neck with parameters must be part of the EMA classifier like the encoder and head."""
+    import torch
+    from torch import nn
+
+    from mixbench.registry import MODELS
+
+    if "TestScaledPool" not in MODELS.module_dict:
+        @MODELS.register_module(name="TestScaledPool")
+        class ScaledPool(nn.Module):
+            def __init__(self, channels: int = 32):
+                super().__init__()
+                self.scale = nn.Parameter(torch.ones(channels))
+
+            def forward(self, x):
+                return x.mean((2, 3)) * self.scale
+    return {"type": "TestScaledPool"}
+
+
+def assert_neck_is_part_of_the_ema_classifier(make_classifier, x, y, **routing) -> None:
+    """With a neck that has parameters (``make_classifier(neck=...)``): its EMA copy starts
+    equal after ``init_weights``, is in ``ema_pairs`` (so the momentum update moves it) and
+    gets no gradient, while the online neck gets the classifier's gradient only
+    (:func:`assert_mix_block_gradient_routing` with ``routing``)."""
+    import torch
+
+    clf = make_classifier(neck=scaled_pool_neck())
+    with torch.no_grad():
+        clf.neck.scale.uniform_(0.5, 1.5)
+    clf.init_weights()
+    assert torch.equal(clf.neck_k.scale, clf.neck.scale) and not clf.neck_k.scale.requires_grad
+    k_params, q_params = clf.ema_pairs()
+    assert any(k is clf.neck_k.scale for k in k_params)
+    assert any(q is clf.neck.scale for q in q_params)
+    torch.manual_seed(2)
+    sum(clf.loss(x, y).values()).backward()
+    assert clf.neck_k.scale.grad is None
+    assert clf.neck.scale.grad is not None and clf.neck.scale.grad.abs().sum() > 0
+    clf.zero_grad(set_to_none=True)
+    assert_mix_block_gradient_routing(clf, clf.loss(x, y), **routing)

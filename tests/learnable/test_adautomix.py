@@ -15,6 +15,7 @@ from mixbench.models.classifiers.adautomix import (AdaptiveMaskBlock, AdAutoMixC
 from mixbench.models.classifiers.automix import cosine_momentum
 from mixbench.registry import MODELS
 from tests.learnable.helpers import (assert_ema_encoder_follows_momentum, assert_mix_block_gradient_routing,
+                                     assert_neck_is_part_of_the_ema_classifier,
                                      assert_same_training_state, train_step_both_ways, train_then_resume)
 
 TINY = {"type": "ResNetCIFAR", "depth": 8, "width": 8, "in_channels": 1}
@@ -267,6 +268,8 @@ def test_errors_are_explained():
             AdAutoMixClassifier(backbone=TINY, head=head, mask_stage=2, **kw)
     with pytest.raises(ValueError, match="upsampling"):
         AdaptiveMaskBlock(8, upsampling="area")
+    with pytest.raises(ValueError, match=r"needs a \(B, 8, h, w\) feature map .* got shape \(2, 4, 4, 4\)"):
+        AdaptiveMaskBlock(8)(torch.randn(2, 4, 4, 4), [torch.arange(2), torch.tensor([1, 0])], [0.5, 0.5], (16, 16))
     with pytest.raises(ValueError, match="at least 2"):
         tiny().loss(torch.zeros(1, 1, 16, 16), torch.zeros(1, dtype=torch.long))
 
@@ -317,3 +320,11 @@ def test_trains_two_epochs_on_digits_and_resumes_exactly(tmp_path):
     sd = a["state_dict"]
     assert any(not torch.equal(sd[k], sd["backbone." + k[len("backbone_k."):]])
                for k in sd if k.startswith("backbone_k.") and "running" not in k and sd[k].is_floating_point())
+
+
+
+def test_a_neck_with_parameters_is_part_of_the_ema_classifier():
+    """The Mix Block's loss runs the EMA encoder, neck and head: a neck with parameters
+    gets an EMA copy, which the Mix Block's gradient does not reach."""
+    assert_neck_is_part_of_the_ema_classifier(tiny, *batch(),
+        classifier_losses=("loss_mix", "loss_one", "loss_plain_mix"), mix_block_losses=("loss_mix_block",))

@@ -9,6 +9,7 @@ from mixbench.models import AutoMixClassifier, AutoMixScheduleHook, PixelMixBloc
 from mixbench.models.classifiers import automix as automix_module
 from mixbench.models.classifiers.automix import cosine_lr, cosine_momentum
 from tests.learnable.helpers import (assert_ema_encoder_follows_momentum, assert_mix_block_gradient_routing,
+                                     assert_neck_is_part_of_the_ema_classifier,
                                      assert_same_training_state, train_step_both_ways, train_then_resume)
 
 TINY = {"type": "ResNetCIFAR", "depth": 8, "width": 8, "in_channels": 1}
@@ -150,6 +151,8 @@ def test_errors_are_explained():
         AutoMixClassifier(backbone=TINY, head={"type": "LinearHead", "num_classes": 5}, mask_stage=4)
     with pytest.raises(ValueError, match="upsampling"):
         PixelMixBlock(8, upsampling="area")
+    with pytest.raises(ValueError, match=r"needs a \(B, 8, h, w\) feature map .* got shape \(2, 16, 8\)"):
+        PixelMixBlock(8)(torch.randn(2, 16, 8), torch.tensor([1, 0]), 0.5, (16, 16))  # ViT tokens
     with pytest.raises(ValueError, match="at least 2"):
         tiny().loss(torch.zeros(1, 1, 16, 16), torch.zeros(1, dtype=torch.long))
 
@@ -232,3 +235,10 @@ def test_trains_two_epochs_on_digits_and_resumes_exactly(tmp_path):
     sd = a["state_dict"]
     assert any(not torch.equal(sd[k], sd["backbone." + k[len("backbone_k."):]])
                for k in sd if k.startswith("backbone_k.") and "running" not in k and sd[k].is_floating_point())
+
+
+
+def test_a_neck_with_parameters_is_part_of_the_ema_classifier():
+    """The Mix Block's loss runs the EMA encoder, neck and head: a neck with parameters
+    gets an EMA copy, which the Mix Block's gradient does not reach."""
+    assert_neck_is_part_of_the_ema_classifier(tiny, *batch())

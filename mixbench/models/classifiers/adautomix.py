@@ -16,7 +16,8 @@ from torch import Tensor, nn
 from mixbench.mixers.base import MixOutput, beta_sample, match_format
 from mixbench.registry import HOOKS, MODELS
 
-from .automix import UPSAMPLING, AutoMixClassifier, AutoMixScheduleHook, stage_features
+from .automix import (AutoMixClassifier, AutoMixScheduleHook, check_block_options, check_feature_map,
+                      init_small_normal, stage_features)
 
 
 @MODELS.register_module()
@@ -53,11 +54,7 @@ class AdaptiveMaskBlock(nn.Module):
     def __init__(self, in_channels: int, reduction: int = 2, use_scale: bool = True,
                  upsampling: str = "bilinear", lam_concat: bool = False):
         super().__init__()
-        if upsampling not in UPSAMPLING:
-            raise ValueError(f"AdaptiveMaskBlock.upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
-        if int(in_channels) < 1 or int(reduction) < 1:
-            raise ValueError(f"AdaptiveMaskBlock needs in_channels >= 1 and reduction >= 1, got "
-                             f"{in_channels} and {reduction}")
+        check_block_options("AdaptiveMaskBlock", in_channels, reduction, upsampling)
         self.in_channels, self.lam_concat = int(in_channels), bool(lam_concat)
         self.inter_channels = max(self.in_channels // int(reduction), 1)
         self.use_scale, self.upsampling = bool(use_scale), upsampling
@@ -65,9 +62,7 @@ class AdaptiveMaskBlock(nn.Module):
         self.query = nn.Conv2d(c, self.inter_channels, 1)
         self.key = nn.Conv2d(c, self.inter_channels, 1)
         self.value = nn.Conv2d(c, 1, 1)
-        for conv in (self.query, self.key, self.value):
-            nn.init.normal_(conv.weight, std=0.01)
-            nn.init.zeros_(conv.bias)
+        init_small_normal(self)
 
     def forward(self, feat: Tensor, indices: Sequence[Tensor], lams: Sequence[float],
                 size: tuple) -> Tensor:
@@ -76,6 +71,7 @@ class AdaptiveMaskBlock(nn.Module):
         if n < 2 or len(lams) != n:
             raise ValueError(f"AdaptiveMaskBlock needs N >= 2 index tensors and N lambdas, got "
                              f"{n} and {len(lams)}")
+        check_feature_map("AdaptiveMaskBlock", feat, self.in_channels)
         b, _, h, w = feat.shape
         f = feat[torch.stack(list(indices))]                          # (N, B, C, h, w)
         if self.lam_concat:
@@ -139,8 +135,8 @@ class AdAutoMixClassifier(AutoMixClassifier):
     (:class:`AdAutoMixScheduleHook`) sets ``model.step = runner.iter`` before each iteration
     (outside a runner ``loss()`` counts its own calls), so a resumed run continues exactly.
 
-    The EMA encoder and heads (``backbone_k``, ``head_k``) follow ``k = m k + (1 - m) q``
-    after each step (the hook; cosine 0.999 -> 0.999999 as AutoMix). Prediction uses
+    The EMA encoder, neck and heads (``backbone_k``, ``neck_k``, ``head_k``) follow
+    ``k = m k + (1 - m) q`` after each step (the hook; cosine 0.999 -> 0.999999 as AutoMix). Prediction uses
     ``encoder_q`` and ``head`` (one number per run).
 
     Published CIFAR-100 ResNet-18 setting (configs/mixers/adautomix.yaml, from OpenMixup's
@@ -263,7 +259,7 @@ class AdAutoMixClassifier(AutoMixClassifier):
             if k == self.mask_stage:
                 kept["feat"] = feat
             return feat
-        out = self.head_k(self.neck(self.backbone_k(inputs, stage_hook=keep)))
+        out = self.ema_logits(inputs, stage_hook=keep)
         return kept["feat"], out
 
     def generate_masks(self, inputs: Tensor, adversarial: bool) -> dict:
@@ -295,13 +291,11 @@ class AdAutoMixClassifier(AutoMixClassifier):
         backpropagates each group and frees its graph before building the next (peak
         memory of one encoder graph instead of four, ``AutoMixClassifier.train_step``); the
         values are the same as with one combined graph."""
-        if inputs.shape[0] < 2:
-            raise ValueError("AdAutoMix needs batches of at least 2 samples to mix; "
-                             "set drop_last or a larger batch size")
+        self.check_batch(inputs)
         adversarial = self.step % self.adv_interval == 0
         self.step += 1
         g = self.generate_masks(inputs, adversarial)
-        logits_mb = self.head_k(self.neck(self.backbone_k(g["x_mb"])))
+        logits_mb = self.ema_logits(g["x_mb"])
         ce_k = self.loss_module(logits_mb, self.mix_output(g["x_mb"], labels, g["index_mb"], g["w_mb"],
                                                            g["mask_mb"]))
         if adversarial:
@@ -316,11 +310,8 @@ class AdAutoMixClassifier(AutoMixClassifier):
         out_bb = self.mix_output(g["x_bb"], labels, g["index_bb"], g["w_bb"], g["mask_bb"])
         if self.head_one is not None:
             plain = self.mixup_ratio if g["n"] > 2 else 0.0
-            clean = MixOutput(inputs=inputs, y_a=labels, y_b=labels,
-                              lam=torch.ones(labels.shape, device=labels.device),
-                              index=torch.arange(len(labels), device=labels.device))
             yield {"loss_one": self.one_hot_weight * (1 - plain) * self.loss_module(
-                self.head_one(self.neck(self.backbone(inputs))), clean)}
+                self.head_one(self.neck(self.backbone(inputs))), MixOutput.unmixed(inputs, labels))}
             if plain > 0:
                 w = torch.tensor(g["w_bb"], device=inputs.device).view(1, -1, 1, 1)
                 x_plain = mix_images(inputs, g["index_bb"], w)

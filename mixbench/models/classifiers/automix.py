@@ -35,6 +35,33 @@ def rescale_lambda(lam: float, k: float) -> float:
     return (4 / 3 * lam ** 3 - 2 * lam ** 2 + (k + 1) * lam) / (k + 1 / 3)
 
 
+def check_block_options(name: str, in_channels: int, reduction: int, upsampling: str) -> None:
+    """The options a mask generator on a feature map shares (Mix Block, AdaptiveMaskBlock)."""
+    if upsampling not in UPSAMPLING:
+        raise ValueError(f"{name}.upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
+    if int(in_channels) < 1 or int(reduction) < 1:
+        raise ValueError(f"{name} needs in_channels >= 1 and reduction >= 1, got "
+                         f"{in_channels} and {reduction}")
+
+
+def check_feature_map(name: str, feat: Tensor, channels: int) -> None:
+    """A clear error unless ``feat`` is a (B, channels, h, w) map (a ViT stage gives tokens)."""
+    if feat.dim() != 4 or feat.shape[1] != channels:
+        raise ValueError(f"{name} needs a (B, {channels}, h, w) feature map from the backbone's "
+                         f"mask stage, got shape {tuple(feat.shape)}; a backbone whose stages "
+                         "give tokens must reshape them to a map at its stage hook")
+
+
+def init_small_normal(module: nn.Module) -> None:
+    """Every conv of ``module``: weights ~ N(0, 0.01), zero biases (the official Mix Block
+    and AdaptiveMask initialisation)."""
+    for conv in module.modules():
+        if isinstance(conv, nn.Conv2d):
+            nn.init.normal_(conv.weight, std=0.01)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
+
+
 @MODELS.register_module()
 class PixelMixBlock(nn.Module):
     """AutoMix's Mix Block (and SAMix's Mixer): a cross-attention between the feature maps
@@ -88,14 +115,10 @@ class PixelMixBlock(nn.Module):
                  lam_mul_k: float = -1.0, x_qk_concat: bool = False,
                  value_hidden: Optional[int] = None, mask_loss_mode: str = "L1"):
         super().__init__()
-        if upsampling not in UPSAMPLING:
-            raise ValueError(f"PixelMixBlock.upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
+        check_block_options("PixelMixBlock", in_channels, reduction, upsampling)
         if mask_loss_mode not in MASK_LOSS_MODES:
             raise ValueError(f"PixelMixBlock.mask_loss_mode must be one of {MASK_LOSS_MODES}, "
                              f"got {mask_loss_mode!r}")
-        if int(in_channels) < 1 or int(reduction) < 1:
-            raise ValueError(f"PixelMixBlock needs in_channels >= 1 and reduction >= 1, got "
-                             f"{in_channels} and {reduction}")
         if not 0.0 <= float(lam_mul) <= 1.0:
             raise ValueError(f"PixelMixBlock.lam_mul is a weight in [0, 1] (0: off), got {lam_mul!r}")
         if lam_concat and (lam_mul or x_qk_concat):
@@ -119,11 +142,7 @@ class PixelMixBlock(nn.Module):
             self.value = nn.Sequential(nn.Conv2d(c, int(value_hidden), 1, bias=False),
                                        nn.BatchNorm2d(int(value_hidden)), nn.ELU(),
                                        nn.Conv2d(int(value_hidden), 1, 1, bias=False))
-        for conv in self.modules():
-            if isinstance(conv, nn.Conv2d):
-                nn.init.normal_(conv.weight, std=0.01)
-                if conv.bias is not None:
-                    nn.init.zeros_(conv.bias)
+        init_small_normal(self)
 
     def encode_lambda(self, f_a: Tensor, f_b: Tensor, lam: float) -> tuple:
         """The pair's features with lambda encoded (``lam_mul`` / ``lam_concat``)."""
@@ -141,6 +160,7 @@ class PixelMixBlock(nn.Module):
 
     def forward(self, feat: Tensor, index: Tensor, lam: float, size: tuple) -> Tensor:
         """The (B, 1, *size) mask of the first image for pairs ``(i, index[i])``."""
+        check_feature_map("PixelMixBlock", feat, self.in_channels)
         f_a, f_b = self.encode_lambda(feat, feat.index_select(0, index), lam)
         n, _, h, w = f_a.shape
         if self.x_qk_concat:
@@ -212,9 +232,9 @@ class AutoMixClassifier(MixupClassifier):
                the EMA encoder and head_k have no gradient; it reaches M_mb through x_mb
              + mask_loss * max(|mean(M_mb) - lam_mb| - margin, 0)
 
-    The EMA encoder (``backbone_k``, ``head_k``) follows ``k = m k + (1 - m) q`` after each
-    step, with ``m`` scheduled by :class:`AutoMixScheduleHook` (cosine 0.999 -> 0.999999);
-    the Mix Block's learning rate can follow its own cosine schedule (same hook).
+    The EMA encoder (``backbone_k``, ``neck_k``, ``head_k``) follows ``k = m k + (1 - m) q``
+    after each step, with ``m`` scheduled by :class:`AutoMixScheduleHook` (cosine 0.999 ->
+    0.999999); the Mix Block's learning rate can follow its own cosine schedule (same hook).
     Prediction uses ``encoder_q`` and ``head``: one number per run (OpenMixup's summary picks
     the best of four heads; we do not).
 
@@ -267,6 +287,7 @@ class AutoMixClassifier(MixupClassifier):
         self.head_one = (build_module(head, "model.head", in_channels=self.backbone.out_channels[-1])
                          if self.one_hot_weight > 0 else None)
         self.backbone_k = copy.deepcopy(self.backbone).requires_grad_(False)
+        self.neck_k = copy.deepcopy(self.neck).requires_grad_(False)
         self.head_k = copy.deepcopy(self.head).requires_grad_(False)
         mix_block = dict(mix_block or {})
         mix_block.setdefault("type", "PixelMixBlock")
@@ -283,20 +304,31 @@ class AutoMixClassifier(MixupClassifier):
         the config's ``mix_block`` entries: none for AutoMix (the block's own defaults)."""
         return {}
 
+    def ema_modules(self) -> tuple:
+        """(EMA module, online module) pairs: the encoder, the neck and the head."""
+        return ((self.backbone_k, self.backbone), (self.neck_k, self.neck),
+                (self.head_k, self.head))
+
     def init_weights(self) -> None:
-        """mmengine's initialisation (``init_cfg``, pretrained weights), then the EMA encoder
-        and head set equal to the online ones: copied in ``__init__``, they would otherwise
-        be initialised apart from them (OpenMixup copies them in its init_weights too)."""
+        """mmengine's initialisation (``init_cfg``, pretrained weights), then the EMA encoder,
+        neck and head set equal to the online ones: copied in ``__init__``, they would
+        otherwise be initialised apart from them (OpenMixup copies them in its init_weights
+        too)."""
         super().init_weights()
         with torch.no_grad():
-            self.backbone_k.load_state_dict(self.backbone.state_dict())
-            self.head_k.load_state_dict(self.head.state_dict())
+            for ema, online in self.ema_modules():
+                ema.load_state_dict(online.state_dict())
 
     def ema_pairs(self) -> tuple:
         """(EMA parameters, online parameters) in matching order."""
-        k = [*self.backbone_k.parameters(), *self.head_k.parameters()]
-        q = [*self.backbone.parameters(), *self.head.parameters()]
-        return k, q
+        pairs = self.ema_modules()
+        return ([p for ema, _ in pairs for p in ema.parameters()],
+                [p for _, online in pairs for p in online.parameters()])
+
+    def ema_logits(self, inputs: Tensor, stage_hook=None) -> Tensor:
+        """Logits of the EMA classifier (encoder, neck and head; no parameter of it has a
+        gradient, but the graph reaches ``inputs``: the Mix Block learns through it)."""
+        return self.head_k(self.neck_k(self.backbone_k(inputs, stage_hook=stage_hook)))
 
     @torch.no_grad()
     def momentum_update(self) -> None:
@@ -326,6 +358,13 @@ class AutoMixClassifier(MixupClassifier):
         mask_loss = self.mask_loss_weight * self.mix_block.mask_loss(mask_mb, lam_mb)
         return mixes[0], mixes[1], mask_loss
 
+    def check_batch(self, inputs: Tensor) -> None:
+        """A clear error for a batch too small to mix."""
+        if inputs.shape[0] < 2:
+            name = type(self).__name__.replace("Classifier", "")
+            raise ValueError(f"{name} needs batches of at least 2 samples to mix; "
+                             "set drop_last or a larger batch size")
+
     def loss_stages(self, inputs: Tensor, labels: Tensor):
         """The step's losses in groups, built lazily one group per ``next()``: ``loss_mix``;
         then ``loss_mix_block`` and ``loss_mask`` (they share the Mix Block's graph); then
@@ -334,9 +373,7 @@ class AutoMixClassifier(MixupClassifier):
         (and its graph freed) before the next one is built (:meth:`train_step`). The forward
         passes run in the same order as in one combined graph, so the values (batch-norm
         statistics included) are the same either way."""
-        if inputs.shape[0] < 2:
-            raise ValueError("AutoMix needs batches of at least 2 samples to form pairs; "
-                             "set drop_last or a larger batch size")
+        self.check_batch(inputs)
         (x_mb, mask_mb, index_mb, lam_mb), (x_bb, mask_bb, index_bb, lam_bb), mask_loss = \
             self.generate_masks(inputs)
 
@@ -348,12 +385,11 @@ class AutoMixClassifier(MixupClassifier):
         yield {"loss_mix": self.loss_module(self.logits(x_bb), mix_output(x_bb, mask_bb, index_bb, lam_bb))}
         criterion = self.mix_block_loss if self.mix_block_loss is not None else self.loss_module
         yield {"loss_mix_block": self.mix_block_weight * criterion(
-                   self.head_k(self.neck(self.backbone_k(x_mb))), mix_output(x_mb, mask_mb, index_mb, lam_mb)),
+                   self.ema_logits(x_mb), mix_output(x_mb, mask_mb, index_mb, lam_mb)),
                "loss_mask": mask_loss}
         if self.head_one is not None:
-            clean = mix_output(inputs, None, torch.arange(len(labels), device=labels.device), 1.0)
             yield {"loss_one": self.one_hot_weight * self.loss_module(
-                self.head_one(self.neck(self.backbone(inputs))), clean)}
+                self.head_one(self.neck(self.backbone(inputs))), MixOutput.unmixed(inputs, labels))}
 
     def loss(self, inputs: Tensor, labels: Tensor) -> dict:
         """All the step's losses of :meth:`loss_stages` in one dict (one graph); AutoMix's:
@@ -390,8 +426,8 @@ class AutoMixClassifier(MixupClassifier):
 
         The gradient of a sum is the sum of the gradients, so this computes what a single
         backward of all the losses computes (up to the order of floating-point additions),
-        but only one group's graph is alive at a time: peak memory is about one forward
-        graph of the encoder instead of three. Each group is built inside
+        but only one group's graph is alive at a time: one encoder graph instead of three
+        (AutoMix, SAMix) or four (AdAutoMix). Each group is built inside
         ``optim_wrapper.optim_context`` (autocast of AmpOptimWrapper and
         AutocastOptimWrapper) and backpropagated through ``optim_wrapper.backward`` (the
         loss scaling of AmpOptimWrapper, the gradient-accumulation factor of

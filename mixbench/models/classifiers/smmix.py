@@ -195,8 +195,10 @@ class SMMixClassifier(MixupClassifier):
         if self.fine_weight:
             kept, pasted = region_token_means(tokens, keep)
             ones = torch.ones_like(out.lam)
-            fine = (self.loss_module(self.head(kept), dataclasses.replace(out, y_b=out.y_a, lam=ones))
-                    + self.loss_module(self.head(pasted), dataclasses.replace(out, y_a=out.y_b, lam=ones)))
+            own = dataclasses.replace(out, y_b=out.y_a, lam=ones)       # the kept tokens' label
+            partner = dataclasses.replace(out, y_a=out.y_b, lam=ones)   # the pasted tokens'
+            fine = (self.loss_module(self.head(self.neck(kept)), own)
+                    + self.loss_module(self.head(self.neck(pasted)), partner))
             losses["fine_loss"] = self.fine_weight * fine / 2
         if self.con_weight:
             lam = out.lam.to(clean_logits.dtype)[:, None]
