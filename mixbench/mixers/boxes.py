@@ -92,19 +92,28 @@ class BoxMixer(MaskMixer):
     inplace = False
 
     def sample_centres(self, x: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-        """(cy, cx) int64 (B,) CPU box centres."""
+        """(cy, cx) int64 CPU box centres: (B,) each, or (1,) when the whole batch shares
+        one (``batch`` mode)."""
         _, _, h, w = x.shape
         centres = self.per_sample(
             lambda n: torch.stack([randint_sample(0, h, n, self.generator),
-                                   randint_sample(0, w, n, self.generator)], 1), index)
+                                   randint_sample(0, w, n, self.generator)], 1), index,
+            expand=False)
         return centres[:, 0], centres[:, 1]
+
+    def one_box(self, cy: Tensor, cx: Tensor) -> bool:
+        """Whether every sample gets the same box: one shared centre, or (``batch`` mode,
+        centres found per image, as SaliencyMix's) all centres equal."""
+        if cy.shape[0] == 1:
+            return True
+        return self.lam_mode == "batch" and bool((cy == cy[0]).all() & (cx == cx[0]).all())
 
     def mix(self, x: Tensor, y: Tensor, model=None) -> MixOutput:
         _, _, h, w = x.shape
         index = self.sample_index(x.shape[0])
         lam = self.sample_lam(index)
         cy, cx = self.sample_centres(x, index)
-        if self.lam_mode == "batch" and bool((cy == cy[0]).all() & (cx == cx[0]).all()):
+        if self.one_box(cy, cx):
             # one box: the same arithmetic as centred_box/cut_size on Python numbers
             ratio = math.sqrt(1 - float(lam[0]))
             cut_h, cut_w, c_y, c_x = int(h * ratio), int(w * ratio), int(cy[0]), int(cx[0])
