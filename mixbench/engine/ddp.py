@@ -46,17 +46,21 @@ class StagedDistributedDataParallel(MMDistributedDataParallel):
 
         Every process must hold gradients for the same parameters (the step computes the
         same loss groups everywhere); a mismatch would pair unrelated buffers in the
-        all-reduce, so it is checked first and reported."""
-        params = [p for p in self.module.parameters() if p.requires_grad and p.grad is not None]
-        grads = [p.grad for p in params]
-        device = grads[0].device if grads else next(self.module.parameters()).device
-        count = torch.tensor([len(grads), -len(grads)], dtype=torch.int64, device=device)
-        dist.all_reduce(count, op=dist.ReduceOp.MAX, group=self.process_group)
-        if int(count[0]) != -int(count[1]):
+        all-reduce, so it is checked first (one small all-reduce of which trainable
+        parameters have a gradient) and reported with the first parameter in question."""
+        named = [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
+        device = named[0][1].device if named else torch.device("cpu")
+        has = torch.tensor([p.grad is not None for _, p in named], dtype=torch.int32, device=device)
+        bounds = torch.cat([has, -has])
+        dist.all_reduce(bounds, op=dist.ReduceOp.MAX, group=self.process_group)
+        differ = (bounds[:len(named)] != -bounds[len(named):]).nonzero()
+        if len(differ):
+            name, p = named[int(differ[0])]
             raise RuntimeError(
                 f"StagedDistributedDataParallel: the processes hold gradients for different "
-                f"numbers of parameters (from {-int(count[1])} to {int(count[0])}; this one "
-                f"{len(grads)}): every process must backpropagate the same loss groups")
+                f"parameters ({len(differ)} differ; the first, {name!r}, has one here: "
+                f"{p.grad is not None}): every process must backpropagate the same loss groups")
+        grads = [p.grad for _, p in named if p.grad is not None]
         for bucket in self._buckets(grads):
             flat = _flatten_dense_tensors(bucket)
             dist.all_reduce(flat, group=self.process_group)

@@ -64,14 +64,18 @@ def _worker(rank: int, world: int, init_file: str) -> None:
                 gathered = [torch.empty_like(value) for _ in range(world)]
                 dist.all_gather(gathered, value)
                 assert all(torch.equal(g, gathered[0]) for g in gathered), name
-        # a process missing a gradient is reported on every process, not paired wrongly
+        # a process missing a gradient is reported on every process, not paired wrongly;
+        # so are gradients for as many but different parameters (rank 0 lacks the head's
+        # weight, rank 1 its bias)
         model = steps[1]
-        for p in model.module.parameters():
-            p.grad = torch.ones_like(p) if p.requires_grad else None
-        if rank == 1:
-            model.module.head.fc.weight.grad = None
-        with pytest.raises(RuntimeError, match="gradients for different numbers of parameters"):
-            model.sync_gradients()
+        for missing in ([None, "weight"], ["bias", "weight"]):
+            for p in model.module.parameters():
+                p.grad = torch.ones_like(p) if p.requires_grad else None
+            if missing[rank] is not None:
+                getattr(model.module.head.fc, missing[rank]).grad = None
+            with pytest.raises(RuntimeError, match="gradients for different parameters .* "
+                                                   r"the first, 'head\.fc\.(weight|bias)'"):
+                model.sync_gradients()
     finally:
         dist.destroy_process_group()
 
