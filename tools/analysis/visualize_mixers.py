@@ -112,6 +112,8 @@ def render(images, labels, classes, rows, out_path: Path, title: str) -> None:
             mixed = out.inputs[j].float()
             text = (f"λ={float(out.lam[j]):.2f}" if out.stage_hook is None
                     else "(feature space)")
+            if int(out.index[j]) == j:  # a random permutation leaves about one in place
+                text += " (self)"
             show(axes[i, j], mixed, text)
         axes[i, 0].set_ylabel(name, fontsize=8)
     fig.suptitle(title, fontsize=9)
@@ -153,8 +155,8 @@ def main(argv=None) -> Path:
     out_path = Path(args.out)
     alpha = f", alpha {args.alpha:g}" if args.alpha is not None else ""
     render(images, labels, classes, rows, out_path,
-           f"{args.dataset}: mixed images (λ = weight of the column's own label), "
-           f"seed {args.seed}{alpha}")
+           f"{args.dataset}: mixed images (λ = weight of the column's own label; "
+           f"(self): paired with itself, so unmixed), seed {args.seed}{alpha}")
     print(f"wrote {out_path}")
     return out_path
 
