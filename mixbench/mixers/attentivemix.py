@@ -13,7 +13,11 @@ pasted onto its partner ``x_j`` (``j = index[i]``):
 AttentiveMix: ``k = top_k = 6`` (the paper: the 6 most activated of 7 x 7 cells of an
 ImageNet-pretrained ResNet-50 on 224 px images, cells of 32 px; its CIFAR code uses 8 x 8
 cells of 4 px). AttentiveMix+ (OpenMixup): ``lam' ~ Beta(alpha, beta)`` (alpha 2, beta 8)
-decides ``k = clamp(floor(lam' * #cells), 1, #cells)``.
+decides ``k = clamp(floor(lam' * #cells), 1, #cells)``. Beta(2, 8) is what OpenMixup's
+benchmark page states and its configs pass; its ``attentivemix`` function, however, takes
+no ``beta`` and draws ``Beta(alpha, alpha)`` (openmixup/models/augments/attentivemix.py), so
+its published AttentiveMix+ numbers come from Beta(2, 2): about half the cells pasted on
+average instead of a fifth. ``beta=2`` reproduces that code.
 
 The extractor is the model being trained (``model.backbone``, run without gradients and in
 eval mode, so BatchNorm statistics are neither used from the batch nor updated), or a
@@ -173,9 +177,9 @@ class AttentiveMix(MaskMixer):
     @torch.no_grad()
     def activation_map(self, x: Tensor, model=None) -> Tensor:
         """(B, g_h, g_w) float32 channel-mean activations of the extractor on ``x``."""
-        if self.input_size is not None:
+        if self.input_size is not None:  # resized in float32, fed in the batch's dtype
             x = F.interpolate(x.float(), size=(self.input_size, self.input_size),
-                              mode="bilinear", align_corners=False)
+                              mode="bilinear", align_corners=False).to(x.dtype)
         if self._net is not None:
             param = next(self._net.parameters(), None)
             if param is not None and param.device != x.device:

@@ -1,5 +1,8 @@
-"""GridMix (Baek et al., "GridMix: Strong regularization through local context mapping",
-Pattern Recognition 2021).
+"""GridMix as OpenMixup implements it: the GridMixup code it links
+(github.com/IlyaDobrynin/GridMixup), credited there to Baek et al., "GridMix: Strong
+regularization through local context mapping", Pattern Recognition 2021. Baek et al. also
+train with a patch-level local-context loss (a label per grid cell); OpenMixup's GridMix,
+whose published numbers the benchmark compares against, and this mixer leave it out.
 
 Mask: a crop region of area ``cut_area_ratio * H * W`` and aspect ``cut_aspect_ratio``
 (``h / w``) placed uniformly at random holds a regular grid of ``n_holes`` cells across its

@@ -197,6 +197,16 @@ def test_module_extractor_and_input_size():
     assert out.mask.shape == (2, 1, 16, 16) and out.lam.tolist() == [1 / 64] * 2
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_input_size_feeds_a_half_precision_model_its_dtype(dtype):
+    x, y = make_batch(b=4, h=16, w=16)
+    x = x.to(dtype)
+    model = tiny_classifier().to(dtype)
+    out = AttentiveMix(top_k=2, input_size=32, generator=seeded(0))(x, y, model=model)
+    assert out.inputs.dtype == dtype and out.mask.shape == (4, 1, 16, 16)
+    check_mask_identity(out, x)
+
+
 def test_clear_errors(tmp_path):
     x, y = make_batch()
     with pytest.raises(ValueError, match="needs the model"):
