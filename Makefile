@@ -11,6 +11,8 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	# both builds install cv2/: uninstalling the plain one after the contrib one would break it
+	$(PY) -m pip uninstall --yes --quiet opencv-python-headless 2>/dev/null || true
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@

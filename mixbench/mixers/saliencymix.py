@@ -3,22 +3,36 @@ Better Regularization", ICLR 2021).
 
 As CutMix, but the box (side ``int(H * sqrt(1 - lam))``, ``lam ~ Beta(alpha, alpha)``) is
 centred on the most salient pixel of the paired image ``x_j``; label weights follow the
-clipped box area (``correct_lam``). Saliency is the static spectral-residual saliency of
-Hou & Zhang ("Saliency Detection: A Spectral Residual Approach", CVPR 2007), which the
-paper computes with OpenCV: grey image resized to ``size x size`` (64), log amplitude
-spectrum ``L``, residual ``R = L - mean3x3(L)``, saliency ``|IFFT(exp(R + i*phase))|^2``
-smoothed by a Gaussian (sigma 2.5 at 64 px, Hou & Zhang's reference code; applied in the
-Fourier domain, so with circular borders). Here it is computed in PyTorch for the whole
-batch at once, on the input's device.
-Published default (OpenMixup CIFAR-100): alpha 0.2 (paper: 1.0).
+clipped box area (``correct_lam``). Published default (OpenMixup CIFAR-100): alpha 0.2
+(paper: 1.0).
 
-The official code uses the peak of the *first* paired image for the whole batch; here each
-sample's box is centred on its own paired image's peak (in ``pair`` mode partners share
-the box of the lower-indexed partner's source).
+Saliency is the paper's choice, the static fine-grained saliency of Montabone & Soto
+("Human detection using a mobile platform and novel features derived from a visual
+saliency mechanism", Image and Vision Computing 2010), which the official code and
+OpenMixup take from OpenCV (``cv2.saliency.StaticSaliencyFineGrained``). Here it is
+computed in PyTorch for the whole batch at once, on the input's device, at the image's own
+resolution, and gives OpenCV's map value for value on the same 8-bit grey image
+(tests/mixers/test_saliencymix.py):
+
+1. an 8-bit grey image: each image's values mapped to 0..255 (its own min and max, all
+   channels together) and rounded; then ITU-R BT.601 luma in OpenCV 5's 15-bit fixed point;
+2. two 3x3 Gaussian blurs (kernel [1, 2, 1] / 4 per axis, mirrored borders, rounded);
+3. for each of six neighbourhoods ``n`` (12, 24, 48, 28, 56, 112 px), the mean ``m`` of
+   the box of rows ``r - n + 1 .. r + n`` and columns alike (clipped to the image), the
+   centre pixel ``g`` left out; on = ``trunc(g - m)`` where positive, off = ``trunc(m - g)``;
+4. on and off summed over the scales, each scaled to 0..255 by its maximum (truncated),
+   and the saliency ``(on + off) * 255 / max(max on, max off)``, truncated.
+
+The official code hands OpenCV the *normalised float* image, which this OpenCV function
+reads as if it were 8-bit (``gray.at<uchar>`` on a float matrix), so the maps it actually
+used are not the algorithm's; we follow the algorithm. The official code also centres one
+box, for the whole batch, on the peak of the first paired image; here each sample's box is
+centred on its own paired image's peak (in ``pair`` mode partners share the box of the
+lower-indexed partner's source). Ties go to the first pixel in row-major order, as
+``np.argmax`` in the official code.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -27,73 +41,103 @@ from torch import Tensor
 
 from .boxes import BoxMixer
 
-
-def box3(t: Tensor) -> Tensor:
-    """3x3 mean of (B, H, W) maps with replicated borders (as Hou & Zhang's averaging)."""
-    h, w = t.shape[1:]
-    p = F.pad(t[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
-    rows = p[:, :, 0:w] + p[:, :, 1:w + 1] + p[:, :, 2:w + 2]
-    return (rows[:, 0:h] + rows[:, 1:h + 1] + rows[:, 2:h + 2]) / 9
+#: Half-sides of the six centre-surround boxes of OpenCV's fine-grained saliency.
+NEIGHBOURHOODS = (12, 24, 48, 28, 56, 112)
 
 
-def gaussian_blur_fft(t: Tensor, sigma: float) -> Tensor:
-    """Gaussian smoothing of (B, H, W) maps as a product in the Fourier domain (circular
-    borders): two FFTs instead of dozens of passes of a spatial kernel."""
-    h, w = t.shape[1:]
-    fy = torch.fft.fftfreq(h, device=t.device)[:, None]
-    fx = torch.fft.rfftfreq(w, device=t.device)[None, :]
-    transfer = torch.exp(-2 * math.pi ** 2 * sigma ** 2 * (fy ** 2 + fx ** 2))
-    return torch.fft.irfft2(torch.fft.rfft2(t) * transfer, s=(h, w))
+def grey8(x: Tensor) -> Tensor:
+    """(B, H, W) float32 integer-valued grey levels 0..255 of a (B, C, H, W) batch.
+
+    Each image is mapped to 0..255 by its own range (all channels together) and rounded, so
+    a normalised batch and its 8-bit original give the same grey image when the original
+    spans 0..255. Three channels (RGB) are combined with the BT.601 luma of OpenCV 5's
+    ``cvtColor``, ``(9798 R + 19235 G + 3735 B + 2**14) >> 15`` (OpenCV 4's 14-bit weights
+    differ by one grey level on about 0.2% of pixels); other channel counts are averaged.
+    Integers below 2**24 are exact in float32."""
+    v = x.detach().float()
+    lo = v.amin((1, 2, 3), keepdim=True)
+    span = (v.amax((1, 2, 3), keepdim=True) - lo).clamp_(min=1e-12)
+    v = v.sub(lo).mul_(255.0 / span).round_()
+    if v.shape[1] == 3:
+        return (9798 * v[:, 0] + 19235 * v[:, 1] + 3735 * v[:, 2] + 16384).div_(32768).floor_()
+    return v.mean(1).round_()
 
 
-def spectral_residual_saliency(x: Tensor, size: int = 64, sigma: float = 2.5) -> Tensor:
-    """(B, size, size) float32 spectral-residual saliency maps of a (B, C, H, W) batch."""
-    gray = x.float().mean(1, keepdim=True)
-    gray = F.interpolate(gray, size=(size, size), mode="bilinear", align_corners=False)
-    spectrum = torch.fft.fft2(gray[:, 0])
-    log_amp = torch.log(spectrum.abs().clamp(min=1e-12))
-    # exp(R + i*phase) = exp(L - mean3x3(L)) * exp(i*phase) = spectrum * exp(-mean3x3(L))
-    saliency = torch.fft.ifft2(spectrum * torch.exp(-box3(log_amp))).abs() ** 2
-    return gaussian_blur_fft(saliency, sigma)
+def blur3(g: Tensor) -> Tensor:
+    """OpenCV's ``GaussianBlur(ksize=3)`` of 8-bit (B, H, W) images: [1, 2, 1] / 4 on both
+    axes, mirrored borders without repeating the edge (reflect-101), rounded half up."""
+    mode = "reflect" if min(g.shape[1:]) > 1 else "replicate"  # reflect needs 2 pixels
+    p = F.pad(g[:, None], (1, 1, 1, 1), mode=mode)[:, 0]
+    rows = p[:, :, :-2] + 2 * p[:, :, 1:-1] + p[:, :, 2:]
+    return (rows[:, :-2] + 2 * rows[:, 1:-1] + rows[:, 2:] + 8).div_(16).floor_()
 
 
-def saliency_peaks(x: Tensor, size: int = 64, sigma: float = 2.5) -> tuple[Tensor, Tensor]:
-    """(row, col) int64 CPU tensors: the most salient pixel of each image, mapped to the
-    image's own coordinates (the centre of the saliency cell)."""
-    _, _, h, w = x.shape
-    sal = spectral_residual_saliency(x, size, sigma)
-    peak = sal.flatten(1).argmax(1).cpu()
-    py, px = peak // size, peak % size
-    cy = ((py.double() + 0.5) * h / size).floor().long().clamp(0, h - 1)
-    cx = ((px.double() + 0.5) * w / size).floor().long().clamp(0, w - 1)
-    return cy, cx
+def fine_grained_saliency(x: Tensor) -> Tensor:
+    """(B, H, W) float32 fine-grained saliency maps in [0, 1] (multiples of 1/255) of a
+    (B, C, H, W) batch; the steps are in this module's docstring."""
+    g = blur3(blur3(grey8(x)))
+    b, h, w = g.shape
+    # Box sums from an integral image, exact: float32 while they stay below 2**24. Its
+    # borders are repeated so that the clipped box corners become plain shifted slices:
+    # row min(max(r + s, 0), h) of the integral is row r + s + ph of the padded one.
+    exact = torch.float32 if 255 * h * w < 2 ** 24 else torch.float64
+    ph, pw = min(max(NEIGHBOURHOODS) + 1, h + 1), min(max(NEIGHBOURHOODS) + 1, w + 1)
+    integral = F.pad(g.to(exact).cumsum(1).cumsum(2)[:, None], (1, 0, 1, 0))
+    integral = F.pad(integral, (pw, pw, ph, ph), mode="replicate")[:, 0]
+    ys = torch.arange(h, device=g.device)
+    xs = torch.arange(w, device=g.device)
+    on = torch.zeros_like(g)
+    off = torch.zeros_like(g)
+    for n in NEIGHBOURHOODS:
+        # the box: rows r - n + 1 .. r + n and columns alike, clipped to the image
+        top, bottom = max(1 - n, -h) + ph, min(n + 1, h + 1) + ph
+        left, right = max(1 - n, -w) + pw, min(n + 1, w + 1) + pw
+        cols = slice(left, right + w)  # the columns both corners read
+        band = integral[:, bottom:bottom + h, cols] - integral[:, top:top + h, cols]
+        box = band[:, :, right - left:] - band[:, :, :w]
+        y1, y2 = (ys - n + 1).clamp(0, h), (ys + n + 1).clamp(0, h)
+        x1, x2 = (xs - n + 1).clamp(0, w), (xs + n + 1).clamp(0, w)
+        area = ((y2 - y1)[:, None] * (x2 - x1)[None, :] - 1).float()
+        # OpenCV's float32 arithmetic: mean = (box sum - centre) / (area - 1); then centre -
+        # mean, truncated: its positive part is "on", its negative part "off"
+        diff = torch.sub(g, box.sub_(g).float().div_(area)).trunc_()
+        on.add_(diff.clamp(min=0))
+        off.sub_(diff.clamp_(max=0))
+
+    def to_byte(t: Tensor) -> Tensor:  # float32 ratio to the image's maximum, times 255.
+        ratio = t / t.amax((1, 2), keepdim=True).clamp_(min=1)  # a blank map stays 0
+        return ratio.double().mul_(255.0).trunc_()
+    on, off = to_byte(on), to_byte(off)
+    top = torch.maximum(on.amax((1, 2), keepdim=True), off.amax((1, 2), keepdim=True))
+    sal = on.add_(off).mul_(255.0).div_(top.clamp_(min=1)).trunc_().clamp_(max=255)
+    return sal.float() * torch.tensor(1 / 255, dtype=torch.float32)  # OpenCV's convertTo
+
+
+def saliency_peaks(x: Tensor) -> tuple[Tensor, Tensor]:
+    """(row, col) int64 CPU tensors: each image's most salient pixel (the first in row-major
+    order among equals)."""
+    w = x.shape[-1]
+    peak = fine_grained_saliency(x).flatten(1).argmax(1).cpu()
+    return peak // w, peak % w
 
 
 class SaliencyMix(BoxMixer):
-    """CutMix with the box centred on the paired image's saliency peak.
+    """CutMix with the box centred on the paired image's fine-grained saliency peak.
 
     Args:
         alpha: Beta(alpha, alpha) concentration for lambda, default 0.2 (OpenMixup CIFAR).
-        saliency_size: side of the square on which saliency is computed, default 64
-            (OpenCV's StaticSaliencySpectralResidual).
-        saliency_sigma: Gaussian smoothing of the saliency map (pixels at that size), 2.5.
         correct_lam, prob, pairing, lam_mode, generator: see :mod:`mixbench.mixers.base`.
     """
 
-    def __init__(self, alpha: float = 0.2, saliency_size: int = 64, saliency_sigma: float = 2.5,
-                 prob: float = 1.0, pairing: str = "random", lam_mode: str = "batch",
-                 correct_lam: bool = True, generator: Optional[torch.Generator] = None):
+    def __init__(self, alpha: float = 0.2, prob: float = 1.0, pairing: str = "random",
+                 lam_mode: str = "batch", correct_lam: bool = True,
+                 generator: Optional[torch.Generator] = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          correct_lam=correct_lam, generator=generator)
-        if int(saliency_size) < 4:
-            raise ValueError(f"saliency_size must be an integer >= 4, got {saliency_size!r}")
-        self.saliency_size = int(saliency_size)
-        self.saliency_sigma = float(saliency_sigma)
 
     def sample_centres(self, x: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-        paired = x.index_select(0, index.to(x.device))
-        cy, cx = saliency_peaks(paired, self.saliency_size, self.saliency_sigma)
+        cy, cx = saliency_peaks(x)       # each image's peak; sample i takes its partner's
+        source = index.cpu()
         if self.lam_mode == "pair":
-            owner = torch.minimum(torch.arange(index.shape[0]), index)
-            cy, cx = cy[owner], cx[owner]
-        return cy, cx
+            source = source[torch.minimum(torch.arange(index.shape[0]), source)]
+        return cy[source], cx[source]
