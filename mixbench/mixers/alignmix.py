@@ -44,7 +44,8 @@ from torch import Tensor
 
 from ._feature_mix import StageHook, backbone_num_stages
 from ._sinkhorn import sinkhorn_plan
-from .base import BaseMixer, MixOutput, check_choice, check_prob, lerp_images, match_format
+from .base import (BaseMixer, MixOutput, check_choice, check_flag, check_number, check_prob,
+                   lerp_images, match_format)
 
 ALIGNS = ("random", "partner", "self")
 OFFICIAL_POTENTIAL_TOL = 0.1  # the official code's Sinkhorn stopping threshold
@@ -112,14 +113,12 @@ class AlignMix(BaseMixer):
                  generator: Optional[torch.Generator] = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          generator=generator)
-        if not float(eps) > 0:
-            raise ValueError(f"eps (Sinkhorn regularisation) must be > 0, got {eps}")
+        self.eps = check_number(eps, "eps (Sinkhorn regularisation)", strict=True)
         if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
             raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-        if not float(tol) >= 0:
-            raise ValueError(f"tol must be >= 0 (0 = always run max_iter iterations), got {tol}")
-        self.eps, self.max_iter, self.tol = float(eps), max_iter, float(tol)
-        self.official_stop = bool(official_stop)
+        self.max_iter = max_iter
+        self.tol = check_number(tol, "tol (0 = always run max_iter iterations)")
+        self.official_stop = check_flag(official_stop, "official_stop")
         self.align = check_choice(align, ALIGNS, "align")
         self.input_prob = check_prob(input_prob, "input_prob")
 

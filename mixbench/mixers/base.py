@@ -60,7 +60,9 @@ class MixOutput:
         lam: (B,) float32 weight of ``y_a`` in the target; ``1 - lam`` is the weight of ``y_b``.
         index: (B,) int64 pairing permutation: sample ``i`` is mixed with ``index[i]``.
         mask: (B, 1, H, W) float32 per-pixel weight of the first image for mask-based
-            methods, so that ``inputs == mask * x + (1 - mask) * x[index]``; None otherwise.
+            methods, so that ``inputs == mask * x + (1 - mask) * x[index]`` (ResizeMix:
+            ``(1 - mask)`` weighs the resized partner, not ``x[index]``; PuzzleMix: the
+            transported images); None otherwise.
         soft_targets: (B, K) target distribution for methods whose label is not a two-way
             mix (Co-Mixup, token labels). When present the loss uses it and ignores
             ``y_b`` / ``lam``.
@@ -143,6 +145,26 @@ def check_prob(prob: float, name: str = "prob") -> float:
     return prob
 
 
+def check_number(value, name: str, low: float = 0.0, strict: bool = False) -> float:
+    """A finite float ``>= low`` (``> low`` when ``strict``), or a clear error."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    bound = f"{'>' if strict else '>='} {low:g}"
+    if isinstance(value, bool) or not (number > low if strict else number >= low) \
+            or number == float("inf"):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return number
+
+
+def check_flag(value, name: str) -> bool:
+    """``True`` or ``False`` only: a string such as ``'no'`` would read as true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
+
+
 def check_choice(value: str, choices, name: str) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
@@ -157,9 +179,12 @@ def check_range(value, name: str, low: float = 0.0, high: float = float("inf"),
     if len(pair) != 2:
         raise ValueError(f"{name} must be a number or a (min, max) pair, got {value!r}")
     try:
-        pair = tuple(int(v) if integer else float(v) for v in pair)
+        numbers = tuple(float(v) for v in pair)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must hold {kind}, got {value!r}") from None
+    if integer and any(v != int(v) for v in numbers):  # 2.7 would be truncated to 2
+        raise ValueError(f"{name} must hold {kind}, got {value!r}")
+    pair = tuple(int(v) for v in numbers) if integer else numbers
     if not (low <= pair[0] <= pair[1] <= high):
         raise ValueError(f"{name} must be {kind} with {low} <= min <= max <= {high}, got {value!r}")
     return pair
@@ -499,7 +524,7 @@ class MaskMixer(BaseMixer):
                  generator: Optional[torch.Generator] = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          generator=generator)
-        self.correct_lam = bool(correct_lam)
+        self.correct_lam = check_flag(correct_lam, "correct_lam")
 
     def output(self, x: Tensor, y: Tensor, index: Tensor, mask: Tensor, lam: Tensor,
                mixed: Tensor) -> MixOutput:

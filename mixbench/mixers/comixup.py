@@ -66,7 +66,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from ._saliency import input_gradient_saliency
-from .base import BaseMixer, MixOutput, check_inputs, match_format
+from .base import BaseMixer, MixOutput, check_flag, check_inputs, match_format
 
 
 @dataclass
@@ -169,9 +169,9 @@ class CoMixup(BaseMixer):
         self.m_part, self.m_block_num = int(m_part), int(m_block_num)
         self.m_beta, self.m_gamma, self.m_thres = float(m_beta), float(m_gamma), float(m_thres)
         self.m_eta, self.m_omega, self.m_niter = float(m_eta), float(m_omega), int(m_niter)
-        self.thres_type, self.set_resolve = thres_type, bool(set_resolve)
+        self.thres_type, self.set_resolve = thres_type, check_flag(set_resolve, "set_resolve")
         self.clean_lam, self.n_candidates = float(clean_lam), int(n_candidates)
-        self.monotone = bool(monotone)
+        self.monotone = check_flag(monotone, "monotone")
 
     # -- the labeling -------------------------------------------------------------------
     def sample_grid(self, height: int, width: int) -> int:

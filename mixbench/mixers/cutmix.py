@@ -12,6 +12,7 @@ from typing import Optional
 
 import torch
 
+from .base import check_flag
 from .boxes import BoxMixer
 
 
@@ -36,4 +37,4 @@ class CutMix(BoxMixer):
                  generator: Optional[torch.Generator] = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          correct_lam=correct_lam, generator=generator)
-        self.inplace = bool(inplace)
+        self.inplace = check_flag(inplace, "inplace")

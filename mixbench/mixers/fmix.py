@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .base import MaskMixer, MixOutput, blend_pairs, check_alpha, check_range
+from .base import MaskMixer, MixOutput, blend_pairs, check_number, check_range
 
 
 def fourier_noise(n: int, h: int, w: int, decay_power: float,
@@ -72,7 +72,7 @@ class FMix(MaskMixer):
                  correct_lam: bool = True, generator: Optional[torch.Generator] = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          correct_lam=correct_lam, generator=generator)
-        self.decay_power = check_alpha(decay_power, "decay_power")
+        self.decay_power = check_number(decay_power, "decay_power")
         self.max_soft = check_range(max_soft, "max_soft", 0.0, 0.5)[0]
 
     def mix(self, x: Tensor, y: Tensor, model=None) -> MixOutput:

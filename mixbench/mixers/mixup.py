@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .base import BaseMixer, MixOutput, lerp_images
+from .base import BaseMixer, MixOutput, check_flag, lerp_images
 
 
 class Mixup(BaseMixer):
@@ -31,7 +31,7 @@ class Mixup(BaseMixer):
                  generator: Optional[torch.Generator] = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          generator=generator)
-        self.inplace = bool(inplace)
+        self.inplace = check_flag(inplace, "inplace")
 
     def mix(self, x: Tensor, y: Tensor, model=None) -> MixOutput:
         b = x.shape[0]

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mixbench.mixers import (CutMix, DeiTMixer, FMix, GridMix, Mixup, RandomChoiceMixer,
+from mixbench.mixers import (AlignMix, CutMix, DeiTMixer, FMix, GridMix, Mixup, RandomChoiceMixer,
                              ResizeMix, SaliencyMix, SmoothMix, Vanilla)
 from mixbench.mixers import base
 from mixbench.mixers.base import BaseMixer, MixOutput, pairing_index
@@ -53,6 +53,18 @@ def test_bad_method_options_are_explained():
         GridMix(n_holes=(0, 4))
     with pytest.raises(ValueError, match="max_soft"):
         FMix(max_soft=0.7)
+    with pytest.raises(ValueError, match="n_holes must hold integers, got 2.7"):
+        GridMix(n_holes=2.7)  # was truncated to (2, 2)
+    assert GridMix(n_holes=(2.0, 6)).n_holes == (2, 6)
+    with pytest.raises(ValueError, match=r"decay_power must be a finite number >= 0, got -1$"):
+        FMix(decay_power=-1)  # was explained as a Beta concentration
+    for eps in ("a", None, 0):
+        with pytest.raises(ValueError, match=r"eps \(Sinkhorn regularisation\) must be a finite number > 0"):
+            AlignMix(eps=eps)
+    for make in (lambda: CutMix(correct_lam="no"), lambda: Mixup(inplace="False"),
+                 lambda: AlignMix(official_stop=1)):
+        with pytest.raises(ValueError, match="must be true or false"):
+            make()  # a non-empty string would read as True
 
 
 def test_model_based_mixer_without_model_is_explained():
