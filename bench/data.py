@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mixbench.config import load_config  # noqa: E402
+from mixbench.method import resolve_method  # noqa: E402
 from timing import round_robin  # noqa: E402
 
 
@@ -61,7 +62,7 @@ def build_model(config: str, device: str):
     from mixbench.registry import MODELS
 
     cfg = load_config(REPO / config)
-    model = MODELS.build(cfg["model"]).to(device).train()
+    model = MODELS.build(resolve_method(cfg)["model"]).to(device).train()
     opt = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
     return model, opt
 

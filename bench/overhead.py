@@ -29,6 +29,7 @@ from mmengine.hooks import Hook  # noqa: E402
 
 from mixbench.config import load_config  # noqa: E402
 from mixbench.engine.runner import build_runner  # noqa: E402
+from mixbench.method import resolve_method  # noqa: E402
 from mixbench.registry import MODELS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,7 +66,7 @@ def bare_loop(cfg: dict, device: str, epochs: int) -> tuple[list[float], list[fl
     torch.manual_seed(0)
     ds_cfg = copy.deepcopy(cfg["train_dataloader"]["dataset"])
     ds = DATASETS.build(ds_cfg)
-    model_cfg = copy.deepcopy(cfg["model"])
+    model_cfg = resolve_method(cfg)["model"]
     model = MODELS.build(model_cfg).to(device)
     opt_cfg = dict(cfg["optim_wrapper"]["optimizer"])
     opt_cfg.pop("type")

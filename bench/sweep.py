@@ -49,7 +49,7 @@ def make_sweep(root: Path, runs: int, epochs: int, samples: int) -> Path:
         "axes": {"dataset": {"digits": str(cfg / "_base_/datasets/digits.yaml")},
                  "backbone": {"resnet8_w8": {"_base_": str(cfg / "_base_/models/resnet8_w16_gray.yaml"),
                                              "model": {"backbone": {"width": 8}}}},
-                 "mixer": {"Mixup": {"type": "Mixup", "alpha": 1.0}},
+                 "method": {"Mixup": {"type": "Mixup", "alpha": 1.0}},
                  "max_epochs": [epochs], "seed": list(range(runs))},
         "options": {"train_dataloader.dataset.max_samples": samples,
                     "val_dataloader.dataset.max_samples": 128, "default_hooks.logger.interval": 50},

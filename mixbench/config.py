@@ -9,6 +9,9 @@ Merge rules (explicit, the whole list):
 - a dict whose ``type`` differs from the base dict's ``type`` replaces it whole (switching
   ``mixer: {type: CutMix}`` over ``{type: Mixup, alpha: 1}`` does not inherit ``alpha``).
 - ``_delete_: true`` inside a dict replaces the base dict whole.
+- the top-level ``method:`` section (:mod:`mixbench.method`) replaces its base's whole: a
+  file, a sweep axis or ``--cfg-options method={...}`` swaps the method, never blends two;
+  dotted overrides (``method.mixer.alpha=0.2``) patch it.
 """
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ import yaml
 
 BASE_KEY = "_base_"
 DELETE_KEY = "_delete_"
+#: top-level sections that a later file or override replaces whole instead of merging into
+WHOLE_KEYS = ("method",)
 
 
 class ConfigError(ValueError):
@@ -58,6 +63,13 @@ def merge(base: Any, override: Any) -> Any:
     return out
 
 
+def merge_config(base: Mapping, override: Mapping) -> dict:
+    """:func:`merge` of two whole configs: as ``merge``, except that the sections in
+    :data:`WHOLE_KEYS` of ``override`` replace the base's whole."""
+    kept = {k: v for k, v in base.items() if not (k in WHOLE_KEYS and k in override)}
+    return merge(kept, override)
+
+
 def _load_tree(path: Path, stack: tuple) -> dict:
     path = path.resolve()
     if path in stack:
@@ -74,8 +86,8 @@ def _load_tree(path: Path, stack: tuple) -> dict:
         base_path = (path.parent / base)
         if not base_path.is_file():
             raise ConfigError(f"{path}: _base_ file {base!r} not found (looked at {base_path})")
-        merged = merge(merged, _load_tree(base_path, stack + (path,)))
-    return merge(merged, data)
+        merged = merge_config(merged, _load_tree(base_path, stack + (path,)))
+    return merge_config(merged, data)
 
 
 def parse_value(text: str) -> Any:
@@ -119,7 +131,12 @@ def options_to_dict(options: Iterable[str] | Mapping[str, Any] | None) -> dict:
 
 
 def set_by_path(cfg: dict, options: Iterable[str] | Mapping[str, Any]) -> dict:
-    """Apply dotted overrides; an overriding value replaces (no ``type`` rule) except for dicts."""
+    """Apply dotted overrides; an overriding value replaces (no ``type`` rule) except for dicts,
+    and an undotted ``method=...`` replaces the method section whole (:data:`WHOLE_KEYS`)."""
+    options = options if isinstance(options, Mapping) else list(options)
+    keys = options if isinstance(options, Mapping) else [o.split("=", 1)[0] for o in options]
+    whole = {str(k).strip() for k in keys} & set(WHOLE_KEYS)
+    cfg = {k: v for k, v in cfg.items() if k not in whole}
     return merge(cfg, options_to_dict(options))
 
 

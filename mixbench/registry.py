@@ -132,7 +132,7 @@ def build_mixer(cfg):
     mixer_type = cfg.pop("type", None)
     if mixer_type is None:
         raise ValueError("a mixer config needs a 'type' key, e.g. {type: Mixup, alpha: 1.0}")
-    check_type(MIXERS, mixer_type, "model.mixer.type")
+    check_type(MIXERS, mixer_type, "method.mixer.type")
     cls = MIXERS.get(mixer_type)
     if "mixers" in cfg:  # RandomChoice-style composites take mixer configs
         cfg["mixers"] = [build_mixer(m) for m in cfg["mixers"]]

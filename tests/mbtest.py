@@ -8,6 +8,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
+def method_of(name: str, patch=None) -> dict:
+    """The ``method:`` section of ``configs/methods/<name>.yaml``, with ``patch`` merged on
+    top (e.g. ``{"classifier": {"mask_stage": 2}}``)."""
+    from mixbench.config import load_config, merge
+
+    return merge(load_config(REPO / "configs" / "methods" / f"{name}.yaml")["method"], patch or {})
+
+
+def model_of(method: str, base: str = "resnet8_w16_gray", **model) -> dict:
+    """The model config the Runner builds for ``configs/methods/<method>.yaml`` on the model
+    base ``configs/_base_/models/<base>.yaml``, with ``model`` keys merged into the recipe."""
+    from mixbench.config import load_config, merge
+    from mixbench.method import resolve_method
+
+    recipe = merge(load_config(REPO / "configs" / "_base_" / "models" / f"{base}.yaml")["model"], model)
+    return resolve_method({"model": recipe, "method": method_of(method)})["model"]
+
+
 def load_script(path):
     """Import a script of the repository (``tools/...``, ``bench/...``: not a package) by its
     path relative to the repo root, to call its functions in this process."""

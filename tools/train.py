@@ -18,7 +18,7 @@ def parse_args(argv=None):
                    help="resume from the latest checkpoint in the work dir (auto, the default "
                         "when the flag is given alone) or from a checkpoint PATH")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override config keys, e.g. model.mixer.alpha=0.2 train_cfg.max_epochs=5")
+                   help="override config keys, e.g. method.mixer.alpha=0.2 train_cfg.max_epochs=5")
     p.add_argument("--seed", type=int, default=None, help="random seed (randomness.seed)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic algorithms (cuDNN); with the same seed a run is repeatable")

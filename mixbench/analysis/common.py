@@ -83,11 +83,13 @@ def load_checkpoint_state(path: str | os.PathLike) -> dict:
 
 def build_classifier(cfg: dict, checkpoint: Optional[str | os.PathLike] = None,
                      device: Optional[torch.device] = None) -> nn.Module:
-    """``MODELS.build(cfg['model'])`` with the checkpoint's weights, in eval mode."""
+    """The config's model (its method assembled in, :func:`mixbench.method.resolve_method`)
+    with the checkpoint's weights, in eval mode."""
     import mixbench.models  # noqa: F401  (registers the models)
+    from mixbench.method import resolve_method
     from mixbench.registry import MODELS
 
-    model = MODELS.build(dict(cfg["model"]))
+    model = MODELS.build(resolve_method(cfg)["model"])
     if checkpoint is not None:
         state = load_checkpoint_state(checkpoint)
         state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}

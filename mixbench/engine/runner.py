@@ -15,6 +15,7 @@ from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
 from mixbench.config import ConfigError, config_hash, dump_config, get_path
+from mixbench.method import check_model_section, method_name, resolve_method
 from mixbench.registry import (DATA_SAMPLERS, DATASETS, HOOKS, METRICS, MODELS, OPTIM_WRAPPERS,
                                OPTIMIZERS, PARAM_SCHEDULERS, TRANSFORMS, VISBACKENDS,
                                UnknownTypeError, build_mixer, check_type)
@@ -24,14 +25,15 @@ REQUIRED_KEYS = ("model", "train_dataloader", "val_dataloader", "val_evaluator",
 
 # where a `type:` lives -> the registry that must hold it
 TYPE_SLOTS = {
-    "model": MODELS, "model.backbone": MODELS, "model.neck": MODELS, "model.head": MODELS,
-    "model.loss": MODELS, "model.data_preprocessor": MODELS,
+    "model.backbone": MODELS, "model.neck": MODELS, "model.head": MODELS,
+    "model.loss": MODELS, "model.data_preprocessor": MODELS, "method.classifier": MODELS,
+    "method.loss": MODELS,
     "train_dataloader.dataset": DATASETS, "val_dataloader.dataset": DATASETS,
     "test_dataloader.dataset": DATASETS, "train_dataloader.sampler": DATA_SAMPLERS,
     "val_dataloader.sampler": DATA_SAMPLERS, "val_evaluator": METRICS, "test_evaluator": METRICS,
     "optim_wrapper": OPTIM_WRAPPERS, "optim_wrapper.optimizer": OPTIMIZERS,
 }
-LIST_SLOTS = {"param_scheduler": PARAM_SCHEDULERS, "custom_hooks": HOOKS,
+LIST_SLOTS = {"param_scheduler": PARAM_SCHEDULERS, "custom_hooks": HOOKS, "method.hooks": HOOKS,
               "model.data_preprocessor.batch_augments": TRANSFORMS,
               "model.data_preprocessor.normalized_batch_augments": TRANSFORMS,
               "visualizer.vis_backends": VISBACKENDS}
@@ -57,8 +59,11 @@ def _positive_int(cfg: dict, key: str, required: bool = True) -> None:
 def validate_config(cfg: dict) -> None:
     """Fail before training, naming the key and the config file, on: a missing required
     section, an unknown ``type`` (with the closest registered names), a wrong value type,
-    or an impossible value (epochs/batch size <= 0, a mixer's alpha < 0, ...)."""
+    or an impossible value (epochs/batch size <= 0, a mixer's alpha < 0, ...). ``cfg`` is the
+    config as written (with its ``method:`` section); it is checked as it will run, with the
+    method assembled into the model (:func:`mixbench.method.resolve_method`)."""
     src = _where(cfg)
+    check_model_section(cfg)
     for key in REQUIRED_KEYS:
         if key not in cfg:
             raise ConfigError(f"{src}: missing required section {key!r} (is a _base_ file missing?)")
@@ -76,6 +81,7 @@ def validate_config(cfg: dict) -> None:
                     check_type(registry, node["type"], f"{key}[{i}].type in {src}")
                 except UnknownTypeError as e:
                     raise ConfigError(str(e)) from None
+    cfg = resolve_method(cfg)
     _positive_int(cfg, "train_cfg.max_epochs")
     _positive_int(cfg, "train_cfg.val_interval", required=False)
     for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
@@ -94,18 +100,17 @@ def validate_config(cfg: dict) -> None:
         except UnknownTypeError as e:
             raise ConfigError(f"{src}: {e}") from None
         except (ValueError, TypeError) as e:
-            raise ConfigError(f"{src}: model.mixer ({mixer.get('type')}): {e}") from None
+            raise ConfigError(f"{src}: method.mixer ({mixer.get('type')}): {e}") from None
 
 
 def run_identity(cfg: dict, work_dir: str) -> dict:
     """The ``run`` section of result.json, from the config's ``meta`` and its components."""
     meta = cfg.get("meta") or {}
-    mixer_type = get_path(cfg, "model.mixer.type", "Vanilla")
     backbone = get_path(cfg, "model.backbone", {}) or {}
     dataset = get_path(cfg, "train_dataloader.dataset.type", "unknown")
     return {
         "name": meta.get("name") or Path(work_dir).name,
-        "method": meta.get("method") or mixer_type,
+        "method": meta.get("method") or method_name(cfg),
         "dataset": meta.get("dataset") or str(dataset).lower(),
         "backbone": meta.get("backbone") or str(backbone.get("type", "unknown")),
         "epochs": get_path(cfg, "train_cfg.max_epochs"),
@@ -143,7 +148,7 @@ def prepare_runner_config(cfg: dict, work_dir: str, launcher: str = "none",
                           deterministic: bool = False, seed: Optional[int] = None) -> dict:
     """The mmengine Runner config for a mixbench config: work dir, seed, hooks, logging
     backends, AMP, resume and the DDP wrapper (``device_ids=None`` on CPU)."""
-    cfg = copy.deepcopy(cfg)
+    cfg = resolve_method(cfg)
     cfg["work_dir"] = str(work_dir)
     cfg["launcher"] = launcher
     randomness = dict(cfg.get("randomness") or {})
@@ -207,6 +212,7 @@ def prepare_runner_config(cfg: dict, work_dir: str, launcher: str = "none",
     cfg.setdefault("test_cfg", {})
     cfg.setdefault("default_scope", "mixbench")
     cfg.pop("meta", None)
+    cfg.pop("method", None)
     cfg.pop("_source_", None)
     return cfg
 

@@ -105,6 +105,7 @@ class AlignMix(BaseMixer):
     """
 
     needs_model = True
+    requires = ("feature_map:last",)
 
     def __init__(self, alpha: float = 2.0, eps: float = 0.1, max_iter: int = 100,
                  tol: float = 1e-4, official_stop: bool = False, align: str = "random",

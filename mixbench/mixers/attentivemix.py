@@ -169,6 +169,11 @@ class AttentiveMix(MaskMixer):
             self._net.eval().requires_grad_(False)
 
     @property
+    def requires(self) -> tuple:
+        """The model's backbone output map, unless an external extractor is given."""
+        return ("output_map",) if self._net is None else ()
+
+    @property
     def needs_model(self) -> bool:
         """The model is needed unless an external extractor is given."""
         return self._net is None

@@ -418,6 +418,10 @@ class BaseMixer(abc.ABC):
     """
 
     needs_model = False
+    #: what the mixer needs from the model's backbone, as capability names checked before
+    #: training (``mixbench.models.backbones.base.CAPABILITY_HELP``): e.g. ``feature_map:last``
+    #: (a feature map after the last stage), ``output_map``, ``stage:2`` (at least 2 stages)
+    requires: tuple = ()
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, pairing: str = "random",
                  lam_mode: str = "batch", generator: Optional[torch.Generator] = None):

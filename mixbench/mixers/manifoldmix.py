@@ -57,6 +57,7 @@ class ManifoldMix(BaseMixer):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          generator=generator)
         self.stages = check_stages(stages)
+        self.requires = (f"stage:{max(self.stages)}",)
 
     def mix(self, x: Tensor, y: Tensor, model=None) -> MixOutput:
         num_stages = backbone_num_stages(model, type(self).__name__)

@@ -5,7 +5,7 @@ DeiT (Touvron et al., "Training data-efficient image transformers & distillation
 attention", ICML 2021) trains with ``Mixup(alpha=0.8)`` or ``CutMix(alpha=1.0)``, switching
 with probability 0.5 per batch: :func:`DeiTMixer`, or in a config
 ``{type: RandomChoiceMixer, mixers: [{type: Mixup, alpha: 0.8}, {type: CutMix, alpha: 1.0}],
-probs: [0.5, 0.5]}`` (configs/mixers/deit.yaml).
+probs: [0.5, 0.5]}`` (configs/methods/deit.yaml).
 """
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ class RandomChoiceMixer(BaseMixer):
         self._cumulative = torch.tensor(probs, dtype=torch.float64).cumsum(0)
         super().__init__(alpha=0.0, generator=generator)
         self.needs_model = any(m.needs_model for m in mixers)
+        self.requires = tuple(dict.fromkeys(r for m in mixers for r in m.requires))
 
     @BaseMixer.generator.setter
     def generator(self, generator: Optional[torch.Generator]) -> None:

@@ -9,15 +9,16 @@ A sweep file (``configs/sweeps/*.yaml``; paths inside it are relative to the fil
       dataset:  {digits: ../_base_/datasets/digits.yaml}      # name -> file, or inline dict
       backbone: {resnet_w8: {_base_: ../_base_/models/resnet18_cifar.yaml,
                              model: {backbone: {depth: 8, width: 8}}}}
-      mixer:                           # name -> mixer dict, file, or {config: file, **overrides}
-        Vanilla: {type: Vanilla}
-        Mixup: {type: Mixup, alpha: 1.0}
-        CutMix: ../mixers/cutmix.yaml
+      method:                          # name -> method file, inline method, or {config: file, **overrides}
+        Vanilla: {type: Vanilla}       # a bare mixer: the method {mixer: {type: Vanilla}}
+        Mixup: {mixer: {type: Mixup, alpha: 1.0}}            # an inline method section
+        CutMix: ../methods/cutmix.yaml                       # a method file (only `method:`)
+        AutoMix-a1: {config: ../methods/automix.yaml, classifier.alpha: 1.0}   # file + overrides
       max_epochs: [2]
       seed: [0, 1, 2]
       optim_wrapper.optimizer.lr: [0.1, 0.05]   # any other config key (dotted)
     options: {train_dataloader.batch_size: 64}  # applied to every run
-    exclude: [{mixer: CutMix, seed: 2}]         # a run matching every key of an entry is dropped
+    exclude: [{method: CutMix, seed: 2}]        # a run matching every key of an entry is dropped
     resources:                                   # per run; per_cell entries override by match
       gpus: 1
       cpus: 4
@@ -26,12 +27,16 @@ A sweep file (``configs/sweeps/*.yaml``; paths inside it are relative to the fil
       per_cell: [{match: {backbone: resnet50}, gpus: 4, time_min: 600}]
 
 A run's config is composed in this order (later wins, with :func:`mixbench.config.merge`):
-base files, backbone, dataset, mixer (``model.mixer`` replaced whole), ``max_epochs``
+base files, backbone, dataset, method (the ``method:`` section replaced whole: its mixer, loss,
+classifier, parameter groups and hooks, see :mod:`mixbench.method`; the axis name becomes
+``method.name``), ``max_epochs``
 (``train_cfg.max_epochs``, and every epoch-based scheduler's ``T_max``/``end`` that equalled
 the old budget), ``seed`` (``randomness.seed``), the other axes, ``options``, and finally
 ``meta`` (name, method, dataset, backbone), so every run's result.json names its cell.
+Any other axis is a dotted config key whose first part must be a key of the composed config
+(``optim_wrapper.optimizer.lr``); anything else is refused with the closest name.
 
-The expansion is deterministic: axes are crossed in the order dataset, backbone, mixer,
+The expansion is deterministic: axes are crossed in the order dataset, backbone, method,
 max_epochs, other keys (in file order), seed; names contain only the axis names and values,
 so a run keeps its name and work dir however the file is reordered or extended.
 """
@@ -44,10 +49,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from mixbench.config import ConfigError, _read_yaml, config_hash, get_path, load_config, merge, options_to_dict
+from mixbench.config import (ConfigError, _read_yaml, config_hash, get_path, load_config, merge,
+                             merge_config, options_to_dict)
+from mixbench.method import METHOD_KEY, closest, method_from_fragment, method_section
 from mixbench.results import DEFAULT_LAST_N, TABLE_METRICS
 
-NAMED_AXES = ("dataset", "backbone", "mixer")
+NAMED_AXES = ("dataset", "backbone", "method")
 SPECIAL_AXES = NAMED_AXES + ("max_epochs", "seed")
 RESOURCE_KEYS = {"gpus": int, "cpus": int, "mem_gb": float, "time_min": int}
 DEFAULT_RESOURCES = {"gpus": 0, "cpus": 1, "mem_gb": 4.0, "time_min": 60}
@@ -144,34 +151,35 @@ def _load_fragment(value: Any, sweep_dir: Path, where: str) -> dict:
     raise SweepError(f"{where}: expected a config file path or a mapping, got {value!r}")
 
 
-def _mixer_dict(value: Any, sweep_dir: Path, where: str) -> dict:
-    """A mixer entry: ``{type: CutMix, alpha: 1}``, a config file holding ``model.mixer``
-    (or a bare ``type:`` mapping), or ``{config: file, alpha: 0.2}`` (file + overrides)."""
+def _method_dict(value: Any, sweep_dir: Path, where: str) -> dict:
+    """A method entry: a method file (holding only ``method:``), an inline method section
+    (``{mixer: {type: Mixup, alpha: 1.0}, loss: ...}``), a bare mixer (``{type: CutMix}``),
+    or ``{config: file, **overrides}`` (dotted or nested keys of the method section, e.g.
+    ``mixer.alpha: 0.2``). The whole method is carried: nothing of it is dropped."""
     overrides: dict = {}
     if isinstance(value, Mapping) and "config" in value:
-        overrides = {k: v for k, v in value.items() if k != "config"}
+        overrides = options_to_dict({k: v for k, v in value.items() if k != "config"})
         value = value["config"]
-    if isinstance(value, str):
-        cfg = _load_fragment(value, sweep_dir, where)
-        mixer = get_path(cfg, "model.mixer") or (cfg if "type" in cfg else None)
-        if not isinstance(mixer, Mapping) or "type" not in mixer:
-            raise SweepError(f"{where}: {value} has no model.mixer (nor a top-level 'type'); "
-                             "a mixer config looks like `model: {mixer: {type: CutMix, alpha: 1.0}}`")
-        mixer = {k: v for k, v in mixer.items() if k != "_source_"}
-    elif isinstance(value, Mapping):
-        mixer = dict(value)
-    else:
-        raise SweepError(f"{where}: a mixer is a dict with 'type', a config file, or "
-                         f"{{config: file, ...overrides}}; got {value!r}")
-    mixer = {**mixer, **overrides}
-    if "type" not in mixer:
-        raise SweepError(f"{where}: mixer {mixer!r} lacks 'type' (e.g. {{type: Mixup, alpha: 1.0}})")
-    return mixer
+    if not isinstance(value, (str, Mapping)):
+        raise SweepError(f"{where}: a method is a method file, an inline method section, a mixer "
+                         f"dict with 'type', or {{config: file, ...overrides}}; got {value!r}")
+    try:
+        if isinstance(value, str):
+            method = method_from_fragment(_load_fragment(value, sweep_dir, where), f"{where} ({value})")
+        else:
+            method = {"mixer": dict(value)} if "type" in value else dict(value)
+        method = merge(method, overrides)
+        method_section({METHOD_KEY: method, "_source_": where})  # unknown keys, missing types
+    except SweepError:
+        raise
+    except ConfigError as e:
+        raise SweepError(str(e)) from None
+    return method
 
 
 def _named_axis(axis: str, spec: Any, sweep_dir: Path, source: Path) -> list[tuple[str, dict]]:
-    """``[(name, payload)]`` for dataset/backbone (payload: config fragment) or mixer
-    (payload: mixer dict). A mapping gives names; a list takes them from the payload."""
+    """``[(name, payload)]`` for dataset/backbone (payload: config fragment) or method
+    (payload: method section). A mapping gives names; a list takes them from the payload."""
     where = f"{source}: axes.{axis}"
     if isinstance(spec, Mapping):
         items = list(spec.items())
@@ -181,9 +189,10 @@ def _named_axis(axis: str, spec: Any, sweep_dir: Path, source: Path) -> list[tup
         items = [(None, spec)]
     out = []
     for name, value in items:
-        if axis == "mixer":
-            payload = _mixer_dict(value, sweep_dir, f"{where}.{name or value}")
-            name = name or payload["type"]
+        if axis == "method":
+            payload = _method_dict(value, sweep_dir, f"{where}.{name or value}")
+            name = name or method_section({METHOD_KEY: payload})["name"]
+            payload = {**payload, "name": name}
         else:
             payload = _load_fragment(value, sweep_dir, f"{where}.{name or value}")
             name = name or get_path(payload, f"meta.{axis}") or (
@@ -212,6 +221,17 @@ def _values(axis: str, spec: Any, source: Path) -> list:
     return values
 
 
+def _check_axis_key(key: str, cfg: Mapping, source: Path) -> None:
+    """An axis other than the named ones sets a config key: its first part must exist."""
+    top = key.split(".")[0]
+    if top not in cfg:
+        known = sorted(set(SPECIAL_AXES) | {k for k in cfg if not k.startswith("_")})
+        raise SweepError(f"{source}: axes.{key}: {top!r} is neither an axis "
+                         f"({', '.join(SPECIAL_AXES)}) nor a key of the run's config"
+                         f"{closest(top, known)}; other axes are dotted config keys such as "
+                         "optim_wrapper.optimizer.lr")
+
+
 def _apply_epochs(cfg: dict, epochs: int) -> dict:
     """Set ``train_cfg.max_epochs``; epoch-based schedulers whose ``T_max``/``end`` equalled the
     old budget follow it (a cosine schedule over 200 epochs becomes one over ``epochs``)."""
@@ -234,7 +254,7 @@ def _apply_epochs(cfg: dict, epochs: int) -> dict:
 
 def _matches(axes: Mapping, cond: Mapping, source: Path, what: str) -> bool:
     for key, want in cond.items():
-        key = "method" if key == "mixer" else "epochs" if key == "max_epochs" else key
+        key = "epochs" if key == "max_epochs" else key
         if key not in axes:
             raise SweepError(f"{source}: {what} names {key!r}, which is not an axis of this sweep "
                              f"(axes: {', '.join(sorted(axes))})")
@@ -292,6 +312,10 @@ def load_sweep(path: str | Path, work_root: Optional[str | Path] = None) -> Swee
     for b in [bases] if isinstance(bases, (str, Mapping)) else bases:
         base = merge(base, _load_fragment(b, sweep_dir, f"{source}: base"))
     axes_spec = dict(spec.get("axes") or {})
+    if "mixer" in axes_spec:
+        raise SweepError(f"{source}: axes.mixer is now axes.method: a method carries its mixer, "
+                         "loss, classifier, parameter groups and hooks (configs/methods/*.yaml), "
+                         "e.g. `method: {CutMix: ../methods/cutmix.yaml}`")
     named = {a: (_named_axis(a, axes_spec.pop(a), sweep_dir, source) if a in axes_spec else [(None, None)])
              for a in NAMED_AXES}
     epochs = _values("max_epochs", axes_spec.pop("max_epochs"), source) if "max_epochs" in axes_spec else [None]
@@ -311,17 +335,18 @@ def load_sweep(path: str | Path, work_root: Optional[str | Path] = None) -> Swee
             if frag is not None:
                 cfg = merge(cfg, frag)
         if mx_cfg is not None:
-            cfg = merge(cfg, {"model": {"mixer": {"_delete_": True, **mx_cfg}}})
+            cfg = merge_config(cfg, {METHOD_KEY: mx_cfg})
         if ep is not None:
             cfg = _apply_epochs(cfg, ep)
         if seed is not None:
             cfg = merge(cfg, {"randomness": {"seed": seed}})
         for (key, _), value in zip(extra, extra_vals):
+            _check_axis_key(key, cfg, source)
             cfg = merge(cfg, options_to_dict({key: value}))
         cfg = merge(cfg, options)
         dataset = ds or get_path(cfg, "meta.dataset") or "dataset"
         backbone = bb or get_path(cfg, "meta.backbone") or "backbone"
-        method = mx or get_path(cfg, "meta.method") or get_path(cfg, "model.mixer.type") or "Vanilla"
+        method = mx or get_path(cfg, "meta.method") or method_section(cfg)["name"]
         epochs_v = get_path(cfg, "train_cfg.max_epochs")
         seed_v = get_path(cfg, "randomness.seed", 0)
         if epochs_v is None:

@@ -12,7 +12,7 @@ def trained_dir(tmp_path_factory):
     epoch_3.pth), trained once through tools/train.py."""
     wd = tmp_path_factory.mktemp("analysis") / "run"
     run_tool("tools/train.py", CONFIG, "--work-dir", wd, "--cfg-options", "train_cfg.max_epochs=3",
-             "model.mixer={type: Vanilla}")
+             "method={mixer: {type: Vanilla}}")
     return wd
 
 

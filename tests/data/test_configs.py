@@ -12,16 +12,17 @@ import mixbench.data  # noqa: F401
 import mixbench.models  # noqa: F401
 from mixbench.config import load_config
 from mixbench.engine.runner import validate_config
+from mixbench.method import resolve_method
 from mixbench.registry import DATASETS, MODELS, build_mixer
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-# Every non-base YAML under configs/: training configs (model + data), mixer fragments
-# (only model.mixer, combined with a benchmark config) and other tools' specs (e.g. sweeps).
+# Every non-base YAML under configs/: training configs (model + data), method files (only a
+# `method:` section, combined with a benchmark config) and other tools' specs (e.g. sweeps).
 ALL = sorted(p for p in CONFIG_DIR.rglob("*.yaml") if "_base_" not in p.parts)
 KIND = {p: ("train" if "train_dataloader" in (c := load_config(p)) else
-            "mixer" if set(c.get("model", {})) == {"mixer"} else "other") for p in ALL}
+            "method" if set(c) - {"_source_"} == {"method"} else "other") for p in ALL}
 CONFIGS = [p for p in ALL if KIND[p] == "train"]
-MIXER_FRAGMENTS = [p for p in ALL if KIND[p] == "mixer"]
+METHOD_FILES = [p for p in ALL if KIND[p] == "method"]
 BASES = sorted((CONFIG_DIR / "_base_").rglob("*.yaml"))
 
 
@@ -53,13 +54,20 @@ def test_every_base_loads(path):
     assert isinstance(load_config(path), dict)
 
 
-@pytest.mark.parametrize("path", MIXER_FRAGMENTS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
-def test_mixer_fragment_builds(path):
-    frag = load_config(path)
-    cfg = load_config(CONFIG_DIR / "benchmarks/cifar100/resnet18_cifar_e200.yaml",
-                      {"model.mixer": frag["model"]["mixer"]})
+def test_every_method_file_is_only_a_method():
+    """configs/methods/ holds methods only: no backbone, dataset or schedule in them."""
+    files = sorted((CONFIG_DIR / "methods").rglob("*.yaml"))
+    assert len(files) >= 22 and set(files) <= set(METHOD_FILES)
+
+
+@pytest.mark.parametrize("path", METHOD_FILES, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
+def test_method_file_validates_on_a_benchmark_config(path):
+    method = load_config(path)["method"]
+    cfg = load_config(CONFIG_DIR / "benchmarks/cifar100/resnet18_cifar_e200.yaml", {"method": method})
     validate_config(cfg)
-    assert type(build_mixer(cfg["model"]["mixer"])).__name__ == frag["model"]["mixer"]["type"]
+    mixer = method.get("mixer")
+    if mixer is not None:
+        assert type(build_mixer(mixer)).__name__ == mixer["type"]
 
 
 _built_models: dict = {}
@@ -80,7 +88,7 @@ def test_config_builds_model_and_datasets(path, fixture_roots):
     cfg = load_config(path)
     validate_config(cfg)
     assert cfg["meta"]["dataset"] and cfg["meta"]["backbone"]
-    model_cfg = copy.deepcopy(cfg["model"])
+    model_cfg = resolve_method(cfg)["model"]
     model_cfg["backbone"].pop("pretrained", None)  # local weights file, absent in CI
     model = build_model(model_cfg)
     num_classes = cfg["model"]["head"]["num_classes"]

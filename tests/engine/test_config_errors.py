@@ -21,7 +21,7 @@ def test_demo_config_is_valid():
 
 
 def test_unknown_mixer_suggests_closest():
-    msg = check(["model.mixer={type: Mixpu}"], "Unknown mixer 'Mixpu'")
+    msg = check(["method.mixer={type: Mixpu}"], "Unknown mixer 'Mixpu'")
     assert "did you mean 'Mixup'" in msg and "Registered" in msg
 
 
@@ -38,7 +38,7 @@ def test_unknown_batch_augment_in_either_preprocessor_list():
 
 
 def test_impossible_values():
-    check(["model.mixer.alpha=-1"], r"model.mixer \(Mixup\): alpha must be .*>= 0.*got -1")
+    check(["method.mixer.alpha=-1"], r"method.mixer \(Mixup\): alpha must be .*>= 0.*got -1")
     check(["train_cfg.max_epochs=0"], r"train_cfg.max_epochs must be > 0")
     check(["train_dataloader.batch_size=-4"], r"train_dataloader.batch_size must be > 0")
 
@@ -57,7 +57,7 @@ def test_missing_required_section(tmp_path):
 
 def test_train_cli_reports_config_error(tmp_path):
     proc = run_tool("tools/train.py", DEMO, "--work-dir", tmp_path / "wd",
-                    "--cfg-options", "model.mixer.type=CutMx", check=False, timeout=120)
+                    "--cfg-options", "method.mixer.type=CutMx", check=False, timeout=120)
     assert proc.returncode == 2
     assert "config error" in proc.stderr and "Unknown mixer 'CutMx'" in proc.stderr
     assert not (tmp_path / "wd" / "result.json").exists()

@@ -104,10 +104,13 @@ def test_automix_trains_under_dist_train(tmp_path):
     whole run: config, wrapper, EMA hook, result.json."""
     import yaml
 
-    bases = [REPO / "configs/_base_/datasets/digits.yaml", REPO / "configs/mixers/automix.yaml",
+    from mbtest import method_of
+
+    bases = [REPO / "configs/_base_/datasets/digits.yaml", REPO / "configs/_base_/models/resnet8_w16_gray.yaml",
              REPO / "configs/_base_/schedules/sgd_cosine_short.yaml", REPO / "configs/_base_/runtime.yaml"]
     cfg = {"_base_": [str(b) for b in bases], "train_dataloader": {"dataset": {"max_samples": 128}},
-           "train_cfg": {"max_epochs": 1}, "model": {"backbone": TINY, "mask_stage": 2},
+           "train_cfg": {"max_epochs": 1}, "model": {"backbone": TINY},
+           "method": method_of("automix", {"classifier": {"mask_stage": 2}}),
            "meta": {"backbone": "resnet8_w8"}}
     config = tmp_path / "automix_ddp.yaml"
     config.write_text(yaml.safe_dump(cfg))

@@ -6,20 +6,24 @@ import math
 
 import yaml
 
-from mbtest import REPO, run_tool
+from mbtest import REPO, method_of, run_tool
 
 
 def train_on_digits(tmp_path, fragment: str, overrides: dict, epochs: int = 2, name: str = "work",
                     extra_args=(), first_epoch: int = 1) -> dict:
-    """Train ``configs/mixers/<fragment>.yaml`` (a complete model) on 128 digits images for
-    ``epochs`` epochs with ``overrides`` merged on top; check it finished with a finite
-    loss; return result.json. A run resumed into a fresh work dir validates the checkpoint's
-    epoch first, so its history starts at ``first_epoch`` = 1 too unless told otherwise."""
-    bases = [REPO / "configs/_base_/datasets/digits.yaml", REPO / f"configs/mixers/{fragment}.yaml",
+    """Train the method ``configs/methods/<fragment>.yaml`` on the tiny ResNet-8 recipe
+    (``overrides["model"]`` changes it, e.g. to a ViT) on 128 digits images for ``epochs``
+    epochs with ``overrides`` merged on top (``overrides["method"]`` patches the method);
+    check it finished with a finite loss; return result.json. A run resumed into a fresh work
+    dir validates the checkpoint's epoch first, so its history starts at ``first_epoch`` = 1
+    too unless told otherwise."""
+    overrides = dict(overrides)
+    bases = [REPO / "configs/_base_/datasets/digits.yaml", REPO / "configs/_base_/models/resnet8_w16_gray.yaml",
              REPO / "configs/_base_/schedules/sgd_cosine_short.yaml", REPO / "configs/_base_/runtime.yaml"]
     cfg = {"_base_": [str(b) for b in bases],
            "train_dataloader": {"dataset": {"max_samples": 128}},   # 2 iterations per epoch
-           "train_cfg": {"max_epochs": epochs}, **overrides}
+           "train_cfg": {"max_epochs": epochs},
+           "method": method_of(fragment, overrides.pop("method", None)), **overrides}
     config = tmp_path / f"digits_{fragment}.yaml"
     config.write_text(yaml.safe_dump(cfg))
     work_dir = tmp_path / name

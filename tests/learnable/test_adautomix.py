@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mixbench.config import load_config
+from mbtest import method_of, model_of
 from mixbench.models.classifiers import adautomix as adautomix_module
 from mixbench.models.classifiers.adautomix import (AdaptiveMaskBlock, AdAutoMixClassifier,
                                                    AdAutoMixScheduleHook)
@@ -274,10 +274,9 @@ def test_errors_are_explained():
         tiny().loss(torch.zeros(1, 1, 16, 16), torch.zeros(1, dtype=torch.long))
 
 
-def test_config_is_the_published_cifar100_resnet18_setting(repo):
-    cfg = load_config(repo / "configs/mixers/adautomix.yaml")
-    model = dict(cfg["model"], head={**cfg["model"]["head"], "num_classes": 100})
-    clf = MODELS.build(model)
+def test_config_is_the_published_cifar100_resnet18_setting():
+    cfg = method_of("adautomix")
+    clf = MODELS.build(model_of("adautomix", "resnet18_cifar", head={"num_classes": 100}))
     assert isinstance(clf, AdAutoMixClassifier)
     assert (clf.alpha, clf.mix_num, clf.random_num, clf.base_momentum, clf.mask_stage, clf.lam_margin,
             clf.beta, clf.mixup_ratio, clf.adv_interval, clf.correct_lam) == \
@@ -286,8 +285,8 @@ def test_config_is_the_published_cifar100_resnet18_setting(repo):
     assert isinstance(block, AdaptiveMaskBlock)
     assert (block.in_channels, block.inter_channels, block.upsampling, block.lam_concat, block.use_scale) == \
         (256, 128, "bilinear", False, True)
-    assert cfg["custom_hooks"] == [{"type": "AdAutoMixScheduleHook", "end_momentum": 0.999999, "start": 0.1}]
-    assert cfg["meta"]["method"] == "AdAutoMix"
+    assert cfg["hooks"] == [{"type": "AdAutoMixScheduleHook", "end_momentum": 0.999999, "start": 0.1}]
+    assert cfg["name"] == "AdAutoMix"
 
 
 def test_staged_train_step_computes_the_single_backward_gradients():
@@ -310,7 +309,7 @@ def test_staged_train_step_computes_the_single_backward_gradients():
 def test_trains_two_epochs_on_digits_and_resumes_exactly(tmp_path):
     # adv_interval 3 with 2 iterations per epoch: the resumed run's first step (iteration 2)
     # is cooperative only if the hook restores the step from the iteration
-    overrides = {"model": {"backbone": TINY, "mask_stage": 2, "adv_interval": 3},
+    overrides = {"model": {"backbone": TINY}, "method": {"classifier": {"mask_stage": 2, "adv_interval": 3}},
                  "meta": {"backbone": "resnet8_w8"},
                  "default_hooks": {"checkpoint": {"max_keep_ckpts": 3}}}
     result, a, b = train_then_resume(tmp_path, "adautomix", overrides)

@@ -224,7 +224,7 @@ def test_a_subclass_overriding_only_loss_gets_the_single_backward_step():
 
 
 def test_trains_two_epochs_on_digits_and_resumes_exactly(tmp_path):
-    overrides = {"model": {"backbone": TINY, "mask_stage": 2},
+    overrides = {"model": {"backbone": TINY}, "method": {"classifier": {"mask_stage": 2}},
                  "meta": {"backbone": "resnet8_w8"},
                  "default_hooks": {"checkpoint": {"max_keep_ckpts": 3}}}
     result, a, b = train_then_resume(tmp_path, "automix", overrides)

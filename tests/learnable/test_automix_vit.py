@@ -23,5 +23,6 @@ def test_mix_block_reads_the_vits_stage_map():
 
 def test_tiny_vit_automix_trains_two_epochs_on_digits(tmp_path):
     result = train_on_digits(tmp_path, "automix", {
-        "model": {"backbone": TINY_VIT4, "mask_stage": 1}, "meta": {"backbone": "vit_tiny_d4"}})
+        "model": {"backbone": TINY_VIT4}, "method": {"classifier": {"mask_stage": 1}},
+        "meta": {"backbone": "vit_tiny_d4"}})
     assert result["run"]["method"] == "AutoMix" and result["run"]["backbone"] == "vit_tiny_d4"

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mixbench.config import load_config
+from mbtest import method_of, model_of
 from mixbench.mixers.base import MixOutput
 from mixbench.models import AutoMixScheduleHook, MixedCrossEntropy, PixelMixBlock
 from mixbench.models.classifiers.automix import cosine_lr, cosine_momentum, rescale_lambda
@@ -47,18 +47,17 @@ def test_samix_defaults_build_the_published_mixer():
     assert override.mix_block.upsampling == "nearest" and isinstance(override.mix_block.value, torch.nn.Conv2d)
 
 
-def test_published_config(repo):
-    cfg = load_config(repo / "configs/mixers/samix.yaml")
-    model = dict(cfg["model"], head={**cfg["model"]["head"], "num_classes": 100})
-    clf = MODELS.build(model)
-    assert type(clf) is SAMixClassifier and cfg["meta"]["method"] == "SAMix"
+def test_published_config():
+    cfg = method_of("samix")
+    clf = MODELS.build(model_of("samix", "resnet18_cifar", head={"num_classes": 100}))
+    assert type(clf) is SAMixClassifier and cfg["name"] == "SAMix"
     assert (clf.alpha, clf.base_momentum, clf.mask_stage, clf.mask_loss_weight, clf.lam_margin) == \
         (2.0, 0.999, 3, 0.1, 0.08)
     block = clf.mix_block
     assert (block.in_channels, block.inter_channels, block.query.in_channels, block.value[0].out_channels) == \
         (256, 128, 512, 128)
     assert clf.mix_block_loss.eta == 0.5
-    assert cfg["custom_hooks"][0] == {"type": "AutoMixScheduleHook", "end_momentum": 0.999999, "start": 0.1,
+    assert cfg["hooks"][0] == {"type": "AutoMixScheduleHook", "end_momentum": 0.999999, "start": 0.1,
                                       "mix_block_lr": 0.1, "mix_block_min_lr": 0.05}
 
 
@@ -178,7 +177,7 @@ def test_staged_train_step_equals_one_backward():
 
 
 def test_trains_two_epochs_on_digits_and_resumes_exactly(tmp_path):
-    overrides = {"model": {"backbone": TINY, "mask_stage": 2, "mix_block": {"value_hidden": 8}},
+    overrides = {"model": {"backbone": TINY}, "method": {"classifier": {"mask_stage": 2, "mix_block": {"value_hidden": 8}}},
                  "meta": {"backbone": "resnet8_w8"},
                  "default_hooks": {"checkpoint": {"max_keep_ckpts": 3}}}
     result, a, b = train_then_resume(tmp_path, "samix", overrides)

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mixbench.config import load_config
+from mbtest import method_of, model_of
 from mixbench.models import MixedCrossEntropy
 from mixbench.models.backbones import ViTBackbone
 from mixbench.models.classifiers.smmix import (SMMixClassifier, region_token_means, smmix_images,
@@ -174,11 +174,9 @@ def test_bad_settings_are_explained():
         tiny_smmix(fine_weight=-1)
 
 
-def test_config_is_openmixups_deit_small_setting(repo):
-    cfg = load_config(repo / "configs/mixers/smmix.yaml")
-    model = {**cfg["model"], "head": {**cfg["model"]["head"], "num_classes": 100}}
-    clf = MODELS.build(model)
-    assert isinstance(clf, SMMixClassifier) and cfg["meta"]["method"] == "SMMix"
+def test_config_is_openmixups_deit_small_setting():
+    clf = MODELS.build(model_of("smmix", "deit_small", head={"num_classes": 100}))
+    assert isinstance(clf, SMMixClassifier) and method_of("smmix")["name"] == "SMMix"
     assert clf.backbone.grid_size == (14, 14) and clf.sides == (3, 10) and clf.prob == 0.8
     assert type(clf.mixer).__name__ == "Mixup" and clf.mixer.alpha == 1.0
     assert clf.loss_module.label_smoothing == 0.1 and (clf.fine_weight, clf.con_weight) == (1.0, 1.0)

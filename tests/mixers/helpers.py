@@ -333,7 +333,7 @@ def check_standard(make_mixer: Callable[..., object], mask_method: bool, alpha: 
 
 def train_two_epochs_on_digits(tmp_path, fragment: str) -> dict:
     """Train a width-16 ResNet-8 on 128 digits images for 2 epochs through tools/train.py
-    with ``configs/mixers/<fragment>.yaml``; check the run finished with a finite loss and
+    with the method ``configs/methods/<fragment>.yaml``; check the run finished with a finite loss and
     return its result.json."""
     import json
     import math
@@ -346,7 +346,7 @@ def train_two_epochs_on_digits(tmp_path, fragment: str) -> dict:
     config.write_text(
         "_base_:\n"
         + "".join(f"  - {REPO / 'configs/_base_' / b}\n" for b in bases)
-        + f"  - {REPO / 'configs/mixers' / fragment}.yaml\n"
+        + f"  - {REPO / 'configs/methods' / fragment}.yaml\n"
         + "train_dataloader: {dataset: {max_samples: 128}}\n"   # 2 iterations per epoch
         + "train_cfg: {max_epochs: 2}\n")
     work_dir = tmp_path / "work"

@@ -125,7 +125,7 @@ def test_config_fragment_builds_the_registered_mixer(name):
     from mixbench.config import load_config
     from mixbench.registry import MIXERS, build_mixer
 
-    cfg = load_config(ROOT / "configs" / "mixers" / f"{name}.yaml")["model"]["mixer"]
+    cfg = load_config(ROOT / "configs" / "methods" / f"{name}.yaml")["method"]["mixer"]
     mixer = build_mixer(cfg)
     assert type(mixer) is STATIC[name] and MIXERS.get(cfg["type"]) is STATIC[name]
     if "alpha" in cfg:
@@ -142,7 +142,7 @@ def test_config_alphas_are_openmixups_cifar100_defaults():
     published = {"mixup": 1.0, "cutmix": 0.2, "smoothmix": 0.2, "saliencymix": 0.2, "fmix": 0.2,
                  "gridmix": 0.2, "resizemix": 1.0}
     for name, alpha in published.items():
-        cfg = load_config(ROOT / "configs" / "mixers" / f"{name}.yaml")["model"]["mixer"]
+        cfg = load_config(ROOT / "configs" / "methods" / f"{name}.yaml")["method"]["mixer"]
         assert cfg["alpha"] == alpha, name
 
 
@@ -152,20 +152,17 @@ def test_visualize_mixers_writes_a_png(tmp_path):
                      "--num-samples", "3", "--alpha", "1.0", "--out", str(tmp_path / "grid.png")])
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     mixer = tool.build_method("CutMix", use_configs=True)
-    assert mixer.alpha == 0.2  # configs/mixers/cutmix.yaml
+    assert mixer.alpha == 0.2  # configs/methods/cutmix.yaml
 
 
 @pytest.mark.parametrize("name", sorted(STATIC))
 def test_classifier_trains_with_the_config_fragment(name):
     """Every static method, built from its config fragment inside a MixupClassifier
     (width-16 ResNet-8), gives a finite loss and gradients for 3 SGD steps."""
-    from mixbench.config import load_config, merge
+    from mbtest import model_of
     from mixbench.registry import MODELS
 
-    base = load_config(ROOT / "configs" / "_base_" / "models" / "resnet8_w16_gray.yaml")
-    fragment = load_config(ROOT / "configs" / "mixers" / f"{name}.yaml")
-    cfg = merge(base, fragment)["model"]
-    cfg["head"] = dict(cfg["head"], num_classes=5)
+    cfg = model_of(name, head={"num_classes": 5})
     torch.manual_seed(0)
     model = MODELS.build(cfg)
     assert type(model.mixer) is STATIC[name]

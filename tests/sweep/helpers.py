@@ -28,8 +28,8 @@ def fake_sweep(tmp_path: Path, name: str = "fake", epochs: int = 2, epoch_s: flo
     """Two methods x ``seeds`` run by tests/sweep/fake_train.py."""
     return write_sweep(tmp_path, {
         "name": name,
-        "base": {"train_cfg": {"max_epochs": epochs}, "model": {"mixer": {"type": "Vanilla"}}},
-        "axes": {"mixer": {"Vanilla": {"type": "Vanilla"}, "Mixup": {"type": "Mixup", "alpha": 1.0}},
+        "base": {"train_cfg": {"max_epochs": epochs}},
+        "axes": {"method": {"Vanilla": {"type": "Vanilla"}, "Mixup": {"type": "Mixup", "alpha": 1.0}},
                  "seed": list(seeds)},
         "options": {"fake": {"epoch_s": epoch_s, **fake}},
     }, f"{name}.yaml")
@@ -45,7 +45,7 @@ def real_digits_sweep(tmp_path: Path, name: str, methods: dict, seeds, epochs: i
             "dataset": {"digits": str(CONFIGS / "_base_/datasets/digits.yaml")},
             "backbone": {"resnet8_w8": {"_base_": str(CONFIGS / "_base_/models/resnet8_w16_gray.yaml"),
                                         "model": {"backbone": {"width": 8}}}},
-            "mixer": methods,
+            "method": methods,
             "max_epochs": [epochs],
             "seed": list(seeds),
         },

@@ -19,7 +19,7 @@ def _spec(**extra):
             "dataset": {"digits": str(CONFIGS / "_base_/datasets/digits.yaml"),
                         "fmnist": str(CONFIGS / "_base_/datasets/fashion_mnist.yaml")},
             "backbone": [str(CONFIGS / "_base_/models/resnet8_w16_gray.yaml")],
-            "mixer": {"Vanilla": {"type": "Vanilla"}, "Mixup": {"type": "Mixup", "alpha": 0.2}},
+            "method": {"Vanilla": {"type": "Vanilla"}, "Mixup": {"type": "Mixup", "alpha": 0.2}},
             "max_epochs": [2, 4],
             "seed": [0, 1],
         },
@@ -37,7 +37,7 @@ def test_grid_is_crossed_in_a_fixed_order_with_stable_names(tmp_path):
     run = sweep.run_by_name("fmnist/resnet8_w16/Mixup_e4_s1")
     assert run.work_dir == tmp_path / "work_dirs" / "grid" / "fmnist" / "resnet8_w16" / "Mixup_e4_s1"
     cfg = run.config
-    assert cfg["model"]["mixer"] == {"type": "Mixup", "alpha": 0.2}
+    assert cfg["method"] == {"name": "Mixup", "mixer": {"type": "Mixup", "alpha": 0.2}}
     assert cfg["model"]["backbone"]["depth"] == 8            # from the backbone file
     assert cfg["train_dataloader"]["dataset"]["type"] == "FashionMNIST"  # from the dataset file
     assert cfg["train_cfg"]["max_epochs"] == 4
@@ -50,14 +50,14 @@ def test_grid_is_crossed_in_a_fixed_order_with_stable_names(tmp_path):
 def test_names_and_configs_do_not_depend_on_the_order_of_the_file(tmp_path):
     spec = _spec()
     a = load_sweep(write_sweep(tmp_path, spec, "a.yaml"))
-    spec["axes"]["mixer"] = dict(reversed(list(spec["axes"]["mixer"].items())))
+    spec["axes"]["method"] = dict(reversed(list(spec["axes"]["method"].items())))
     spec["axes"]["seed"] = [1, 0]
     b = load_sweep(write_sweep(tmp_path, spec, "b.yaml"))
     assert {r.name: r.config_hash for r in a.runs} == {r.name: r.config_hash for r in b.runs}
 
 
 def test_exclusions_drop_matching_runs_and_reject_unknown_axes(tmp_path):
-    sweep = load_sweep(write_sweep(tmp_path, _spec(exclude=[{"mixer": "Mixup", "max_epochs": 4},
+    sweep = load_sweep(write_sweep(tmp_path, _spec(exclude=[{"method": "Mixup", "max_epochs": 4},
                                                             {"dataset": "fmnist", "seed": [1]}])))
     names = {r.name for r in sweep.runs}
     assert not any("Mixup_e4" in n for n in names)
@@ -67,14 +67,14 @@ def test_exclusions_drop_matching_runs_and_reject_unknown_axes(tmp_path):
         load_sweep(write_sweep(tmp_path, _spec(exclude=[{"optimizer": "adam"}]), "bad.yaml"))
 
 
-def test_mixer_from_a_config_file_with_per_method_overrides(tmp_path):
+def test_method_from_a_file_with_per_method_overrides(tmp_path):
     frag = tmp_path / "cutmix.yaml"
-    frag.write_text(yaml.safe_dump({"model": {"mixer": {"type": "CutMix", "alpha": 1.0, "prob": 0.5}}}))
+    frag.write_text(yaml.safe_dump({"method": {"mixer": {"type": "CutMix", "alpha": 1.0, "prob": 0.5}}}))
     spec = _spec()
-    spec["axes"]["mixer"] = {"CutMix": str(frag), "CutMix_a0.2": {"config": str(frag), "alpha": 0.2},
-                             "Mixup": {"type": "Mixup"}}
+    spec["axes"]["method"] = {"CutMix": str(frag), "CutMix_a0.2": {"config": str(frag), "mixer.alpha": 0.2},
+                              "Mixup": {"type": "Mixup"}}
     sweep = load_sweep(write_sweep(tmp_path, spec))
-    mixers = {r.axes["method"]: r.config["model"]["mixer"] for r in sweep.runs}
+    mixers = {r.axes["method"]: r.config["method"]["mixer"] for r in sweep.runs}
     assert mixers["CutMix"] == {"type": "CutMix", "alpha": 1.0, "prob": 0.5}
     assert mixers["CutMix_a0.2"] == {"type": "CutMix", "alpha": 0.2, "prob": 0.5}
     assert mixers["Mixup"] == {"type": "Mixup"}  # replaced whole, not merged with the base's Vanilla
@@ -83,7 +83,7 @@ def test_mixer_from_a_config_file_with_per_method_overrides(tmp_path):
 
 def test_any_config_key_is_an_axis_and_named_in_the_run(tmp_path):
     spec = _spec()
-    spec["axes"] = {"mixer": {"Mixup": {"type": "Mixup"}}, "optim_wrapper.optimizer.lr": [0.1, 0.05],
+    spec["axes"] = {"method": {"Mixup": {"type": "Mixup"}}, "optim_wrapper.optimizer.lr": [0.1, 0.05],
                     "max_epochs": [3], "seed": [0]}
     spec["options"] = {"train_dataloader.batch_size": 32}
     sweep = load_sweep(write_sweep(tmp_path, spec))
@@ -119,10 +119,11 @@ def test_leaderboard_section_sets_the_final_table_metric(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda s: s["axes"]["mixer"].update({"bad name": {"type": "Mixup"}}), "must be letters"),
+    (lambda s: s["axes"]["method"].update({"bad name": {"type": "Mixup"}}), "must be letters"),
     (lambda s: s["axes"].update(seed=[]), "empty"),
     (lambda s: s["axes"].update(max_epochs=["ten"]), "non-negative integers"),
-    (lambda s: s["axes"]["mixer"].update({"NoType": {"alpha": 1}}), "lacks 'type'"),
+    (lambda s: s["axes"]["method"].update({"NoType": {"alpha": 1}}), "unknown key method.alpha"),
+    (lambda s: s["axes"]["method"].update({"NoType": {"mixer": {"alpha": 1}}}), "method.mixer must be a mapping with a `type`"),
     (lambda s: s.update(axes_typo={}), "unknown top-level keys"),
     (lambda s: s.update(exclude=[{"seed": [0, 1]}]), "no runs"),
     (lambda s: s.update(leaderboard={"metric": "top5"}), "leaderboard.metric must be one of"),
@@ -141,7 +142,7 @@ def test_resolved_config_is_written_before_launch_and_a_changed_config_is_refuse
     run = sweep.runs[0]
     prepare_run(run)
     written = yaml.safe_load((run.work_dir / "config.yaml").read_text())
-    assert written["model"]["mixer"] == run.config["model"]["mixer"]
+    assert written["method"] == run.config["method"]
     cmd = train_command(run)
     assert cmd[1:] == [str(REPO / "tools/train.py"), str(run.work_dir.resolve() / "config.yaml"),
                        "--work-dir", str(run.work_dir.resolve()), "--resume", "auto"]
@@ -180,15 +181,79 @@ def test_a_checkpoint_pointer_to_a_deleted_file_is_repaired_before_resume(tmp_pa
     assert not (wd / "last_checkpoint").exists()
 
 
-def test_shipped_sweep_files_expand_and_name_registered_mixers():
-    import mixbench.mixers
+def test_shipped_sweep_files_carry_whole_methods_of_registered_parts():
+    """Every run of every shipped sweep resolves to a registered classifier, mixer and loss,
+    and carries its method file whole (only the name is the axis name)."""
+    from mixbench.config import load_config
+    from mixbench.method import resolve_method
+    from mixbench.registry import MIXERS, MODELS
 
     sizes = {}
     for path in sorted((CONFIGS / "sweeps").glob("*.yaml")):
         sweep = load_sweep(path)
         sizes[sweep.name] = len(sweep.runs)
+        files = {name: (path.parent / f) for name, f in
+                 (yaml.safe_load(path.read_text())["axes"].get("method") or {}).items()
+                 if isinstance(f, str)}
         for run in sweep.runs:
-            mixer = run.config["model"]["mixer"]["type"]
-            assert mixer in mixbench.mixers.__all__, f"{path.name}: {run.name} uses unknown mixer {mixer}"
+            cfg = resolve_method(run.config)
+            model = cfg["model"]
+            assert MODELS.get(model["type"]) is not None, (path.name, run.name, model["type"])
+            mixer = model.get("mixer") or {"type": "Vanilla"}   # AutoMix & co.: their Mix Block mixes
+            assert MIXERS.get(mixer["type"]) is not None, (path.name, run.name)
+            assert MODELS.get(model["loss"]["type"]) is not None, (path.name, run.name)
             assert run.config["randomness"]["seed"] == run.axes["seed"]
+            method = run.axes["method"]
+            assert cfg["meta"]["method"] == cfg["method"]["name"] == method
+            if method in files:
+                shipped = load_config(files[method])["method"]
+                assert {**shipped, "name": method} == run.config["method"], (path.name, run.name)
     assert sizes["demo_digits"] == 7 * 3 and sizes["fashion_mnist"] == 11 * 3
+    assert sizes["all_methods"] == 20 + 19
+
+
+def test_a_method_is_carried_whole_and_named_what_ran(tmp_path):
+    """Every part of a method file reaches the run: classifier, mixer, loss, parameter groups
+    and hooks; the run's meta names the method (the axis name)."""
+    from mixbench.method import resolve_method
+
+    spec = _spec()
+    spec["axes"]["method"] = {"DecoupleMix": str(CONFIGS / "methods/decouple_mixup.yaml"),
+                              "AutoMix": str(CONFIGS / "methods/automix.yaml"),
+                              "TransMix": str(CONFIGS / "methods/transmix.yaml")}
+    sweep = load_sweep(write_sweep(tmp_path, spec))
+    runs = {r.axes["method"]: resolve_method(r.config) for r in sweep.runs if r.axes["seed"] == 0}
+    decouple = runs["DecoupleMix"]
+    assert decouple["model"]["type"] == "MixupClassifier"
+    assert decouple["model"]["mixer"] == {"type": "Mixup", "alpha": 0.2}
+    assert decouple["model"]["loss"]["type"] == "DecoupledMixupLoss"
+    assert decouple["meta"]["method"] == decouple["method"]["name"] == "DecoupleMix"
+    automix = runs["AutoMix"]
+    assert automix["model"]["type"] == "AutoMixClassifier" and automix["model"]["mask_stage"] == 3
+    assert automix["model"]["backbone"]["type"] == "ResNetCIFAR"   # the sweep's backbone, not one of the method's
+    assert automix["optim_wrapper"]["paramwise_cfg"]["custom_keys"]["mix_block"] == {"lr_mult": 1.0}
+    assert any(h["type"] == "AutoMixScheduleHook" for h in automix["custom_hooks"])
+    transmix = runs["TransMix"]
+    assert transmix["model"]["type"] == "TransMixClassifier"
+    assert transmix["model"]["mixer"]["type"] == "RandomChoiceMixer"
+
+
+def test_what_a_sweep_cannot_carry_is_refused(tmp_path):
+    spec = _spec()
+    spec["axes"]["mixer"] = spec["axes"].pop("method")
+    with pytest.raises(SweepError, match="axes.mixer is now axes.method"):
+        load_sweep(write_sweep(tmp_path, spec, "old.yaml"))
+    spec = _spec()
+    spec["axes"]["methd"] = spec["axes"].pop("method")
+    with pytest.raises(SweepError, match="did you mean 'method'"):
+        load_sweep(write_sweep(tmp_path, spec, "typo.yaml"))
+    full = tmp_path / "full.yaml"     # a method file that names a backbone
+    full.write_text(yaml.safe_dump({"method": {"mixer": {"type": "CutMix"}},
+                                    "model": {"backbone": {"type": "ResNetCIFAR", "depth": 18}}}))
+    spec = _spec()
+    spec["axes"]["method"] = {"CutMix": str(full)}
+    with pytest.raises(SweepError, match="only a `method:` section"):
+        load_sweep(write_sweep(tmp_path, spec, "full_sweep.yaml"))
+    spec["axes"]["method"] = {"CutMix": {"mixr": {"type": "CutMix"}}}
+    with pytest.raises(SweepError, match="did you mean 'mixer'"):
+        load_sweep(write_sweep(tmp_path, spec, "key.yaml"))

@@ -8,7 +8,7 @@ per sample, lambda (the weight of the sample's own label) printed above each ima
 ``--dataset`` is a registered dataset type (FashionMNIST, Digits, CIFAR10, CIFAR100, ...,
 built with ``--data-root`` when given) or a config file whose ``train_dataloader.dataset``
 is used. ``--methods`` are registered mixer types (built with their class defaults, or
-from configs/mixers/<name>.yaml with ``--use-configs``). Methods that need a model get an
+from configs/methods/<name>.yaml with ``--use-configs``). Methods that need a model get an
 untrained width-16 CIFAR ResNet-18 (``--model`` to pass another model config); methods that
 mix hidden features show the clean input, marked "(feature space)".
 """
@@ -47,18 +47,18 @@ def load_images(dataset: str, data_root: str | None, num: int, seed: int):
 
 
 def build_method(name: str, use_configs: bool, alpha: float | None = None) -> BaseMixer:
-    """The mixer ``name``: from configs/mixers/<name>.yaml with ``use_configs``, else with
+    """The mixer ``name``: from configs/methods/<name>.yaml with ``use_configs``, else with
     its class defaults; ``alpha`` overrides the alpha of mixers that take one."""
     import inspect
 
     from mixbench.registry import MIXERS, build_mixer
 
-    path = ROOT / "configs" / "mixers" / f"{name.lower()}.yaml"
+    path = ROOT / "configs" / "methods" / f"{name.lower()}.yaml"
     cfg = {"type": name}
     if use_configs and path.is_file():
         from mixbench.config import load_config
 
-        cfg = dict(load_config(path)["model"]["mixer"])
+        cfg = dict(load_config(path)["method"].get("mixer") or {"type": "Vanilla"})
     cls = MIXERS.get(cfg["type"])
     if alpha is not None and cls is not None and "alpha" in inspect.signature(cls).parameters:
         cfg["alpha"] = alpha
@@ -70,8 +70,9 @@ def default_model(in_channels: int, num_classes: int, model_cfg: str | None):
 
     if model_cfg:
         from mixbench.config import load_config
+        from mixbench.method import resolve_method
 
-        cfg = dict(load_config(model_cfg)["model"])
+        cfg = resolve_method(load_config(model_cfg))["model"]
     else:
         cfg = {"type": "MixupClassifier",
                "backbone": {"type": "ResNetCIFAR", "depth": 18, "width": 16,
@@ -133,7 +134,7 @@ def main(argv=None) -> Path:
     parser.add_argument("--num-samples", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--use-configs", action="store_true",
-                        help="build methods from configs/mixers/<name>.yaml (published alphas)")
+                        help="build methods from configs/methods/<name>.yaml (published alphas)")
     parser.add_argument("--alpha", type=float, default=None,
                         help="override alpha of every method that takes one (e.g. 1.0 to see "
                              "mid-range mixes)")

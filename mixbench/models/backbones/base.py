@@ -8,11 +8,68 @@ stage outputs the same way.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 from torch import Tensor, nn
 
+from mixbench.config import ConfigError
+
 StageHook = Optional[Callable[[int, Tensor], Tensor]]
+
+#: What a backbone can offer a method, and where to find it (for the error message):
+#: ``feature_map:<k>`` the stage hook sees a (B, C, h, w) map after stage k; ``output_map`` the
+#: backbone returns a (B, C, h, w) map; ``cls_attention`` / ``patch_attention`` the last
+#: block's attention of the class token / of the patches (``backbone(x, return_attn=...)``).
+#: A method may ask for ``feature_map:last``, the map after the backbone's last stage.
+CAPABILITY_HELP = {
+    "feature_map": "a backbone whose stage {k} gives a (B, C, h, w) feature map: ResNetCIFAR, "
+                   "ResNeXtCIFAR, WideResNet, PreActResNetCIFAR (a map after each stage), "
+                   "TimmBackbone or ConvNeXtCIFAR on a CNN (stage 1), or ViTBackbone with "
+                   "num_stages > {k} (patch tokens as a map)",
+    "output_map": "a backbone that returns a (B, C, h, w) feature map: ResNetCIFAR, ResNeXtCIFAR, "
+                  "WideResNet, PreActResNetCIFAR, TimmBackbone on a CNN without a norm head",
+    "stage": "a backbone with at least {k} stages: ResNetCIFAR, ResNeXtCIFAR, WideResNet, "
+             "PreActResNetCIFAR, or ViTBackbone with num_stages >= {k} (TimmBackbone has one)",
+    "cls_attention": "ViTBackbone (a timm VisionTransformer with a class token, e.g. "
+                     "deit_small_patch16_224)",
+    "patch_attention": "ViTBackbone (a timm VisionTransformer with a class token, e.g. "
+                       "deit_small_patch16_224)",
+}
+
+
+class CapabilityError(ConfigError):
+    """A method needs something from the backbone that it does not offer."""
+
+
+def _describe_need(need: str) -> str:
+    kind, _, k = need.partition(":")
+    if kind == "feature_map":
+        return f"a (B, C, h, w) feature map after stage {k} (stage hook)"
+    if kind == "stage":
+        return f"at least {k} hookable stages"
+    return {"output_map": "a (B, C, h, w) feature map as the backbone's output",
+            "cls_attention": "class-token attention",
+            "patch_attention": "the patches' attention"}.get(kind, need)
+
+
+def check_capabilities(who: str, needs: Iterable[str], backbone: nn.Module) -> None:
+    """Raise :class:`CapabilityError` unless ``backbone.capabilities`` covers ``needs``,
+    naming what is missing, what the backbone offers and the backbones that have it."""
+    offered = set(getattr(backbone, "capabilities", ()))
+    num_stages = getattr(backbone, "num_stages", None)
+    for need in needs:
+        kind, _, k = need.partition(":")
+        if need == "feature_map:last":
+            need, k = f"feature_map:{num_stages}", str(num_stages)
+        if need in offered or (kind == "stage" and num_stages is not None and int(k) <= num_stages):
+            continue
+        name = type(backbone).__name__
+        model_name = getattr(backbone, "model_name", None)
+        label = f"{name} ({model_name})" if model_name else name
+        has = ", ".join(sorted(offered)) or "nothing a method can ask for"
+        raise CapabilityError(
+            f"{who} needs {_describe_need(need)} ('{need}'); {label} offers {has}. Use "
+            + CAPABILITY_HELP.get(kind, "another backbone").format(k=k))
 
 
 class StagedBackbone(nn.Module):
@@ -28,6 +85,11 @@ class StagedBackbone(nn.Module):
     @property
     def num_stages(self) -> int:
         return len(self.stages)
+
+    @property
+    def capabilities(self) -> frozenset:
+        """A feature map after every stage, and as the output (see :data:`CAPABILITY_HELP`)."""
+        return frozenset({"output_map", *(f"feature_map:{k}" for k in range(1, self.num_stages + 1))})
 
     def forward(self, x: Tensor, stage_hook: StageHook = None) -> Tensor:
         if stage_hook is not None:

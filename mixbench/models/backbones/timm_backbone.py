@@ -44,10 +44,12 @@ class TimmBackbone(nn.Module):
         if isinstance(pretrained, bool):
             raise ValueError("TimmBackbone.pretrained takes a local checkpoint path, not a bool: "
                              "mixbench never downloads weights")
+        self.model_name = model_name
         self.model = timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
         self.out_channels = [self.model.num_features]
         self._head_pools = isinstance(getattr(self.model, "head", None),
                                       timm.layers.NormMlpClassifierHead)
+        self._features_are_map: Optional[bool] = None  # see capabilities
         if pretrained:
             self.load_local(pretrained)
 
@@ -69,6 +71,33 @@ class TimmBackbone(nn.Module):
     @property
     def num_stages(self) -> int:
         return 1
+
+    @property
+    def capabilities(self) -> frozenset:
+        """``feature_map:1`` (and ``output_map`` unless the head pools and normalises) when the
+        timm model's features are a map (CNNs, Swin); nothing for token models (ViTs). Found
+        once by a forward pass of one small image (:data:`CAPABILITY_HELP`)."""
+        if self._features_are_map is None:
+            self._features_are_map = self._probe_features_map()
+        if not self._features_are_map:
+            return frozenset()
+        return frozenset({"feature_map:1"} | (set() if self._head_pools else {"output_map"}))
+
+    @torch.no_grad()
+    def _probe_features_map(self) -> bool:
+        embed = getattr(self.model, "patch_embed", None)
+        size = tuple(getattr(embed, "img_size", None) or (64, 64))
+        conv = next((m for m in self.model.modules() if isinstance(m, nn.Conv2d)), None)
+        chans = conv.in_channels if conv is not None else 3
+        param = next(self.model.parameters())
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            feats = self.model.forward_features(
+                torch.zeros(1, chans, *size, device=param.device, dtype=param.dtype))
+        finally:
+            self.model.train(was_training)
+        return feats.dim() == 4
 
     def forward(self, x: Tensor, stage_hook: StageHook = None) -> Tensor:
         if stage_hook is not None:

@@ -78,6 +78,13 @@ class ViTBackbone(TimmBackbone):
     stage_outputs = StagedBackbone.stage_outputs
 
     @property
+    def capabilities(self) -> frozenset:
+        """Class-token and patch attention; a (B, C, gh, gw) patch map after every stage but
+        the last (the last gives the pooled features)."""
+        return frozenset({"cls_attention", "patch_attention",
+                          *(f"feature_map:{k}" for k in range(1, self.num_stages))})
+
+    @property
     def grid_size(self) -> tuple:
         """(gh, gw): the patch grid."""
         return tuple(self.model.patch_embed.grid_size)

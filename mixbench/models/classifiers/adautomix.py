@@ -139,7 +139,7 @@ class AdAutoMixClassifier(AutoMixClassifier):
     ``k = m k + (1 - m) q`` after each step (the hook; cosine 0.999 -> 0.999999 as AutoMix). Prediction uses
     ``encoder_q`` and ``head`` (one number per run).
 
-    Published CIFAR-100 ResNet-18 setting (configs/mixers/adautomix.yaml, from OpenMixup's
+    Published CIFAR-100 ResNet-18 setting (configs/methods/adautomix.yaml, from OpenMixup's
     ``configs/classification/cifar100/adautomix/basic/r18_adautomix_bilinear.py``): alpha 1,
     3 images, lambda margin 0.03, beta 0.3, mixup ratio 0.5, generator on stage-3 features
     (256 channels), reduction 2, scaled attention, no lambda concatenation, bilinear

@@ -238,7 +238,7 @@ class AutoMixClassifier(MixupClassifier):
     Prediction uses ``encoder_q`` and ``head``: one number per run (OpenMixup's summary picks
     the best of four heads; we do not).
 
-    Published CIFAR-100 ResNet-18 setting (configs/mixers/automix.yaml): alpha 2, mask from
+    Published CIFAR-100 ResNet-18 setting (configs/methods/automix.yaml): alpha 2, mask from
     stage 3 (256 channels; OpenMixup's ``mask_layer=2`` counts from 0), mask loss 0.1 with
     margin 0.1, lambda margin 0.08, momentum 0.999 -> 0.999999, Mix Block reduction 2,
     nearest upsampling, no lambda concatenation.
@@ -272,10 +272,11 @@ class AutoMixClassifier(MixupClassifier):
         self.alpha = check_alpha(alpha)
         if not 0.0 <= float(momentum) <= 1.0:
             raise ValueError(f"AutoMixClassifier.momentum must lie in [0, 1], got {momentum!r}")
-        stages = getattr(self.backbone, "num_stages", None)
-        if not isinstance(mask_stage, int) or stages is None or not 1 <= mask_stage <= stages:
-            raise ValueError(f"AutoMixClassifier.mask_stage must be a stage of the backbone, "
-                             f"1..{stages}, got {mask_stage!r}")
+        if isinstance(mask_stage, bool) or not isinstance(mask_stage, int) or mask_stage < 1:
+            raise ValueError(f"AutoMixClassifier.mask_stage must be a stage of the backbone "
+                             f"(an integer >= 1), got {mask_stage!r}")
+        self.check_backbone(f"{type(self).__name__.removesuffix('Classifier')} "
+                            f"(mask_stage {mask_stage})", f"feature_map:{mask_stage}")
         if not 0.0 <= float(lam_margin) < 0.5:
             raise ValueError(f"AutoMixClassifier.lam_margin must lie in [0, 0.5), got {lam_margin!r}")
         self.base_momentum = self.momentum = float(momentum)

@@ -7,6 +7,7 @@ import torch
 from mmengine.model import BaseModel
 from torch import Tensor
 
+from mixbench.models.backbones.base import check_capabilities
 from mixbench.registry import MODELS, build_mixer, check_type
 
 
@@ -50,6 +51,12 @@ class MixupClassifier(BaseModel):
         self.head = build_module(head, "model.head", in_channels=self.backbone.out_channels[-1])
         self.loss_module = build_module(loss or {"type": "MixedCrossEntropy"}, "model.loss")
         self.mixer = build_mixer(mixer)
+        self.check_backbone(type(self.mixer).__name__, *self.mixer.requires)
+
+    def check_backbone(self, who: str, *needs: str) -> None:
+        """Fail before training unless the backbone offers what ``who`` needs (capability names
+        of :data:`mixbench.models.backbones.base.CAPABILITY_HELP`)."""
+        check_capabilities(who, needs, self.backbone)
 
     @property
     def num_classes(self) -> int:

@@ -130,7 +130,7 @@ class SMMixClassifier(MixupClassifier):
     Published setting (OpenMixup's DeiT-S CIFAR-100 config ``deit_s_smmix_sz224_bs100_ep200``):
     SMMix with probability 0.8, Mixup(alpha 1.0) otherwise, side 14 (the 14 x 14 grid of
     DeiT-S at 224 px; here the backbone's grid), side ratio 0.25-0.75, label smoothing 0.1
-    (configs/mixers/smmix.yaml). The official ImageNet script switches with probability
+    (configs/methods/smmix.yaml). The official ImageNet script switches with probability
     0.5 and Mixup alpha 0.8.
 
     Departures, both without effect on what is computed per SMMix batch: the token labels
@@ -154,9 +154,7 @@ class SMMixClassifier(MixupClassifier):
                  con_weight: float = 1.0, **kwargs):
         super().__init__(backbone=backbone, head=head,
                          mixer=mixer if mixer is not None else {"type": "Mixup", "alpha": 1.0}, **kwargs)
-        if not hasattr(self.backbone, "patch_attention"):
-            raise ValueError(f"SMMixClassifier needs a backbone that returns its attention and patch "
-                             f"tokens (type ViTBackbone), got {type(self.backbone).__name__}")
+        self.check_backbone("SMMix", "cls_attention", "patch_attention")
         gh, gw = self.backbone.grid_size
         if gh != gw:
             raise ValueError(f"SMMix mixes square windows of a square patch grid; the backbone's "

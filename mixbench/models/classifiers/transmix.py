@@ -49,7 +49,7 @@ class TransMixClassifier(MixupClassifier):
 
     Published setting (paper, DeiT recipe): CutMix alpha 1.0 with probability 0.8 and Mixup
     alpha 0.8 with probability 0.2 per batch, label smoothing 0.1
-    (configs/mixers/transmix.yaml).
+    (configs/methods/transmix.yaml).
 
     Args:
         backbone: a backbone accepting ``return_attn=True`` (:class:`ViTBackbone`).
@@ -59,9 +59,7 @@ class TransMixClassifier(MixupClassifier):
 
     def __init__(self, backbone: dict, head: dict, ratio: float = 0.5, **kwargs):
         super().__init__(backbone=backbone, head=head, **kwargs)
-        if not hasattr(self.backbone, "cls_attention"):
-            raise ValueError(f"TransMixClassifier needs a backbone that returns its class-token "
-                             f"attention (type ViTBackbone), got {type(self.backbone).__name__}")
+        self.check_backbone("TransMix", "cls_attention")
         if not 0.0 <= float(ratio) <= 1.0:
             raise ValueError(f"TransMixClassifier.ratio must lie in [0, 1], got {ratio!r}")
         self.ratio = float(ratio)
