@@ -25,6 +25,8 @@ from .gridmix import GridMix
 from .resizemix import ResizeMix
 from .puzzlemix import PuzzleMix
 from .comixup import CoMixup
+# issue 18 (methods-a)
+from .guidedmixup import GuidedMixup
 
 __all__ = [
     "BaseMixer",
@@ -45,4 +47,6 @@ __all__ = [
     "ResizeMix",
     "PuzzleMix",
     "CoMixup",
+    # issue 18 (methods-a)
+    "GuidedMixup",
 ]
