@@ -70,3 +70,19 @@ def train_and_resume(tmp_path, name: str, overrides=None) -> tuple:
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), f"resumed run differs in {key}"
     return result, resumed
+
+
+def check_model_untouched(mixer, clf) -> None:
+    """A mixer's extra pass through ``clf`` (in train mode) leaves no gradient, no changed
+    weight or BatchNorm statistic, and every train/eval flag as it was."""
+    import torch
+
+    from tests.mixers.helpers import make_batch
+
+    clf.train()
+    stats = {k: v.clone() for k, v in clf.state_dict().items()}
+    x, y = make_batch()
+    mixer(x, y, model=clf)
+    assert clf.training and all(m.training for m in clf.modules())
+    assert all(p.grad is None for p in clf.parameters())
+    assert all(torch.equal(v, clf.state_dict()[k]) for k, v in stats.items())

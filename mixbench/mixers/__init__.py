@@ -27,6 +27,7 @@ from .puzzlemix import PuzzleMix
 from .comixup import CoMixup
 # issue 18 (methods-a)
 from .guidedmixup import GuidedMixup
+from .snapmix import SnapMix
 
 __all__ = [
     "BaseMixer",
@@ -49,4 +50,5 @@ __all__ = [
     "CoMixup",
     # issue 18 (methods-a)
     "GuidedMixup",
+    "SnapMix",
 ]

@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from mixbench.mixers import GuidedMixup
 from mixbench.mixers.guidedmixup import gaussian_blur, greedy_cycle, spectral_residual
-from tests.method_helpers import method_section, train_and_resume
+from tests.method_helpers import check_model_untouched, method_section, train_and_resume
 from tests.mixers.helpers import (TinyClassifier, check_batch_size_one, check_cpu_cuda_equal,
                                   check_dtypes_and_formats, check_mask_identity, check_output,
                                   check_reproducible, make_batch, requires_cuda, seeded)
@@ -161,14 +161,7 @@ def test_prob_is_the_fraction_of_mixed_batches():
 
 
 def test_gradient_saliency_leaves_the_model_untouched():
-    clf = model()
-    clf.train()
-    stats = {k: v.clone() for k, v in clf.state_dict().items()}
-    x, y = make_batch()
-    GuidedMixup(prob=1.0)(x, y, model=clf)
-    assert clf.training and all(m.training for m in clf.modules())
-    assert all(p.grad is None for p in clf.parameters())
-    assert all(torch.equal(v, clf.state_dict()[k]) for k, v in stats.items())
+    check_model_untouched(GuidedMixup(prob=1.0), model())
 
 
 def test_errors_name_the_problem():
