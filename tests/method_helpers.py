@@ -12,6 +12,7 @@ from __future__ import annotations
 import yaml
 
 from mbtest import REPO
+from mixbench.config import load_config
 from tests.learnable.helpers import train_config
 
 BASES = ("datasets/digits.yaml", "models/resnet8_w16_gray.yaml",
@@ -25,13 +26,15 @@ def method_section(name: str) -> dict:
     return cfg["method"]
 
 
-def old_shape(method: dict) -> dict:
-    """The config overrides the method section stands for in the current (old) shape."""
+def old_shape(method: dict, base_model: dict) -> dict:
+    """The config overrides the method section stands for in the current (old) shape, on
+    top of the recipe's ``base_model``. A classifier type other than the base's replaces the
+    model dict whole (the merge's type rule), so the model is written out complete."""
     unknown = set(method) - {"name", "classifier", "mixer", "loss"}
     assert not unknown, f"this bridge does not translate {sorted(unknown)}"
-    model = {"mixer": dict(method.get("mixer") or {"type": "Vanilla"})}
-    classifier = dict(method.get("classifier") or {"type": "MixupClassifier"})
-    model.update(classifier)
+    model = {**base_model, "type": "MixupClassifier", "mixer": {"type": "Vanilla"}}
+    model.update(method.get("classifier") or {})
+    model["mixer"] = dict(method.get("mixer") or {"type": "Vanilla"})
     if "loss" in method:
         model["loss"] = dict(method["loss"])
     return {"meta": {"method": method["name"]}, "model": model}
@@ -42,10 +45,12 @@ def train_method_on_digits(tmp_path, name: str, epochs: int = 2, work: str = "wo
     """Train configs/methods/<name>.yaml with a width-16 ResNet-8 on 128 digits images (2
     iterations per epoch) for ``epochs`` epochs; check that it finished with finite losses
     and return its result.json."""
-    cfg = {"_base_": [str(REPO / "configs/_base_" / b) for b in BASES],
-           "train_dataloader": {"dataset": {"max_samples": 128}},
+    bases = [str(REPO / "configs/_base_" / b) for b in BASES]
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"_base_": bases}))
+    cfg = {"_base_": bases, "train_dataloader": {"dataset": {"max_samples": 128}},
            "train_cfg": {"max_epochs": epochs}}
-    cfg.update(old_shape(method_section(name)))
+    cfg.update(old_shape(method_section(name), load_config(recipe)["model"]))
     for key, value in (overrides or {}).items():
         cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
     config = tmp_path / f"digits_{name}.yaml"
