@@ -25,6 +25,9 @@ from .gridmix import GridMix
 from .resizemix import ResizeMix
 from .puzzlemix import PuzzleMix
 from .comixup import CoMixup
+# issue 18 (methods-a)
+from .guidedmixup import GuidedMixup
+from .snapmix import SnapMix
 
 __all__ = [
     "BaseMixer",
@@ -45,4 +48,7 @@ __all__ = [
     "ResizeMix",
     "PuzzleMix",
     "CoMixup",
+    # issue 18 (methods-a)
+    "GuidedMixup",
+    "SnapMix",
 ]

@@ -6,8 +6,12 @@ from .classifiers.samix import EtaBalancedMixupLoss, SAMixClassifier
 from .classifiers.smmix import SMMixClassifier
 from .classifiers.transmix import TransMixClassifier, transmix_lambda
 from .losses.decoupled import DecoupledMixupLoss
+# issue 18 (methods-a)
+from .classifiers.regmixup import RegMixupClassifier
 
 __all__ = ["AdaptiveMaskBlock", "AdAutoMixClassifier", "AdAutoMixScheduleHook",
            "AutoMixClassifier", "AutoMixScheduleHook", "PixelMixBlock", "DecoupledMixupLoss",
            "EtaBalancedMixupLoss", "SAMixClassifier", "SMMixClassifier",
-           "TransMixClassifier", "transmix_lambda"]
+           "TransMixClassifier", "transmix_lambda",
+           # issue 18 (methods-a)
+           "RegMixupClassifier"]

@@ -26,7 +26,12 @@ def train_on_digits(tmp_path, fragment: str, overrides: dict, epochs: int = 2, n
            "method": method_of(fragment, overrides.pop("method", None)), **overrides}
     config = tmp_path / f"digits_{fragment}.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    work_dir = tmp_path / name
+    return train_config(config, tmp_path / name, epochs, extra_args, first_epoch)
+
+
+def train_config(config, work_dir, epochs: int, extra_args=(), first_epoch: int = 1) -> dict:
+    """Run tools/train.py on ``config`` into ``work_dir``; check that it finished epochs
+    ``first_epoch..epochs`` with finite losses; return its result.json."""
     run_tool("tools/train.py", config, "--work-dir", work_dir, *extra_args)
     result = json.loads((work_dir / "result.json").read_text())
     assert result["status"] == "finished", result["status"]

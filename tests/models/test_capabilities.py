@@ -31,6 +31,7 @@ def test_backbones_declare_what_they_offer():
     ("smmix", "resnet8_w16_gray", {"backbone": TINY_CNN}, "class-token attention"),
     ("alignmix", "deit_small", {"backbone": TINY_VIT}, "feature map after stage 1"),
     ("attentivemix", "deit_small", {"backbone": TINY_VIT}, "as the backbone's output"),
+    ("snapmix", "deit_small", {"backbone": TINY_VIT}, "as the backbone's output"),
     ("automix", "deit_small", {"backbone": TINY_VIT}, "feature map after stage 3"),
     ("manifoldmix", "deit_small", {"backbone": TINY_VIT}, "at least 2 hookable stages"),
 ])
