@@ -4,5 +4,6 @@ __all__ = ["MixupClassifier"]
 
 # issue 18 (methods-b)
 from .sumix import SUMixClassifier  # noqa: E402
+from .tlalign import TLAlignClassifier  # noqa: E402
 
-__all__ += ["SUMixClassifier"]
+__all__ += ["SUMixClassifier", "TLAlignClassifier"]
