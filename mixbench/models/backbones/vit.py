@@ -96,7 +96,13 @@ class ViTBackbone(TimmBackbone):
     def _last_block_attention(self, qkv: Tensor, queries: slice) -> Tensor:
         """Head-averaged softmax attention (B, Q, N) of the last block for the query tokens
         ``queries``, from its qkv projection output (B, N, 3 * heads * head_dim), in float32."""
-        attn_mod = self.model.blocks[-1].attn
+        return self.block_attention(qkv, -1, queries)
+
+    def block_attention(self, qkv: Tensor, block: int, queries: slice = slice(None)) -> Tensor:
+        """Head-averaged softmax attention (B, Q, N) of block ``block`` for the query tokens
+        ``queries``, from that block's qkv projection output (B, N, 3 * heads * head_dim), in
+        float32 and detached (TL-Align reads every block's through a hook on its ``attn.qkv``)."""
+        attn_mod = self.model.blocks[block].attn
         b, n, _ = qkv.shape
         qkv = qkv.detach().reshape(b, n, 3, attn_mod.num_heads, attn_mod.head_dim).permute(2, 0, 3, 1, 4)
         q, k = attn_mod.q_norm(qkv[0][:, :, queries]), attn_mod.k_norm(qkv[1])

@@ -1,3 +1,9 @@
 from .mixup_classifier import MixupClassifier
 
 __all__ = ["MixupClassifier"]
+
+# issue 18 (methods-b)
+from .sumix import SUMixClassifier  # noqa: E402
+from .tlalign import TLAlignClassifier  # noqa: E402
+
+__all__ += ["SUMixClassifier", "TLAlignClassifier"]
