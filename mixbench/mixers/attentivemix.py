@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._feature_mix import frozen_eval, model_backbone
-from .base import MaskMixer, MixOutput, beta_sample, blend_pairs, check_alpha
+from .base import MaskMixer, MixOutput, beta_sample, blend_pairs, check_alpha, check_flag
 
 LIBRARIES = ("timm", "torchvision")
 
@@ -126,7 +126,11 @@ class AttentiveMix(MaskMixer):
         extractor: None (default): ``model.backbone`` of the model being trained. Or a dict
             ``{library: timm | torchvision, name: <architecture>, checkpoint: <local path>}``,
             built without pretrained weights and loaded from the file; or an ``nn.Module``
-            returning (B, C, h, w) features. External extractors run in float32, eval mode.
+            returning (B, C, h, w) features. External extractors run in float32, eval mode
+            unless ``extractor_batch_stats``.
+        extractor_batch_stats: run the external extractor in training mode: its BatchNorm
+            normalises with each batch's statistics and updates its running statistics, as
+            OpenMixup's frozen ``backbone_k`` (norm_eval False) does; default False.
         input_size: resize the batch to ``input_size x input_size`` (bilinear) for the
             extractor only, e.g. 224 for an ImageNet-pretrained network (OpenMixup does);
             default None: as given.
@@ -139,6 +143,7 @@ class AttentiveMix(MaskMixer):
     def __init__(self, top_k: Optional[int] = 6, alpha: float = 2.0, beta: float = 8.0,
                  grid: Optional[int] = None,
                  extractor: Union[None, dict, nn.Module] = None, input_size: Optional[int] = None,
+                 extractor_batch_stats: bool = False,
                  correct_lam: bool = True, prob: float = 1.0, pairing: str = "random",
                  lam_mode: str = "batch", generator: Optional[torch.Generator] = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
@@ -165,8 +170,13 @@ class AttentiveMix(MaskMixer):
             raise ValueError("extractor must be None (use the model being trained), a dict "
                              "{library, name, checkpoint} or an nn.Module, got "
                              f"{type(extractor).__name__}")
+        self.extractor_batch_stats = check_flag(extractor_batch_stats, "extractor_batch_stats")
+        if self.extractor_batch_stats and self._net is None:
+            raise ValueError("extractor_batch_stats=True is for an external extractor (OpenMixup's "
+                             "pretrained backbone_k); the model being trained is always read in "
+                             "eval mode. Give `extractor` or leave extractor_batch_stats false")
         if self._net is not None:
-            self._net.eval().requires_grad_(False)
+            self._net.train(self.extractor_batch_stats).requires_grad_(False)
 
     @property
     def requires(self) -> tuple:

@@ -22,18 +22,31 @@ def cut_size(lam: Tensor, size: int) -> Tensor:
     return (size * torch.sqrt(1 - lam.double())).floor().long()
 
 
-def centred_box(cy: Tensor, cx: Tensor, cut_h: Tensor, cut_w: Tensor, h: int, w: int) -> Box:
+#: ``box_span`` values: ``exact`` spans ``cut`` pixels, ``symmetric`` ``2 * (cut // 2)``.
+BOX_SPANS = ("exact", "symmetric")
+
+
+def box_end(cut, span: str):
+    """Pixels from the centre to the box's (exclusive) end: ``(cut + 1) // 2`` (``exact``)
+    or ``cut // 2`` (``symmetric``); works on ints and int tensors alike."""
+    return (cut + 1) // 2 if span == "exact" else cut // 2
+
+
+def centred_box(cy: Tensor, cx: Tensor, cut_h: Tensor, cut_w: Tensor, h: int, w: int,
+                span: str = "exact") -> Box:
     """A ``cut_h x cut_w`` box centred at ``(cy, cx)``, clipped to the ``h x w`` image.
 
-    The box spans ``[c - cut // 2, c + (cut + 1) // 2)`` (exactly ``cut`` pixels before
-    clipping, as timm >= 0.9). The CutMix paper's code, torchvision and OpenMixup use
-    ``[c - cut // 2, c + cut // 2)``, one pixel shorter when ``cut`` is odd; with
-    ``correct_lam`` the label weight matches the pasted area either way.
+    ``span='exact'`` (default): the box spans ``[c - cut // 2, c + (cut + 1) // 2)``, exactly
+    ``cut`` pixels before clipping (timm >= 0.9). ``span='symmetric'``: ``[c - cut // 2,
+    c + cut // 2)``, one pixel shorter when ``cut`` is odd, as the CutMix paper's code,
+    torchvision, OpenMixup's CutMix/SaliencyMix and the SaliencyMix code. With
+    ``correct_lam`` the label weight matches the pasted area either way; the pasted area
+    itself is smaller with ``symmetric`` (docs/protocol.md).
     """
     y1 = (cy - cut_h // 2).clamp(0, h)
-    y2 = (cy + (cut_h + 1) // 2).clamp(0, h)
+    y2 = (cy + box_end(cut_h, span)).clamp(0, h)
     x1 = (cx - cut_w // 2).clamp(0, w)
-    x2 = (cx + (cut_w + 1) // 2).clamp(0, w)
+    x2 = (cx + box_end(cut_w, span)).clamp(0, w)
     return y1, y2, x1, x2
 
 
@@ -90,6 +103,7 @@ class BoxMixer(MaskMixer):
     """
 
     inplace = False
+    box_span = "exact"  # see centred_box; subclasses take it as an option
 
     def sample_centres(self, x: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
         """(cy, cx) int64 CPU box centres: (B,) each, or (1,) when the whole batch shares
@@ -117,12 +131,12 @@ class BoxMixer(MaskMixer):
             # one box: the same arithmetic as centred_box/cut_size on Python numbers
             ratio = math.sqrt(1 - float(lam[0]))
             cut_h, cut_w, c_y, c_x = int(h * ratio), int(w * ratio), int(cy[0]), int(cx[0])
-            y1, y2 = max(c_y - cut_h // 2, 0), min(c_y + (cut_h + 1) // 2, h)
-            x1, x2 = max(c_x - cut_w // 2, 0), min(c_x + (cut_w + 1) // 2, w)
+            y1, y2 = max(c_y - cut_h // 2, 0), min(c_y + box_end(cut_h, self.box_span), h)
+            x1, x2 = max(c_x - cut_w // 2, 0), min(c_x + box_end(cut_w, self.box_span), w)
             index = index.to(x.device)
             mixed, mask = paste_box(x, index, y1, y2, x1, x2, inplace=self.inplace)
             return self.output(x, y, index, mask, lam, mixed)
-        box = centred_box(cy, cx, cut_size(lam, h), cut_size(lam, w), h, w)
+        box = centred_box(cy, cx, cut_size(lam, h), cut_size(lam, w), h, w, self.box_span)
         index = index.to(x.device)
         mixed, mask = paste_boxes(x, index, box, inplace=self.inplace)
         return self.output(x, y, index, mask, lam, mixed)

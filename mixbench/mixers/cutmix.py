@@ -12,8 +12,8 @@ from typing import Optional
 
 import torch
 
-from .base import check_flag
-from .boxes import BoxMixer
+from .base import check_choice, check_flag
+from .boxes import BOX_SPANS, BoxMixer
 
 
 class CutMix(BoxMixer):
@@ -23,6 +23,9 @@ class CutMix(BoxMixer):
         alpha: Beta(alpha, alpha) concentration for lambda, default 1.0.
         correct_lam: lam = exact area of the first image after clipping (default True).
         inplace: paste into ``x`` itself (as timm does), default False.
+        box_span: ``exact`` (default: the box is ``cut`` pixels wide before clipping) or
+            ``symmetric`` (``c - cut // 2 .. c + cut // 2``, one pixel shorter for odd
+            ``cut``: the CutMix paper's code, torchvision and OpenMixup).
         prob, pairing, lam_mode, generator: see :mod:`mixbench.mixers.base`
             (``elem``/``pair``: one box per sample/pair, vectorised).
 
@@ -34,7 +37,8 @@ class CutMix(BoxMixer):
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, pairing: str = "random",
                  lam_mode: str = "batch", correct_lam: bool = True, inplace: bool = False,
-                 generator: Optional[torch.Generator] = None):
+                 box_span: str = "exact", generator: Optional[torch.Generator] = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          correct_lam=correct_lam, generator=generator)
         self.inplace = check_flag(inplace, "inplace")
+        self.box_span = check_choice(box_span, BOX_SPANS, "box_span")

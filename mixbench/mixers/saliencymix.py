@@ -25,11 +25,13 @@ resolution, and gives OpenCV's map value for value on the same 8-bit grey image
 
 The official code hands OpenCV the *normalised float* image, which this OpenCV function
 reads as if it were 8-bit (``gray.at<uchar>`` on a float matrix), so the maps it actually
-used are not the algorithm's; we follow the algorithm. The official code also centres one
-box, for the whole batch, on the peak of the first paired image; here each sample's box is
-centred on its own paired image's peak (in ``pair`` mode partners share the box of the
-lower-indexed partner's source). Ties go to the first pixel in row-major order, as
-``np.argmax`` in the official code.
+used are not the algorithm's; we follow the algorithm. The official code (and OpenMixup's
+copy) also centres one box, for the whole batch, on the peak of the first sample's partner
+``x[index[0]]``; by default here each sample's box is centred on its own paired image's
+peak (in ``pair`` mode partners share the box of the lower-indexed partner's source), and
+``batch_box=True`` gives the official single box. Ties go to the first pixel in row-major
+order, as ``np.argmax`` in the official code. The official box spans ``c - cut // 2 ..
+c + cut // 2`` (``box_span='symmetric'``).
 """
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .boxes import BoxMixer
+from .base import check_choice, check_flag
+from .boxes import BOX_SPANS, BoxMixer
 
 #: Half-sides of the six centre-surround boxes of OpenCV's fine-grained saliency.
 NEIGHBOURHOODS = (12, 24, 48, 28, 56, 112)
@@ -126,16 +129,30 @@ class SaliencyMix(BoxMixer):
 
     Args:
         alpha: Beta(alpha, alpha) concentration for lambda, default 0.2 (OpenMixup CIFAR).
+        batch_box: one box for the whole batch, centred on the saliency peak of the first
+            sample's partner (the official code and OpenMixup), default False (each
+            sample's box on its own partner's peak). Needs ``lam_mode='batch'``.
+        box_span: ``exact`` (default) or ``symmetric`` (the official code and OpenMixup),
+            see :func:`mixbench.mixers.boxes.centred_box`.
         correct_lam, prob, pairing, lam_mode, generator: see :mod:`mixbench.mixers.base`.
     """
 
     def __init__(self, alpha: float = 0.2, prob: float = 1.0, pairing: str = "random",
-                 lam_mode: str = "batch", correct_lam: bool = True,
-                 generator: Optional[torch.Generator] = None):
+                 lam_mode: str = "batch", correct_lam: bool = True, batch_box: bool = False,
+                 box_span: str = "exact", generator: Optional[torch.Generator] = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          correct_lam=correct_lam, generator=generator)
+        self.batch_box = check_flag(batch_box, "batch_box")
+        if self.batch_box and lam_mode != "batch":
+            raise ValueError(f"batch_box=True draws one box for the whole batch and needs "
+                             f"lam_mode='batch', got lam_mode={lam_mode!r}; use batch_box=False "
+                             "for a box per sample or pair")
+        self.box_span = check_choice(box_span, BOX_SPANS, "box_span")
 
     def sample_centres(self, x: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+        if self.batch_box:               # the peak of the first sample's partner, for all
+            cy, cx = saliency_peaks(x[index[:1].to(x.device)])
+            return cy, cx
         cy, cx = saliency_peaks(x)       # each image's peak; sample i takes its partner's
         source = index.cpu()
         if self.lam_mode == "pair":

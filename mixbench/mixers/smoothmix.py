@@ -7,8 +7,17 @@ pixel with ``sigma = s * H``, ``s ~ U(0.25, 0.5)`` (OpenMixup's setting); label:
 ``y~ = lam * y_i + (1 - lam) * y_j`` with ``lam = mean(M)``, the first image's pixel weight.
 
 Lambda is the mask's mean, not a Beta draw: ``alpha`` is accepted so that OpenMixup's
-configs (alpha 0.2) build, but the method does not use it. OpenMixup returns ``mean(G)``
-as the weight of ``y_i`` although G weights ``x_j``; here the label follows the pixels.
+configs (alpha 0.2) build, but the method does not use it.
+
+OpenMixup's code (openmixup/models/augments/smoothmix.py) differs in two ways, both
+available as options:
+
+* a bug in the label: it returns ``mean(G)`` as the weight of ``y_i`` although ``G``
+  weights ``x_j`` (``x~ = x_i (1 - G) + x_j G``), so the label favours the class with the
+  smaller share of the pixels. Here the label follows the pixels;
+  ``openmixup_label_bug=True`` reproduces OpenMixup (``lam = 1 - mean(M)``);
+* its Gaussian is centred half a pixel up and left of a uniformly drawn pixel (a 2H x 2H
+  grid rolled by the draw and cropped around its centre ``H - 0.5``): ``centre_shift=-0.5``.
 """
 from __future__ import annotations
 
@@ -17,7 +26,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .base import (MaskMixer, MixOutput, blend_pairs, check_range, randint_sample,
+from .base import (MaskMixer, MixOutput, blend_pairs, check_flag, check_range, randint_sample,
                    uniform_sample)
 
 
@@ -37,16 +46,23 @@ class SmoothMix(MaskMixer):
     Args:
         alpha: accepted for config compatibility (OpenMixup: 0.2); not used.
         sigma_range: ``sigma / H`` drawn uniformly from this range, default (0.25, 0.5).
+        openmixup_label_bug: give ``y_i`` the weight of ``x_j``'s pixels, ``1 - mean(M)``,
+            as OpenMixup's code does (a bug); default False (``lam = mean(M)``).
+        centre_shift: added to the drawn centre row and column, default 0; OpenMixup's
+            code: -0.5.
         prob, pairing, lam_mode, generator: see :mod:`mixbench.mixers.base`
             (``batch``: one mask per batch, as published; ``elem``/``pair``: per sample/pair).
     """
 
-    def __init__(self, alpha: float = 0.2, sigma_range=(0.25, 0.5), prob: float = 1.0,
-                 pairing: str = "random", lam_mode: str = "batch",
+    def __init__(self, alpha: float = 0.2, sigma_range=(0.25, 0.5),
+                 openmixup_label_bug: bool = False, centre_shift: float = 0.0,
+                 prob: float = 1.0, pairing: str = "random", lam_mode: str = "batch",
                  generator: Optional[torch.Generator] = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          correct_lam=True, generator=generator)
         self.sigma_range = check_range(sigma_range, "sigma_range", low=1e-6)
+        self.openmixup_label_bug = check_flag(openmixup_label_bug, "openmixup_label_bug")
+        self.centre_shift = check_range(centre_shift, "centre_shift", low=-1.0, high=1.0)[0]
 
     def mix(self, x: Tensor, y: Tensor, model=None) -> MixOutput:
         b, _, h, w = x.shape
@@ -60,7 +76,11 @@ class SmoothMix(MaskMixer):
 
         params = self.per_sample(draw, index, expand=False)
         cy, cx, s = params.unbind(1)
-        mask = gaussian_masks(cy, cx, s * h, s * h, h, w).to(x.device)
+        mask = gaussian_masks(cy + self.centre_shift, cx + self.centre_shift, s * h, s * h,
+                              h, w).to(x.device)
         index = index.to(x.device)
         mixed = blend_pairs(x, index, mask)
-        return self.output(x, y, index, mask, mask.mean((1, 2, 3)), mixed)
+        out = self.output(x, y, index, mask, mask.mean((1, 2, 3)), mixed)
+        if self.openmixup_label_bug:  # OpenMixup: y_i weighted by x_j's pixel share
+            out.lam = 1 - out.lam
+        return out

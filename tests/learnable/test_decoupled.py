@@ -78,3 +78,48 @@ def test_mixup_method_builds_the_loss():
     loss = MODELS.build(model["loss"])
     assert isinstance(loss, DecoupledMixupLoss) and (loss.eta, loss.mode, loss.lam_power) == (0.1, "both", 1.0)
     assert model["mixer"] == {"type": "Mixup", "alpha": 0.2}
+
+
+def hand_regularizer(logits, y_a, y_b, w_a, w_b):
+    """sum_i (w_a[i] nll(a | b removed) + w_b[i] nll(b | a removed)) / B, by explicit
+    softmaxes over the remaining classes."""
+    total = 0.0
+    for z, a, b, wa, wb in zip(logits.tolist(), y_a, y_b, w_a, w_b):
+        keep_a = [c for c in range(len(z)) if c != b]
+        keep_b = [c for c in range(len(z)) if c != a]
+        nll_a = -z[a] + math.log(sum(math.exp(z[c]) for c in keep_a))
+        nll_b = -z[b] + math.log(sum(math.exp(z[c]) for c in keep_b))
+        total += wa * nll_a + wb * nll_b
+    return total / len(y_a)
+
+
+@pytest.mark.parametrize("mode, power", [("less", 0.5), ("more", 0.5), ("both", 1.0)])
+def test_openmixup_eta_order_bug(mode, power):
+    """OpenMixup applies eta_weight[i] to lam_k[i] = label[0, label[0] > eps], the label values
+    of the first mixed sample in class-index order (cross_entropy_loss.py:157-180), and
+    skips the term when len(set(lam_k)) < 2 (lam = 0.5)."""
+    logits = torch.randn(4, 6, generator=torch.Generator().manual_seed(1))
+    eta, lam = 0.2, 0.3
+    w = {"less": (eta * lam ** power, 0.0), "more": (0.0, eta * (1 - lam) ** power),
+         "both": (eta * lam ** power, eta * (1 - lam) ** power)}[mode]
+    loss = DecoupledMixupLoss(eta=eta, mode=mode, lam_power=power, openmixup_eta_order_bug=True)
+    right = DecoupledMixupLoss(eta=eta, mode=mode, lam_power=power)
+    # the first sample is unmixed (same class): the second one decides; 1 < 4: in order
+    y_a, y_b = [2, 1, 5, 0], [2, 4, 3, 3]
+    out = mix(y_a, y_b, [lam] * 4)
+    ce = MixedCrossEntropy()(logits, out).item()
+    unmixed = [0.0, 1.0, 1.0, 1.0]
+    ordered = hand_regularizer(logits, y_a, y_b, [w[0] * m for m in unmixed], [w[1] * m for m in unmixed])
+    assert loss(logits, out).item() == pytest.approx(ce + ordered, rel=1e-6)
+    assert right(logits, out).item() == pytest.approx(ce + ordered, rel=1e-6)
+    # the second sample now has y_a > y_b: every sample's weights are swapped
+    y_a, y_b = [2, 4, 5, 0], [2, 1, 3, 3]
+    out = mix(y_a, y_b, [lam] * 4)
+    ce = MixedCrossEntropy()(logits, out).item()
+    swapped = hand_regularizer(logits, y_a, y_b, [w[1] * m for m in unmixed], [w[0] * m for m in unmixed])
+    assert loss(logits, out).item() == pytest.approx(ce + swapped, rel=1e-6)
+    ordered = hand_regularizer(logits, y_a, y_b, [w[0] * m for m in unmixed], [w[1] * m for m in unmixed])
+    assert right(logits, out).item() == pytest.approx(ce + ordered, rel=1e-6)
+    # lam = 0.5: no regularizer at all
+    out = mix(y_a, y_b, [0.5] * 4)
+    assert loss(logits, out).item() == pytest.approx(MixedCrossEntropy()(logits, out).item(), rel=1e-6)

@@ -259,3 +259,41 @@ def test_cpu_and_cuda_agree():
     act = torch.randn(6, 1, 4, 4, generator=seeded(0))
     for mixer in (AttentiveMix(top_k=3), AttentiveMixPlus(lam_mode="elem")):
         check_cpu_cuda_equal(mixer, x, y, model_factory=lambda: HandBuiltModel(act.clone()))
+
+
+def test_openmixups_attentivemix_plus_is_beta_2_2():
+    """OpenMixup's attentivemix() draws lam ~ Beta(alpha, alpha) (its beta=8 argument is
+    swallowed by **kwargs, augments/attentivemix.py:46) and keeps
+    top_k = min(max(1, int(cells * lam)), cells) cells of x_i (lines 49-50, 78): beta=2 with
+    alpha=2 reproduces it, half the cells on average instead of a fifth."""
+    model = HandBuiltModel(torch.randn(4, 1, 7, 7, generator=seeded(0)))   # 49 cells
+    x, y = make_batch(b=4, h=14, w=14)
+    mixer = AttentiveMixPlus(alpha=2.0, beta=2.0, correct_lam=False, lam_mode="elem",
+                             generator=seeded(0))
+    outs = [mixer(x, y, model=model) for _ in range(150)]
+    lams = torch.cat([o.lam.double() for o in outs])
+    check_beta_distribution(lams, 2.0, 2.0)
+    kept = torch.cat([o.mask.mean((1, 2, 3)).double() for o in outs]) * 49
+    torch.testing.assert_close(kept, (lams * 49).floor().clamp(1, 49))
+    assert abs(float(kept.mean()) / 49 - 0.5) < 0.03
+
+
+def test_extractor_batch_stats_runs_the_extractor_in_training_mode():
+    """OpenMixup's backbone_k has frozen weights but BatchNorm in training mode."""
+    def extractor():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 4, stride=4), nn.BatchNorm2d(4))
+    x, y = make_batch(b=4, h=16, w=16)
+    frozen, live = extractor(), extractor()
+    eval_map = AttentiveMix(top_k=2, extractor=frozen).activation_map(x)
+    batch = AttentiveMix(top_k=2, extractor=live, extractor_batch_stats=True)
+    batch_map = batch.activation_map(x)
+    reference = extractor().train()
+    with torch.no_grad():
+        torch.testing.assert_close(batch_map, reference(x).mean(1))
+        torch.testing.assert_close(eval_map, extractor().eval()(x).mean(1))
+    assert not torch.allclose(batch_map, eval_map)
+    torch.testing.assert_close(live[1].running_mean, reference[1].running_mean)  # updated
+    assert not live[0].weight.requires_grad
+    with pytest.raises(ValueError, match="external extractor"):
+        AttentiveMix(extractor_batch_stats=True)

@@ -92,6 +92,31 @@ def test_pairings():
         assert int((match == torch.arange(b)).sum()) == b % 2
 
 
+def test_no_repeat_pairing_is_openmixups_redraw_rule():
+    """OpenMixup's ``_no_repeat_shuffle_idx(ignore_failure=True)`` (augments/cutmix.py:7-25):
+    a permutation with a fixed point is redrawn, checked 10 times, the 11th draw kept
+    unchecked. A uniform permutation of 8 is fixed-point free with probability
+    D_8 / 8! = 14833 / 40320, so a fixed point survives with probability q**11,
+    q = 1 - 14833 / 40320 (0.0064), against q (0.632) for ``random``."""
+    q = 1 - 14833 / 40320
+    n = 4000
+    g = seeded(11)
+    kept = sum(bool((pairing_index(8, "no_repeat", g) == torch.arange(8)).any())
+               for _ in range(n))
+    expected, sd = n * q ** 11, (n * q ** 11 * (1 - q ** 11)) ** 0.5
+    assert abs(kept - expected) < 4 * sd, (kept, expected)
+    g = seeded(11)
+    plain = sum(bool((pairing_index(8, "random", g) == torch.arange(8)).any())
+                for _ in range(n))
+    assert abs(plain - n * q) < 4 * (n * q * (1 - q)) ** 0.5
+    perm = pairing_index(8, "no_repeat", seeded(0))
+    assert sorted(perm.tolist()) == list(range(8))
+    match = pairing_index(8, "no_repeat", seeded(1), involution=True)  # lam_mode='pair'
+    assert torch.equal(match[match], torch.arange(8))
+    assert torch.equal(CutMix(pairing="no_repeat", generator=seeded(2))(*make_batch()).index,
+                       pairing_index(6, "no_repeat", seeded(2)))
+
+
 def test_lam_modes_share_draws_as_documented():
     b = 8
     for mode, distinct in (("batch", 1), ("elem", 8), ("pair", 4)):

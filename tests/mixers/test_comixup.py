@@ -284,3 +284,16 @@ def test_cpu_and_cuda_agree_for_the_same_saliency():
     outs = [CoMixup(m_part=4, generator=seeded(0)).mix_with_saliency(
         x.to(d), y.to(d), sal.to(d), num_classes=5) for d in ("cpu", "cuda")]
     assert_outputs_equal(outs[0], outs[1], "CPU vs CUDA")
+
+
+def test_clean_loss_is_clean_lam_times_the_clean_cross_entropy():
+    """clean_loss = clean_lam * CE(f(x), y) of a train-mode pass: the official recipe's
+    clean term, 2 clean_lam CE / K next to a BCE of about CE / K (Co-Mixup main.py:295, 336),
+    is clean_lam 2 here relative to the mixed cross-entropy (docs/protocol.md)."""
+    x, y = make_batch(b=8, h=16, w=16)
+    for clean_lam in (1.0, 2.0):
+        model = tiny_classifier()
+        out = CoMixup(m_part=4, clean_lam=clean_lam, generator=seeded(0))(x, y, model=model)
+        with torch.no_grad():
+            reference = F.cross_entropy(tiny_classifier().train()(x), y)
+        torch.testing.assert_close(out.clean_loss.detach(), clean_lam * reference)

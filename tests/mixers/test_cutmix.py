@@ -37,6 +37,48 @@ def test_box_size_and_clipping():
     assert (x1.tolist(), x2.tolist()) == ([4, 11, 0, 5], [12, 16, 11, 5])
 
 
+def test_symmetric_box_span_is_one_pixel_shorter_for_odd_cuts():
+    """``box_span='symmetric'``: rows ``c - cut // 2 .. c + cut // 2`` (OpenMixup
+    augments/cutmix.py:68-71, the CutMix paper's code)."""
+    cut = torch.tensor([5, 4, 5, 7])
+    centre = torch.tensor([8, 8, 0, 15])
+    exact = centred_box(centre, centre, cut, cut, 16, 16)
+    symmetric = centred_box(centre, centre, cut, cut, 16, 16, span="symmetric")
+    assert (exact[0].tolist(), exact[1].tolist()) == ([6, 6, 0, 12], [11, 10, 3, 16])
+    assert (symmetric[0].tolist(), symmetric[1].tolist()) == ([6, 6, 0, 12], [10, 10, 2, 16])
+
+
+def expected_pasted_area(size: int, span: str) -> float:
+    """E[pasted area / size**2] of CutMix with alpha = 1 on a size x size image, derived from
+    the formula: lam ~ U(0, 1) gives cut = floor(size sqrt(1 - lam)) = k with probability
+    ((k + 1)**2 - k**2) / size**2; the centre is uniform over the pixels, rows and columns
+    independent, and the clipped side from centre c is min(c + end, size) - max(c - k // 2, 0)
+    with end = (k + 1) // 2 (exact) or k // 2 (symmetric)."""
+    total = 0.0
+    for k in range(size):
+        end = (k + 1) // 2 if span == "exact" else k // 2
+        side = np.mean([min(c + end, size) - max(c - k // 2, 0) for c in range(size)])
+        total += ((k + 1) ** 2 - k ** 2) / size ** 2 * (side / size) ** 2
+    return total
+
+
+@pytest.mark.parametrize("span", ["exact", "symmetric"])
+def test_mean_pasted_area_follows_the_box_span(span):
+    x, y = make_batch(b=20000, c=1, h=16, w=16)
+    out = CutMix(alpha=1.0, lam_mode="elem", box_span=span, generator=seeded(7))(x, y)
+    area = 1 - out.lam.double()
+    se = float(area.std()) / len(area) ** 0.5
+    other = expected_pasted_area(16, "symmetric" if span == "exact" else "exact")
+    assert abs(float(area.mean()) - expected_pasted_area(16, span)) < 4 * se
+    assert abs(expected_pasted_area(16, span) - other) > 12 * se  # the test tells them apart
+    # one box for the whole batch (the fast path) uses the same span
+    batch = CutMix(alpha=1.0, box_span=span)
+    fixed_draws(batch, [0.5] * 4, [5], [5])
+    hole = batch(*make_batch(b=4)).mask[0, 0] == 0
+    side = 11 if span == "exact" else 10  # cut = int(16 * sqrt(0.5)) = 11, centre 5
+    assert hole.sum() == side * side and hole[0, 0] and not hole[side, side]
+
+
 def test_correct_lam_reports_the_clipped_area():
     x, y = make_batch(b=8)
     raw = CutMix(alpha=1.0, correct_lam=False, lam_mode="elem", generator=seeded(4))(x, y)

@@ -2,10 +2,13 @@
 soft edges."""
 import functools
 
+import numpy as np
+import pytest
+
 import torch
 
 from mixbench.mixers import FMix
-from mixbench.mixers.fmix import binarise, fourier_noise
+from mixbench.mixers.fmix import binarise, fourier_noise, pixel_count
 from tests.mixers.helpers import check_mask_identity, check_output, check_standard, make_batch, seeded
 
 
@@ -55,3 +58,55 @@ def test_batch_mode_uses_one_mask():
     x, y = make_batch()
     out = FMix(alpha=1.0, generator=seeded(3))(x, y)
     assert torch.equal(out.mask, out.mask[:1].expand_as(out.mask))
+
+
+def official_reference_noise(normals: np.ndarray, h: int, w: int, decay: float) -> np.ndarray:
+    """The official FMix noise (ecs-vlc/FMix fmix.py: fftfreqnd, get_spectrum,
+    make_low_freq_image) written from its description with NumPy: a (1, h, W', 2) normal
+    parameter array scaled per frequency, then ``spectrum[:, 0] + 1j * spectrum[:, 1]``
+    and ``irfftn(., (h, w))``. Rows 0 and 1 of the parameters are ``normals``; the other
+    rows are filled with values that must not matter."""
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.fftfreq(w)[:w // 2 + 1 + w % 2]
+    freqs = np.sqrt(fx * fx + fy * fy)
+    scale = 1.0 / np.maximum(freqs, 1.0 / max(w, h)) ** decay
+    param = np.full((1, h, fx.shape[0], 2), 123.0)
+    param[0, :2] = normals
+    spectrum = scale[None, :, :, None] * param
+    spectrum = spectrum[:, 0] + 1j * spectrum[:, 1]
+    return np.real(np.fft.irfftn(spectrum, (h, w)))[0]
+
+
+@pytest.mark.parametrize("h, w", [(32, 32), (16, 24), (15, 9)])
+def test_official_spectrum_bug_equals_the_official_noise(h, w):
+    g = seeded(0)
+    ours = fourier_noise(1, h, w, 3.0, g, official_spectrum_bug=True)[0]
+    g = seeded(0)
+    normals = torch.randn(1, 2, w // 2 + 1 + w % 2, 2, dtype=torch.float64, generator=g)
+    expected = official_reference_noise(normals[0].numpy(), h, w, 3.0)
+    np.testing.assert_allclose(ours.numpy(), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_official_spectrum_has_only_column_frequencies_zero_and_one():
+    noise = fourier_noise(200, 32, 32, 3.0, seeded(1), official_spectrum_bug=True)
+    energy = torch.fft.fft2(noise).abs().square().sum((0, 1))  # by column frequency
+    assert float(energy[2:31].sum()) < 1e-12 * float(energy.sum())
+    isotropic = fourier_noise(200, 32, 32, 3.0, seeded(1))
+    energy = torch.fft.fft2(isotropic).abs().square().sum((0, 1))
+    assert float(energy[2:31].sum()) > 1e-3 * float(energy.sum())
+
+
+def test_random_rounding_takes_ceil_or_floor_half_the_time():
+    """The official binarise_mask: ceil(lam N) if random() > 0.5 else floor(lam N)."""
+    lam = torch.full((4000,), 0.31, dtype=torch.float64)
+    near = pixel_count(lam, 35)  # 10.85
+    assert bool((near == 11).all())
+    rand = pixel_count(lam, 35, "random", seeded(2))
+    ups = int((rand == 11).sum())
+    assert int(((rand == 10) | (rand == 11)).sum()) == 4000
+    assert abs(ups - 2000) < 4 * 1000 ** 0.5
+    x, y = make_batch(b=4, h=8, w=8)
+    out = FMix(alpha=1.0, rounding="random", official_spectrum_bug=True, correct_lam=False,
+               generator=seeded(3))(x, y)
+    count = out.mask[0].sum()
+    assert count in (torch.floor(out.lam[0] * 64), torch.ceil(out.lam[0] * 64))

@@ -50,3 +50,38 @@ def test_reproducible_dtypes_and_batch_of_one():
     check_reproducible(ResizeMix(), x, y)
     check_batch_size_one(ResizeMix())
     check_dtypes_and_formats(ResizeMix(), mask_identity=False)
+
+
+def expected_pasted_area(size: int, scope, placement: str) -> float:
+    """E[pasted area / size**2] for tau ~ U(scope), derived from the formula: cut =
+    floor(size * tau) = k for tau in [k / size, (k + 1) / size); ``inside`` pastes k x k
+    pixels; ``centred`` (OpenMixup augments/resizemix.py:45-59) spans rows
+    max(c - k // 2, 0) .. min(c + k // 2, size) around a uniform pixel c, columns alike
+    and independently."""
+    lo, hi = scope
+    total = 0.0
+    for k in range(size + 1):
+        p = max(0.0, min(hi, (k + 1) / size) - max(lo, k / size)) / (hi - lo)
+        if placement == "inside":
+            side = k
+        else:
+            side = sum(min(c + k // 2, size) - max(c - k // 2, 0) for c in range(size)) / size
+        total += p * (side / size) ** 2
+    return total
+
+
+def test_centred_placement_is_openmixups_clipped_and_squeezed_box():
+    x, y = make_batch(b=8, h=32, w=32)
+    out = check_output(ResizeMix(lam_mode="elem", placement="centred", generator=seeded(2)),
+                       x, y, mask_method=True)
+    check_mask_identity(out, x, second=pasted_reference(x, out))  # squeezed into the box
+    big, labels = make_batch(b=20000, c=1, h=32, w=32)
+    means = {}
+    for placement in ("inside", "centred"):
+        area = 1 - ResizeMix(lam_mode="elem", placement=placement,
+                             generator=seeded(3))(big, labels).lam.double()
+        se = float(area.std()) / len(area) ** 0.5
+        expected = expected_pasted_area(32, (0.1, 0.8), placement)
+        assert abs(float(area.mean()) - expected) < 4 * se, (placement, float(area.mean()))
+        means[placement] = expected
+    assert abs(means["inside"] - 0.2297) < 1e-4 and abs(means["centred"] - 0.1587) < 1e-4

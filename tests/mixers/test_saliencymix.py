@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mixbench.mixers import SaliencyMix
+from mixbench.mixers.boxes import centred_box, cut_size
 from mixbench.mixers.saliencymix import fine_grained_saliency, saliency_peaks
 from tests.mixers.helpers import (check_beta_distribution, check_output, check_standard,
                                   collect_lams, make_batch, seeded)
@@ -98,3 +99,24 @@ def test_box_is_centred_on_the_paired_images_peak():
             assert abs(int(rows.min() + rows.max()) / 2 - r) <= 1 or rows.min() == 0 or rows.max() == 31
             assert abs(int(cols.min() + cols.max()) / 2 - c) <= 1 or cols.min() == 0 or cols.max() == 31
         assert holes >= 3
+
+
+def test_batch_box_is_the_first_partners_peak_for_everyone():
+    """``batch_box=True``: one box for the whole batch, centred on the saliency peak of
+    ``x[index[0]]`` (OpenMixup augments/saliencymix.py:91-92, the official code), spanning
+    ``c - cut // 2 .. c + cut // 2`` with ``box_span='symmetric'`` (saliencymix.py:66-69)."""
+    x = torch.rand(6, 3, 32, 32, generator=seeded(3))
+    y = torch.arange(6)
+    cy, cx = saliency_peaks(x)
+    for seed in range(6):
+        out = check_output(SaliencyMix(alpha=1.0, batch_box=True, box_span="symmetric",
+                                       correct_lam=False, generator=seeded(seed)), x, y)
+        assert torch.equal(out.mask, out.mask[:1].expand_as(out.mask))
+        src = int(out.index[0])
+        cut = cut_size(out.lam[:1], 32)
+        box = centred_box(cy[src:src + 1], cx[src:src + 1], cut, cut, 32, 32, span="symmetric")
+        expected = torch.ones(32, 32)
+        expected[int(box[0]):int(box[1]), int(box[2]):int(box[3])] = 0
+        assert torch.equal(out.mask[0, 0], expected)
+    with pytest.raises(ValueError, match="lam_mode='batch'"):
+        SaliencyMix(batch_box=True, lam_mode="elem")

@@ -44,9 +44,18 @@ class DecoupledMixupLoss(MixedCrossEntropy):
     majority one (OpenMixup's ``eta_weight`` modes).
 
     The regularizer is zero for unmixed samples (``y_a == y_b``, ``lam`` in {0, 1}): with
-    one class there is nothing to decouple. OpenMixup's implementation also drops it for a
-    batch with ``lam == 0.5`` exactly (a by-product of how it locates the two classes);
-    here that sample keeps its well-defined regularizer.
+    one class there is nothing to decouple.
+
+    OpenMixup's implementation (``soft_mix_cross_entropy`` in
+    openmixup/models/losses/cross_entropy_loss.py, weights from ``ClsMixupHead.loss``)
+    computes the weights for ``(y_a, y_b)`` but applies them in the order of the class
+    indices of the batch's first mixed sample (the label values it finds in that sample's
+    row, ``label[0, label[0] > eps]``): whenever that sample has ``y_a > y_b`` -- half of the
+    batches -- every sample's two weights are swapped, so mode ``less`` regularises the
+    majority class and ``more`` the minority one. It also drops the regularizer for a batch
+    whose first mixed sample has ``lam == 0.5`` exactly (two equal label values cannot be
+    told apart). ``openmixup_eta_order_bug=True`` reproduces both for a batch-shared lambda
+    (OpenMixup's only case); by default the weights follow the definition above.
 
     Args:
         eta: weight of the regularizer. Published default 0.1 (OpenMixup's CIFAR-100
@@ -56,13 +65,20 @@ class DecoupledMixupLoss(MixedCrossEntropy):
         lam_power: exponent of lambda in the weights: 1.0 (default, Mixup configs), 0.5
             (CutMix configs), 0 (the paper's constant eta).
         label_smoothing: applied to the mixup CE term only (default 0).
+        openmixup_eta_order_bug: order the two weights as OpenMixup's code does (see
+            above), default False.
 
     Mixes that carry ``soft_targets`` (more than two classes per sample) are refused.
     """
 
     def __init__(self, eta: float = 0.1, mode: str = "both", thr: float = 0.5,
-                 lam_power: float = 1.0, label_smoothing: float = 0.0):
+                 lam_power: float = 1.0, label_smoothing: float = 0.0,
+                 openmixup_eta_order_bug: bool = False):
         super().__init__(label_smoothing=label_smoothing)
+        if not isinstance(openmixup_eta_order_bug, bool):
+            raise ValueError("DecoupledMixupLoss.openmixup_eta_order_bug must be true or false, "
+                             f"got {openmixup_eta_order_bug!r}")
+        self.openmixup_eta_order_bug = openmixup_eta_order_bug
         if mode not in ETA_MODES:
             raise ValueError(f"DecoupledMixupLoss.mode must be one of {ETA_MODES}, got {mode!r}")
         if not float(eta) >= 0:
@@ -88,8 +104,22 @@ class DecoupledMixupLoss(MixedCrossEntropy):
         lam = mix.lam.float()
         mixed = (mix.y_a != mix.y_b) & (lam > 0) & (lam < 1)
         w_a, w_b = self.weights(lam)
+        if self.openmixup_eta_order_bug:
+            w_a, w_b = self.openmixup_order(w_a, w_b, mix, lam, mixed)
         reg = w_a * decoupled_nll(logits, mix.y_a, mix.y_b) + w_b * decoupled_nll(logits, mix.y_b, mix.y_a)
         return torch.where(mixed, reg, torch.zeros_like(reg))
+
+    @staticmethod
+    def openmixup_order(w_a: Tensor, w_b: Tensor, mix, lam: Tensor, mixed: Tensor) -> tuple:
+        """OpenMixup's weights: swapped for the whole batch when its first mixed sample has
+        ``y_a > y_b``, zero when that sample has ``lam == 0.5``."""
+        first = mixed.nonzero()
+        if first.numel() == 0:
+            return w_a, w_b
+        i = first[0, 0]
+        swap = mix.y_a[i] > mix.y_b[i]
+        keep = (lam[i] != 0.5).to(w_a.dtype)
+        return (torch.where(swap, w_b, w_a) * keep, torch.where(swap, w_a, w_b) * keep)
 
     def forward(self, logits: Tensor, mix) -> Tensor:
         if mix.soft_targets is not None:
