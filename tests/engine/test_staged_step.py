@@ -146,10 +146,10 @@ def test_amp_loss_scaling_and_autocast_on_cuda():
         runs.append((seen, clf))
     (staged, model), (one, reference) = runs
     for name in plain:
-        assert torch.allclose(staged[name], one[name], rtol=1e-3, atol=1e-2), name   # same fp16 step
+        assert torch.allclose(staged[name], one[name], rtol=5e-3, atol=5e-2), name   # fp16 rounding
         assert torch.allclose(staged[name], 1024 * plain[name], rtol=2e-2, atol=2.0), name  # scaled
     for p, q in zip(model.parameters(), reference.parameters()):                      # unscaled update
-        assert torch.allclose(p, q, atol=1e-4)
+        assert torch.allclose(p, q, atol=1e-3)
 
 
 def test_the_step_and_its_wrapper_refuse_a_model_without_stages():
