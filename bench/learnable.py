@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Cost of the learnable and label-mixing methods against Vanilla on the same backbone.
 
-One training step (the model's ``train_step`` with an mmengine ``OptimWrapper``: forward,
+One training step (what mixbench's runner calls, with an mmengine ``OptimWrapper``: forward,
 backward(s), SGD step; AutoMix/SAMix also their EMA update) per method on a fixed random
 batch, in one run; ``<method>, one backward`` rows step AutoMix/SAMix with mmengine's default
 ``train_step`` (all losses in one graph, one backward) for a before/after comparison:
@@ -83,6 +83,8 @@ def make_step(method: str, args, ddp: bool = False):
     from mmengine.optim import OptimWrapper
 
     from mixbench.engine.ddp import StagedDistributedDataParallel
+    from mixbench.engine.staged import train_step_in_stages
+    from mixbench.models.stages import StagedLosses
 
     torch.manual_seed(0)
     cfg = model_config(method, args)
@@ -97,8 +99,10 @@ def make_step(method: str, args, ddp: bool = False):
         model = wrap(module=module, device_ids=None if args.device == "cpu" else [args.device],
                      forward_sync_buffers=False)
         train_step = type(model).train_step
+    elif isinstance(model, StagedLosses) and not method.endswith(ONE_BACKWARD):
+        train_step = train_step_in_stages  # what mixbench's runner runs (StagedStep)
     else:
-        train_step = BaseModel.train_step if method.endswith(ONE_BACKWARD) else type(model).train_step
+        train_step = BaseModel.train_step
 
     def step() -> None:
         train_step(model, data, wrapper)  # what the runner calls: forward, backward(s), step

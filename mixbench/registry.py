@@ -58,10 +58,10 @@ VISBACKENDS = Registry("vis_backend", parent=MMENGINE_VISBACKENDS, scope=SCOPE)
 VISUALIZERS = Registry("visualizer", parent=MMENGINE_VISUALIZERS, scope=SCOPE)
 OPTIM_WRAPPER_CONSTRUCTORS = Registry("optimizer wrapper constructor",
                                       parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope=SCOPE)
-FUNCTIONS = Registry("function", parent=MMENGINE_FUNCTIONS, scope=SCOPE)
-# mmengine's Runner looks collate functions up with a plain ``get`` on its root FUNCTIONS
-# registry, which never searches child registries: collate functions register there.
-COLLATE_FUNCTIONS = MMENGINE_FUNCTIONS
+# collate functions (``batch_collate``); mixbench's runner resolves a dataloader's
+# ``collate_fn`` type here (mixbench/engine/compat.py: mmengine's own lookup would not)
+FUNCTIONS = Registry("function", parent=MMENGINE_FUNCTIONS, scope=SCOPE,
+                     locations=["mixbench.data"])
 LOG_PROCESSORS = Registry("log_processor", parent=MMENGINE_LOG_PROCESSORS, scope=SCOPE)
 WEIGHT_INITIALIZERS = Registry("weight initializer", parent=MMENGINE_WEIGHT_INITIALIZERS,
                                scope=SCOPE)

@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torch.utils.data import default_collate as torch_default_collate
 
-from mixbench.registry import COLLATE_FUNCTIONS
+from mixbench.registry import FUNCTIONS
 
 SPLITS = ("train", "test")
 
@@ -51,7 +51,7 @@ class GatheredBatch(SequenceABC):
         return {"inputs": self.images[i], "data_samples": self.labels[i]}
 
 
-@COLLATE_FUNCTIONS.register_module()
+@FUNCTIONS.register_module()
 def batch_collate(data):
     """Collate for in-memory datasets: a :class:`GatheredBatch` is already a batch; a list
     of samples is stacked as torch's ``default_collate`` does."""

@@ -1,15 +1,16 @@
 """The DDP wrapper of mixbench's distributed runs: mmengine's, plus the staged training step
-of the learnable mixers (AutoMix, SAMix, AdAutoMix).
+of the models that declare their losses in stages (:class:`mixbench.models.stages.StagedLosses`:
+AutoMix, SAMix, AdAutoMix).
 
-Those models backpropagate their losses group by group, freeing each group's graph before
-the next is built (``AutoMixClassifier.staged_train_step``): one encoder graph is alive at a
-time instead of three (AutoMix, SAMix) or four (AdAutoMix); docs/benchmarks_learnable.md has
-the measured peak memory. torch's DDP cannot take that as it is: its reducer expects one
-backward per forward of the wrapper. So the wrapper runs the staged step inside
-``no_sync()`` (each process accumulates its own gradients, no communication) and then
-averages the gradients over the processes with all-reduces of flat buckets of DDP's
-``bucket_cap_mb`` (25 MB by default), just before the optimizer step -- what DDP's bucketed
-all-reduce computes, once per update.
+Those models backpropagate their losses stage by stage, freeing each stage's graph before
+the next is built (:func:`mixbench.engine.staged.train_step_in_stages`): one encoder graph
+is alive at a time instead of three (AutoMix, SAMix) or four (AdAutoMix);
+docs/benchmarks_learnable.md has the measured peak memory. torch's DDP cannot take that as
+it is: its reducer expects one backward per forward of the wrapper. So the wrapper runs the
+staged step inside ``no_sync()`` (each process accumulates its own gradients, no
+communication) and then averages the gradients over the processes with all-reduces of flat
+buckets of DDP's ``bucket_cap_mb`` (25 MB by default), just before the optimizer step --
+what DDP's bucketed all-reduce computes, once per update.
 Every other model takes mmengine's ``MMDistributedDataParallel.train_step`` unchanged.
 """
 from __future__ import annotations
@@ -20,26 +21,30 @@ from mmengine.logging import print_log
 from mmengine.model import MMDistributedDataParallel
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from mixbench.models.stages import StagedLosses
 from mixbench.registry import MODEL_WRAPPERS
+
+from .staged import train_step_in_stages
 
 
 @MODEL_WRAPPERS.register_module()
 class StagedDistributedDataParallel(MMDistributedDataParallel):
-    """``MMDistributedDataParallel`` that lets a model with ``uses_staged_step()`` run its
-    ``staged_train_step``, with the gradients averaged over the processes before each
-    optimizer step (see the module docstring). Same arguments as mmengine's wrapper."""
+    """``MMDistributedDataParallel`` that runs the training step of a model that declares
+    its loss stages (:class:`StagedLosses`) with
+    :func:`~mixbench.engine.staged.train_step_in_stages`, the gradients averaged over the
+    processes before each optimizer step (see the module docstring). Same arguments as
+    mmengine's wrapper."""
 
     def train_step(self, data, optim_wrapper) -> dict:
-        uses_staged = getattr(self.module, "uses_staged_step", None)
-        if uses_staged is None or not uses_staged():
+        if not isinstance(self.module, StagedLosses):
             return super().train_step(data, optim_wrapper)
         if not getattr(self, "_staged_announced", False):
             self._staged_announced = True
             print_log(f"{type(self.module).__name__}: staged backward under DDP, gradients "
                       "averaged over the processes once per update", logger="current")
         with self.no_sync():
-            return self.module.staged_train_step(data, optim_wrapper,
-                                                 sync_gradients=self.sync_gradients)
+            return train_step_in_stages(self.module, data, optim_wrapper,
+                                        sync_gradients=self.sync_gradients)
 
     def sync_gradients(self) -> None:
         """Average the gradients of the trainable parameters over the processes.

@@ -15,12 +15,14 @@ from typing import Optional
 import numpy as np
 import torch
 from mmengine.dist import get_rank, get_world_size, is_main_process
-from mmengine.hooks import CheckpointHook, Hook
+from mmengine.hooks import Hook
 
 import mixbench
 from mixbench.registry import HOOKS
 from mixbench.results import (RESULT_FILE, SCHEMA_VERSION, ResultFileError, atomic_write_json,
                               atomic_write_text, load_result, summarize_history)
+
+from .compat import CheckpointHookBase
 
 STATE_KEY = "mixbench_result"
 
@@ -219,7 +221,7 @@ class EpochSeedHook(Hook):
 
 
 @HOOKS.register_module()
-class SafeCheckpointHook(CheckpointHook):
+class SafeCheckpointHook(CheckpointHookBase):
     """mmengine's CheckpointHook with a safe order of operations.
 
     mmengine deletes the oldest kept checkpoint *before* writing the new one and then
@@ -230,7 +232,7 @@ class SafeCheckpointHook(CheckpointHook):
     ``max_keep_ckpts`` deleted. Options are mmengine's.
     """
 
-    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+    def save_checkpoint_with_step(self, runner, step, meta) -> None:
         filename = self.filename_tmpl.format(step)
         self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
         runner.message_hub.update_info("last_ckpt", self.last_ckpt)

@@ -12,13 +12,19 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.dist import is_main_process
+from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 from mixbench.config import ConfigError, config_hash, dump_config, get_path
 from mixbench.method import check_model_section, method_name, resolve_method
+from mixbench.models.stages import StagedLosses
 from mixbench.registry import (DATA_SAMPLERS, DATASETS, HOOKS, METRICS, MODELS, OPTIM_WRAPPERS,
                                OPTIMIZERS, PARAM_SCHEDULERS, TRANSFORMS, VISBACKENDS,
                                UnknownTypeError, build_mixer, check_type)
+
+from .compat import RunnerBase
+from .schedules import MethodScheduleHook, scheduled_model
+from .staged import StagedStep
 
 REQUIRED_KEYS = ("model", "train_dataloader", "val_dataloader", "val_evaluator",
                  "optim_wrapper", "train_cfg")
@@ -217,15 +223,24 @@ def prepare_runner_config(cfg: dict, work_dir: str, launcher: str = "none",
     return cfg
 
 
-class MixbenchRunner(Runner):
+class MixbenchRunner(RunnerBase):
     """mmengine Runner whose checkpoints are written atomically: to a temp file in the same
     folder, then renamed, so a torn checkpoint never replaces a good one.
+
+    The training step of a model that declares its loss stages
+    (:class:`~mixbench.models.stages.StagedLosses`) is the engine's
+    (:func:`~mixbench.engine.staged.train_step_in_stages`): :meth:`wrap_model` wraps such a
+    model in :class:`~mixbench.engine.staged.StagedStep` when the run is not distributed
+    (distributed runs use :class:`~mixbench.engine.ddp.StagedDistributedDataParallel`). A
+    model that declares schedules for its own parts
+    (:class:`~mixbench.models.schedules.ScheduledParts`) gets the one
+    :class:`~mixbench.engine.schedules.MethodScheduleHook` (:meth:`register_hooks`).
 
     It also keeps the log short: the environment is logged in a few lines (not PyTorch's
     whole build configuration), and the config is not dumped again as mmengine's
     ``<timestamp>.py``: :func:`build_runner` already wrote it as ``config.yaml``."""
 
-    def _log_env(self, env_cfg: dict) -> None:
+    def log_environment(self, env_cfg: dict) -> None:
         import platform
 
         import mmengine
@@ -234,12 +249,25 @@ class MixbenchRunner(Runner):
         lines = {
             "python": platform.python_version(), "torch": torch.__version__,
             "mmengine": mmengine.__version__, "device": ", ".join(gpus) or "cpu",
-            "cpu threads": torch.get_num_threads(), "seed": self._seed,
-            "deterministic": self._randomness_cfg.get("deterministic", False),
-            "launcher": self._launcher, "world size": self._world_size,
-            "config": os.path.join(self._work_dir, "config.yaml"),
+            "cpu threads": torch.get_num_threads(), "seed": self.seed,
+            "deterministic": self.deterministic, "launcher": self.launcher,
+            "world size": self.world_size, "config": os.path.join(self.work_dir, "config.yaml"),
         }
         self.logger.info("environment: " + "; ".join(f"{k} {v}" for k, v in lines.items()))
+
+    def wrap_model(self, model_wrapper_cfg: Optional[dict], model):
+        model = super().wrap_model(model_wrapper_cfg, model)
+        if not is_model_wrapper(model) and isinstance(model, StagedLosses):
+            model = StagedStep(model)
+        return model
+
+    def register_hooks(self, default_hooks=None, custom_hooks=None) -> None:
+        super().register_hooks(default_hooks, custom_hooks)
+        if scheduled_model(self.model) is not None:
+            if any(isinstance(h, MethodScheduleHook) for h in self.hooks):
+                raise ValueError(f"custom_hooks lists MethodScheduleHook, which the runner installs "
+                                 f"itself for {type(scheduled_model(self.model)).__name__}: remove it")
+            self.register_hook(MethodScheduleHook())
 
     def dump_config(self) -> None:
         """Nothing to do: ``config.yaml`` in the work dir is the run's config."""

@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import abc
 import threading
-from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional, Union
 
 import numpy as np
 import torch
@@ -74,6 +74,10 @@ class MixOutput:
         stage_hook: for methods that mix hidden features (ManifoldMix, AlignMix): a callable
             ``hook(stage, feat) -> feat`` that the backbone calls on its input (stage 0) and
             after each stage ``k = 1..num_stages``.
+        extra_losses: loss terms the mixer computed itself and that training adds to the
+            classification loss, by name (each a scalar tensor with its graph; each name
+            contains ``loss`` and is not ``loss`` itself), e.g. Co-Mixup's
+            ``{"clean_loss": clean_lam * CE(f(x), y)}``. Empty for most mixers.
     """
 
     inputs: Tensor
@@ -84,6 +88,7 @@ class MixOutput:
     mask: Optional[Tensor] = None
     soft_targets: Optional[Tensor] = None
     stage_hook: Optional[Callable[[int, Tensor], Tensor]] = None
+    extra_losses: Dict[str, Tensor] = field(default_factory=dict)
 
     @classmethod
     def unmixed(cls, x: Tensor, y: Tensor) -> "MixOutput":

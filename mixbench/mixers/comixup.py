@@ -40,8 +40,9 @@ Clean-input regularisation (``clean_lam``): the official code trains on
 classes (about CE/K), and takes the saliency from that same train-mode pass. We take the
 saliency from a train-mode pass too, with BatchNorm statistics frozen (momentum 0, counters
 restored) and gradients taken with respect to the input only, and return
-``clean_loss = clean_lam * CE(f(x), y)`` (with its graph) in :class:`CoMixupOutput`: a
-classifier adds it to the loss to reproduce the recipe. ``clean_lam = 0``: eval-mode
+``clean_loss = clean_lam * CE(f(x), y)`` (with its graph) in the output's
+``extra_losses``: the classifier adds it to the loss (the MixOutput contract), which
+reproduces the recipe. ``clean_lam = 0``: eval-mode
 saliency pass, no clean loss.
 
 Two-way summary (for code that reads ``y_a``/``y_b``/``lam``; the loss uses
@@ -77,14 +78,13 @@ class CoMixupOutput(MixOutput):
     (rows sum to 1; zero outside the output's partition). ``block_weights``: (B, m, m, P)
     per-block weights over the ``P`` inputs of the output's partition (input
     ``partition_start[o] + k`` for entry ``k``) and
-    ``partition_start`` (B,) the index of that partition's first input. ``clean_loss``:
-    ``clean_lam * CE(f(x), y)`` with its graph, or None.
+    ``partition_start`` (B,) the index of that partition's first input. ``extra_losses``:
+    ``{"clean_loss": clean_lam * CE(f(x), y)}`` with its graph (empty when ``clean_lam`` is 0).
     """
 
     weights: Optional[Tensor] = None
     block_weights: Optional[Tensor] = None
     partition_start: Optional[Tensor] = None
-    clean_loss: Optional[Tensor] = None
 
 
 def comixup_objective(cost: Tensor, z: Tensor, beta: float, gamma: float,
@@ -130,7 +130,7 @@ class CoMixup(BaseMixer):
         m_niter: coordinate-descent sweeps, default 4.
         thres_type: ``hard`` (default) or ``soft`` thresholding of the diversity penalty.
         set_resolve: make identical outputs differ (official post-processing), default True.
-        clean_lam: weight of the clean-input loss returned as ``clean_loss``, default 1.0.
+        clean_lam: weight of the clean-input loss ``extra_losses["clean_loss"]``, default 1.0.
         n_candidates: inputs considered per output by the exact subproblem solver, default 5
             (from the second sweep on, the two it uses most among them, plus their
             half-half label); more candidates: lower objective, slower.
@@ -285,7 +285,7 @@ class CoMixup(BaseMixer):
                              soft_targets=soft.to(dev), weights=weights32.to(dev),
                              block_weights=block_weights.float().to(dev),
                              partition_start=starts.to(dev),
-                             clean_loss=clean_loss)
+                             extra_losses={} if clean_loss is None else {"clean_loss": clean_loss})
 
 
 def _dirichlet(alpha: float, parts: int, n: int, generator) -> np.ndarray:

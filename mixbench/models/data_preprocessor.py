@@ -51,9 +51,10 @@ class ClassifierDataPreprocessor(BaseDataPreprocessor):
         self.channels_last = channels_last
 
     def forward(self, data: dict, training: bool = False) -> dict:
-        inputs = data["inputs"].to(self._device, non_blocking=True)
+        device = self.mean.device  # the model's device (moves with it)
+        inputs = data["inputs"].to(device, non_blocking=True)
         labels = data["data_samples"]
-        labels = torch.as_tensor(labels).to(self._device, non_blocking=True).long()
+        labels = torch.as_tensor(labels).to(device, non_blocking=True).long()
         if inputs.shape[1] != self.mean.shape[1]:
             raise ValueError(f"images have {inputs.shape[1]} channels but the data preprocessor's "
                              f"mean/std have {self.mean.shape[1]}: set model.data_preprocessor.mean/std")

@@ -1,7 +1,7 @@
 """Learnable and label-mixing methods (issue 8): imported by ``mixbench.models`` so that
-their classes are registered in MODELS/HOOKS next to the rest of the models."""
-from .classifiers.adautomix import AdaptiveMaskBlock, AdAutoMixClassifier, AdAutoMixScheduleHook
-from .classifiers.automix import AutoMixClassifier, AutoMixScheduleHook, PixelMixBlock
+their classes are registered in MODELS next to the rest of the models."""
+from .classifiers.adautomix import AdaptiveMaskBlock, AdAutoMixClassifier
+from .classifiers.automix import AutoMixClassifier, MixBlockClassifier, PixelMixBlock
 from .classifiers.samix import EtaBalancedMixupLoss, SAMixClassifier
 from .classifiers.smmix import SMMixClassifier
 from .classifiers.transmix import TransMixClassifier, transmix_lambda
@@ -9,9 +9,8 @@ from .losses.decoupled import DecoupledMixupLoss
 # issue 18 (methods-a)
 from .classifiers.regmixup import RegMixupClassifier
 
-__all__ = ["AdaptiveMaskBlock", "AdAutoMixClassifier", "AdAutoMixScheduleHook",
-           "AutoMixClassifier", "AutoMixScheduleHook", "PixelMixBlock", "DecoupledMixupLoss",
-           "EtaBalancedMixupLoss", "SAMixClassifier", "SMMixClassifier",
-           "TransMixClassifier", "transmix_lambda",
+__all__ = ["AdaptiveMaskBlock", "AdAutoMixClassifier", "AutoMixClassifier", "MixBlockClassifier",
+           "PixelMixBlock", "DecoupledMixupLoss", "EtaBalancedMixupLoss", "SAMixClassifier",
+           "SMMixClassifier", "TransMixClassifier", "transmix_lambda",
            # issue 18 (methods-a)
            "RegMixupClassifier"]

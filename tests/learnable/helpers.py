@@ -42,19 +42,22 @@ def train_config(config, work_dir, epochs: int, extra_args=(), first_epoch: int 
 
 
 def train_step_both_ways(model, data: dict, seed: int = 3, make_wrapper=None) -> tuple:
-    """Run one ``train_step`` of ``model`` (the staged one, one backward per loss group) and
-    one of mmengine's default ``BaseModel.train_step`` (all losses, one backward) on a copy
-    of it, from the same state and seed. Return ``[(grads, log_vars, wrapper, model), ...]``
-    for (staged, single), ``grads`` the parameter gradients seen by the optimizer step."""
+    """Run one training step of ``model`` the engine's way (``train_step_in_stages``, one
+    backward per loss stage) and one of mmengine's default ``BaseModel.train_step`` (all
+    losses, one backward) on a copy of it, from the same state and seed. Return
+    ``[(grads, log_vars, wrapper, model), ...]`` for (staged, single), ``grads`` the
+    parameter gradients seen by the optimizer step."""
     import copy
 
     import torch
     from mmengine.model import BaseModel
     from mmengine.optim import OptimWrapper
 
+    from mixbench.engine.staged import train_step_in_stages
+
     make_wrapper = make_wrapper or (lambda params: OptimWrapper(torch.optim.SGD(params, lr=0.1)))
     runs = []
-    for clf, step in ((model, type(model).train_step), (copy.deepcopy(model), BaseModel.train_step)):
+    for clf, step in ((model, train_step_in_stages), (copy.deepcopy(model), BaseModel.train_step)):
         wrapper = make_wrapper([p for p in clf.parameters() if p.requires_grad])
         grads: dict = {}
         optimizer_step = wrapper.step

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from mbtest import method_of, model_of
 from mixbench.models.classifiers import adautomix as adautomix_module
-from mixbench.models.classifiers.adautomix import (AdaptiveMaskBlock, AdAutoMixClassifier,
-                                                   AdAutoMixScheduleHook)
+from mixbench.engine import MethodScheduleHook
+from mixbench.models.classifiers.adautomix import AdaptiveMaskBlock, AdAutoMixClassifier
 from mixbench.models.classifiers.automix import cosine_momentum
 from mixbench.registry import MODELS
 from tests.learnable.helpers import (assert_ema_encoder_follows_momentum, assert_mix_block_gradient_routing,
@@ -219,7 +219,7 @@ def test_adversarial_loss_is_minus_beta_ce_plus_weighted_cosine(monkeypatch):
 def test_ema_encoder_gets_no_gradient_and_the_hook_schedules_it():
     clf = tiny()
     x, y = batch()
-    hook = AdAutoMixScheduleHook(end_momentum=0.999999, start=0.1)
+    hook = MethodScheduleHook()
     runner = SimpleNamespace(model=clf, iter=63, max_iters=100,
                              optim_wrapper=SimpleNamespace(optimizer=torch.optim.SGD(clf.parameters(), lr=0.1)))
 
@@ -285,7 +285,8 @@ def test_config_is_the_published_cifar100_resnet18_setting():
     assert isinstance(block, AdaptiveMaskBlock)
     assert (block.in_channels, block.inter_channels, block.upsampling, block.lam_concat, block.use_scale) == \
         (256, 128, "bilinear", False, True)
-    assert cfg["hooks"] == [{"type": "AdAutoMixScheduleHook", "end_momentum": 0.999999, "start": 0.1}]
+    assert (clf.end_momentum, clf.momentum_start, clf.mix_block_lr, clf.mix_block_weight) == (0.999999, 0.1, None, 1.0)
+    assert "hooks" not in cfg      # the schedules are the classifier's own
     assert cfg["name"] == "AdAutoMix"
 
 
@@ -327,3 +328,21 @@ def test_a_neck_with_parameters_is_part_of_the_ema_classifier():
     gets an EMA copy, which the Mix Block's gradient does not reach."""
     assert_neck_is_part_of_the_ema_classifier(tiny, *batch(),
         classifier_losses=("loss_mix", "loss_one", "loss_plain_mix"), mix_block_losses=("loss_mix_block",))
+
+
+def test_mix_block_weight_scales_the_generators_loss_and_mask_loss_is_refused():
+    """mix_block_weight is the official head_mix_k weight of the generator's loss, on
+    adversarial and cooperative steps; AdAutoMix has no mask loss, and says so."""
+    x, y = batch()
+    for step in (0, 1):                                          # adversarial, cooperative
+        values = []
+        for weight in (1.0, 2.5):
+            clf = tiny(mix_block_weight=weight)
+            clf.step = step
+            torch.manual_seed(7)
+            values.append(clf.loss(x, y)["loss_mix_block"].item())
+        assert values[1] == pytest.approx(2.5 * values[0], rel=1e-5)
+    with pytest.raises(ValueError, match="AdAutoMixClassifier has no option 'mask_loss': .* no mask loss"):
+        tiny(mask_loss=0.1)
+    with pytest.raises(ValueError, match="has no option 'mix_blok_weight'; did you mean 'mix_block_weight'"):
+        tiny(mix_blok_weight=2.0)

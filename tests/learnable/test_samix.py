@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from mbtest import method_of, model_of
 from mixbench.mixers.base import MixOutput
-from mixbench.models import AutoMixScheduleHook, MixedCrossEntropy, PixelMixBlock
+from mixbench.engine import MethodScheduleHook
+from mixbench.models import MixedCrossEntropy, PixelMixBlock
 from mixbench.models.classifiers.automix import cosine_lr, cosine_momentum, rescale_lambda
 from mixbench.models.classifiers.samix import EtaBalancedMixupLoss, SAMixClassifier
 from mixbench.registry import MODELS
@@ -57,8 +58,9 @@ def test_published_config():
     assert (block.in_channels, block.inter_channels, block.query.in_channels, block.value[0].out_channels) == \
         (256, 128, 512, 128)
     assert clf.mix_block_loss.eta == 0.5
-    assert cfg["hooks"][0] == {"type": "AutoMixScheduleHook", "end_momentum": 0.999999, "start": 0.1,
-                                      "mix_block_lr": 0.1, "mix_block_min_lr": 0.05}
+    assert (clf.end_momentum, clf.momentum_start, clf.mix_block_lr, clf.mix_block_min_lr) == \
+        (0.999999, 0.1, 0.1, 0.05)
+    assert "hooks" not in cfg      # the schedules are the classifier's own
 
 
 def test_rescale_lambda_curve():
@@ -145,11 +147,11 @@ def test_mix_block_gets_gradient_only_from_its_own_losses():
 
 
 def test_ema_encoder_gets_no_gradient_and_follows_the_scheduled_momentum():
-    clf = tiny()
+    clf = tiny(end_momentum=0.999999, mix_block_lr=0.1, mix_block_min_lr=0.05)
     rest = [p for n, p in clf.named_parameters() if not n.startswith("mix_block") and p.requires_grad]
     opt = torch.optim.SGD([{"params": rest}, {"params": list(clf.mix_block.parameters())}], lr=0.5)
     runner = SimpleNamespace(model=clf, iter=70, max_iters=100, optim_wrapper=SimpleNamespace(optimizer=opt))
-    hook = AutoMixScheduleHook(end_momentum=0.999999, mix_block_lr=0.1, mix_block_min_lr=0.05)
+    hook = MethodScheduleHook()
     x, y = batch()
 
     def update():

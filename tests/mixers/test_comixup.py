@@ -68,10 +68,10 @@ def test_contract_soft_targets_and_no_side_effects():
         "BN running statistics (or parameters) changed"
     assert all(p.grad is None for p in model.parameters())
     assert model.training and not model.backbone.stages[0][1].training
-    assert out.clean_loss is not None and out.clean_loss.requires_grad
-    out.clean_loss.backward()                   # the clean-input loss trains the model
+    assert list(out.extra_losses) == ["clean_loss"] and out.extra_losses["clean_loss"].requires_grad
+    out.extra_losses["clean_loss"].backward()   # the clean-input loss trains the model
     assert model.head.weight.grad is not None
-    assert CoMixup(m_part=4, clean_lam=0.0)(x, y, model=tiny_classifier()).clean_loss is None
+    assert CoMixup(m_part=4, clean_lam=0.0)(x, y, model=tiny_classifier()).extra_losses == {}
 
 
 @pytest.mark.parametrize("b,m_part,size", [(12, 6, 16), (10, 4, 16), (9, 4, 16), (9, 4, 18)])

@@ -77,23 +77,26 @@ def test_preprocessor_normalizes_and_rejects_channel_mismatch():
         clf.data_preprocessor({"inputs": x.expand(2, 3, 4, 4), "data_samples": torch.tensor([0, 1])})
 
 
-def test_clean_loss_from_mixer_is_added_to_the_losses():
-    from dataclasses import dataclass
-
-    @dataclass
-    class WithClean(MixOutput):
-        clean_loss: torch.Tensor = None
-
+def test_extra_losses_of_the_mix_are_added_to_the_losses():
+    """MixOutput.extra_losses (Co-Mixup's clean_loss) is part of the training loss; a name
+    that mmengine would not sum into it is refused."""
     class CleanMixer:
+        def __init__(self, name):
+            self.name = name
+
         def __call__(self, x, y, model=None):
             b = x.shape[0]
-            return WithClean(inputs=x, y_a=y, y_b=y, lam=torch.ones(b), index=torch.arange(b),
-                             clean_loss=torch.tensor(0.25, requires_grad=True))
+            return MixOutput(inputs=x, y_a=y, y_b=y, lam=torch.ones(b), index=torch.arange(b),
+                             extra_losses={self.name: torch.tensor(0.25, requires_grad=True)})
 
     clf = tiny()
-    clf.mixer = CleanMixer()
+    clf.mixer = CleanMixer("clean_loss")
     x = torch.zeros(4, 1, 8, 8)
     losses = clf.loss(x, torch.tensor([0, 1, 2, 3]))
     assert set(losses) == {"loss", "clean_loss"} and float(losses["clean_loss"]) == 0.25
     total, _ = clf.parse_losses(losses)
     assert torch.isclose(total, losses["loss"] + 0.25)
+    for bad in ("clean", "loss"):
+        clf.mixer = CleanMixer(bad)
+        with pytest.raises(ValueError, match=f"extra loss named '{bad}'.*must contain 'loss'"):
+            clf.loss(x, torch.tensor([0, 1, 2, 3]))

@@ -6,22 +6,21 @@ alternate iterations, with a cosine-similarity term and the EMA teacher against 
 """
 from __future__ import annotations
 
-import math
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixbench.mixers.base import MixOutput, beta_sample, match_format
-from mixbench.registry import HOOKS, MODELS
+from mixbench.registry import MODELS
 
-from .automix import (AutoMixClassifier, AutoMixScheduleHook, check_block_options, check_feature_map,
-                      init_small_normal, stage_features)
+from ..schedules import ValueSchedule
+from .automix import FeatureMaskBlock, MixBlockClassifier
 
 
 @MODELS.register_module()
-class AdaptiveMaskBlock(nn.Module):
+class AdaptiveMaskBlock(FeatureMaskBlock):
     """AdAutoMix's generator ("AdaptiveMask" in the official code): per-pixel masks of ``N``
     images that are non-negative and sum to 1 at every pixel.
 
@@ -53,16 +52,12 @@ class AdaptiveMaskBlock(nn.Module):
 
     def __init__(self, in_channels: int, reduction: int = 2, use_scale: bool = True,
                  upsampling: str = "bilinear", lam_concat: bool = False):
-        super().__init__()
-        check_block_options("AdaptiveMaskBlock", in_channels, reduction, upsampling)
-        self.in_channels, self.lam_concat = int(in_channels), bool(lam_concat)
-        self.inter_channels = max(self.in_channels // int(reduction), 1)
-        self.use_scale, self.upsampling = bool(use_scale), upsampling
-        c = self.in_channels + int(self.lam_concat)
+        super().__init__(in_channels, reduction, use_scale, upsampling, lam_concat)
+        c = self.feature_channels
         self.query = nn.Conv2d(c, self.inter_channels, 1)
         self.key = nn.Conv2d(c, self.inter_channels, 1)
         self.value = nn.Conv2d(c, 1, 1)
-        init_small_normal(self)
+        self.init_weights_small_normal()
 
     def forward(self, feat: Tensor, indices: Sequence[Tensor], lams: Sequence[float],
                 size: tuple) -> Tensor:
@@ -71,7 +66,7 @@ class AdaptiveMaskBlock(nn.Module):
         if n < 2 or len(lams) != n:
             raise ValueError(f"AdaptiveMaskBlock needs N >= 2 index tensors and N lambdas, got "
                              f"{n} and {len(lams)}")
-        check_feature_map("AdaptiveMaskBlock", feat, self.in_channels)
+        self.check_feature_map(feat)
         b, _, h, w = feat.shape
         f = feat[torch.stack(list(indices))]                          # (N, B, C, h, w)
         if self.lam_concat:
@@ -82,9 +77,7 @@ class AdaptiveMaskBlock(nn.Module):
         k = F.relu(self.key(f)).view(n, b, self.inter_channels, h * w).float()
         v = self.value(f).view(n, b, h * w, 1).float()
         others = k.sum(0, keepdim=True) - k                           # sum_{j != i} k_j
-        logits = q.transpose(-1, -2) @ others                         # (N, B, hw, hw)
-        if self.use_scale:
-            logits = logits / math.sqrt(self.inter_channels)
+        logits = self.scale(q.transpose(-1, -2) @ others)             # (N, B, hw, hw)
         s = (logits.softmax(-1) @ v).view(n, b, h, w).transpose(0, 1)  # (B, N, h, w)
         return F.interpolate(s, size=size, mode=self.upsampling).softmax(1)
 
@@ -97,12 +90,12 @@ def mix_images(x: Tensor, indices: Sequence[Tensor], masks: Tensor) -> Tensor:
 
 
 @MODELS.register_module()
-class AdAutoMixClassifier(AutoMixClassifier):
+class AdAutoMixClassifier(MixBlockClassifier):
     """AdAutoMix: a classifier trained on mixed samples of ``N = mix_num`` images whose masks
     a generator (:class:`AdaptiveMaskBlock`) makes hard for it.
 
-    A training step (one optimizer step, as the official code; ``AutoMixClassifier.train_step``
-    backpropagates the groups of :meth:`loss_stages` one by one, same gradients)::
+    A training step (one optimizer step, as the official code; the engine backpropagates
+    the stages of :meth:`loss_stages` one by one, same gradients)::
 
         w ~ Beta(alpha, alpha)^N / sum  (N > 2, shared by both samples; N = 2: two draws
                                          lam_mb, lam_bb, w = (lam, 1 - lam) each)
@@ -118,8 +111,9 @@ class AdAutoMixClassifier(AutoMixClassifier):
         generator:   CE_k = CE(head_k(encoder_k(x_mb)), y_mix_mb)   (EMA encoder and head:
                             the gradient reaches M_mb through x_mb only)
                      cos  = mean_b sum_i w_i cos(head_k(encoder_k(x_mb)), head_k(encoder_k(x[index_mb,i])))
-                     loss_mix_block = -beta * CE_k + (1 - beta) * cos   on adversarial steps
-                                    = CE_k                              on the others
+                     loss_mix_block = mix_block_weight * (-beta * CE_k + (1 - beta) * cos)
+                                                                on adversarial steps
+                                    = mix_block_weight * CE_k   on the others
 
     "Adversarial" within one optimizer step: the classifier and the generator touch disjoint
     parameters (the generator's gradient only comes from ``loss_mix_block``, the classifier's
@@ -131,13 +125,16 @@ class AdAutoMixClassifier(AutoMixClassifier):
     between the EMA classifier's logits of the mixed sample and of its source images. On the
     other steps it is trained cooperatively as AutoMix's Mix Block (``+CE_k``). The signs are
     the official code's, where the generator's term ``-beta * CE_k + (1 - beta) * cos`` is
-    added to the minimised loss. The step is a function of the iteration alone: the hook
-    (:class:`AdAutoMixScheduleHook`) sets ``model.step = runner.iter`` before each iteration
-    (outside a runner ``loss()`` counts its own calls), so a resumed run continues exactly.
+    added to the minimised loss (``mix_block_weight`` is the official ``head_mix_k``
+    weight). The step is a function of the iteration alone: :meth:`schedules` declares
+    ``self.step = iteration`` before each iteration (outside a runner ``loss()`` counts its
+    own calls), so a resumed run continues exactly.
 
     The EMA encoder, neck and heads (``backbone_k``, ``neck_k``, ``head_k``) follow
-    ``k = m k + (1 - m) q`` after each step (the hook; cosine 0.999 -> 0.999999 as AutoMix). Prediction uses
-    ``encoder_q`` and ``head`` (one number per run).
+    ``k = m k + (1 - m) q`` after each step (cosine 0.999 -> 0.999999 as AutoMix; the
+    schedules of :class:`~mixbench.models.classifiers.automix.MixBlockClassifier`).
+    Prediction uses ``encoder_q`` and ``head`` (one number per run). AdAutoMix has no mask
+    loss (the masks sum to one by construction): there is no ``mask_loss`` option.
 
     Published CIFAR-100 ResNet-18 setting (configs/methods/adautomix.yaml, from OpenMixup's
     ``configs/classification/cifar100/adautomix/basic/r18_adautomix_bilinear.py``): alpha 1,
@@ -158,15 +155,15 @@ class AdAutoMixClassifier(AutoMixClassifier):
     ``head_ensemble`` or plots.
 
     Args:
-        backbone, head, neck, loss, data_preprocessor, init_cfg: as :class:`MixupClassifier`.
+        backbone, head, neck, loss, data_preprocessor, init_cfg, momentum, end_momentum,
+            momentum_start, mask_stage, mix_block_weight, mix_block_lr, mix_block_min_lr:
+            as :class:`~mixbench.models.classifiers.automix.MixBlockClassifier`.
         mix_block: generator config (default ``AdaptiveMaskBlock``; ``in_channels`` defaults
             to the channels of ``mask_stage``).
         alpha: Beta(alpha, alpha) of the lambdas (default 1.0; must be > 0).
         mix_num: number of images per mixed sample, ``N >= 2`` (default 3).
         random_num: draw ``N`` uniformly from ``2..mix_num`` at each step (the official
             ``is_random``; default False).
-        momentum: base EMA momentum (default 0.999).
-        mask_stage: backbone stage (1-based) whose EMA features feed the generator (default 3).
         lam_margin: if the smallest weight of the classifier's sample is at most this, its
             mask is the constant ``w`` (plain mixup) (default 0.03).
         beta: weight of the adversarial CE against the cosine term (default 0.3, the
@@ -182,19 +179,17 @@ class AdAutoMixClassifier(AutoMixClassifier):
             generator does not see, so the mask areas need not match them).
     """
 
-    def __init__(self, backbone: dict, head: dict, neck: Optional[dict] = None,
-                 loss: Optional[dict] = None, mix_block: Optional[dict] = None,
-                 alpha: float = 1.0, mix_num: int = 3, random_num: bool = False,
-                 momentum: float = 0.999, mask_stage: int = 3, lam_margin: float = 0.03,
-                 beta: float = 0.3, mixup_ratio: float = 0.5, adv_interval: int = 2,
-                 one_hot_weight: float = 1.0, correct_lam: bool = False,
-                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
-        mix_block = dict(mix_block or {})
-        mix_block.setdefault("type", "AdaptiveMaskBlock")
-        super().__init__(backbone=backbone, head=head, neck=neck, loss=loss, mix_block=mix_block,
-                         alpha=alpha, momentum=momentum, mask_stage=mask_stage, mask_loss=0.0,
-                         lam_margin=lam_margin, one_hot_weight=one_hot_weight,
-                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+    mix_block_type = "AdaptiveMaskBlock"
+    absent_options = {"mask_loss": "AdAutoMix's masks sum to one at every pixel by construction, "
+                                   "so it has no mask loss (AutoMix's and SAMix's option); remove it",
+                      "mix_block_loss": "the generator's loss is the classifier's own loss, "
+                                        "adversarial on every adv_interval-th step; remove it"}
+
+    def __init__(self, backbone: dict, head: dict, alpha: float = 1.0, mix_num: int = 3,
+                 random_num: bool = False, lam_margin: float = 0.03, beta: float = 0.3,
+                 mixup_ratio: float = 0.5, adv_interval: int = 2, correct_lam: bool = False,
+                 **kwargs):
+        super().__init__(backbone=backbone, head=head, alpha=alpha, lam_margin=lam_margin, **kwargs)
         if not self.alpha > 0:
             raise ValueError("AdAutoMixClassifier.alpha must be > 0 (the generator always mixes), got 0")
         if not isinstance(mix_num, int) or isinstance(mix_num, bool) or mix_num < 2:
@@ -248,20 +243,6 @@ class AdAutoMixClassifier(AutoMixClassifier):
                          lam=lam[:, 0].contiguous(), index=indices[1], mask=mask[:, :1],
                          soft_targets=soft)
 
-    def ema_encode(self, inputs: Tensor, logits: bool) -> tuple:
-        """EMA features at ``mask_stage`` and, if ``logits``, the EMA classifier's logits of
-        the clean batch from the same pass (no grad)."""
-        if not logits:
-            return stage_features(self.backbone_k, inputs, self.mask_stage), None
-        kept = {}
-
-        def keep(k: int, feat: Tensor) -> Tensor:
-            if k == self.mask_stage:
-                kept["feat"] = feat
-            return feat
-        out = self.ema_logits(inputs, stage_hook=keep)
-        return kept["feat"], out
-
     def generate_masks(self, inputs: Tensor, adversarial: bool) -> dict:
         """Draw ``N``, the weights and indices; return the masks and mixed images of the
         generator's sample (``mb``, mask with gradient) and the classifier's (``bb``, no
@@ -272,7 +253,8 @@ class AdAutoMixClassifier(AutoMixClassifier):
         index_mb = self.draw_indices(n, b, inputs.device)
         index_bb = self.draw_indices(n, b, inputs.device)
         with torch.no_grad():
-            feat, clean_logits = self.ema_encode(inputs, adversarial)
+            feat, clean_logits = self.ema_features(inputs, logits=True) if adversarial else \
+                (self.ema_features(inputs), None)
             if min(w_bb) <= self.lam_margin:
                 mask_bb = torch.tensor(w_bb, device=inputs.device).view(1, n, 1, 1).expand(b, n, *size)
             else:
@@ -289,7 +271,7 @@ class AdAutoMixClassifier(AutoMixClassifier):
         ``loss_one``, ``loss_plain_mix``, ``loss_mix`` (classifier). Only the generator's
         mask is shared between groups, and only the first group uses it, so a training step
         backpropagates each group and frees its graph before building the next (peak
-        memory of one encoder graph instead of four, ``AutoMixClassifier.train_step``); the
+        memory of one encoder graph instead of four, :mod:`mixbench.models.stages`); the
         values are the same as with one combined graph."""
         self.check_batch(inputs)
         adversarial = self.step % self.adv_interval == 0
@@ -303,9 +285,9 @@ class AdAutoMixClassifier(AutoMixClassifier):
             clean = g["clean_logits_k"].float()
             cos = sum(lam[:, i] * F.cosine_similarity(logits_mb.float(), clean.index_select(0, idx), dim=-1)
                       for i, idx in enumerate(g["index_mb"])).mean()
-            yield {"loss_mix_block": -self.beta * ce_k + (1 - self.beta) * cos}
+            yield {"loss_mix_block": self.mix_block_weight * (-self.beta * ce_k + (1 - self.beta) * cos)}
         else:
-            yield {"loss_mix_block": ce_k}
+            yield {"loss_mix_block": self.mix_block_weight * ce_k}
         del logits_mb, ce_k, g["mask_mb"], g["x_mb"]
         out_bb = self.mix_output(g["x_bb"], labels, g["index_bb"], g["w_bb"], g["mask_bb"])
         if self.head_one is not None:
@@ -321,14 +303,12 @@ class AdAutoMixClassifier(AutoMixClassifier):
                     self.logits(x_plain), out_plain)}
         yield {"loss_mix": self.loss_module(self.logits(g["x_bb"]), out_bb)}
 
+    def set_step(self, step: int) -> None:
+        self.step = step
 
-@HOOKS.register_module()
-class AdAutoMixScheduleHook(AutoMixScheduleHook):
-    """:class:`AutoMixScheduleHook` (EMA momentum schedule, optional generator LR schedule,
-    EMA update after each step) that also sets ``model.step = runner.iter`` before each
-    iteration, so that AdAutoMix's adversarial/cooperative alternation is a function of the
-    iteration alone (exact resume). Same arguments."""
-
-    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        super().before_train_iter(runner, batch_idx, data_batch)
-        self._model(runner).step = runner.iter
+    def schedules(self) -> list:
+        """:class:`MixBlockClassifier`'s (EMA momentum, optional generator learning rate,
+        EMA update), and ``self.step = iteration`` before each iteration, so that the
+        adversarial/cooperative alternation is a function of the iteration alone."""
+        return super().schedules() + [ValueSchedule("adversarial_step", lambda it, total: it,
+                                                    self.set_step)]

@@ -5,18 +5,20 @@ features of a momentum (EMA) encoder, trained jointly with the classifier (bi-le
 from __future__ import annotations
 
 import copy
+import difflib
+import inspect
 import math
 from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
-from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from torch import Tensor, nn
 
 from mixbench.mixers.base import MixOutput, beta_sample, blend_pairs, check_alpha
-from mixbench.registry import HOOKS, MODELS
+from mixbench.registry import MODELS
 
+from ..schedules import AfterIteration, LearningRateSchedule, ScheduledParts, ValueSchedule
+from ..stages import StagedLosses
 from .mixup_classifier import MixupClassifier, build_module
 
 UPSAMPLING = ("nearest", "bilinear", "bicubic")
@@ -35,23 +37,6 @@ def rescale_lambda(lam: float, k: float) -> float:
     return (4 / 3 * lam ** 3 - 2 * lam ** 2 + (k + 1) * lam) / (k + 1 / 3)
 
 
-def check_block_options(name: str, in_channels: int, reduction: int, upsampling: str) -> None:
-    """The options a mask generator on a feature map shares (Mix Block, AdaptiveMaskBlock)."""
-    if upsampling not in UPSAMPLING:
-        raise ValueError(f"{name}.upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
-    if int(in_channels) < 1 or int(reduction) < 1:
-        raise ValueError(f"{name} needs in_channels >= 1 and reduction >= 1, got "
-                         f"{in_channels} and {reduction}")
-
-
-def check_feature_map(name: str, feat: Tensor, channels: int) -> None:
-    """A clear error unless ``feat`` is a (B, channels, h, w) map (a ViT stage gives tokens)."""
-    if feat.dim() != 4 or feat.shape[1] != channels:
-        raise ValueError(f"{name} needs a (B, {channels}, h, w) feature map from the backbone's "
-                         f"mask stage, got shape {tuple(feat.shape)}; a backbone whose stages "
-                         "give tokens must reshape them to a map at its stage hook")
-
-
 def init_small_normal(module: nn.Module) -> None:
     """Every conv of ``module``: weights ~ N(0, 0.01), zero biases (the official Mix Block
     and AdaptiveMask initialisation)."""
@@ -62,8 +47,61 @@ def init_small_normal(module: nn.Module) -> None:
                 nn.init.zeros_(conv.bias)
 
 
+class FeatureMaskBlock(nn.Module):
+    """What the mask generators on a backbone's feature map share (:class:`PixelMixBlock`,
+    AdAutoMix's ``AdaptiveMaskBlock``): their options and checks, the width of the
+    query/key embedding, the attention's scale and the official initialisation.
+
+    Args:
+        in_channels: channels of the feature map.
+        reduction: the query/key embedding has ``max(in_channels // reduction, 1)`` channels.
+        use_scale: divide the attention logits by the square root of that width.
+        upsampling: ``nearest``, ``bilinear`` or ``bicubic`` (mask to the input size).
+        lam_concat: a constant lambda channel is appended to the features (so the convs
+            read ``in_channels + 1`` channels, :attr:`feature_channels`).
+
+    A subclass builds its convs after ``super().__init__`` and then calls
+    :meth:`init_weights_small_normal`.
+    """
+
+    def __init__(self, in_channels: int, reduction: int, use_scale: bool, upsampling: str,
+                 lam_concat: bool):
+        super().__init__()
+        name = type(self).__name__
+        if upsampling not in UPSAMPLING:
+            raise ValueError(f"{name}.upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
+        if int(in_channels) < 1 or int(reduction) < 1:
+            raise ValueError(f"{name} needs in_channels >= 1 and reduction >= 1, got "
+                             f"{in_channels} and {reduction}")
+        self.in_channels, self.lam_concat = int(in_channels), bool(lam_concat)
+        self.inter_channels = max(self.in_channels // int(reduction), 1)
+        self.use_scale, self.upsampling = bool(use_scale), upsampling
+
+    @property
+    def feature_channels(self) -> int:
+        """Channels the convs read: the feature map's, plus the lambda channel."""
+        return self.in_channels + int(self.lam_concat)
+
+    def init_weights_small_normal(self) -> None:
+        """The official initialisation (:func:`init_small_normal`)."""
+        init_small_normal(self)
+
+    def check_feature_map(self, feat: Tensor) -> None:
+        """A clear error unless ``feat`` is a (B, in_channels, h, w) map (a ViT stage gives
+        tokens)."""
+        if feat.dim() != 4 or feat.shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__} needs a (B, {self.in_channels}, h, w) feature map "
+                             f"from the backbone's mask stage, got shape {tuple(feat.shape)}; a "
+                             "backbone whose stages give tokens must reshape them to a map at its "
+                             "stage hook")
+
+    def scale(self, logits: Tensor) -> Tensor:
+        """The attention logits divided by ``sqrt(inter_channels)`` with ``use_scale``."""
+        return logits / math.sqrt(self.inter_channels) if self.use_scale else logits
+
+
 @MODELS.register_module()
-class PixelMixBlock(nn.Module):
+class PixelMixBlock(FeatureMaskBlock):
     """AutoMix's Mix Block (and SAMix's Mixer): a cross-attention between the feature maps
     of the two images that gives, per pixel, how much of the second image to use.
 
@@ -114,8 +152,7 @@ class PixelMixBlock(nn.Module):
                  mask_loss_margin: float = 0.1, lam_mul: float = 0.0, lam_residual: bool = False,
                  lam_mul_k: float = -1.0, x_qk_concat: bool = False,
                  value_hidden: Optional[int] = None, mask_loss_mode: str = "L1"):
-        super().__init__()
-        check_block_options("PixelMixBlock", in_channels, reduction, upsampling)
+        super().__init__(in_channels, reduction, use_scale, upsampling, lam_concat)
         if mask_loss_mode not in MASK_LOSS_MODES:
             raise ValueError(f"PixelMixBlock.mask_loss_mode must be one of {MASK_LOSS_MODES}, "
                              f"got {mask_loss_mode!r}")
@@ -126,13 +163,10 @@ class PixelMixBlock(nn.Module):
                              "(both already encode lambda / the pair in the query and key); pick one")
         if value_hidden is not None and int(value_hidden) < 1:
             raise ValueError(f"PixelMixBlock.value_hidden must be >= 1 or None, got {value_hidden!r}")
-        self.in_channels, self.lam_concat = int(in_channels), bool(lam_concat)
-        self.inter_channels = max(self.in_channels // int(reduction), 1)
-        self.use_scale, self.upsampling = bool(use_scale), upsampling
         self.mask_loss_margin, self.mask_loss_mode = float(mask_loss_margin), mask_loss_mode
         self.lam_mul, self.lam_residual = float(lam_mul), bool(lam_residual)
         self.lam_mul_k, self.x_qk_concat = float(lam_mul_k), bool(x_qk_concat)
-        c = self.in_channels + int(self.lam_concat)
+        c = self.feature_channels
         qk = 2 * c if self.x_qk_concat else c
         self.query = nn.Conv2d(qk, self.inter_channels, 1)
         self.key = nn.Conv2d(qk, self.inter_channels, 1) if self.x_qk_concat else None
@@ -142,7 +176,7 @@ class PixelMixBlock(nn.Module):
             self.value = nn.Sequential(nn.Conv2d(c, int(value_hidden), 1, bias=False),
                                        nn.BatchNorm2d(int(value_hidden)), nn.ELU(),
                                        nn.Conv2d(int(value_hidden), 1, 1, bias=False))
-        init_small_normal(self)
+        self.init_weights_small_normal()
 
     def encode_lambda(self, f_a: Tensor, f_b: Tensor, lam: float) -> tuple:
         """The pair's features with lambda encoded (``lam_mul`` / ``lam_concat``)."""
@@ -160,7 +194,7 @@ class PixelMixBlock(nn.Module):
 
     def forward(self, feat: Tensor, index: Tensor, lam: float, size: tuple) -> Tensor:
         """The (B, 1, *size) mask of the first image for pairs ``(i, index[i])``."""
-        check_feature_map("PixelMixBlock", feat, self.in_channels)
+        self.check_feature_map(feat)
         f_a, f_b = self.encode_lambda(feat, feat.index_select(0, index), lam)
         n, _, h, w = f_a.shape
         if self.x_qk_concat:
@@ -171,10 +205,7 @@ class PixelMixBlock(nn.Module):
         q = q.flatten(2).transpose(1, 2).float()                       # (B, hw, c)
         k = k.flatten(2).float()                                       # (B, c, hw)
         v = self.value(f_b).flatten(2).transpose(1, 2).float()         # (B, hw, 1)
-        sim = q @ k
-        if self.use_scale:
-            sim = sim / math.sqrt(self.inter_channels)
-        m_b = (sim.softmax(-1) @ v).view(n, 1, h, w)
+        m_b = (self.scale(q @ k).softmax(-1) @ v).view(n, 1, h, w)
         m_b = torch.sigmoid(F.interpolate(m_b, size=size, mode=self.upsampling))
         return 1 - m_b
 
@@ -199,90 +230,125 @@ class _StopForward(Exception):
         self.feat = feat
 
 
-def stage_features(backbone: nn.Module, x: Tensor, stage: int) -> Tensor:
-    """The output of stage ``stage`` of a backbone following the stage-hook contract; the
-    stages after it are not run."""
-    def stop(k: int, feat: Tensor) -> Tensor:
+def stage_features(backbone: nn.Module, x: Tensor, stage: int,
+                   finish: Optional[Callable[[Tensor], Tensor]] = None):
+    """The output of stage ``stage`` of a backbone following the stage-hook contract.
+
+    Without ``finish`` the stages after ``stage`` are not run. With ``finish`` the whole
+    backbone runs and ``(stage output, finish(backbone output))`` comes back from that one
+    pass (AdAutoMix: the EMA features and the EMA classifier's logits)."""
+    kept = {}
+
+    def hook(k: int, feat: Tensor) -> Tensor:
         if k == stage:
-            raise _StopForward(feat)
+            if finish is None:
+                raise _StopForward(feat)
+            kept["feat"] = feat
         return feat
     try:
-        backbone(x, stage_hook=stop)
+        out = backbone(x, stage_hook=hook)
     except _StopForward as done:
         return done.feat
-    raise ValueError(f"backbone {type(backbone).__name__} never called its stage hook with "
-                     f"stage {stage} (it has {getattr(backbone, 'num_stages', '?')} stages)")
+    if "feat" not in kept:
+        raise ValueError(f"backbone {type(backbone).__name__} never called its stage hook with "
+                         f"stage {stage} (it has {getattr(backbone, 'num_stages', '?')} stages)")
+    return kept["feat"], finish(out)
 
 
-@MODELS.register_module()
-class AutoMixClassifier(MixupClassifier):
-    """AutoMix: a classifier trained on mixed samples whose masks a Mix Block generates.
+def cosine_momentum(base: float, end: float, it: int, max_iters: int, start: float = 0.1) -> float:
+    """AutoMix's EMA momentum at iteration ``it``: ``base`` before ``start * max_iters``,
+    then ``end - (end - base) * (cos(pi * it / max_iters) + 1) / 2`` (OpenMixup's
+    CosineScheduleHook with ``adjust_scope=[start, 1]``, ``warming_up='constant'``)."""
+    if it < int(max_iters * start):
+        return base
+    return end - (end - base) * (math.cos(math.pi * it / max_iters) + 1) / 2
 
-    A training step (one optimizer step, as the official code; :meth:`train_step`
-    backpropagates the losses group by group to free each graph early, same gradients)::
 
-        lam_mb, lam_bb ~ Beta(alpha, alpha);  index_mb, index_bb random permutations
-        f = encoder_k(x) up to stage `mask_stage`                    (EMA encoder, no grad)
-        M_mb = MixBlock(f, index_mb)            M_bb = MixBlock(f, index_bb), no grad
-        M_bb = lam_bb everywhere if min(lam_bb, 1 - lam_bb) <= lam_margin      (plain Mixup)
-        x_mb = M_mb x + (1 - M_mb) x[index_mb]; x_bb likewise with M_bb
-        loss = CE_mix(head(encoder_q(x_bb)), lam_bb)                 # the classifier
-             + one_hot_weight * CE(head_one(encoder_q(x)), y)       # clean samples
-             + mix_block_weight * CE_mix(head_k(encoder_k(x_mb)), lam_mb)  # Mix Block only:
-               the EMA encoder and head_k have no gradient; it reaches M_mb through x_mb
-             + mask_loss * max(|mean(M_mb) - lam_mb| - margin, 0)
+def cosine_lr(base: float, end: float, it: int, max_iters: int) -> float:
+    """Cosine annealing from ``base`` at iteration 0 to ``end`` at ``max_iters``."""
+    return end + (base - end) * (1 + math.cos(math.pi * it / max_iters)) / 2
 
-    The EMA encoder (``backbone_k``, ``neck_k``, ``head_k``) follows ``k = m k + (1 - m) q``
-    after each step, with ``m`` scheduled by :class:`AutoMixScheduleHook` (cosine 0.999 ->
-    0.999999); the Mix Block's learning rate can follow its own cosine schedule (same hook).
-    Prediction uses ``encoder_q`` and ``head``: one number per run (OpenMixup's summary picks
-    the best of four heads; we do not).
 
-    Published CIFAR-100 ResNet-18 setting (configs/methods/automix.yaml): alpha 2, mask from
-    stage 3 (256 channels; OpenMixup's ``mask_layer=2`` counts from 0), mask loss 0.1 with
-    margin 0.1, lambda margin 0.08, momentum 0.999 -> 0.999999, Mix Block reduction 2,
-    nearest upsampling, no lambda concatenation.
+MIX_BLOCK_GROUPS = ("give the Mix Block optimizer groups of its own: optim_wrapper.paramwise_cfg: "
+                    "{custom_keys: {mix_block: {lr_mult: 1.0}}}")
+
+
+class MixBlockClassifier(StagedLosses, ScheduledParts, MixupClassifier):
+    """What AutoMix, SAMix and AdAutoMix share: a mask generator (``mix_block``) reading
+    stage ``mask_stage`` of an EMA copy of the classifier, the EMA classifier itself
+    (``backbone_k``, ``neck_k``, ``head_k``: ``k = m k + (1 - m) q`` after each
+    iteration), a clean-sample head ``head_one``, and the schedules of its parts.
+
+    A subclass implements :meth:`loss_stages` (the engine backpropagates the stages one by
+    one, :mod:`mixbench.models.stages`) and sets :attr:`mix_block_type`.
+
+    Schedules (:meth:`schedules`, applied by the engine's ``MethodScheduleHook``; each a
+    function of the iteration alone, so a resumed run continues exactly):
+
+    * before each iteration, the EMA momentum ``self.momentum`` =
+      :func:`cosine_momentum` ``(momentum, end_momentum, iteration, max_iters,
+      momentum_start)``; with ``mix_block_lr``, the learning rate of the Mix Block's
+      optimizer groups = :func:`cosine_lr` ``(mix_block_lr, mix_block_min_lr, iteration,
+      max_iters)`` (the Mix Block then needs groups of its own:
+      ``paramwise_cfg: {custom_keys: {mix_block: {lr_mult: 1.0}}}``);
+    * after each iteration (after the optimizer step), :meth:`momentum_update`.
 
     Args:
         backbone, head, neck, loss, data_preprocessor, init_cfg: as :class:`MixupClassifier`
             (no ``mixer``: the Mix Block is the mixer).
-        mix_block: Mix Block config (default ``PixelMixBlock``; ``in_channels`` defaults to
-            the channels of ``mask_stage``).
-        alpha: Beta(alpha, alpha) for both lambdas (default 2.0).
+        mix_block: the generator's config (default type :attr:`mix_block_type`;
+            ``in_channels`` defaults to the channels of ``mask_stage``).
+        alpha: Beta(alpha, alpha) of the mixing weights.
         momentum: base EMA momentum (default 0.999).
-        mask_stage: backbone stage (1-based) whose features feed the Mix Block (default 3).
-        mask_loss: weight of the mask loss (default 0.1).
-        lam_margin: below this lambda (or above 1 minus it) the classifier's sample is a
-            plain Mixup (default 0.08).
-        one_hot_weight: weight of the clean-sample CE (default 1; 0 drops ``head_one`` and
-            its forward/backward pass, about a third of the step's cost).
-        mix_block_weight: weight of the Mix Block's classification loss (default 1).
-        mix_block_loss: loss config for the Mix Block's classification loss (default None:
-            the classifier's ``loss``; SAMix: ``EtaBalancedMixupLoss``).
+        end_momentum: final EMA momentum (default 0.999999).
+        momentum_start: fraction of training before which the momentum stays at
+            ``momentum`` (default 0.1).
+        mask_stage: backbone stage (1-based) whose EMA features feed the Mix Block.
+        lam_margin: the classifier's sample is a plain mixup when its smallest weight is
+            at most this.
+        one_hot_weight: weight of the clean-sample loss (0 drops ``head_one`` and its pass).
+        mix_block_weight: weight of the Mix Block's loss (default 1; OpenMixup's
+            ``head_weights.head_mix_k``).
+        mix_block_lr: the Mix Block's initial learning rate, or None to let it follow the
+            main schedule (default None).
+        mix_block_min_lr: its final learning rate (default 0).
     """
+
+    mix_block_type = ""
 
     def __init__(self, backbone: dict, head: dict, neck: Optional[dict] = None,
                  loss: Optional[dict] = None, mix_block: Optional[dict] = None,
-                 alpha: float = 2.0, momentum: float = 0.999, mask_stage: int = 3,
-                 mask_loss: float = 0.1, lam_margin: float = 0.08, one_hot_weight: float = 1.0,
-                 mix_block_weight: float = 1.0, data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None, mix_block_loss: Optional[dict] = None):
+                 alpha: float = 2.0, momentum: float = 0.999, end_momentum: float = 0.999999,
+                 momentum_start: float = 0.1, mask_stage: int = 3, lam_margin: float = 0.08,
+                 one_hot_weight: float = 1.0, mix_block_weight: float = 1.0,
+                 mix_block_lr: Optional[float] = None, mix_block_min_lr: float = 0.0,
+                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None,
+                 **unknown):
+        self.refuse_unknown_options(unknown)
         super().__init__(backbone=backbone, head=head, neck=neck, loss=loss, mixer=None,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        name = type(self).__name__
         self.alpha = check_alpha(alpha)
-        if not 0.0 <= float(momentum) <= 1.0:
-            raise ValueError(f"AutoMixClassifier.momentum must lie in [0, 1], got {momentum!r}")
+        for key, value in (("momentum", momentum), ("end_momentum", end_momentum),
+                           ("momentum_start", momentum_start)):
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"{name}.{key} must lie in [0, 1], got {value!r}")
         if isinstance(mask_stage, bool) or not isinstance(mask_stage, int) or mask_stage < 1:
-            raise ValueError(f"AutoMixClassifier.mask_stage must be a stage of the backbone "
-                             f"(an integer >= 1), got {mask_stage!r}")
-        self.check_backbone(f"{type(self).__name__.removesuffix('Classifier')} "
-                            f"(mask_stage {mask_stage})", f"feature_map:{mask_stage}")
+            raise ValueError(f"{name}.mask_stage must be a stage of the backbone (an integer "
+                             f">= 1), got {mask_stage!r}")
+        self.check_backbone(f"{name.removesuffix('Classifier')} (mask_stage {mask_stage})",
+                            f"feature_map:{mask_stage}")
         if not 0.0 <= float(lam_margin) < 0.5:
-            raise ValueError(f"AutoMixClassifier.lam_margin must lie in [0, 0.5), got {lam_margin!r}")
+            raise ValueError(f"{name}.lam_margin must lie in [0, 0.5), got {lam_margin!r}")
+        for key, value in (("mix_block_lr", mix_block_lr), ("mix_block_min_lr", mix_block_min_lr)):
+            if value is not None and not float(value) >= 0.0:
+                raise ValueError(f"{name}.{key} must be >= 0, got {value!r}")
         self.base_momentum = self.momentum = float(momentum)
-        self.mask_stage, self.mask_loss_weight = mask_stage, float(mask_loss)
-        self.lam_margin = float(lam_margin)
+        self.end_momentum, self.momentum_start = float(end_momentum), float(momentum_start)
+        self.mask_stage, self.lam_margin = mask_stage, float(lam_margin)
         self.one_hot_weight, self.mix_block_weight = float(one_hot_weight), float(mix_block_weight)
+        self.mix_block_lr = None if mix_block_lr is None else float(mix_block_lr)
+        self.mix_block_min_lr = float(mix_block_min_lr)
         # no head for the clean-sample CE when it is switched off (DDP needs every trainable
         # parameter to receive a gradient)
         self.head_one = (build_module(head, "model.head", in_channels=self.backbone.out_channels[-1])
@@ -291,18 +357,34 @@ class AutoMixClassifier(MixupClassifier):
         self.neck_k = copy.deepcopy(self.neck).requires_grad_(False)
         self.head_k = copy.deepcopy(self.head).requires_grad_(False)
         mix_block = dict(mix_block or {})
-        mix_block.setdefault("type", "PixelMixBlock")
+        mix_block.setdefault("type", self.mix_block_type)
         in_channels = self.backbone.out_channels[mask_stage - 1]
-        if mix_block["type"] == "PixelMixBlock":
+        if mix_block["type"] == self.mix_block_type:
             mix_block = {**self.mix_block_defaults(in_channels), **mix_block}
         self.mix_block = build_module(mix_block, "model.mix_block", in_channels=in_channels)
-        # the Mix Block's classification loss: the classifier's own unless given (SAMix)
-        self.mix_block_loss = (build_module(mix_block_loss, "model.mix_block_loss")
-                               if mix_block_loss is not None else None)
+
+    #: options this method does not have, with why (said when a config gives one)
+    absent_options: dict = {}
+
+    def refuse_unknown_options(self, unknown: dict) -> None:
+        """A clear error for options the class does not take: why, if it says
+        (:attr:`absent_options`), else the closest options it has."""
+        if not unknown:
+            return
+        name = type(self).__name__
+        key = sorted(unknown)[0]
+        if key in self.absent_options:
+            raise ValueError(f"{name} has no option {key!r}: {self.absent_options[key]}")
+        options = sorted({p for cls in type(self).__mro__ if issubclass(cls, MixBlockClassifier)
+                          for p in inspect.signature(cls.__init__).parameters
+                          if p not in ("self", "unknown", "kwargs")})
+        close = difflib.get_close_matches(key, options, n=3)
+        hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+        raise ValueError(f"{name} has no option {key!r}; {hint}Its options: {', '.join(options)}")
 
     def mix_block_defaults(self, in_channels: int) -> dict:
-        """Default settings of a ``PixelMixBlock`` on ``in_channels`` feature channels, under
-        the config's ``mix_block`` entries: none for AutoMix (the block's own defaults)."""
+        """Default settings of a :attr:`mix_block_type` block on ``in_channels`` feature
+        channels, under the config's ``mix_block`` entries: none (the block's own)."""
         return {}
 
     def ema_modules(self) -> tuple:
@@ -326,17 +408,101 @@ class AutoMixClassifier(MixupClassifier):
         return ([p for ema, _ in pairs for p in ema.parameters()],
                 [p for _, online in pairs for p in online.parameters()])
 
-    def ema_logits(self, inputs: Tensor, stage_hook=None) -> Tensor:
+    def ema_head(self, feats: Tensor) -> Tensor:
+        """The EMA neck and head on the EMA backbone's output."""
+        return self.head_k(self.neck_k(feats))
+
+    def ema_logits(self, inputs: Tensor) -> Tensor:
         """Logits of the EMA classifier (encoder, neck and head; no parameter of it has a
         gradient, but the graph reaches ``inputs``: the Mix Block learns through it)."""
-        return self.head_k(self.neck_k(self.backbone_k(inputs, stage_hook=stage_hook)))
+        return self.ema_head(self.backbone_k(inputs))
+
+    def ema_features(self, inputs: Tensor, logits: bool = False):
+        """The EMA encoder's features at ``mask_stage`` (the stages after it are not run);
+        with ``logits``, ``(features, EMA logits)`` from the same pass."""
+        return stage_features(self.backbone_k, inputs, self.mask_stage,
+                              finish=self.ema_head if logits else None)
 
     @torch.no_grad()
     def momentum_update(self) -> None:
-        """``k = m * k + (1 - m) * q`` for the encoder and head, with ``m = self.momentum``."""
+        """``k = m * k + (1 - m) * q`` for the encoder, neck and head, ``m = self.momentum``."""
         k, q = self.ema_pairs()
         torch._foreach_mul_(k, self.momentum)
         torch._foreach_add_(k, q, alpha=1.0 - self.momentum)
+
+    def set_momentum(self, momentum: float) -> None:
+        self.momentum = momentum
+
+    def schedules(self) -> list:
+        """The EMA momentum, the optional Mix Block learning rate and the EMA update (see
+        the class docstring)."""
+        out = [ValueSchedule("ema_momentum", lambda it, total: cosine_momentum(
+                   self.base_momentum, self.end_momentum, it, total, self.momentum_start),
+                   self.set_momentum),
+               AfterIteration("ema_update", self.momentum_update)]
+        if self.mix_block_lr is not None:
+            out.append(LearningRateSchedule(
+                "mix_block_lr", self.mix_block.parameters,
+                lambda it, total: cosine_lr(self.mix_block_lr, self.mix_block_min_lr, it, total),
+                hint=f"With mix_block_lr set, {MIX_BLOCK_GROUPS}."))
+        return out
+
+    def check_batch(self, inputs: Tensor) -> None:
+        """A clear error for a batch too small to mix."""
+        if inputs.shape[0] < 2:
+            name = type(self).__name__.replace("Classifier", "")
+            raise ValueError(f"{name} needs batches of at least 2 samples to mix; "
+                             "set drop_last or a larger batch size")
+
+
+@MODELS.register_module()
+class AutoMixClassifier(MixBlockClassifier):
+    """AutoMix: a classifier trained on mixed samples whose masks a Mix Block generates.
+
+    A training step (one optimizer step, as the official code; the engine backpropagates
+    the stages of :meth:`loss_stages` one by one to free each graph early, same gradients)::
+
+        lam_mb, lam_bb ~ Beta(alpha, alpha);  index_mb, index_bb random permutations
+        f = encoder_k(x) up to stage `mask_stage`                    (EMA encoder, no grad)
+        M_mb = MixBlock(f, index_mb)            M_bb = MixBlock(f, index_bb), no grad
+        M_bb = lam_bb everywhere if min(lam_bb, 1 - lam_bb) <= lam_margin      (plain Mixup)
+        x_mb = M_mb x + (1 - M_mb) x[index_mb]; x_bb likewise with M_bb
+        loss = CE_mix(head(encoder_q(x_bb)), lam_bb)                 # the classifier
+             + one_hot_weight * CE(head_one(encoder_q(x)), y)       # clean samples
+             + mix_block_weight * CE_mix(head_k(encoder_k(x_mb)), lam_mb)  # Mix Block only:
+               the EMA encoder and head_k have no gradient; it reaches M_mb through x_mb
+             + mask_loss * max(|mean(M_mb) - lam_mb| - margin, 0)
+
+    The EMA encoder (``backbone_k``, ``neck_k``, ``head_k``) follows ``k = m k + (1 - m) q``
+    after each step, with ``m`` on a cosine schedule 0.999 -> 0.999999; the Mix Block's
+    learning rate can follow its own cosine schedule (``mix_block_lr``; both declared by
+    :meth:`~MixBlockClassifier.schedules`).
+    Prediction uses ``encoder_q`` and ``head``: one number per run (OpenMixup's summary picks
+    the best of four heads; we do not).
+
+    Published CIFAR-100 ResNet-18 setting (configs/methods/automix.yaml): alpha 2, mask from
+    stage 3 (256 channels; OpenMixup's ``mask_layer=2`` counts from 0), mask loss 0.1 with
+    margin 0.1, lambda margin 0.08, momentum 0.999 -> 0.999999 (cosine after the first 10%
+    of iterations), Mix Block reduction 2, nearest upsampling, no lambda concatenation, the
+    Mix Block's learning rate 0.1 -> 0.05 (cosine).
+
+    Args:
+        as :class:`MixBlockClassifier` (``mix_block`` default type ``PixelMixBlock``; alpha
+        default 2.0, mask_stage 3, lam_margin 0.08), and:
+        mask_loss: weight of the mask loss (default 0.1).
+        mix_block_loss: loss config for the Mix Block's classification loss (default None:
+            the classifier's ``loss``; SAMix: ``EtaBalancedMixupLoss``).
+    """
+
+    mix_block_type = "PixelMixBlock"
+
+    def __init__(self, backbone: dict, head: dict, mask_loss: float = 0.1,
+                 mix_block_loss: Optional[dict] = None, **kwargs):
+        super().__init__(backbone=backbone, head=head, **kwargs)
+        self.mask_loss_weight = float(mask_loss)
+        # the Mix Block's classification loss: the classifier's own unless given (SAMix)
+        self.mix_block_loss = (build_module(mix_block_loss, "model.mix_block_loss")
+                               if mix_block_loss is not None else None)
 
     def generate_masks(self, inputs: Tensor) -> tuple:
         """Draw the two lambdas and pairings and return ``(mix_mb, mix_bb, mask_loss)``:
@@ -346,7 +512,7 @@ class AutoMixClassifier(MixupClassifier):
         lam_mb, lam_bb = (float(v) for v in beta_sample(self.alpha, self.alpha, 2))
         index_mb, index_bb = (torch.randperm(b).to(inputs.device) for _ in range(2))
         with torch.no_grad():
-            feat = stage_features(self.backbone_k, inputs, self.mask_stage)
+            feat = self.ema_features(inputs)
             if min(lam_bb, 1 - lam_bb) <= self.lam_margin:
                 mask_bb = inputs.new_full((b, 1, *size), lam_bb, dtype=torch.float32)
             else:
@@ -359,21 +525,12 @@ class AutoMixClassifier(MixupClassifier):
         mask_loss = self.mask_loss_weight * self.mix_block.mask_loss(mask_mb, lam_mb)
         return mixes[0], mixes[1], mask_loss
 
-    def check_batch(self, inputs: Tensor) -> None:
-        """A clear error for a batch too small to mix."""
-        if inputs.shape[0] < 2:
-            name = type(self).__name__.replace("Classifier", "")
-            raise ValueError(f"{name} needs batches of at least 2 samples to mix; "
-                             "set drop_last or a larger batch size")
-
     def loss_stages(self, inputs: Tensor, labels: Tensor):
-        """The step's losses in groups, built lazily one group per ``next()``: ``loss_mix``;
-        then ``loss_mix_block`` and ``loss_mask`` (they share the Mix Block's graph); then
-        ``loss_one``. No group's graph shares a node with a later group's except the Mix
-        Block's mask, which only the second group uses, so each group can be backpropagated
-        (and its graph freed) before the next one is built (:meth:`train_step`). The forward
-        passes run in the same order as in one combined graph, so the values (batch-norm
-        statistics included) are the same either way."""
+        """The step's losses in three stages: ``loss_mix`` (classifier on its mixed batch);
+        then ``loss_mix_block`` and ``loss_mask`` (Mix Block only; they share the Mix
+        Block's graph); then ``loss_one`` (classifier on the clean batch, when
+        ``one_hot_weight > 0``). No stage's graph shares a node with a later stage's except
+        the Mix Block's mask, which only the second stage uses."""
         self.check_batch(inputs)
         (x_mb, mask_mb, index_mb, lam_mb), (x_bb, mask_bb, index_bb, lam_bb), mask_loss = \
             self.generate_masks(inputs)
@@ -391,152 +548,3 @@ class AutoMixClassifier(MixupClassifier):
         if self.head_one is not None:
             yield {"loss_one": self.one_hot_weight * self.loss_module(
                 self.head_one(self.neck(self.backbone(inputs))), MixOutput.unmixed(inputs, labels))}
-
-    def loss(self, inputs: Tensor, labels: Tensor) -> dict:
-        """All the step's losses of :meth:`loss_stages` in one dict (one graph); AutoMix's:
-        ``loss_mix`` (classifier on its mixed batch), ``loss_mix_block`` and ``loss_mask``
-        (Mix Block only), ``loss_one`` (classifier on the clean batch, when
-        ``one_hot_weight > 0``)."""
-        losses: dict = {}
-        for group in self.loss_stages(inputs, labels):
-            losses.update(group)
-        return losses
-
-    def uses_staged_step(self) -> bool:
-        """Whether :meth:`train_step` backpropagates group by group: yes, unless a subclass
-        overrides :meth:`loss` but not :meth:`loss_stages` (then one backward of ``loss``)."""
-        return not (type(self).loss is not AutoMixClassifier.loss
-                    and type(self).loss_stages is AutoMixClassifier.loss_stages)
-
-    def train_step(self, data, optim_wrapper) -> dict:
-        """One training step: :meth:`staged_train_step` (one backward per group of
-        :meth:`loss_stages`), or mmengine's one-backward step for a subclass that only
-        overrides :meth:`loss` (:meth:`uses_staged_step`).
-
-        Under DDP, :class:`~mixbench.engine.ddp.StagedDistributedDataParallel` (the
-        wrapper mixbench's runner uses) runs :meth:`staged_train_step` too, with the
-        gradients averaged over the processes before the optimizer step."""
-        if not self.uses_staged_step():
-            return super().train_step(data, optim_wrapper)
-        return self.staged_train_step(data, optim_wrapper)
-
-    def staged_train_step(self, data, optim_wrapper,
-                          sync_gradients: Optional[Callable[[], None]] = None) -> dict:
-        """One training step with one backward per group of :meth:`loss_stages`, then one
-        optimizer step.
-
-        The gradient of a sum is the sum of the gradients, so this computes what a single
-        backward of all the losses computes (up to the order of floating-point additions),
-        but only one group's graph is alive at a time: one encoder graph instead of three
-        (AutoMix, SAMix) or four (AdAutoMix). Each group is built inside
-        ``optim_wrapper.optim_context`` (autocast of AmpOptimWrapper and
-        AutocastOptimWrapper) and backpropagated through ``optim_wrapper.backward`` (the
-        loss scaling of AmpOptimWrapper, the gradient-accumulation factor of
-        ``scale_loss``); the wrapper's iteration counter advances once per step, as with
-        ``update_params``. The logged losses are those of :meth:`loss`.
-        ``sync_gradients``, when given, is called once the gradients of an update are
-        complete, just before the optimizer step (the DDP wrapper's all-reduce)."""
-        with optim_wrapper.optim_context(self):
-            data = self.data_preprocessor(data, True)
-            stages = self.loss_stages(data["inputs"], data["data_samples"])
-        logged: dict = {}
-        while True:
-            with optim_wrapper.optim_context(self):
-                group = next(stages, None)
-            if group is None:
-                break
-            loss, _ = self.parse_losses(group)
-            optim_wrapper.backward(optim_wrapper.scale_loss(loss))
-            optim_wrapper._inner_count -= 1  # backward counts a step; this is one part of one
-            logged.update({k: v.detach() for k, v in group.items()})
-            del group, loss
-        optim_wrapper._inner_count += 1
-        if optim_wrapper.should_update():
-            if sync_gradients is not None:
-                sync_gradients()
-            optim_wrapper.step()
-            optim_wrapper.zero_grad()
-        return self.parse_losses(logged)[1]
-
-
-def cosine_momentum(base: float, end: float, it: int, max_iters: int, start: float = 0.1) -> float:
-    """AutoMix's EMA momentum at iteration ``it``: ``base`` before ``start * max_iters``,
-    then ``end - (end - base) * (cos(pi * it / max_iters) + 1) / 2`` (OpenMixup's
-    CosineScheduleHook with ``adjust_scope=[start, 1]``, ``warming_up='constant'``)."""
-    if it < int(max_iters * start):
-        return base
-    return end - (end - base) * (math.cos(math.pi * it / max_iters) + 1) / 2
-
-
-def cosine_lr(base: float, end: float, it: int, max_iters: int) -> float:
-    """Cosine annealing from ``base`` at iteration 0 to ``end`` at ``max_iters``."""
-    return end + (base - end) * (1 + math.cos(math.pi * it / max_iters)) / 2
-
-
-@HOOKS.register_module()
-class AutoMixScheduleHook(Hook):
-    """Schedules of AutoMix's extra parts, each a function of the iteration alone (so a
-    resumed run continues exactly):
-
-    * before each iteration, the EMA momentum ``model.momentum`` (:func:`cosine_momentum`
-      from ``model.base_momentum`` to ``end_momentum``), and, when ``mix_block_lr`` is set,
-      the learning rate of the Mix Block's parameter groups (:func:`cosine_lr` from
-      ``mix_block_lr`` to ``mix_block_min_lr``);
-    * after each iteration (after the optimizer step), ``model.momentum_update()``.
-
-    The Mix Block's parameters must sit in their own optimizer groups: give the optimizer
-    ``paramwise_cfg: {custom_keys: {mix_block: {lr_mult: 1.0}}}``.
-
-    Args:
-        end_momentum: final momentum (default 0.999999).
-        start: fraction of training before which the momentum stays at its base (0.1).
-        mix_block_lr: the Mix Block's initial learning rate, or None to let it follow the
-            main schedule (default None).
-        mix_block_min_lr: its final learning rate (default 0).
-    """
-
-    priority = "NORMAL"
-
-    def __init__(self, end_momentum: float = 0.999999, start: float = 0.1,
-                 mix_block_lr: Optional[float] = None, mix_block_min_lr: float = 0.0):
-        if not 0.0 <= start <= 1.0:
-            raise ValueError(f"AutoMixScheduleHook.start is a fraction of training in [0, 1], got {start}")
-        self.end_momentum, self.start = float(end_momentum), float(start)
-        self.mix_block_lr = None if mix_block_lr is None else float(mix_block_lr)
-        self.mix_block_min_lr = float(mix_block_min_lr)
-        self._groups: list = []
-
-    @staticmethod
-    def _model(runner):
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        if not hasattr(model, "momentum_update") or not hasattr(model, "mix_block"):
-            raise ValueError(f"AutoMixScheduleHook needs an AutoMix-style classifier (with "
-                             f"momentum_update and mix_block), got {type(model).__name__}")
-        return model
-
-    def before_train(self, runner) -> None:
-        model = self._model(runner)
-        if self.mix_block_lr is None:
-            return
-        ids = {id(p) for p in model.mix_block.parameters()}
-        self._groups = []
-        for group in runner.optim_wrapper.optimizer.param_groups:
-            inside = [id(p) in ids for p in group["params"]]
-            if any(inside) and not all(inside):
-                raise ValueError("AutoMixScheduleHook.mix_block_lr needs the Mix Block's parameters "
-                                 "in their own optimizer groups; add optim_wrapper.paramwise_cfg: "
-                                 "{custom_keys: {mix_block: {lr_mult: 1.0}}}")
-            if inside and all(inside):
-                self._groups.append(group)
-
-    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        model = self._model(runner)
-        model.momentum = cosine_momentum(model.base_momentum, self.end_momentum, runner.iter,
-                                         runner.max_iters, self.start)
-        if self.mix_block_lr is not None:
-            lr = cosine_lr(self.mix_block_lr, self.mix_block_min_lr, runner.iter, runner.max_iters)
-            for group in self._groups:
-                group["lr"] = lr
-
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        self._model(runner).momentum_update()

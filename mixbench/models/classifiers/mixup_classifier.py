@@ -7,6 +7,7 @@ import torch
 from mmengine.model import BaseModel
 from torch import Tensor
 
+from mixbench.mixers.base import MixOutput
 from mixbench.models.backbones.base import check_capabilities
 from mixbench.registry import MODELS, build_mixer, check_type
 
@@ -28,7 +29,7 @@ class MixupClassifier(BaseModel):
         out = mixer(inputs, labels, model=self)           # MixOutput
         logits = self.logits(out.inputs, out.stage_hook)  # backbone -> neck -> head
         loss = loss_module(logits, out)                   # mixed / soft-target CE
-        (+ out.clean_loss when the mixer returns one, e.g. Co-Mixup's clean_lam term)
+        losses = {"loss": loss, **out.extra_losses}       # e.g. Co-Mixup's clean_loss
 
     Args:
         backbone: config of a backbone following the stage-hook contract.
@@ -77,11 +78,17 @@ class MixupClassifier(BaseModel):
     def loss(self, inputs: Tensor, labels: Tensor) -> dict:
         out = self.mixer(inputs, labels, model=self)
         logits = self.logits(out.inputs, stage_hook=out.stage_hook)
-        losses = {"loss": self.loss_module(logits, out)}
-        clean_loss = getattr(out, "clean_loss", None)  # Co-Mixup's clean-input term
-        if clean_loss is not None:
-            losses["clean_loss"] = clean_loss  # mmengine sums every "*loss*" entry
-        return losses
+        return self.mixed_losses(self.loss_module(logits, out), out)
+
+    def mixed_losses(self, loss: Tensor, out: MixOutput) -> dict:
+        """``{"loss": loss}`` plus the mix's ``extra_losses`` (the MixOutput contract: named
+        terms, each name containing ``loss``, which mmengine sums into the training loss)."""
+        for name in out.extra_losses:
+            if name == "loss" or "loss" not in name:
+                raise ValueError(f"{type(self.mixer).__name__} returned an extra loss named {name!r}; "
+                                 "extra_losses names must contain 'loss' (mmengine sums only those "
+                                 "into the training loss) and differ from 'loss' itself")
+        return {"loss": loss, **out.extra_losses}
 
     @torch.no_grad()
     def predict(self, inputs: Tensor, labels: Optional[Tensor] = None) -> list:

@@ -75,4 +75,4 @@ class TransMixClassifier(MixupClassifier):
             with torch.no_grad():
                 lam = transmix_lambda(out.mask, attn, out.lam, self.ratio)
             out = dataclasses.replace(out, lam=lam)
-        return {"loss": self.loss_module(logits, out)}
+        return self.mixed_losses(self.loss_module(logits, out), out)
