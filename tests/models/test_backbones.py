@@ -184,3 +184,30 @@ def test_manifoldmix_mixes_a_hidden_vit_stage():
     assert out.stage_hook.stage == 1 and 0 < float(out.lam[0]) < 1
     assert torch.allclose(loss, clf.loss_module(clf.logits(x, stage_hook=out.stage_hook), out), atol=1e-6)
     assert not torch.allclose(clf.logits(x, stage_hook=out.stage_hook), clf.logits(x))
+
+
+@pytest.mark.parametrize("cls, kw", [("ResNetCIFAR", {"depth": 18, "width": 16}),
+                                     ("WideResNet", {"depth": 16, "widen_factor": 2}),
+                                     ("PreActResNetCIFAR", {"depth": 18, "width": 16})])
+def test_init_schemes_give_the_documented_weight_scales(cls, kw):
+    """kaiming: conv weights ~ N(0, 2 / (out * k * k)) (fan_out, ReLU gain); pytorch: the
+    layer's default, uniform in +-1/sqrt(in * k * k), std = bound / sqrt(3). Checked on every
+    convolution with at least 4096 weights (std within 5%), BN at one and zero either way."""
+    import math
+
+    for scheme in ("kaiming", "pytorch"):
+        torch.manual_seed(0)
+        net = MODELS.build({"type": cls, "init": scheme, **kw})
+        convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.numel() >= 4096]
+        assert convs
+        for conv in convs:
+            out_c, in_c, kh, kw_ = conv.weight.shape
+            if scheme == "kaiming":
+                want = math.sqrt(2.0 / (out_c * kh * kw_))
+            else:
+                want = 1.0 / math.sqrt(in_c * kh * kw_) / math.sqrt(3.0)
+            assert conv.weight.std().item() == pytest.approx(want, rel=0.05), (scheme, conv)
+        for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
+    with pytest.raises(ValueError, match="init must be one of kaiming, pytorch"):
+        MODELS.build({"type": cls, "init": "xavier", **kw})

@@ -117,8 +117,20 @@ class StagedBackbone(nn.Module):
         return outs
 
 
-def init_weights(module: nn.Module) -> None:
-    """Kaiming-normal convolutions (fan_out, ReLU), unit BN, zero biases (torchvision's)."""
+#: weight initialisations of mixbench's own backbones: ``kaiming`` (torchvision's ResNet
+#: init: Kaiming-normal convolutions, fan_out, ReLU gain; unit BN, zero biases) or ``pytorch``
+#: (every layer's own default: convolutions Kaiming-uniform with a = sqrt(5), i.e. uniform in
+#: +-1/sqrt(fan_in)). OpenMixup's CIFAR mixup runs never call their init_weights, so they train
+#: from PyTorch's defaults (docs/protocol.md); the reproduction sweeps set ``init: pytorch``.
+INIT_SCHEMES = ("kaiming", "pytorch")
+
+
+def init_weights(module: nn.Module, scheme: str = "kaiming") -> None:
+    """Initialise ``module``'s weights by ``scheme`` (:data:`INIT_SCHEMES`)."""
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"init must be one of {', '.join(INIT_SCHEMES)}, got {scheme!r}")
+    if scheme == "pytorch":
+        return
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -32,7 +32,8 @@ class PreActBlock(nn.Module):
 
 
 class _PreActNet(StagedBackbone):
-    def __init__(self, stem_channels: int, widths, blocks, in_channels: int, dropout: float):
+    def __init__(self, stem_channels: int, widths, blocks, in_channels: int, dropout: float,
+                 init: str = "kaiming"):
         super().__init__()
         self.stem = nn.Conv2d(in_channels, stem_channels, 3, 1, 1, bias=False)
         stages, cin = [], stem_channels
@@ -45,19 +46,20 @@ class _PreActNet(StagedBackbone):
         self.stages = nn.ModuleList(stages)
         self.out_channels = list(widths)
         self.post = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(inplace=True))
-        init_weights(self)
+        init_weights(self, init)
 
 
 @MODELS.register_module()
 class PreActResNetCIFAR(_PreActNet):
     """PreAct-ResNet-18 (blocks (2, 2, 2, 2), widths 64..512) with a 3x3 CIFAR stem;
-    ``width`` scales all stages."""
+    ``width`` scales all stages; ``init`` as :class:`ResNetCIFAR`'s."""
 
-    def __init__(self, depth: int = 18, width: int = 64, in_channels: int = 3):
+    def __init__(self, depth: int = 18, width: int = 64, in_channels: int = 3, init: str = "kaiming"):
         blocks = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
         if depth not in blocks:
             raise ValueError(f"PreActResNetCIFAR depth must be 18 or 34, got {depth}")
-        super().__init__(width, [width * 2 ** i for i in range(4)], blocks[depth], in_channels, 0.0)
+        super().__init__(width, [width * 2 ** i for i in range(4)], blocks[depth], in_channels, 0.0,
+                         init)
 
 
 @MODELS.register_module()
@@ -69,12 +71,13 @@ class WideResNet(_PreActNet):
         depth: 6n + 4 (28 -> 4 blocks per stage).
         widen_factor: k (8 for WRN-28-8).
         dropout: dropout between the two convolutions of a block (0 by default).
+        init: as :class:`ResNetCIFAR`'s.
     """
 
     def __init__(self, depth: int = 28, widen_factor: int = 8, dropout: float = 0.0,
-                 in_channels: int = 3):
+                 in_channels: int = 3, init: str = "kaiming"):
         if (depth - 4) % 6 != 0 or depth < 10:
             raise ValueError(f"WideResNet depth must be 6n + 4 (e.g. 16, 22, 28, 40), got {depth}")
         n = (depth - 4) // 6
         super().__init__(16, [16 * widen_factor, 32 * widen_factor, 64 * widen_factor],
-                         (n, n, n), in_channels, dropout)
+                         (n, n, n), in_channels, dropout, init)

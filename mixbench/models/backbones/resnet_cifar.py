@@ -69,7 +69,7 @@ ARCHS = {
 
 class _ResNet(StagedBackbone):
     def __init__(self, block, stage_blocks: Sequence[int], width: int, in_channels: int,
-                 groups: int = 1, base_width: int = 64):
+                 groups: int = 1, base_width: int = 64, init: str = "kaiming"):
         super().__init__()
         if width <= 0:
             raise ValueError(f"width must be positive, got {width}")
@@ -86,7 +86,7 @@ class _ResNet(StagedBackbone):
             self.out_channels.append(cin)
         self.stages = nn.ModuleList(stages)
         self.post = nn.Identity()
-        init_weights(self)
+        init_weights(self, init)
 
 
 @MODELS.register_module()
@@ -99,26 +99,28 @@ class ResNetCIFAR(_ResNet):
             ResNet; 16 for CPU-scale benchmarks).
         in_channels: image channels (3 for RGB, 1 for greyscale).
         stage_blocks: override the blocks per stage (keeps the depth's block type).
+        init: ``kaiming`` (default, torchvision's) or ``pytorch`` (the layers' defaults, as
+            OpenMixup's CIFAR runs); see :data:`mixbench.models.backbones.base.INIT_SCHEMES`.
     """
 
     def __init__(self, depth: int = 18, width: int = 64, in_channels: int = 3,
-                 stage_blocks: Optional[Sequence[int]] = None):
+                 stage_blocks: Optional[Sequence[int]] = None, init: str = "kaiming"):
         if depth not in ARCHS:
             raise ValueError(f"ResNetCIFAR depth must be one of {sorted(ARCHS)}, got {depth}")
         block, blocks = ARCHS[depth]
-        super().__init__(block, stage_blocks or blocks, width, in_channels)
+        super().__init__(block, stage_blocks or blocks, width, in_channels, init=init)
 
 
 @MODELS.register_module()
 class ResNeXtCIFAR(_ResNet):
     """ResNeXt with a CIFAR stem; default ResNeXt-50 (32x4d): bottlenecks (3, 4, 6, 3),
-    cardinality 32, base width 4."""
+    cardinality 32, base width 4; ``init`` as :class:`ResNetCIFAR`'s."""
 
     def __init__(self, depth: int = 50, groups: int = 32, base_width: int = 4, width: int = 64,
-                 in_channels: int = 3):
+                 in_channels: int = 3, init: str = "kaiming"):
         if depth not in (50, 101):
             raise ValueError(f"ResNeXtCIFAR depth must be 50 or 101, got {depth}")
-        super().__init__(Bottleneck, ARCHS[depth][1], width, in_channels, groups, base_width)
+        super().__init__(Bottleneck, ARCHS[depth][1], width, in_channels, groups, base_width, init)
 
 
 @MODELS.register_module()
