@@ -7,3 +7,9 @@ from .sumix import SUMixClassifier  # noqa: E402
 from .tlalign import TLAlignClassifier  # noqa: E402
 
 __all__ += ["SUMixClassifier", "TLAlignClassifier"]
+
+# issue 18 (methods-d)
+from .mergemix import MergeMixClassifier  # noqa: E402
+from .mixpro import MixProClassifier  # noqa: E402
+
+__all__ += ["MixProClassifier", "MergeMixClassifier"]
