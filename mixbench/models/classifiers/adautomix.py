@@ -136,8 +136,9 @@ class AdAutoMixClassifier(AutoMixClassifier):
     (outside a runner ``loss()`` counts its own calls), so a resumed run continues exactly.
 
     The EMA encoder, neck and heads (``backbone_k``, ``neck_k``, ``head_k``) follow
-    ``k = m k + (1 - m) q`` after each step (the hook; cosine 0.999 -> 0.999999 as AutoMix). Prediction uses
-    ``encoder_q`` and ``head`` (one number per run).
+    ``k = m k + (1 - m) q`` after each step (the hook; cosine 0.999 -> 0.999999 as AutoMix). Prediction is
+    AutoMix's: the run's top-1 from ``encoder_q`` and ``head``, and the other three heads
+    (EMA encoder, one-hot heads) recorded beside it.
 
     Published CIFAR-100 ResNet-18 setting (configs/mixers/adautomix.yaml, from OpenMixup's
     ``configs/classification/cifar100/adautomix/basic/r18_adautomix_bilinear.py``): alpha 1,
@@ -154,7 +155,7 @@ class AdAutoMixClassifier(AutoMixClassifier):
     always true, so its classifier sees plain mixup nearly always); the clean logits for the
     cosine term come from one no-grad EMA pass over the batch, indexed per image (the
     official code runs the EMA encoder once per image on the permuted batch: the same
-    train-mode batch statistics, so the same values); no ``switch_off``, ``head_one_k``,
+    train-mode batch statistics, so the same values); no ``switch_off``,
     ``head_ensemble`` or plots.
 
     Args:
