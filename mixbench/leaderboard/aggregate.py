@@ -367,7 +367,10 @@ def _select_counted(records: list[RunRecord], metric: str, last_n: int):
             continue
         r.value = run_metric(r.history, metric, last_n)
         if r.value is None:
-            excluded.append((r, "finished but its history has no top-1 evaluation"))
+            excluded.append((r, "finished but its history has no top-1 evaluation"
+                                if not r.history else
+                                f"finished but its history gives no {metric_label(metric, last_n)} "
+                                "(the per-head evaluations of AutoMix-style runs are missing)"))
             continue
         by_seed[(*r.table_key, r.method, r.seed)].append(r)
     counted = []

@@ -167,3 +167,16 @@ def test_published_options_are_options_of_our_classes_or_named_differences():
             assert unknown <= set(cell.settings_explain), (cell.method, cell.epochs, unknown)
             checked += 1
     assert checked >= 3 * 90
+
+
+def test_heads_metric_as_table_metric_leaves_out_one_head_runs(tmp_path):
+    heads = [{"mix_q": 70.0, "mix_k": 72.0}] * 12
+    make_result(tmp_path, "AutoMix", 0, [70.0] * 12, epochs=200, heads=heads)
+    make_result(tmp_path, "Mixup", 0, [75.0] * 12, epochs=200)
+    url = str(tmp_path / "r.db")
+    assert ingest_paths([tmp_path], db_url=url).ok
+    lb = build_leaderboard(url, metric="best_head_median_last_n")
+    assert [(c.method, c.values) for c in lb.cells] == [("AutoMix", [72.0])]
+    assert "(`best_head_median_last10`)" in lb.protocol()
+    (why,) = [w for r, w in lb.excluded if r.method == "Mixup"]
+    assert "gives no best_head_median_last10" in why
