@@ -2,39 +2,64 @@
 
 Standard library only (no torch, no mmengine), so readers run anywhere.
 
-Schema version 1::
+Schema version 2::
 
     {
-      "schema": 1,
+      "schema": 2,
       "status": "running" | "finished" | "failed",
       "updated": "2026-11-22T03:00:00+00:00",
       "run": {"name", "method", "dataset", "backbone", "epochs", "seed",
-              "config", "config_hash", "work_dir", "tags": {...}},
-      "metrics": {"top1_best", "top1_best_epoch", "top1_last", "top1_median_last_n", "n",
-                  "top5_best", "top5_last", "epochs_done"},
-      "history": [{"epoch", "top1", "top5", "train_loss", "lr", "wall_s"}],
+              "config", "config_hash", "work_dir", "tags": {...},
+              "method_settings": {"classifier", "mixer", "loss", "paramwise_cfg", "hooks"},
+              "backbone_settings": {...}},
+      "metrics": {"top1_best", "top1_best_epoch", "top1_last", "top1_median_last_n",
+                  "top1_best_last_n", "n", "top5_best", "top5_last", "epochs_done",
+                  "top1_best_head_median_last_n", "best_head"},   # the last two: see below
+      "history": [{"epoch", "top1", "top5", "train_loss", "lr", "wall_s",
+                   "heads": {"mix_q", "one_q", "mix_k", "one_k"}}],   # heads: see below
       "cost": {"wall_s", "train_img_per_s", "s_per_iter", "peak_mem_mb", "device",
                "num_devices", "iters"},
       "env": {"mixbench", "torch", "cuda", "git", "python", "hostname"},
       "error": {"type", "message"}            # only when status == "failed"
     }
 
-``top1``/``top5`` are percentages. ``top1_median_last_n`` is the median top-1 over the last
-``n`` validation evaluations (OpenMixup's "median of the last 10 epochs"); with fewer than
-``n`` evaluations it is the median of all of them. Whoever changes this schema bumps
-``SCHEMA_VERSION`` and updates every reader in the same commit.
+``run.method_settings`` is the run's settings fingerprint (:func:`mixbench.fingerprint.
+method_settings`), ``run.backbone_settings`` the backbone as configured: with the dataset,
+backbone, epochs and metric they decide whether a published number is comparable.
+
+``top1``/``top5`` are percentages. The summaries (each a named metric, :data:`METRICS`):
+``top1_median_last_n`` is the median top-1 over the last ``n`` evaluations (OpenMixup's
+"median of the last 10 epochs"), ``top1_best_last_n`` the best of them (OpenMixup's ViT
+tables); with fewer than ``n`` evaluations, all of them. ``top1`` is always the model's own
+prediction (for AutoMix, SAMix and AdAutoMix: the online encoder's mixed head).
+
+The learnable methods also evaluate the other heads OpenMixup evaluates: ``heads`` of a
+history entry holds the top-1 of the online (``q``) and EMA (``k``) encoder with the mixed
+(``mix``) and the one-hot (``one``) head. ``top1_best_head_median_last_n`` is OpenMixup's
+reading of such runs (:func:`best_head_median`, its ``tools/summary/
+find_automix_val_median.py``) and ``best_head`` says which head and evaluations gave it;
+both sit beside ``top1_median_last_n``, never in its place, and are absent for runs without
+heads.
+
+Schema 1 files (no settings, no heads) are still read; a reader treats their settings as
+unknown. Whoever changes this schema bumps ``SCHEMA_VERSION`` and updates every reader in
+the same commit.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
 import statistics
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: the oldest schema this mixbench still reads
+MIN_SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
 STATUSES = ("running", "finished", "failed")
 REQUIRED_SECTIONS = ("run", "metrics", "history", "cost", "env")
@@ -85,10 +110,73 @@ def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
-#: The per-run table metrics of the leaderboard (mixbench.leaderboard.aggregate) and the
-#: default N of ``median_last_n`` (OpenMixup's protocol: the median of the last 10 epochs).
-TABLE_METRICS = ("median_last_n", "best", "last")
+#: The default N of the ``*_last_n`` metrics (OpenMixup's protocol: the last 10 epochs).
 DEFAULT_LAST_N = 10
+#: The heads of the learnable methods' evaluation, in the order OpenMixup's summary lists
+#: them: EMA (``k``) and online (``q``) encoder, mixed and one-hot head.
+HEADS = ("mix_k", "one_k", "mix_q", "one_q")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A named way to read one number off a run's validation history."""
+    key: str
+    what: str          # the protocol's words; ``{n}`` is N
+    uses_n: bool = True
+
+    def label(self, n: int) -> str:
+        """The name OpenMixup's tables and the reference CSV use (``median_last10``)."""
+        return self.key.replace("_last_n", f"_last{n}") if self.uses_n else self.key
+
+    def describe(self, n: int) -> str:
+        return self.what.format(n=n)
+
+
+#: Every per-run metric, by key (the leaderboard's ``--metric``).
+METRICS = {m.key: m for m in (
+    Metric("median_last_n", "median top-1 of the last {n} evaluations"),
+    Metric("best_last_n", "best top-1 of the last {n} evaluations (OpenMixup's ViT tables)"),
+    Metric("best", "best top-1 over all evaluations", uses_n=False),
+    Metric("last", "top-1 of the final evaluation", uses_n=False),
+    Metric("best_head_median_last_n",
+           "OpenMixup's reading of AutoMix-style runs: the best, over the four heads "
+           "(online/EMA encoder x mixed/one-hot head) and two end windows of about the "
+           "last {n} epochs, of the median top-1 (its tools/summary/"
+           "find_automix_val_median.py)"),
+)}
+TABLE_METRICS = tuple(METRICS)
+#: Published metric names that are one of ours under another name: OpenMixup's
+#: ``mean_best_3trials`` is the per-run best, averaged over the runs (trials) of a cell.
+METRIC_ALIASES = {"mean_best_3trials": "best"}
+
+
+def check_metric(metric: str) -> Metric:
+    if metric not in METRICS:
+        import difflib
+        close = difflib.get_close_matches(metric, METRICS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown metric {metric!r}{hint}; expected one of {', '.join(METRICS)}")
+    return METRICS[metric]
+
+
+def metric_label(metric: str, n: int) -> str:
+    """``median_last_n`` with N = 10 -> ``median_last10``; ``best`` -> ``best``."""
+    return check_metric(metric).label(n)
+
+
+def parse_metric_label(label: str) -> tuple[str, Optional[int]]:
+    """The (metric key, N) a published label names: ``median_last10`` -> (``median_last_n``,
+    10), ``best`` -> (``best``, None), ``mean_best_3trials`` -> (``best``, None). A label
+    that names none of :data:`METRICS` is a ValueError."""
+    label = METRIC_ALIASES.get(label, label)
+    if label in METRICS and not METRICS[label].uses_n:
+        return label, None
+    m = re.fullmatch(r"(.+)_last(\d+)", label)
+    if m and f"{m.group(1)}_last_n" in METRICS and int(m.group(2)) > 0:
+        return f"{m.group(1)}_last_n", int(m.group(2))
+    raise ValueError(f"metric label {label!r} names no mixbench metric; known: "
+                     + ", ".join(METRICS[k].label(10) for k in METRICS)
+                     + ", " + ", ".join(METRIC_ALIASES))
 
 
 def median_last_n(values: Iterable[float], n: int) -> Optional[float]:
@@ -101,7 +189,114 @@ def median_last_n(values: Iterable[float], n: int) -> Optional[float]:
     return float(statistics.median(values[-n:]))
 
 
-def summarize_history(history: list[dict], n: int = 10) -> dict:
+def best_last_n(values: Iterable[float], n: int) -> Optional[float]:
+    """Best of the last ``n`` values (all of them if fewer); None for no values."""
+    values = list(values)
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    return float(max(values[-n:])) if values else None
+
+
+def _head_entries(history: list[dict]) -> list[dict]:
+    return [h for h in history if h.get("heads") and h.get("epoch") is not None]
+
+
+def best_head_window(history: list[dict], n: int) -> list[int]:
+    """The epochs OpenMixup's AutoMix summary reads for ``record_num = n`` on a run whose last
+    evaluation is epoch ``E``: those ``>= E - n - b`` with ``b = 1`` when ``n >= 10``, else
+    0 (every epoch from ``E - 11`` to ``E`` for ``n = 10``: twelve evaluations)."""
+    entries = _head_entries(history)
+    if not entries:
+        return []
+    last = entries[-1]["epoch"]
+    start = last - n - (1 if n >= 10 else 0)
+    return [h["epoch"] for h in entries if h["epoch"] >= start]
+
+
+def best_head_median(history: list[dict], n: int) -> Optional[dict]:
+    """OpenMixup's reading of an AutoMix-style run (``tools/summary/
+    find_automix_val_median.py`` with ``record_num = n``), from the per-head top-1 of each
+    evaluation (``history[i]["heads"]``)::
+
+        R = the evaluations of best_head_window(history, n), oldest first; L = len(R)
+        score(W) = max over heads h of median(top-1 of h over W)
+        W* = R[:L-1] if score(R[:L-1]) >= score(R) else R     # its two end windows
+        value = score(W*)
+
+    (Its third candidate window, ``R[:L+1]``, is ``R`` again.) A head missing from an
+    evaluation is left out of that head's median, as the script substitutes the online
+    head's value only for a missing EMA head. Returns ``{"value", "head", "first_epoch",
+    "last_epoch"}`` (``head``: which of :data:`HEADS` gave the value, the first in that order
+    on a tie), or None without per-head evaluations."""
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    window = set(best_head_window(history, n))
+    records = [h for h in _head_entries(history) if h["epoch"] in window]
+    best = None
+    for size in (len(records) - 1, len(records)):
+        part = records[:size]
+        if not part:
+            continue
+        for head in HEADS:
+            values = [h["heads"][head] for h in part if h["heads"].get(head) is not None]
+            if not values:
+                continue
+            value = float(statistics.median(values))
+            if best is None or value > best["value"]:
+                best = {"value": value, "head": head, "first_epoch": part[0]["epoch"],
+                        "last_epoch": part[-1]["epoch"]}
+    return best
+
+
+def metric_value(history: list[dict], metric: str, n: int) -> Optional[float]:
+    """One run's value of a metric (:data:`METRICS`) from its history (entries with
+    ``epoch``, ``top1`` and, for the learnable methods, ``heads``); None when the history
+    has no evaluation the metric reads."""
+    check_metric(metric)
+    if metric == "best_head_median_last_n":
+        found = best_head_median(history, n)
+        return None if found is None else found["value"]
+    values = [h["top1"] for h in history if h.get("top1") is not None]
+    if not values:
+        return None
+    if metric == "median_last_n":
+        return median_last_n(values, n)
+    if metric == "best_last_n":
+        return best_last_n(values, n)
+    return float(max(values)) if metric == "best" else float(values[-1])
+
+
+def metric_shortfall(history: list[dict], metric: str, n: int, epochs: int) -> Optional[str]:
+    """Why this run's history cannot give the metric as a published table reads it, or None
+    when it can. Published numbers read fixed epochs of a run of ``epochs`` epochs (the last
+    N, the final one, OpenMixup's AutoMix windows), every one evaluated: a run that
+    evaluated fewer of them (``val_interval`` > 1, a shorter run) or, for the head reading,
+    recorded one head only, reads something else."""
+    check_metric(metric)
+    done = {h["epoch"] for h in history if h.get("top1") is not None}
+    if metric == "best_head_median_last_n":
+        if not _head_entries(history):
+            return ("metric differs: the published number is the best of OpenMixup's four "
+                    "heads (online/EMA encoder x mixed/one-hot head); this run recorded its "
+                    "online head only")
+        need = set(range(epochs - n - (1 if n >= 10 else 0), epochs + 1))
+        done = {h["epoch"] for h in _head_entries(history)}
+    elif metric.endswith("_last_n"):
+        need = set(range(epochs - n + 1, epochs + 1))
+    elif metric == "last":
+        need = {epochs}
+    else:
+        need = set(range(1, epochs + 1))
+    need = {e for e in need if e >= 1}
+    missing = sorted(need - done)
+    if not missing:
+        return None
+    return (f"metric differs: {metric_label(metric, n)} reads epochs {min(need)}-{max(need)} "
+            f"of {epochs}, each evaluated; this run has no evaluation of {len(missing)} of "
+            f"them (first: epoch {missing[0]})")
+
+
+def summarize_history(history: list[dict], n: int = DEFAULT_LAST_N) -> dict:
     """The ``metrics`` section computed from a validation history."""
     top1 = [h["top1"] for h in history if h.get("top1") is not None]
     top5 = [h["top5"] for h in history if h.get("top5") is not None]
@@ -110,10 +305,16 @@ def summarize_history(history: list[dict], n: int = 10) -> dict:
         best_i = max(range(len(top1)), key=lambda i: top1[i])
         out.update(top1_best=top1[best_i],
                    top1_best_epoch=[h for h in history if h.get("top1") is not None][best_i]["epoch"],
-                   top1_last=top1[-1], top1_median_last_n=median_last_n(top1, n))
+                   top1_last=top1[-1], top1_median_last_n=median_last_n(top1, n),
+                   top1_best_last_n=best_last_n(top1, n))
     else:
-        out.update(top1_best=None, top1_best_epoch=None, top1_last=None, top1_median_last_n=None)
+        out.update(top1_best=None, top1_best_epoch=None, top1_last=None,
+                   top1_median_last_n=None, top1_best_last_n=None)
     out.update(top5_best=max(top5) if top5 else None, top5_last=top5[-1] if top5 else None)
+    heads = best_head_median(history, n)
+    if heads is not None:
+        out["top1_best_head_median_last_n"] = heads["value"]
+        out["best_head"] = {k: heads[k] for k in ("head", "first_epoch", "last_epoch")}
     return out
 
 
@@ -128,7 +329,7 @@ def validate_result(data: Any, source: str = "result.json") -> dict:
         raise ResultFileError(
             f"{source}: schema {schema} is newer than this mixbench understands "
             f"({SCHEMA_VERSION}); upgrade mixbench to read it")
-    if schema < 1:
+    if schema < MIN_SCHEMA_VERSION:
         raise ResultFileError(f"{source}: invalid schema version {schema}")
     if data.get("status") not in STATUSES:
         raise ResultFileError(f"{source}: status must be one of {STATUSES}, got {data.get('status')!r}")
@@ -138,6 +339,9 @@ def validate_result(data: Any, source: str = "result.json") -> dict:
     missing = [k for k in REQUIRED_RUN_KEYS if k not in data["run"]]
     if missing:
         raise ResultFileError(f"{source}: run section lacks {', '.join(missing)}")
+    if schema >= 2 and not isinstance(data["run"].get("method_settings"), dict):
+        raise ResultFileError(f"{source}: run.method_settings must be an object (schema 2: the "
+                              "run's settings fingerprint); the file is damaged")
     if not isinstance(data["history"], list):
         raise ResultFileError(f"{source}: history must be a list")
     for key, value in data["metrics"].items():

@@ -2,7 +2,7 @@
 """mixbench leaderboard: ingest result.json files into the results database, write reports.
 
     python tools/leaderboard.py ingest work_dirs/ [--db URL_OR_PATH]   # + RUN/analysis/*.json
-    python tools/leaderboard.py report [--db ...] [--out DIR] [--metric median_last_n|best|last]
+    python tools/leaderboard.py report [--db ...] [--out DIR] [--metric median_last_n|best_last_n|best|last|best_head_median_last_n]
                                        [--last-n 10] [--alpha 0.05] [--filter dataset=cifar100 ...]
     python tools/leaderboard.py show   [--db ...] [--metric ...] [--filter ...]
 

@@ -18,6 +18,7 @@ from mmengine.dist import get_rank, get_world_size, is_main_process
 from mmengine.hooks import Hook
 
 import mixbench
+from mixbench.engine.metrics import head_top1
 from mixbench.registry import HOOKS
 from mixbench.results import (RESULT_FILE, SCHEMA_VERSION, ResultFileError, atomic_write_json,
                               atomic_write_text, load_result, summarize_history)
@@ -139,6 +140,9 @@ class ResultJsonHook(Hook):
                  "train_loss": self._last_train_loss,
                  "lr": float(runner.optim_wrapper.get_lr()["lr"][0]),
                  "wall_s": round(self.wall_s(), 3)}
+        heads = head_top1(metrics)  # the learnable methods' other heads (metrics.py)
+        if heads:
+            entry["heads"] = heads
         self.history = [h for h in self.history if h["epoch"] != entry["epoch"]] + [entry]
         self.write(runner)
 

@@ -18,6 +18,7 @@ from mmengine.runner import Runner
 from mixbench.config import ConfigError, config_hash, dump_config, get_path
 from mixbench.method import check_model_section, method_name, resolve_method
 from mixbench.models.stages import StagedLosses
+from mixbench.fingerprint import backbone_settings, method_settings
 from mixbench.registry import (DATA_SAMPLERS, DATASETS, HOOKS, METRICS, MODELS, OPTIM_WRAPPERS,
                                OPTIMIZERS, PARAM_SCHEDULERS, TRANSFORMS, VISBACKENDS,
                                UnknownTypeError, build_mixer, check_type)
@@ -125,6 +126,8 @@ def run_identity(cfg: dict, work_dir: str) -> dict:
         "config_hash": config_hash(cfg),
         "work_dir": str(work_dir),
         "tags": meta.get("tags") or {},
+        "method_settings": method_settings(cfg),   # the settings fingerprint (schema 2)
+        "backbone_settings": backbone_settings(cfg),
     }
 
 

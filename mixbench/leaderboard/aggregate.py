@@ -1,10 +1,19 @@
 """Aggregation over seeds: one protocol, stated on every table.
 
-Per run, the table metric is read off the run's validation history (top-1, %):
+Per run, the table metric is read off the run's validation history (top-1, %), one of the
+named metrics of :data:`mixbench.results.METRICS`:
 
 - ``median_last_n`` (default, N = 10): median of the last N evaluations, as OpenMixup
   reports (``mixbench.results.median_last_n``; all of them if fewer than N);
-- ``best``: the highest evaluation; ``last``: the final one.
+- ``best_last_n``: the best of the last N (OpenMixup's ViT tables);
+- ``best``: the highest evaluation; ``last``: the final one;
+- ``best_head_median_last_n``: OpenMixup's reading of AutoMix-style runs (best of four heads
+  and two end windows, ``mixbench.results.best_head_median``).
+
+Published numbers (:mod:`.compare`): each cell is set against OpenMixup's number only like
+for like: same method settings, dataset, backbone, epochs and metric, where the metric is
+the published cell's own (computed from our runs' histories, whatever the table metric);
+otherwise the number is shown apart with the reasons and no difference is computed.
 
 Per cell (dataset, backbone, epochs, method), over its seeds x_1..x_n:
 
@@ -47,11 +56,14 @@ from typing import Optional
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from mixbench.results import DEFAULT_LAST_N, TABLE_METRICS, median_last_n
+from mixbench.results import DEFAULT_LAST_N, METRICS as RUN_METRICS, TABLE_METRICS
+from mixbench.results import check_metric, metric_value
+from mixbench.results import metric_label as _metric_label
 
 from .db import analysis as analysis_table
 from .db import epochs as epochs_table
 from .db import make_engine, runs, where_runs
+from .compare import Comparison, compare
 from .reported import REPORTED_CSV, ReportedCell, canonical_method, lookup_reported
 
 METRICS = TABLE_METRICS
@@ -101,7 +113,9 @@ class RunRecord:
     device: Optional[str] = None
     num_devices: Optional[int] = None
     error_message: Optional[str] = None
-    history: list[tuple[int, float]] = field(default_factory=list)  # (epoch, top1)
+    history: list[dict] = field(default_factory=list)  # {"epoch", "top1"[, "heads"]}
+    method_settings: Optional[dict] = None    # run.method_settings (None: schema 1 file)
+    backbone_settings: Optional[dict] = None
     value: Optional[float] = None  # the table metric
     analysis: dict[str, dict] = field(default_factory=dict)  # kind -> {summary, settings}
 
@@ -172,13 +186,18 @@ class Cell:
     is_best: bool = False
     reported: Optional[ReportedCell] = None
     reported_delta: Optional[float] = None
-    diff_vs_reported: Optional[float] = None
+    comparison: Optional[Comparison] = None   # against ``reported`` (see .compare)
     curve: list[tuple[int, float]] = field(default_factory=list)  # (epoch, mean top1)
     analysis: dict[str, SeedStat] = field(default_factory=dict)  # ANALYSIS_METRICS key ->
 
     @property
     def n(self) -> int:
         return len(self.values)
+
+    @property
+    def diff_vs_reported(self) -> Optional[float]:
+        """ours - published, only when like for like (:mod:`.compare`), else None."""
+        return self.comparison.diff if self.comparison is not None else None
 
     @property
     def table_key(self) -> tuple:
@@ -215,9 +234,7 @@ class Leaderboard:
 
     def protocol(self) -> str:
         """The protocol line stated on every report."""
-        what = {"median_last_n": f"median top-1 of the last {self.last_n} evaluations",
-                "best": "best top-1 over all evaluations",
-                "last": "top-1 of the final evaluation"}[self.metric]
+        what = RUN_METRICS[self.metric].describe(self.last_n)
         seeds = sorted({c.n for c in self.cells})
         shown = [m for m in ANALYSIS_METRICS if any(m.key in c.analysis for c in self.cells)]
         extra = (" " + " and ".join(m.described for m in shown)
@@ -233,21 +250,13 @@ class Leaderboard:
 
 
 def metric_label(metric: str, last_n: int) -> str:
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
-    return f"median_last{last_n}" if metric == "median_last_n" else metric
+    return _metric_label(metric, last_n)
 
 
-def run_metric(history: list[tuple[int, float]], metric: str, last_n: int) -> Optional[float]:
-    """The table metric of one run from its (epoch, top1) history; None without history."""
-    values = [v for _, v in history]
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
-    if not values:
-        return None
-    if metric == "median_last_n":
-        return median_last_n(values, last_n)
-    return max(values) if metric == "best" else values[-1]
+def run_metric(history: list[dict], metric: str, last_n: int) -> Optional[float]:
+    """The table metric of one run from its history (:func:`mixbench.results.metric_value`);
+    None without the evaluations it reads."""
+    return metric_value(history, metric, last_n)
 
 
 def mean_std_ci(values: list[float], confidence: float = CONFIDENCE):
@@ -303,6 +312,10 @@ def _mean(xs) -> Optional[float]:
     return statistics.fmean(xs) if xs else None
 
 
+def _loads(text: Optional[str]):
+    return None if text is None else json.loads(text)
+
+
 def load_runs(engine: Engine, filters: Optional[dict] = None) -> list[RunRecord]:
     """Every run in the database matching ``filters`` ({column: value}), with history."""
     query = select(runs).order_by(runs.c.dataset, runs.c.backbone, runs.c.epochs,
@@ -315,11 +328,14 @@ def load_runs(engine: Engine, filters: Optional[dict] = None) -> list[RunRecord]
         found: dict[int, dict] = defaultdict(dict)
         if ids:
             for h in conn.execute(select(epochs_table.c.run_id, epochs_table.c.epoch,
-                                         epochs_table.c.top1)
+                                         epochs_table.c.top1, epochs_table.c.heads_json)
                                   .where(epochs_table.c.run_id.in_(ids))
                                   .order_by(epochs_table.c.run_id, epochs_table.c.idx)):
                 if h.top1 is not None:
-                    hist[h.run_id].append((h.epoch, h.top1))
+                    entry = {"epoch": h.epoch, "top1": h.top1}
+                    if h.heads_json:
+                        entry["heads"] = json.loads(h.heads_json)
+                    hist[h.run_id].append(entry)
             for a in conn.execute(select(analysis_table).where(analysis_table.c.run_id.in_(ids))):
                 found[a.run_id][a.kind] = {"summary": json.loads(a.summary_json),
                                            "settings": json.loads(a.settings_json or "{}"),
@@ -334,7 +350,9 @@ def load_runs(engine: Engine, filters: Optional[dict] = None) -> list[RunRecord]
             setting=str(tags.get("setting", "") or ""), s_per_iter=r["s_per_iter"],
             peak_mem_mb=r["peak_mem_mb"], wall_s=r["wall_s"], device=r["device"],
             num_devices=r["num_devices"], error_message=r["error_message"],
-            history=hist[r["id"]], analysis=found[r["id"]]))
+            history=hist[r["id"]], analysis=found[r["id"]],
+            method_settings=_loads(r["method_settings_json"]),
+            backbone_settings=_loads(r["backbone_settings_json"])))
     return records
 
 
@@ -349,7 +367,10 @@ def _select_counted(records: list[RunRecord], metric: str, last_n: int):
             continue
         r.value = run_metric(r.history, metric, last_n)
         if r.value is None:
-            excluded.append((r, "finished but its history has no top-1 evaluation"))
+            excluded.append((r, "finished but its history has no top-1 evaluation"
+                                if not r.history else
+                                f"finished but its history gives no {metric_label(metric, last_n)} "
+                                "(the per-head evaluations of AutoMix-style runs are missing)"))
             continue
         by_seed[(*r.table_key, r.method, r.seed)].append(r)
     counted = []
@@ -365,8 +386,8 @@ def _select_counted(records: list[RunRecord], metric: str, last_n: int):
 def _curve(runs_: list[RunRecord]) -> list[tuple[int, float]]:
     per_epoch: dict[int, list[float]] = defaultdict(list)
     for r in runs_:
-        for epoch, top1 in r.history:
-            per_epoch[epoch].append(top1)
+        for h in r.history:
+            per_epoch[h["epoch"]].append(h["top1"])
     return [(e, statistics.fmean(v)) for e, v in sorted(per_epoch.items())]
 
 
@@ -381,8 +402,9 @@ def _analysis_stats(runs_: list[RunRecord]) -> dict[str, SeedStat]:
     return stats
 
 
-def _make_cell(key: tuple, method: str, runs_: list[RunRecord]) -> Cell:
+def _make_cell(key: tuple, method: str, runs_: list[RunRecord], reported_csv) -> Cell:
     runs_ = sorted(runs_, key=lambda r: r.seed)
+    reported = lookup_reported(*key[:3], method, key[3], reported_csv)
     values = [r.value for r in runs_]
     mean, std, lo, hi = mean_std_ci(values)
     kinds = {r.device_kind for r in runs_}
@@ -393,11 +415,12 @@ def _make_cell(key: tuple, method: str, runs_: list[RunRecord]) -> Cell:
                 peak_mem_mb=_mean(r.peak_mem_mb for r in runs_),
                 device_hours=_mean(r.device_hours for r in runs_),
                 device_kind=kinds.pop() if len(kinds) == 1 else "device",
-                curve=_curve(runs_), analysis=_analysis_stats(runs_))
+                curve=_curve(runs_), analysis=_analysis_stats(runs_), reported=reported,
+                comparison=compare(runs_, reported) if reported is not None else None)
 
 
-def _compare_table(cells: list[Cell], metric_name: str, alpha: float, reported_csv) -> None:
-    """Fill Delta, Welch test, relative cost, ranks and reported numbers of one table."""
+def _compare_table(cells: list[Cell], alpha: float, reported_csv) -> None:
+    """Fill Delta, Welch test, relative cost, ranks and the reported Δ of one table."""
     ref = next((c for c in cells if c.is_reference), None)
     for c in cells:
         if ref is not None and not c.is_reference:
@@ -406,10 +429,6 @@ def _compare_table(cells: list[Cell], metric_name: str, alpha: float, reported_c
             c.significant = None if c.p_value is None else c.p_value < alpha
         if ref is not None and c.s_per_iter is not None and ref.s_per_iter:
             c.rel_s_per_iter = c.s_per_iter / ref.s_per_iter
-        c.reported = lookup_reported(c.dataset, c.backbone, c.epochs, c.method, c.setting,
-                                     reported_csv)
-        if c.reported is not None and c.reported.metric == metric_name:
-            c.diff_vs_reported = c.mean - c.reported.top1
     ref_reported = lookup_reported(cells[0].dataset, cells[0].backbone, cells[0].epochs,
                                    "Vanilla", cells[0].setting, reported_csv)
     for c in cells:
@@ -427,15 +446,15 @@ def aggregate(records: list[RunRecord], metric: str = "median_last_n",
               last_n: int = DEFAULT_LAST_N, alpha: float = DEFAULT_ALPHA,
               filters: Optional[dict] = None, reported_csv=REPORTED_CSV) -> Leaderboard:
     """Turn run records into the :class:`Leaderboard` (see the module docstring)."""
-    metric_name = metric_label(metric, last_n)
+    check_metric(metric)
     counted, in_progress, failed, excluded = _select_counted(records, metric, last_n)
     by_cell: dict[tuple, dict[str, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
     for r in counted:
         by_cell[r.table_key][r.method].append(r)
     tables: dict[tuple, list[Cell]] = {}
     for key in sorted(by_cell):
-        cells = [_make_cell(key, m, rs) for m, rs in sorted(by_cell[key].items())]
-        _compare_table(cells, metric_name, alpha, reported_csv)
+        cells = [_make_cell(key, m, rs, reported_csv) for m, rs in sorted(by_cell[key].items())]
+        _compare_table(cells, alpha, reported_csv)
         tables[key] = cells
     per_dataset: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for c in (c for cells in tables.values() for c in cells):

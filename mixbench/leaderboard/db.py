@@ -54,6 +54,8 @@ runs = Table(
     Column("work_dir", Text),
     Column("config_path", Text),
     Column("tags_json", Text),
+    Column("method_settings_json", Text),     # run.method_settings (None: schema 1 file)
+    Column("backbone_settings_json", Text),   # run.backbone_settings
     Column("metrics_json", Text),
     Column("wall_s", Float),
     Column("train_img_per_s", Float),
@@ -80,6 +82,7 @@ epochs = Table(
     Column("train_loss", Float),
     Column("lr", Float),
     Column("wall_s", Float),
+    Column("heads_json", Text),   # {head: top-1} of the learnable methods' extra heads
     UniqueConstraint("run_id", "idx", name="uq_epochs_run_idx"),
 )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional
 
+from mixbench.results import METRICS as RUN_METRICS
+
 from .aggregate import ANALYSIS_METRICS, Cell, Leaderboard
 
 DASH = "—"
@@ -52,11 +54,26 @@ def hours_str(c: Cell) -> str:
 
 
 def reported_str(c: Cell) -> str:
+    """The published number with the metric it was read with (always named)."""
     if c.reported is None:
         return DASH
-    if c.diff_vs_reported is None:  # not like for like: say how theirs was measured
-        return f"{c.reported.top1:.2f} ({c.reported.metric})"
-    return f"{c.reported.top1:.2f}"
+    return f"{c.reported.top1:.2f} ({c.reported.metric})"
+
+
+def ours_as_published_str(c: Cell) -> str:
+    """Our cell read the way the published number was (its metric), when computable."""
+    comp = c.comparison
+    if comp is None or comp.ours is None:
+        return DASH
+    return f"{comp.ours:.2f} ({comp.metric_label})"
+
+
+def not_comparable_str(c: Cell) -> str:
+    """Why the published number is shown apart (no difference computed), or a dash."""
+    comp = c.comparison
+    if comp is None or comp.comparable:
+        return DASH
+    return "; ".join(comp.reasons)
 
 
 def analysis_str(c: Cell, key: str) -> str:
@@ -74,8 +91,8 @@ def _analysis_column(key: str, label: str):
             lambda c: c.analysis[key].mean if key in c.analysis else None)
 
 
-# (header, formatter, raw value for sorting) in table order; new columns go at the end so
-# the indices (TOP1_COLUMN, report_md.TEX_COLUMNS) stay valid.
+# (header, formatter, raw value for sorting) in table order; report_md.TEX_COLUMNS names
+# columns by index (update it when inserting one).
 COLUMNS: list[tuple[str, Callable[[Cell], str], Callable[[Cell], object]]] = [
     ("Rank", lambda c: rank_str(c.rank), lambda c: c.rank),
     ("Method", lambda c: c.method, lambda c: c.method.lower()),
@@ -87,10 +104,13 @@ COLUMNS: list[tuple[str, Callable[[Cell], str], Callable[[Cell], object]]] = [
     ("s/iter vs Vanilla", cost_str, lambda c: c.rel_s_per_iter),
     ("Peak mem (MB)", lambda c: num(c.peak_mem_mb, 0), lambda c: c.peak_mem_mb),
     ("Time/run", hours_str, lambda c: c.device_hours),
+    ("Ours (published metric)", ours_as_published_str,
+     lambda c: c.comparison.ours if c.comparison else None),
     ("OpenMixup reported", reported_str, lambda c: c.reported.top1 if c.reported else None),
     ("Ours − reported", lambda c: num(c.diff_vs_reported, signed=True),
      lambda c: c.diff_vs_reported),
     ("Reported Δ", lambda c: num(c.reported_delta, signed=True), lambda c: c.reported_delta),
+    ("Not like for like", not_comparable_str, not_comparable_str),
 ] + [_analysis_column(m.key, m.label) for m in ANALYSIS_METRICS]  # ECE, FGSM (when present)
 TOP1_COLUMN = 2
 ANALYSIS_COLUMNS = tuple(range(len(COLUMNS) - len(ANALYSIS_METRICS), len(COLUMNS)))
@@ -107,6 +127,15 @@ def visible_columns(cells: list[Cell], candidates=None) -> list[int]:
 def table_title(key: tuple) -> str:
     dataset, backbone, epochs, setting = key
     return f"{dataset} · {backbone} · {epochs} epochs" + (f" · {setting}" if setting else "")
+
+
+def metric_note(lb: Leaderboard) -> str:
+    """Which metric each number column of a table is."""
+    return (f"Top-1, Δ, CI and ranks: {lb.metric_label} ({RUN_METRICS[lb.metric].describe(lb.last_n)}). "
+            "Ours (published metric) and OpenMixup reported: the metric named in the cell, the "
+            "one OpenMixup's table reads; Ours − reported is computed only like for like (same "
+            "method settings, dataset, backbone, epochs and metric), otherwise the last column "
+            "says why not.")
 
 
 def average_rank_rows(lb: Leaderboard) -> tuple[list[str], list[list[str]]]:

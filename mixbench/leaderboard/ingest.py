@@ -81,6 +81,10 @@ def _number(section: dict, key: str, kind=float):
     return None if value is None else kind(value)
 
 
+def _json_or_none(value) -> Optional[str]:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
 def run_row(data: dict, path: Path) -> dict:
     """The ``runs`` row of a validated result (raises ResultFileError on bad field types)."""
     run, cost = data["run"], data["cost"]
@@ -95,6 +99,8 @@ def run_row(data: dict, path: Path) -> dict:
                 json.dumps(data, sort_keys=True).encode()).hexdigest(),
             source_path=str(path), work_dir=run.get("work_dir"), config_path=run.get("config"),
             tags_json=json.dumps(run.get("tags") or {}, sort_keys=True),
+            method_settings_json=_json_or_none(run.get("method_settings")),
+            backbone_settings_json=_json_or_none(run.get("backbone_settings")),
             metrics_json=json.dumps(data["metrics"], sort_keys=True),
             wall_s=_number(cost, "wall_s"), train_img_per_s=_number(cost, "train_img_per_s"),
             s_per_iter=_number(cost, "s_per_iter"), peak_mem_mb=_number(cost, "peak_mem_mb"),
@@ -117,7 +123,12 @@ def epoch_rows(data: dict, run_id: int, path: Path) -> list[dict]:
         if not isinstance(h, dict):
             raise ResultFileError(f"{path}: history entry {i} is not an object")
         try:
+            heads = h.get("heads")
+            if heads is not None and not isinstance(heads, dict):
+                raise TypeError(f"'heads' must be an object, got {heads!r}")
             rows.append(dict(run_id=run_id, idx=i, epoch=_number(h, "epoch", int),
+                             heads_json=(json.dumps({k: float(v) for k, v in heads.items()},
+                                                    sort_keys=True) if heads else None),
                              **{k: _number(h, k) for k in
                                 ("top1", "top5", "train_loss", "lr", "wall_s")}))
         except (TypeError, ValueError) as e:

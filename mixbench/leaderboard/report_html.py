@@ -12,8 +12,8 @@ from typing import Optional
 
 from . import plots
 from .aggregate import Leaderboard
-from .formatting import (COLUMNS, TOP1_COLUMN, average_rank_rows, status_lines, table_title,
-                         visible_columns)
+from .formatting import (COLUMNS, TOP1_COLUMN, average_rank_rows, metric_note, status_lines,
+                         table_title, visible_columns)
 
 _CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,sans-serif;
@@ -118,6 +118,7 @@ def html_report(lb: Leaderboard) -> str:
                 + _img(plots.validation_curves(cells, f"{title}: validation top-1", colors),
                        f"{title} validation curves"))
         parts.append(f'<section class="cell-table"><h2>{html.escape(title)}</h2>'
+                     f'<p class="metric-note">{html.escape(metric_note(lb))}</p>'
                      + _table([h for h, _, _ in cols], rows, f"table-{i}")
                      + f'<div class="plots">{imgs}</div></section>')
     notes = status_lines(lb)

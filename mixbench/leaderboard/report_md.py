@@ -6,7 +6,7 @@ import io
 
 from .aggregate import ANALYSIS_METRICS, Leaderboard
 from .formatting import (ANALYSIS_COLUMNS, COLUMNS, TOP1_COLUMN, average_rank_rows,
-                         status_lines, table_title, visible_columns)
+                         metric_note, status_lines, table_title, visible_columns)
 
 
 def _md_row(cells: list[str]) -> str:
@@ -33,7 +33,7 @@ def markdown_report(lb: Leaderboard) -> str:
                 row[TOP1_COLUMN] = f"**{row[TOP1_COLUMN]}**"
             rows.append(row)
         out += [f"## {table_title(key)}", ""] + _md_table(
-            [COLUMNS[i][0] for i in cols], rows) + [""]
+            [COLUMNS[i][0] for i in cols], rows) + ["", metric_note(lb), ""]
     if lb.average_rank:
         header, rows = average_rank_rows(lb)
         out += ["## Overall: average rank across datasets", "",
@@ -49,8 +49,9 @@ CSV_FIELDS = ["dataset", "backbone", "epochs", "setting", "method", "metric", "n
               "seeds", "values", "mean", "std", "ci95_low", "ci95_high", "rank",
               "delta_vs_vanilla", "welch_p", "significant", "alpha", "s_per_iter",
               "s_per_iter_vs_vanilla", "peak_mem_mb", "device_hours_per_run", "device_kind",
-              "reported_top1", "reported_metric", "reported_source", "diff_vs_reported",
-              "reported_delta_vs_vanilla"]
+              "reported_top1", "reported_metric", "reported_source", "reported_settings_source",
+              "ours_reported_metric", "diff_vs_reported", "reported_delta_vs_vanilla",
+              "not_comparable_reasons"]
 # per analysis metric: (CSV field suffix, SeedStat attribute)
 ANALYSIS_CSV_PARTS = (("mean", "mean"), ("std", "std"), ("n_seeds", "n"))
 CSV_FIELDS += [f"{m.key}_{part}" for m in ANALYSIS_METRICS for part, _ in ANALYSIS_CSV_PARTS]
@@ -71,7 +72,10 @@ def csv_rows(lb: Leaderboard) -> list[dict]:
             peak_mem_mb=c.peak_mem_mb, device_hours_per_run=c.device_hours,
             device_kind=c.device_kind, reported_top1=r.top1 if r else None,
             reported_metric=r.metric if r else None, reported_source=r.source if r else None,
+            reported_settings_source=r.settings_source if r else None,
+            ours_reported_metric=c.comparison.ours if c.comparison else None,
             diff_vs_reported=c.diff_vs_reported, reported_delta_vs_vanilla=c.reported_delta,
+            not_comparable_reasons=("; ".join(c.comparison.reasons) if c.comparison else None),
             **{f"{m.key}_{part}": (getattr(c.analysis[m.key], attr) if m.key in c.analysis
                                    else None)
                for m in ANALYSIS_METRICS
@@ -98,7 +102,7 @@ def tex_escape(s: str) -> str:
 
 
 # A paper table keeps the comparison columns, and ECE / FGSM when some cell has them.
-TEX_COLUMNS = (0, 1, 2, 3, 5, 6, 7, 10, 11) + ANALYSIS_COLUMNS
+TEX_COLUMNS = (0, 1, 2, 3, 5, 6, 7, 10, 11, 12) + ANALYSIS_COLUMNS
 
 
 def latex_report(lb: Leaderboard) -> str:

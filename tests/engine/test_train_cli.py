@@ -38,7 +38,12 @@ def test_result_json_schema(trained):
     assert r["run"] | {"config_hash": None} == {
         "name": "digits_mixup", "method": "Mixup", "dataset": "digits", "backbone": "resnet8_w16",
         "epochs": 2, "seed": 0, "config": "config.yaml", "config_hash": None,
-        "work_dir": str(trained), "tags": {}}
+        "work_dir": str(trained), "tags": {},
+        # the settings fingerprint (schema 2): the demo's method and backbone as configured
+        "method_settings": {"classifier": {"type": "MixupClassifier"},
+                            "mixer": {"type": "Mixup", "alpha": 1}, "loss": {"type": "MixedCrossEntropy"},
+                            "paramwise_cfg": {}, "hooks": []},
+        "backbone_settings": {"type": "ResNetCIFAR", "depth": 8, "width": 16, "in_channels": 1}}
     assert r["run"]["config_hash"].startswith("sha256:")
     assert [h["epoch"] for h in r["history"]] == [1, 2]
     assert all(0 <= h["top1"] <= 100 and h["train_loss"] > 0 for h in r["history"])
@@ -46,6 +51,8 @@ def test_result_json_schema(trained):
     m = r["metrics"]
     assert m["top1_last"] == top1[-1] and m["top1_best"] == max(top1)
     assert m["top1_median_last_n"] == pytest.approx(sum(top1) / 2)  # median of 2 values
+    assert m["top1_best_last_n"] == max(top1)  # best of the last 10 = of both
+    assert "heads" not in r["history"][0] and "best_head" not in m  # one-head classifier
     cost = r["cost"]
     assert cost["iters"] == 2 * 22 and cost["num_devices"] == 1  # 1347 train images / 64
     assert cost["train_img_per_s"] > 0 and cost["s_per_iter"] > 0 and cost["peak_mem_mb"] > 0

@@ -1,4 +1,4 @@
-"""Test helpers: hand-made result.json files (schema v1, as mixbench/results.py documents)
+"""Test helpers: hand-made result.json files (the schema mixbench/results.py documents)
 and where the test PostgreSQL server is."""
 from __future__ import annotations
 
@@ -19,13 +19,21 @@ def make_result(root: Path, method: str, seed: int, top1: list[float], *,
                 config_hash: str | None = None, s_per_iter: float = 0.01,
                 peak_mem_mb: float = 1000.0, wall_s: float = 3600.0,
                 device: str = "NVIDIA H100", num_devices: int = 1, minutes: int = 0,
-                tags: dict | None = None, n: int = 10) -> Path:
-    """Write ``root/<name>/result.json`` with one validation per epoch (``top1`` list) and
-    return its path. ``minutes`` shifts the ``updated`` time (a later re-run)."""
+                tags: dict | None = None, n: int = 10, method_settings: dict | None = None,
+                backbone_settings: dict | None = None, eval_epochs: list[int] | None = None,
+                heads: list[dict] | None = None, schema: int = SCHEMA_VERSION) -> Path:
+    """Write ``root/<name>/result.json`` with one validation per entry of ``top1``, at the
+    last ``len(top1)`` epochs of the run (or at ``eval_epochs``), and return its path.
+    ``minutes`` shifts the ``updated`` time (a later re-run). Settings default to
+    :data:`SETTINGS` of the method and :data:`RESNET18_CIFAR`; ``heads`` gives each
+    evaluation's extra heads; ``schema=1`` writes a file of the first schema (no settings)."""
     epochs = epochs if epochs is not None else len(top1)
     name = name or f"{dataset}_{backbone}_{method.lower()}_e{epochs}_s{seed}"
-    history = [{"epoch": i + 1, "top1": v, "top5": min(100.0, v + 10), "train_loss": 1.0,
-                "lr": 0.1, "wall_s": 10.0 * (i + 1)} for i, v in enumerate(top1)]
+    at = eval_epochs or [max(1, epochs - len(top1) + 1) + i for i in range(len(top1))]
+    history = [{"epoch": e, "top1": v, "top5": min(100.0, v + 10), "train_loss": 1.0,
+                "lr": 0.1, "wall_s": 10.0 * (i + 1)} for i, (e, v) in enumerate(zip(at, top1))]
+    for entry, h in zip(history, heads or []):
+        entry["heads"] = h
     data = {
         "schema": SCHEMA_VERSION,
         "status": status,
@@ -42,11 +50,47 @@ def make_result(root: Path, method: str, seed: int, top1: list[float], *,
         "env": {"mixbench": "0.1.0", "torch": "2.14.1", "cuda": "13.0", "git": "abc1234",
                 "python": "3.11.7", "hostname": "test"},
     }
+    if schema >= 2:
+        data["run"]["method_settings"] = (method_settings if method_settings is not None
+                                          else settings_of(method))
+        data["run"]["backbone_settings"] = (backbone_settings if backbone_settings is not None
+                                            else RESNET18_CIFAR)
+    data["schema"] = schema
     if status == "failed":
         data["error"] = {"type": "RuntimeError", "message": "CUDA out of memory"}
     path = root / name / "result.json"
     atomic_write_json(path, data)
     return path
+
+
+# the backbone of OpenMixup's CIFAR ResNet-18 cells: PyTorch's default init (docs/protocol.md)
+RESNET18_CIFAR = {"type": "ResNetCIFAR", "depth": 18, "width": 64, "in_channels": 3, "init": "pytorch"}
+
+
+def plain_method(mixer: dict) -> dict:
+    """method_settings of a MixupClassifier run with ``mixer`` and the default loss."""
+    return {"classifier": {"type": "MixupClassifier"}, "mixer": mixer,
+            "loss": {"type": "MixedCrossEntropy"}, "paramwise_cfg": {}, "hooks": []}
+
+
+def reproduction_settings(name: str) -> dict:
+    """method_settings of configs/methods/openmixup/<name>.yaml on the CIFAR ResNet-18 recipe:
+    OpenMixup's settings of that method, as our reproduction configs write them."""
+    from mbtest import REPO
+    from mixbench.config import load_config
+    from mixbench.fingerprint import method_settings
+
+    recipe = load_config(REPO / "configs/_base_/models/resnet18_cifar.yaml")["model"]
+    method = load_config(REPO / "configs/methods/openmixup" / f"{name}.yaml")["method"]
+    return method_settings({"model": recipe, "method": method})
+
+
+SETTINGS = {"Vanilla": reproduction_settings("vanilla"), "Mixup": reproduction_settings("mixup"),
+            "CutMix": reproduction_settings("cutmix"), "PuzzleMix": reproduction_settings("puzzlemix")}
+
+
+def settings_of(method: str) -> dict:
+    return SETTINGS.get(method) or plain_method({"type": method})
 
 
 def make_analysis(result_path: Path, kind: str, summary: dict, *, minutes: int = 20,

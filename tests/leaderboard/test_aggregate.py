@@ -31,7 +31,7 @@ def cell(lb, dataset, epochs, method):
 
 
 def test_run_metric_median_best_last():
-    h = [(i + 1, v) for i, v in enumerate(history_for(70.0))]
+    h = [{"epoch": i + 1, "top1": v} for i, v in enumerate(history_for(70.0))]
     assert run_metric(h, "median_last_n", 10) == 70.0
     assert run_metric(h, "best", 10) == 71.0
     assert run_metric(h, "last", 10) == 69.0
@@ -39,7 +39,10 @@ def test_run_metric_median_best_last():
     assert run_metric(h, "median_last_n", 3) == 69.0
     # all 12 sorted: 5, 6, 69 x4, 70, 70, 71 x4 -> middle pair (69, 70)
     assert run_metric(h, "median_last_n", 12) == 69.5
-    assert run_metric([(1, 1.0), (2, 4.0)], "median_last_n", 10) == 2.5  # fewer than N
+    assert run_metric([{"epoch": 1, "top1": 1.0}, {"epoch": 2, "top1": 4.0}],
+                      "median_last_n", 10) == 2.5  # fewer than N
+    # best of the last 10: [70, 70, 71 x4, 69 x4] -> 71; best of the last 4 (69 x4) -> 69
+    assert run_metric(h, "best_last_n", 10) == 71.0 and run_metric(h, "best_last_n", 4) == 69.0
     assert run_metric([], "best", 10) is None
 
 
@@ -128,7 +131,11 @@ def test_reported_vs_reproduced_like_for_like(lb, db):
     best = build_leaderboard(db, metric="best")
     b = cell(best, "cifar10", 200, "Mixup")
     assert b.values == [92.0]  # best of history_for(91.0)
-    assert b.reported.top1 == 95.70 and b.diff_vs_reported is None  # not like for like
+    # the published number is read the way OpenMixup read it (median_last10), whatever the
+    # table metric: our median of the last 10 is 91.0, so the difference is unchanged
+    assert b.reported.top1 == 95.70 and b.comparison.metric_label == "median_last10"
+    assert b.comparison.ours == pytest.approx(91.0)
+    assert b.diff_vs_reported == pytest.approx(91.0 - 95.70)
 
 
 def test_not_finished_and_duplicates_are_listed_not_counted(lb):

@@ -51,7 +51,8 @@ def test_markdown_tables_best_bold_average_rank_protocol(reports):
     assert "**80.00 (1 seed, no error bar)**" in puzzle and "+3.50 |" in puzzle
     mixup = next(r for r in rows if "| Mixup |" in r and "78.50" in r)
     assert ("| 2 | Mixup | 78.50 ± 0.56 | 3 | [77.12, 79.88] | +2.00* | 0.010 | 1.10× | 1100 "
-            "| 4 GPU-h | 78.52 | -0.02 | +2.10 |") == mixup
+            "| 4 GPU-h | 78.50 (median_last10) | 78.52 (median_last10) | -0.02 | +2.10 |") == mixup
+    assert md.count("Top-1, Δ, CI and ranks: median_last10") == 3  # under every table
     assert "| 2 | Mixup | 1.50 | 2 | 1.50 | 1.50 |" in md  # average-rank table
     assert "- in progress (not counted): still_running" in md
     assert "- excluded: old_mixup_s0" in md

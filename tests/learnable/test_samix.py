@@ -187,7 +187,7 @@ def test_trains_two_epochs_on_digits_and_resumes_exactly(tmp_path):
     assert a["state_dict"].keys() == b["state_dict"].keys()
     # every tensor: weights, EMA encoder, Mixer (its value network's BN statistics too)
     assert_same_training_state(a, b, ("backbone.", "backbone_k.", "head.", "head_k.", "head_one.",
-                                      "mix_block.", "mix_block.value.1.running_mean"))
+                                      "head_one_k.", "mix_block.", "mix_block.value.1.running_mean"))
     assert set(a["state_dict"]) == {k for k in a["state_dict"]
                                     if k.split(".")[0] in ("backbone", "backbone_k", "head", "head_k",
-                                                           "head_one", "mix_block")}
+                                                           "head_one", "head_one_k", "mix_block")}

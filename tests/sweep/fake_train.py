@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import yaml  # noqa: E402
 
+from mixbench.fingerprint import backbone_settings, method_settings  # noqa: E402
 from mixbench.results import SCHEMA_VERSION, atomic_write_json, summarize_history  # noqa: E402
 
 
@@ -45,7 +46,8 @@ def main() -> int:
             "schema": SCHEMA_VERSION, "status": status,
             "run": {"name": meta.get("name"), "method": meta.get("method"), "dataset": meta.get("dataset"),
                     "backbone": meta.get("backbone"), "epochs": epochs,
-                    "seed": cfg.get("randomness", {}).get("seed", 0), "config_hash": "sha256:fake"},
+                    "seed": cfg.get("randomness", {}).get("seed", 0), "config_hash": "sha256:fake",
+                    "method_settings": method_settings(cfg), "backbone_settings": backbone_settings(cfg)},
             "metrics": summarize_history(history), "history": history,
             "cost": {"wall_s": time.time() - t0}, "env": {}})
 

@@ -133,7 +133,8 @@ class AdAutoMixClassifier(MixBlockClassifier):
     The EMA encoder, neck and heads (``backbone_k``, ``neck_k``, ``head_k``) follow
     ``k = m k + (1 - m) q`` after each step (cosine 0.999 -> 0.999999 as AutoMix; the
     schedules of :class:`~mixbench.models.classifiers.automix.MixBlockClassifier`).
-    Prediction uses ``encoder_q`` and ``head`` (one number per run). AdAutoMix has no mask
+    Prediction is AutoMix's: the run's top-1 from ``encoder_q`` and ``head``, and the other
+    three heads (EMA encoder, one-hot heads) recorded beside it. AdAutoMix has no mask
     loss (the masks sum to one by construction): there is no ``mask_loss`` option.
 
     Published CIFAR-100 ResNet-18 setting (configs/methods/adautomix.yaml, from OpenMixup's
@@ -151,7 +152,7 @@ class AdAutoMixClassifier(MixBlockClassifier):
     always true, so its classifier sees plain mixup nearly always); the clean logits for the
     cosine term come from one no-grad EMA pass over the batch, indexed per image (the
     official code runs the EMA encoder once per image on the permuted batch: the same
-    train-mode batch statistics, so the same values); no ``switch_off``, ``head_one_k``,
+    train-mode batch statistics, so the same values); no ``switch_off``,
     ``head_ensemble`` or plots.
 
     Args:

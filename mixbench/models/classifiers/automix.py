@@ -282,6 +282,11 @@ class MixBlockClassifier(StagedLosses, ScheduledParts, MixupClassifier):
     A subclass implements :meth:`loss_stages` (the engine backpropagates the stages one by
     one, :mod:`mixbench.models.stages`) and sets :attr:`mix_block_type`.
 
+    Prediction: the run's top-1 is ``encoder_q`` with ``head``; :meth:`predict` also
+    evaluates the three other heads OpenMixup evaluates (EMA encoder, one-hot heads) and
+    result.json records OpenMixup's best-of-four-heads reading beside our one-head number
+    (``top1_best_head_median_last_n``), never in its place.
+
     Schedules (:meth:`schedules`, applied by the engine's ``MethodScheduleHook``; each a
     function of the iteration alone, so a resumed run continues exactly):
 
@@ -356,6 +361,9 @@ class MixBlockClassifier(StagedLosses, ScheduledParts, MixupClassifier):
         self.backbone_k = copy.deepcopy(self.backbone).requires_grad_(False)
         self.neck_k = copy.deepcopy(self.neck).requires_grad_(False)
         self.head_k = copy.deepcopy(self.head).requires_grad_(False)
+        # the EMA one-hot head: evaluated only (predict), as OpenMixup's head_one_k
+        self.head_one_k = (copy.deepcopy(self.head_one).requires_grad_(False)
+                           if self.head_one is not None else None)
         mix_block = dict(mix_block or {})
         mix_block.setdefault("type", self.mix_block_type)
         in_channels = self.backbone.out_channels[mask_stage - 1]
@@ -388,9 +396,13 @@ class MixBlockClassifier(StagedLosses, ScheduledParts, MixupClassifier):
         return {}
 
     def ema_modules(self) -> tuple:
-        """(EMA module, online module) pairs: the encoder, the neck and the head."""
-        return ((self.backbone_k, self.backbone), (self.neck_k, self.neck),
-                (self.head_k, self.head))
+        """(EMA module, online module) pairs: the encoder, the neck, the head and, with a
+        one-hot head, its EMA copy (which only :meth:`predict` uses)."""
+        pairs = ((self.backbone_k, self.backbone), (self.neck_k, self.neck),
+                 (self.head_k, self.head))
+        if self.head_one_k is not None:
+            pairs += ((self.head_one_k, self.head_one),)
+        return pairs
 
     def init_weights(self) -> None:
         """mmengine's initialisation (``init_cfg``, pretrained weights), then the EMA encoder,
@@ -446,6 +458,26 @@ class MixBlockClassifier(StagedLosses, ScheduledParts, MixupClassifier):
                 lambda it, total: cosine_lr(self.mix_block_lr, self.mix_block_min_lr, it, total),
                 hint=f"With mix_block_lr set, {MIX_BLOCK_GROUPS}."))
         return out
+
+    @torch.no_grad()
+    def predict(self, inputs: Tensor, labels: Optional[Tensor] = None) -> list:
+        """The online encoder's mixed head (``logits``: the run's top-1), and every head
+        OpenMixup evaluates (``heads``, their top-1 recorded beside it, see
+        :class:`mixbench.engine.metrics.Accuracy`)::
+
+            mix_q = head(neck(encoder_q(x)))      one_q = head_one(neck(encoder_q(x)))
+            mix_k = head_k(neck_k(encoder_k(x)))  one_k = head_one_k(neck_k(encoder_k(x)))
+
+        (``one_*`` only with a one-hot head, ``one_hot_weight > 0``.) OpenMixup's summary
+        of these runs reports the best head (:func:`mixbench.results.best_head_median`)."""
+        feat_q = self.neck(self.backbone(inputs))
+        feat_k = self.neck_k(self.backbone_k(inputs))
+        mix_q = self.head(feat_q)
+        heads = {"mix_q": mix_q, "mix_k": self.head_k(feat_k)}
+        if self.head_one is not None:
+            heads.update(one_q=self.head_one(feat_q), one_k=self.head_one_k(feat_k))
+        return [{"logits": mix_q.float(), "labels": labels,
+                 "heads": {k: v.float() for k, v in heads.items()}}]
 
     def check_batch(self, inputs: Tensor) -> None:
         """A clear error for a batch too small to mix."""
