@@ -10,6 +10,7 @@ from .losses.decoupled import DecoupledMixupLoss
 from .classifiers.regmixup import RegMixupClassifier
 # issue 18 (methods-c)
 from .classifiers.rankmixup import RankMixupClassifier
+from .classifiers.augmix import AugMixClassifier
 
 __all__ = ["AdaptiveMaskBlock", "AdAutoMixClassifier", "AdAutoMixScheduleHook",
            "AutoMixClassifier", "AutoMixScheduleHook", "PixelMixBlock", "DecoupledMixupLoss",
@@ -18,4 +19,4 @@ __all__ = ["AdaptiveMaskBlock", "AdAutoMixClassifier", "AdAutoMixScheduleHook",
            # issue 18 (methods-a)
            "RegMixupClassifier",
            # issue 18 (methods-c)
-           "RankMixupClassifier"]
+           "RankMixupClassifier", "AugMixClassifier"]
