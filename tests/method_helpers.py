@@ -33,3 +33,17 @@ def check_model_untouched(mixer, clf) -> None:
     assert clf.training and all(m.training for m in clf.modules())
     assert all(p.grad is None for p in clf.parameters())
     assert all(torch.equal(v, clf.state_dict()[k]) for k, v in stats.items())
+
+
+def forward_batches_and_train(clf, x, y) -> tuple:
+    """One ``clf.loss(x, y)``: the batch sizes the backbone saw, in order, and the losses;
+    checks that every loss term alone sends a gradient to the head."""
+    batches = []
+    handle = clf.backbone.register_forward_hook(lambda m, args, out: batches.append(args[0].shape[0]))
+    losses = clf.loss(x, y)
+    handle.remove()
+    for key in losses:
+        clf.zero_grad(set_to_none=True)
+        losses[key].backward(retain_graph=True)
+        assert clf.head.fc.weight.grad.abs().sum() > 0, key
+    return batches, losses

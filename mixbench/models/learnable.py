@@ -8,9 +8,14 @@ from .classifiers.transmix import TransMixClassifier, transmix_lambda
 from .losses.decoupled import DecoupledMixupLoss
 # issue 18 (methods-a)
 from .classifiers.regmixup import RegMixupClassifier
+# issue 18 (methods-c)
+from .classifiers.rankmixup import RankMixupClassifier
+from .classifiers.augmix import AugMixClassifier
 
 __all__ = ["AdaptiveMaskBlock", "AdAutoMixClassifier", "AutoMixClassifier", "MixBlockClassifier",
            "PixelMixBlock", "DecoupledMixupLoss", "EtaBalancedMixupLoss", "SAMixClassifier",
            "SMMixClassifier", "TransMixClassifier", "transmix_lambda",
            # issue 18 (methods-a)
-           "RegMixupClassifier"]
+           "RegMixupClassifier",
+           # issue 18 (methods-c)
+           "RankMixupClassifier", "AugMixClassifier"]
