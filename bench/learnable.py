@@ -43,7 +43,8 @@ from timing import round_robin, sync  # noqa: E402
 CNN_METHODS = ("Vanilla", "Mixup", "DecoupleMix", "AutoMix", "AutoMix, one backward", "SAMix",
                "SAMix, one backward", "AdAutoMix", "AdAutoMix, one backward")
 ONE_BACKWARD = ", one backward"  # the same model stepped by mmengine's default train_step
-VIT_METHODS = ("Vanilla-ViT", "CutMix-ViT", "TransMix", "SMMix")
+VIT_METHODS = ("Vanilla-ViT", "CutMix-ViT", "TransMix", "SMMix",
+               "TokenMix")   # issue 18 (methods-e)
 
 
 def model_config(method: str, args) -> dict:
@@ -65,6 +66,10 @@ def model_config(method: str, args) -> dict:
     if method == "SMMix":  # every step an SMMix step (the 0.8/0.2 switch averages it with Mixup)
         return {"type": "SMMixClassifier", "backbone": vit, "head": head, "prob": 1.0,
                 "mixer": {"type": "Mixup", "alpha": 1.0}}
+    if method == "TokenMix":  # every step a TokenMix step, the model's own score maps (no teacher
+        tokens = (args.size // args.patch) ** 2  # file); min_tokens: the published 14 of 196
+        return {"type": "TokenMixClassifier", "backbone": vit, "head": head, "prob": 1.0,
+                "teacher": None, "min_tokens": tokens // 14}
     cfg = {"type": "TransMixClassifier" if method == "TransMix" else "MixupClassifier",
            "backbone": vit if method in VIT_METHODS else resnet, "head": head,
            "mixer": mixers[method]}

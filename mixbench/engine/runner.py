@@ -106,7 +106,7 @@ def validate_config(cfg: dict) -> None:
             build_mixer(mixer)
         except UnknownTypeError as e:
             raise ConfigError(f"{src}: {e}") from None
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, FileNotFoundError) as e:   # a missing local checkpoint too
             raise ConfigError(f"{src}: method.mixer ({mixer.get('type')}): {e}") from None
 
 

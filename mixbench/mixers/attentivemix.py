@@ -66,23 +66,28 @@ class _Features(nn.Module):
         return self.net.forward_features(x) if self.body is None else self.body(x)
 
 
-def load_extractor(library: str, name: str, checkpoint: str) -> nn.Module:
-    """Build ``name`` from ``library`` without pretrained weights and load ``checkpoint``."""
+def load_pretrained(library: str, name: str, checkpoint: str, who: str = "AttentiveMix extractor",
+                    unset: str = "leave `extractor` unset to use the model being trained",
+                    **build) -> nn.Module:
+    """The ``library`` model ``name`` built without pretrained weights (``build``: extra
+    arguments of the constructor, e.g. ``num_classes``) with the state dict of the *local*
+    file ``checkpoint`` loaded (under ``state_dict``/``model`` or at the top; a ``module.``
+    prefix is dropped). Nothing is downloaded: a missing file is an error naming ``who`` needs
+    it and the alternative ``unset``."""
     if library not in LIBRARIES:
-        raise ValueError(f"extractor library must be one of {LIBRARIES}, got {library!r}")
+        raise ValueError(f"{who} library must be one of {LIBRARIES}, got {library!r}")
     if not os.path.isfile(str(checkpoint)):
         raise FileNotFoundError(
-            f"AttentiveMix extractor checkpoint {checkpoint!r} does not exist; give the path "
-            f"of a local state dict of the {library} model {name!r} (weights are never "
-            "downloaded), or leave `extractor` unset to use the model being trained")
+            f"{who} checkpoint {checkpoint!r} does not exist; give the path of a local state "
+            f"dict of the {library} model {name!r} (weights are never downloaded), or {unset}")
     if library == "timm":
         import timm
 
-        net = timm.create_model(name, pretrained=False)
+        net = timm.create_model(name, pretrained=False, **build)
     else:
         import torchvision
 
-        net = torchvision.models.get_model(name, weights=None)
+        net = torchvision.models.get_model(name, weights=None, **build)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -93,7 +98,22 @@ def load_extractor(library: str, name: str, checkpoint: str) -> nn.Module:
     except RuntimeError as err:
         raise ValueError(f"checkpoint {checkpoint!r} does not fit the {library} model "
                          f"{name!r}: {err}") from None
-    return _Features(net, library)
+    return net
+
+
+def load_extractor(library: str, name: str, checkpoint: str) -> nn.Module:
+    """Build ``name`` from ``library`` without pretrained weights and load ``checkpoint``."""
+    return _Features(load_pretrained(library, name, checkpoint), library)
+
+
+def resize_map(act: Tensor, size: tuple) -> Tensor:
+    """(B, h, w) -> (B, *size): average pooling down (``size`` no larger than the map on
+    either side), bilinear interpolation (align_corners False) otherwise."""
+    if tuple(act.shape[1:]) == tuple(size):
+        return act
+    if size[0] <= act.shape[1] and size[1] <= act.shape[2]:
+        return F.adaptive_avg_pool2d(act[:, None], size)[:, 0]
+    return F.interpolate(act[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
 def top_cells(act: Tensor, k: Tensor) -> Tensor:
@@ -211,11 +231,8 @@ class AttentiveMix(MaskMixer):
             raise ValueError(f"AttentiveMix needs a (B, C, h, w) feature map from its extractor, "
                              f"got {shape}; use a convolutional extractor")
         act = feat.float().mean(1)
-        if self.grid is not None and act.shape[1:] != (self.grid, self.grid):
-            g = self.grid
-            act = (F.adaptive_avg_pool2d(act[:, None], g) if g <= min(act.shape[1:])
-                   else F.interpolate(act[:, None], size=(g, g), mode="bilinear",
-                                      align_corners=False))[:, 0]
+        if self.grid is not None:
+            act = resize_map(act, (self.grid, self.grid))
         return act
 
     # -- mixing ---------------------------------------------------------------------------------

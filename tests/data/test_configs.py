@@ -10,7 +10,7 @@ import torch
 
 import mixbench.data  # noqa: F401
 import mixbench.models  # noqa: F401
-from mixbench.config import load_config
+from mixbench.config import ConfigError, get_path, load_config
 from mixbench.engine.runner import validate_config
 from mixbench.method import resolve_method
 from mixbench.registry import DATASETS, MODELS, build_mixer
@@ -64,6 +64,11 @@ def test_every_method_file_is_only_a_method():
 def test_method_file_validates_on_a_benchmark_config(path):
     method = load_config(path)["method"]
     cfg = load_config(CONFIG_DIR / "benchmarks/cifar100/resnet18_cifar_e200.yaml", {"method": method})
+    checkpoint = get_path(method, "mixer.extractor.checkpoint")
+    if checkpoint is not None and not Path(checkpoint).is_file():  # a local pretrained network
+        with pytest.raises(ConfigError, match=f"checkpoint '{checkpoint}' does not exist"):
+            validate_config(cfg)
+        return
     validate_config(cfg)
     mixer = method.get("mixer")
     if mixer is not None:

@@ -185,3 +185,22 @@ def assert_neck_is_part_of_the_ema_classifier(make_classifier, x, y, **routing) 
     assert clf.neck.scale.grad is not None and clf.neck.scale.grad.abs().sum() > 0
     clf.zero_grad(set_to_none=True)
     assert_mix_block_gradient_routing(clf, clf.loss(x, y), **routing)
+
+
+def assert_cuda_loss_equals_cpu(clf, x, y, atol: float = 1e-5, seed: int = 1):
+    """A classifier with its own CPU ``generator`` (MixPro, TokenMix): the loss of (x, y) from
+    the same seed is the same on CPU and CUDA (eval mode, so dropout cannot differ) and finite
+    under float16 autocast in training mode. Returns the classifier, now on CUDA."""
+    import torch
+
+    clf.eval()
+    clf.generator = torch.Generator().manual_seed(seed)
+    loss = clf.loss(x, y)["loss"]
+    clf = clf.cuda()
+    clf.generator = torch.Generator().manual_seed(seed)
+    loss_cuda = clf.loss(x.cuda(), y.cuda())["loss"]
+    assert torch.allclose(loss_cuda.cpu(), loss, atol=atol)
+    with torch.autocast("cuda", dtype=torch.float16):
+        loss = clf.train().loss(x.cuda(), y.cuda())["loss"]
+    assert torch.isfinite(loss)
+    return clf

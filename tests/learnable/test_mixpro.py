@@ -13,7 +13,8 @@ from mixbench.mixers.base import beta_sample
 from mixbench.models import MixedCrossEntropy
 from mixbench.models.classifiers.mixpro import MixProClassifier, maskmix_mask, pal_lambda
 from mixbench.registry import MODELS
-from tests.learnable.helpers import assert_same_training_state, train_then_resume
+from tests.learnable.helpers import (assert_cuda_loss_equals_cpu, assert_same_training_state,
+                                     train_then_resume)
 from tests.learnable.test_transmix import TINY_VIT
 
 HEAD = {"type": "LinearHead", "num_classes": 5}
@@ -152,14 +153,5 @@ def test_tiny_vit_trains_two_epochs_on_digits_and_resumes_exactly(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_equals_cpu_and_runs_under_autocast():
     x, y = torch.randn(4, 1, 16, 16), torch.arange(4)
-    clf = tiny_mixpro(prob=1.0).eval()
-    clf.generator = torch.Generator().manual_seed(1)
-    loss = clf.loss(x, y)["loss"]
-    clf = clf.cuda()
-    clf.generator = torch.Generator().manual_seed(1)
-    loss_cuda = clf.loss(x.cuda(), y.cuda())["loss"]
-    assert torch.allclose(loss_cuda.cpu(), loss, atol=1e-5)
-    with torch.autocast("cuda", dtype=torch.float16):
-        loss = clf.train().loss(x.cuda(), y.cuda())["loss"]
-    assert torch.isfinite(loss)
+    clf = assert_cuda_loss_equals_cpu(tiny_mixpro(prob=1.0), x, y)
     assert clf.maskmix(x.cuda(), y.cuda()).mask.device.type == "cuda"

@@ -17,8 +17,8 @@ def test_backbones_declare_what_they_offer():
     assert ResNetCIFAR(depth=8, width=4).capabilities == {"output_map", "feature_map:1", "feature_map:2",
                                                           "feature_map:3"}
     vit = ViTBackbone(**{k: v for k, v in TINY_VIT.items() if k != "type"}, num_stages=4)
-    assert vit.capabilities == {"cls_attention", "patch_attention", "feature_map:1", "feature_map:2",
-                                "feature_map:3"}
+    assert vit.capabilities == {"cls_attention", "patch_attention", "patch_tokens", "feature_map:1",
+                                "feature_map:2", "feature_map:3"}
     # a timm CNN: a map at its one stage and as output; a timm ViT: tokens, nothing to offer
     assert TimmBackbone("resnet10t").capabilities == {"feature_map:1", "output_map"}
     assert TimmBackbone("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1).capabilities == set()

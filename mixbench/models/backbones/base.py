@@ -19,7 +19,8 @@ StageHook = Optional[Callable[[int, Tensor], Tensor]]
 #: What a backbone can offer a method, and where to find it (for the error message):
 #: ``feature_map:<k>`` the stage hook sees a (B, C, h, w) map after stage k; ``output_map`` the
 #: backbone returns a (B, C, h, w) map; ``cls_attention`` / ``patch_attention`` the last
-#: block's attention of the class token / of the patches (``backbone(x, return_attn=...)``).
+#: block's attention of the class token / of the patches (``backbone(x, return_attn=...)``);
+#: ``patch_tokens`` the final patch tokens on the patch grid (``return_tokens=True``, ``grid_size``).
 #: A method may ask for ``feature_map:last``, the map after the backbone's last stage.
 CAPABILITY_HELP = {
     "feature_map": "a backbone whose stage {k} gives a (B, C, h, w) feature map: ResNetCIFAR, "
@@ -34,6 +35,8 @@ CAPABILITY_HELP = {
                      "deit_small_patch16_224)",
     "patch_attention": "ViTBackbone (a timm VisionTransformer with a class token, e.g. "
                        "deit_small_patch16_224)",
+    "patch_tokens": "ViTBackbone (a timm VisionTransformer: the final patch tokens on its patch "
+                    "grid, backbone(x, return_tokens=True), and grid_size)",
 }
 
 

@@ -79,9 +79,10 @@ class ViTBackbone(TimmBackbone):
 
     @property
     def capabilities(self) -> frozenset:
-        """Class-token and patch attention; a (B, C, gh, gw) patch map after every stage but
-        the last (the last gives the pooled features)."""
-        return frozenset({"cls_attention", "patch_attention",
+        """Class-token and patch attention, the final patch tokens on the patch grid; a
+        (B, C, gh, gw) patch map after every stage but the last (the last gives the pooled
+        features)."""
+        return frozenset({"cls_attention", "patch_attention", "patch_tokens",
                           *(f"feature_map:{k}" for k in range(1, self.num_stages))})
 
     @property

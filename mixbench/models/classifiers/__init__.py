@@ -13,3 +13,8 @@ from .mergemix import MergeMixClassifier  # noqa: E402
 from .mixpro import MixProClassifier  # noqa: E402
 
 __all__ += ["MixProClassifier", "MergeMixClassifier"]
+
+# issue 18 (methods-e)
+from .tokenmix import TokenMixClassifier  # noqa: E402
+
+__all__ += ["TokenMixClassifier"]
