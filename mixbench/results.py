@@ -16,8 +16,12 @@ Schema version 1::
       "cost": {"wall_s", "train_img_per_s", "s_per_iter", "peak_mem_mb", "device",
                "num_devices", "iters"},
       "env": {"mixbench", "torch", "cuda", "git", "python", "hostname"},
-      "error": {"type", "message"}            # only when status == "failed"
+      "error": {"type", "message", "kind"}    # only when status == "failed"
     }
+
+``error.kind`` says how a failed run ended: ``diverged`` (the loss or a metric became NaN or
+infinite; deterministic, so the sweep does not retry it), ``interrupted`` (Ctrl-C) or
+``crashed`` (any other exception). Every number in the file is finite (JSON has no NaN).
 
 ``top1``/``top5`` are percentages. ``top1_median_last_n`` is the median top-1 over the last
 ``n`` validation evaluations (OpenMixup's "median of the last 10 epochs"); with fewer than
@@ -37,6 +41,9 @@ from typing import Any, Iterable, Optional
 SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
 STATUSES = ("running", "finished", "failed")
+FAILURE_DIVERGED, FAILURE_INTERRUPTED, FAILURE_CRASHED = "diverged", "interrupted", "crashed"
+#: failure kinds that happen again when the same run is launched again: never retried
+DETERMINISTIC_FAILURES = (FAILURE_DIVERGED,)
 REQUIRED_SECTIONS = ("run", "metrics", "history", "cost", "env")
 REQUIRED_RUN_KEYS = ("name", "method", "dataset", "backbone", "epochs", "seed", "config_hash")
 
@@ -78,6 +85,17 @@ def atomic_write_text(path: os.PathLike | str, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every float that JSON cannot hold (NaN, +-inf) replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:

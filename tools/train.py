@@ -43,12 +43,18 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
+    from mixbench.data.base import DatasetError
+    from mixbench.engine.hooks import DivergenceError
+
     try:
         runner.train()
     except BaseException as e:
         hook = result_hook(runner)
         if hook is not None:
             hook.mark_failed(runner, e)
+        if isinstance(e, (DivergenceError, DatasetError)):  # the message says it all
+            print(f"training failed: {e}", file=sys.stderr)
+            return 1
         raise
     return 0
 

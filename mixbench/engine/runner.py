@@ -308,7 +308,12 @@ class MixbenchRunner(Runner):
 
     def save_checkpoint(self, out_dir: str, filename: str, *args: Any, **kwargs: Any) -> None:
         tmp_name = f".{filename}.tmp"
-        super().save_checkpoint(out_dir, tmp_name, *args, **kwargs)
+        try:
+            super().save_checkpoint(out_dir, tmp_name, *args, **kwargs)
+        except BaseException:  # a full disk: no torn temp file stays behind
+            if is_main_process() and os.path.exists(os.path.join(out_dir, tmp_name)):
+                os.unlink(os.path.join(out_dir, tmp_name))
+            raise
         if is_main_process():  # mmengine writes checkpoints on rank 0 only
             os.replace(os.path.join(out_dir, tmp_name), os.path.join(out_dir, filename))
 
