@@ -153,15 +153,50 @@ def validate_result(data: Any, source: str = "result.json") -> dict:
     for key in REQUIRED_SECTIONS:
         if key not in data:
             raise ResultFileError(f"{source}: missing section {key!r}")
+    for key in ("run", "metrics", "cost", "env"):
+        if not isinstance(data[key], dict):
+            raise ResultFileError(f"{source}: section {key!r} must be an object, got "
+                                  f"{json.dumps(data[key])[:60]}")
     missing = [k for k in REQUIRED_RUN_KEYS if k not in data["run"]]
     if missing:
         raise ResultFileError(f"{source}: run section lacks {', '.join(missing)}")
     if not isinstance(data["history"], list):
         raise ResultFileError(f"{source}: history must be a list")
-    for key, value in data["metrics"].items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ResultFileError(f"{source}: metric {key} is not finite")
+    for i, entry in enumerate(data["history"]):
+        if not isinstance(entry, dict):
+            raise ResultFileError(f"{source}: history entry {i} must be an object, got "
+                                  f"{json.dumps(entry)[:60]}")
+        for key in HISTORY_NUMBERS:
+            value = entry.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ResultFileError(f"{source}: history[{i}].{key} must be a number or null, "
+                                      f"got {value!r}")
+    bad = _non_finite(data)
+    if bad:
+        raise ResultFileError(f"{source}: {bad} is not a finite number (NaN or Infinity); "
+                              "mixbench never writes one, so the file was edited or corrupted")
     return data
+
+
+#: the numeric fields of a history entry (null where unknown)
+HISTORY_NUMBERS = ("epoch", "top1", "top5", "train_loss", "lr", "wall_s")
+
+
+def _non_finite(obj: Any, where: str = "") -> Optional[str]:
+    """The path (``history[3].top1``) of the first NaN/inf float in ``obj``, else None."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (where or "value")
+    if isinstance(obj, dict):
+        items = ((f"{where}.{k}" if where else str(k), v) for k, v in obj.items())
+    elif isinstance(obj, list):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    for path, value in items:
+        found = _non_finite(value, path)
+        if found:
+            return found
+    return None
 
 
 def load_result(path: os.PathLike | str) -> dict:
@@ -170,9 +205,12 @@ def load_result(path: os.PathLike | str) -> dict:
     if path.is_dir():
         path = path / RESULT_FILE
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ResultFileError(f"{path}: cannot read ({e.strerror})") from e
+    except UnicodeDecodeError as e:
+        raise ResultFileError(f"{path}: not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x}): "
+                              "corrupt; delete it (the run is redone) or restore it") from e
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

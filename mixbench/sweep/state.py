@@ -44,10 +44,10 @@ LOG_TAIL_LINES = 30
 def read_state(work_dir: Path) -> dict:
     """The run's state, or a fresh pending one when the file is missing or unreadable."""
     try:
-        data = json.loads((Path(work_dir) / STATE_FILE).read_text())
+        data = json.loads((Path(work_dir) / STATE_FILE).read_text(encoding="utf-8"))
         if isinstance(data, dict) and data.get("schema") == STATE_SCHEMA:
             return data
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # missing, not UTF-8, not JSON: the sweep starts it afresh
         pass
     return {"schema": STATE_SCHEMA, "status": "pending", "launches": 0, "failures": 0, "attempts": []}
 
