@@ -20,7 +20,8 @@ Schema version 1::
     }
 
 ``error.kind`` says how a failed run ended: ``diverged`` (the loss or a metric became NaN or
-infinite; deterministic, so the sweep does not retry it), ``interrupted`` (Ctrl-C) or
+infinite), ``refused`` (a checkpoint that is not weights-only, see mixbench.checkpoint) --
+both deterministic, so the sweep does not retry them --, ``interrupted`` (Ctrl-C) or
 ``crashed`` (any other exception). Every number in the file is finite (JSON has no NaN).
 
 ``top1``/``top5`` are percentages. ``top1_median_last_n`` is the median top-1 over the last
@@ -42,8 +43,9 @@ SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
 STATUSES = ("running", "finished", "failed")
 FAILURE_DIVERGED, FAILURE_INTERRUPTED, FAILURE_CRASHED = "diverged", "interrupted", "crashed"
+FAILURE_REFUSED = "refused"  # a checkpoint to resume from or load that is not weights-only
 #: failure kinds that happen again when the same run is launched again: never retried
-DETERMINISTIC_FAILURES = (FAILURE_DIVERGED,)
+DETERMINISTIC_FAILURES = (FAILURE_DIVERGED, FAILURE_REFUSED)
 REQUIRED_SECTIONS = ("run", "metrics", "history", "cost", "env")
 REQUIRED_RUN_KEYS = ("name", "method", "dataset", "backbone", "epochs", "seed", "config_hash")
 

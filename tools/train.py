@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
+    from mixbench.checkpoint import UnsafeCheckpointError
     from mixbench.data.base import DatasetError
     from mixbench.engine.hooks import DivergenceError
 
@@ -52,9 +53,9 @@ def main(argv=None) -> int:
         hook = result_hook(runner)
         if hook is not None:
             hook.mark_failed(runner, e)
-        if isinstance(e, (DivergenceError, DatasetError)):  # the message says it all
+        if isinstance(e, (DivergenceError, DatasetError, UnsafeCheckpointError)):  # says it all
             print(f"training failed: {e}", file=sys.stderr)
-            return 1
+            return 2 if isinstance(e, UnsafeCheckpointError) else 1
         raise
     return 0
 

@@ -21,7 +21,9 @@ from mmengine.hooks import CheckpointHook, Hook
 
 import mixbench
 from mixbench.registry import HOOKS
-from mixbench.results import (FAILURE_CRASHED, FAILURE_DIVERGED, FAILURE_INTERRUPTED, RESULT_FILE,
+from mixbench.checkpoint import UnsafeCheckpointError
+from mixbench.results import (FAILURE_CRASHED, FAILURE_DIVERGED, FAILURE_INTERRUPTED,
+                              FAILURE_REFUSED, RESULT_FILE,
                               SCHEMA_VERSION, ResultFileError, atomic_write_json, atomic_write_text,
                               json_safe, load_result, summarize_history)
 
@@ -38,10 +40,13 @@ def _nonfinite(value: float) -> str:
 
 
 def failure_kind(exc: BaseException) -> str:
-    """How a run ended, for result.json's ``error.kind``: ``diverged`` (deterministic, not
-    retried), ``interrupted`` (Ctrl-C / SIGINT) or ``crashed`` (anything else)."""
+    """How a run ended, for result.json's ``error.kind``: ``diverged`` or ``refused`` (an
+    unsafe checkpoint; both deterministic, not retried), ``interrupted`` (Ctrl-C / SIGINT)
+    or ``crashed`` (anything else)."""
     if isinstance(exc, DivergenceError):
         return FAILURE_DIVERGED
+    if isinstance(exc, UnsafeCheckpointError):
+        return FAILURE_REFUSED
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
         return FAILURE_INTERRUPTED
     return FAILURE_CRASHED

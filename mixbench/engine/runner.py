@@ -14,11 +14,16 @@ from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
+from mixbench.checkpoint import use_for_mmengine
 from mixbench.config import ConfigError, config_hash, dump_config, get_path
 from mixbench.registry import (DATA_SAMPLERS, DATASETS, HOOKS, LOG_PROCESSORS, LOOPS, METRICS,
                                MIXERS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS, PARAM_SCHEDULERS,
                                TRANSFORMS, VISBACKENDS, UnknownTypeError, build_mixer,
                                check_options, did_you_mean)
+
+# every checkpoint mmengine loads in a mixbench process (resume, load_from, test) is
+# loaded weights-only; mmengine's own loader retries a refused file with weights_only=False
+use_for_mmengine()
 
 REQUIRED_KEYS = ("model", "train_dataloader", "val_dataloader", "val_evaluator",
                  "optim_wrapper", "train_cfg")
