@@ -103,3 +103,19 @@ def test_sweep_killed_at_random_instants_and_corrupt_files_lose_nothing(tmp_path
         # every launch resumed from the last checkpoint it found: epochs only go forward
         assert starts == sorted(starts)
     assert corrupted
+
+
+def test_sweep_status_and_run_go_on_past_a_result_that_is_not_utf8(tmp_path):
+    path = fake_sweep(tmp_path, "bytes", epochs=2, epoch_s=0.01, seeds=(0,))
+    sweep = load_sweep(path)
+    args = ("run", path, "--slots", "2", "--no-ingest", "--poll-s", "0.05", "--train-script", FAKE_TRAIN)
+    assert run_sweep(*args).returncode == 0
+    damaged, intact = sweep.runs
+    (damaged.work_dir / "result.json").write_bytes(b'{"schema": 1, "status": "fin\xe9shed"}')
+    status = run_sweep("status", path)
+    assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
+    assert "1/2 done" in status.stdout, status.stdout
+    again = run_sweep(*args)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert load_result(damaged.work_dir)["status"] == "finished"  # redone (resumed), the other kept
+    assert len((intact.work_dir / "fake_launches").read_text().splitlines()) == 1
