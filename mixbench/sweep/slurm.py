@@ -78,15 +78,17 @@ RUNNING_STATE = "RUNNING"
 
 def job_info(job_id: str) -> Optional[dict]:
     """``{field: value}`` of ``scontrol show job JOB_ID`` (JobState, Restarts, Reason...), or
-    None when the controller does not answer."""
+    None when the controller does not answer. For an array task give ``ARRAYID_TASKID``
+    (``37_1``): a bare array id lists every task of the array."""
     try:
         out = subprocess.run(["scontrol", "show", "job", "-o", str(job_id)], capture_output=True,
                              text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
-    if out.returncode != 0:
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
         return None
-    return dict(w.split("=", 1) for w in out.stdout.split() if "=" in w)
+    return dict(w.split("=", 1) for w in lines[0].split() if "=" in w)
 
 
 def stopped_by_slurm(job_id: str, restarts_at_start: int, rc: Optional[int]) -> tuple[bool, str]:
@@ -154,7 +156,7 @@ class TrainJob:
             raise
         interrupted = False
         if rc != 0:
-            interrupted, evidence = stopped_by_slurm(os.environ.get("SLURM_JOB_ID", env.job_id), restarts, rc)
+            interrupted, evidence = stopped_by_slurm(env.job_id, restarts, rc)  # "37_1" for a task
             how = f"killed by {_signal_name(rc)}" if rc < 0 else f"exited with {rc}"
             verdict = "stopped by Slurm: resumes when requeued" if interrupted else "a crash: counted as a failure"
             log.write(f"\n===== mixbench sweep: tools/train.py {how}; {evidence}: {verdict}\n".encode())
