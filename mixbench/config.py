@@ -19,6 +19,7 @@ import ast
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
@@ -34,11 +35,36 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message names the key and the file."""
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no tags that run code) reading numbers as YAML 1.2 does.
+
+    YAML 1.1, which PyYAML implements, wants a dot in a float and a sign on its exponent,
+    so ``5e-4``, ``1e-3`` and ``1e1`` would be read as strings; here they are floats, as
+    every learning rate in every config means. ``.inf``/``.nan`` stay floats as before."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {k: list(v) for k, v in
+                                        yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML text safely with :class:`ConfigLoader` (``1e-3`` is a float)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from e
     if data is None:
@@ -90,15 +116,23 @@ def _load_tree(path: Path, stack: tuple) -> dict:
     return merge_config(merged, data)
 
 
-def parse_value(text: str) -> Any:
-    """Parse a ``--cfg-options`` value: YAML scalars/lists/dicts (``0.1``, ``true``,
-    ``[1, 2]``, ``{type: CutMix}``), falling back to the raw string."""
+def parse_value(text: str, key: str = "") -> Any:
+    """Parse a ``--cfg-options`` value: YAML scalars/lists/dicts (``0.1``, ``1e-3``, ``true``,
+    ``[1, 2]``, ``{type: CutMix}``), falling back to the raw string. A value that opens a
+    mapping or a list (``{``, ``[``) and does not parse is an error, never a string."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return yaml_load(text)
+    except yaml.YAMLError as e:
         try:
             return ast.literal_eval(text)
         except (ValueError, SyntaxError):
+            if text.lstrip()[:1] in ("{", "["):
+                problem = str(getattr(e, "problem", None) or e).strip()
+                raise ConfigError(
+                    f"--cfg-options {key or 'value'}={text!r}: not a valid YAML "
+                    f"{'mapping' if text.lstrip()[0] == '{' else 'list'} ({problem}); check the "
+                    "brackets and commas and quote the whole option, e.g. "
+                    "\"model.mixer={type: Mixup, alpha: 1.0}\"") from None
             return text
 
 
@@ -115,7 +149,7 @@ def options_to_dict(options: Iterable[str] | Mapping[str, Any] | None) -> dict:
             if "=" not in opt:
                 raise ConfigError(f"--cfg-options entries look like key.sub=value, got {opt!r}")
             key, value = opt.split("=", 1)
-            items.append((key.strip(), parse_value(value)))
+            items.append((key.strip(), parse_value(value, key.strip())))
     out: dict = {}
     for key, value in items:
         node = out

@@ -43,6 +43,8 @@ METHOD_KEYS = ("name", "classifier", "mixer", "loss", "paramwise_cfg", "hooks")
 DEFAULT_CLASSIFIER = "MixupClassifier"
 #: keys of ``model:`` that belong to the method (refused there, with the fix)
 METHOD_OWNED_MODEL_KEYS = {"type": "method.classifier.type", "mixer": "method.mixer"}
+#: the keys of ``model:``: the backbone's training recipe
+RECIPE_KEYS = ("backbone", "neck", "head", "loss", "data_preprocessor", "init_cfg")
 
 
 def _where(cfg: Mapping) -> str:
@@ -111,7 +113,9 @@ def method_name(cfg: Mapping) -> str:
 
 
 def check_model_section(cfg: Mapping) -> None:
-    """``model:`` holds the backbone's recipe; the method's keys there are refused with the fix."""
+    """``model:`` holds the backbone's recipe (:data:`RECIPE_KEYS`); the method's keys there
+    are refused with the fix, and any other key with the closest name (a classifier option
+    such as ``mask_stage`` belongs to ``method.classifier``)."""
     model = cfg.get("model")
     if not isinstance(model, Mapping):
         return
@@ -122,6 +126,13 @@ def check_model_section(cfg: Mapping) -> None:
                 f"(e.g. `method: {{mixer: {{type: Mixup, alpha: 1.0}}}}`, "
                 "`method: {classifier: {type: AutoMixClassifier, ...}}`). The model section "
                 "keeps the backbone's recipe: backbone, neck, head, loss, data_preprocessor")
+    unknown = [k for k in model if k not in RECIPE_KEYS]
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(
+            f"{_where(cfg)}: unknown key model.{key}{closest(key, RECIPE_KEYS)}; the model "
+            f"section is the backbone's recipe ({', '.join(RECIPE_KEYS)}); an option of the "
+            f"method's classifier goes under method.classifier (method.classifier.{key})")
 
 
 def resolve_method(cfg: Mapping) -> dict:

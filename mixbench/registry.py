@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from typing import Iterable, Mapping, Optional
 
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
@@ -30,6 +31,8 @@ from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import Registry
+
+from mixbench.config import ConfigError
 
 SCOPE = "mixbench"
 
@@ -101,10 +104,7 @@ class UnknownTypeError(KeyError):
 
 def unknown_type_message(registry: Registry, name: str, where: str = "") -> str:
     names = registered_names(registry)
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-    if not close:
-        lower = {n.lower(): n for n in names}
-        close = [lower[n] for n in difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.5)]
+    close = closest(name, names, cutoff=0.5)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
     ours = sorted(registry.module_dict)
     listed = ", ".join(ours) if ours else ", ".join(names[:40])
@@ -137,3 +137,109 @@ def build_mixer(cfg):
     if "mixers" in cfg:  # RandomChoice-style composites take mixer configs
         cfg["mixers"] = [build_mixer(m) for m in cfg["mixers"]]
     return cls(**cfg)
+
+
+class UnknownOptionError(ConfigError):
+    """A component's config has an option its constructor does not take, or lacks one it
+    needs; the message names the component, the key, the closest names and the fix."""
+
+
+#: Keys of a component's config that are not constructor arguments: ``type`` always; the
+#: optimizer-wrapper keys that mmengine's optimizer constructor consumes itself.
+NOT_ARGUMENTS = frozenset({"type", "_scope_"})
+
+
+def _signature_options(obj) -> Optional[tuple[dict, bool]]:
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    params = {n: p for n, p in sig.parameters.items()
+              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self"}
+    return params, any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def constructor_options(obj) -> Optional[tuple[dict, bool]]:
+    """``({name: inspect.Parameter}, takes any keyword)`` of a class's constructor (or a
+    factory function), without ``self`` and ``*args``; None where Python cannot tell.
+
+    A mixbench class whose ``__init__`` takes ``**kwargs`` hands them to (or refuses them
+    for) its base classes, so the ``__init__`` parameters of its mixbench bases up the MRO
+    count too, until one that takes no ``**kwargs`` (then the options are closed) or a class
+    outside mixbench (``nn.Module``, timm, mmengine: then any keyword may be meant for it)."""
+    if not inspect.isclass(obj) or not obj.__module__.startswith("mixbench"):
+        return _signature_options(obj)
+    params: dict = {}
+    for cls in obj.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        if not cls.__module__.startswith("mixbench"):
+            return params, True
+        found = _signature_options(init)
+        if found is None:
+            return None
+        for name, param in found[0].items():
+            params.setdefault(name, param)
+        if not found[1]:
+            return params, False
+    return params, True
+
+
+def closest(name: str, names, n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """The names closest to ``name`` (difflib), case-insensitively as a fallback."""
+    names = list(names)
+    close = difflib.get_close_matches(name, names, n=n, cutoff=cutoff)
+    if not close:
+        lower = {x.lower(): x for x in names}
+        close = [lower[x] for x in difflib.get_close_matches(name.lower(), list(lower), n=n,
+                                                             cutoff=cutoff)]
+    return close
+
+
+def did_you_mean(name: str, names) -> str:
+    close = closest(name, names)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
+
+
+def check_options(registry: Registry, cfg: Mapping, where: str = "", source: str = "",
+                  provided: Iterable[str] = (), default_type=None, extra: Iterable[str] = ()) -> None:
+    """Check a component's config against the constructor it will be built with.
+
+    ``cfg`` is the component's dict (``{type: ResNetCIFAR, depth: 8, widht: 8}``); its
+    ``type`` (or ``default_type`` when it has none: what the builder uses then) is looked
+    up in ``registry`` (an unknown type raises :class:`UnknownTypeError`). Every other key
+    must be a parameter of the constructor (any key passes when it takes ``**kwargs``),
+    else :class:`UnknownOptionError` names the key, the closest parameter names (difflib)
+    and all of them. A parameter without a default must be given, unless the builder
+    fills it (``provided``, e.g. ``params`` of an optimizer). ``extra`` are keys the
+    builder consumes itself (e.g. ``paramwise_cfg`` of an optimizer wrapper). ``where``
+    says where the dict is (``"model.backbone"``) and ``source`` in which file, for the
+    messages.
+    """
+    type_name = cfg.get("type", default_type)
+    if type_name is None:
+        return
+    src = f" in {source}" if source else ""
+    check_type(registry, type_name, (f"{where}.type" if where and "type" in cfg else where) + src)
+    obj = registry.get(type_name) if isinstance(type_name, str) else type_name
+    found = constructor_options(obj)
+    if found is None:
+        return
+    params, takes_kwargs = found
+    name = getattr(obj, "__name__", str(type_name))
+    loc = f"{where}{src}: " if where or src else ""
+    allowed = set(params) | set(extra) | NOT_ARGUMENTS
+    if not takes_kwargs:
+        for key in cfg:
+            if key not in allowed:
+                listed = ", ".join(sorted(p for p in params if p not in set(provided)))
+                raise UnknownOptionError(
+                    f"{loc}{name} has no option {key!r}{did_you_mean(str(key), params)} "
+                    f"{name} takes: {listed or '(no options)'}. Correct or remove the key.")
+    missing = [p for p, spec in params.items() if spec.default is inspect.Parameter.empty
+               and p not in cfg and p not in set(provided)]
+    if missing:
+        raise UnknownOptionError(
+            f"{loc}{name} needs {', '.join(repr(m) for m in missing)}, which the config does "
+            f"not give; add {missing[0]}: <value> there")

@@ -20,8 +20,14 @@ Schema version 2::
       "cost": {"wall_s", "train_img_per_s", "s_per_iter", "peak_mem_mb", "device",
                "num_devices", "iters"},
       "env": {"mixbench", "torch", "cuda", "git", "python", "hostname"},
-      "error": {"type", "message"}            # only when status == "failed"
+      "error": {"type", "message", "kind"}    # only when status == "failed"
     }
+
+``error.kind`` says how a failed run ended: ``diverged`` (the loss or a metric became NaN or
+infinite), ``refused`` (a checkpoint that is not weights-only, see mixbench.checkpoint) --
+both deterministic, so the sweep does not retry them --, ``interrupted`` (Ctrl-C) or
+``crashed`` (any other exception). Every number in the file is finite (JSON has no NaN).
+
 
 ``run.method_settings`` is the run's settings fingerprint (:func:`mixbench.fingerprint.
 method_settings`), ``run.backbone_settings`` the backbone as configured: with the dataset,
@@ -62,6 +68,10 @@ SCHEMA_VERSION = 2
 MIN_SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
 STATUSES = ("running", "finished", "failed")
+FAILURE_DIVERGED, FAILURE_INTERRUPTED, FAILURE_CRASHED = "diverged", "interrupted", "crashed"
+FAILURE_REFUSED = "refused"  # a checkpoint to resume from or load that is not weights-only
+#: failure kinds that happen again when the same run is launched again: never retried
+DETERMINISTIC_FAILURES = (FAILURE_DIVERGED, FAILURE_REFUSED)
 REQUIRED_SECTIONS = ("run", "metrics", "history", "cost", "env")
 REQUIRED_RUN_KEYS = ("name", "method", "dataset", "backbone", "epochs", "seed", "config_hash")
 
@@ -103,6 +113,17 @@ def atomic_write_text(path: os.PathLike | str, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every float that JSON cannot hold (NaN, +-inf) replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def atomic_write_json(path: os.PathLike | str, obj: Any) -> None:
@@ -336,6 +357,10 @@ def validate_result(data: Any, source: str = "result.json") -> dict:
     for key in REQUIRED_SECTIONS:
         if key not in data:
             raise ResultFileError(f"{source}: missing section {key!r}")
+    for key in ("run", "metrics", "cost", "env"):
+        if not isinstance(data[key], dict):
+            raise ResultFileError(f"{source}: section {key!r} must be an object, got "
+                                  f"{json.dumps(data[key])[:60]}")
     missing = [k for k in REQUIRED_RUN_KEYS if k not in data["run"]]
     if missing:
         raise ResultFileError(f"{source}: run section lacks {', '.join(missing)}")
@@ -344,10 +369,41 @@ def validate_result(data: Any, source: str = "result.json") -> dict:
                               "run's settings fingerprint); the file is damaged")
     if not isinstance(data["history"], list):
         raise ResultFileError(f"{source}: history must be a list")
-    for key, value in data["metrics"].items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ResultFileError(f"{source}: metric {key} is not finite")
+    for i, entry in enumerate(data["history"]):
+        if not isinstance(entry, dict):
+            raise ResultFileError(f"{source}: history entry {i} must be an object, got "
+                                  f"{json.dumps(entry)[:60]}")
+        for key in HISTORY_NUMBERS:
+            value = entry.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ResultFileError(f"{source}: history[{i}].{key} must be a number or null, "
+                                      f"got {value!r}")
+    bad = _non_finite(data)
+    if bad:
+        raise ResultFileError(f"{source}: {bad} is not a finite number (NaN or Infinity); "
+                              "mixbench never writes one, so the file was edited or corrupted")
     return data
+
+
+#: the numeric fields of a history entry (null where unknown)
+HISTORY_NUMBERS = ("epoch", "top1", "top5", "train_loss", "lr", "wall_s")
+
+
+def _non_finite(obj: Any, where: str = "") -> Optional[str]:
+    """The path (``history[3].top1``) of the first NaN/inf float in ``obj``, else None."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (where or "value")
+    if isinstance(obj, dict):
+        items = ((f"{where}.{k}" if where else str(k), v) for k, v in obj.items())
+    elif isinstance(obj, list):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    for path, value in items:
+        found = _non_finite(value, path)
+        if found:
+            return found
+    return None
 
 
 def load_result(path: os.PathLike | str) -> dict:
@@ -356,9 +412,12 @@ def load_result(path: os.PathLike | str) -> dict:
     if path.is_dir():
         path = path / RESULT_FILE
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ResultFileError(f"{path}: cannot read ({e.strerror})") from e
+    except UnicodeDecodeError as e:
+        raise ResultFileError(f"{path}: not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x}): "
+                              "corrupt; delete it (the run is redone) or restore it") from e
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

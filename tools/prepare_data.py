@@ -3,7 +3,9 @@
 
     tools/prepare_data.py check DATASET ROOT [--no-files]
         For every split: the number of images and classes against the official counts,
-        and what is missing (a list file, a folder, listed images absent from disk).
+        and what is missing (a list file, a folder, listed images absent from disk). It
+        reads the data as training will: a corrupt or truncated file, or a label outside
+        the classes, fails the split with the file's name.
         Exit status 1 when anything is missing or a count differs.
     tools/prepare_data.py index DATASET ROOT
         List every split once and write ROOT/mixbench_index/<Dataset>_<split>_<key>.json;
@@ -41,7 +43,7 @@ def check(name: str, root: str, files: bool = True) -> int:
         try:
             ds = build(entry, root, split, **kwargs)
         except DatasetError as e:
-            print(f"  {split:9s} MISSING  {e}")
+            print(f"  {split:9s} {'MISSING' if 'not found' in str(e) else 'FAILED ':7s}  {e}")
             problems += 1
             continue
         n, k = len(ds), len(ds.classes)

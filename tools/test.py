@@ -2,6 +2,8 @@
 """Evaluate a checkpoint: tools/test.py CONFIG CHECKPOINT [--cfg-options k=v ...]
 
 Prints top-1/top-5 and saves them as JSON (default: <checkpoint dir>/test/test_result.json).
+The checkpoint is loaded weights-only (see mixbench/checkpoint.py): one that needs more is
+refused unless listed in $MIXBENCH_TRUSTED_CHECKPOINTS.
 """
 from __future__ import annotations
 
@@ -39,7 +41,13 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    metrics = runner.test()
+    from mixbench.checkpoint import UnsafeCheckpointError
+
+    try:
+        metrics = runner.test()
+    except UnsafeCheckpointError as e:
+        print(f"checkpoint refused: {e}", file=sys.stderr)
+        return 2
     out = {"config": args.config, "checkpoint": str(ckpt),
            "metrics": {k: float(v) for k, v in metrics.items()}}
     atomic_write_json(work_dir / "test_result.json", out)

@@ -43,12 +43,19 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
+    from mixbench.checkpoint import UnsafeCheckpointError
+    from mixbench.data.base import DatasetError
+    from mixbench.engine.hooks import DivergenceError
+
     try:
         runner.train()
     except BaseException as e:
         hook = result_hook(runner)
         if hook is not None:
             hook.mark_failed(runner, e)
+        if isinstance(e, (DivergenceError, DatasetError, UnsafeCheckpointError)):  # says it all
+            print(f"training failed: {e}", file=sys.stderr)
+            return 2 if isinstance(e, UnsafeCheckpointError) else 1
         raise
     return 0
 

@@ -67,12 +67,15 @@ def default_device() -> torch.device:
 
 
 def load_checkpoint_state(path: str | os.PathLike) -> dict:
-    """The model ``state_dict`` of an mmengine checkpoint (or of a bare state dict file)."""
+    """The model ``state_dict`` of an mmengine checkpoint (or of a bare state dict file),
+    loaded weights-only (:mod:`mixbench.checkpoint`)."""
+    from mixbench.checkpoint import load_checkpoint
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} (expected a .pth written by "
                                 "tools/train.py, e.g. <work_dir>/epoch_N.pth)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(path)  # weights-only: a crafted file cannot run code
     if isinstance(ckpt, dict) and "state_dict" in ckpt:
         return ckpt["state_dict"]
     if isinstance(ckpt, dict) and all(isinstance(v, Tensor) for v in ckpt.values()):

@@ -60,6 +60,20 @@ def batch_collate(data):
     return torch_default_collate(list(data))
 
 
+def check_labels(labels: Tensor, num_classes: int, source: str) -> None:
+    """Every label must be a class index in ``[0, num_classes)``: a label outside would only
+    fail at the first training iteration that draws it (or silently index another row of a
+    soft-target matrix). Raises :class:`DatasetError` naming ``source`` and the first bad one."""
+    if labels.numel() == 0:
+        return
+    bad = (labels < 0) | (labels >= num_classes)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise DatasetError(f"{source}: label {int(labels[i])} of sample {i} is outside 0..{num_classes - 1} "
+                           f"({int(bad.sum())} such labels); the label file is corrupt or belongs to "
+                           "another dataset: download it again")
+
+
 class InMemoryDataset(Dataset):
     """A dataset held in memory as a uint8 tensor (N, C, H, W) and int64 labels (N,).
 
@@ -90,6 +104,7 @@ class InMemoryDataset(Dataset):
             images, labels = images[:max_samples], labels[:max_samples]
         self.images = images.contiguous()
         self.labels = labels.long()
+        check_labels(self.labels, len(classes), getattr(self, "source", None) or type(self).__name__)
         if device is not None:
             dev = torch.device(device)
             if dev.type == "cuda" and not torch.cuda.is_available():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,15 @@ _DTYPES = {0x08: np.uint8}
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (plain or gzip-compressed) into a NumPy array."""
+    """Read an IDX file (plain or gzip-compressed) into a NumPy array. A truncated or
+    corrupt gzip file (bad CRC, cut short) is a :class:`DatasetError` naming the file."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
+        raise DatasetError(f"{path}: corrupt or truncated gzip file ({type(e).__name__}: {e}); "
+                           f"download it again. {HOW_TO_GET}") from e
     if len(data) < 4:
         raise DatasetError(f"{path}: too short to be an IDX file")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
@@ -72,6 +78,7 @@ class FashionMNIST(InMemoryDataset):
         if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
             raise DatasetError(f"{img_file} / {lbl_file}: expected N x 28 x 28 images and N labels, "
                                f"got {images.shape} and {labels.shape}")
+        self.source = str(lbl_file)
         super().__init__(torch.from_numpy(images.copy())[:, None],
                          torch.from_numpy(labels.astype(np.int64)), CLASSES, max_samples,
                          device)

@@ -1,12 +1,14 @@
 """Hooks: the result.json writer and per-epoch reseeding (exact resume)."""
 from __future__ import annotations
 
+import math
 import os
 import platform
 import random
 import resource
 import socket
 import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,12 +22,37 @@ from mmengine.hooks import Hook
 import mixbench
 from mixbench.engine.metrics import head_top1
 from mixbench.registry import HOOKS
-from mixbench.results import (RESULT_FILE, SCHEMA_VERSION, ResultFileError, atomic_write_json,
-                              atomic_write_text, load_result, summarize_history)
+from mixbench.checkpoint import UnsafeCheckpointError
+from mixbench.results import (FAILURE_CRASHED, FAILURE_DIVERGED, FAILURE_INTERRUPTED,
+                              FAILURE_REFUSED, RESULT_FILE,
+                              SCHEMA_VERSION, ResultFileError, atomic_write_json, atomic_write_text,
+                              json_safe, load_result, summarize_history)
 
 from .compat import CheckpointHookBase
 
 STATE_KEY = "mixbench_result"
+
+
+class DivergenceError(FloatingPointError):
+    """The training loss or a validation metric is not finite: the run diverged. Running it
+    again with the same config and seed diverges again (the sweep does not retry it)."""
+
+
+def _nonfinite(value: float) -> str:
+    return "NaN" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def failure_kind(exc: BaseException) -> str:
+    """How a run ended, for result.json's ``error.kind``: ``diverged`` or ``refused`` (an
+    unsafe checkpoint; both deterministic, not retried), ``interrupted`` (Ctrl-C / SIGINT)
+    or ``crashed`` (anything else)."""
+    if isinstance(exc, DivergenceError):
+        return FAILURE_DIVERGED
+    if isinstance(exc, UnsafeCheckpointError):
+        return FAILURE_REFUSED
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        return FAILURE_INTERRUPTED
+    return FAILURE_CRASHED
 
 
 def git_commit() -> Optional[str]:
@@ -126,7 +153,14 @@ class ResultJsonHook(Hook):
             self.samples += int(data_batch["inputs"].shape[0]) * get_world_size()
         self.iters += 1
         if outputs and "loss" in outputs:
-            self._loss_sum += float(torch.as_tensor(outputs["loss"]).detach())
+            loss = float(torch.as_tensor(outputs["loss"]).detach())
+            if not math.isfinite(loss):
+                raise DivergenceError(
+                    f"loss became {_nonfinite(loss)} at epoch {runner.epoch + 1}, iteration {batch_idx + 1} "
+                    f"(iteration {runner.iter + 1} of the run): training diverged. Lower the "
+                    "learning rate (optim_wrapper.optimizer.lr), add gradient clipping "
+                    "(optim_wrapper.clip_grad: {max_norm: 5.0}) or check the data")
+            self._loss_sum += loss
             self._loss_count += 1
 
     def after_train_epoch(self, runner) -> None:
@@ -136,6 +170,10 @@ class ResultJsonHook(Hook):
 
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
         metrics = metrics or {}
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                raise DivergenceError(f"validation metric {key} became {_nonfinite(value)} at epoch "
+                                      f"{runner.epoch}: training diverged")
         entry = {"epoch": runner.epoch, "top1": metrics.get("top1"), "top5": metrics.get("top5"),
                  "train_loss": self._last_train_loss,
                  "lr": float(runner.optim_wrapper.get_lr()["lr"][0]),
@@ -151,9 +189,19 @@ class ResultJsonHook(Hook):
         self.write(runner)
 
     def mark_failed(self, runner, exc: BaseException) -> None:
+        """Record the failure in result.json: status ``failed``, ``error`` (type, message,
+        kind: see :func:`failure_kind`) and the history up to here. Never raises: values
+        that JSON cannot hold (NaN) become null, and a write that fails (disk full) is
+        reported on stderr without hiding the original error."""
         self.status = "failed"
-        self.error = {"type": type(exc).__name__, "message": str(exc)[-2000:]}
-        self.write(runner)
+        self.error = {"type": type(exc).__name__, "message": str(exc)[-2000:],
+                      "kind": failure_kind(exc)}
+        try:
+            if is_main_process():
+                atomic_write_json(Path(runner.work_dir) / RESULT_FILE, json_safe(self.result(runner)))
+        except Exception as e:  # noqa: BLE001 - the training error is the one to report
+            print(f"mixbench: could not record the failure in {runner.work_dir}/{RESULT_FILE}: "
+                  f"{type(e).__name__}: {e}", file=sys.stderr)
 
     # -- checkpoints --------------------------------------------------------------------
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -233,25 +281,61 @@ class SafeCheckpointHook(CheckpointHookBase):
     pointing at a deleted (or, mid-write, an empty) path and ``--resume auto`` fails. Here
     the new checkpoint is written first (atomically, by :class:`MixbenchRunner`), then
     ``last_checkpoint`` (atomically), and only then are checkpoints beyond
-    ``max_keep_ckpts`` deleted. Options are mmengine's.
+    ``max_keep_ckpts`` deleted.
+
+    ``max_keep_ckpts`` holds across resumes: the list of kept checkpoints is updated
+    *before* the save, so each checkpoint records itself among the kept ones (a resumed run
+    used to forget the checkpoint it resumed from, and never deleted it); and after each
+    save every checkpoint of this run's name pattern outside the kept list is deleted, so
+    one left behind by a kill between save and delete goes too. At the start of training
+    the temp files of a write that never completed (``.epoch_3.pth.tmp`` after a full disk,
+    ``.result.json.*.tmp`` after a kill) are removed. Options are mmengine's.
     """
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        if not is_main_process():
+            return
+        # only the trainer's own temp files: the sweep writes sweep_state.json concurrently
+        torn = [p for p in Path(self.out_dir).glob(".*.tmp")
+                if self._checkpoint_step(p.name[1:-len(".tmp")]) is not None]
+        torn += [p for name in (RESULT_FILE, "last_checkpoint")
+                 for p in Path(runner.work_dir).glob(f".{name}.*.tmp")]
+        for tmp in torn:
+            if tmp.is_file():
+                runner.logger.info(f"removing {tmp.name}, left by a write that never completed")
+                tmp.unlink()
+
+    def _checkpoint_step(self, name: str) -> Optional[int]:
+        head, _, tail = self.filename_tmpl.partition("{}")
+        if name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail):
+            middle = name[len(head):len(name) - len(tail)]
+            return int(middle) if middle.isdigit() else None
+        return None
 
     def save_checkpoint_with_step(self, runner, step, meta) -> None:
         filename = self.filename_tmpl.format(step)
         self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
         runner.message_hub.update_info("last_ckpt", self.last_ckpt)
+        keep = list(self.keep_ckpt_ids) if self.max_keep_ckpts > 0 else []
+        if self.max_keep_ckpts > 0:
+            if not keep or keep[-1] != step:
+                keep.append(step)
+            keep = keep[-self.max_keep_ckpts:]
+            # recorded in the checkpoint being written: a run resumed from it knows it is kept
+            runner.message_hub.update_info("keep_ckpt_ids", keep)
         runner.save_checkpoint(self.out_dir, filename, self.file_client_args,
                                save_optimizer=self.save_optimizer,
                                save_param_scheduler=self.save_param_scheduler, meta=meta,
                                by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
         if is_main_process():
             atomic_write_text(Path(runner.work_dir) / "last_checkpoint", self.last_ckpt)
-        if self.max_keep_ckpts <= 0 or (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+        if self.max_keep_ckpts <= 0:
             return
-        if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-            old = self.file_backend.join_path(self.out_dir,
-                                              self.filename_tmpl.format(self.keep_ckpt_ids.popleft()))
-            if is_main_process() and self.file_backend.isfile(old):
-                self.file_backend.remove(old)
-        self.keep_ckpt_ids.append(step)
-        runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
+        self.keep_ckpt_ids.clear()
+        self.keep_ckpt_ids.extend(keep)
+        if is_main_process():
+            for path in Path(self.out_dir).iterdir():
+                old = self._checkpoint_step(path.name)
+                if old is not None and old not in keep and path.is_file():
+                    path.unlink()

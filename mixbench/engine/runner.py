@@ -15,13 +15,19 @@ from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
+from mixbench.checkpoint import use_for_mmengine
 from mixbench.config import ConfigError, config_hash, dump_config, get_path
+from mixbench.fingerprint import backbone_settings, method_settings
 from mixbench.method import check_model_section, method_name, resolve_method
 from mixbench.models.stages import StagedLosses
-from mixbench.fingerprint import backbone_settings, method_settings
-from mixbench.registry import (DATA_SAMPLERS, DATASETS, HOOKS, METRICS, MODELS, OPTIM_WRAPPERS,
-                               OPTIMIZERS, PARAM_SCHEDULERS, TRANSFORMS, VISBACKENDS,
-                               UnknownTypeError, build_mixer, check_type)
+from mixbench.registry import (DATA_SAMPLERS, DATASETS, HOOKS, LOG_PROCESSORS, LOOPS, METRICS,
+                               MIXERS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS, PARAM_SCHEDULERS,
+                               TRANSFORMS, VISBACKENDS, UnknownTypeError, build_mixer,
+                               check_options, did_you_mean)
+
+# every checkpoint mmengine loads in a mixbench process (resume, load_from, test) is
+# loaded weights-only; mmengine's own loader retries a refused file with weights_only=False
+use_for_mmengine()
 
 from .compat import RunnerBase
 from .schedules import MethodScheduleHook, scheduled_model
@@ -30,20 +36,54 @@ from .staged import StagedStep
 REQUIRED_KEYS = ("model", "train_dataloader", "val_dataloader", "val_evaluator",
                  "optim_wrapper", "train_cfg")
 
-# where a `type:` lives -> the registry that must hold it
-TYPE_SLOTS = {
-    "model.backbone": MODELS, "model.neck": MODELS, "model.head": MODELS,
-    "model.loss": MODELS, "model.data_preprocessor": MODELS, "method.classifier": MODELS,
-    "method.loss": MODELS,
-    "train_dataloader.dataset": DATASETS, "val_dataloader.dataset": DATASETS,
-    "test_dataloader.dataset": DATASETS, "train_dataloader.sampler": DATA_SAMPLERS,
-    "val_dataloader.sampler": DATA_SAMPLERS, "val_evaluator": METRICS, "test_evaluator": METRICS,
-    "optim_wrapper": OPTIM_WRAPPERS, "optim_wrapper.optimizer": OPTIMIZERS,
+#: Every top-level key a config may have: what mmengine's Runner reads (``Runner.from_cfg``
+#: and the ``cfg.get`` calls of its methods), what mixbench reads (``meta``, ``logging``,
+#: ``result``, ``method``), and the keys the config loader itself keeps (``_source_``).
+#: Anything else is a typo (``trian_cfg``) and is refused with the closest name.
+RUNNER_KEYS = frozenset({
+    "model", "work_dir", "train_dataloader", "val_dataloader", "test_dataloader", "train_cfg",
+    "val_cfg", "test_cfg", "auto_scale_lr", "optim_wrapper", "param_scheduler", "val_evaluator",
+    "test_evaluator", "default_hooks", "custom_hooks", "data_preprocessor", "load_from",
+    "resume", "launcher", "env_cfg", "log_processor", "log_level", "visualizer", "default_scope",
+    "randomness", "experiment_name", "model_wrapper_cfg", "sync_bn", "find_unused_parameters",
+    "activation_checkpointing", "efficient_conv_bn_eval", "compile"})
+MIXBENCH_KEYS = frozenset({"meta", "logging", "result", "method", "_source_", "_base_"})
+TOP_LEVEL_KEYS = RUNNER_KEYS | MIXBENCH_KEYS
+
+# where a component lives -> (its registry, the type the builder uses when none is given,
+# the constructor arguments the builder fills itself, keys the builder consumes itself)
+COMPONENT_SLOTS = {
+    "model.backbone": (MODELS, None, (), ()),
+    "model.neck": (MODELS, None, (), ()),
+    "model.head": (MODELS, None, ("in_channels",), ()),
+    "model.loss": (MODELS, None, (), ()),
+    "model.data_preprocessor": (MODELS, "ClassifierDataPreprocessor", (), ()),
+    "train_dataloader.dataset": (DATASETS, None, (), ()),
+    "val_dataloader.dataset": (DATASETS, None, (), ()),
+    "test_dataloader.dataset": (DATASETS, None, (), ()),
+    "train_dataloader.sampler": (DATA_SAMPLERS, None, ("dataset", "seed"), ()),
+    "val_dataloader.sampler": (DATA_SAMPLERS, None, ("dataset", "seed"), ()),
+    "test_dataloader.sampler": (DATA_SAMPLERS, None, ("dataset", "seed"), ()),
+    "val_evaluator": (METRICS, None, (), ()),
+    "test_evaluator": (METRICS, None, (), ()),
+    "optim_wrapper": (OPTIM_WRAPPERS, "OptimWrapper", (), ("paramwise_cfg", "constructor")),
+    "optim_wrapper.optimizer": (OPTIMIZERS, None, ("params",), ()),
+    "train_cfg": (LOOPS, "EpochBasedTrainLoop", ("runner", "dataloader"), ("by_epoch",)),
+    "val_cfg": (LOOPS, "ValLoop", ("runner", "dataloader", "evaluator"), ()),
+    "test_cfg": (LOOPS, "TestLoop", ("runner", "dataloader", "evaluator"), ()),
+    "log_processor": (LOG_PROCESSORS, "LogProcessor", (), ()),
+    # the method section (mixbench.method): the classifier gets the recipe's parts
+    "method.classifier": (MODELS, "MixupClassifier",
+                          ("backbone", "head", "neck", "loss", "mixer", "data_preprocessor"), ()),
+    "method.mixer": (MIXERS, None, (), ()),
+    "method.loss": (MODELS, None, (), ()),
 }
-LIST_SLOTS = {"param_scheduler": PARAM_SCHEDULERS, "custom_hooks": HOOKS, "method.hooks": HOOKS,
-              "model.data_preprocessor.batch_augments": TRANSFORMS,
-              "model.data_preprocessor.normalized_batch_augments": TRANSFORMS,
-              "visualizer.vis_backends": VISBACKENDS}
+LIST_SLOTS = {"param_scheduler": (PARAM_SCHEDULERS, ("optimizer",), ("convert_to_iter_based",)),
+              "custom_hooks": (HOOKS, (), ()),
+              "method.hooks": (HOOKS, (), ()),
+              "model.data_preprocessor.batch_augments": (TRANSFORMS, (), ()),
+              "model.data_preprocessor.normalized_batch_augments": (TRANSFORMS, (), ()),
+              "visualizer.vis_backends": (VISBACKENDS, (), ())}
 
 
 def _where(cfg: dict) -> str:
@@ -63,31 +103,67 @@ def _positive_int(cfg: dict, key: str, required: bool = True) -> None:
         raise ConfigError(f"{_where(cfg)}: {key} must be > 0, got {value}")
 
 
+def check_top_level_keys(cfg: dict) -> None:
+    """Refuse a top-level key that neither mmengine's Runner nor mixbench reads, naming the
+    closest known key (``trian_cfg`` -> ``train_cfg``)."""
+    for key in cfg:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(
+                f"{_where(cfg)}: unknown top-level key {key!r}{did_you_mean(str(key), TOP_LEVEL_KEYS)} "
+                "It would be ignored; correct or remove it. Known keys: "
+                f"{', '.join(sorted(k for k in TOP_LEVEL_KEYS if not k.startswith('_')))}")
+
+
+def _check_component(registry, node, where: str, source: str, default_type=None, provided=(),
+                     extra=()) -> None:
+    try:
+        check_options(registry, node, where, source, provided=provided, default_type=default_type,
+                      extra=extra)
+    except UnknownTypeError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _check_evaluator(cfg: dict, key: str) -> None:
+    node = cfg.get(key)
+    nodes = node if isinstance(node, list) else [node]
+    if not node or not all(isinstance(n, dict) and n.get("type") for n in nodes):
+        raise ConfigError(
+            f"{_where(cfg)}: {key} must name a metric, got {node!r}; e.g. "
+            f"{key}: {{type: Accuracy, topk: [1, 5]}} (as configs/_base_/datasets/*.yaml set it)")
+
+
 def validate_config(cfg: dict) -> None:
     """Fail before training, naming the key and the config file, on: a missing required
-    section, an unknown ``type`` (with the closest registered names), a wrong value type,
-    or an impossible value (epochs/batch size <= 0, a mixer's alpha < 0, ...). ``cfg`` is the
-    config as written (with its ``method:`` section); it is checked as it will run, with the
-    method assembled into the model (:func:`mixbench.method.resolve_method`)."""
+    section, an unknown top-level key, an unknown ``type`` (with the closest registered
+    names), an option a component does not take or a required one it lacks (with the
+    closest names, :func:`mixbench.registry.check_options`), a wrong value type, or an
+    impossible value (epochs/batch size <= 0, a mixer's alpha < 0, ...). ``cfg`` is the
+    config as written (with its ``method:`` section); its values are checked as it will run,
+    with the method assembled into the model (:func:`mixbench.method.resolve_method`)."""
     src = _where(cfg)
     check_model_section(cfg)
     for key in REQUIRED_KEYS:
         if key not in cfg:
             raise ConfigError(f"{src}: missing required section {key!r} (is a _base_ file missing?)")
-    for key, registry in TYPE_SLOTS.items():
+    check_top_level_keys(cfg)
+    for key in REQUIRED_KEYS:
+        if key != "val_evaluator" and not isinstance(cfg[key], dict):
+            raise ConfigError(f"{src}: section {key!r} must be a mapping, got {cfg[key]!r}")
+    _check_evaluator(cfg, "val_evaluator")
+    if "test_evaluator" in cfg:
+        _check_evaluator(cfg, "test_evaluator")
+    for key, (registry, default_type, provided, extra) in COMPONENT_SLOTS.items():
         node = get_path(cfg, key)
-        if isinstance(node, dict) and "type" in node:
-            try:
-                check_type(registry, node["type"], f"{key}.type in {src}")
-            except UnknownTypeError as e:
-                raise ConfigError(str(e)) from None
-    for key, registry in LIST_SLOTS.items():
-        for i, node in enumerate(get_path(cfg, key) or []):
-            if isinstance(node, dict) and "type" in node:
-                try:
-                    check_type(registry, node["type"], f"{key}[{i}].type in {src}")
-                except UnknownTypeError as e:
-                    raise ConfigError(str(e)) from None
+        if isinstance(node, dict):
+            _check_component(registry, node, key, src, default_type, provided, extra)
+    for key, (registry, provided, extra) in LIST_SLOTS.items():
+        nodes = get_path(cfg, key) or []
+        for i, node in enumerate([nodes] if isinstance(nodes, dict) else nodes):
+            if isinstance(node, dict):
+                _check_component(registry, node, f"{key}[{i}]", src, provided=provided, extra=extra)
+    for name, node in (cfg.get("default_hooks") or {}).items():
+        if isinstance(node, dict):  # None disables a default hook
+            _check_component(HOOKS, node, f"default_hooks.{name}", src)
     cfg = resolve_method(cfg)
     _positive_int(cfg, "train_cfg.max_epochs")
     _positive_int(cfg, "train_cfg.val_interval", required=False)
@@ -277,7 +353,12 @@ class MixbenchRunner(RunnerBase):
 
     def save_checkpoint(self, out_dir: str, filename: str, *args: Any, **kwargs: Any) -> None:
         tmp_name = f".{filename}.tmp"
-        super().save_checkpoint(out_dir, tmp_name, *args, **kwargs)
+        try:
+            super().save_checkpoint(out_dir, tmp_name, *args, **kwargs)
+        except BaseException:  # a full disk: no torn temp file stays behind
+            if is_main_process() and os.path.exists(os.path.join(out_dir, tmp_name)):
+                os.unlink(os.path.join(out_dir, tmp_name))
+            raise
         if is_main_process():  # mmengine writes checkpoints on rank 0 only
             os.replace(os.path.join(out_dir, tmp_name), os.path.join(out_dir, filename))
 

@@ -21,17 +21,42 @@ of the history.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Optional
 
-from sqlalchemy import (Column, Float, ForeignKey, Integer, MetaData, String, Table, Text,
+from sqlalchemy import (Column, ForeignKey, Integer, MetaData, String, Table, Text,
                         UniqueConstraint, create_engine, event, inspect, text)
+from sqlalchemy import Float as SQLFloat
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.types import TypeDecorator
 
 DEFAULT_DB_PATH = Path("work_dirs") / "results.db"
 DB_ENV_VAR = "MIXBENCH_RESULTS_DB"
 SQLITE_BUSY_TIMEOUT_S = 120.0
+
+class Float(TypeDecorator):
+    """A float column that holds finite numbers only: NaN and +-inf are stored as NULL and
+    read back as None (also from a row written by hand or by an older mixbench), so no row
+    can put a NaN into an aggregate, a plot or a report."""
+
+    impl = SQLFloat
+    cache_ok = True
+
+    @staticmethod
+    def _finite(value):
+        if value is None:
+            return None
+        value = float(value)
+        return value if math.isfinite(value) else None
+
+    def process_bind_param(self, value, dialect):
+        return self._finite(value)
+
+    def process_result_value(self, value, dialect):
+        return self._finite(value)
+
 
 metadata = MetaData()
 

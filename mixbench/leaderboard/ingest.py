@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -154,6 +155,10 @@ def read_analyses(result_path: Path) -> tuple[list[dict], list[tuple[str, str]]]
                     "object (as tools/analysis/*.py write); delete or rewrite it")
             summary = {k: v for k, v in data["summary"].items()
                        if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            infinite = [k for k, v in summary.items() if not math.isfinite(v)]
+            if infinite:
+                raise AnalysisFileError(f"{path}: summary value {infinite[0]} is not a finite number "
+                                        "(NaN or Infinity); rerun the analysis")
             settings = {k: v for k, v in data.items()
                         if k not in ("analysis", "updated", "summary", "json")
                         and isinstance(v, (int, float, str, bool))}
@@ -241,6 +246,10 @@ def ingest_paths(paths: Iterable[str | os.PathLike], db_url: Optional[str] = Non
                 outcome, written = ingest_result(engine, data, path, analyses)
             except ResultFileError as e:
                 report.rejected.append((str(path), str(e)))
+                continue
+            except (AttributeError, KeyError, TypeError, ValueError) as e:
+                # a shape validate_result does not foresee: this file is bad, the rest goes in
+                report.rejected.append((str(path), f"{path}: malformed result ({type(e).__name__}: {e})"))
                 continue
             getattr(report, outcome).append(str(path))
             report.analyses.extend(written)

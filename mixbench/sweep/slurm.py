@@ -13,6 +13,14 @@ The submitting process records the job ids in ``<work_root>/slurm_jobs.json``, w
 ``squeue`` until its jobs have left the queue, then resubmits runs that failed (up to
 ``--retries`` failures each). Killed and restarted, it waits for the jobs still queued rather
 than submitting them twice.
+
+A trainer that dies with an error is told apart from one that Slurm stopped by what Slurm
+says, not by the return code: when tools/train.py ends without finishing, the task asks
+``scontrol show job`` for its own job. A job still ``RUNNING`` and not requeued since the task
+started means the trainer died on its own (a segfault, an out-of-memory kill, an exception):
+a failure, retried ``--retries`` times, then marked failed with the log tail. A job that is
+being requeued (its ``Restarts`` count went up), preempted, cancelled or timed out is an
+interruption: not counted, the requeued task resumes from the checkpoint.
 """
 from __future__ import annotations
 
@@ -64,6 +72,53 @@ def queued_jobs(job_ids=None) -> dict:
     return jobs
 
 
+#: the ``scontrol show job`` state of a job that Slurm lets run (any other: Slurm is stopping it)
+RUNNING_STATE = "RUNNING"
+
+
+def job_info(job_id: str) -> Optional[dict]:
+    """``{field: value}`` of ``scontrol show job JOB_ID`` (JobState, Restarts, Reason...), or
+    None when the controller does not answer. For an array task give ``ARRAYID_TASKID``
+    (``37_1``): a bare array id lists every task of the array."""
+    try:
+        out = subprocess.run(["scontrol", "show", "job", "-o", str(job_id)], capture_output=True,
+                             text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        return None
+    return dict(w.split("=", 1) for w in lines[0].split() if "=" in w)
+
+
+def stopped_by_slurm(job_id: str, restarts_at_start: int, rc: Optional[int]) -> tuple[bool, str]:
+    """Whether the trainer of job ``job_id`` (which returned ``rc``) was stopped by Slurm (a
+    requeue, preemption, time limit or scancel: an interruption) rather than having died
+    on its own (a crash); and the evidence, for the log.
+
+    Slurm decides: the job's state is not ``RUNNING`` any more, or its ``Restarts`` count is
+    above ``restarts_at_start`` (``$SLURM_RESTART_COUNT`` when the task started). Only when
+    ``scontrol`` does not answer does the signal decide: SIGTERM/SIGINT/SIGHUP/SIGUSR1/2 (what
+    Slurm and submitit send) count as an interruption, any other death as a crash."""
+    info = job_info(job_id)
+    if info is not None and "JobState" in info:
+        state, restarts = info["JobState"], int(info.get("Restarts", "0") or 0)
+        stopped = state != RUNNING_STATE or restarts > restarts_at_start
+        return stopped, f"Slurm says job {job_id} is {state} (restarts {restarts}, {restarts_at_start} at start)"
+    sig = _signal_name(rc)
+    stopped = sig in ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2")
+    return stopped, f"scontrol did not answer; the trainer ended by {sig or f'exit code {rc}'}"
+
+
+def _signal_name(rc: Optional[int]) -> Optional[str]:
+    if rc is None or rc >= 0:
+        return None
+    try:
+        return signal.Signals(-rc).name
+    except ValueError:
+        return f"signal {-rc}"
+
+
 class TrainJob:
     """One run as a submitit job: runs tools/train.py in the work dir, resumes on requeue.
 
@@ -80,6 +135,7 @@ class TrainJob:
         env = submitit.JobEnvironment()
         gpus = run.resources.gpus
         cmd = train_command(run, gpus, None, self.train_script)
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
         state = mark_launched(run.work_dir, read_state(run.work_dir), "slurm", job_id=env.job_id,
                               pid=os.getpid())
         log = open_log(run, state["launches"], cmd)
@@ -96,10 +152,16 @@ class TrainJob:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-            raise
-        finally:
             log.close()
-        state = mark_ended(run.work_dir, read_state(run.work_dir), rc, self.retries, interrupted=rc < 0)
+            raise
+        interrupted = False
+        if rc != 0:
+            interrupted, evidence = stopped_by_slurm(env.job_id, restarts, rc)  # "37_1" for a task
+            how = f"killed by {_signal_name(rc)}" if rc < 0 else f"exited with {rc}"
+            verdict = "stopped by Slurm: resumes when requeued" if interrupted else "a crash: counted as a failure"
+            log.write(f"\n===== mixbench sweep: tools/train.py {how}; {evidence}: {verdict}\n".encode())
+        log.close()
+        state = mark_ended(run.work_dir, read_state(run.work_dir), rc, self.retries, interrupted=interrupted)
         if state["status"] != "done":
             raise RuntimeError(f"{run.name}: tools/train.py exited with {rc}; see {run.work_dir / 'train.log'}")
         return run.name

@@ -10,7 +10,13 @@
      "failures": 0,          # launches that ended without a finished result.json
      "backend": "local" | "slurm", "pid": 123, "host": "node1", "job_id": "77_3",
      "attempts": [{"launch": 1, "start": 1.7e9, "end": 1.7e9, "rc": 0, "outcome": "done"}],
+     "failure_kind": "crashed" | "diverged" | ...,   # of the last failed launch
      "log_tail": "..."}      # last lines of train.log when the run failed
+
+An attempt's ``outcome`` is ``done``, ``interrupted`` (stopped by the sweep or by Slurm:
+not a failure, the next launch resumes), ``failed`` or ``diverged``. A run whose
+result.json says it diverged (``error.kind``, see :mod:`mixbench.results`) is marked
+``failed`` at once: the same config and seed diverge again, so retrying only burns time.
 
 The run's own ``result.json`` (written by tools/train.py) is the truth about training; this
 file only records what the sweep did. A run whose result.json says ``finished`` is done,
@@ -25,7 +31,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from mixbench.results import RESULT_FILE, ResultFileError, atomic_write_json, load_result
+from mixbench.results import (DETERMINISTIC_FAILURES, FAILURE_CRASHED, RESULT_FILE, ResultFileError,
+                              atomic_write_json, load_result)
 
 STATE_FILE = "sweep_state.json"
 LOG_FILE = "train.log"
@@ -37,10 +44,10 @@ LOG_TAIL_LINES = 30
 def read_state(work_dir: Path) -> dict:
     """The run's state, or a fresh pending one when the file is missing or unreadable."""
     try:
-        data = json.loads((Path(work_dir) / STATE_FILE).read_text())
+        data = json.loads((Path(work_dir) / STATE_FILE).read_text(encoding="utf-8"))
         if isinstance(data, dict) and data.get("schema") == STATE_SCHEMA:
             return data
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # missing, not UTF-8, not JSON: the sweep starts it afresh
         pass
     return {"schema": STATE_SCHEMA, "status": "pending", "launches": 0, "failures": 0, "attempts": []}
 
@@ -63,6 +70,15 @@ def read_result(work_dir: Path) -> Optional[dict]:
 def is_finished(work_dir: Path) -> bool:
     result = read_result(work_dir)
     return result is not None and result.get("status") == "finished"
+
+
+def result_failure_kind(work_dir: Path) -> Optional[str]:
+    """``error.kind`` of a failed result.json (``diverged``, ``crashed``...), else None."""
+    result = read_result(work_dir)
+    if result is None or result.get("status") != "failed":
+        return None
+    error = result.get("error")
+    return error.get("kind") if isinstance(error, dict) else None
 
 
 def log_tail(work_dir: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -130,6 +146,9 @@ def mark_ended(work_dir: Path, state: dict, rc: Optional[int], retries: int, int
     - result.json finished -> ``done``;
     - interrupted by the sweep itself (Ctrl-C, a killed sweep, a requeue) -> ``pending``,
       not counted as a failure: the next launch resumes from the checkpoint;
+    - a deterministic failure (result.json's ``error.kind`` in
+      :data:`~mixbench.results.DETERMINISTIC_FAILURES`: a diverged run) -> ``failed`` at
+      once, whatever ``retries`` allows, with the log tail;
     - otherwise a failure: ``pending`` again while ``failures <= retries``, then ``failed``
       with the log tail.
     """
@@ -142,9 +161,12 @@ def mark_ended(work_dir: Path, state: dict, rc: Optional[int], retries: int, int
     elif interrupted:
         outcome, state["status"] = "interrupted", "pending"
     else:
+        kind = result_failure_kind(work_dir) or FAILURE_CRASHED
         state["failures"] = state.get("failures", 0) + 1
-        outcome = "failed"
-        state["status"] = "failed" if state["failures"] > retries else "pending"
+        state["failure_kind"] = kind
+        deterministic = kind in DETERMINISTIC_FAILURES
+        outcome = kind if deterministic else "failed"
+        state["status"] = "failed" if deterministic or state["failures"] > retries else "pending"
         state["log_tail"] = log_tail(work_dir)
     if attempts:
         attempts[-1]["outcome"] = outcome

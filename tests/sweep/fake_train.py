@@ -4,11 +4,13 @@
 ``fake_train.py CONFIG --work-dir DIR --resume auto``: "trains" ``train_cfg.max_epochs`` epochs
 of ``fake.epoch_s`` seconds each, writing ``fake_ckpt`` (the last epoch done) after every epoch
 and a valid result.json (running, then finished), resuming from ``fake_ckpt``. Config knobs:
-``fake.fail_first: N`` exits 1 on its first N launches; ``fake.fail_always: true`` always.
+``fake.fail_first: N`` exits 1 on its first N launches; ``fake.fail_always: true`` always;
+``fake.die_by: SIGSEGV`` (any signal name) kills itself with that signal after its first epoch.
 Every launch appends a line to ``fake_launches`` (start epoch and environment it saw).
 """
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -57,6 +59,9 @@ def main() -> int:
         history.append({"epoch": epoch, "top1": 10.0 * epoch, "top5": 50.0})
         ckpt.write_text(str(epoch))
         write("running")
+        if fake.get("die_by"):
+            print(f"fake trainer: dying by {fake['die_by']}", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), getattr(signal, fake["die_by"]))
     write("finished")
     return 0
 
