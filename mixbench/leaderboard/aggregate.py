@@ -42,7 +42,7 @@ import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, cast
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -121,7 +121,8 @@ class RunRecord:
         return None if value is None else float(value)
 
     @property
-    def table_key(self) -> tuple:
+    def table_key(self) -> tuple[str, str, int, str]:
+        """(dataset, backbone, epochs, setting): the table this belongs to."""
         return (self.dataset, self.backbone, self.epochs, self.setting)
 
     @property
@@ -181,7 +182,8 @@ class Cell:
         return len(self.values)
 
     @property
-    def table_key(self) -> tuple:
+    def table_key(self) -> tuple[str, str, int, str]:
+        """(dataset, backbone, epochs, setting): the table this belongs to."""
         return (self.dataset, self.backbone, self.epochs, self.setting)
 
 
@@ -351,7 +353,8 @@ def _select_counted(records: list[RunRecord], metric: str, last_n: int):
         if r.value is None:
             excluded.append((r, "finished but its history has no top-1 evaluation"))
             continue
-        by_seed[(*r.table_key, r.method, r.seed)].append(r)
+        seed_key = (*r.table_key, r.method, r.seed)
+        by_seed[seed_key].append(r)
     counted = []
     for group in by_seed.values():
         group.sort(key=lambda r: (r.updated_ts, r.id))
@@ -381,9 +384,9 @@ def _analysis_stats(runs_: list[RunRecord]) -> dict[str, SeedStat]:
     return stats
 
 
-def _make_cell(key: tuple, method: str, runs_: list[RunRecord]) -> Cell:
+def _make_cell(key: tuple[str, str, int, str], method: str, runs_: list[RunRecord]) -> Cell:
     runs_ = sorted(runs_, key=lambda r: r.seed)
-    values = [r.value for r in runs_]
+    values = cast(list[float], [r.value for r in runs_])  # counted runs have one (_select_counted)
     mean, std, lo, hi = mean_std_ci(values)
     kinds = {r.device_kind for r in runs_}
     return Cell(*key, method=method, seeds=[r.seed for r in runs_], values=values,
