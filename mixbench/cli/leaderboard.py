@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 from mixbench.leaderboard import (DEFAULT_ALPHA, DEFAULT_LAST_N, METRICS,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from mixbench.cli import needs_training_stack
 
@@ -63,7 +62,7 @@ def check(name: str, root: str, files: bool = True) -> int:
 
 
 def _is_file_dataset(entry) -> bool:
-    from mixbench.data.image_pipeline import ImageFileDataset
+    from mixbench.data.base import ImageFileDataset
     from mixbench.registry import DATASETS
     import mixbench.data  # noqa: F401
 
