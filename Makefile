@@ -1,10 +1,11 @@
 # mixbench: `make demo` (install + a small benchmark sweep ending in a leaderboard),
-# `make test` (install + system services + the test suite).
+# `make test` (install + system services + the test suite), `make test-fast` (the edit loop:
+# no slow, Slurm, PostgreSQL or Chromium tests; 2 processes), `make lint`, `make typecheck`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system demo test bench benchmark clean
+.PHONY: setup system demo test test-fast lint typecheck bench benchmark clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +26,18 @@ demo: setup
 
 test: setup system
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+# The markers are registered in pyproject.toml and applied in tests/conftest.py.
+FAST := not slow and not slurm and not postgres and not chromium
+test-fast: setup
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "$(FAST)"
+
+# ruff's rules and mypy's modules are in pyproject.toml ([tool.ruff], [tool.mypy]).
+lint: setup
+	$(PY) -m ruff check .
+
+typecheck: setup
+	$(PY) -m mypy
 
 benchmark: setup
 	$(PY) tools/sweep.py run configs/sweeps/fashion_mnist.yaml --backend local --slots 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
@@ -33,6 +33,9 @@ from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import Registry
 
 from mixbench.config import ConfigError
+
+if TYPE_CHECKING:  # the mixers import no mmengine; this module imports them lazily
+    from mixbench.mixers.base import BaseMixer
 
 SCOPE = "mixbench"
 
@@ -120,7 +123,7 @@ def check_type(registry: Registry, name, where: str = "") -> None:
         raise UnknownTypeError(unknown_type_message(registry, name, where))
 
 
-def build_mixer(cfg):
+def build_mixer(cfg: Mapping[str, Any] | BaseMixer | None) -> BaseMixer:
     """Build a mixer from a config dict (``{type: CutMix, alpha: 1.0}``) or return an instance."""
     from mixbench.mixers.base import BaseMixer
 

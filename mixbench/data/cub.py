@@ -5,7 +5,8 @@ from __future__ import annotations
 from mixbench.registry import DATASETS
 
 from .base import DatasetError
-from .image_pipeline import ImageFileDataset, parse_int, read_text_lines, split_columns
+from .base import ImageFileDataset
+from .io import parse_int, read_text_lines, split_columns
 
 HOW_TO_GET = ("Download CUB_200_2011.tgz from https://www.vision.caltech.edu/datasets/cub_200_2011/ "
               "(data.caltech.edu/records/65de6-vp158) and extract it so that CUB_200_2011/"

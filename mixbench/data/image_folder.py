@@ -6,8 +6,8 @@ from typing import Optional, Sequence, Union
 from mixbench.registry import DATASETS
 
 from .base import DatasetError, missing_file_error
-from .image_pipeline import (ImageFileDataset, class_folder_samples, list_class_folders,
-                             parse_int, read_text_lines, split_columns)
+from .base import ImageFileDataset
+from .io import class_folder_samples, list_class_folders, parse_int, read_text_lines, split_columns
 
 
 @DATASETS.register_module()

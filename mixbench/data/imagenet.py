@@ -8,9 +8,8 @@ from typing import Optional, Sequence, Union
 from mixbench.registry import DATASETS
 
 from .base import DatasetError, missing_file_error
-from .image_pipeline import (ImageFileDataset, class_folder_samples, list_class_folders,
-                             list_image_files, parse_int, read_mat_struct, read_text_lines,
-                             split_columns)
+from .base import ImageFileDataset
+from .io import class_folder_samples, list_class_folders, list_image_files, parse_int, read_mat_struct, read_text_lines, split_columns
 
 HOW_TO_GET = ("Download ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (and "
               "ILSVRC2012_devkit_t12.tar.gz) from https://image-net.org/download.php (free "

@@ -51,7 +51,7 @@ import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, cast
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -135,7 +135,8 @@ class RunRecord:
         return None if value is None else float(value)
 
     @property
-    def table_key(self) -> tuple:
+    def table_key(self) -> tuple[str, str, int, str]:
+        """(dataset, backbone, epochs, setting): the table this belongs to."""
         return (self.dataset, self.backbone, self.epochs, self.setting)
 
     @property
@@ -200,7 +201,8 @@ class Cell:
         return self.comparison.diff if self.comparison is not None else None
 
     @property
-    def table_key(self) -> tuple:
+    def table_key(self) -> tuple[str, str, int, str]:
+        """(dataset, backbone, epochs, setting): the table this belongs to."""
         return (self.dataset, self.backbone, self.epochs, self.setting)
 
 
@@ -372,7 +374,8 @@ def _select_counted(records: list[RunRecord], metric: str, last_n: int):
                                 f"finished but its history gives no {metric_label(metric, last_n)} "
                                 "(the per-head evaluations of AutoMix-style runs are missing)"))
             continue
-        by_seed[(*r.table_key, r.method, r.seed)].append(r)
+        seed_key = (*r.table_key, r.method, r.seed)
+        by_seed[seed_key].append(r)
     counted = []
     for group in by_seed.values():
         group.sort(key=lambda r: (r.updated_ts, r.id))
@@ -402,10 +405,11 @@ def _analysis_stats(runs_: list[RunRecord]) -> dict[str, SeedStat]:
     return stats
 
 
-def _make_cell(key: tuple, method: str, runs_: list[RunRecord], reported_csv) -> Cell:
+def _make_cell(key: tuple[str, str, int, str], method: str, runs_: list[RunRecord],
+               reported_csv) -> Cell:
     runs_ = sorted(runs_, key=lambda r: r.seed)
     reported = lookup_reported(*key[:3], method, key[3], reported_csv)
-    values = [r.value for r in runs_]
+    values = cast(list[float], [r.value for r in runs_])  # counted runs have one (_select_counted)
     mean, std, lo, hi = mean_std_ci(values)
     kinds = {r.device_kind for r in runs_}
     return Cell(*key, method=method, seeds=[r.seed for r in runs_], values=values,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from sqlalchemy import (Column, ForeignKey, Integer, MetaData, String, Table, Text,
                         UniqueConstraint, create_engine, event, inspect, text)
@@ -230,15 +230,18 @@ def create_tables(engine: Engine) -> None:
 def upsert_statement(conn, table: Table, values: dict, key: list[str], newer_col: str):
     """``INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE stored.newer_col < new.newer_col``
     returning the row id (no row when the stored row is as new or newer)."""
+    stmt: Any  # each dialect's Insert has its own on_conflict_do_update
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+        stmt = postgresql_insert(table)
     elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        stmt = sqlite_insert(table)
     else:
         raise RuntimeError(
             f"results database dialect {conn.dialect.name!r} is not supported; "
             "use a SQLite path or a postgresql:// URL")
-    stmt = insert(table).values(**values)
+    stmt = stmt.values(**values)
     update = {c: stmt.excluded[c] for c in values if c not in key}
     return stmt.on_conflict_do_update(
         index_elements=key, set_=update,

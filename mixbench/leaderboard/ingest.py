@@ -218,7 +218,7 @@ def ingest_result(engine: Engine, data: dict, path: Path,
                    "inserted" if existing is None else "updated")
         written = []
         if analyses:
-            run_id = new_id or conn.execute(select(runs.c.id).where(*key)).scalar()
+            run_id = new_id or conn.execute(select(runs.c.id).where(*key)).scalar_one()
             written = store_analyses(conn, run_id, analyses)
     return outcome, written
 

@@ -25,7 +25,8 @@ def method_colors(methods) -> dict[str, str]:
     if len(methods) > len(_PALETTE):
         from matplotlib import colormaps
         from matplotlib.colors import to_hex
-        palette = [to_hex(c) for c in colormaps["tab20"].colors]
+        tab20 = colormaps["tab20"]  # a list of 20 colors: tab20(i) is the i-th
+        palette = [to_hex(tab20(i)) for i in range(tab20.N)]
     return {m: palette[i % len(palette)] for i, m in enumerate(methods)}
 
 

@@ -5,7 +5,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from .aggregate import DEFAULT_ALPHA, DEFAULT_LAST_N, Leaderboard, build_leaderboard
 from .report_html import html_report
@@ -74,7 +74,7 @@ def log_to_wandb(lb: Leaderboard, project: str) -> bool:
         return False
     try:
         rows = csv_rows(lb)
-        mode = os.environ.get("WANDB_MODE") or (
+        mode: Any = os.environ.get("WANDB_MODE") or (  # wandb checks the value
             "online" if os.environ.get("WANDB_API_KEY") else "offline")
         run = wandb.init(project=project, job_type="leaderboard", reinit="finish_previous",
                          mode=mode,

@@ -111,15 +111,15 @@ def html_report(lb: Leaderboard) -> str:
     for i, (key, cells) in enumerate(lb.tables.items()):
         title = table_title(key)
         cols = [COLUMNS[i] for i in visible_columns(cells)]
-        rows = [([fmt(c) for _, fmt, _ in cols], [raw(c) for _, _, raw in cols],
-                 "best" if c.is_best else "") for c in cells]
+        cell_rows = [([fmt(c) for _, fmt, _ in cols], [raw(c) for _, _, raw in cols],
+                      "best" if c.is_best else "") for c in cells]
         imgs = (_img(plots.accuracy_vs_cost(cells, f"{title}: accuracy vs cost", colors),
                      f"{title} accuracy vs cost")
                 + _img(plots.validation_curves(cells, f"{title}: validation top-1", colors),
                        f"{title} validation curves"))
         parts.append(f'<section class="cell-table"><h2>{html.escape(title)}</h2>'
                      f'<p class="metric-note">{html.escape(metric_note(lb))}</p>'
-                     + _table([h for h, _, _ in cols], rows, f"table-{i}")
+                     + _table([h for h, _, _ in cols], cell_rows, f"table-{i}")
                      + f'<div class="plots">{imgs}</div></section>')
     notes = status_lines(lb)
     if notes:

@@ -65,6 +65,6 @@ def train_mode_saliency_and_loss(model, x: Tensor, y: Tensor) -> tuple[Tensor, T
     finally:
         for m, (momentum, tracked) in zip(norms, saved):
             m.momentum = momentum
-            if tracked is not None:
+            if tracked is not None and m.num_batches_tracked is not None:
                 m.num_batches_tracked.copy_(tracked)
     return grad.float().pow(2).mean(1).sqrt(), loss

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Optional, Union
+from typing import Callable, Optional, Union, cast
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +63,9 @@ class _Features(nn.Module):
                 "(B, C, h, w) features")
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net.forward_features(x) if self.body is None else self.body(x)
+        if self.body is None:  # a timm model
+            return cast(Callable[[Tensor], Tensor], self.net.forward_features)(x)
+        return self.body(x)
 
 
 def load_pretrained(library: str, name: str, checkpoint: str, who: str = "AttentiveMix extractor",
@@ -178,6 +180,7 @@ class AttentiveMix(MaskMixer):
             raise ValueError("AttentiveMix+ (top_k=None) draws lam ~ Beta(alpha, beta) and "
                              f"needs alpha > 0 and beta > 0, got alpha={alpha}, beta={beta}")
         self.extractor = extractor
+        self._net: Optional[nn.Module]
         if isinstance(extractor, dict):
             unknown = set(extractor) - {"library", "name", "checkpoint"}
             if unknown or not {"library", "name", "checkpoint"} <= set(extractor):
@@ -203,8 +206,8 @@ class AttentiveMix(MaskMixer):
         """The model's backbone output map, unless an external extractor is given."""
         return ("output_map",) if self._net is None else ()
 
-    @property
-    def needs_model(self) -> bool:
+    @property  # BaseMixer's class attribute, computed here
+    def needs_model(self) -> bool:  # type: ignore[override]
         """The model is needed unless an external extractor is given."""
         return self._net is None
 

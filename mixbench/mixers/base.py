@@ -42,11 +42,11 @@ from __future__ import annotations
 import abc
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 PAIRINGS = ("random", "no_repeat", "reverse", "roll")
 #: Checks of OpenMixup's ``_no_repeat_shuffle_idx`` (pairing ``no_repeat``).
@@ -182,7 +182,7 @@ def check_choice(value: str, choices, name: str) -> str:
 
 
 def check_range(value, name: str, low: float = 0.0, high: float = float("inf"),
-                integer: bool = False) -> tuple:
+                integer: bool = False) -> tuple[Any, Any]:
     """A (min, max) pair (a single number means (v, v)) inside [low, high], min <= max."""
     pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
     kind = "integers" if integer else "numbers"
@@ -197,7 +197,7 @@ def check_range(value, name: str, low: float = 0.0, high: float = float("inf"),
     pair = tuple(int(v) for v in numbers) if integer else numbers
     if not (low <= pair[0] <= pair[1] <= high):
         raise ValueError(f"{name} must be {kind} with {low} <= min <= max <= {high}, got {value!r}")
-    return pair
+    return pair[0], pair[1]
 
 
 # -- random draws -----------------------------------------------------------------------
@@ -386,6 +386,8 @@ def lerp_images(x: Tensor, index: Tensor, lam: Union[float, Tensor],
     partners chunk by chunk, which keeps the work in the CPU's cache and measured faster at
     224 px. Differentiable in ``x`` (ManifoldMix and AlignMix mix features).
     """
+    lam_a: Union[float, Tensor]
+    lam_b: Union[float, Tensor]
     if isinstance(lam, Tensor):
         shape = (-1,) + (1,) * (x.dim() - 1)
         dtype = torch.promote_types(x.dtype, torch.float32)  # op math: float32 for half
@@ -520,7 +522,7 @@ class BaseMixer(abc.ABC):
         return MixOutput.unmixed(x, y)
 
     # -- public API ----------------------------------------------------------------------
-    def __call__(self, x: Tensor, y: Tensor, model=None) -> MixOutput:
+    def __call__(self, x: Tensor, y: Tensor, model: Optional[nn.Module] = None) -> MixOutput:
         check_inputs(x, y)
         if self.needs_model and model is None:
             raise ValueError(f"{type(self).__name__} needs the model: call mixer(x, y, model=...)")
@@ -529,7 +531,7 @@ class BaseMixer(abc.ABC):
         return self.mix(x, y, model=model)
 
     @abc.abstractmethod
-    def mix(self, x: Tensor, y: Tensor, model=None) -> MixOutput:
+    def mix(self, x: Tensor, y: Tensor, model: Optional[nn.Module] = None) -> MixOutput:
         """Mix a batch of at least two samples (``__call__`` has validated it)."""
 
     def __repr__(self) -> str:

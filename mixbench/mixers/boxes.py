@@ -89,7 +89,8 @@ def paste_boxes(x: Tensor, index: Tensor, box: Box, inplace: bool = False) -> tu
     """
     _, _, h, w = x.shape
     if same_box(box):
-        return paste_box(x, index, *(int(t[0]) for t in box), inplace=inplace)
+        y1, y2, x1, x2 = (int(t[0]) for t in box)
+        return paste_box(x, index, y1, y2, x1, x2, inplace=inplace)
     outside = ~box_inside(box, h, w, x.device)
     return mix_pairs(x, index, pick_pair, outside, inplace=inplace), outside.float()
 

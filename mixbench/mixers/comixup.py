@@ -348,12 +348,12 @@ def _mix_outputs(x: Tensor, parts_out: list, block_of: Tensor) -> Tensor:
     top_w = torch.cat(tops_w).to(x.device).permute(2, 0, 1)[:, :, block_of]  # (2, B, H, W)
     top_i = torch.cat(tops_i).to(x.device).permute(2, 0, 1)[:, :, block_of]
     xf = x.float()
-    mixed = None
-    for k in range(2):
+
+    def term(k: int) -> Tensor:
         index = top_i[k][:, None].expand(b, c, *block_of.shape)
-        term = torch.gather(xf, 0, index).mul_(top_w[k][:, None])
-        mixed = term if mixed is None else mixed.add_(term)
-    return mixed
+        return torch.gather(xf, 0, index).mul_(top_w[k][:, None])
+
+    return term(0).add_(term(1))
 
 
 def _match_outputs(mass: Tensor) -> Tensor:

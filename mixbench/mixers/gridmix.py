@@ -130,8 +130,9 @@ class GridMix(MaskMixer):
                 uniform_sample(0.0, 1.0, n, g), uniform_sample(0.0, 1.0, n, g)], 1)
 
         params = self.per_sample(draw, index, expand=False)
-        mask = grid_masks(lam[:params.shape[0]], *params.unbind(1), h, w, x.device,
-                          self.openmixup_wrap_bug)
+        n_holes, hole_aspect, area, aspect, u_y, u_x = params.unbind(1)
+        mask = grid_masks(lam[:params.shape[0]], n_holes, hole_aspect, area, aspect, u_y, u_x,
+                          h, w, x.device, self.openmixup_wrap_bug)
         index = index.to(x.device)
         mixed = blend_pairs(x, index, mask, binary=True)
         return self.output(x, y, index, mask, lam, mixed)

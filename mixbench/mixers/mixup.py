@@ -36,6 +36,7 @@ class Mixup(BaseMixer):
     def mix(self, x: Tensor, y: Tensor, model=None) -> MixOutput:
         b = x.shape[0]
         index = self.sample_index(b)
+        lam: float | Tensor
         if self.lam_mode == "batch":  # one lambda, a Python float: timm's scalar arithmetic
             lam = self.sample_lam_value()
             lam_out = torch.full((b,), lam, dtype=torch.float32, device=x.device)

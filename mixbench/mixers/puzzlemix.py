@@ -46,7 +46,7 @@ transport at the mask's resolution).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, SupportsInt, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -77,6 +77,9 @@ class PuzzleMixOutput(MixOutput):
 
     def sources(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """The two transported images mixed by ``mask``, from the clean batch ``x``."""
+        if self.perm_a is None or self.perm_b is None or self.transport_grid is None:
+            raise ValueError("sources() needs the block permutations of the transport step: "
+                             "this output has none (PuzzleMix with transport=True sets them)")
         return (permute_blocks(x, self.perm_a, self.transport_grid),
                 permute_blocks(x[self.index], self.perm_b, self.transport_grid))
 
@@ -211,7 +214,10 @@ class PuzzleMix(BaseMixer):
         if solver not in ("auto", "scipy", "pymaxflow"):
             raise ValueError(f"solver must be 'auto', 'scipy' or 'pymaxflow', got {solver!r}")
         self.solver = solver
-        lo, hi = (1, int(block_num)) if np.isscalar(block_num) else tuple(int(v) for v in block_num)
+        if np.isscalar(block_num):
+            lo, hi = 1, int(cast(SupportsInt, block_num))
+        else:
+            lo, hi = (int(v) for v in cast(Sequence[int], block_num))
         if not 0 <= lo < hi:
             raise ValueError(f"block_num must be an int >= 2 (grid sides 2**1 .. 2**(block_num-1)) "
                              f"or an exponent range (lo, hi) with 0 <= lo < hi, got {block_num!r}")
@@ -245,7 +251,9 @@ class PuzzleMix(BaseMixer):
 
     def _norm_stats(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         c, w = x.shape[1], x.shape[-1]
-        if self.mean is not None:
+        mean: Sequence[float]
+        std: Sequence[float]
+        if self.mean is not None and self.std is not None:  # both or neither (__init__)
             mean, std = self.mean, self.std
         elif c == 3:
             mean, std = (CIFAR_MEAN, CIFAR_STD) if w < 64 else (IMAGENET_MEAN, IMAGENET_STD)

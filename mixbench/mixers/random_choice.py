@@ -9,7 +9,7 @@ probs: [0.5, 0.5]}`` (configs/methods/deit.yaml).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -59,9 +59,10 @@ class RandomChoiceMixer(BaseMixer):
         self.needs_model = any(m.needs_model for m in mixers)
         self.requires = tuple(dict.fromkeys(r for m in mixers for r in m.requires))
 
-    @BaseMixer.generator.setter
+    # mypy cannot follow a setter added to an inherited property (python/mypy#5936)
+    @BaseMixer.generator.setter  # type: ignore[attr-defined]
     def generator(self, generator: Optional[torch.Generator]) -> None:
-        BaseMixer.generator.fset(self, generator)
+        BaseMixer.generator.fset(self, generator)  # type: ignore[attr-defined]
         if generator is not None:
             for m in self.mixers:
                 m.generator = generator
@@ -91,10 +92,10 @@ def DeiTMixer(mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0, switch_prob: 
     ``pairing='reverse'`` reproduces timm's ``Mixup(mixup_alpha=0.8, cutmix_alpha=1.0)``."""
     check_prob(switch_prob, "switch_prob")
     prob = check_prob(prob, "prob")
-    kw = dict(pairing=pairing, lam_mode=lam_mode, inplace=inplace)
+    kw: dict[str, Any] = dict(pairing=pairing, lam_mode=lam_mode, inplace=inplace)
     return RandomChoiceMixer([Mixup(alpha=mixup_alpha, **kw), CutMix(alpha=cutmix_alpha, **kw)],
                              probs=[prob * (1 - switch_prob), prob * switch_prob],
                              generator=generator)
 
 
-DeiTMixer.is_mixer_factory = True
+DeiTMixer.is_mixer_factory = True  # type: ignore[attr-defined]  # read by mixbench.registry

@@ -111,8 +111,8 @@ def fine_grained_saliency(x: Tensor) -> Tensor:
         ratio = t / t.amax((1, 2), keepdim=True).clamp_(min=1)  # a blank map stays 0
         return ratio.double().mul_(255.0).trunc_()
     on, off = to_byte(on), to_byte(off)
-    top = torch.maximum(on.amax((1, 2), keepdim=True), off.amax((1, 2), keepdim=True))
-    sal = on.add_(off).mul_(255.0).div_(top.clamp_(min=1)).trunc_().clamp_(max=255)
+    peak = torch.maximum(on.amax((1, 2), keepdim=True), off.amax((1, 2), keepdim=True))
+    sal = on.add_(off).mul_(255.0).div_(peak.clamp_(min=1)).trunc_().clamp_(max=255)
     return sal.float() * torch.tensor(1 / 255, dtype=torch.float32)  # OpenCV's convertTo
 
 

@@ -74,15 +74,20 @@ def repair_checkpoint_pointer(work_dir: Path) -> Optional[str]:
 def train_command(run: SweepRun, gpus: int = 0, port: Optional[int] = None,
                   train_script: Optional[Path] = None, python: str = sys.executable) -> list[str]:
     """``python tools/train.py <wd>/config.yaml --work-dir <wd> --resume auto``; with more
-    than one GPU, the same through torchrun (``--launcher pytorch``) on ``port``."""
+    than one GPU, the same through torchrun (``--launcher pytorch``) on ``port``. An installed
+    package without a checkout's ``tools/`` runs ``python -m mixbench.cli.train`` instead."""
     wd = run.work_dir.resolve()
-    script = str(train_script or TRAIN_SCRIPT)
+    if train_script is None and not TRAIN_SCRIPT.is_file():
+        # an installed package, no checkout: the same main() as a module
+        program = ["-m", "mixbench.cli.train"]
+    else:
+        program = [str(train_script or TRAIN_SCRIPT)]
     args = [str(wd / CONFIG_FILE), "--work-dir", str(wd), "--resume", "auto"]
     if gpus > 1:
         return [python, "-m", "torch.distributed.run", "--standalone" if port is None else
-                f"--master_port={port}", f"--nproc_per_node={gpus}", script, *args,
+                f"--master_port={port}", f"--nproc_per_node={gpus}", *program, *args,
                 "--launcher", "pytorch"]
-    return [python, script, *args]
+    return [python, *program, *args]
 
 
 def run_env(gpu_ids: Optional[Sequence[str]], threads: Optional[int], port: Optional[int],
