@@ -42,9 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from timing import round_robin  # noqa: E402
+
 from mixbench.config import load_config  # noqa: E402
 from mixbench.method import resolve_method  # noqa: E402
-from timing import round_robin  # noqa: E402
 
 
 def img_per_s(fn, images_per_call: int, device: str, calls: int, warmup: int = 1) -> float:
@@ -55,10 +56,10 @@ def img_per_s(fn, images_per_call: int, device: str, calls: int, warmup: int = 1
 
 
 def build_model(config: str, device: str):
-    import mixbench.data  # noqa: F401
-    import mixbench.models  # noqa: F401
     from mmengine.optim import OptimWrapper
 
+    import mixbench.data  # noqa: F401
+    import mixbench.models  # noqa: F401
     from mixbench.registry import MODELS
 
     cfg = load_config(REPO / config)
@@ -191,7 +192,7 @@ def randaug_img_per_s(reps: int = 3) -> dict:
         for t in policies.values():
             for img in imgs[:8]:  # warm-up
                 t(img)
-        times = round_robin({name: (lambda t=t: [t(img) for img in imgs])
+        times = round_robin({name: (lambda t=t, imgs=imgs: [t(img) for img in imgs])
                              for name, t in policies.items()}, rounds=reps, warmup=0)
         out.update({f"{name}_{size}px": n / tm.best for name, tm in times.items()})
     torch.set_num_threads(threads)

@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from timing import round_robin, sync  # noqa: E402
 
 from mixbench.registry import MODELS  # noqa: E402
-from timing import round_robin, sync  # noqa: E402
 
 CNN_METHODS = ("Vanilla", "Mixup", "DecoupleMix", "AutoMix", "AutoMix, one backward", "SAMix",
                "SAMix, one backward", "AdAutoMix", "AdAutoMix, one backward")
@@ -82,11 +82,10 @@ def make_step(method: str, args, ddp: bool = False):
     """A closure doing one training step of ``method`` on a fixed batch; with ``ddp`` (in an
     initialised process group) through the DDP wrapper of mixbench's distributed runs
     (``StagedDistributedDataParallel``), or mmengine's for the ``one backward`` rows."""
-    import mixbench.models  # noqa: F401  (registers the models)
-
     from mmengine.model import BaseModel, MMDistributedDataParallel
     from mmengine.optim import OptimWrapper
 
+    import mixbench.models  # noqa: F401  (registers the models)
     from mixbench.engine.ddp import StagedDistributedDataParallel
     from mixbench.engine.staged import train_step_in_stages
     from mixbench.models.stages import StagedLosses

@@ -21,16 +21,17 @@ import json
 import os
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mixbench import mixers as M  # noqa: E402
 from timing import best_time, round_robin  # noqa: E402
+
+from mixbench import mixers as M  # noqa: E402
 
 
 def reference_model(num_classes: int = 100) -> nn.Module:

@@ -47,11 +47,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import round_robin  # noqa: E402
+
 from mixbench.mixers import CoMixup, PuzzleMix  # noqa: E402
 from mixbench.mixers import comixup as comixup_module  # noqa: E402
 from mixbench.mixers._graphcut import chain_grid_energy, solve_chain_grid  # noqa: E402
 from mixbench.mixers.comixup import comixup_objective  # noqa: E402
-from timing import round_robin  # noqa: E402
 
 PUZZLE_ARGS = dict(block_num=5, beta=1.2, gamma=0.5, eta=0.2, neigh_size=4, n_labels=3,
                    t_eps=0.8, t_size=4, transport=True, t_batch_size=None)
@@ -173,7 +174,7 @@ def bench_puzzlemix(om, x, y, sal, rounds: int, seed: int, solver: str = "auto")
         ours_t.append(t_ours)
         if om is None:
             continue
-        _, t_theirs = timed(lambda: official_puzzle_call(om, x, y, sal, lam, index, side))
+        _, t_theirs = timed(lambda: official_puzzle_call(om, x, y, sal, lam, index, side))  # noqa: B023
         theirs_t.append(t_theirs)
         record = []   # untimed: the official energy and masks on this very problem
         their_img, _ = official_puzzle_call(om, x, y, sal, lam, index, side, record)
@@ -228,7 +229,7 @@ def comixup_objectives(match, sal, rounds: int, seed: int):
         mixer = CoMixup(generator=torch.Generator().manual_seed(seed + r))
         dist = torch.stack([a_dist[q * p_size:(q + 1) * p_size, q * p_size:(q + 1) * p_size]
                             for q in range(parts)])
-        with patched(comixup_module, _dirichlet=lambda a, p, n, g: prior.numpy()):
+        with patched(comixup_module, _dirichlet=lambda a, p, n, g, prior=prior: prior.numpy()):
             z = mixer.solve(sal_blocks[:parts * p_size].reshape(parts, p_size, m, m), dist)
         cost = mixer._last_cost
         for q in range(parts):
@@ -236,8 +237,8 @@ def comixup_objectives(match, sal, rounds: int, seed: int):
                 def __init__(self, concentration):
                     pass
 
-                def sample(self, _q=q):
-                    return prior[_q].float()
+                def sample(self, _q=q, _prior=prior):
+                    return _prior[_q].float()
             sc = sal_blocks[q * p_size:(q + 1) * p_size]
             sc_norm = sc / sc.reshape(p_size, -1).sum(1).reshape(p_size, 1, 1)
             a = dist[q].float()

@@ -20,8 +20,9 @@ import copy
 import hashlib
 import json
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any
 
 import yaml
 
@@ -212,7 +213,7 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def get_path(cfg: Mapping, dotted: str, default: Optional[Any] = None) -> Any:
+def get_path(cfg: Mapping, dotted: str, default: Any | None = None) -> Any:
     node: Any = cfg
     for part in dotted.split("."):
         if not isinstance(node, Mapping) or part not in node:

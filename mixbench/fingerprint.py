@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from mixbench.config import get_path, merge
 from mixbench.method import method_section
@@ -81,7 +82,7 @@ _UNSET = object()
 
 
 def setting_differences(ours: Any, published: Any, path: str = "",
-                        explain: Optional[Mapping[str, str]] = None) -> list[str]:
+                        explain: Mapping[str, str] | None = None) -> list[str]:
     """Every difference between two settings trees, one sentence each, in a stable order:
     ``"mixer.alpha 1 vs published 0.2"``, ``"mixer.prob 0.5 set here, not in the
     published setting"``, ``"classifier.eta_k unset here, published 1"``.

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-from typing import Mapping
+from collections.abc import Mapping
 
 from mixbench.config import ConfigError, merge
 

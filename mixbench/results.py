@@ -59,9 +59,10 @@ import os
 import re
 import statistics
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 SCHEMA_VERSION = 2
 #: the oldest schema this mixbench still reads
@@ -185,7 +186,7 @@ def metric_label(metric: str, n: int) -> str:
     return check_metric(metric).label(n)
 
 
-def parse_metric_label(label: str) -> tuple[str, Optional[int]]:
+def parse_metric_label(label: str) -> tuple[str, int | None]:
     """The (metric key, N) a published label names: ``median_last10`` -> (``median_last_n``,
     10), ``best`` -> (``best``, None), ``mean_best_3trials`` -> (``best``, None). A label
     that names none of :data:`METRICS` is a ValueError."""
@@ -200,7 +201,7 @@ def parse_metric_label(label: str) -> tuple[str, Optional[int]]:
                      + ", " + ", ".join(METRIC_ALIASES))
 
 
-def median_last_n(values: Iterable[float], n: int) -> Optional[float]:
+def median_last_n(values: Iterable[float], n: int) -> float | None:
     """Median of the last ``n`` values (all of them if fewer); None for no values."""
     values = list(values)
     if n <= 0:
@@ -210,7 +211,7 @@ def median_last_n(values: Iterable[float], n: int) -> Optional[float]:
     return float(statistics.median(values[-n:]))
 
 
-def best_last_n(values: Iterable[float], n: int) -> Optional[float]:
+def best_last_n(values: Iterable[float], n: int) -> float | None:
     """Best of the last ``n`` values (all of them if fewer); None for no values."""
     values = list(values)
     if n <= 0:
@@ -234,7 +235,7 @@ def best_head_window(history: list[dict], n: int) -> list[int]:
     return [h["epoch"] for h in entries if h["epoch"] >= start]
 
 
-def best_head_median(history: list[dict], n: int) -> Optional[dict]:
+def best_head_median(history: list[dict], n: int) -> dict | None:
     """OpenMixup's reading of an AutoMix-style run (``tools/summary/
     find_automix_val_median.py`` with ``record_num = n``), from the per-head top-1 of each
     evaluation (``history[i]["heads"]``)::
@@ -269,7 +270,7 @@ def best_head_median(history: list[dict], n: int) -> Optional[dict]:
     return best
 
 
-def metric_value(history: list[dict], metric: str, n: int) -> Optional[float]:
+def metric_value(history: list[dict], metric: str, n: int) -> float | None:
     """One run's value of a metric (:data:`METRICS`) from its history (entries with
     ``epoch``, ``top1`` and, for the learnable methods, ``heads``); None when the history
     has no evaluation the metric reads."""
@@ -287,7 +288,7 @@ def metric_value(history: list[dict], metric: str, n: int) -> Optional[float]:
     return float(max(values)) if metric == "best" else float(values[-1])
 
 
-def metric_shortfall(history: list[dict], metric: str, n: int, epochs: int) -> Optional[str]:
+def metric_shortfall(history: list[dict], metric: str, n: int, epochs: int) -> str | None:
     """Why this run's history cannot give the metric as a published table reads it, or None
     when it can. Published numbers read fixed epochs of a run of ``epochs`` epochs (the last
     N, the final one, OpenMixup's AutoMix windows), every one evaluated: a run that
@@ -389,7 +390,7 @@ def validate_result(data: Any, source: str = "result.json") -> dict:
 HISTORY_NUMBERS = ("epoch", "top1", "top5", "train_loss", "lr", "wall_s")
 
 
-def _non_finite(obj: Any, where: str = "") -> Optional[str]:
+def _non_finite(obj: Any, where: str = "") -> str | None:
     """The path (``history[3].top1``) of the first NaN/inf float in ``obj``, else None."""
     if isinstance(obj, float):
         return None if math.isfinite(obj) else (where or "value")

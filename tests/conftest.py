@@ -10,7 +10,6 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
-
 from mbtest import REPO  # noqa: E402
 
 torch.set_num_threads(1)

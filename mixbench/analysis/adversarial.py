@@ -15,7 +15,7 @@ and takes pixels in [0, 1]; normalization happens inside it
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,8 +43,8 @@ def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> Tensor:
 
 
 def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int = DEFAULT_PGD_STEPS,
-        step_size: Optional[float] = None, random_start: bool = True,
-        generator: Optional[torch.Generator] = None) -> Tensor:
+        step_size: float | None = None, random_start: bool = True,
+        generator: torch.Generator | None = None) -> Tensor:
     """Projected gradient descent in the L-inf ball of radius ``eps`` around ``x``.
 
     ``step_size`` defaults to ``eps / 4``; ``random_start`` draws the start uniformly in the
@@ -71,7 +71,7 @@ def eps_name(eps: float) -> str:
 
 def robust_accuracy(model: nn.Module, dataset, eps: Sequence[float] = DEFAULT_EPS,
                     attacks: Sequence[str] = ("fgsm", "pgd"), steps: int = DEFAULT_PGD_STEPS,
-                    step_size: Optional[float] = None, batch_size: int = 256,
+                    step_size: float | None = None, batch_size: int = 256,
                     seed: int = 0, device=None) -> dict:
     """Top-1 (%) on clean images and under each attack at each radius.
 
@@ -114,7 +114,7 @@ def robust_accuracy(model: nn.Module, dataset, eps: Sequence[float] = DEFAULT_EP
 
 def run_adversarial(run, eps: Sequence[float] = DEFAULT_EPS,
                     attacks: Sequence[str] = ("fgsm", "pgd"), steps: int = DEFAULT_PGD_STEPS,
-                    step_size: Optional[float] = None, batch_size: int = 256,
+                    step_size: float | None = None, batch_size: int = 256,
                     seed: int = 0) -> dict:
     """Robust accuracy of a loaded run; writes ``analysis/adversarial.json``."""
     from .common import write_analysis

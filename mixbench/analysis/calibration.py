@@ -22,7 +22,6 @@ ECE, adaptive ECE and accuracy are reported in %; NLL in nats; Brier unitless.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -120,7 +119,7 @@ def calibration_metrics(logits: Tensor, labels: Tensor, n_bins: int = DEFAULT_BI
 
 
 def reliability_diagram(bins: list[dict], path: str | Path, title: str = "",
-                        ece: Optional[float] = None) -> Path:
+                        ece: float | None = None) -> Path:
     """Reliability diagram PNG: per-bin accuracy bars against the diagonal (perfect
     calibration), the gap to the bin's mean confidence hatched, and the share of samples per
     bin underneath."""

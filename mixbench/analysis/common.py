@@ -10,9 +10,9 @@ levels whatever the normalization.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
 
 import torch
 from torch import Tensor, nn
@@ -84,8 +84,8 @@ def load_checkpoint_state(path: str | os.PathLike) -> dict:
                      "(mmengine) or a plain state dict")
 
 
-def build_classifier(cfg: dict, checkpoint: Optional[str | os.PathLike] = None,
-                     device: Optional[torch.device] = None) -> nn.Module:
+def build_classifier(cfg: dict, checkpoint: str | os.PathLike | None = None,
+                     device: torch.device | None = None) -> nn.Module:
     """The config's model (its method assembled in, :func:`mixbench.method.resolve_method`)
     with the checkpoint's weights, in eval mode."""
     import mixbench.models  # noqa: F401  (registers the models)
@@ -104,7 +104,7 @@ def build_classifier(cfg: dict, checkpoint: Optional[str | os.PathLike] = None,
     return model.to(device or default_device()).eval()
 
 
-def build_val_dataset(cfg: dict, max_samples: Optional[int] = None):
+def build_val_dataset(cfg: dict, max_samples: int | None = None):
     """The validation dataset of ``cfg`` (``val_dataloader.dataset``), optionally truncated
     to its first ``max_samples`` items."""
     import mixbench.data  # noqa: F401  (registers the datasets)
@@ -119,9 +119,9 @@ def build_val_dataset(cfg: dict, max_samples: Optional[int] = None):
 
 
 def load_run(config: str | os.PathLike, checkpoint: str | os.PathLike,
-             cfg_options=None, work_dir: Optional[str | os.PathLike] = None,
-             max_samples: Optional[int] = None,
-             device: Optional[torch.device | str] = None) -> LoadedRun:
+             cfg_options=None, work_dir: str | os.PathLike | None = None,
+             max_samples: int | None = None,
+             device: torch.device | str | None = None) -> LoadedRun:
     """Load a trained run: config (+ ``--cfg-options``), checkpoint, validation set.
 
     ``work_dir`` defaults to the checkpoint's folder (tools/train.py writes checkpoints
@@ -159,7 +159,7 @@ def to_unit(images: Tensor, device=None) -> Tensor:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, batch_size: int = 256, device=None,
-             transform: Optional[Callable[[Tensor, Tensor], Tensor]] = None
+             transform: Callable[[Tensor, Tensor], Tensor] | None = None
              ) -> tuple[Tensor, Tensor]:
     """``(logits (N, K), labels (N,))`` of ``model`` (pixel space) on ``dataset``.
 

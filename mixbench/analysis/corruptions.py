@@ -48,8 +48,8 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -341,7 +341,7 @@ def corrupt_image(image: np.ndarray, name: str, severity: int,
 
 
 def corrupt(images: Tensor, name: str, severity: int, seed: int = 0,
-            indices: Optional[Sequence[int]] = None) -> Tensor:
+            indices: Sequence[int] | None = None) -> Tensor:
     """Corrupt a uint8 batch (B, C, H, W) -> uint8 (B, C, H, W).
 
     Image ``i`` draws its randomness from ``default_rng([seed, k, severity, indices[i]])``
@@ -398,7 +398,7 @@ class ReleasedCorruptionSet(torch.utils.data.Dataset):
     of N, and ``<root>/labels.npy`` (5 N,) (Hendrycks & Dietterich's release; N = 10000)."""
 
     def __init__(self, root: str | os.PathLike, corruption: str, severity: int,
-                 max_samples: Optional[int] = None):
+                 max_samples: int | None = None):
         check_corruption(corruption, severity)
         root = Path(root)
         data_path, label_path = root / f"{corruption}.npy", root / "labels.npy"
@@ -429,10 +429,10 @@ class ReleasedCorruptionSet(torch.utils.data.Dataset):
 
 
 def released_corruption_accuracy(model, root: str | os.PathLike, clean_dataset,
-                                 corruptions: Optional[Sequence[str]] = None,
+                                 corruptions: Sequence[str] | None = None,
                                  severities: Sequence[int] = SEVERITIES,
                                  batch_size: int = 256, device=None,
-                                 max_samples: Optional[int] = None) -> dict:
+                                 max_samples: int | None = None) -> dict:
     """Like :func:`corruption_accuracy` on the released ``.npy`` files under ``root`` (every
     corruption that has a file there unless ``corruptions`` is given)."""
     from .common import evaluate, top1
@@ -457,7 +457,7 @@ def released_corruption_accuracy(model, root: str | os.PathLike, clean_dataset,
 
 def run_corruption(run, corruptions: Sequence[str] = CORRUPTIONS,
                    severities: Sequence[int] = SEVERITIES, seed: int = 0, batch_size: int = 256,
-                   released_root: Optional[str] = None) -> dict:
+                   released_root: str | None = None) -> dict:
     """Corruption robustness of a loaded run; writes ``analysis/corruption.json``."""
     from .common import write_analysis
 

@@ -4,8 +4,8 @@ epochs, read from the runs' ``result.json`` histories or from the results databa
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
 
 from mixbench.results import find_result_files, load_result
 
@@ -21,7 +21,7 @@ def histories_from_results(paths: Iterable[str | os.PathLike]) -> dict[str, list
     return out
 
 
-def histories_from_db(db_url: Optional[str] = None, filters: Optional[dict] = None
+def histories_from_db(db_url: str | None = None, filters: dict | None = None
                       ) -> dict[str, list[dict]]:
     """``{run name: history}`` from the results database (``mixbench.leaderboard.db``),
     runs selected by ``filters`` ({column: value}, e.g. ``{"dataset": "cifar100"}``)."""

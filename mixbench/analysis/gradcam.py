@@ -9,16 +9,16 @@ This is the saliency SaliencyMix/PuzzleMix-style methods rely on, shown per trai
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 
-def grad_cam(model, x: Tensor, target: Optional[Tensor] = None,
-             stage: Optional[int] = None) -> tuple[Tensor, Tensor]:
+def grad_cam(model, x: Tensor, target: Tensor | None = None,
+             stage: int | None = None) -> tuple[Tensor, Tensor]:
     """``(cams (B, H, W) in [0, 1], logits (B, K))`` for images ``x`` (B, C, H, W) in [0, 1].
 
     ``model`` is a :class:`~mixbench.analysis.common.PixelSpaceClassifier`; ``target`` the
@@ -81,7 +81,7 @@ def cam_grid(images: Tensor, cams: Tensor, titles: Sequence[str], path: str | Pa
     return save_figure(fig, path)
 
 
-def run_gradcam(run, num_images: int = 8, seed: int = 0, stage: Optional[int] = None) -> dict:
+def run_gradcam(run, num_images: int = 8, seed: int = 0, stage: int | None = None) -> dict:
     """Grad-CAM grid of ``num_images`` validation images drawn with ``seed``; writes
     ``analysis/gradcam.png`` and ``analysis/gradcam.json`` (which images, labels,
     predictions)."""

@@ -11,8 +11,8 @@ of the patches of the smaller fractions.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -21,7 +21,7 @@ DEFAULT_FRACTIONS = tuple(round(0.1 * k, 1) for k in range(10))
 
 
 def occlude(images: Tensor, fraction: float, patch_size: int, seed: int = 0,
-            indices: Optional[Sequence[int]] = None, fill: float = 0.0) -> Tensor:
+            indices: Sequence[int] | None = None, fill: float = 0.0) -> Tensor:
     """Drop ``round(fraction * P)`` random patches of each image of a float batch
     (B, C, H, W) in [0, 1]; returns a new tensor."""
     if not 0 <= fraction <= 1:
@@ -45,7 +45,7 @@ def occlude(images: Tensor, fraction: float, patch_size: int, seed: int = 0,
 
 
 def occlusion_curve(model, dataset, fractions: Sequence[float] = DEFAULT_FRACTIONS,
-                    patch_size: Optional[int] = None, seed: int = 0, fill: float = 0.0,
+                    patch_size: int | None = None, seed: int = 0, fill: float = 0.0,
                     batch_size: int = 256, device=None) -> dict:
     """Top-1 (%) at each dropped fraction: ``{"summary": {"occlusion_top1_f0.5", "auc"},
     "curve": [{"fraction", "top1"}], "patch_size"}``; ``auc`` is the mean top-1 over the
@@ -92,7 +92,7 @@ def plot_occlusion(curves: dict[str, list[dict]], path: str | Path, title: str =
 
 
 def run_occlusion(run, fractions: Sequence[float] = DEFAULT_FRACTIONS,
-                  patch_size: Optional[int] = None, seed: int = 0, fill: float = 0.0,
+                  patch_size: int | None = None, seed: int = 0, fill: float = 0.0,
                   batch_size: int = 256) -> dict:
     """Occlusion curve of a loaded run; writes ``analysis/occlusion.json`` and ``.png``."""
     from .common import analysis_path, write_analysis

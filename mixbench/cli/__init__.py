@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 # Top-level modules that `pip install 'mixbench[train]'` brings; a tool that needs one of them
 # and finds it missing says which extra to install instead of a bare ModuleNotFoundError.
 TRAIN_MODULES = frozenset({"torch", "torchvision", "mmengine", "timm", "cv2", "numpy", "scipy",
                            "numba", "sklearn", "maxflow"})
 
-Main = Callable[[Optional[Sequence[str]]], int]
+Main = Callable[[Sequence[str] | None], int]
 
 
 def needs_training_stack(tool: str) -> Callable[[Main], Main]:
@@ -33,7 +33,7 @@ def needs_training_stack(tool: str) -> Callable[[Main], Main]:
 
     def wrap(main: Main) -> Main:
         @functools.wraps(main)
-        def run(argv: Optional[Sequence[str]] = None) -> int:
+        def run(argv: Sequence[str] | None = None) -> int:
             try:
                 return main(argv)
             except ModuleNotFoundError as e:

@@ -17,9 +17,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-from mixbench.leaderboard import (DEFAULT_ALPHA, DEFAULT_LAST_N, METRICS,
-                                  build_leaderboard, ingest_paths, write_report)
+from mixbench.leaderboard import (
+    DEFAULT_ALPHA,
+    DEFAULT_LAST_N,
+    METRICS,
+    build_leaderboard,
+    ingest_paths,
+    write_report,
+)
 from mixbench.leaderboard.report_md import markdown_report
 
 

@@ -24,8 +24,8 @@ from mixbench.cli import needs_training_stack
 
 
 def build(entry, root: str, split: str, **kwargs):
-    from mixbench.registry import DATASETS
     import mixbench.data  # noqa: F401  (registers the datasets)
+    from mixbench.registry import DATASETS
 
     return DATASETS.get(entry.type)(root=root, split=split, **entry.kwargs, **kwargs)
 
@@ -64,9 +64,9 @@ def check(name: str, root: str, files: bool = True) -> int:
 
 
 def _is_file_dataset(entry) -> bool:
+    import mixbench.data  # noqa: F401
     from mixbench.data.base import ImageFileDataset
     from mixbench.registry import DATASETS
-    import mixbench.data  # noqa: F401
 
     return issubclass(DATASETS.get(entry.type), ImageFileDataset)
 

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from mixbench.config import ConfigError
-from mixbench.sweep import LocalPool, SlurmSweep, load_sweep, queued_jobs
 from mixbench.leaderboard import ingest_paths, markdown_leaderboard, write_report
+from mixbench.sweep import LocalPool, SlurmSweep, load_sweep, queued_jobs
 from mixbench.sweep.report import console, plan_table, status_table
 from mixbench.sweep.slurm import load_jobs
 

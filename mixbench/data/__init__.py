@@ -11,12 +11,12 @@ __all__ = ["DatasetError", "InMemoryDataset", "Digits", "FashionMNIST", "CIFAR10
 
 # Image-file datasets (the benchmark's JPEG sets) and the per-sample transform pipeline.
 from .aircraft import FGVCAircraft  # noqa: E402
+from .base import ImageFileDataset, TransformedDataset  # noqa: E402
 from .cub import CUB200  # noqa: E402
 from .image_folder import ImageFolder, ListFileDataset  # noqa: E402
-from .base import ImageFileDataset, TransformedDataset  # noqa: E402
-from .pipeline import build_pipeline  # noqa: E402
 from .imagenet import ImageNet, ImageNet100  # noqa: E402
 from .inaturalist import INaturalist2017, INaturalist2018  # noqa: E402
+from .pipeline import build_pipeline  # noqa: E402
 from .places205 import Places205  # noqa: E402
 from .stanford_cars import StanfordCars  # noqa: E402
 from .tiny_imagenet import TinyImageNet  # noqa: E402

@@ -14,10 +14,10 @@ import abc
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from collections.abc import Sequence as SequenceABC
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -27,8 +27,7 @@ from torch.utils.data import default_collate as torch_default_collate
 
 from mixbench.registry import DATASETS, FUNCTIONS
 
-from .io import (DatasetError, decode_batch, decode_file, missing_file_error,  # noqa: F401
-                 resolve_decode_device)
+from .io import DatasetError, decode_batch, decode_file, missing_file_error, resolve_decode_device  # noqa: F401
 from .pipeline import build_pipeline
 
 SPLITS = ("train", "test")
@@ -103,7 +102,7 @@ class InMemoryDataset(Dataset):
     """
 
     def __init__(self, images: Tensor, labels: Tensor, classes: Sequence[str],
-                 max_samples: Optional[int] = None, device: Optional[str] = None):
+                 max_samples: int | None = None, device: str | None = None):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if labels.shape[0] != images.shape[0]:
@@ -167,20 +166,20 @@ class ImageFileDataset(Dataset, abc.ABC):
             once on the CPU whatever this says.
     """
 
-    splits: Optional[tuple] = ("train", "test")  # None: any split name (generic datasets)
+    splits: tuple | None = ("train", "test")  # None: any split name (generic datasets)
     official_counts: dict = {}
     folder_names: tuple = ()
     how_to_get = ""
     crop_bottom = 0  # pixels removed from the bottom of every image after decoding
 
     def __init__(self, root: str = "data", split: str = "train", pipeline=None,
-                 in_memory: bool = False, max_samples: Optional[int] = None,
+                 in_memory: bool = False, max_samples: int | None = None,
                  check_counts: bool = False, use_index: bool = True,
-                 decode_device: Optional[str] = None):
+                 decode_device: str | None = None):
         self.split = check_split(split, self.splits) if self.splits else split
         device = resolve_decode_device(decode_device)  # checked even when in_memory
         self.decode_device = None if in_memory else device  # in memory: decoded once, CPU
-        self._cache: Optional[list] = None
+        self._cache: list | None = None
         self.root = self.resolve_root(Path(root))
         listing = self.read_index() if use_index else None
         classes, paths, labels = listing if listing is not None else self.list_samples()

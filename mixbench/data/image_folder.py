@@ -1,12 +1,11 @@
 """Generic datasets for custom data: a folder of class folders, and a list file."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, missing_file_error
-from .base import ImageFileDataset
+from .base import DatasetError, ImageFileDataset, missing_file_error
 from .io import class_folder_samples, list_class_folders, parse_int, read_text_lines, split_columns
 
 
@@ -23,7 +22,7 @@ class ImageFolder(ImageFileDataset):
     how_to_get = "Arrange the images as <root>/<split>/<class name>/<image file>."
 
     def __init__(self, root: str = "data", split: str = "train",
-                 classes: Optional[Sequence[str]] = None, **kwargs):
+                 classes: Sequence[str] | None = None, **kwargs):
         self.given_classes = list(classes) if classes is not None else None
         super().__init__(root, split, **kwargs)
 
@@ -59,7 +58,7 @@ class ListFileDataset(ImageFileDataset):
     how_to_get = "Write one '<relative image path> <integer label>' line per image."
 
     def __init__(self, root: str = "data", ann_file: str = "meta/train.txt",
-                 data_prefix: str = "", classes: Union[None, str, Sequence[str]] = None,
+                 data_prefix: str = "", classes: None | str | Sequence[str] = None,
                  split: str = "train", **kwargs):
         self.ann_file = ann_file
         self.data_prefix = data_prefix.strip("/")

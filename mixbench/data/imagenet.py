@@ -2,14 +2,21 @@
 subset of Tian et al., "Contrastive Multiview Coding", ECCV 2020)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, missing_file_error
-from .base import ImageFileDataset
-from .io import class_folder_samples, list_class_folders, list_image_files, parse_int, read_mat_struct, read_text_lines, split_columns
+from .base import DatasetError, ImageFileDataset, missing_file_error
+from .io import (
+    class_folder_samples,
+    list_class_folders,
+    list_image_files,
+    parse_int,
+    read_mat_struct,
+    read_text_lines,
+    split_columns,
+)
 
 HOW_TO_GET = ("Download ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (and "
               "ILSVRC2012_devkit_t12.tar.gz) from https://image-net.org/download.php (free "
@@ -51,7 +58,7 @@ class ImageNet(ImageFileDataset):
     how_to_get = HOW_TO_GET
 
     def __init__(self, root: str = "data/imagenet", split: str = "train",
-                 class_list: Union[None, str, Sequence[str]] = None, **kwargs):
+                 class_list: None | str | Sequence[str] = None, **kwargs):
         if isinstance(class_list, (str, Path)):
             class_list = read_class_list(Path(class_list))
         self.class_list = sorted(class_list) if class_list is not None else None
@@ -75,7 +82,7 @@ class ImageNet(ImageFileDataset):
                 f"or the devkit's {DEVKIT}/meta.mat to name the classes", HOW_TO_GET)
         return sorted(synsets)
 
-    def devkit_synsets(self) -> Optional[dict]:
+    def devkit_synsets(self) -> dict | None:
         """{wnid: (ILSVRC2012_ID, words)} of the 1000 leaf classes, or None without devkit."""
         path = self.root / DEVKIT / "meta.mat"
         if not path.is_file():
@@ -164,5 +171,5 @@ class ImageNet100(ImageNet):
     official_counts = {"val": 5_000}
 
     def __init__(self, root: str = "data/imagenet", split: str = "train",
-                 class_list: Union[str, Sequence[str]] = str(IMAGENET100_CLASSES), **kwargs):
+                 class_list: str | Sequence[str] = str(IMAGENET100_CLASSES), **kwargs):
         super().__init__(root, split, class_list=class_list, **kwargs)

@@ -6,8 +6,7 @@ import json
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, missing_file_error
-from .base import ImageFileDataset
+from .base import DatasetError, ImageFileDataset, missing_file_error
 
 HOW_TO_GET = ("Download the iNaturalist {year} competition images and train/val annotations "
               "from https://github.com/visipedia/inat_comp/tree/master/{year} and extract "

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -61,7 +61,7 @@ def decode_file(path: Path | str) -> Tensor:
 JPEG_MAGIC = (0xFF, 0xD8, 0xFF)
 
 
-def resolve_decode_device(decode_device: Optional[str]) -> Optional[torch.device]:
+def resolve_decode_device(decode_device: str | None) -> torch.device | None:
     """The device on which a dataset decodes JPEGs: None = on the CPU, per sample.
 
     ``cuda`` (or ``cuda:N``) requires CUDA and is an error without it; ``auto`` is CUDA when
@@ -123,7 +123,7 @@ def read_text_lines(path: Path, expected: str, how_to_get: str) -> list[str]:
 
 
 def split_columns(path: Path, lines: Sequence[str], ncols: int, expected: str,
-                  sep: Optional[str] = None, from_right: bool = False) -> list[list[str]]:
+                  sep: str | None = None, from_right: bool = False) -> list[list[str]]:
     """Split each line into exactly ``ncols`` fields: the last field takes the rest of the
     line, or with ``from_right`` the first one does (for paths that may hold spaces)."""
     rows = []

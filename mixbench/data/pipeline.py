@@ -12,7 +12,7 @@ device in the model's data preprocessor, with the batch augments of
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 from torchvision.transforms import v2
 
@@ -47,7 +47,7 @@ def build_transform(cfg: dict) -> Callable:
     return TRANSFORMS.get(name)(**cfg)
 
 
-def build_pipeline(steps: Optional[Sequence]) -> Optional[Callable]:
+def build_pipeline(steps: Sequence | None) -> Callable | None:
     """A ``v2.Compose`` of the configured steps (dicts or callables); None when empty."""
     if not steps:
         return None

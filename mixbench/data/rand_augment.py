@@ -13,7 +13,7 @@ reduced search space", CVPR Workshops 2020.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -220,7 +220,7 @@ class FixMatchRandAugment:
     def __init__(self, num_ops: int = 2, magnitude: float = 7, magnitude_std: float = 0.5,
                  total_level: float = 10, op_prob: float = 0.5, negate_prob: float = 0.5,
                  fill: Sequence[int] = (114, 123, 125), interpolation="bicubic",
-                 ops: Optional[Sequence[str]] = None):
+                 ops: Sequence[str] | None = None):
         if num_ops < 1:
             raise ValueError(f"num_ops must be >= 1, got {num_ops}")
         if total_level <= 0 or not 0 <= magnitude <= total_level:
@@ -244,7 +244,7 @@ class FixMatchRandAugment:
         self.resample = _resample(interpolation)
         self.ops = ops
 
-    def value(self, name: str, level: float) -> Optional[float]:
+    def value(self, name: str, level: float) -> float | None:
         """The op's argument at ``level`` (before negation); None for ops without one."""
         rng = FIXMATCH_OPS[name][1]
         if rng is None:
@@ -252,7 +252,7 @@ class FixMatchRandAugment:
         lo, hi = rng
         return lo + (hi - lo) * level / self.total_level
 
-    def apply(self, img: Tensor, name: str, value: Optional[float]) -> Tensor:
+    def apply(self, img: Tensor, name: str, value: float | None) -> Tensor:
         """Apply op ``name`` with argument ``value`` (no randomness)."""
         fn, _, kwargs, _, geometric = FIXMATCH_OPS[name]
         if geometric:

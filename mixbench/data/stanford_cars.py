@@ -6,8 +6,7 @@ from pathlib import Path
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, missing_file_error
-from .base import ImageFileDataset
+from .base import DatasetError, ImageFileDataset, missing_file_error
 from .io import read_mat_struct
 
 HOW_TO_GET = ("The original site (ai.stanford.edu/~jkrause/cars/car_dataset.html) is offline; "

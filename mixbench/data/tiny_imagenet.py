@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError
-from .base import ImageFileDataset
+from .base import DatasetError, ImageFileDataset
 from .io import class_folder_samples, read_text_lines, split_columns
 
 HOW_TO_GET = ("Download http://cs231n.stanford.edu/tiny-imagenet-200.zip and extract it, "

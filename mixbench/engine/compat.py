@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-from typing import Optional
 
 import mmengine
 from mmengine.hooks import CheckpointHook
@@ -54,7 +53,7 @@ class RunnerBase(Runner):
         super()._log_env(env_cfg)
 
     @staticmethod
-    def build_dataloader(dataloader, seed: Optional[int] = None, diff_rank_seed: bool = False):
+    def build_dataloader(dataloader, seed: int | None = None, diff_rank_seed: bool = False):
         """mmengine's ``Runner.build_dataloader`` with a ``collate_fn`` type given by name
         resolved in mixbench's FUNCTIONS registry (then mmengine's)."""
         if isinstance(dataloader, dict) and isinstance(dataloader.get("collate_fn"), dict):
@@ -103,7 +102,7 @@ def _source(obj) -> str:
         return ""
 
 
-def _parameters(obj) -> Optional[list]:
+def _parameters(obj) -> list | None:
     try:
         return list(inspect.signature(obj).parameters)
     except (TypeError, ValueError):

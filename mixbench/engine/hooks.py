@@ -12,7 +12,6 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -20,13 +19,23 @@ from mmengine.dist import get_rank, get_world_size, is_main_process
 from mmengine.hooks import Hook
 
 import mixbench
+from mixbench.checkpoint import UnsafeCheckpointError
 from mixbench.engine.metrics import head_top1
 from mixbench.registry import HOOKS
-from mixbench.checkpoint import UnsafeCheckpointError
-from mixbench.results import (FAILURE_CRASHED, FAILURE_DIVERGED, FAILURE_INTERRUPTED,
-                              FAILURE_REFUSED, RESULT_FILE,
-                              SCHEMA_VERSION, ResultFileError, atomic_write_json, atomic_write_text,
-                              json_safe, load_result, summarize_history)
+from mixbench.results import (
+    FAILURE_CRASHED,
+    FAILURE_DIVERGED,
+    FAILURE_INTERRUPTED,
+    FAILURE_REFUSED,
+    RESULT_FILE,
+    SCHEMA_VERSION,
+    ResultFileError,
+    atomic_write_json,
+    atomic_write_text,
+    json_safe,
+    load_result,
+    summarize_history,
+)
 
 from .compat import CheckpointHookBase
 
@@ -55,7 +64,7 @@ def failure_kind(exc: BaseException) -> str:
     return FAILURE_CRASHED
 
 
-def git_commit() -> Optional[str]:
+def git_commit() -> str | None:
     """Short commit of the mixbench checkout, or None outside a git checkout."""
     root = Path(mixbench.__file__).resolve().parent.parent
     try:
@@ -168,7 +177,7 @@ class ResultJsonHook(Hook):
             self.train_time += time.perf_counter() - self._t_epoch
         self._last_train_loss = self._loss_sum / self._loss_count if self._loss_count else None
 
-    def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
+    def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
         metrics = metrics or {}
         for key, value in metrics.items():
             if isinstance(value, (int, float)) and not math.isfinite(value):
@@ -306,7 +315,7 @@ class SafeCheckpointHook(CheckpointHookBase):
                 runner.logger.info(f"removing {tmp.name}, left by a write that never completed")
                 tmp.unlink()
 
-    def _checkpoint_step(self, name: str) -> Optional[int]:
+    def _checkpoint_step(self, name: str) -> int | None:
         head, _, tail = self.filename_tmpl.partition("{}")
         if name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail):
             middle = name[len(head):len(name) - len(tail)]

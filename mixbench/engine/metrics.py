@@ -2,7 +2,7 @@
 the top-1 of a model's extra heads when its ``predict`` gives them."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from mmengine.evaluator import BaseMetric
@@ -50,7 +50,7 @@ class Accuracy(BaseMetric):
             logits, labels = out["logits"], out["labels"]
             k = max(self.topk)
             ranks = true_class_rank(logits, labels, k).cpu().tolist()
-            heads: Optional[dict] = out.get("heads")
+            heads: dict | None = out.get("heads")
             if not heads:
                 self.results.extend(ranks)  # one entry per sample: the true class's rank
                 continue

@@ -6,7 +6,7 @@ import copy
 import os
 import subprocess
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -20,18 +20,33 @@ from mixbench.config import ConfigError, config_hash, dump_config, get_path
 from mixbench.fingerprint import backbone_settings, method_settings
 from mixbench.method import check_model_section, method_name, resolve_method
 from mixbench.models.stages import StagedLosses
-from mixbench.registry import (DATA_SAMPLERS, DATASETS, HOOKS, LOG_PROCESSORS, LOOPS, METRICS,
-                               MIXERS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS, PARAM_SCHEDULERS,
-                               TRANSFORMS, VISBACKENDS, UnknownTypeError, build_mixer,
-                               check_options, did_you_mean)
-
-# every checkpoint mmengine loads in a mixbench process (resume, load_from, test) is
-# loaded weights-only; mmengine's own loader retries a refused file with weights_only=False
-use_for_mmengine()
+from mixbench.registry import (
+    DATA_SAMPLERS,
+    DATASETS,
+    HOOKS,
+    LOG_PROCESSORS,
+    LOOPS,
+    METRICS,
+    MIXERS,
+    MODELS,
+    OPTIM_WRAPPERS,
+    OPTIMIZERS,
+    PARAM_SCHEDULERS,
+    TRANSFORMS,
+    VISBACKENDS,
+    UnknownTypeError,
+    build_mixer,
+    check_options,
+    did_you_mean,
+)
 
 from .compat import RunnerBase
 from .schedules import MethodScheduleHook, scheduled_model
 from .staged import StagedStep
+
+# every checkpoint mmengine loads in a mixbench process (resume, load_from, test) is
+# loaded weights-only; mmengine's own loader retries a refused file with weights_only=False
+use_for_mmengine()
 
 REQUIRED_KEYS = ("model", "train_dataloader", "val_dataloader", "val_evaluator",
                  "optim_wrapper", "train_cfg")
@@ -229,8 +244,8 @@ def cpu_distributed_env(launcher: str) -> None:
 
 
 def prepare_runner_config(cfg: dict, work_dir: str, launcher: str = "none",
-                          resume: Optional[str] = None, amp: bool = False,
-                          deterministic: bool = False, seed: Optional[int] = None) -> dict:
+                          resume: str | None = None, amp: bool = False,
+                          deterministic: bool = False, seed: int | None = None) -> dict:
     """The mmengine Runner config for a mixbench config: work dir, seed, hooks, logging
     backends, AMP, resume and the DDP wrapper (``device_ids=None`` on CPU)."""
     cfg = resolve_method(cfg)
@@ -334,7 +349,7 @@ class MixbenchRunner(RunnerBase):
         }
         self.logger.info("environment: " + "; ".join(f"{k} {v}" for k, v in lines.items()))
 
-    def wrap_model(self, model_wrapper_cfg: Optional[dict], model):
+    def wrap_model(self, model_wrapper_cfg: dict | None, model):
         model = super().wrap_model(model_wrapper_cfg, model)
         if not is_model_wrapper(model) and isinstance(model, StagedLosses):
             model = StagedStep(model)
@@ -363,9 +378,9 @@ class MixbenchRunner(RunnerBase):
             os.replace(os.path.join(out_dir, tmp_name), os.path.join(out_dir, filename))
 
 
-def build_runner(cfg: dict, work_dir: str, launcher: str = "none", resume: Optional[str] = None,
+def build_runner(cfg: dict, work_dir: str, launcher: str = "none", resume: str | None = None,
                  amp: bool = False, deterministic: bool = False,
-                 seed: Optional[int] = None) -> MixbenchRunner:
+                 seed: int | None = None) -> MixbenchRunner:
     """Validate ``cfg``, write ``<work_dir>/config.yaml`` (rank 0) and build the Runner."""
     import mixbench.data  # noqa: F401  (registers datasets and transforms)
     import mixbench.engine  # noqa: F401  (registers hooks, metrics, optim wrappers)

@@ -7,8 +7,7 @@ from __future__ import annotations
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from mixbench.models.schedules import (AfterIteration, LearningRateSchedule, ScheduledParts,
-                                       ValueSchedule)
+from mixbench.models.schedules import AfterIteration, LearningRateSchedule, ScheduledParts, ValueSchedule
 from mixbench.registry import HOOKS
 
 KINDS = (ValueSchedule, LearningRateSchedule, AfterIteration)

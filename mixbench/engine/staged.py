@@ -9,7 +9,7 @@ step. Any other model takes mmengine's own step.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper
@@ -22,7 +22,7 @@ from .compat import backward_part, count_iteration
 
 
 def train_step_in_stages(model: BaseModel, data, optim_wrapper: OptimWrapper,
-                         sync_gradients: Optional[Callable[[], None]] = None) -> dict:
+                         sync_gradients: Callable[[], None] | None = None) -> dict:
     """One training iteration of a :class:`StagedLosses` model: one backward per stage of
     ``model.loss_stages``, then (when the wrapper's gradient accumulation says so) one
     optimizer step. Returns the logged losses (``loss``, the sum, then each named loss).

@@ -10,12 +10,22 @@ reports build on a laptop. Typical use::
 
 See docs/leaderboard.md for the protocol and the database layout.
 """
-from .aggregate import (ANALYSIS_METRICS, DEFAULT_ALPHA, DEFAULT_LAST_N, METRICS, Cell,
-                        Leaderboard, RunRecord, aggregate, build_leaderboard, load_runs)
+from .aggregate import (
+                        ANALYSIS_METRICS,
+                        DEFAULT_ALPHA,
+                        DEFAULT_LAST_N,
+                        METRICS,
+                        Cell,
+                        Leaderboard,
+                        RunRecord,
+                        aggregate,
+                        build_leaderboard,
+                        load_runs,
+)
 from .db import default_db_url, make_engine, normalize_db_url
 from .ingest import IngestReport, ingest_paths
-from .reported import canonical_method, load_reported, lookup_reported
 from .report import REPORT_FILES, log_to_wandb, markdown_leaderboard, write_report
+from .reported import canonical_method, load_reported, lookup_reported
 
 __all__ = ["ingest_paths", "IngestReport", "write_report", "markdown_leaderboard",
            "build_leaderboard", "aggregate", "load_runs", "Leaderboard", "Cell", "RunRecord",

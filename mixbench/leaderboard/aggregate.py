@@ -51,19 +51,19 @@ import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Optional, cast
+from typing import cast
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from mixbench.results import DEFAULT_LAST_N, METRICS as RUN_METRICS, TABLE_METRICS
-from mixbench.results import check_metric, metric_value
+from mixbench.results import DEFAULT_LAST_N, TABLE_METRICS, check_metric, metric_value
+from mixbench.results import METRICS as RUN_METRICS
 from mixbench.results import metric_label as _metric_label
 
+from .compare import Comparison, compare
 from .db import analysis as analysis_table
 from .db import epochs as epochs_table
 from .db import make_engine, runs, where_runs
-from .compare import Comparison, compare
 from .reported import REPORTED_CSV, ReportedCell, canonical_method, lookup_reported
 
 METRICS = TABLE_METRICS
@@ -105,18 +105,18 @@ class RunRecord:
     seed: int
     status: str
     updated_ts: float
-    source_path: Optional[str]
+    source_path: str | None
     setting: str = ""
-    s_per_iter: Optional[float] = None
-    peak_mem_mb: Optional[float] = None
-    wall_s: Optional[float] = None
-    device: Optional[str] = None
-    num_devices: Optional[int] = None
-    error_message: Optional[str] = None
+    s_per_iter: float | None = None
+    peak_mem_mb: float | None = None
+    wall_s: float | None = None
+    device: str | None = None
+    num_devices: int | None = None
+    error_message: str | None = None
     history: list[dict] = field(default_factory=list)  # {"epoch", "top1"[, "heads"]}
-    method_settings: Optional[dict] = None    # run.method_settings (None: schema 1 file)
-    backbone_settings: Optional[dict] = None
-    value: Optional[float] = None  # the table metric
+    method_settings: dict | None = None    # run.method_settings (None: schema 1 file)
+    backbone_settings: dict | None = None
+    value: float | None = None  # the table metric
     analysis: dict[str, dict] = field(default_factory=dict)  # kind -> {summary, settings}
 
     def analysis_is_stale(self, kind: str) -> bool:
@@ -125,7 +125,7 @@ class RunRecord:
         found = self.analysis.get(kind)
         return found is not None and found["updated_ts"] < self.updated_ts
 
-    def analysis_value(self, metric: AnalysisMetric) -> Optional[float]:
+    def analysis_value(self, metric: AnalysisMetric) -> float | None:
         """The run's value of an analysis metric, None without a comparable, current file."""
         found = self.analysis.get(metric.kind)
         if (found is None or self.analysis_is_stale(metric.kind)
@@ -140,7 +140,7 @@ class RunRecord:
         return (self.dataset, self.backbone, self.epochs, self.setting)
 
     @property
-    def device_hours(self) -> Optional[float]:
+    def device_hours(self) -> float | None:
         if self.wall_s is None:
             return None
         return self.wall_s * (self.num_devices or 1) / 3600.0
@@ -156,7 +156,7 @@ class RunRecord:
 class SeedStat:
     """Mean, sample std (None for one value) and number of the seeds that have a value."""
     mean: float
-    std: Optional[float]
+    std: float | None
     n: int
 
 
@@ -171,23 +171,23 @@ class Cell:
     seeds: list[int]
     values: list[float]
     mean: float
-    std: Optional[float]
-    ci_low: Optional[float]
-    ci_high: Optional[float]
+    std: float | None
+    ci_low: float | None
+    ci_high: float | None
     is_reference: bool
-    delta: Optional[float] = None
-    p_value: Optional[float] = None
-    significant: Optional[bool] = None
-    s_per_iter: Optional[float] = None
-    rel_s_per_iter: Optional[float] = None
-    peak_mem_mb: Optional[float] = None
-    device_hours: Optional[float] = None
+    delta: float | None = None
+    p_value: float | None = None
+    significant: bool | None = None
+    s_per_iter: float | None = None
+    rel_s_per_iter: float | None = None
+    peak_mem_mb: float | None = None
+    device_hours: float | None = None
     device_kind: str = "device"
     rank: float = math.nan
     is_best: bool = False
-    reported: Optional[ReportedCell] = None
-    reported_delta: Optional[float] = None
-    comparison: Optional[Comparison] = None   # against ``reported`` (see .compare)
+    reported: ReportedCell | None = None
+    reported_delta: float | None = None
+    comparison: Comparison | None = None   # against ``reported`` (see .compare)
     curve: list[tuple[int, float]] = field(default_factory=list)  # (epoch, mean top1)
     analysis: dict[str, SeedStat] = field(default_factory=dict)  # ANALYSIS_METRICS key ->
 
@@ -196,7 +196,7 @@ class Cell:
         return len(self.values)
 
     @property
-    def diff_vs_reported(self) -> Optional[float]:
+    def diff_vs_reported(self) -> float | None:
         """ours - published, only when like for like (:mod:`.compare`), else None."""
         return self.comparison.diff if self.comparison is not None else None
 
@@ -255,7 +255,7 @@ def metric_label(metric: str, last_n: int) -> str:
     return _metric_label(metric, last_n)
 
 
-def run_metric(history: list[dict], metric: str, last_n: int) -> Optional[float]:
+def run_metric(history: list[dict], metric: str, last_n: int) -> float | None:
     """The table metric of one run from its history (:func:`mixbench.results.metric_value`);
     None without the evaluations it reads."""
     return metric_value(history, metric, last_n)
@@ -275,7 +275,7 @@ def mean_std_ci(values: list[float], confidence: float = CONFIDENCE):
     return mean, std, mean - half, mean + half
 
 
-def welch_p_value(a: list[float], b: list[float]) -> Optional[float]:
+def welch_p_value(a: list[float], b: list[float]) -> float | None:
     """Two-sided p-value of Welch's unequal-variance t-test (Welch 1947).
 
     ``t = (mean_a - mean_b) / sqrt(s_a^2/n_a + s_b^2/n_b)``, degrees of freedom by
@@ -309,16 +309,16 @@ def average_ranks(scores: list[float]) -> list[float]:
     return ranks
 
 
-def _mean(xs) -> Optional[float]:
+def _mean(xs) -> float | None:
     xs = [x for x in xs if x is not None]
     return statistics.fmean(xs) if xs else None
 
 
-def _loads(text: Optional[str]):
+def _loads(text: str | None):
     return None if text is None else json.loads(text)
 
 
-def load_runs(engine: Engine, filters: Optional[dict] = None) -> list[RunRecord]:
+def load_runs(engine: Engine, filters: dict | None = None) -> list[RunRecord]:
     """Every run in the database matching ``filters`` ({column: value}), with history."""
     query = select(runs).order_by(runs.c.dataset, runs.c.backbone, runs.c.epochs,
                                   runs.c.method, runs.c.seed, runs.c.id)
@@ -448,7 +448,7 @@ def _compare_table(cells: list[Cell], alpha: float, reported_csv) -> None:
 
 def aggregate(records: list[RunRecord], metric: str = "median_last_n",
               last_n: int = DEFAULT_LAST_N, alpha: float = DEFAULT_ALPHA,
-              filters: Optional[dict] = None, reported_csv=REPORTED_CSV) -> Leaderboard:
+              filters: dict | None = None, reported_csv=REPORTED_CSV) -> Leaderboard:
     """Turn run records into the :class:`Leaderboard` (see the module docstring)."""
     check_metric(metric)
     counted, in_progress, failed, excluded = _select_counted(records, metric, last_n)
@@ -474,9 +474,9 @@ def aggregate(records: list[RunRecord], metric: str = "median_last_n",
                                        if r.analysis_is_stale(kind)])
 
 
-def build_leaderboard(db_url: Optional[str] = None, metric: str = "median_last_n",
+def build_leaderboard(db_url: str | None = None, metric: str = "median_last_n",
                       last_n: int = DEFAULT_LAST_N, alpha: float = DEFAULT_ALPHA,
-                      filters: Optional[dict] = None, engine: Optional[Engine] = None
+                      filters: dict | None = None, engine: Engine | None = None
                       ) -> Leaderboard:
     """Read the database and aggregate it."""
     if engine is None:

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 from mixbench.fingerprint import setting_differences
 from mixbench.results import metric_label, metric_shortfall, metric_value, parse_metric_label
@@ -34,9 +34,9 @@ from .reported import ReportedCell
 class Comparison:
     """Our cell against one published number."""
     reported: ReportedCell
-    metric: Optional[str]       # our metric key for the published label (None: unknown)
-    last_n: Optional[int]
-    ours: Optional[float] = None  # mean over the runs of the published metric (when computable)
+    metric: str | None       # our metric key for the published label (None: unknown)
+    last_n: int | None
+    ours: float | None = None  # mean over the runs of the published metric (when computable)
     reasons: list[str] = field(default_factory=list)
 
     @property
@@ -44,7 +44,7 @@ class Comparison:
         return not self.reasons and self.ours is not None
 
     @property
-    def diff(self) -> Optional[float]:
+    def diff(self) -> float | None:
         """ours - published, only like for like (None otherwise)."""
         return self.ours - self.reported.top1 if self.comparable else None
 

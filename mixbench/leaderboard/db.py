@@ -24,10 +24,22 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from sqlalchemy import (Column, ForeignKey, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint, create_engine, event, inspect, text)
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    inspect,
+    text,
+)
 from sqlalchemy import Float as SQLFloat
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.types import TypeDecorator
@@ -159,7 +171,7 @@ def default_db_url() -> str:
     return os.environ.get(DB_ENV_VAR) or str(DEFAULT_DB_PATH)
 
 
-def normalize_db_url(db: Optional[str | os.PathLike] = None) -> str:
+def normalize_db_url(db: str | os.PathLike | None = None) -> str:
     """A SQLAlchemy URL from a URL or a file path (a path means SQLite).
 
     ``postgresql://`` URLs are given the psycopg (v3) driver (``psycopg[binary]``, in
@@ -190,7 +202,7 @@ def _sqlite_serialized_writes(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(db: Optional[str | os.PathLike] = None) -> Engine:
+def make_engine(db: str | os.PathLike | None = None) -> Engine:
     """An engine for ``db`` (URL or SQLite path) with the tables created if missing."""
     url = normalize_db_url(db)
     if url.startswith("sqlite"):

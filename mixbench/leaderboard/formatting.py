@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from mixbench.results import METRICS as RUN_METRICS
 
@@ -11,7 +11,7 @@ from .aggregate import ANALYSIS_METRICS, Cell, Leaderboard
 DASH = "—"
 
 
-def num(x: Optional[float], digits: int = 2, signed: bool = False) -> str:
+def num(x: float | None, digits: int = 2, signed: bool = False) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return DASH
     return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"

@@ -24,10 +24,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Optional
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Engine
@@ -82,7 +82,7 @@ def _number(section: dict, key: str, kind=float):
     return None if value is None else kind(value)
 
 
-def _json_or_none(value) -> Optional[str]:
+def _json_or_none(value) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True)
 
 
@@ -223,8 +223,8 @@ def ingest_result(engine: Engine, data: dict, path: Path,
     return outcome, written
 
 
-def ingest_paths(paths: Iterable[str | os.PathLike], db_url: Optional[str] = None,
-                 engine: Optional[Engine] = None) -> IngestReport:
+def ingest_paths(paths: Iterable[str | os.PathLike], db_url: str | None = None,
+                 engine: Engine | None = None) -> IngestReport:
     """Ingest every result.json under ``paths`` (folders or files) into the database, with
     the analysis files next to each (see the module docstring).
 

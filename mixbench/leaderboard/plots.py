@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
-from typing import Optional
 
 from .aggregate import Cell, Leaderboard
 
@@ -54,7 +53,7 @@ def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
         ax.spines[side].set_visible(False)
 
 
-def accuracy_vs_cost(cells: list[Cell], title: str, colors: dict[str, str]) -> Optional[str]:
+def accuracy_vs_cost(cells: list[Cell], title: str, colors: dict[str, str]) -> str | None:
     """Mean top-1 (error bar: std over seeds) against s/iter relative to Vanilla (or
     absolute s/iter when the table has no Vanilla). None when no cell has a cost."""
     rel = all(c.rel_s_per_iter is not None for c in cells)
@@ -75,7 +74,7 @@ def accuracy_vs_cost(cells: list[Cell], title: str, colors: dict[str, str]) -> O
 
 
 def accuracy_over_epochs(lb: Leaderboard, dataset: str, backbone: str,
-                         colors: dict[str, str]) -> Optional[str]:
+                         colors: dict[str, str]) -> str | None:
     """Mean top-1 per method at each epoch budget; None with fewer than two budgets."""
     series: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
     for c in lb.cells:
@@ -95,7 +94,7 @@ def accuracy_over_epochs(lb: Leaderboard, dataset: str, backbone: str,
     return _svg(fig)
 
 
-def rank_heatmap(lb: Leaderboard) -> Optional[str]:
+def rank_heatmap(lb: Leaderboard) -> str | None:
     """Methods (by average rank) x datasets, colored by rank (darker = better)."""
     if not lb.average_rank:
         return None
@@ -118,7 +117,7 @@ def rank_heatmap(lb: Leaderboard) -> Optional[str]:
     return _svg(fig)
 
 
-def validation_curves(cells: list[Cell], title: str, colors: dict[str, str]) -> Optional[str]:
+def validation_curves(cells: list[Cell], title: str, colors: dict[str, str]) -> str | None:
     """Top-1 per validation epoch, mean over seeds, one line per method."""
     cells = [c for c in cells if c.curve]
     if not cells:

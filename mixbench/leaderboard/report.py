@@ -5,7 +5,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .aggregate import DEFAULT_ALPHA, DEFAULT_LAST_N, Leaderboard, build_leaderboard
 from .report_html import html_report
@@ -30,17 +30,17 @@ def write_text_atomic(path: Path, text: str) -> None:
             os.unlink(tmp)
 
 
-def markdown_leaderboard(db_url: Optional[str] = None, metric: str = "median_last_n",
-                         last_n: int = DEFAULT_LAST_N, filters: Optional[dict] = None) -> str:
+def markdown_leaderboard(db_url: str | None = None, metric: str = "median_last_n",
+                         last_n: int = DEFAULT_LAST_N, filters: dict | None = None) -> str:
     """The Markdown leaderboard of the database as a string (to print after a sweep)."""
     return markdown_report(build_leaderboard(db_url, metric=metric, last_n=last_n,
                                              filters=filters))
 
 
-def write_report(db_url: Optional[str] = None, out_dir: str | os.PathLike = DEFAULT_OUT,
+def write_report(db_url: str | None = None, out_dir: str | os.PathLike = DEFAULT_OUT,
                  metric: str = "median_last_n", last_n: int = DEFAULT_LAST_N,
-                 alpha: float = DEFAULT_ALPHA, filters: Optional[dict] = None,
-                 leaderboard: Optional[Leaderboard] = None) -> dict[str, Path]:
+                 alpha: float = DEFAULT_ALPHA, filters: dict | None = None,
+                 leaderboard: Leaderboard | None = None) -> dict[str, Path]:
     """Write leaderboard.md, leaderboard.csv, leaderboard.tex and index.html into
     ``out_dir``; returns {"markdown"|"csv"|"latex"|"html": path}. Logs the table to wandb
     when ``$WANDB_PROJECT`` is set (see :func:`log_to_wandb`)."""

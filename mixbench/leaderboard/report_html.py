@@ -8,12 +8,18 @@ from __future__ import annotations
 import base64
 import html
 import math
-from typing import Optional
 
 from . import plots
 from .aggregate import Leaderboard
-from .formatting import (COLUMNS, TOP1_COLUMN, average_rank_rows, metric_note, status_lines,
-                         table_title, visible_columns)
+from .formatting import (
+    COLUMNS,
+    TOP1_COLUMN,
+    average_rank_rows,
+    metric_note,
+    status_lines,
+    table_title,
+    visible_columns,
+)
 
 _CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,sans-serif;
@@ -67,7 +73,7 @@ def _sort_value(v) -> str:
     return str(v)
 
 
-def _img(svg: Optional[str], alt: str) -> str:
+def _img(svg: str | None, alt: str) -> str:
     if svg is None:
         return ""
     data = base64.b64encode(svg.encode()).decode()

@@ -5,8 +5,16 @@ import csv
 import io
 
 from .aggregate import ANALYSIS_METRICS, Leaderboard
-from .formatting import (ANALYSIS_COLUMNS, COLUMNS, TOP1_COLUMN, average_rank_rows,
-                         metric_note, status_lines, table_title, visible_columns)
+from .formatting import (
+    ANALYSIS_COLUMNS,
+    COLUMNS,
+    TOP1_COLUMN,
+    average_rank_rows,
+    metric_note,
+    status_lines,
+    table_title,
+    visible_columns,
+)
 
 
 def _md_row(cells: list[str]) -> str:

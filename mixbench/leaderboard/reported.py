@@ -22,7 +22,6 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
 
 REPORTED_CSV = Path(__file__).resolve().parent / "data" / "openmixup_reported.csv"
 
@@ -59,8 +58,8 @@ class ReportedCell:
     top1: float
     metric: str
     source: str
-    method_settings: Optional[dict] = None
-    backbone_settings: Optional[dict] = None
+    method_settings: dict | None = None
+    backbone_settings: dict | None = None
     settings_explain: dict = field(default_factory=dict)
     settings_source: str = ""
 
@@ -98,7 +97,7 @@ def load_reported(path: str | Path = REPORTED_CSV) -> dict[tuple, ReportedCell]:
 
 
 def lookup_reported(dataset: str, backbone: str, epochs: int, method: str, setting: str = "",
-                    path: str | Path = REPORTED_CSV) -> Optional[ReportedCell]:
+                    path: str | Path = REPORTED_CSV) -> ReportedCell | None:
     """The published number for one cell, or None when OpenMixup has none."""
     return load_reported(path).get((dataset, backbone, int(epochs), setting,
                                     canonical_method(method)))

@@ -9,25 +9,25 @@ Usable in any training loop::
 Every name in ``__all__`` that is a mixer class is registered in mixbench's MIXERS registry
 by ``mixbench.registry`` (this package itself never imports mmengine).
 """
-from .base import BaseMixer, MixOutput
-from .mixup import Mixup
-from .vanilla import Vanilla
-from .manifoldmix import ManifoldMix
 from .alignmix import AlignMix
 from .attentivemix import AttentiveMix, AttentiveMixPlus
+from .base import BaseMixer, MixOutput
+from .comixup import CoMixup
 from .cutmix import CutMix
-from .random_choice import RandomChoiceMixer
-from .random_choice import DeiTMixer
-from .smoothmix import SmoothMix
-from .saliencymix import SaliencyMix
 from .fmix import FMix
 from .gridmix import GridMix
-from .resizemix import ResizeMix
-from .puzzlemix import PuzzleMix
-from .comixup import CoMixup
+
 # issue 18 (methods-a)
 from .guidedmixup import GuidedMixup
+from .manifoldmix import ManifoldMix
+from .mixup import Mixup
+from .puzzlemix import PuzzleMix
+from .random_choice import DeiTMixer, RandomChoiceMixer
+from .resizemix import ResizeMix
+from .saliencymix import SaliencyMix
+from .smoothmix import SmoothMix
 from .snapmix import SnapMix
+from .vanilla import Vanilla
 
 __all__ = [
     "BaseMixer",

@@ -8,7 +8,7 @@ stage_hook=None)`` returns the final feature map (B, C, h, w); given ``stage_hoo
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from torch import Tensor, nn
 

@@ -37,15 +37,21 @@ feature level only: ``input_prob=0`` reproduces it.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
 from ._feature_mix import StageHook, backbone_num_stages
 from ._sinkhorn import sinkhorn_plan
-from .base import (BaseMixer, MixOutput, check_choice, check_flag, check_number, check_prob,
-                   lerp_images, match_format)
+from .base import (
+    BaseMixer,
+    MixOutput,
+    check_choice,
+    check_flag,
+    check_number,
+    check_prob,
+    lerp_images,
+    match_format,
+)
 
 ALIGNS = ("random", "partner", "self")
 OFFICIAL_POTENTIAL_TOL = 0.1  # the official code's Sinkhorn stopping threshold
@@ -111,7 +117,7 @@ class AlignMix(BaseMixer):
                  tol: float = 1e-4, official_stop: bool = False, align: str = "random",
                  input_prob: float = 0.5,
                  prob: float = 1.0, pairing: str = "random", lam_mode: str = "batch",
-                 generator: Optional[torch.Generator] = None):
+                 generator: torch.Generator | None = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          generator=generator)
         self.eps = check_number(eps, "eps (Sinkhorn regularisation)", strict=True)

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Callable, Optional, Union, cast
+from collections.abc import Callable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -162,12 +163,12 @@ class AttentiveMix(MaskMixer):
             matters for AttentiveMix+ only: one ``lam'`` per batch, sample or pair).
     """
 
-    def __init__(self, top_k: Optional[int] = 6, alpha: float = 2.0, beta: float = 8.0,
-                 grid: Optional[int] = None,
-                 extractor: Union[None, dict, nn.Module] = None, input_size: Optional[int] = None,
+    def __init__(self, top_k: int | None = 6, alpha: float = 2.0, beta: float = 8.0,
+                 grid: int | None = None,
+                 extractor: None | dict | nn.Module = None, input_size: int | None = None,
                  extractor_batch_stats: bool = False,
                  correct_lam: bool = True, prob: float = 1.0, pairing: str = "random",
-                 lam_mode: str = "batch", generator: Optional[torch.Generator] = None):
+                 lam_mode: str = "batch", generator: torch.Generator | None = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          correct_lam=correct_lam, generator=generator)
         for value, what in ((top_k, "top_k"), (grid, "grid"), (input_size, "input_size")):
@@ -180,7 +181,7 @@ class AttentiveMix(MaskMixer):
             raise ValueError("AttentiveMix+ (top_k=None) draws lam ~ Beta(alpha, beta) and "
                              f"needs alpha > 0 and beta > 0, got alpha={alpha}, beta={beta}")
         self.extractor = extractor
-        self._net: Optional[nn.Module]
+        self._net: nn.Module | None
         if isinstance(extractor, dict):
             unknown = set(extractor) - {"library", "name", "checkpoint"}
             if unknown or not {"library", "name", "checkpoint"} <= set(extractor):

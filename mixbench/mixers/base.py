@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import abc
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,13 +86,13 @@ class MixOutput:
     y_b: Tensor
     lam: Tensor
     index: Tensor
-    mask: Optional[Tensor] = None
-    soft_targets: Optional[Tensor] = None
-    stage_hook: Optional[Callable[[int, Tensor], Tensor]] = None
-    extra_losses: Dict[str, Tensor] = field(default_factory=dict)
+    mask: Tensor | None = None
+    soft_targets: Tensor | None = None
+    stage_hook: Callable[[int, Tensor], Tensor] | None = None
+    extra_losses: dict[str, Tensor] = field(default_factory=dict)
 
     @classmethod
-    def unmixed(cls, x: Tensor, y: Tensor) -> "MixOutput":
+    def unmixed(cls, x: Tensor, y: Tensor) -> MixOutput:
         """The batch as it is: lam = 1, each sample paired with itself."""
         b = x.shape[0]
         return cls(inputs=x, y_a=y, y_b=y, lam=torch.ones(b, device=x.device, dtype=torch.float32),
@@ -201,7 +202,7 @@ def check_range(value, name: str, low: float = 0.0, high: float = float("inf"),
 
 
 # -- random draws -----------------------------------------------------------------------
-def beta_sample(a: float, b: float, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
+def beta_sample(a: float, b: float, n: int, generator: torch.Generator | None = None) -> Tensor:
     """``n`` draws of Beta(a, b) as a float64 CPU tensor, reproducible from ``generator``.
 
     torch's Beta distribution cannot take a generator, so two 63-bit words drawn from the
@@ -222,18 +223,18 @@ _beta_rng = threading.local()
 
 
 def uniform_sample(low: float, high: float, n: int,
-                   generator: Optional[torch.Generator] = None) -> Tensor:
+                   generator: torch.Generator | None = None) -> Tensor:
     """``n`` draws of U(low, high) as a float64 CPU tensor."""
     return low + (high - low) * torch.rand(n, dtype=torch.float64, generator=generator)
 
 
 def randint_sample(low: int, high: int, n: int,
-                   generator: Optional[torch.Generator] = None) -> Tensor:
+                   generator: torch.Generator | None = None) -> Tensor:
     """``n`` integers uniform in [low, high) (int64, CPU)."""
     return torch.randint(low, high, (n,), generator=generator)
 
 
-def pairing_index(batch_size: int, pairing: str, generator: Optional[torch.Generator] = None,
+def pairing_index(batch_size: int, pairing: str, generator: torch.Generator | None = None,
                   involution: bool = False) -> Tensor:
     """The permutation that pairs sample ``i`` with ``index[i]`` (int64, CPU).
 
@@ -328,7 +329,7 @@ def mix_pairs(x: Tensor, index: Tensor, combine: Callable, *args, inplace: bool 
     return out
 
 
-def weighted_pair(first: Tensor, second: Tensor, out: Optional[Tensor], w_first,
+def weighted_pair(first: Tensor, second: Tensor, out: Tensor | None, w_first,
                   w_second) -> Tensor:
     """``w_first * first + w_second * second`` (a :func:`mix_pairs` combine): each product is
     rounded before the sum (no fused multiply-add), as timm and torchvision compute a mixup,
@@ -343,7 +344,7 @@ def weighted_pair(first: Tensor, second: Tensor, out: Optional[Tensor], w_first,
     return torch.mul(first, w_first, out=out).add_(second)
 
 
-def pick_pair(first: Tensor, second: Tensor, out: Optional[Tensor], keep: Tensor) -> Tensor:
+def pick_pair(first: Tensor, second: Tensor, out: Tensor | None, keep: Tensor) -> Tensor:
     """``first`` where ``keep``, else ``second`` (a :func:`mix_pairs` combine)."""
     if out is None:
         return torch.where(keep, first, second)
@@ -370,7 +371,7 @@ def scatter_pairs(x: Tensor, index: Tensor, w_first, w_second, out: Tensor) -> T
     return torch.mul(x, w_first, out=out).index_add_(0, inverse, second)
 
 
-def lerp_images(x: Tensor, index: Tensor, lam: Union[float, Tensor],
+def lerp_images(x: Tensor, index: Tensor, lam: float | Tensor,
                 inplace: bool = False) -> Tensor:
     """``lam * x + (1 - lam) * x[index]``, in ``x``'s dtype, with one lambda (a Python
     float) or one per sample (a (B,) tensor).
@@ -386,8 +387,8 @@ def lerp_images(x: Tensor, index: Tensor, lam: Union[float, Tensor],
     partners chunk by chunk, which keeps the work in the CPU's cache and measured faster at
     224 px. Differentiable in ``x`` (ManifoldMix and AlignMix mix features).
     """
-    lam_a: Union[float, Tensor]
-    lam_b: Union[float, Tensor]
+    lam_a: float | Tensor
+    lam_b: float | Tensor
     if isinstance(lam, Tensor):
         shape = (-1,) + (1,) * (x.dim() - 1)
         dtype = torch.promote_types(x.dtype, torch.float32)  # op math: float32 for half
@@ -448,7 +449,7 @@ class BaseMixer(abc.ABC):
     requires: tuple = ()
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, pairing: str = "random",
-                 lam_mode: str = "batch", generator: Optional[torch.Generator] = None):
+                 lam_mode: str = "batch", generator: torch.Generator | None = None):
         self.alpha = check_alpha(alpha)
         self.prob = check_prob(prob)
         self.pairing = check_choice(pairing, PAIRINGS, "pairing")
@@ -460,11 +461,11 @@ class BaseMixer(abc.ABC):
         self.generator = generator
 
     @property
-    def generator(self) -> Optional[torch.Generator]:
+    def generator(self) -> torch.Generator | None:
         return self._generator
 
     @generator.setter
-    def generator(self, generator: Optional[torch.Generator]) -> None:
+    def generator(self, generator: torch.Generator | None) -> None:
         if generator is not None and (not isinstance(generator, torch.Generator)
                                       or generator.device.type != "cpu"):
             raise ValueError("generator must be a CPU torch.Generator (all draws are made on "
@@ -522,7 +523,7 @@ class BaseMixer(abc.ABC):
         return MixOutput.unmixed(x, y)
 
     # -- public API ----------------------------------------------------------------------
-    def __call__(self, x: Tensor, y: Tensor, model: Optional[nn.Module] = None) -> MixOutput:
+    def __call__(self, x: Tensor, y: Tensor, model: nn.Module | None = None) -> MixOutput:
         check_inputs(x, y)
         if self.needs_model and model is None:
             raise ValueError(f"{type(self).__name__} needs the model: call mixer(x, y, model=...)")
@@ -531,7 +532,7 @@ class BaseMixer(abc.ABC):
         return self.mix(x, y, model=model)
 
     @abc.abstractmethod
-    def mix(self, x: Tensor, y: Tensor, model: Optional[nn.Module] = None) -> MixOutput:
+    def mix(self, x: Tensor, y: Tensor, model: nn.Module | None = None) -> MixOutput:
         """Mix a batch of at least two samples (``__call__`` has validated it)."""
 
     def __repr__(self) -> str:
@@ -549,7 +550,7 @@ class MaskMixer(BaseMixer):
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, pairing: str = "random",
                  lam_mode: str = "batch", correct_lam: bool = True,
-                 generator: Optional[torch.Generator] = None):
+                 generator: torch.Generator | None = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          generator=generator)
         self.correct_lam = check_flag(correct_lam, "correct_lam")

@@ -58,7 +58,6 @@ m_omega 0.001, m_niter 4, hard thresholding, set_resolve on, clean_lam 1.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import torch
@@ -82,13 +81,13 @@ class CoMixupOutput(MixOutput):
     ``{"clean_loss": clean_lam * CE(f(x), y)}`` with its graph (empty when ``clean_lam`` is 0).
     """
 
-    weights: Optional[Tensor] = None
-    block_weights: Optional[Tensor] = None
-    partition_start: Optional[Tensor] = None
+    weights: Tensor | None = None
+    block_weights: Tensor | None = None
+    partition_start: Tensor | None = None
 
 
 def comixup_objective(cost: Tensor, z: Tensor, beta: float, gamma: float,
-                      thres: Optional[float] = None) -> Tensor:
+                      thres: float | None = None) -> Tensor:
     """Objective of labelings ``z`` (P, O, m, m, n) for ``cost`` (P, n, m, m), shape (P,).
 
     ``beta``, ``gamma`` (and ``thres``, in blocks) are the normalised values; with
@@ -148,7 +147,7 @@ class CoMixup(BaseMixer):
                  m_eta: float = 0.05, m_omega: float = 0.001, m_niter: int = 4,
                  thres_type: str = "hard", set_resolve: bool = True, clean_lam: float = 1.0,
                  n_candidates: int = 5, monotone: bool = True, prob: float = 1.0,
-                 generator: Optional[torch.Generator] = None):
+                 generator: torch.Generator | None = None):
         super().__init__(alpha=alpha, prob=prob, generator=generator)
         if int(m_part) < 2:
             raise ValueError(f"m_part must be >= 2 (inputs mixed per partition), got {m_part}")
@@ -192,7 +191,7 @@ class CoMixup(BaseMixer):
         labeling from the generator. Runs on the CPU (tiny arrays, many sequential steps:
         compiled with numba).
         """
-        from ._comixup_sweep import sweep   # imports numba: only when Co-Mixup is used
+        from ._comixup_sweep import sweep  # imports numba: only when Co-Mixup is used
 
         p, n, m, _ = sal_blocks.shape
         blocks = m * m
@@ -236,7 +235,7 @@ class CoMixup(BaseMixer):
         return self.mix_with_saliency(x, y, saliency, num_classes, clean_loss)
 
     def mix_with_saliency(self, x: Tensor, y: Tensor, saliency: Tensor, num_classes: int,
-                          clean_loss: Optional[Tensor] = None) -> CoMixupOutput:
+                          clean_loss: Tensor | None = None) -> CoMixupOutput:
         """Co-Mixup given a (B, H, W) saliency map (what :meth:`mix` computes from the model)."""
         check_inputs(x, y)
         b, _, h, w = x.shape

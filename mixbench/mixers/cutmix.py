@@ -8,7 +8,6 @@ and clipped at the border; label: ``y~ = lam' * y_i + (1 - lam') * y_j`` with
 ``lam ~ Beta(alpha, alpha)``. Published defaults: alpha = 1.0 (paper, CIFAR and ImageNet;
 the DeiT recipe), alpha = 0.2 in OpenMixup's CIFAR-100 benchmark configs.
 """
-from typing import Optional
 
 import torch
 
@@ -37,7 +36,7 @@ class CutMix(BoxMixer):
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, pairing: str = "random",
                  lam_mode: str = "batch", correct_lam: bool = True, inplace: bool = False,
-                 box_span: str = "exact", generator: Optional[torch.Generator] = None):
+                 box_span: str = "exact", generator: torch.Generator | None = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          correct_lam=correct_lam, generator=generator)
         self.inplace = check_flag(inplace, "inplace")

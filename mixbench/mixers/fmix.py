@@ -28,20 +28,16 @@ OpenMixup also pairs with ``pairing='no_repeat'``.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
-from .base import (MaskMixer, MixOutput, blend_pairs, check_choice, check_flag, check_number,
-                   check_range)
-
+from .base import MaskMixer, MixOutput, blend_pairs, check_choice, check_flag, check_number, check_range
 
 ROUNDINGS = ("nearest", "random")
 
 
 def fourier_noise(n: int, h: int, w: int, decay_power: float,
-                  generator: Optional[torch.Generator] = None,
+                  generator: torch.Generator | None = None,
                   official_spectrum_bug: bool = False) -> Tensor:
     """(n, h, w) float64 low-frequency noise: inverse rFFT of a Gaussian spectrum scaled by
     ``1 / max(f, 1 / max(h, w)) ** decay_power`` (CPU); ``official_spectrum_bug``: the
@@ -81,7 +77,7 @@ def official_noise(normals: Tensor, h: int, w: int, decay_power: float) -> Tenso
 
 
 def pixel_count(lam: Tensor, pixels: int, rounding: str = "nearest",
-                generator: Optional[torch.Generator] = None) -> Tensor:
+                generator: torch.Generator | None = None) -> Tensor:
     """(n,) int64 first-image pixels for ``lam`` (n,): ``round(lam * pixels)`` (``nearest``)
     or, as the official code, ``ceil`` or ``floor`` of it with probability 1/2 each
     (``random``)."""
@@ -93,7 +89,7 @@ def pixel_count(lam: Tensor, pixels: int, rounding: str = "nearest",
 
 
 def binarise(noise: Tensor, lam: Tensor, max_soft: float = 0.0,
-             num: Optional[Tensor] = None) -> Tensor:
+             num: Tensor | None = None) -> Tensor:
     """(n, 1, h, w) float32 masks with the ``num`` (default ``round(lam * h * w)``) largest
     noise pixels set to 1 (ties have probability zero for continuous noise), soft edges when
     ``max_soft > 0``."""
@@ -138,7 +134,7 @@ class FMix(MaskMixer):
     def __init__(self, alpha: float = 0.2, decay_power: float = 3.0, max_soft: float = 0.0,
                  prob: float = 1.0, pairing: str = "random", lam_mode: str = "batch",
                  correct_lam: bool = True, official_spectrum_bug: bool = False,
-                 rounding: str = "nearest", generator: Optional[torch.Generator] = None):
+                 rounding: str = "nearest", generator: torch.Generator | None = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          correct_lam=correct_lam, generator=generator)
         self.decay_power = check_number(decay_power, "decay_power")

@@ -23,13 +23,10 @@ edge (negative indices count from the end) and a hole straddling the edge disapp
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
-from .base import (MaskMixer, MixOutput, blend_pairs, check_flag, check_range, randint_sample,
-                   uniform_sample)
+from .base import MaskMixer, MixOutput, blend_pairs, check_flag, check_range, randint_sample, uniform_sample
 
 
 def python_slices(start: Tensor, end: Tensor, length: int, device) -> Tensor:
@@ -106,7 +103,7 @@ class GridMix(MaskMixer):
                  cut_area_ratio=(0.5, 1.0), cut_aspect_ratio=(0.5, 2.0),
                  openmixup_wrap_bug: bool = False, prob: float = 1.0,
                  pairing: str = "random", lam_mode: str = "batch", correct_lam: bool = True,
-                 generator: Optional[torch.Generator] = None):
+                 generator: torch.Generator | None = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          correct_lam=correct_lam, generator=generator)
         self.openmixup_wrap_bug = check_flag(openmixup_wrap_bug, "openmixup_wrap_bug")

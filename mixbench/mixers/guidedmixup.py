@@ -50,15 +50,13 @@ Differences from the official code, on purpose:
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ._saliency import input_gradient_saliency
-from .base import (PAIRINGS, MaskMixer, MixOutput, blend_pairs, check_choice, check_number)
+from .base import PAIRINGS, MaskMixer, MixOutput, blend_pairs, check_choice, check_number
 
 SALIENCIES = ("gradient", "spectral")
 GUIDED_PAIRINGS = ("greedy",) + PAIRINGS
@@ -178,7 +176,7 @@ class GuidedMixup(MaskMixer):
 
     def __init__(self, saliency: str = "gradient", pairing: str = "greedy", prob: float = 0.8,
                  blur_size: int = 7, blur_sigma: float = 3.0,
-                 generator: Optional[torch.Generator] = None):
+                 generator: torch.Generator | None = None):
         super().__init__(alpha=0.0, prob=prob, pairing="random", lam_mode="batch",
                          correct_lam=True, generator=generator)
         self.saliency = check_choice(saliency, SALIENCIES, "saliency")

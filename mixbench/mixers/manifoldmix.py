@@ -13,7 +13,7 @@ with NumPy's exclusive upper bound, so again {0, 1, 2}).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -53,7 +53,7 @@ class ManifoldMix(BaseMixer):
 
     def __init__(self, alpha: float = 2.0, stages: Sequence[int] = (0, 1, 2), prob: float = 1.0,
                  pairing: str = "random", lam_mode: str = "batch",
-                 generator: Optional[torch.Generator] = None):
+                 generator: torch.Generator | None = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          generator=generator)
         self.stages = check_stages(stages)

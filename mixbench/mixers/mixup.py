@@ -5,7 +5,6 @@ with ``lam ~ Beta(alpha, alpha)`` and ``j = index[i]``. Published default: alpha
 (the paper's CIFAR setting and OpenMixup's CIFAR configs); 0.8 in the DeiT recipe, 0.2 in
 the paper's ImageNet setting.
 """
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -28,7 +27,7 @@ class Mixup(BaseMixer):
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, pairing: str = "random",
                  lam_mode: str = "batch", inplace: bool = False,
-                 generator: Optional[torch.Generator] = None):
+                 generator: torch.Generator | None = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          generator=generator)
         self.inplace = check_flag(inplace, "inplace")

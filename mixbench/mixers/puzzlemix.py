@@ -45,8 +45,9 @@ transport at the mask's resolution).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence, SupportsInt, Tuple, Union, cast
+from typing import SupportsInt, cast
 
 import numpy as np
 import torch
@@ -71,11 +72,11 @@ class PuzzleMixOutput(MixOutput):
     source image (``x`` for ``perm_a``, ``x[index]`` for ``perm_b``).
     """
 
-    perm_a: Optional[Tensor] = None
-    perm_b: Optional[Tensor] = None
-    transport_grid: Optional[Tuple[int, int]] = None
+    perm_a: Tensor | None = None
+    perm_b: Tensor | None = None
+    transport_grid: tuple[int, int] | None = None
 
-    def sources(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+    def sources(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The two transported images mixed by ``mask``, from the clean batch ``x``."""
         if self.perm_a is None or self.perm_b is None or self.transport_grid is None:
             raise ValueError("sources() needs the block permutations of the transport step: "
@@ -84,7 +85,7 @@ class PuzzleMixOutput(MixOutput):
                 permute_blocks(x[self.index], self.perm_b, self.transport_grid))
 
 
-def permute_blocks(x: Tensor, perm: Tensor, grid: Tuple[int, int]) -> Tensor:
+def permute_blocks(x: Tensor, perm: Tensor, grid: tuple[int, int]) -> Tensor:
     """Rearrange the cells of a ``grid = (Th, Tw)`` partition of ``x`` (B, C, H, W):
     cell ``k`` (row-major) of the result is cell ``perm[b, k]`` of ``x[b]``."""
     b, c, h, w = x.shape
@@ -96,7 +97,7 @@ def permute_blocks(x: Tensor, perm: Tensor, grid: Tuple[int, int]) -> Tensor:
     return out
 
 
-def transport_permutation(keep: Tensor, saliency: Tensor, grid: Tuple[int, int],
+def transport_permutation(keep: Tensor, saliency: Tensor, grid: tuple[int, int],
                           t_eps: float, n_iter: int) -> Tensor:
     """PuzzleMix's greedy transport of cells, completed to a permutation (see module doc).
 
@@ -203,12 +204,12 @@ class PuzzleMix(BaseMixer):
 
     needs_model = True
 
-    def __init__(self, alpha: float = 1.0, block_num: Union[int, Sequence[int]] = 5,
+    def __init__(self, alpha: float = 1.0, block_num: int | Sequence[int] = 5,
                  beta: float = 1.2, gamma: float = 0.5, eta: float = 0.2, neigh_size: int = 4,
                  n_labels: int = 3, transport: bool = True, t_eps: float = 0.8, t_size: int = 4,
-                 mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  solver: str = "auto", prob: float = 1.0, pairing: str = "random",
-                 lam_mode: str = "batch", generator: Optional[torch.Generator] = None):
+                 lam_mode: str = "batch", generator: torch.Generator | None = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          generator=generator)
         if solver not in ("auto", "scipy", "pymaxflow"):
@@ -249,7 +250,7 @@ class PuzzleMix(BaseMixer):
                              f"Resize/crop the images or change block_num.")
         return sides[int(torch.randint(len(sides), (1,), generator=self.generator))]
 
-    def _norm_stats(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+    def _norm_stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
         c, w = x.shape[1], x.shape[-1]
         mean: Sequence[float]
         std: Sequence[float]
@@ -262,7 +263,9 @@ class PuzzleMix(BaseMixer):
         if len(mean) != c or len(std) != c:
             raise ValueError(f"mean/std have {len(mean)}/{len(std)} entries but the images have "
                              f"{c} channels")
-        as_t = lambda v: torch.tensor(v, dtype=torch.float32, device=x.device).view(1, c, 1, 1)
+        def as_t(v) -> Tensor:
+            return torch.tensor(v, dtype=torch.float32, device=x.device).view(1, c, 1, 1)
+
         return as_t(mean), as_t(std)
 
     def graph_terms(self, x: Tensor, saliency: Tensor, index: Tensor, lam: Tensor, g: int):

@@ -9,7 +9,8 @@ probs: [0.5, 0.5]}`` (configs/methods/deit.yaml).
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -34,8 +35,8 @@ class RandomChoiceMixer(BaseMixer):
     passed on to the chosen mixer.
     """
 
-    def __init__(self, mixers: Sequence[BaseMixer], probs: Optional[Sequence[float]] = None,
-                 generator: Optional[torch.Generator] = None):
+    def __init__(self, mixers: Sequence[BaseMixer], probs: Sequence[float] | None = None,
+                 generator: torch.Generator | None = None):
         mixers = list(mixers)
         if not mixers:
             raise ValueError("RandomChoiceMixer needs at least one mixer, got an empty list")
@@ -61,13 +62,13 @@ class RandomChoiceMixer(BaseMixer):
 
     # mypy cannot follow a setter added to an inherited property (python/mypy#5936)
     @BaseMixer.generator.setter  # type: ignore[attr-defined]
-    def generator(self, generator: Optional[torch.Generator]) -> None:
+    def generator(self, generator: torch.Generator | None) -> None:
         BaseMixer.generator.fset(self, generator)  # type: ignore[attr-defined]
         if generator is not None:
             for m in self.mixers:
                 m.generator = generator
 
-    def choose(self) -> Optional[BaseMixer]:
+    def choose(self) -> BaseMixer | None:
         """Draw the mixer for this batch (None: no mixing)."""
         u = torch.rand(1, dtype=torch.float64, generator=self.generator)
         k = int((self._cumulative <= u).sum())
@@ -85,7 +86,7 @@ class RandomChoiceMixer(BaseMixer):
 
 def DeiTMixer(mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0, switch_prob: float = 0.5,
               prob: float = 1.0, pairing: str = "random", lam_mode: str = "batch",
-              inplace: bool = False, generator: Optional[torch.Generator] = None
+              inplace: bool = False, generator: torch.Generator | None = None
               ) -> RandomChoiceMixer:
     """The DeiT recipe: Mixup(0.8) or CutMix(1.0) per batch, CutMix with ``switch_prob``;
     the batch is mixed at all with probability ``prob`` (timm's ``mixup_prob``, 1.0).

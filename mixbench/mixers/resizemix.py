@@ -23,13 +23,19 @@ the even span make the pasted area smaller: with scope (0.1, 0.8) on 32 px, a me
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
-from .base import (MaskMixer, MixOutput, beta_sample, check_choice, check_flag, check_range, match_format,
-                   uniform_sample)
+from .base import (
+    MaskMixer,
+    MixOutput,
+    beta_sample,
+    check_choice,
+    check_flag,
+    check_range,
+    match_format,
+    uniform_sample,
+)
 from .boxes import box_inside
 
 PLACEMENTS = ("inside", "centred")
@@ -61,7 +67,7 @@ class ResizeMix(MaskMixer):
     def __init__(self, alpha: float = 1.0, scope=(0.1, 0.8), use_alpha: bool = False,
                  placement: str = "inside", prob: float = 1.0, pairing: str = "random",
                  lam_mode: str = "batch", correct_lam: bool = True,
-                 generator: Optional[torch.Generator] = None):
+                 generator: torch.Generator | None = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          correct_lam=correct_lam, generator=generator)
         self.scope = check_range(scope, "scope", low=0.0, high=1.0)

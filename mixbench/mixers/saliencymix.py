@@ -35,8 +35,6 @@ c + cut // 2`` (``box_span='symmetric'``).
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -139,7 +137,7 @@ class SaliencyMix(BoxMixer):
 
     def __init__(self, alpha: float = 0.2, prob: float = 1.0, pairing: str = "random",
                  lam_mode: str = "batch", correct_lam: bool = True, batch_box: bool = False,
-                 box_span: str = "exact", generator: Optional[torch.Generator] = None):
+                 box_span: str = "exact", generator: torch.Generator | None = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          correct_lam=correct_lam, generator=generator)
         self.batch_box = check_flag(batch_box, "batch_box")

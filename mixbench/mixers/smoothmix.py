@@ -21,13 +21,10 @@ available as options:
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
-from .base import (MaskMixer, MixOutput, blend_pairs, check_flag, check_range, randint_sample,
-                   uniform_sample)
+from .base import MaskMixer, MixOutput, blend_pairs, check_flag, check_range, randint_sample, uniform_sample
 
 
 def gaussian_masks(cy: Tensor, cx: Tensor, sigma_y: Tensor, sigma_x: Tensor, h: int, w: int) -> Tensor:
@@ -57,7 +54,7 @@ class SmoothMix(MaskMixer):
     def __init__(self, alpha: float = 0.2, sigma_range=(0.25, 0.5),
                  openmixup_label_bug: bool = False, centre_shift: float = 0.0,
                  prob: float = 1.0, pairing: str = "random", lam_mode: str = "batch",
-                 generator: Optional[torch.Generator] = None):
+                 generator: torch.Generator | None = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          correct_lam=True, generator=generator)
         self.sigma_range = check_range(sigma_range, "sigma_range", low=1e-6)

@@ -47,7 +47,6 @@ Differences from the official code (Shaoli-Huang/SnapMix, ``utils/mixmethod.py``
 from __future__ import annotations
 
 import contextlib
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -156,7 +155,7 @@ class SnapMix(MaskMixer):
 
     def __init__(self, alpha: float = 5.0, normalize_labels: bool = False, prob: float = 1.0,
                  pairing: str = "random", lam_mode: str = "batch",
-                 generator: Optional[torch.Generator] = None):
+                 generator: torch.Generator | None = None):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
                          correct_lam=True, generator=generator)
         if self.alpha == 0:

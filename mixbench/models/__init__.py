@@ -1,6 +1,5 @@
 """mixbench.models: classifiers, backbones, necks, heads, losses (all registered in MODELS)."""
-from .backbones import (PreActResNetCIFAR, ResNetCIFAR, ResNeXtCIFAR, StagedBackbone,
-                        TimmBackbone, WideResNet)
+from .backbones import PreActResNetCIFAR, ResNetCIFAR, ResNeXtCIFAR, StagedBackbone, TimmBackbone, WideResNet
 from .classifiers import MixupClassifier
 from .data_preprocessor import ClassifierDataPreprocessor
 from .heads import GlobalAveragePool, LinearHead

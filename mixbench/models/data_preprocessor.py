@@ -1,7 +1,7 @@
 """Moves uint8 batches to the device, augments them batched, converts and normalizes."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from mmengine.model import BaseDataPreprocessor
@@ -9,7 +9,7 @@ from mmengine.model import BaseDataPreprocessor
 from mixbench.registry import MODELS, TRANSFORMS, check_type
 
 
-def build_augments(cfgs: Optional[Sequence[dict]], key: str) -> list:
+def build_augments(cfgs: Sequence[dict] | None, key: str) -> list:
     """Build the registered transforms listed under ``model.data_preprocessor.<key>``."""
     augments = []
     for i, aug in enumerate(cfgs or []):
@@ -35,8 +35,8 @@ class ClassifierDataPreprocessor(BaseDataPreprocessor):
     """
 
     def __init__(self, mean: Sequence[float] = (127.5,), std: Sequence[float] = (127.5,),
-                 batch_augments: Optional[Sequence[dict]] = None,
-                 normalized_batch_augments: Optional[Sequence[dict]] = None,
+                 batch_augments: Sequence[dict] | None = None,
+                 normalized_batch_augments: Sequence[dict] | None = None,
                  channels_last: bool = False):
         super().__init__()
         if len(mean) != len(std):

@@ -18,8 +18,9 @@ one place where they are applied; configs list no schedule hook.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from torch import nn
 

@@ -17,7 +17,7 @@ Outside mixbench's runner, ``model.train_step`` is mmengine's one-backward step 
 from __future__ import annotations
 
 import abc
-from typing import Iterator
+from collections.abc import Iterator
 
 from torch import Tensor
 

@@ -8,8 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from mixbench.config import dump_config
 from mixbench.results import RESULT_FILE, atomic_write_text
@@ -47,7 +47,7 @@ def prepare_run(run: SweepRun) -> dict:
     return state
 
 
-def repair_checkpoint_pointer(work_dir: Path) -> Optional[str]:
+def repair_checkpoint_pointer(work_dir: Path) -> str | None:
     """Make ``--resume auto`` resumable after a kill at any instant.
 
     mmengine's CheckpointHook (with ``max_keep_ckpts``) deletes the oldest checkpoint *before*
@@ -71,8 +71,8 @@ def repair_checkpoint_pointer(work_dir: Path) -> Optional[str]:
     return f"last_checkpoint named the missing {target.name} and no checkpoint is left; starting over"
 
 
-def train_command(run: SweepRun, gpus: int = 0, port: Optional[int] = None,
-                  train_script: Optional[Path] = None, python: str = sys.executable) -> list[str]:
+def train_command(run: SweepRun, gpus: int = 0, port: int | None = None,
+                  train_script: Path | None = None, python: str = sys.executable) -> list[str]:
     """``python tools/train.py <wd>/config.yaml --work-dir <wd> --resume auto``; with more
     than one GPU, the same through torchrun (``--launcher pytorch``) on ``port``. An installed
     package without a checkout's ``tools/`` runs ``python -m mixbench.cli.train`` instead."""
@@ -90,8 +90,8 @@ def train_command(run: SweepRun, gpus: int = 0, port: Optional[int] = None,
     return [python, *program, *args]
 
 
-def run_env(gpu_ids: Optional[Sequence[str]], threads: Optional[int], port: Optional[int],
-            base: Optional[dict] = None) -> dict:
+def run_env(gpu_ids: Sequence[str] | None, threads: int | None, port: int | None,
+            base: dict | None = None) -> dict:
     """Environment of one launch: its own GPUs (``CUDA_VISIBLE_DEVICES``; none visible on a
     CPU slot), its share of CPU threads and its own rendezvous port."""
     env = dict(os.environ if base is None else base)
@@ -120,7 +120,7 @@ def visible_gpus() -> list[str]:
         out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    return [str(i) for i, _ in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
+    return [str(i) for i, _ in enumerate(line for line in out.splitlines() if line.startswith("GPU "))]
 
 
 def cpu_count() -> int:

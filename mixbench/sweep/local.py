@@ -18,9 +18,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 from .launch import cpu_count, free_port, open_log, prepare_run, run_env, train_command, visible_gpus
 from .spec import SweepError, SweepRun
@@ -70,7 +70,7 @@ class _Adopted:
 class _Active:
     run: SweepRun
     proc: object
-    slot: Optional[int]
+    slot: int | None
     state: dict
     log: object = None
 
@@ -85,8 +85,8 @@ class LocalPool:
     """
 
     def __init__(self, runs: list, slots: int = 1, gpus_per_run: int = 0, retries: int = 1,
-                 train_script: Optional[Path] = None, retry_failed: bool = False,
-                 on_done: Optional[Callable[[SweepRun], None]] = None,
+                 train_script: Path | None = None, retry_failed: bool = False,
+                 on_done: Callable[[SweepRun], None] | None = None,
                  echo: Callable[[str], None] = print, poll_s: float = 0.1):
         if slots < 1:
             raise SweepError(f"--slots must be at least 1, got {slots}")
@@ -94,7 +94,7 @@ class LocalPool:
         self.gpus_per_run, self.train_script = gpus_per_run, train_script
         self.retry_failed, self.on_done, self.echo, self.poll_s = retry_failed, on_done, echo, poll_s
         self.slot_gpus: list = [None] * slots
-        self.threads: Optional[int] = None
+        self.threads: int | None = None
         if gpus_per_run > 0:
             gpus = visible_gpus()
             if len(gpus) < slots * gpus_per_run:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from typing import Optional
 
 from rich.console import Console, Group
 from rich.progress_bar import ProgressBar
@@ -16,7 +15,7 @@ from .state import LOG_FILE, effective_status, read_result, read_state
 STATUS_STYLE = {"done": "green", "running": "cyan", "pending": "white", "failed": "bold red"}
 
 
-def _fmt_s(seconds: Optional[float]) -> str:
+def _fmt_s(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     seconds = float(seconds)
@@ -40,7 +39,7 @@ def cost_estimates(sweep: Sweep) -> dict:
             for run in sweep.runs if run.name in own or run.cell in by_cell}
 
 
-def plan_table(sweep: Sweep, live_jobs: Optional[dict] = None) -> Group:
+def plan_table(sweep: Sweep, live_jobs: dict | None = None) -> Group:
     """The runs of a sweep, their status and estimated cost, and the totals."""
     est = cost_estimates(sweep)
     table = Table(title=f"sweep {sweep.name}: {len(sweep.runs)} runs -> {sweep.work_root}/")
@@ -65,11 +64,11 @@ def plan_table(sweep: Sweep, live_jobs: Optional[dict] = None) -> Group:
     return Group(table, footer)
 
 
-def status_counts(sweep: Sweep, live_jobs: Optional[dict] = None) -> Counter:
+def status_counts(sweep: Sweep, live_jobs: dict | None = None) -> Counter:
     return Counter(effective_status(run.work_dir, live_jobs=live_jobs) for run in sweep.runs)
 
 
-def status_table(sweep: Sweep, live_jobs: Optional[dict] = None) -> Group:
+def status_table(sweep: Sweep, live_jobs: dict | None = None) -> Group:
     """pending / running / done / failed per run, a progress bar, and failed runs' log tails."""
     table = Table(title=f"sweep {sweep.name} ({sweep.work_root}/)")
     for col in ("run", "status", "launches", "failures", "epochs", "top1 last", "wall", "where"):

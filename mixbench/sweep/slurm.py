@@ -32,8 +32,8 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from mixbench.results import atomic_write_json
 
@@ -76,7 +76,7 @@ def queued_jobs(job_ids=None) -> dict:
 RUNNING_STATE = "RUNNING"
 
 
-def job_info(job_id: str) -> Optional[dict]:
+def job_info(job_id: str) -> dict | None:
     """``{field: value}`` of ``scontrol show job JOB_ID`` (JobState, Restarts, Reason...), or
     None when the controller does not answer. For an array task give ``ARRAYID_TASKID``
     (``37_1``): a bare array id lists every task of the array."""
@@ -91,7 +91,7 @@ def job_info(job_id: str) -> Optional[dict]:
     return dict(w.split("=", 1) for w in lines[0].split() if "=" in w)
 
 
-def stopped_by_slurm(job_id: str, restarts_at_start: int, rc: Optional[int]) -> tuple[bool, str]:
+def stopped_by_slurm(job_id: str, restarts_at_start: int, rc: int | None) -> tuple[bool, str]:
     """Whether the trainer of job ``job_id`` (which returned ``rc``) was stopped by Slurm (a
     requeue, preemption, time limit or scancel: an interruption) rather than having died
     on its own (a crash); and the evidence, for the log.
@@ -110,7 +110,7 @@ def stopped_by_slurm(job_id: str, restarts_at_start: int, rc: Optional[int]) -> 
     return stopped, f"scontrol did not answer; the trainer ended by {sig or f'exit code {rc}'}"
 
 
-def _signal_name(rc: Optional[int]) -> Optional[str]:
+def _signal_name(rc: int | None) -> str | None:
     if rc is None or rc >= 0:
         return None
     try:
@@ -125,7 +125,7 @@ class TrainJob:
     Picklable and stateless (everything lives in the work dir), so its :meth:`checkpoint`
     simply resubmits itself (submitit's ``Checkpointable`` contract)."""
 
-    def __init__(self, run: SweepRun, retries: int, train_script: Optional[Path] = None):
+    def __init__(self, run: SweepRun, retries: int, train_script: Path | None = None):
         self.run, self.retries, self.train_script = run, retries, train_script
 
     def __call__(self) -> str:
@@ -172,8 +172,8 @@ class TrainJob:
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
-def _executor(folder: Path, res: Resources, partition: Optional[str], array_parallelism: int,
-              extra: Optional[dict] = None):
+def _executor(folder: Path, res: Resources, partition: str | None, array_parallelism: int,
+              extra: dict | None = None):
     import submitit
 
     ex = submitit.SlurmExecutor(folder=str(folder / "%j"), max_num_timeout=3)
@@ -194,10 +194,10 @@ def _executor(folder: Path, res: Resources, partition: Optional[str], array_para
 class SlurmSweep:
     """Submit the runs that are not done, wait for them, resubmit failures (``retries``)."""
 
-    def __init__(self, runs: list, work_root: Path, partition: Optional[str] = None,
-                 array_parallelism: int = 32, retries: int = 1, train_script: Optional[Path] = None,
-                 retry_failed: bool = False, on_done: Optional[Callable[[SweepRun], None]] = None,
-                 echo: Callable[[str], None] = print, poll_s: float = 5.0, extra_params: Optional[dict] = None):
+    def __init__(self, runs: list, work_root: Path, partition: str | None = None,
+                 array_parallelism: int = 32, retries: int = 1, train_script: Path | None = None,
+                 retry_failed: bool = False, on_done: Callable[[SweepRun], None] | None = None,
+                 echo: Callable[[str], None] = print, poll_s: float = 5.0, extra_params: dict | None = None):
         check_slurm()
         self.runs, self.work_root, self.partition = runs, Path(work_root), partition
         self.array_parallelism, self.retries, self.train_script = array_parallelism, retries, train_script

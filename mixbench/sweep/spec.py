@@ -45,12 +45,21 @@ from __future__ import annotations
 import copy
 import itertools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
-from mixbench.config import (ConfigError, _read_yaml, config_hash, get_path, load_config, merge,
-                             merge_config, options_to_dict)
+from mixbench.config import (
+    ConfigError,
+    _read_yaml,
+    config_hash,
+    get_path,
+    load_config,
+    merge,
+    merge_config,
+    options_to_dict,
+)
 from mixbench.method import METHOD_KEY, closest, method_from_fragment, method_section
 from mixbench.results import DEFAULT_LAST_N, TABLE_METRICS
 
@@ -296,7 +305,7 @@ def _leaderboard(spec: Any, source: Path) -> dict:
     return {"metric": metric, "last_n": last_n}
 
 
-def load_sweep(path: str | Path, work_root: Optional[str | Path] = None) -> Sweep:
+def load_sweep(path: str | Path, work_root: str | Path | None = None) -> Sweep:
     """Read a sweep file and expand it into its runs (deterministic order and names)."""
     source = Path(path)
     spec = _read_yaml(source)

@@ -29,10 +29,15 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Optional
 
-from mixbench.results import (DETERMINISTIC_FAILURES, FAILURE_CRASHED, RESULT_FILE, ResultFileError,
-                              atomic_write_json, load_result)
+from mixbench.results import (
+    DETERMINISTIC_FAILURES,
+    FAILURE_CRASHED,
+    RESULT_FILE,
+    ResultFileError,
+    atomic_write_json,
+    load_result,
+)
 
 STATE_FILE = "sweep_state.json"
 LOG_FILE = "train.log"
@@ -56,7 +61,7 @@ def write_state(work_dir: Path, state: dict) -> None:
     atomic_write_json(Path(work_dir) / STATE_FILE, state)
 
 
-def read_result(work_dir: Path) -> Optional[dict]:
+def read_result(work_dir: Path) -> dict | None:
     """The run's result.json, or None when there is none (or it is unreadable)."""
     path = Path(work_dir) / RESULT_FILE
     if not path.exists():
@@ -72,7 +77,7 @@ def is_finished(work_dir: Path) -> bool:
     return result is not None and result.get("status") == "finished"
 
 
-def result_failure_kind(work_dir: Path) -> Optional[str]:
+def result_failure_kind(work_dir: Path) -> str | None:
     """``error.kind`` of a failed result.json (``diverged``, ``crashed``...), else None."""
     result = read_result(work_dir)
     if result is None or result.get("status") != "failed":
@@ -94,7 +99,7 @@ def log_tail(work_dir: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def pid_alive(pid: Optional[int], work_dir: Optional[Path] = None) -> bool:
+def pid_alive(pid: int | None, work_dir: Path | None = None) -> bool:
     """Whether ``pid`` runs on this host (and, where /proc exists, is this run's process:
     its command line names the work dir, so a recycled pid is not mistaken for it)."""
     if not pid:
@@ -140,7 +145,7 @@ def mark_launched(work_dir: Path, state: dict, backend: str, **where) -> dict:
     return state
 
 
-def mark_ended(work_dir: Path, state: dict, rc: Optional[int], retries: int, interrupted: bool = False) -> dict:
+def mark_ended(work_dir: Path, state: dict, rc: int | None, retries: int, interrupted: bool = False) -> dict:
     """Record how a launch ended and decide the run's status.
 
     - result.json finished -> ``done``;
@@ -176,7 +181,7 @@ def mark_ended(work_dir: Path, state: dict, rc: Optional[int], retries: int, int
     return state
 
 
-def effective_status(work_dir: Path, state: Optional[dict] = None, live_jobs: Optional[dict] = None) -> str:
+def effective_status(work_dir: Path, state: dict | None = None, live_jobs: dict | None = None) -> str:
     """pending / running / done / failed, from result.json, the state file, and (for Slurm
     jobs) ``live_jobs``, a {job_id: slurm state} map from squeue."""
     if is_finished(work_dir):

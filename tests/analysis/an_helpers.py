@@ -1,8 +1,8 @@
 """Helpers of the analysis tests."""
 import torch
+from mbtest import load_script
 from torch import nn
 
-from mbtest import load_script
 from mixbench.models.backbones.base import StagedBackbone
 
 

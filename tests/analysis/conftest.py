@@ -1,6 +1,5 @@
 """Fixtures of the analysis tests: one tiny trained digits run shared by the whole session."""
 import pytest
-
 from mbtest import REPO, run_tool
 
 CONFIG = REPO / "configs/digits/resnet8_mixup.yaml"

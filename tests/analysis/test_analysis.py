@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from mbtest import run_tool
 from torchmetrics.classification import MulticlassCalibrationError
 
 from mixbench.analysis.adversarial import fgsm
@@ -11,7 +12,6 @@ from mixbench.analysis.calibration import calibration_metrics, expected_calibrat
 from mixbench.analysis.common import evaluate, to_unit, top1
 from mixbench.analysis.corruptions import CORRUPTIONS, corrupt
 from mixbench.analysis.occlusion import occlusion_curve
-from mbtest import run_tool
 
 
 def broken_independent_sort_ece(conf, correct, n_bins):

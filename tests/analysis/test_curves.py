@@ -3,9 +3,9 @@ import json
 
 import numpy as np
 import pytest
+from an_helpers import tool_main
 from PIL import Image
 
-from an_helpers import tool_main
 from mixbench.analysis.curves import histories_from_db
 from mixbench.leaderboard import ingest_paths
 from mixbench.results import atomic_write_json

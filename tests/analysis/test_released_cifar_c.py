@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from an_helpers import tool_main
 from torch import nn
 
-from an_helpers import tool_main
 from mixbench.analysis.corruptions import ReleasedCorruptionSet, released_corruption_accuracy
 
 N = 4

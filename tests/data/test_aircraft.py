@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from fixtures import AIRCRAFT, AIRCRAFT_HW, make_aircraft
+
 from mixbench.data import DatasetError, FGVCAircraft
 
 

@@ -1,6 +1,6 @@
 import pytest
-
 from fixtures import CUB_CLASSES, make_cub
+
 from mixbench.data import CUB200, DatasetError
 
 
@@ -9,7 +9,9 @@ def test_classes_split_and_labels(fixture_roots):
     assert train.classes == CUB_CLASSES and train.class_names[1] == "Laysan Albatross"
     assert (len(train), len(test)) == (6, 6)
     # image ids run 1..12 class by class; train_test_split.txt marks the even ids as train
-    ids = lambda ds: [int(ds.path(i).stem.rsplit("_", 1)[1]) - 1000 for i in range(len(ds))]
+    def ids(ds):
+        return [int(ds.path(i).stem.rsplit("_", 1)[1]) - 1000 for i in range(len(ds))]
+
     assert ids(train) == [2, 4, 6, 8, 10, 12] and ids(test) == [1, 3, 5, 7, 9, 11]
     assert train.labels.tolist() == [0, 0, 1, 1, 2, 2]
     assert train.path(2).parent.name == "002.Laysan_Albatross"

@@ -4,10 +4,17 @@ import json
 
 import pytest
 import torch
-
 from fixtures import write_jpeg
-from mixbench.data import (CUB200, DatasetError, ImageFolder, ListFileDataset, TinyImageNet,
-                           TransformedDataset, build_pipeline)
+
+from mixbench.data import (
+    CUB200,
+    DatasetError,
+    ImageFolder,
+    ListFileDataset,
+    TinyImageNet,
+    TransformedDataset,
+    build_pipeline,
+)
 from mixbench.data.image_pipeline import decode_file
 from mixbench.registry import UnknownTypeError
 

@@ -1,8 +1,8 @@
 import json
 
 import pytest
-
 from fixtures import INAT_SPECIES, make_inaturalist
+
 from mixbench.data import DatasetError, INaturalist2017, INaturalist2018
 
 

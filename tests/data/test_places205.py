@@ -1,6 +1,6 @@
 import pytest
-
 from fixtures import PLACES_CATEGORIES, make_places205
+
 from mixbench.data import DatasetError, Places205
 
 

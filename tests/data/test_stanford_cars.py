@@ -1,6 +1,6 @@
 import pytest
-
 from fixtures import CARS_CLASSES, make_stanford_cars
+
 from mixbench.data import DatasetError, StanfordCars
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from fixtures import TINY_WNIDS, make_tiny_imagenet
+
 from mixbench.data import DatasetError, TinyImageNet
 
 

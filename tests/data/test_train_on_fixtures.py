@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from mbtest import REPO, load_script
+
 from mixbench.config import load_config
 
 train_tool = load_script("tools/train.py")

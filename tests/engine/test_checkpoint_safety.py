@@ -5,8 +5,8 @@ import pathlib
 
 import pytest
 import torch
-
 from mbtest import REPO, load_script
+
 from mixbench.analysis.common import load_checkpoint_state
 from mixbench.checkpoint import TRUST_ENV, UnsafeCheckpointError
 

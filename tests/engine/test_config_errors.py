@@ -1,9 +1,9 @@
 """Every bad-config error names the key and the config file, before any training."""
 import pytest
+from mbtest import REPO, run_tool
 
 from mixbench.config import ConfigError, load_config
 from mixbench.engine.runner import validate_config
-from mbtest import REPO, run_tool
 
 DEMO = REPO / "configs/digits/resnet8_mixup.yaml"
 

@@ -2,11 +2,11 @@
 raw tracebacks at runner.train(): each fails before training, naming the key, the file and
 the fix (issue 17)."""
 import pytest
+from mbtest import REPO, run_tool
 
 from mixbench.config import ConfigError, load_config, options_to_dict
 from mixbench.engine.runner import TOP_LEVEL_KEYS, validate_config
 from mixbench.registry import MODELS, UnknownOptionError, check_options
-from mbtest import REPO, run_tool
 
 DEMO = REPO / "configs/digits/resnet8_mixup.yaml"
 

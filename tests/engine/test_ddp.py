@@ -4,9 +4,10 @@ import socket
 import subprocess
 from types import SimpleNamespace
 
+from mbtest import REPO
+
 from mixbench.engine import hooks as hooks_mod
 from mixbench.results import load_result
-from mbtest import REPO
 
 
 def free_port():

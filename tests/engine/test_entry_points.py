@@ -4,10 +4,9 @@ explained. The installed entry points themselves run in tests/sweep/test_torch_f
 import importlib
 import subprocess
 import sys
-import tomllib
 
 import pytest
-
+import tomllib
 from mbtest import REPO, load_script
 
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]

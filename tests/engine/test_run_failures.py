@@ -5,6 +5,7 @@ import json
 import re
 
 from mbtest import REPO, load_script
+
 from mixbench.results import load_result
 from mixbench.sweep.state import mark_ended, mark_launched, read_state
 

@@ -5,8 +5,9 @@ import shutil
 import subprocess
 import sys
 
-from mixbench.results import load_result
 from mbtest import REPO
+
+from mixbench.results import load_result
 
 
 def test_two_task_srun_training(tmp_path):

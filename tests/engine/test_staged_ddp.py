@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
 from mbtest import REPO
+
 from tests.engine.test_ddp import free_port
 
 TINY = {"type": "ResNetCIFAR", "depth": 8, "width": 8, "in_channels": 1}
@@ -103,7 +103,6 @@ def test_automix_trains_under_dist_train(tmp_path):
     finishes with the same weights on both processes (checked by the test above); here the
     whole run: config, wrapper, EMA hook, result.json."""
     import yaml
-
     from mbtest import method_of
 
     bases = [REPO / "configs/_base_/datasets/digits.yaml", REPO / "configs/_base_/models/resnet8_w16_gray.yaml",

@@ -6,13 +6,13 @@ import copy
 
 import pytest
 import torch
-import yaml
 import torch.nn.functional as F
+import yaml
+from mbtest import REPO
 from mmengine.model import BaseModel, is_model_wrapper
 from mmengine.optim import OptimWrapper
 from torch import nn
 
-from mbtest import REPO
 from mixbench.engine.optim import AutocastOptimWrapper
 from mixbench.engine.staged import StagedStep, train_step_in_stages
 from mixbench.models.stages import StagedLosses

@@ -8,9 +8,9 @@ import time
 
 import pytest
 import torch
+from mbtest import REPO, run_tool
 
 from mixbench.results import SCHEMA_VERSION, load_result
-from mbtest import REPO, run_tool
 
 DEMO = REPO / "configs/digits/resnet8_mixup.yaml"
 # Measured 2026-11-22 with this config and 2 epochs: Mixup top-1 after epoch 2 was 58.9, 48.0

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from lb_helpers import PG_DEFAULT_URL, PG_ENV_VAR, pg_admin_url
 
 

@@ -77,6 +77,7 @@ def reproduction_settings(name: str) -> dict:
     """method_settings of configs/methods/openmixup/<name>.yaml on the CIFAR ResNet-18 recipe:
     OpenMixup's settings of that method, as our reproduction configs write them."""
     from mbtest import REPO
+
     from mixbench.config import load_config
     from mixbench.fingerprint import method_settings
 

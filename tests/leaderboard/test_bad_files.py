@@ -5,14 +5,13 @@ import math
 import re
 from pathlib import Path
 
+import pytest
 from lb_helpers import make_analysis, make_result
+from mbtest import run_tool
 from sqlalchemy import text
 
 from mixbench.leaderboard import build_leaderboard, ingest_paths, make_engine
 from mixbench.results import ResultFileError, load_result
-from mbtest import run_tool
-
-import pytest
 
 
 def corrupt_runs(root: Path) -> dict:

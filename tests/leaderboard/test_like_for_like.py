@@ -190,6 +190,7 @@ def test_the_reproduction_sweeps_runs_are_like_for_like_with_their_published_cel
     settings records exactly those settings (method and backbone): the reproduction configs
     are the ones the leaderboard can set beside OpenMixup's numbers."""
     from mbtest import REPO
+
     from mixbench.fingerprint import backbone_settings, method_settings
     from mixbench.sweep import load_sweep
 

@@ -12,8 +12,14 @@ from pathlib import Path
 import pytest
 from lb_helpers import make_result, write_reference_runs
 
-from mixbench.leaderboard import (REPORT_FILES, build_leaderboard, ingest_paths, log_to_wandb,
-                                  markdown_leaderboard, write_report)
+from mixbench.leaderboard import (
+    REPORT_FILES,
+    build_leaderboard,
+    ingest_paths,
+    log_to_wandb,
+    markdown_leaderboard,
+    write_report,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("MIXBENCH_CHROMIUM", "/usr/bin/chromium")

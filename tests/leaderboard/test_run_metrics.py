@@ -2,9 +2,18 @@
 import pytest
 
 from mixbench.fingerprint import method_settings
-from mixbench.results import (SCHEMA_VERSION, ResultFileError, best_head_median, best_head_window,
-                              metric_label, metric_shortfall, metric_value, parse_metric_label,
-                              summarize_history, validate_result)
+from mixbench.results import (
+    SCHEMA_VERSION,
+    ResultFileError,
+    best_head_median,
+    best_head_window,
+    metric_label,
+    metric_shortfall,
+    metric_value,
+    parse_metric_label,
+    summarize_history,
+    validate_result,
+)
 
 
 def hist(values, start=1, heads=None):

@@ -5,7 +5,6 @@ import json
 import math
 
 import yaml
-
 from mbtest import REPO, method_of, run_tool
 
 

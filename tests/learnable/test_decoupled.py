@@ -72,6 +72,7 @@ def test_trains_two_epochs_on_digits(tmp_path):
 
 def test_mixup_method_builds_the_loss():
     from mbtest import model_of
+
     from mixbench.registry import MODELS
 
     model = model_of("decouple_mixup")

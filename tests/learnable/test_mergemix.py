@@ -6,14 +6,20 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from mbtest import method_of, model_of
+
 from mixbench.mixers import Mixup
 from mixbench.mixers.base import beta_sample
 from mixbench.models import MixedCrossEntropy
-from mixbench.models.classifiers.mergemix import (MergeMixClassifier, bipartite_merge_map,
-                                                  merge_schedule, merge_tokens, merged_cls_scores,
-                                                  rescaled_lambda, top_token_mask)
+from mixbench.models.classifiers.mergemix import (
+    MergeMixClassifier,
+    bipartite_merge_map,
+    merge_schedule,
+    merge_tokens,
+    merged_cls_scores,
+    rescaled_lambda,
+    top_token_mask,
+)
 from mixbench.registry import MODELS
 from tests.learnable.helpers import assert_same_training_state, train_then_resume
 from tests.learnable.test_transmix import TINY_VIT

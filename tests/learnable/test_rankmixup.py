@@ -6,12 +6,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from mbtest import method_of, model_of
 
 from mixbench.mixers import ManifoldMix, Mixup
 from mixbench.models import RankMixupClassifier
 from mixbench.models.classifiers.rankmixup import mixup_ranking_loss, mndcg
 from mixbench.registry import MODELS
-from mbtest import method_of, model_of
 from tests.method_helpers import forward_batches_and_train, train_and_resume
 from tests.mixers.helpers import seeded
 

@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
+from mbtest import method_of
 
 from mixbench.mixers import ManifoldMix, Mixup
 from mixbench.models import RegMixupClassifier
-from mbtest import method_of
 from tests.method_helpers import forward_batches_and_train, train_and_resume
 from tests.mixers.helpers import seeded
 

@@ -3,12 +3,17 @@ consistency loss, the ViT's patch attention and tokens, digits training and exac
 import pytest
 import torch
 import torch.nn.functional as F
-
 from mbtest import method_of, model_of
+
 from mixbench.models import MixedCrossEntropy
 from mixbench.models.backbones import ViTBackbone
-from mixbench.models.classifiers.smmix import (SMMixClassifier, region_token_means, smmix_images,
-                                               window_corners, window_sides)
+from mixbench.models.classifiers.smmix import (
+    SMMixClassifier,
+    region_token_means,
+    smmix_images,
+    window_corners,
+    window_sides,
+)
 from mixbench.registry import MODELS
 from tests.learnable.helpers import train_on_digits
 from tests.learnable.test_transmix import TINY_VIT

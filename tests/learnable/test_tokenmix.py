@@ -8,18 +8,22 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from mbtest import method_of, model_of
+
 from mixbench.mixers import Mixup
 from mixbench.models import MixedCrossEntropy
 from mixbench.models.backbones.base import CapabilityError
-from mixbench.models.classifiers.tokenmix import (TokenMixClassifier, block_token_mask,
-                                                  masked_token_count, normalized_maps,
-                                                  random_token_mask, tokenmix_weights,
-                                                  true_class_scores)
+from mixbench.models.classifiers.tokenmix import (
+    TokenMixClassifier,
+    block_token_mask,
+    masked_token_count,
+    normalized_maps,
+    random_token_mask,
+    tokenmix_weights,
+    true_class_scores,
+)
 from mixbench.registry import MODELS
-from tests.learnable.helpers import (assert_cuda_loss_equals_cpu, assert_same_training_state,
-                                     train_then_resume)
+from tests.learnable.helpers import assert_cuda_loss_equals_cpu, assert_same_training_state, train_then_resume
 from tests.learnable.test_transmix import TINY_VIT
 
 HEAD = {"type": "LinearHead", "num_classes": 5}

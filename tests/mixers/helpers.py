@@ -26,7 +26,7 @@ The contract checked (docs/mixers.md, mixbench/mixers/base.py):
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -109,7 +109,7 @@ def _assert_same_format(a: Tensor, like: Tensor, what: str) -> None:
 
 
 def check_output(mixer, x: Tensor, y: Tensor, model=None, pairwise: bool = True,
-                 mask_method: Optional[bool] = None):
+                 mask_method: bool | None = None):
     """Run ``mixer(x, y, model=model)`` and check the MixOutput contract; return the output.
 
     ``pairwise``: check ``y_b == y_a[index]``. ``mask_method``: True -> a mask must be
@@ -154,7 +154,7 @@ def check_output(mixer, x: Tensor, y: Tensor, model=None, pairwise: bool = True,
     return out
 
 
-def check_mask_identity(out, x: Tensor, second: Optional[Tensor] = None,
+def check_mask_identity(out, x: Tensor, second: Tensor | None = None,
                         lam_is_mask_mean: bool = True) -> None:
     """``inputs == mask*x + (1-mask)*second`` exactly (``second`` defaults to ``x[index]``),
     computed in ``x``'s dtype; and ``lam == mask.mean((1,2,3))`` exactly when asked."""
@@ -201,8 +201,8 @@ def check_reproducible(mixer, x: Tensor, y: Tensor, model=None, seed: int = 0) -
         "two different seeds gave the same mixed batch (is the generator used?)"
 
 
-def collect_lams(mixer, n_calls: int = 400, x: Optional[Tensor] = None,
-                 y: Optional[Tensor] = None, seed: int = 0) -> Tensor:
+def collect_lams(mixer, n_calls: int = 400, x: Tensor | None = None,
+                 y: Tensor | None = None, seed: int = 0) -> Tensor:
     """Lambdas over ``n_calls`` calls: lam[0] per call in ``batch`` mode, all of them else."""
     if x is None:
         x, y = make_batch(b=4, c=1, h=8, w=8)
@@ -214,7 +214,7 @@ def collect_lams(mixer, n_calls: int = 400, x: Optional[Tensor] = None,
     return torch.cat(lams).double()
 
 
-def check_beta_distribution(lams: Tensor, a: float, b: Optional[float] = None,
+def check_beta_distribution(lams: Tensor, a: float, b: float | None = None,
                             min_pvalue: float = 0.01) -> float:
     """Kolmogorov-Smirnov test of ``lams`` against Beta(a, b) (b defaults to a); the caller
     fixes the seed, so the outcome is deterministic. Returns the p-value."""
@@ -253,7 +253,7 @@ def check_dtypes_and_formats(mixer, mask_identity: bool = True, model=None, dtyp
                 check_mask_identity(out, x, lam_is_mask_mean=getattr(mixer, "correct_lam", True))
 
 
-def check_cpu_cuda_equal(mixer, x: Tensor, y: Tensor, model_factory: Optional[Callable] = None,
+def check_cpu_cuda_equal(mixer, x: Tensor, y: Tensor, model_factory: Callable | None = None,
                          seed: int = 0, exact: bool = True) -> None:
     """Same generator state on CPU and CUDA -> the same output (call under requires_cuda).
 
@@ -298,8 +298,8 @@ def check_stage_hook_cpu_cuda_equal(make_mixer: Callable[[], object], x: Tensor,
     torch.testing.assert_close(outs[0][3], outs[1][3], **close)
 
 
-def check_standard(make_mixer: Callable[..., object], mask_method: bool, alpha: Optional[float] = None,
-                   model_factory: Optional[Callable] = None, pairwise: bool = True,
+def check_standard(make_mixer: Callable[..., object], mask_method: bool, alpha: float | None = None,
+                   model_factory: Callable | None = None, pairwise: bool = True,
                    lam_is_mask_mean: bool = True, dtypes=ALL_DTYPES) -> None:
     """The whole common contract in one call, for a mixer built by ``make_mixer(**kw)``
     (e.g. ``functools.partial(CutMix, alpha=1.0)``; it must accept ``alpha``, ``lam_mode``,

@@ -9,9 +9,16 @@ from scipy import stats
 from mixbench.mixers import AlignMix, Mixup
 from mixbench.mixers._sinkhorn import sinkhorn_plan
 from mixbench.mixers.alignmix import aligned_mix, assignment_matrix
-from tests.mixers.helpers import (TinyClassifier, check_batch_size_one, check_dtypes_and_formats,
-                                  check_output, check_stage_hook_cpu_cuda_equal, make_batch,
-                                  requires_cuda, seeded)
+from tests.mixers.helpers import (
+    TinyClassifier,
+    check_batch_size_one,
+    check_dtypes_and_formats,
+    check_output,
+    check_stage_hook_cpu_cuda_equal,
+    make_batch,
+    requires_cuda,
+    seeded,
+)
 
 
 def tiny_classifier(seed=0):
@@ -53,7 +60,7 @@ def official_rule_sinkhorn(cost, eps=0.1, max_iter=100, thresh=0.1):
     c = cost.double()
     b, n, m = c.shape
     u, v = torch.zeros(b, n, dtype=torch.float64), torch.zeros(b, m, dtype=torch.float64)
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007  (the count is returned)
         u_prev = u
         u = eps * (math.log(1 / n) - torch.logsumexp((-c + u[:, :, None] + v[:, None, :]) / eps, 2)) + u
         v = eps * (math.log(1 / m) - torch.logsumexp((-c + u[:, :, None] + v[:, None, :]) / eps, 1)) + v

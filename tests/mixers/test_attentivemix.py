@@ -8,10 +8,19 @@ from torch import nn
 
 from mixbench.mixers import AttentiveMix, AttentiveMixPlus
 from mixbench.mixers.attentivemix import cells_to_pixels
-from tests.mixers.helpers import (TinyClassifier, check_batch_size_one, check_beta_distribution,
-                                  check_cpu_cuda_equal, check_dtypes_and_formats,
-                                  check_mask_identity, check_output, check_reproducible,
-                                  make_batch, requires_cuda, seeded)
+from tests.mixers.helpers import (
+    TinyClassifier,
+    check_batch_size_one,
+    check_beta_distribution,
+    check_cpu_cuda_equal,
+    check_dtypes_and_formats,
+    check_mask_identity,
+    check_output,
+    check_reproducible,
+    make_batch,
+    requires_cuda,
+    seeded,
+)
 
 
 def tiny_classifier(seed=0):

@@ -4,12 +4,23 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from mixbench.mixers import (AlignMix, CutMix, DeiTMixer, FMix, GridMix, Mixup, RandomChoiceMixer,
-                             ResizeMix, SaliencyMix, SmoothMix, Vanilla)
-from mixbench.mixers import base
-from mixbench.mixers.base import BaseMixer, MixOutput, pairing_index
 from mbtest import load_script
+
+from mixbench.mixers import (
+    AlignMix,
+    CutMix,
+    DeiTMixer,
+    FMix,
+    GridMix,
+    Mixup,
+    RandomChoiceMixer,
+    ResizeMix,
+    SaliencyMix,
+    SmoothMix,
+    Vanilla,
+    base,
+)
+from mixbench.mixers.base import BaseMixer, MixOutput, pairing_index
 from tests.mixers.helpers import assert_outputs_equal, make_batch, seeded
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,6 +196,7 @@ def test_classifier_trains_with_the_config_fragment(name):
     """Every static method, built from its config fragment inside a MixupClassifier
     (width-16 ResNet-8), gives a finite loss and gradients for 3 SGD steps."""
     from mbtest import model_of
+
     from mixbench.registry import MODELS
 
     cfg = model_of(name, head={"num_classes": 5})

@@ -17,9 +17,17 @@ from torch import nn
 from mixbench.mixers import CoMixup
 from mixbench.mixers._grid_dp import grid_energy, solve_grid
 from mixbench.mixers.comixup import comixup_objective
-from tests.mixers.helpers import (TinyClassifier, assert_outputs_equal, check_batch_size_one,
-                                  check_dtypes_and_formats, check_output, make_batch,
-                                  requires_cuda, seeded, train_two_epochs_on_digits)
+from tests.mixers.helpers import (
+    TinyClassifier,
+    assert_outputs_equal,
+    check_batch_size_one,
+    check_dtypes_and_formats,
+    check_output,
+    make_batch,
+    requires_cuda,
+    seeded,
+    train_two_epochs_on_digits,
+)
 from tests.mixers.test_puzzlemix import real_resnet_step
 
 

@@ -8,8 +8,14 @@ import torch
 
 from mixbench.mixers import CutMix
 from mixbench.mixers.boxes import centred_box, cut_size
-from tests.mixers.helpers import (check_inplace, check_mask_identity, check_output,
-                                  check_standard, make_batch, seeded)
+from tests.mixers.helpers import (
+    check_inplace,
+    check_mask_identity,
+    check_output,
+    check_standard,
+    make_batch,
+    seeded,
+)
 
 
 def test_contract_and_lambda_distribution():
@@ -144,7 +150,7 @@ def test_equals_torchvision_with_roll_pairing(monkeypatch):
         tv = v2.CutMix(alpha=1.0, num_classes=5)
         monkeypatch.setattr(tv._dist, "sample", lambda shape=(), lam=lam: torch.tensor(lam))
         draws = iter([cx, cy])  # torchvision draws r_x, then r_y
-        monkeypatch.setattr(torch, "randint", lambda high, size: torch.tensor([next(draws)]))
+        monkeypatch.setattr(torch, "randint", lambda high, size, draws=draws: torch.tensor([next(draws)]))
         x_tv, target = tv(x.clone(), y.clone())
         monkeypatch.undo()
         assert torch.equal(ours.inputs, x_tv)

@@ -3,9 +3,16 @@ import torch
 from scipy import stats
 
 from mixbench.mixers import ManifoldMix, Mixup
-from tests.mixers.helpers import (TinyClassifier, check_batch_size_one, check_dtypes_and_formats,
-                                  check_output, check_stage_hook_cpu_cuda_equal, make_batch,
-                                  requires_cuda, seeded)
+from tests.mixers.helpers import (
+    TinyClassifier,
+    check_batch_size_one,
+    check_dtypes_and_formats,
+    check_output,
+    check_stage_hook_cpu_cuda_equal,
+    make_batch,
+    requires_cuda,
+    seeded,
+)
 
 
 def tiny_classifier(seed=0):

@@ -7,8 +7,14 @@ import pytest
 import torch
 
 from mixbench.mixers import Mixup, base
-from tests.mixers.helpers import (check_inplace, check_lerp_identity,
-                                  check_output, check_standard, make_batch, seeded)
+from tests.mixers.helpers import (
+    check_inplace,
+    check_lerp_identity,
+    check_output,
+    check_standard,
+    make_batch,
+    seeded,
+)
 
 
 def test_contract_and_lambda_distribution():

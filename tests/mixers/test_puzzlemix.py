@@ -12,11 +12,19 @@ from torch import nn
 from mixbench.mixers import PuzzleMix
 from mixbench.mixers._graphcut import chain_grid_energy, solve_chain_grid
 from mixbench.mixers._saliency import input_gradient_saliency
-from mixbench.mixers.puzzlemix import permute_blocks
-from tests.mixers.helpers import (TinyClassifier, assert_outputs_equal, check_batch_size_one,
-                                  check_dtypes_and_formats, check_mask_identity, check_output,
-                                  check_reproducible, make_batch, requires_cuda, seeded,
-                                  train_two_epochs_on_digits)
+from tests.mixers.helpers import (
+    TinyClassifier,
+    assert_outputs_equal,
+    check_batch_size_one,
+    check_dtypes_and_formats,
+    check_mask_identity,
+    check_output,
+    check_reproducible,
+    make_batch,
+    requires_cuda,
+    seeded,
+    train_two_epochs_on_digits,
+)
 
 
 def tiny_classifier(seed=0):
@@ -151,7 +159,9 @@ def test_solver_is_exact_against_brute_force(n_labels, shape, backend):
     labels = solve_chain_grid(unary, w_v, w_h, backend=backend)
     every = np.array(list(itertools.product(range(n_labels), repeat=gh * gw))).reshape(-1, gh, gw)
     for i in range(b):
-        rep = lambda a: np.repeat(a[i:i + 1], len(every), 0)
+        def rep(a, i=i):
+            return np.repeat(a[i:i + 1], len(every), 0)
+
         best = chain_grid_energy(rep(unary), rep(w_v), rep(w_h), every).min()
         got = chain_grid_energy(unary[i:i + 1], w_v[i:i + 1], w_h[i:i + 1], labels[i:i + 1])[0]
         assert got == pytest.approx(best, abs=1e-7)
@@ -168,7 +178,9 @@ def test_puzzlemix_mask_is_the_global_minimum_of_its_energy():
         labels = solve_chain_grid(unary, w_v, w_h)
         every = np.array(list(itertools.product(range(n_labels), repeat=g * g))).reshape(-1, g, g)
         for i in range(4):
-            rep = lambda a: np.repeat(a[i:i + 1], len(every), 0)
+            def rep(a, i=i, every=every):
+                return np.repeat(a[i:i + 1], len(every), 0)
+
             best = chain_grid_energy(rep(unary), rep(w_v), rep(w_h), every).min()
             got = chain_grid_energy(unary[i:i + 1], w_v[i:i + 1], w_h[i:i + 1], labels[i:i + 1])[0]
             assert got == pytest.approx(best, abs=1e-9)

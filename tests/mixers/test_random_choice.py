@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from mixbench.mixers import CutMix, DeiTMixer, Mixup, RandomChoiceMixer
-from tests.mixers.helpers import (check_batch_size_one, check_mask_identity, check_output,
-                                  check_reproducible, make_batch, seeded)
+from tests.mixers.helpers import (
+    check_batch_size_one,
+    check_mask_identity,
+    check_output,
+    check_reproducible,
+    make_batch,
+    seeded,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,9 +3,15 @@ import torch
 import torch.nn.functional as F
 
 from mixbench.mixers import ResizeMix
-from tests.mixers.helpers import (check_batch_size_one, check_dtypes_and_formats,
-                                  check_mask_identity, check_output, check_reproducible,
-                                  make_batch, seeded)
+from tests.mixers.helpers import (
+    check_batch_size_one,
+    check_dtypes_and_formats,
+    check_mask_identity,
+    check_output,
+    check_reproducible,
+    make_batch,
+    seeded,
+)
 
 
 def pasted_reference(x, out):

@@ -10,8 +10,14 @@ import torch
 from mixbench.mixers import SaliencyMix
 from mixbench.mixers.boxes import centred_box, cut_size
 from mixbench.mixers.saliencymix import fine_grained_saliency, saliency_peaks
-from tests.mixers.helpers import (check_beta_distribution, check_output, check_standard,
-                                  collect_lams, make_batch, seeded)
+from tests.mixers.helpers import (
+    check_beta_distribution,
+    check_output,
+    check_standard,
+    collect_lams,
+    make_batch,
+    seeded,
+)
 
 
 def test_contract_and_lambda_distribution():

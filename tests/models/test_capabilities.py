@@ -1,8 +1,8 @@
 """What a method needs from a backbone is checked before training, with a message that names
 the method, the need, what the backbone offers and the backbones that have it."""
 import pytest
-
 from mbtest import REPO, model_of, run_tool
+
 from mixbench.models.backbones import ResNetCIFAR, TimmBackbone, ViTBackbone
 from mixbench.models.backbones.base import CapabilityError
 from mixbench.registry import MODELS

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from mbtest import REPO, load_script
+
 from mixbench.data.base import DatasetError
 from mixbench.data.fashion_mnist import FashionMNIST
 

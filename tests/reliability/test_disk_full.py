@@ -7,9 +7,9 @@ import subprocess
 import uuid
 
 import pytest
+from mbtest import REPO, load_script
 from mmengine.fileio.backends.local_backend import LocalBackend
 
-from mbtest import REPO, load_script
 from mixbench.results import load_result
 
 train_tool = load_script("tools/train.py")

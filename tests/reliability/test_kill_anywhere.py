@@ -8,10 +8,11 @@ import subprocess
 import sys
 import time
 
+from mbtest import REPO, run_tool
+
 from mixbench.results import load_result
 from mixbench.sweep import load_sweep
 from mixbench.sweep.state import effective_status, read_state
-from mbtest import REPO, run_tool
 from tests.sweep.helpers import FAKE_TRAIN, env, fake_sweep, run_sweep, sweep_cmd
 
 DEMO = REPO / "configs/digits/resnet8_mixup.yaml"
@@ -43,7 +44,7 @@ def test_run_killed_at_random_instants_resumes_to_the_uninterrupted_result(tmp_p
     run_tool("tools/train.py", DEMO, "--work-dir", full, *ARGS)
     duration = time.time() - t0
     rng = random.Random(17)
-    for kill in range(RUN_KILLS):
+    for _ in range(RUN_KILLS):
         # anywhere from start-up to the end of an uninterrupted run (it may even finish first)
         delay = rng.uniform(0.3, 1.0) * duration
         proc = subprocess.Popen([sys.executable, "tools/train.py", str(DEMO), "--work-dir", str(part),
@@ -77,7 +78,7 @@ def test_sweep_killed_at_random_instants_and_corrupt_files_lose_nothing(tmp_path
     sweep = load_sweep(path)
     rng = random.Random(5)
     corrupted = []
-    for kill in range(SWEEP_KILLS):
+    for _ in range(SWEEP_KILLS):
         proc = subprocess.Popen(sweep_cmd("run", path, "--slots", "2", "--no-ingest", "--poll-s", "0.05",
                                           "--train-script", FAKE_TRAIN),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())

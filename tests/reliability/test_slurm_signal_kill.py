@@ -5,7 +5,6 @@ import pytest
 
 from mixbench.sweep import SweepError, check_slurm, load_sweep, queued_jobs
 from mixbench.sweep.slurm import load_jobs, stopped_by_slurm
-
 from tests.sweep.helpers import FAKE_TRAIN, fake_sweep, run_sweep, state
 
 

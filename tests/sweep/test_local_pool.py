@@ -11,8 +11,17 @@ from mixbench.sweep import LocalPool, load_sweep
 from mixbench.sweep.report import console, plan_table, status_table
 from mixbench.sweep.state import mark_launched, read_state
 
-from .helpers import (FAKE_TRAIN, env, fake_sweep, pid_gone, result_status, run_sweep, state,
-                      sweep_cmd, wait_for)
+from .helpers import (
+    FAKE_TRAIN,
+    env,
+    fake_sweep,
+    pid_gone,
+    result_status,
+    run_sweep,
+    state,
+    sweep_cmd,
+    wait_for,
+)
 
 
 def _launches(run):

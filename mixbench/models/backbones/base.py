@@ -8,13 +8,13 @@ stage outputs the same way.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
 
 from torch import Tensor, nn
 
 from mixbench.config import ConfigError
 
-StageHook = Optional[Callable[[int, Tensor], Tensor]]
+StageHook = Callable[[int, Tensor], Tensor] | None
 
 #: What a backbone can offer a method, and where to find it (for the error message):
 #: ``feature_map:<k>`` the stage hook sees a (B, C, h, w) map after stage k; ``output_map`` the

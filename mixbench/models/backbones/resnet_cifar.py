@@ -4,7 +4,7 @@ ResNeXt variant (Xie et al., "Aggregated Residual Transformations", CVPR 2017); 
 same CIFAR stem on timm's ConvNeXt (OpenMixup's ``ConvNeXt_CIFAR``)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -104,7 +104,7 @@ class ResNetCIFAR(_ResNet):
     """
 
     def __init__(self, depth: int = 18, width: int = 64, in_channels: int = 3,
-                 stage_blocks: Optional[Sequence[int]] = None, init: str = "kaiming"):
+                 stage_blocks: Sequence[int] | None = None, init: str = "kaiming"):
         if depth not in ARCHS:
             raise ValueError(f"ResNetCIFAR depth must be one of {sorted(ARCHS)}, got {depth}")
         block, blocks = ARCHS[depth]
@@ -141,7 +141,7 @@ class ConvNeXtCIFAR(TimmBackbone):
         **kwargs: passed to ``timm.create_model`` (``drop_path_rate``: 0.3 in the recipe).
     """
 
-    def __init__(self, model_name: str = "convnext_tiny", pretrained: Optional[str] = None, **kwargs):
+    def __init__(self, model_name: str = "convnext_tiny", pretrained: str | None = None, **kwargs):
         if not model_name.startswith("convnext"):
             raise ValueError(f"ConvNeXtCIFAR wraps timm ConvNeXts (convnext_*), got {model_name!r}")
         for key in ("patch_size", "stem_type"):

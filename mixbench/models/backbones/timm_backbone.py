@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -34,7 +33,7 @@ class TimmBackbone(nn.Module):
         **kwargs: passed to ``timm.create_model`` (``img_size``, ``in_chans``, ``drop_path_rate``...).
     """
 
-    def __init__(self, model_name: str, pretrained: Optional[str] = None, **kwargs):
+    def __init__(self, model_name: str, pretrained: str | None = None, **kwargs):
         super().__init__()
         import timm
 
@@ -49,7 +48,7 @@ class TimmBackbone(nn.Module):
         self.out_channels = [self.model.num_features]
         self._head_pools = isinstance(getattr(self.model, "head", None),
                                       timm.layers.NormMlpClassifierHead)
-        self._features_are_map: Optional[bool] = None  # see capabilities
+        self._features_are_map: bool | None = None  # see capabilities
         if pretrained:
             self.load_local(pretrained)
 

@@ -2,8 +2,6 @@
 block's attention on request."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -51,8 +49,8 @@ class ViTBackbone(TimmBackbone):
             ``img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2, in_chans=1``.
     """
 
-    def __init__(self, model_name: str = "deit_small_patch16_224", pretrained: Optional[str] = None,
-                 num_stages: Optional[int] = None, **kwargs):
+    def __init__(self, model_name: str = "deit_small_patch16_224", pretrained: str | None = None,
+                 num_stages: int | None = None, **kwargs):
         super().__init__(model_name, pretrained=pretrained, **kwargs)
         from timm.models.vision_transformer import VisionTransformer
 
@@ -67,7 +65,7 @@ class ViTBackbone(TimmBackbone):
                              f"({depth} blocks), got {num_stages!r}")
         self.stage_ends = [round(depth * k / num_stages) for k in range(1, num_stages + 1)]
         self.out_channels = [self.model.num_features] * num_stages
-        self._qkv: Optional[Tensor] = None
+        self._qkv: Tensor | None = None
         self._record = False
         self.model.blocks[-1].attn.qkv.register_forward_hook(self._keep_qkv)
 

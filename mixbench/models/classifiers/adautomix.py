@@ -6,7 +6,7 @@ alternate iterations, with a cosine-similarity term and the EMA teacher against 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

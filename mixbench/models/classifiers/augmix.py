@@ -52,7 +52,6 @@ the random draws differ in order (not in law) from NumPy's global state.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 import torch
@@ -273,8 +272,8 @@ OP_FUNCTIONS = {"autocontrast": autocontrast, "equalize": equalize, "posterize":
 
 
 def augmix_views(images: Tensor, num_views: int, severity: float = 3.0, width: int = 3,
-                 depth: Optional[int] = None, alpha: float = 1.0, ops=OPS,
-                 generator: Optional[torch.Generator] = None) -> Tensor:
+                 depth: int | None = None, alpha: float = 1.0, ops=OPS,
+                 generator: torch.Generator | None = None) -> Tensor:
     """``num_views`` independent AugMix images of each image, (V, B, C, H, W) float.
 
     ``images``: (B, C, H, W) float holding the integers 0..255. Every chain of every view
@@ -343,7 +342,7 @@ class AugMixClassifier(MixupClassifier):
     """
 
     def __init__(self, backbone: dict, head: dict, severity: float = 3.0, width: int = 3,
-                 depth: Optional[int] = None, alpha: float = 1.0, all_ops: bool = False, jsd: bool = True,
+                 depth: int | None = None, alpha: float = 1.0, all_ops: bool = False, jsd: bool = True,
                  jsd_weight: float = 12.0, **kwargs):
         super().__init__(backbone=backbone, head=head, **kwargs)
         if type(self.mixer).__name__ != "Vanilla":
@@ -364,7 +363,7 @@ class AugMixClassifier(MixupClassifier):
         self.ops = ALL_OPS if check_flag(all_ops, "AugMixClassifier.all_ops") else OPS
         self.jsd = check_flag(jsd, "AugMixClassifier.jsd")
         self.jsd_weight = check_number(jsd_weight, "AugMixClassifier.jsd_weight")
-        self.generator: Optional[torch.Generator] = None
+        self.generator: torch.Generator | None = None
 
     def views(self, inputs: Tensor, num_views: int) -> Tensor:
         """(V, B, C, H, W) normalised AugMix views of a normalised batch."""

@@ -8,7 +8,7 @@ import copy
 import difflib
 import inspect
 import math
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -151,7 +151,7 @@ class PixelMixBlock(FeatureMaskBlock):
                  upsampling: str = "nearest", lam_concat: bool = False,
                  mask_loss_margin: float = 0.1, lam_mul: float = 0.0, lam_residual: bool = False,
                  lam_mul_k: float = -1.0, x_qk_concat: bool = False,
-                 value_hidden: Optional[int] = None, mask_loss_mode: str = "L1"):
+                 value_hidden: int | None = None, mask_loss_mode: str = "L1"):
         super().__init__(in_channels, reduction, use_scale, upsampling, lam_concat)
         if mask_loss_mode not in MASK_LOSS_MODES:
             raise ValueError(f"PixelMixBlock.mask_loss_mode must be one of {MASK_LOSS_MODES}, "
@@ -231,7 +231,7 @@ class _StopForward(Exception):
 
 
 def stage_features(backbone: nn.Module, x: Tensor, stage: int,
-                   finish: Optional[Callable[[Tensor], Tensor]] = None):
+                   finish: Callable[[Tensor], Tensor] | None = None):
     """The output of stage ``stage`` of a backbone following the stage-hook contract.
 
     Without ``finish`` the stages after ``stage`` are not run. With ``finish`` the whole
@@ -321,13 +321,13 @@ class MixBlockClassifier(StagedLosses, ScheduledParts, MixupClassifier):
 
     mix_block_type = ""
 
-    def __init__(self, backbone: dict, head: dict, neck: Optional[dict] = None,
-                 loss: Optional[dict] = None, mix_block: Optional[dict] = None,
+    def __init__(self, backbone: dict, head: dict, neck: dict | None = None,
+                 loss: dict | None = None, mix_block: dict | None = None,
                  alpha: float = 2.0, momentum: float = 0.999, end_momentum: float = 0.999999,
                  momentum_start: float = 0.1, mask_stage: int = 3, lam_margin: float = 0.08,
                  one_hot_weight: float = 1.0, mix_block_weight: float = 1.0,
-                 mix_block_lr: Optional[float] = None, mix_block_min_lr: float = 0.0,
-                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None,
+                 mix_block_lr: float | None = None, mix_block_min_lr: float = 0.0,
+                 data_preprocessor: dict | None = None, init_cfg: dict | None = None,
                  **unknown):
         self.refuse_unknown_options(unknown)
         super().__init__(backbone=backbone, head=head, neck=neck, loss=loss, mixer=None,
@@ -460,7 +460,7 @@ class MixBlockClassifier(StagedLosses, ScheduledParts, MixupClassifier):
         return out
 
     @torch.no_grad()
-    def predict(self, inputs: Tensor, labels: Optional[Tensor] = None) -> list:
+    def predict(self, inputs: Tensor, labels: Tensor | None = None) -> list:
         """The online encoder's mixed head (``logits``: the run's top-1), and every head
         OpenMixup evaluates (``heads``, their top-1 recorded beside it, see
         :class:`mixbench.engine.metrics.Accuracy`)::
@@ -529,7 +529,7 @@ class AutoMixClassifier(MixBlockClassifier):
     mix_block_type = "PixelMixBlock"
 
     def __init__(self, backbone: dict, head: dict, mask_loss: float = 0.1,
-                 mix_block_loss: Optional[dict] = None, **kwargs):
+                 mix_block_loss: dict | None = None, **kwargs):
         super().__init__(backbone=backbone, head=head, **kwargs)
         self.mask_loss_weight = float(mask_loss)
         # the Mix Block's classification loss: the classifier's own unless given (SAMix)

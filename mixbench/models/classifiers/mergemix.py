@@ -3,13 +3,18 @@ and Multi-Modal Understanding", arXiv:2510.23479; code github.com/JinXins/MergeM
 OpenMixup's ``openmixup/models/classifiers/mergemix.py``)."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
-from mixbench.mixers.base import (MixOutput, beta_sample, blend_pairs, check_alpha, check_flag,
-                                  check_number, pairing_index)
+from mixbench.mixers.base import (
+    MixOutput,
+    beta_sample,
+    blend_pairs,
+    check_alpha,
+    check_flag,
+    check_number,
+    pairing_index,
+)
 from mixbench.registry import MODELS
 
 from .mixup_classifier import MixupClassifier
@@ -181,9 +186,9 @@ class MergeMixClassifier(MixupClassifier):
         generator: optional CPU generator for MergeMix's draws (default: the global one).
     """
 
-    def __init__(self, backbone: dict, head: dict, mixer: Optional[dict] = None, alpha: float = 1.0,
+    def __init__(self, backbone: dict, head: dict, mixer: dict | None = None, alpha: float = 1.0,
                  merge_ratio: float = 0.5, attn_block: int = -4, lam_scale: bool = True,
-                 generator: Optional[torch.Generator] = None, **kwargs):
+                 generator: torch.Generator | None = None, **kwargs):
         super().__init__(backbone=backbone, head=head,
                          mixer=mixer if mixer is not None else {"type": "Mixup", "alpha": 0.8}, **kwargs)
         self.check_backbone("MergeMix", "cls_attention")

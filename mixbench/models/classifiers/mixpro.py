@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mixbench.mixers.base import (PAIRINGS, MixOutput, beta_sample, blend_pairs, check_alpha,
-                                  check_choice, check_flag, check_prob, pairing_index)
+from mixbench.mixers.base import (
+    PAIRINGS,
+    MixOutput,
+    beta_sample,
+    blend_pairs,
+    check_alpha,
+    check_choice,
+    check_flag,
+    check_prob,
+    pairing_index,
+)
 from mixbench.registry import MODELS
 
 from .mixup_classifier import MixupClassifier
@@ -20,7 +28,7 @@ from .transmix import transmix_lambda
 
 
 def maskmix_mask(batch: int, size: tuple, cell: int, lam: float,
-                 generator: Optional[torch.Generator] = None) -> Tensor:
+                 generator: torch.Generator | None = None) -> Tensor:
     """MaskMix's per-pixel weight of the first image, (B, 1, H, W) float32 of 0/1.
 
     The image is covered by a grid of ``cell x cell``-pixel squares, ``ceil(H / cell) x
@@ -108,9 +116,9 @@ class MixProClassifier(MixupClassifier):
         generator: optional CPU generator for MixPro's own draws (default: the global one).
     """
 
-    def __init__(self, backbone: dict, head: dict, mixer: Optional[dict] = None, prob: float = 0.5,
+    def __init__(self, backbone: dict, head: dict, mixer: dict | None = None, prob: float = 0.5,
                  alpha: float = 1.0, mask_cell: int = 4, progressive: bool = True,
-                 pairing: str = "random", generator: Optional[torch.Generator] = None, **kwargs):
+                 pairing: str = "random", generator: torch.Generator | None = None, **kwargs):
         if mixer is None:
             mixer = {"type": "RandomChoiceMixer", "probs": [0.5, 0.5],
                      "mixers": [{"type": "Mixup", "alpha": 0.8}, {"type": "CutMix", "alpha": 1.0}]}

@@ -1,8 +1,6 @@
 """MixupClassifier: backbone + neck + head + loss, with a mixer applied inside ``loss()``."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from mmengine.model import BaseModel
 from torch import Tensor
@@ -40,9 +38,9 @@ class MixupClassifier(BaseModel):
         data_preprocessor: default ``ClassifierDataPreprocessor``.
     """
 
-    def __init__(self, backbone: dict, head: dict, neck: Optional[dict] = None,
-                 loss: Optional[dict] = None, mixer: Optional[dict] = None,
-                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
+    def __init__(self, backbone: dict, head: dict, neck: dict | None = None,
+                 loss: dict | None = None, mixer: dict | None = None,
+                 data_preprocessor: dict | None = None, init_cfg: dict | None = None):
         data_preprocessor = dict(data_preprocessor or {})
         data_preprocessor.setdefault("type", "ClassifierDataPreprocessor")
         check_type(MODELS, data_preprocessor["type"], "model.data_preprocessor.type")
@@ -66,7 +64,7 @@ class MixupClassifier(BaseModel):
     def logits(self, inputs: Tensor, stage_hook=None) -> Tensor:
         return self.head(self.neck(self.backbone(inputs, stage_hook=stage_hook)))
 
-    def forward(self, inputs: Tensor, data_samples: Optional[Tensor] = None, mode: str = "tensor"):
+    def forward(self, inputs: Tensor, data_samples: Tensor | None = None, mode: str = "tensor"):
         if mode == "loss":
             return self.loss(inputs, data_samples)
         if mode == "predict":
@@ -91,6 +89,6 @@ class MixupClassifier(BaseModel):
         return {"loss": loss, **out.extra_losses}
 
     @torch.no_grad()
-    def predict(self, inputs: Tensor, labels: Optional[Tensor] = None) -> list:
+    def predict(self, inputs: Tensor, labels: Tensor | None = None) -> list:
         logits = self.logits(inputs)
         return [{"logits": logits.float(), "labels": labels}]

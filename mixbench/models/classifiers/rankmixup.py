@@ -64,8 +64,6 @@ Cost: one forward of the raw batch and one of the M mixed copies (M = 3: four ba
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -127,8 +125,8 @@ class RankMixupClassifier(MixupClassifier):
         mrl_reduction: ``sample`` (default) or ``official`` (the official broadcast, see above).
     """
 
-    def __init__(self, backbone: dict, head: dict, mixer: Optional[dict] = None, ranking: str = "mndcg",
-                 num_mixes: Optional[int] = None, weight: float = 0.1, margin: float = 2.0,
+    def __init__(self, backbone: dict, head: dict, mixer: dict | None = None, ranking: str = "mndcg",
+                 num_mixes: int | None = None, weight: float = 0.1, margin: float = 2.0,
                  mrl_reduction: str = "sample", **kwargs):
         super().__init__(backbone=backbone, head=head,
                          mixer=mixer if mixer is not None else {"type": "Mixup", "alpha": 2.0}, **kwargs)

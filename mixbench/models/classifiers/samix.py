@@ -5,8 +5,6 @@ eta-balanced mixup loss and an L1 + variance mask loss.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -100,7 +98,7 @@ class SAMixClassifier(AutoMixClassifier):
         ``mix_block_loss`` defaults to ``{type: EtaBalancedMixupLoss, eta: 0.5}``.
     """
 
-    def __init__(self, backbone: dict, head: dict, mix_block_loss: Optional[dict] = None, **kwargs):
+    def __init__(self, backbone: dict, head: dict, mix_block_loss: dict | None = None, **kwargs):
         super().__init__(backbone=backbone, head=head,
                          mix_block_loss=mix_block_loss or {"type": "EtaBalancedMixupLoss", "eta": 0.5},
                          **kwargs)

@@ -3,7 +3,7 @@ Transformers", ICCV 2023, arXiv:2212.12977; official code github.com/ChenMnZ/SMM
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -149,7 +149,7 @@ class SMMixClassifier(MixupClassifier):
         con_weight: weight of the consistency loss (1.0).
     """
 
-    def __init__(self, backbone: dict, head: dict, mixer: Optional[dict] = None, prob: float = 0.8,
+    def __init__(self, backbone: dict, head: dict, mixer: dict | None = None, prob: float = 0.8,
                  side_ratio: Sequence[float] = (0.25, 0.75), fine_weight: float = 1.0,
                  con_weight: float = 1.0, **kwargs):
         super().__init__(backbone=backbone, head=head,

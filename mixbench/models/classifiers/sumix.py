@@ -3,8 +3,6 @@ Information", ECCV 2024, arXiv:2407.07805; official code github.com/JinXins/SUMi
 OpenMixup fork: ``ClsUncertainMixupHead.IN_loss`` and ``MixUpClassification(is_IN=True)``)."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -116,8 +114,8 @@ class SUMixClassifier(MixupClassifier):
         label_weighting: ``sample`` (default) or ``batch_mean`` (official reduction).
     """
 
-    def __init__(self, backbone: dict, head: dict, mixer: Optional[dict] = None, gamma: float = 0.5,
-                 uncertainty_layer: bool = True, distance_scale: Optional[float] = None,
+    def __init__(self, backbone: dict, head: dict, mixer: dict | None = None, gamma: float = 0.5,
+                 uncertainty_layer: bool = True, distance_scale: float | None = None,
                  label_weighting: str = "sample", **kwargs):
         super().__init__(backbone=backbone, head=head,
                          mixer=mixer if mixer is not None else {"type": "CutMix", "alpha": 0.2}, **kwargs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -82,7 +81,7 @@ class TLAlignClassifier(MixupClassifier):
         head, neck, loss, data_preprocessor: see :class:`MixupClassifier`.
     """
 
-    def __init__(self, backbone: dict, head: dict, mixer: Optional[dict] = None, **kwargs):
+    def __init__(self, backbone: dict, head: dict, mixer: dict | None = None, **kwargs):
         super().__init__(backbone=backbone, head=head, mixer=mixer if mixer is not None else
                          {"type": "CutMix", "alpha": 1.0, "pairing": "reverse"}, **kwargs)
         self.check_backbone("TL-Align", "cls_attention")   # every block's attention of a ViT
@@ -93,7 +92,7 @@ class TLAlignClassifier(MixupClassifier):
         if model.global_pool not in ("token", "avg"):
             raise ValueError(f"TLAlignClassifier knows the label of class-token ('token') and mean "
                              f"('avg') pooling; the ViT pools with {model.global_pool!r}")
-        self._weights: Optional[Tensor] = None
+        self._weights: Tensor | None = None
         for k, block in enumerate(model.blocks):
             block.attn.qkv.register_forward_hook(functools.partial(self._align_hook, k))
 

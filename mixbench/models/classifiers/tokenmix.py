@@ -4,7 +4,6 @@ github.com/Sense-X/TokenMix)."""
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -12,8 +11,15 @@ from torch import Tensor, nn
 
 from mixbench.mixers._feature_mix import frozen_eval
 from mixbench.mixers.attentivemix import _Features, load_pretrained, resize_map
-from mixbench.mixers.base import (PAIRINGS, MixOutput, blend_pairs, check_choice, check_flag,
-                                  check_prob, pairing_index)
+from mixbench.mixers.base import (
+    PAIRINGS,
+    MixOutput,
+    blend_pairs,
+    check_choice,
+    check_flag,
+    check_prob,
+    pairing_index,
+)
 from mixbench.registry import MODELS
 
 from .mixup_classifier import MixupClassifier
@@ -29,7 +35,7 @@ def masked_token_count(tokens: int, mask_ratio: float, min_tokens: int) -> int:
 
 
 def block_token_mask(grid: tuple, count: int, min_aspect: float = 0.3,
-                     generator: Optional[torch.Generator] = None) -> Tensor:
+                     generator: torch.Generator | None = None) -> Tensor:
     """BEiT's block-wise masking (Bao et al., ICLR 2022) as TokenMix uses it: a (gh, gw)
     float32 mask of 0/1 with (at most) ``count`` ones, built of rectangles.
 
@@ -65,7 +71,7 @@ def block_token_mask(grid: tuple, count: int, min_aspect: float = 0.3,
     return mask
 
 
-def random_token_mask(grid: tuple, count: int, generator: Optional[torch.Generator] = None) -> Tensor:
+def random_token_mask(grid: tuple, count: int, generator: torch.Generator | None = None) -> Tensor:
     """A (gh, gw) float32 mask with ``count`` ones at uniformly random tokens (the official
     ``mask_type='random'``)."""
     gh, gw = grid
@@ -74,7 +80,7 @@ def random_token_mask(grid: tuple, count: int, generator: Optional[torch.Generat
     return mask.view(gh, gw)
 
 
-def true_class_scores(dense: Tensor, labels: Tensor, top_k: Optional[int]) -> Tensor:
+def true_class_scores(dense: Tensor, labels: Tensor, top_k: int | None) -> Tensor:
     """(B, h, w) score of each image's own class from dense class scores ``dense`` (B, h, w,
     K): the score where the class is among the ``top_k`` best at that position, else 0 (the
     top-5 label maps of TokenLabeling that the official code reads; ``None`` or ``top_k >=
@@ -211,11 +217,11 @@ class TokenMixClassifier(MixupClassifier):
         generator: optional CPU generator for TokenMix's own draws (default: the global one).
     """
 
-    def __init__(self, backbone: dict, head: dict, mixer: Optional[dict] = None,
-                 teacher: Union[None, dict] = None, teacher_input_size: Optional[int] = None,
+    def __init__(self, backbone: dict, head: dict, mixer: dict | None = None,
+                 teacher: None | dict = None, teacher_input_size: int | None = None,
                  prob: float = 0.5, mask_ratio: float = 0.5, min_tokens: int = 14,
-                 mask_type: str = "block", top_k: Optional[int] = 5, normalize_labels: bool = True,
-                 pairing: str = "reverse", generator: Optional[torch.Generator] = None, **kwargs):
+                 mask_type: str = "block", top_k: int | None = 5, normalize_labels: bool = True,
+                 pairing: str = "reverse", generator: torch.Generator | None = None, **kwargs):
         super().__init__(backbone=backbone, head=head, mixer=mixer if mixer is not None else
                          {"type": "Mixup", "alpha": 0.8, "pairing": "reverse"}, **kwargs)
         self.check_backbone("TokenMix", "patch_tokens")
@@ -243,7 +249,7 @@ class TokenMixClassifier(MixupClassifier):
         if teacher is not None and (not isinstance(teacher, dict) or set(teacher) != set(TEACHER_KEYS)):
             raise ValueError("TokenMixClassifier.teacher must be null (the model being trained) or a "
                              f"dict with exactly the keys {', '.join(TEACHER_KEYS)}, got {teacher!r}")
-        self.teacher_net: Optional[TeacherScores] = None
+        self.teacher_net: TeacherScores | None = None
         if teacher is not None:
             net = load_pretrained(**teacher, who="TokenMix teacher",
                                   unset="set `teacher: null` to use the model being trained",

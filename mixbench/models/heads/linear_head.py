@@ -1,8 +1,6 @@
 """Global-average-pool neck and linear classification head."""
 from __future__ import annotations
 
-from typing import Optional
-
 from torch import Tensor, nn
 
 from mixbench.registry import MODELS
@@ -26,7 +24,7 @@ class LinearHead(nn.Module):
         dropout: dropout probability before the linear layer (0 by default).
     """
 
-    def __init__(self, num_classes: int, in_channels: Optional[int] = None, dropout: float = 0.0):
+    def __init__(self, num_classes: int, in_channels: int | None = None, dropout: float = 0.0):
         super().__init__()
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
