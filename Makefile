@@ -35,6 +35,7 @@ test-fast: setup
 # ruff's rules and mypy's modules are in pyproject.toml ([tool.ruff], [tool.mypy]).
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 typecheck: setup
 	$(PY) -m mypy

@@ -27,6 +27,7 @@ The ratio ``pipeline img/s / model img/s`` is the headroom; the target is >= 3. 
 the model is so slow that every ratio is large; the number that matters is the one taken
 on the training GPU with its host's cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,14 +74,17 @@ def model_img_per_s(config: str, shape: tuple, batch: int, device: str, steps: i
     (its data preprocessor still runs: normalisation and batched augments)."""
     model, opt = build_model(config, device)
     num_classes = model.num_classes
-    data = {"inputs": torch.randint(0, 256, (batch, *shape), dtype=torch.uint8, device=device),
-            "data_samples": torch.randint(0, num_classes, (batch,), device=device)}
+    data = {
+        "inputs": torch.randint(0, 256, (batch, *shape), dtype=torch.uint8, device=device),
+        "data_samples": torch.randint(0, num_classes, (batch,), device=device),
+    }
     # one warm-up step (cuDNN autotune, allocator)
     return img_per_s(lambda: model.train_step(data, opt), batch, device, steps)
 
 
-def loader_img_per_s(dataset, batch: int, workers: int, device: str, preprocess,
-                     batches: int, pin_memory: bool | None = None) -> float:
+def loader_img_per_s(
+    dataset, batch: int, workers: int, device: str, preprocess, batches: int, pin_memory: bool | None = None
+) -> float:
     """Images/s of DataLoader iteration + the data preprocessor, after one warm-up epoch
     start (persistent workers already running)."""
     from torch.utils.data import DataLoader
@@ -88,9 +92,17 @@ def loader_img_per_s(dataset, batch: int, workers: int, device: str, preprocess,
     from mixbench.data.base import batch_collate
 
     pin = device.startswith("cuda") if pin_memory is None else pin_memory
-    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
-                        persistent_workers=workers > 0, pin_memory=pin, drop_last=True,
-                        collate_fn=batch_collate)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=pin,
+        drop_last=True,
+        collate_fn=batch_collate,
+    )
+
     def forever():
         while True:
             yield from loader
@@ -116,9 +128,16 @@ def cifar_pipelines(args) -> dict:
     labels = torch.randint(0, 100, (50_000,), generator=g)
     config = "configs/benchmarks/cifar100/resnet18_cifar_e200.yaml"
     pre = preprocessor(config, args.device)
-    out = {"cifar_in_memory": loader_img_per_s(
-        InMemoryDataset(images, labels, [str(i) for i in range(100)]), 100, args.workers,
-        args.device, pre, args.batches)}
+    out = {
+        "cifar_in_memory": loader_img_per_s(
+            InMemoryDataset(images, labels, [str(i) for i in range(100)]),
+            100,
+            args.workers,
+            args.device,
+            pre,
+            args.batches,
+        )
+    }
     resident, resident_labels = images.to(args.device), labels.to(args.device)
 
     def resident_batch():
@@ -160,15 +179,17 @@ def jpeg_pipelines(args) -> dict:
         pipeline = [{"type": "RandomResizedCrop", "size": 224, "interpolation": "bilinear"}]
         ds = ImageFolder(tmp, "train", use_index=False, pipeline=pipeline)
         pre = preprocessor(config, args.device)
-        out = {"jpeg_folder_224": loader_img_per_s(ds, JPEG_BATCH, args.workers, args.device, pre,
-                                                   args.batches)}
+        out = {
+            "jpeg_folder_224": loader_img_per_s(ds, JPEG_BATCH, args.workers, args.device, pre, args.batches)
+        }
         if args.decode_device == "cuda":
-            gpu_ds = ImageFolder(tmp, "train", use_index=False, pipeline=pipeline,
-                                 decode_device="cuda")
+            gpu_ds = ImageFolder(tmp, "train", use_index=False, pipeline=pipeline, decode_device="cuda")
             out["jpeg_folder_224_gpu_decode"] = loader_img_per_s(
-                gpu_ds, JPEG_BATCH, 0, args.device, pre, args.batches, pin_memory=False)
-    out["model_resnet50_224"] = model_img_per_s(config, (3, 224, 224), JPEG_BATCH, args.device,
-                                                max(1, args.steps // 4))
+                gpu_ds, JPEG_BATCH, 0, args.device, pre, args.batches, pin_memory=False
+            )
+    out["model_resnet50_224"] = model_img_per_s(
+        config, (3, 224, 224), JPEG_BATCH, args.device, max(1, args.steps // 4)
+    )
     return out
 
 
@@ -182,18 +203,22 @@ def randaug_img_per_s(reps: int = 3) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
-    policies = {"torchvision_randaugment_2_7": v2.RandAugment(2, 7),
-                "fixmatch_rand_m7_mstd0.5": FixMatchRandAugment(),
-                "timm_rand_m9_mstd0.5_inc1": TimmRandAugment("rand-m9-mstd0.5-inc1")}
+    policies = {
+        "torchvision_randaugment_2_7": v2.RandAugment(2, 7),
+        "fixmatch_rand_m7_mstd0.5": FixMatchRandAugment(),
+        "timm_rand_m9_mstd0.5_inc1": TimmRandAugment("rand-m9-mstd0.5-inc1"),
+    }
     out = {}
     for size, n in ((32, 200), (224, 40)):
-        imgs = [torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g)
-                for _ in range(n)]
+        imgs = [torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g) for _ in range(n)]
         for t in policies.values():
             for img in imgs[:8]:  # warm-up
                 t(img)
-        times = round_robin({name: (lambda t=t, imgs=imgs: [t(img) for img in imgs])
-                             for name, t in policies.items()}, rounds=reps, warmup=0)
+        times = round_robin(
+            {name: (lambda t=t, imgs=imgs: [t(img) for img in imgs]) for name, t in policies.items()},
+            rounds=reps,
+            warmup=0,
+        )
         out.update({f"{name}_{size}px": n / tm.best for name, tm in times.items()})
     torch.set_num_threads(threads)
     return out
@@ -206,10 +231,17 @@ def main(argv=None) -> int:
     p.add_argument("--batches", type=int, default=40, help="batches timed per pipeline")
     p.add_argument("--steps", type=int, default=8, help="training steps timed (ResNet-50: / 4)")
     p.add_argument("--jpegs", type=int, default=512, help="images in the synthetic JPEG folder")
-    p.add_argument("--decode-device", choices=("cpu", "cuda"), default=None,
-                   help="cuda: also time the JPEG folder decoded on the GPU (default on CUDA)")
-    p.add_argument("--randaug", action="store_true",
-                   help="only time the RandAugment policies (one thread, 32 and 224 px)")
+    p.add_argument(
+        "--decode-device",
+        choices=("cpu", "cuda"),
+        default=None,
+        help="cuda: also time the JPEG folder decoded on the GPU (default on CUDA)",
+    )
+    p.add_argument(
+        "--randaug",
+        action="store_true",
+        help="only time the RandAugment policies (one thread, 32 and 224 px)",
+    )
     p.add_argument("--json", help="write the numbers to this file")
     args = p.parse_args(argv)
     if args.randaug:
@@ -228,23 +260,30 @@ def main(argv=None) -> int:
         p.error("--decode-device cuda needs CUDA (none is available here)")
     torch.manual_seed(0)
     r = {**cifar_pipelines(args), **jpeg_pipelines(args)}
-    rows = [("cifar_in_memory", "model_resnet18_cifar"),
-            ("cifar_device_resident", "model_resnet18_cifar"),
-            ("jpeg_folder_224", "model_resnet50_224")]
+    rows = [
+        ("cifar_in_memory", "model_resnet18_cifar"),
+        ("cifar_device_resident", "model_resnet18_cifar"),
+        ("jpeg_folder_224", "model_resnet50_224"),
+    ]
     if "jpeg_folder_224_gpu_decode" in r:
         rows.append(("jpeg_folder_224_gpu_decode", "model_resnet50_224"))
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-    print(f"device: {device}, {os.cpu_count()} CPU cores, {args.workers} loader workers, "
-          f"torch {torch.__version__}")
+    print(
+        f"device: {device}, {os.cpu_count()} CPU cores, {args.workers} loader workers, "
+        f"torch {torch.__version__}"
+    )
     print(f"{'pipeline':28s} {'img/s':>10s}  {'model':22s} {'img/s':>9s}  {'ratio':>7s}")
     ratios = {}
     for pipe, model in rows:
         ratios[pipe] = r[pipe] / r[model]
-        print(f"{pipe:28s} {r[pipe]:10.0f}  {model:22s} {r[model]:9.1f}  {ratios[pipe]:6.1f}x"
-              f"{'' if ratios[pipe] >= 3 else '  < 3x target'}")
+        print(
+            f"{pipe:28s} {r[pipe]:10.0f}  {model:22s} {r[model]:9.1f}  {ratios[pipe]:6.1f}x"
+            f"{'' if ratios[pipe] >= 3 else '  < 3x target'}"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": device, "workers": args.workers,
-                                               "img_per_s": r, "ratio": ratios}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"device": device, "workers": args.workers, "img_per_s": r, "ratio": ratios}, indent=2)
+        )
     return 0
 
 

@@ -13,6 +13,7 @@ with ``inplace=True``; our default mixers and torchvision return a new batch. Ra
 the same run, so they compare across machines better than milliseconds do. A second table
 times the issue's targets head to head (:data:`TARGETS`: each pair round-robin alone).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,9 @@ def reference_model(num_classes: int = 100) -> nn.Module:
     from mixbench.models.backbones.resnet_cifar import ResNetCIFAR
 
     backbone = ResNetCIFAR(depth=18, width=16)
-    return nn.Sequential(backbone, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(backbone.out_channels[-1], num_classes))
+    return nn.Sequential(
+        backbone, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(backbone.out_channels[-1], num_classes)
+    )
 
 
 def reference_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
@@ -49,16 +51,21 @@ def reference_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callab
     def step() -> None:
         model.zero_grad(set_to_none=True)
         loss_fn(model(x), y).backward()
+
     return step
 
 
 def our_mixers(lam_mode: str) -> dict[str, M.BaseMixer]:
     kw = dict(lam_mode=lam_mode)
     return {
-        "Vanilla": M.Vanilla(), "Mixup": M.Mixup(alpha=1.0, **kw), "CutMix": M.CutMix(alpha=1.0, **kw),
+        "Vanilla": M.Vanilla(),
+        "Mixup": M.Mixup(alpha=1.0, **kw),
+        "CutMix": M.CutMix(alpha=1.0, **kw),
         "DeiT (Mixup|CutMix)": M.DeiTMixer(lam_mode=lam_mode),
-        "SmoothMix": M.SmoothMix(**kw), "SaliencyMix": M.SaliencyMix(alpha=1.0, **kw),
-        "FMix": M.FMix(alpha=1.0, **kw), "GridMix": M.GridMix(alpha=1.0, **kw),
+        "SmoothMix": M.SmoothMix(**kw),
+        "SaliencyMix": M.SaliencyMix(alpha=1.0, **kw),
+        "FMix": M.FMix(alpha=1.0, **kw),
+        "GridMix": M.GridMix(alpha=1.0, **kw),
         "ResizeMix": M.ResizeMix(**kw),
     }
 
@@ -70,10 +77,12 @@ def peer_mixers(num_classes: int) -> dict[str, Callable]:
 
     peers = {}
     for mode in ("batch", "elem"):
-        peers[f"timm Mixup [{mode}]"] = TimmMixup(mixup_alpha=1.0, cutmix_alpha=0.0, mode=mode,
-                                                  label_smoothing=0.0, num_classes=num_classes)
-        peers[f"timm CutMix [{mode}]"] = TimmMixup(mixup_alpha=0.0, cutmix_alpha=1.0, mode=mode,
-                                                   label_smoothing=0.0, num_classes=num_classes)
+        peers[f"timm Mixup [{mode}]"] = TimmMixup(
+            mixup_alpha=1.0, cutmix_alpha=0.0, mode=mode, label_smoothing=0.0, num_classes=num_classes
+        )
+        peers[f"timm CutMix [{mode}]"] = TimmMixup(
+            mixup_alpha=0.0, cutmix_alpha=1.0, mode=mode, label_smoothing=0.0, num_classes=num_classes
+        )
     peers["torchvision MixUp [batch]"] = v2.MixUp(alpha=1.0, num_classes=num_classes)
     peers["torchvision CutMix [batch]"] = v2.CutMix(alpha=1.0, num_classes=num_classes)
     return peers
@@ -104,24 +113,38 @@ def head_to_head(fns: dict, device: str, budget_s: float) -> list[dict]:
     and the one the target is judged on)."""
     out = []
     for ours, peer, target in TARGETS:
-        t = round_robin({ours: fns[ours], peer: fns[peer]}, device, rounds=400,
-                        budget_s=2 * budget_s)
+        t = round_robin({ours: fns[ours], peer: fns[peer]}, device, rounds=400, budget_s=2 * budget_s)
         speedup = t[peer].best / t[ours].best
         paired = statistics.median(p / o for p, o in zip(t[peer].wall, t[ours].wall))
-        out.append({"ours": ours, "peer": peer, "ours_s": t[ours].best, "peer_s": t[peer].best,
-                    "speedup": speedup, "paired_speedup": paired, "rounds": len(t[ours].wall),
-                    "target": target, "met": paired >= target})
+        out.append(
+            {
+                "ours": ours,
+                "peer": peer,
+                "ours_s": t[ours].best,
+                "peer_s": t[peer].best,
+                "speedup": speedup,
+                "paired_speedup": paired,
+                "rounds": len(t[ours].wall),
+                "target": target,
+                "met": paired >= target,
+            }
+        )
     return out
 
 
-def run(sizes, batch: int, device: str, budget_s: float, threads: int,
-        ref_batch: int = 16) -> dict:
+def run(sizes, batch: int, device: str, budget_s: float, threads: int, ref_batch: int = 16) -> dict:
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     num_classes = 100
-    results = {"device": device, "batch": batch, "threads": torch.get_num_threads(),
-               "torch": torch.__version__, "loadavg_start": os.getloadavg(), "sizes": {}}
+    results = {
+        "device": device,
+        "batch": batch,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "loadavg_start": os.getloadavg(),
+        "sizes": {},
+    }
     for size in sizes:
         x = torch.randn(batch, 3, size, size, device=device)
         y = torch.randint(0, num_classes, (batch,), device=device)
@@ -141,15 +164,20 @@ def run(sizes, batch: int, device: str, budget_s: float, threads: int,
         for lam_mode in ("batch", "elem"):
             for name, cls in (("Mixup", M.Mixup), ("CutMix", M.CutMix)):
                 fns[f"{name} inplace [{lam_mode}]"] = functools.partial(
-                    cls(alpha=1.0, inplace=True, lam_mode=lam_mode), x_inplace, y)
+                    cls(alpha=1.0, inplace=True, lam_mode=lam_mode), x_inplace, y
+                )
         for name, peer in peer_mixers(num_classes).items():
             fns[name] = functools.partial(peer, x_inplace, y)
         rows = round_robin(fns, device, rounds=200, budget_s=budget_s * len(fns))
-        results["sizes"][size] = {"reference_fwd_bwd_s": ref, "reference_batch_timed": nb,
-                                  "mixers": {k: {"s": v.best, "ratio": v.best / ref,
-                                                 "median_s": v.median, "rounds": len(v.wall)}
-                                             for k, v in rows.items()},
-                                  "head_to_head": head_to_head(fns, device, budget_s)}
+        results["sizes"][size] = {
+            "reference_fwd_bwd_s": ref,
+            "reference_batch_timed": nb,
+            "mixers": {
+                k: {"s": v.best, "ratio": v.best / ref, "median_s": v.median, "rounds": len(v.wall)}
+                for k, v in rows.items()
+            },
+            "head_to_head": head_to_head(fns, device, budget_s),
+        }
         print(f"# {size}x{size}: reference fwd+bwd {ref * 1e3:.1f} ms", flush=True)
     results["loadavg_end"] = os.getloadavg()
     return results
@@ -167,32 +195,49 @@ def markdown(results: dict) -> str:
             r = results["sizes"][s]["mixers"][n]
             cells.append(f"{r['s'] * 1e3:.2f} | {r['ratio']:.4f}")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    lines += ["", "Head to head (each pair timed round-robin alone; speed-up = peer / ours; best: "
-              "of the best times; paired: median over rounds of the within-round ratio):", "",
-              "| ours | peer | " + " | ".join(f"{s}px ours ms | {s}px peer ms | {s}px best "
-                                              f"speed-up | {s}px paired speed-up"
-                                              for s in sizes) + " | target |",
-              "|---|---|" + "---:|---:|---:|---:|" * len(sizes) + "---:|"]
+    lines += [
+        "",
+        "Head to head (each pair timed round-robin alone; speed-up = peer / ours; best: "
+        "of the best times; paired: median over rounds of the within-round ratio):",
+        "",
+        "| ours | peer | "
+        + " | ".join(
+            f"{s}px ours ms | {s}px peer ms | {s}px best speed-up | {s}px paired speed-up" for s in sizes
+        )
+        + " | target |",
+        "|---|---|" + "---:|---:|---:|---:|" * len(sizes) + "---:|",
+    ]
     for k, pair in enumerate(results["sizes"][sizes[0]]["head_to_head"]):
         cells = []
         for s in sizes:
             r = results["sizes"][s]["head_to_head"][k]
-            cells.append(f"{r['ours_s'] * 1e3:.2f} | {r['peer_s'] * 1e3:.2f} | "
-                         f"{r['speedup']:.2f}x | "
-                         f"{r['paired_speedup']:.2f}x{'' if r['met'] else ' (missed)'}")
-        lines.append(f"| {pair['ours']} | {pair['peer']} | " + " | ".join(cells)
-                     + f" | >= {pair['target']:g}x |")
+            cells.append(
+                f"{r['ours_s'] * 1e3:.2f} | {r['peer_s'] * 1e3:.2f} | "
+                f"{r['speedup']:.2f}x | "
+                f"{r['paired_speedup']:.2f}x{'' if r['met'] else ' (missed)'}"
+            )
+        lines.append(
+            f"| {pair['ours']} | {pair['peer']} | " + " | ".join(cells) + f" | >= {pair['target']:g}x |"
+        )
     refs = ", ".join(f"{s}px {results['sizes'][s]['reference_fwd_bwd_s'] * 1e3:.0f} ms" for s in sizes)
     lines.append("")
     scaled = [s for s in sizes if results["sizes"][s]["reference_batch_timed"] != results["batch"]]
-    note = (f" ({', '.join(f'{s}px' for s in scaled)}: timed on "
+    note = (
+        (
+            f" ({', '.join(f'{s}px' for s in scaled)}: timed on "
             f"{results['sizes'][scaled[0]]['reference_batch_timed']} images and scaled "
-            "linearly)") if scaled else ""
-    lines.append(f"Reference forward+backward (width-16 CIFAR ResNet-18, batch {results['batch']}){note}: "
-                 f"{refs}; device {results['device']}, {results['threads']} threads, "
-                 f"torch {results['torch']}; load average (1/5/15 min) at start "
-                 f"{'/'.join(f'{v:.1f}' for v in results['loadavg_start'])}, at end "
-                 f"{'/'.join(f'{v:.1f}' for v in results['loadavg_end'])}.")
+            "linearly)"
+        )
+        if scaled
+        else ""
+    )
+    lines.append(
+        f"Reference forward+backward (width-16 CIFAR ResNet-18, batch {results['batch']}){note}: "
+        f"{refs}; device {results['device']}, {results['threads']} threads, "
+        f"torch {results['torch']}; load average (1/5/15 min) at start "
+        f"{'/'.join(f'{v:.1f}' for v in results['loadavg_start'])}, at end "
+        f"{'/'.join(f'{v:.1f}' for v in results['loadavg_end'])}."
+    )
     return "\n".join(lines)
 
 
@@ -200,39 +245,48 @@ def plot(results: dict, path: str) -> None:
     """One PNG: each mixer's cost as a percentage of a training step (left, one bar per image
     size) and the head-to-head speed-ups against the targets (right, paired ratios)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sizes = list(results["sizes"])
     names = list(results["sizes"][sizes[0]]["mixers"])
     pairs = results["sizes"][sizes[0]]["head_to_head"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 0.3 * len(names) + 2),
-                                      gridspec_kw={"width_ratios": [3, 2]})
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(14, 0.3 * len(names) + 2), gridspec_kw={"width_ratios": [3, 2]}
+    )
     height = 0.8 / len(sizes)
     for k, size in enumerate(sizes):
         rows = results["sizes"][size]
         ys = [i + k * height for i in range(len(names))]
-        left.barh(ys, [100 * rows["mixers"][n]["ratio"] for n in names], height=height,
-                  label=f"{size} px")
+        left.barh(ys, [100 * rows["mixers"][n]["ratio"] for n in names], height=height, label=f"{size} px")
         ys = [i + k * height for i in range(len(pairs))]
-        right.barh(ys, [p["paired_speedup"] for p in rows["head_to_head"]], height=height,
-                   label=f"{size} px")
+        right.barh(ys, [p["paired_speedup"] for p in rows["head_to_head"]], height=height, label=f"{size} px")
     offset = height * (len(sizes) - 1) / 2
     left.set_yticks([i + offset for i in range(len(names))], names, fontsize=8)
     left.invert_yaxis()
     left.set_xscale("log")
     left.set_xlabel("time per call, % of one forward+backward of the reference model (log)")
     left.legend()
-    right.set_yticks([i + offset for i in range(len(pairs))],
-                     [f"{p['ours']}\nvs {p['peer']}" for p in pairs], fontsize=7)
+    right.set_yticks(
+        [i + offset for i in range(len(pairs))], [f"{p['ours']}\nvs {p['peer']}" for p in pairs], fontsize=7
+    )
     right.invert_yaxis()
     for i, p in enumerate(pairs):  # the target, across the pair's bars only
-        right.plot([p["target"]] * 2, [i - 0.6 * height, i + (len(sizes) - 0.4) * height],
-                   color="red", lw=1.5, ls="--", label="target" if i == 0 else None)
+        right.plot(
+            [p["target"]] * 2,
+            [i - 0.6 * height, i + (len(sizes) - 0.4) * height],
+            color="red",
+            lw=1.5,
+            ls="--",
+            label="target" if i == 0 else None,
+        )
     right.set_xlabel("speed-up, peer time / ours (paired median)")
     right.legend()
-    fig.suptitle(f"bench/mixers.py: batch {results['batch']}, {results['device']}, "
-                 f"{results['threads']} thread(s), torch {results['torch']}")
+    fig.suptitle(
+        f"bench/mixers.py: batch {results['batch']}, {results['device']}, "
+        f"{results['threads']} thread(s), torch {results['torch']}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -245,13 +299,17 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds of repeats per entry")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("--ref-batch", type=int, default=16,
-                        help="on CPU, sizes > 64 px time the reference on this many images "
-                             "and scale to --batch")
+    parser.add_argument(
+        "--ref-batch",
+        type=int,
+        default=16,
+        help="on CPU, sizes > 64 px time the reference on this many images and scale to --batch",
+    )
     parser.add_argument("--json", help="also write the raw numbers here")
     parser.add_argument("--plot", help="also draw them into this PNG")
-    parser.add_argument("--replot", metavar="JSON",
-                        help="draw --plot from the numbers of an earlier --json; run nothing")
+    parser.add_argument(
+        "--replot", metavar="JSON", help="draw --plot from the numbers of an earlier --json; run nothing"
+    )
     args = parser.parse_args()
     if args.replot:
         if not args.plot:

@@ -10,6 +10,7 @@ of each phase is a warm-up.
 
     python bench/overhead.py [--device cpu|cuda] [--batch 128] [--width 16] [--epochs 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,8 +74,9 @@ def bare_loop(cfg: dict, device: str, epochs: int) -> tuple[list[float], list[fl
     opt = torch.optim.SGD(model.parameters(), **opt_cfg)
     mean = torch.tensor(cfg["model"]["data_preprocessor"]["mean"], device=device).view(1, -1, 1, 1)
     std = torch.tensor(cfg["model"]["data_preprocessor"]["std"], device=device).view(1, -1, 1, 1)
-    loader = torch.utils.data.DataLoader(ds, batch_size=cfg["train_dataloader"]["batch_size"],
-                                         shuffle=True, drop_last=False)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=cfg["train_dataloader"]["batch_size"], shuffle=True, drop_last=False
+    )
     rates, cpu_rates = [], []
     model.train()
     for _ in range(epochs):
@@ -104,8 +106,10 @@ def engine(cfg: dict, epochs: int) -> tuple[list[float], list[float]]:
         runner = build_runner(cfg, wd)
         runner.register_hook(timer, priority="VERY_HIGH")
         runner.train()
-    return ([n / t for n, t in zip(timer.samples, timer.times)],
-            [n / t for n, t in zip(timer.samples, timer.cpu_times)])
+    return (
+        [n / t for n, t in zip(timer.samples, timer.times)],
+        [n / t for n, t in zip(timer.samples, timer.cpu_times)],
+    )
 
 
 def main() -> None:
@@ -120,26 +124,38 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = load_config(CONFIG, [f"train_dataloader.batch_size={args.batch}",
-                               f"model.backbone.width={args.width}",
-                               f"train_dataloader.dataset.max_samples={args.samples}",
-                               "model.data_preprocessor.batch_augments=[]",
-                               "val_dataloader.dataset.max_samples=500",
-                               "default_hooks.logger.interval=1000"])
+    cfg = load_config(
+        CONFIG,
+        [
+            f"train_dataloader.batch_size={args.batch}",
+            f"model.backbone.width={args.width}",
+            f"train_dataloader.dataset.max_samples={args.samples}",
+            "model.data_preprocessor.batch_augments=[]",
+            "val_dataloader.dataset.max_samples=500",
+            "default_hooks.logger.interval=1000",
+        ],
+    )
     (bare1, cbare1), (eng, ceng), (bare2, cbare2) = (
-        bare_loop(cfg, args.device, args.epochs), engine(cfg, args.epochs),
-        bare_loop(cfg, args.device, args.epochs))
+        bare_loop(cfg, args.device, args.epochs),
+        engine(cfg, args.epochs),
+        bare_loop(cfg, args.device, args.epochs),
+    )
     skip = slice(1, None)  # first epoch of each phase is a warm-up
     bare = statistics.mean(bare1[skip] + bare2[skip])
     cbare = statistics.mean(cbare1[skip] + cbare2[skip])
-    out = {"device": args.device, "batch": args.batch, "width": args.width,
-           "threads": torch.get_num_threads(), "bare_img_per_s": round(bare, 1),
-           "engine_img_per_s": round(statistics.mean(eng[skip]), 1),
-           "ratio_engine_over_bare": round(statistics.mean(eng[skip]) / bare, 3),
-           # images per CPU-second: robust to other processes competing for the cores
-           "ratio_engine_over_bare_cpu_time": round(statistics.mean(ceng[skip]) / cbare, 3),
-           "bare_epochs": [round(r, 1) for r in bare1[skip] + bare2[skip]],
-           "engine_epochs": [round(r, 1) for r in eng[skip]]}
+    out = {
+        "device": args.device,
+        "batch": args.batch,
+        "width": args.width,
+        "threads": torch.get_num_threads(),
+        "bare_img_per_s": round(bare, 1),
+        "engine_img_per_s": round(statistics.mean(eng[skip]), 1),
+        "ratio_engine_over_bare": round(statistics.mean(eng[skip]) / bare, 3),
+        # images per CPU-second: robust to other processes competing for the cores
+        "ratio_engine_over_bare_cpu_time": round(statistics.mean(ceng[skip]) / cbare, 3),
+        "bare_epochs": [round(r, 1) for r in bare1[skip] + bare2[skip]],
+        "engine_epochs": [round(r, 1) for r in eng[skip]],
+    }
     print(json.dumps(out, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))

@@ -29,6 +29,7 @@ Objective values (lower is better), computed on identical problems:
   approximate) of the official labeling and of ours (both start from random labelings).
 Also reported: a reference forward+backward of a width-16 CIFAR ResNet-18 on the batch.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,11 +55,31 @@ from mixbench.mixers import comixup as comixup_module  # noqa: E402
 from mixbench.mixers._graphcut import chain_grid_energy, solve_chain_grid  # noqa: E402
 from mixbench.mixers.comixup import comixup_objective  # noqa: E402
 
-PUZZLE_ARGS = dict(block_num=5, beta=1.2, gamma=0.5, eta=0.2, neigh_size=4, n_labels=3,
-                   t_eps=0.8, t_size=4, transport=True, t_batch_size=None)
-COMIX_ARGS = dict(m_block_num=4, m_part=20, m_beta=0.32, m_gamma=1.0, m_thres=0.83,
-                  m_thres_type="hard", m_eta=0.05, mixup_alpha=2.0, m_omega=0.001,
-                  set_resolve=True, m_niter=4)
+PUZZLE_ARGS = dict(
+    block_num=5,
+    beta=1.2,
+    gamma=0.5,
+    eta=0.2,
+    neigh_size=4,
+    n_labels=3,
+    t_eps=0.8,
+    t_size=4,
+    transport=True,
+    t_batch_size=None,
+)
+COMIX_ARGS = dict(
+    m_block_num=4,
+    m_part=20,
+    m_beta=0.32,
+    m_gamma=1.0,
+    m_thres=0.83,
+    m_thres_type="hard",
+    m_eta=0.05,
+    mixup_alpha=2.0,
+    m_omega=0.001,
+    set_resolve=True,
+    m_niter=4,
+)
 
 
 # -- inputs -------------------------------------------------------------------------------
@@ -130,14 +151,18 @@ def official_puzzle_call(om, x, y, sal, lam, index, side, record=None):
     """OpenMixup's puzzlemix with its random draws fixed to (lam, index, side)."""
     graphcut = om.graphcut_multi
     if record is not None:
+
         def graphcut(*a, _orig=om.graphcut_multi):
             mask = _orig(*a)
             record.append((a, mask))
             return mask
-    with cuda_is_noop(), \
-            patched(om.np.random, beta=lambda a, b: lam, randint=lambda lo, hi: int(np.log2(side))), \
-            patched(om.torch, randperm=lambda n, **k: index.clone()), \
-            patched(om, graphcut_multi=graphcut):
+
+    with (
+        cuda_is_noop(),
+        patched(om.np.random, beta=lambda a, b: lam, randint=lambda lo, hi: int(np.log2(side))),
+        patched(om.torch, randperm=lambda n, **k: index.clone()),
+        patched(om, graphcut_multi=graphcut),
+    ):
         return om.puzzlemix(x.clone(), y, alpha=1.0, features=sal, **PUZZLE_ARGS)
 
 
@@ -149,10 +174,9 @@ def official_energy(record):
         g, n = u_first.shape[0], n_labels - 1
         lam_k = np.array([alpha ** (n - k) * (1 - alpha) ** k for k in range(n_labels)])
         lam_k *= np.array([1, 2, 1]) if n_labels == 3 else 1
-        prior = -eta / g ** 2 * np.log(lam_k + 1e-8)
-        theirs = np.stack([(1 - k / n) * u_first + k / n * u_second + prior[k]
-                           for k in range(n_labels)], -1)
-        unary.append(theirs[..., ::-1])        # their label k = our label n - k (mask 1 - k/n)
+        prior = -eta / g**2 * np.log(lam_k + 1e-8)
+        theirs = np.stack([(1 - k / n) * u_first + k / n * u_second + prior[k] for k in range(n_labels)], -1)
+        unary.append(theirs[..., ::-1])  # their label k = our label n - k (mask 1 - k/n)
         w_v.append(pw_x + beta)
         w_h.append(pw_y + beta)
         labels.append(np.rint(mask * n).astype(np.int64))
@@ -176,24 +200,35 @@ def bench_puzzlemix(om, x, y, sal, rounds: int, seed: int, solver: str = "auto")
             continue
         _, t_theirs = timed(lambda: official_puzzle_call(om, x, y, sal, lam, index, side))  # noqa: B023
         theirs_t.append(t_theirs)
-        record = []   # untimed: the official energy and masks on this very problem
+        record = []  # untimed: the official energy and masks on this very problem
         their_img, _ = official_puzzle_call(om, x, y, sal, lam, index, side, record)
         unary, w_v, w_h, their_labels = official_energy(record)
         our_labels = solve_chain_grid(unary, w_v, w_h)
-        energies.append((side, chain_grid_energy(unary, w_v, w_h, their_labels).mean(),
-                         chain_grid_energy(unary, w_v, w_h, our_labels).mean()))
+        energies.append(
+            (
+                side,
+                chain_grid_energy(unary, w_v, w_h, their_labels).mean(),
+                chain_grid_energy(unary, w_v, w_h, our_labels).mean(),
+            )
+        )
         agree.append(float((out.inputs == their_img).float().mean()))
     result = {"ours_s": float(np.mean(ours_t))}
     if om is not None:
-        result.update(official_s=float(np.mean(theirs_t)),
-                      speedup=float(np.mean(theirs_t) / np.mean(ours_t)),
-                      energy_official=float(np.mean([e[1] for e in energies])),
-                      energy_ours=float(np.mean([e[2] for e in energies])),
-                      energy_by_side={str(s): [float(np.mean([e[1] for e in energies if e[0] == s])),
-                                               float(np.mean([e[2] for e in energies if e[0] == s]))]
-                                      for s in sides},
-                      ours_lower_or_equal=float(np.mean([e[2] <= e[1] + 1e-9 for e in energies])),
-                      identical_pixels=float(np.mean(agree)))
+        result.update(
+            official_s=float(np.mean(theirs_t)),
+            speedup=float(np.mean(theirs_t) / np.mean(ours_t)),
+            energy_official=float(np.mean([e[1] for e in energies])),
+            energy_ours=float(np.mean([e[2] for e in energies])),
+            energy_by_side={
+                str(s): [
+                    float(np.mean([e[1] for e in energies if e[0] == s])),
+                    float(np.mean([e[2] for e in energies if e[0] == s])),
+                ]
+                for s in sides
+            },
+            ours_lower_or_equal=float(np.mean([e[2] <= e[1] + 1e-9 for e in energies])),
+            identical_pixels=float(np.mean(agree)),
+        )
     return result
 
 
@@ -227,41 +262,59 @@ def comixup_objectives(match, sal, rounds: int, seed: int):
     for r in range(rounds):
         prior = torch.distributions.Dirichlet(2.0 * torch.ones(p_size)).sample((parts,)).double()
         mixer = CoMixup(generator=torch.Generator().manual_seed(seed + r))
-        dist = torch.stack([a_dist[q * p_size:(q + 1) * p_size, q * p_size:(q + 1) * p_size]
-                            for q in range(parts)])
+        dist = torch.stack(
+            [a_dist[q * p_size : (q + 1) * p_size, q * p_size : (q + 1) * p_size] for q in range(parts)]
+        )
         with patched(comixup_module, _dirichlet=lambda a, p, n, g, prior=prior: prior.numpy()):
-            z = mixer.solve(sal_blocks[:parts * p_size].reshape(parts, p_size, m, m), dist)
+            z = mixer.solve(sal_blocks[: parts * p_size].reshape(parts, p_size, m, m), dist)
         cost = mixer._last_cost
         for q in range(parts):
-            class FixedDirichlet:   # the official code draws its prior here
+
+            class FixedDirichlet:  # the official code draws its prior here
                 def __init__(self, concentration):
                     pass
 
                 def sample(self, _q=q, _prior=prior):
                     return _prior[_q].float()
-            sc = sal_blocks[q * p_size:(q + 1) * p_size]
+
+            sc = sal_blocks[q * p_size : (q + 1) * p_size]
             sc_norm = sc / sc.reshape(p_size, -1).sum(1).reshape(p_size, 1, 1)
             a = dist[q].float()
-            a = (1 - COMIX_ARGS["m_omega"]) * torch.eye(p_size) + \
-                COMIX_ARGS["m_omega"] * a / a.sum() * p_size
+            a = (1 - COMIX_ARGS["m_omega"]) * torch.eye(p_size) + COMIX_ARGS["m_omega"] * a / a.sum() * p_size
             with patched(match.torch.distributions.dirichlet, Dirichlet=FixedDirichlet):
                 theirs = match.get_onehot_matrix(
-                    -sc_norm, a, n_output=p_size, beta=COMIX_ARGS["m_beta"],
-                    gamma=COMIX_ARGS["m_gamma"], eta=COMIX_ARGS["m_eta"], mixup_alpha=2.0,
-                    thres=COMIX_ARGS["m_thres"], thres_type="hard", set_resolve=True,
-                    niter=COMIX_ARGS["m_niter"], device="cpu").double()[None]
-            cq = cost[q:q + 1]
-            rows.append([comixup_objective(cq, theirs, beta, gamma).item(),
-                         comixup_objective(cq, z[q:q + 1], beta, gamma).item(),
-                         comixup_objective(cq, theirs, beta, gamma, thres).item(),
-                         comixup_objective(cq, z[q:q + 1], beta, gamma, thres).item()])
+                    -sc_norm,
+                    a,
+                    n_output=p_size,
+                    beta=COMIX_ARGS["m_beta"],
+                    gamma=COMIX_ARGS["m_gamma"],
+                    eta=COMIX_ARGS["m_eta"],
+                    mixup_alpha=2.0,
+                    thres=COMIX_ARGS["m_thres"],
+                    thres_type="hard",
+                    set_resolve=True,
+                    niter=COMIX_ARGS["m_niter"],
+                    device="cpu",
+                ).double()[None]
+            cq = cost[q : q + 1]
+            rows.append(
+                [
+                    comixup_objective(cq, theirs, beta, gamma).item(),
+                    comixup_objective(cq, z[q : q + 1], beta, gamma).item(),
+                    comixup_objective(cq, theirs, beta, gamma, thres).item(),
+                    comixup_objective(cq, z[q : q + 1], beta, gamma, thres).item(),
+                ]
+            )
     rows = np.array(rows)
-    return {"obj_official": float(rows[:, 0].mean()), "obj_ours": float(rows[:, 1].mean()),
-            "obj_thres_official": float(rows[:, 2].mean()),
-            "obj_thres_ours": float(rows[:, 3].mean()),
-            "ours_lower_or_equal_obj": float((rows[:, 1] <= rows[:, 0] + 1e-9).mean()),
-            "ours_lower_or_equal_obj_thres": float((rows[:, 3] <= rows[:, 2] + 1e-9).mean()),
-            "partitions": int(len(rows))}
+    return {
+        "obj_official": float(rows[:, 0].mean()),
+        "obj_ours": float(rows[:, 1].mean()),
+        "obj_thres_official": float(rows[:, 2].mean()),
+        "obj_thres_ours": float(rows[:, 3].mean()),
+        "ours_lower_or_equal_obj": float((rows[:, 1] <= rows[:, 0] + 1e-9).mean()),
+        "ours_lower_or_equal_obj_thres": float((rows[:, 3] <= rows[:, 2] + 1e-9).mean()),
+        "partitions": int(len(rows)),
+    }
 
 
 def bench_comixup(official, x, y, sal, num_classes: int, rounds: int, seed: int):
@@ -274,8 +327,7 @@ def bench_comixup(official, x, y, sal, num_classes: int, rounds: int, seed: int)
     fns = {"ours": lambda: mixer.mix_with_saliency(x, y, sal, num_classes)}
     _, first = timed(fns["ours"])
     if official is not None:
-        fns["official"] = lambda: official[1].mixup_process(x, onehot, args=args, sc=sal,
-                                                            A_dist=a_dist)
+        fns["official"] = lambda: official[1].mixup_process(x, onehot, args=args, sc=sal, A_dist=a_dist)
         fns["official"]()
     times = round_robin(fns, rounds=rounds, warmup=0)
     ours_s = float(np.mean(times["ours"].wall))
@@ -291,14 +343,17 @@ def reference_step(x: torch.Tensor, num_classes: int) -> float:
     """Seconds of one forward+backward of a width-16 CIFAR ResNet-18 on ``x``."""
     from mixbench.models.classifiers.mixup_classifier import MixupClassifier
 
-    model = MixupClassifier(backbone={"type": "ResNetCIFAR", "depth": 18, "width": 16},
-                            head={"type": "LinearHead", "num_classes": num_classes})
+    model = MixupClassifier(
+        backbone={"type": "ResNetCIFAR", "depth": 18, "width": 16},
+        head={"type": "LinearHead", "num_classes": num_classes},
+    )
     y = torch.randint(0, num_classes, (x.shape[0],))
 
     def step() -> None:
         model.zero_grad()
         F.cross_entropy(model.logits(x), y).backward()
-    return round_robin({"step": step}, rounds=2)["step"].median   # after one warm-up
+
+    return round_robin({"step": step}, rounds=2)["step"].median  # after one warm-up
 
 
 def main() -> None:
@@ -307,12 +362,20 @@ def main() -> None:
     parser.add_argument("--comixup", type=Path, help="checkout of snu-mllab/Co-Mixup")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=8, help="timed calls per side (PuzzleMix: "
-                        "cycling through grid sides 2, 4, 8, 16)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=8,
+        help="timed calls per side (PuzzleMix: cycling through grid sides 2, 4, 8, 16)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: default)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--solver", default="auto", choices=["auto", "scipy", "pymaxflow"],
-                        help="PuzzleMix min-cut backend (auto: PyMaxflow when installed)")
+    parser.add_argument(
+        "--solver",
+        default="auto",
+        choices=["auto", "scipy", "pymaxflow"],
+        help="PuzzleMix min-cut backend (auto: PyMaxflow when installed)",
+    )
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
     if args.threads:
@@ -325,13 +388,18 @@ def main() -> None:
     sal = blob_saliency(args.batch, args.size, args.seed)
     om = None
     if args.openmixup is not None:
-        om = load_module("openmixup_puzzlemix",
-                         args.openmixup / "openmixup" / "models" / "augments" / "puzzlemix.py")
+        om = load_module(
+            "openmixup_puzzlemix", args.openmixup / "openmixup" / "models" / "augments" / "puzzlemix.py"
+        )
     official_co = load_comixup(args.comixup) if args.comixup is not None else None
 
-    results = {"batch": args.batch, "size": args.size, "threads": torch.get_num_threads(),
-               "loadavg_start": os.getloadavg(),
-               "reference_fwd_bwd_s": reference_step(x, num_classes)}
+    results = {
+        "batch": args.batch,
+        "size": args.size,
+        "threads": torch.get_num_threads(),
+        "loadavg_start": os.getloadavg(),
+        "reference_fwd_bwd_s": reference_step(x, num_classes),
+    }
     # warm-up both sides once
     results["puzzlemix"] = bench_puzzlemix(om, x, y, sal, 4, args.seed + 100, args.solver)
     results["puzzlemix"] = bench_puzzlemix(om, x, y, sal, args.rounds, args.seed, args.solver)

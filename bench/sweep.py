@@ -19,6 +19,7 @@ epochs of ``--samples`` images) through ``tools/sweep.py run --slots N`` and rep
 
     python bench/sweep.py --runs 8 --slots 2 --json /tmp/bench_sweep.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,15 +45,26 @@ from mixbench.sweep.state import read_state  # noqa: E402
 def make_sweep(root: Path, runs: int, epochs: int, samples: int) -> Path:
     cfg = REPO / "configs"
     spec = {
-        "name": "bench_sweep", "work_root": str(root / "work_dirs"),
+        "name": "bench_sweep",
+        "work_root": str(root / "work_dirs"),
         "base": [str(cfg / "_base_/schedules/sgd_cosine_short.yaml"), str(cfg / "_base_/runtime.yaml")],
-        "axes": {"dataset": {"digits": str(cfg / "_base_/datasets/digits.yaml")},
-                 "backbone": {"resnet8_w8": {"_base_": str(cfg / "_base_/models/resnet8_w16_gray.yaml"),
-                                             "model": {"backbone": {"width": 8}}}},
-                 "method": {"Mixup": {"type": "Mixup", "alpha": 1.0}},
-                 "max_epochs": [epochs], "seed": list(range(runs))},
-        "options": {"train_dataloader.dataset.max_samples": samples,
-                    "val_dataloader.dataset.max_samples": 128, "default_hooks.logger.interval": 50},
+        "axes": {
+            "dataset": {"digits": str(cfg / "_base_/datasets/digits.yaml")},
+            "backbone": {
+                "resnet8_w8": {
+                    "_base_": str(cfg / "_base_/models/resnet8_w16_gray.yaml"),
+                    "model": {"backbone": {"width": 8}},
+                }
+            },
+            "method": {"Mixup": {"type": "Mixup", "alpha": 1.0}},
+            "max_epochs": [epochs],
+            "seed": list(range(runs)),
+        },
+        "options": {
+            "train_dataloader.dataset.max_samples": samples,
+            "val_dataloader.dataset.max_samples": 128,
+            "default_hooks.logger.interval": 50,
+        },
     }
     path = root / "bench_sweep.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -70,8 +82,12 @@ def watch_first_writes(work_dirs, stop: threading.Event, seen: dict) -> None:
 
 def import_time(module: str) -> float:
     t0 = time.time()
-    subprocess.run([sys.executable, "-c", f"import {module}"], check=True, cwd=REPO,
-                   env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
+    subprocess.run(
+        [sys.executable, "-c", f"import {module}"],
+        check=True,
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
+    )
     return time.time() - t0
 
 
@@ -93,8 +109,19 @@ def main(argv=None) -> int:
         watcher = threading.Thread(target=watch_first_writes, args=(dirs, stop, seen), daemon=True)
         watcher.start()
         t0 = time.time()
-        proc = subprocess.run([sys.executable, str(REPO / "tools/sweep.py"), "run", str(path), "--slots",
-                               str(args.slots), "--no-ingest"], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "tools/sweep.py"),
+                "run",
+                str(path),
+                "--slots",
+                str(args.slots),
+                "--no-ingest",
+            ],
+            capture_output=True,
+            text=True,
+        )
         wall = time.time() - t0
         stop.set()
         watcher.join()
@@ -108,17 +135,25 @@ def main(argv=None) -> int:
             run_s.append(a["end"] - a["start"])
             overhead.append(seen[wd] - a["start"])
             by_slot.setdefault(st["slot"], []).append((a["start"], a["end"]))
-        gaps = [nxt[0] - prev[1] for spans in by_slot.values()
-                for prev, nxt in zip(sorted(spans), sorted(spans)[1:])]
+        gaps = [
+            nxt[0] - prev[1]
+            for spans in by_slot.values()
+            for prev, nxt in zip(sorted(spans), sorted(spans)[1:])
+        ]
         ideal = sum(run_s) / args.slots
         starts = [st["attempts"][-1]["start"] for st, _ in attempts]
         ends = [st["attempts"][-1]["end"] for st, _ in attempts]
         span = max(ends) - min(starts)
         floor_torch, floor_engine = import_time("torch"), import_time("mixbench.engine.runner")
         out = {
-            "runs": args.runs, "slots": args.slots, "epochs": args.epochs, "samples": args.samples,
-            "sweep_wall_s": round(wall, 2), "sum_run_s": round(sum(run_s), 2),
-            "ideal_wall_s": round(ideal, 2), "efficiency": round(wall / ideal, 3),
+            "runs": args.runs,
+            "slots": args.slots,
+            "epochs": args.epochs,
+            "samples": args.samples,
+            "sweep_wall_s": round(wall, 2),
+            "sum_run_s": round(sum(run_s), 2),
+            "ideal_wall_s": round(ideal, 2),
+            "efficiency": round(wall / ideal, 3),
             "sweep_startup_s": round(min(starts) - t0, 2),
             "pool_span_s": round(span, 2),
             "slot_utilization": round(sum(run_s) / (args.slots * span), 3),

@@ -12,6 +12,7 @@ better across machines than milliseconds do. On CUDA every call is synchronised.
     t = round_robin({"a": f, "b": g}, device="cpu", rounds=50, budget_s=5.0)
     t["a"].best, t["a"].median, t["a"].cpu_best      # seconds per call
 """
+
 from __future__ import annotations
 
 import statistics
@@ -49,9 +50,15 @@ class Timings:
         return min(self.cpu)
 
 
-def round_robin(fns: dict[str, Callable[[], object]], device: str = "cpu", rounds: int = 200,
-                budget_s: float = float("inf"), min_rounds: int = 3, calls: int = 1,
-                warmup: int = 1) -> dict[str, Timings]:
+def round_robin(
+    fns: dict[str, Callable[[], object]],
+    device: str = "cpu",
+    rounds: int = 200,
+    budget_s: float = float("inf"),
+    min_rounds: int = 3,
+    calls: int = 1,
+    warmup: int = 1,
+) -> dict[str, Timings]:
     """Time each function of ``fns`` round-robin; returns name -> :class:`Timings`.
 
     ``warmup`` untimed calls of each first (compilation, caches, allocator); then up to
@@ -61,8 +68,7 @@ def round_robin(fns: dict[str, Callable[[], object]], device: str = "cpu", round
     always the one that meets a cold cache or the other processes' burst.
     """
     if rounds < 1 or min_rounds < 1 or calls < 1:
-        raise ValueError(f"rounds, min_rounds and calls must be >= 1, got {rounds}, "
-                         f"{min_rounds}, {calls}")
+        raise ValueError(f"rounds, min_rounds and calls must be >= 1, got {rounds}, {min_rounds}, {calls}")
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -71,7 +77,7 @@ def round_robin(fns: dict[str, Callable[[], object]], device: str = "cpu", round
     order = list(fns)
     start = time.perf_counter()
     for r in range(rounds):
-        for name in order[r % len(order):] + order[:r % len(order)]:
+        for name in order[r % len(order) :] + order[: r % len(order)]:
             fn = fns[name]
             t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(calls):
@@ -84,9 +90,11 @@ def round_robin(fns: dict[str, Callable[[], object]], device: str = "cpu", round
     return times
 
 
-def best_time(fn: Callable[[], object], device: str = "cpu", budget_s: float = 1.0,
-              max_reps: int = 10) -> float:
+def best_time(
+    fn: Callable[[], object], device: str = "cpu", budget_s: float = 1.0, max_reps: int = 10
+) -> float:
     """Best (minimum) wall seconds of ``fn()`` over repeats filling ``budget_s`` (at least
     3, at most ``max_reps``, after one warm-up call)."""
-    return round_robin({"fn": fn}, device, rounds=max_reps, budget_s=budget_s,
-                       min_rounds=min(3, max_reps))["fn"].best
+    return round_robin({"fn": fn}, device, rounds=max_reps, budget_s=budget_s, min_rounds=min(3, max_reps))[
+        "fn"
+    ].best

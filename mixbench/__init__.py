@@ -1,2 +1,3 @@
 """mixbench: a toolbox and benchmark for mixup augmentation in image classification."""
+
 __version__ = "0.1.0"

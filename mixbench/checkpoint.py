@@ -11,6 +11,7 @@ and, registered with mmengine's ``CheckpointLoader`` (:func:`use_for_mmengine`),
 ``tools/train.py --resume`` / ``load_from`` and ``tools/test.py``; mmengine's own loader
 would silently retry a refused file with ``weights_only=False``.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,12 +58,15 @@ def load_checkpoint(source: Any, map_location: Any = "cpu", name: str | None = N
             return torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         reason = str(e).strip().splitlines()
-        why = next((ln for ln in reason if "GLOBAL" in ln or "Unsupported" in ln), reason[0] if reason else "")
+        why = next(
+            (ln for ln in reason if "GLOBAL" in ln or "Unsupported" in ln), reason[0] if reason else ""
+        )
         raise UnsafeCheckpointError(
             f"{name}: refused: this checkpoint holds more than weights ({why.strip()}); loading it "
             "in full could run code that its author put in it. mixbench's own checkpoints never "
             "need this. If you trust the file (you made it, or you trust its source), allow it "
-            f"explicitly: {TRUST_ENV}={name} (several files separated by ':')") from None
+            f"explicitly: {TRUST_ENV}={name} (several files separated by ':')"
+        ) from None
 
 
 def _mmengine_local(filename: str, map_location=None) -> Any:

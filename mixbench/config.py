@@ -13,6 +13,7 @@ Merge rules (explicit, the whole list):
   file, a sweep axis or ``--cfg-options method={...}`` swaps the method, never blends two;
   dotted overrides (``method.mixer.alpha=0.2``) patch it.
 """
+
 from __future__ import annotations
 
 import ast
@@ -44,16 +45,21 @@ class ConfigLoader(yaml.SafeLoader):
     every learning rate in every config means. ``.inf``/``.nan`` stay floats as before."""
 
 
-ConfigLoader.yaml_implicit_resolvers = {k: list(v) for k, v in
-                                        yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ConfigLoader.yaml_implicit_resolvers = {
+    k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 ConfigLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
                 |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
                 |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
                 |[-+]?\.(?:inf|Inf|INF)
-                |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
+                |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 def yaml_load(text: str) -> Any:
@@ -81,8 +87,11 @@ def merge(base: Any, override: Any) -> Any:
         return copy.deepcopy(override)
     override = dict(override)
     delete = bool(override.pop(DELETE_KEY, False))
-    if (delete or not isinstance(base, Mapping)
-            or ("type" in override and "type" in base and override["type"] != base["type"])):
+    if (
+        delete
+        or not isinstance(base, Mapping)
+        or ("type" in override and "type" in base and override["type"] != base["type"])
+    ):
         return {k: merge(None, v) for k, v in override.items()}
     out = copy.deepcopy(dict(base))
     for key, value in override.items():
@@ -110,7 +119,7 @@ def _load_tree(path: Path, stack: tuple) -> dict:
         raise ConfigError(f"{path}: _base_ must be a path or a list of paths")
     merged: dict = {}
     for base in bases:
-        base_path = (path.parent / base)
+        base_path = path.parent / base
         if not base_path.is_file():
             raise ConfigError(f"{path}: _base_ file {base!r} not found (looked at {base_path})")
         merged = merge_config(merged, _load_tree(base_path, stack + (path,)))
@@ -133,7 +142,8 @@ def parse_value(text: str, key: str = "") -> Any:
                     f"--cfg-options {key or 'value'}={text!r}: not a valid YAML "
                     f"{'mapping' if text.lstrip()[0] == '{' else 'list'} ({problem}); check the "
                     "brackets and commas and quote the whole option, e.g. "
-                    "\"model.mixer={type: Mixup, alpha: 1.0}\"") from None
+                    '"model.mixer={type: Mixup, alpha: 1.0}"'
+                ) from None
             return text
 
 
@@ -194,6 +204,7 @@ def dump_config(cfg: Mapping, path: str | Path | None = None) -> str:
     text = yaml.safe_dump(_plain(clean), sort_keys=False, default_flow_style=None)
     if path is not None:
         from mixbench.results import atomic_write_text
+
         atomic_write_text(path, text)
     return text
 

@@ -18,6 +18,7 @@ ResNet-18 table).
 Only the standard library and :mod:`mixbench.config`: the sweep and the leaderboard use it
 without torch.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,9 +64,15 @@ def method_settings(cfg: Mapping) -> dict:
     method = method_section(cfg)
     recipe_loss = get_path(cfg, "model.loss") or DEFAULT_LOSS
     loss = merge(recipe_loss, method["loss"]) if method["loss"] else recipe_loss
-    return canonical({"classifier": method["classifier"], "mixer": method["mixer"] or DEFAULT_MIXER,
-                      "loss": loss, "paramwise_cfg": method["paramwise_cfg"],
-                      "hooks": method["hooks"]})
+    return canonical(
+        {
+            "classifier": method["classifier"],
+            "mixer": method["mixer"] or DEFAULT_MIXER,
+            "loss": loss,
+            "paramwise_cfg": method["paramwise_cfg"],
+            "hooks": method["hooks"],
+        }
+    )
 
 
 def backbone_settings(cfg: Mapping) -> dict:
@@ -74,15 +81,19 @@ def backbone_settings(cfg: Mapping) -> dict:
 
 
 def _show(value: Any) -> str:
-    return json.dumps(value, sort_keys=True) if isinstance(value, (Mapping, list)) else (
-        repr(value) if isinstance(value, str) else str(value))
+    return (
+        json.dumps(value, sort_keys=True)
+        if isinstance(value, (Mapping, list))
+        else (repr(value) if isinstance(value, str) else str(value))
+    )
 
 
 _UNSET = object()
 
 
-def setting_differences(ours: Any, published: Any, path: str = "",
-                        explain: Mapping[str, str] | None = None) -> list[str]:
+def setting_differences(
+    ours: Any, published: Any, path: str = "", explain: Mapping[str, str] | None = None
+) -> list[str]:
     """Every difference between two settings trees, one sentence each, in a stable order:
     ``"mixer.alpha 1 vs published 0.2"``, ``"mixer.prob 0.5 set here, not in the
     published setting"``, ``"classifier.eta_k unset here, published 1"``.

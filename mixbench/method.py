@@ -29,6 +29,7 @@ and mixer classes and checked against what the backbone offers before training
 
 Only the standard library: the sweep and the leaderboard read methods without torch.
 """
+
 from __future__ import annotations
 
 import copy
@@ -68,38 +69,55 @@ def method_section(cfg: Mapping) -> dict:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{src}: `method` must be a mapping such as "
-                          f"`method: {{name: Mixup, mixer: {{type: Mixup, alpha: 1.0}}}}`, got {raw!r}")
+        raise ConfigError(
+            f"{src}: `method` must be a mapping such as "
+            f"`method: {{name: Mixup, mixer: {{type: Mixup, alpha: 1.0}}}}`, got {raw!r}"
+        )
     unknown = [k for k in raw if k not in METHOD_KEYS]
     if unknown:
         key = unknown[0]
-        raise ConfigError(f"{src}: unknown key method.{key}{closest(key, METHOD_KEYS)}; "
-                          f"a method section has {', '.join(METHOD_KEYS)}")
+        raise ConfigError(
+            f"{src}: unknown key method.{key}{closest(key, METHOD_KEYS)}; "
+            f"a method section has {', '.join(METHOD_KEYS)}"
+        )
     classifier = raw.get("classifier") or {"type": DEFAULT_CLASSIFIER}
     mixer = raw.get("mixer")
     for key, value in (("classifier", classifier), ("mixer", mixer), ("loss", raw.get("loss"))):
         if value is not None and (not isinstance(value, Mapping) or "type" not in value):
-            raise ConfigError(f"{src}: method.{key} must be a mapping with a `type`, "
-                              f"e.g. {{type: {_EXAMPLES[key]}}}, got {value!r}")
+            raise ConfigError(
+                f"{src}: method.{key} must be a mapping with a `type`, "
+                f"e.g. {{type: {_EXAMPLES[key]}}}, got {value!r}"
+            )
     hooks = raw.get("hooks") or []
     if not isinstance(hooks, list) or not all(isinstance(h, Mapping) and "type" in h for h in hooks):
         raise ConfigError(f"{src}: method.hooks must be a list of mappings with a `type`, got {hooks!r}")
     paramwise = raw.get("paramwise_cfg") or {}
     if not isinstance(paramwise, Mapping):
-        raise ConfigError(f"{src}: method.paramwise_cfg must be a mapping (mmengine's "
-                          f"paramwise_cfg, e.g. {{custom_keys: {{mix_block: {{lr_mult: 1.0}}}}}}), "
-                          f"got {paramwise!r}")
+        raise ConfigError(
+            f"{src}: method.paramwise_cfg must be a mapping (mmengine's "
+            f"paramwise_cfg, e.g. {{custom_keys: {{mix_block: {{lr_mult: 1.0}}}}}}), "
+            f"got {paramwise!r}"
+        )
     name = raw.get("name") or _default_name(classifier, mixer)
     if not isinstance(name, str):
         raise ConfigError(f"{src}: method.name must be a string, got {name!r}")
-    return copy.deepcopy({"name": name, "classifier": dict(classifier),
-                          "mixer": dict(mixer) if mixer is not None else None,
-                          "loss": dict(raw["loss"]) if raw.get("loss") else None,
-                          "paramwise_cfg": dict(paramwise), "hooks": list(hooks)})
+    return copy.deepcopy(
+        {
+            "name": name,
+            "classifier": dict(classifier),
+            "mixer": dict(mixer) if mixer is not None else None,
+            "loss": dict(raw["loss"]) if raw.get("loss") else None,
+            "paramwise_cfg": dict(paramwise),
+            "hooks": list(hooks),
+        }
+    )
 
 
-_EXAMPLES = {"classifier": DEFAULT_CLASSIFIER, "mixer": "Mixup, alpha: 1.0",
-             "loss": "DecoupledMixupLoss, eta: 0.1"}
+_EXAMPLES = {
+    "classifier": DEFAULT_CLASSIFIER,
+    "mixer": "Mixup, alpha: 1.0",
+    "loss": "DecoupledMixupLoss, eta: 0.1",
+}
 
 
 def _default_name(classifier: Mapping, mixer: Mapping | None) -> str:
@@ -125,14 +143,16 @@ def check_model_section(cfg: Mapping) -> None:
                 f"{_where(cfg)}: model.{key} is part of the method; write it as {fix} "
                 f"(e.g. `method: {{mixer: {{type: Mixup, alpha: 1.0}}}}`, "
                 "`method: {classifier: {type: AutoMixClassifier, ...}}`). The model section "
-                "keeps the backbone's recipe: backbone, neck, head, loss, data_preprocessor")
+                "keeps the backbone's recipe: backbone, neck, head, loss, data_preprocessor"
+            )
     unknown = [k for k in model if k not in RECIPE_KEYS]
     if unknown:
         key = unknown[0]
         raise ConfigError(
             f"{_where(cfg)}: unknown key model.{key}{closest(key, RECIPE_KEYS)}; the model "
             f"section is the backbone's recipe ({', '.join(RECIPE_KEYS)}); an option of the "
-            f"method's classifier goes under method.classifier (method.classifier.{key})")
+            f"method's classifier goes under method.classifier (method.classifier.{key})"
+        )
 
 
 def resolve_method(cfg: Mapping) -> dict:
@@ -146,8 +166,10 @@ def resolve_method(cfg: Mapping) -> dict:
     classifier = dict(method["classifier"])
     clash = sorted(set(classifier) & (set(recipe) | {"mixer"}) - {"type"})
     if clash:
-        raise ConfigError(f"{_where(cfg)}: method.classifier sets {clash}, which the recipe "
-                          "(model.*) or method.mixer owns; set them there")
+        raise ConfigError(
+            f"{_where(cfg)}: method.classifier sets {clash}, which the recipe "
+            "(model.*) or method.mixer owns; set them there"
+        )
     model = {"type": classifier.pop("type"), **recipe, **classifier}
     if method["mixer"] is not None:
         model["mixer"] = method["mixer"]
@@ -177,10 +199,13 @@ def method_from_fragment(fragment: Mapping, where: str) -> dict:
     backbone."""
     extra = sorted(k for k in fragment if k not in (METHOD_KEY, "_source_"))
     if METHOD_KEY not in fragment:
-        raise ConfigError(f"{where}: no `method:` section; a method file looks like "
-                          "`method: {name: CutMix, mixer: {type: CutMix, alpha: 0.2}}`")
+        raise ConfigError(
+            f"{where}: no `method:` section; a method file looks like "
+            "`method: {name: CutMix, mixer: {type: CutMix, alpha: 0.2}}`"
+        )
     if extra:
-        raise ConfigError(f"{where}: a method file holds only a `method:` section (it never names "
-                          f"a backbone, dataset or schedule), found also {extra}")
+        raise ConfigError(
+            f"{where}: a method file holds only a `method:` section (it never names "
+            f"a backbone, dataset or schedule), found also {extra}"
+        )
     return dict(fragment[METHOD_KEY])
-

@@ -5,6 +5,7 @@ our classes from config dicts (``default_scope='mixbench'``). Classes register t
 in the file that defines them, with one exception: the mixers (which must not import
 mmengine) are registered here in bulk from ``mixbench.mixers.__all__``.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -40,38 +41,34 @@ if TYPE_CHECKING:  # the mixers import no mmengine; this module imports them laz
 
 SCOPE = "mixbench"
 
-MODELS = Registry("model", parent=MMENGINE_MODELS, scope=SCOPE,
-                  locations=["mixbench.models"])
+MODELS = Registry("model", parent=MMENGINE_MODELS, scope=SCOPE, locations=["mixbench.models"])
 MIXERS = Registry("mixer", scope=SCOPE, locations=["mixbench.mixers"])
-DATASETS = Registry("dataset", parent=MMENGINE_DATASETS, scope=SCOPE,
-                    locations=["mixbench.data"])
-TRANSFORMS = Registry("transform", parent=MMENGINE_TRANSFORMS, scope=SCOPE,
-                      locations=["mixbench.data"])
-METRICS = Registry("metric", parent=MMENGINE_METRICS, scope=SCOPE,
-                   locations=["mixbench.engine"])
+DATASETS = Registry("dataset", parent=MMENGINE_DATASETS, scope=SCOPE, locations=["mixbench.data"])
+TRANSFORMS = Registry("transform", parent=MMENGINE_TRANSFORMS, scope=SCOPE, locations=["mixbench.data"])
+METRICS = Registry("metric", parent=MMENGINE_METRICS, scope=SCOPE, locations=["mixbench.engine"])
 EVALUATOR = Registry("evaluator", parent=MMENGINE_EVALUATOR, scope=SCOPE)
 HOOKS = Registry("hook", parent=MMENGINE_HOOKS, scope=SCOPE, locations=["mixbench.engine"])
-OPTIM_WRAPPERS = Registry("optim_wrapper", parent=MMENGINE_OPTIM_WRAPPERS, scope=SCOPE,
-                          locations=["mixbench.engine"])
+OPTIM_WRAPPERS = Registry(
+    "optim_wrapper", parent=MMENGINE_OPTIM_WRAPPERS, scope=SCOPE, locations=["mixbench.engine"]
+)
 OPTIMIZERS = Registry("optimizer", parent=MMENGINE_OPTIMIZERS, scope=SCOPE)
-PARAM_SCHEDULERS = Registry("parameter scheduler", parent=MMENGINE_PARAM_SCHEDULERS,
-                            scope=SCOPE)
+PARAM_SCHEDULERS = Registry("parameter scheduler", parent=MMENGINE_PARAM_SCHEDULERS, scope=SCOPE)
 DATA_SAMPLERS = Registry("data sampler", parent=MMENGINE_DATA_SAMPLERS, scope=SCOPE)
 LOOPS = Registry("loop", parent=MMENGINE_LOOPS, scope=SCOPE)
-MODEL_WRAPPERS = Registry("model_wrapper", parent=MMENGINE_MODEL_WRAPPERS, scope=SCOPE,
-                          locations=["mixbench.engine"])
+MODEL_WRAPPERS = Registry(
+    "model_wrapper", parent=MMENGINE_MODEL_WRAPPERS, scope=SCOPE, locations=["mixbench.engine"]
+)
 RUNNERS = Registry("runner", parent=MMENGINE_RUNNERS, scope=SCOPE)
 VISBACKENDS = Registry("vis_backend", parent=MMENGINE_VISBACKENDS, scope=SCOPE)
 VISUALIZERS = Registry("visualizer", parent=MMENGINE_VISUALIZERS, scope=SCOPE)
-OPTIM_WRAPPER_CONSTRUCTORS = Registry("optimizer wrapper constructor",
-                                      parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope=SCOPE)
+OPTIM_WRAPPER_CONSTRUCTORS = Registry(
+    "optimizer wrapper constructor", parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope=SCOPE
+)
 # collate functions (``batch_collate``); mixbench's runner resolves a dataloader's
 # ``collate_fn`` type here (mixbench/engine/compat.py: mmengine's own lookup would not)
-FUNCTIONS = Registry("function", parent=MMENGINE_FUNCTIONS, scope=SCOPE,
-                     locations=["mixbench.data"])
+FUNCTIONS = Registry("function", parent=MMENGINE_FUNCTIONS, scope=SCOPE, locations=["mixbench.data"])
 LOG_PROCESSORS = Registry("log_processor", parent=MMENGINE_LOG_PROCESSORS, scope=SCOPE)
-WEIGHT_INITIALIZERS = Registry("weight initializer", parent=MMENGINE_WEIGHT_INITIALIZERS,
-                               scope=SCOPE)
+WEIGHT_INITIALIZERS = Registry("weight initializer", parent=MMENGINE_WEIGHT_INITIALIZERS, scope=SCOPE)
 
 
 def _register_mixers() -> None:
@@ -113,7 +110,7 @@ def unknown_type_message(registry: Registry, name: str, where: str = "") -> str:
     ours = sorted(registry.module_dict)
     listed = ", ".join(ours) if ours else ", ".join(names[:40])
     loc = f" (at {where})" if where else ""
-    return (f"Unknown {registry.name} {name!r}{loc}{hint} Registered in mixbench: {listed}")
+    return f"Unknown {registry.name} {name!r}{loc}{hint} Registered in mixbench: {listed}"
 
 
 def check_type(registry: Registry, name, where: str = "") -> None:
@@ -158,8 +155,11 @@ def _signature_options(obj) -> tuple[dict, bool] | None:
         sig = inspect.signature(obj)
     except (TypeError, ValueError):
         return None
-    params = {n: p for n, p in sig.parameters.items()
-              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self"}
+    params = {
+        n: p
+        for n, p in sig.parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self"
+    }
     return params, any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
 
 
@@ -196,8 +196,7 @@ def closest(name: str, names, n: int = 3, cutoff: float = 0.6) -> list[str]:
     close = difflib.get_close_matches(name, names, n=n, cutoff=cutoff)
     if not close:
         lower = {x.lower(): x for x in names}
-        close = [lower[x] for x in difflib.get_close_matches(name.lower(), list(lower), n=n,
-                                                             cutoff=cutoff)]
+        close = [lower[x] for x in difflib.get_close_matches(name.lower(), list(lower), n=n, cutoff=cutoff)]
     return close
 
 
@@ -206,8 +205,15 @@ def did_you_mean(name: str, names) -> str:
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
 
 
-def check_options(registry: Registry, cfg: Mapping, where: str = "", source: str = "",
-                  provided: Iterable[str] = (), default_type=None, extra: Iterable[str] = ()) -> None:
+def check_options(
+    registry: Registry,
+    cfg: Mapping,
+    where: str = "",
+    source: str = "",
+    provided: Iterable[str] = (),
+    default_type=None,
+    extra: Iterable[str] = (),
+) -> None:
     """Check a component's config against the constructor it will be built with.
 
     ``cfg`` is the component's dict (``{type: ResNetCIFAR, depth: 8, widht: 8}``); its
@@ -240,10 +246,15 @@ def check_options(registry: Registry, cfg: Mapping, where: str = "", source: str
                 listed = ", ".join(sorted(p for p in params if p not in set(provided)))
                 raise UnknownOptionError(
                     f"{loc}{name} has no option {key!r}{did_you_mean(str(key), params)} "
-                    f"{name} takes: {listed or '(no options)'}. Correct or remove the key.")
-    missing = [p for p, spec in params.items() if spec.default is inspect.Parameter.empty
-               and p not in cfg and p not in set(provided)]
+                    f"{name} takes: {listed or '(no options)'}. Correct or remove the key."
+                )
+    missing = [
+        p
+        for p, spec in params.items()
+        if spec.default is inspect.Parameter.empty and p not in cfg and p not in set(provided)
+    ]
     if missing:
         raise UnknownOptionError(
             f"{loc}{name} needs {', '.join(repr(m) for m in missing)}, which the config does "
-            f"not give; add {missing[0]}: <value> there")
+            f"not give; add {missing[0]}: <value> there"
+        )

@@ -51,6 +51,7 @@ Schema 1 files (no settings, no heads) are still read; a reader treats their set
 unknown. Whoever changes this schema bumps ``SCHEMA_VERSION`` and updates every reader in
 the same commit.
 """
+
 from __future__ import annotations
 
 import json
@@ -142,8 +143,9 @@ HEADS = ("mix_k", "one_k", "mix_q", "one_q")
 @dataclass(frozen=True)
 class Metric:
     """A named way to read one number off a run's validation history."""
+
     key: str
-    what: str          # the protocol's words; ``{n}`` is N
+    what: str  # the protocol's words; ``{n}`` is N
     uses_n: bool = True
 
     def label(self, n: int) -> str:
@@ -155,17 +157,22 @@ class Metric:
 
 
 #: Every per-run metric, by key (the leaderboard's ``--metric``).
-METRICS = {m.key: m for m in (
-    Metric("median_last_n", "median top-1 of the last {n} evaluations"),
-    Metric("best_last_n", "best top-1 of the last {n} evaluations (OpenMixup's ViT tables)"),
-    Metric("best", "best top-1 over all evaluations", uses_n=False),
-    Metric("last", "top-1 of the final evaluation", uses_n=False),
-    Metric("best_head_median_last_n",
-           "OpenMixup's reading of AutoMix-style runs: the best, over the four heads "
-           "(online/EMA encoder x mixed/one-hot head) and two end windows of about the "
-           "last {n} epochs, of the median top-1 (its tools/summary/"
-           "find_automix_val_median.py)"),
-)}
+METRICS = {
+    m.key: m
+    for m in (
+        Metric("median_last_n", "median top-1 of the last {n} evaluations"),
+        Metric("best_last_n", "best top-1 of the last {n} evaluations (OpenMixup's ViT tables)"),
+        Metric("best", "best top-1 over all evaluations", uses_n=False),
+        Metric("last", "top-1 of the final evaluation", uses_n=False),
+        Metric(
+            "best_head_median_last_n",
+            "OpenMixup's reading of AutoMix-style runs: the best, over the four heads "
+            "(online/EMA encoder x mixed/one-hot head) and two end windows of about the "
+            "last {n} epochs, of the median top-1 (its tools/summary/"
+            "find_automix_val_median.py)",
+        ),
+    )
+}
 TABLE_METRICS = tuple(METRICS)
 #: Published metric names that are one of ours under another name: OpenMixup's
 #: ``mean_best_3trials`` is the per-run best, averaged over the runs (trials) of a cell.
@@ -175,6 +182,7 @@ METRIC_ALIASES = {"mean_best_3trials": "best"}
 def check_metric(metric: str) -> Metric:
     if metric not in METRICS:
         import difflib
+
         close = difflib.get_close_matches(metric, METRICS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"unknown metric {metric!r}{hint}; expected one of {', '.join(METRICS)}")
@@ -196,9 +204,12 @@ def parse_metric_label(label: str) -> tuple[str, int | None]:
     m = re.fullmatch(r"(.+)_last(\d+)", label)
     if m and f"{m.group(1)}_last_n" in METRICS and int(m.group(2)) > 0:
         return f"{m.group(1)}_last_n", int(m.group(2))
-    raise ValueError(f"metric label {label!r} names no mixbench metric; known: "
-                     + ", ".join(METRICS[k].label(10) for k in METRICS)
-                     + ", " + ", ".join(METRIC_ALIASES))
+    raise ValueError(
+        f"metric label {label!r} names no mixbench metric; known: "
+        + ", ".join(METRICS[k].label(10) for k in METRICS)
+        + ", "
+        + ", ".join(METRIC_ALIASES)
+    )
 
 
 def median_last_n(values: Iterable[float], n: int) -> float | None:
@@ -265,8 +276,12 @@ def best_head_median(history: list[dict], n: int) -> dict | None:
                 continue
             value = float(statistics.median(values))
             if best is None or value > best["value"]:
-                best = {"value": value, "head": head, "first_epoch": part[0]["epoch"],
-                        "last_epoch": part[-1]["epoch"]}
+                best = {
+                    "value": value,
+                    "head": head,
+                    "first_epoch": part[0]["epoch"],
+                    "last_epoch": part[-1]["epoch"],
+                }
     return best
 
 
@@ -298,9 +313,11 @@ def metric_shortfall(history: list[dict], metric: str, n: int, epochs: int) -> s
     done = {h["epoch"] for h in history if h.get("top1") is not None}
     if metric == "best_head_median_last_n":
         if not _head_entries(history):
-            return ("metric differs: the published number is the best of OpenMixup's four "
-                    "heads (online/EMA encoder x mixed/one-hot head); this run recorded its "
-                    "online head only")
+            return (
+                "metric differs: the published number is the best of OpenMixup's four "
+                "heads (online/EMA encoder x mixed/one-hot head); this run recorded its "
+                "online head only"
+            )
         need = set(range(epochs - n - (1 if n >= 10 else 0), epochs + 1))
         done = {h["epoch"] for h in _head_entries(history)}
     elif metric.endswith("_last_n"):
@@ -313,9 +330,11 @@ def metric_shortfall(history: list[dict], metric: str, n: int, epochs: int) -> s
     missing = sorted(need - done)
     if not missing:
         return None
-    return (f"metric differs: {metric_label(metric, n)} reads epochs {min(need)}-{max(need)} "
-            f"of {epochs}, each evaluated; this run has no evaluation of {len(missing)} of "
-            f"them (first: epoch {missing[0]})")
+    return (
+        f"metric differs: {metric_label(metric, n)} reads epochs {min(need)}-{max(need)} "
+        f"of {epochs}, each evaluated; this run has no evaluation of {len(missing)} of "
+        f"them (first: epoch {missing[0]})"
+    )
 
 
 def summarize_history(history: list[dict], n: int = DEFAULT_LAST_N) -> dict:
@@ -325,13 +344,21 @@ def summarize_history(history: list[dict], n: int = DEFAULT_LAST_N) -> dict:
     out: dict[str, Any] = {"n": n, "epochs_done": history[-1]["epoch"] if history else 0}
     if top1:
         best_i = max(range(len(top1)), key=lambda i: top1[i])
-        out.update(top1_best=top1[best_i],
-                   top1_best_epoch=[h for h in history if h.get("top1") is not None][best_i]["epoch"],
-                   top1_last=top1[-1], top1_median_last_n=median_last_n(top1, n),
-                   top1_best_last_n=best_last_n(top1, n))
+        out.update(
+            top1_best=top1[best_i],
+            top1_best_epoch=[h for h in history if h.get("top1") is not None][best_i]["epoch"],
+            top1_last=top1[-1],
+            top1_median_last_n=median_last_n(top1, n),
+            top1_best_last_n=best_last_n(top1, n),
+        )
     else:
-        out.update(top1_best=None, top1_best_epoch=None, top1_last=None,
-                   top1_median_last_n=None, top1_best_last_n=None)
+        out.update(
+            top1_best=None,
+            top1_best_epoch=None,
+            top1_last=None,
+            top1_median_last_n=None,
+            top1_best_last_n=None,
+        )
     out.update(top5_best=max(top5) if top5 else None, top5_last=top5[-1] if top5 else None)
     heads = best_head_median(history, n)
     if heads is not None:
@@ -350,7 +377,8 @@ def validate_result(data: Any, source: str = "result.json") -> dict:
     if schema > SCHEMA_VERSION:
         raise ResultFileError(
             f"{source}: schema {schema} is newer than this mixbench understands "
-            f"({SCHEMA_VERSION}); upgrade mixbench to read it")
+            f"({SCHEMA_VERSION}); upgrade mixbench to read it"
+        )
     if schema < MIN_SCHEMA_VERSION:
         raise ResultFileError(f"{source}: invalid schema version {schema}")
     if data.get("status") not in STATUSES:
@@ -360,29 +388,34 @@ def validate_result(data: Any, source: str = "result.json") -> dict:
             raise ResultFileError(f"{source}: missing section {key!r}")
     for key in ("run", "metrics", "cost", "env"):
         if not isinstance(data[key], dict):
-            raise ResultFileError(f"{source}: section {key!r} must be an object, got "
-                                  f"{json.dumps(data[key])[:60]}")
+            raise ResultFileError(
+                f"{source}: section {key!r} must be an object, got {json.dumps(data[key])[:60]}"
+            )
     missing = [k for k in REQUIRED_RUN_KEYS if k not in data["run"]]
     if missing:
         raise ResultFileError(f"{source}: run section lacks {', '.join(missing)}")
     if schema >= 2 and not isinstance(data["run"].get("method_settings"), dict):
-        raise ResultFileError(f"{source}: run.method_settings must be an object (schema 2: the "
-                              "run's settings fingerprint); the file is damaged")
+        raise ResultFileError(
+            f"{source}: run.method_settings must be an object (schema 2: the "
+            "run's settings fingerprint); the file is damaged"
+        )
     if not isinstance(data["history"], list):
         raise ResultFileError(f"{source}: history must be a list")
     for i, entry in enumerate(data["history"]):
         if not isinstance(entry, dict):
-            raise ResultFileError(f"{source}: history entry {i} must be an object, got "
-                                  f"{json.dumps(entry)[:60]}")
+            raise ResultFileError(
+                f"{source}: history entry {i} must be an object, got {json.dumps(entry)[:60]}"
+            )
         for key in HISTORY_NUMBERS:
             value = entry.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ResultFileError(f"{source}: history[{i}].{key} must be a number or null, "
-                                      f"got {value!r}")
+                raise ResultFileError(f"{source}: history[{i}].{key} must be a number or null, got {value!r}")
     bad = _non_finite(data)
     if bad:
-        raise ResultFileError(f"{source}: {bad} is not a finite number (NaN or Infinity); "
-                              "mixbench never writes one, so the file was edited or corrupted")
+        raise ResultFileError(
+            f"{source}: {bad} is not a finite number (NaN or Infinity); "
+            "mixbench never writes one, so the file was edited or corrupted"
+        )
     return data
 
 
@@ -417,8 +450,10 @@ def load_result(path: os.PathLike | str) -> dict:
     except OSError as e:
         raise ResultFileError(f"{path}: cannot read ({e.strerror})") from e
     except UnicodeDecodeError as e:
-        raise ResultFileError(f"{path}: not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x}): "
-                              "corrupt; delete it (the run is redone) or restore it") from e
+        raise ResultFileError(
+            f"{path}: not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x}): "
+            "corrupt; delete it (the run is redone) or restore it"
+        ) from e
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

@@ -1,5 +1,6 @@
 """Shared test set-up: offline hubs, one thread per process (CI has 2 cores), and the markers
 of what a test needs beyond Python (registered in pyproject.toml)."""
+
 import os
 from pathlib import Path
 
@@ -78,13 +79,24 @@ def pytest_collection_modifyitems(config, items):
         code = getattr(getattr(item, "function", None), "__code__", None)
         if code is not None and SLOW_CALLS & set(code.co_names):
             item.add_marker("slow")
-        if any(m.name == "skipif" and "cuda" in str(m.kwargs.get("reason", "")).lower()
-               for m in item.iter_markers()):
+        if any(
+            m.name == "skipif" and "cuda" in str(m.kwargs.get("reason", "")).lower()
+            for m in item.iter_markers()
+        ):
             item.add_marker("cuda")  # skipped without CUDA: say so to -m too
-    stale = [place for places in MARKED.values() for place in places
-             if not (TESTS / place.split("::")[0]).is_file()
-             or ("::" in place and place.split("::")[0] in modules
-                 and not hasattr(modules[place.split("::")[0]], place.split("::")[1]))]
+    stale = [
+        place
+        for places in MARKED.values()
+        for place in places
+        if not (TESTS / place.split("::")[0]).is_file()
+        or (
+            "::" in place
+            and place.split("::")[0] in modules
+            and not hasattr(modules[place.split("::")[0]], place.split("::")[1])
+        )
+    ]
     if stale:
-        raise pytest.UsageError(f"tests/conftest.py MARKED names tests that do not exist: {stale}; "
-                                "update it to the new file or test name")
+        raise pytest.UsageError(
+            f"tests/conftest.py MARKED names tests that do not exist: {stale}; "
+            "update it to the new file or test name"
+        )

@@ -1,4 +1,5 @@
 """Helpers for tests: run the command-line tools as a user would."""
+
 import importlib.util
 import os
 import subprocess
@@ -39,9 +40,17 @@ def load_script(path):
 def run_tool(*args, timeout=600, env=None, check=True, cwd=None):
     """Run ``python <tool> args...`` from the repo root; return the CompletedProcess."""
     full_env = dict(os.environ, **(env or {}))
-    proc = subprocess.run([sys.executable, *map(str, args)], cwd=cwd or REPO, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, *map(str, args)],
+        cwd=cwd or REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{args} exited {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}"
-                             f"\n--- stderr\n{proc.stderr[-5000:]}")
+        raise AssertionError(
+            f"{args} exited {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}"
+            f"\n--- stderr\n{proc.stderr[-5000:]}"
+        )
     return proc

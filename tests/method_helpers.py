@@ -1,5 +1,6 @@
 """Helpers shared by the tests of single methods: a method file trained on digits and
 resumed exactly, and a check that a mixer's extra pass leaves the model untouched."""
+
 from __future__ import annotations
 
 from tests.learnable.helpers import train_then_resume
@@ -11,7 +12,7 @@ def train_and_resume(tmp_path, name: str, overrides=None) -> tuple:
     same validation record and bit-identical weights. Returns ``(result, checkpoint)``."""
     import torch
 
-    keep = {"default_hooks": {"checkpoint": {"max_keep_ckpts": 2}}}   # epoch_1.pth stays
+    keep = {"default_hooks": {"checkpoint": {"max_keep_ckpts": 2}}}  # epoch_1.pth stays
     result, a, b = train_then_resume(tmp_path, name, {**keep, **(overrides or {})})
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for key, value in a["state_dict"].items():

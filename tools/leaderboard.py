@@ -2,6 +2,7 @@
 """mixbench leaderboard: ingest result.json files into the results database, write reports.
 
 Usage: --help, or the docstring of mixbench/cli/leaderboard.py."""
+
 import sys
 from pathlib import Path
 

@@ -2,6 +2,7 @@
 """Check a benchmark dataset's layout, or write its cached index.
 
 Usage: --help, or the docstring of mixbench/cli/prepare_data.py."""
+
 import sys
 from pathlib import Path
 

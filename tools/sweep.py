@@ -2,6 +2,7 @@
 """Run a benchmark sweep (a grid of training runs) on this machine or on a Slurm cluster.
 
 Usage: --help, or the docstring of mixbench/cli/sweep.py."""
+
 import sys
 from pathlib import Path
 

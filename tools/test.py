@@ -2,6 +2,7 @@
 """Evaluate a checkpoint: tools/test.py CONFIG CHECKPOINT [--cfg-options k=v ...]
 
 Usage: --help, or the docstring of mixbench/cli/test.py."""
+
 import sys
 from pathlib import Path
 

@@ -2,6 +2,7 @@
 """Train a mixbench config: tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]] ...
 
 Usage: --help, or the docstring of mixbench/cli/train.py."""
+
 import sys
 from pathlib import Path
 

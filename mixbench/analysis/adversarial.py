@@ -13,6 +13,7 @@ Attack radii default to 8/255 and 4/255 (the CIFAR convention; Puzzle Mix report
 and takes pixels in [0, 1]; normalization happens inside it
 (:class:`mixbench.analysis.common.PixelSpaceClassifier`), so eps is in pixel units.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -42,9 +43,16 @@ def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> Tensor:
     return (x + eps * _input_grad(model, x, y).sign()).clamp_(0, 1).detach()
 
 
-def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int = DEFAULT_PGD_STEPS,
-        step_size: float | None = None, random_start: bool = True,
-        generator: torch.Generator | None = None) -> Tensor:
+def pgd(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    steps: int = DEFAULT_PGD_STEPS,
+    step_size: float | None = None,
+    random_start: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """Projected gradient descent in the L-inf ball of radius ``eps`` around ``x``.
 
     ``step_size`` defaults to ``eps / 4``; ``random_start`` draws the start uniformly in the
@@ -69,10 +77,17 @@ def eps_name(eps: float) -> str:
     return f"{levels:g}" if abs(levels - round(levels)) > 1e-6 else str(int(round(levels)))
 
 
-def robust_accuracy(model: nn.Module, dataset, eps: Sequence[float] = DEFAULT_EPS,
-                    attacks: Sequence[str] = ("fgsm", "pgd"), steps: int = DEFAULT_PGD_STEPS,
-                    step_size: float | None = None, batch_size: int = 256,
-                    seed: int = 0, device=None) -> dict:
+def robust_accuracy(
+    model: nn.Module,
+    dataset,
+    eps: Sequence[float] = DEFAULT_EPS,
+    attacks: Sequence[str] = ("fgsm", "pgd"),
+    steps: int = DEFAULT_PGD_STEPS,
+    step_size: float | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+    device=None,
+) -> dict:
     """Top-1 (%) on clean images and under each attack at each radius.
 
     Returns ``{"summary": {"clean_top1", "fgsm_eps8_top1", "pgd_eps8_top1", ...},
@@ -94,8 +109,11 @@ def robust_accuracy(model: nn.Module, dataset, eps: Sequence[float] = DEFAULT_EP
         with torch.no_grad():
             clean += int((model(x).argmax(1) == y).sum())
         for attack, e in settings:
-            adv = fgsm(model, x, y, e) if attack == "fgsm" else pgd(
-                model, x, y, e, steps, step_size, generator=gen)
+            adv = (
+                fgsm(model, x, y, e)
+                if attack == "fgsm"
+                else pgd(model, x, y, e, steps, step_size, generator=gen)
+            )
             with torch.no_grad():
                 correct[(attack, e)] += int((model(adv).argmax(1) == y).sum())
         total += len(labels)
@@ -104,22 +122,38 @@ def robust_accuracy(model: nn.Module, dataset, eps: Sequence[float] = DEFAULT_EP
     for attack, e in settings:
         acc = 100.0 * correct[(attack, e)] / total
         summary[f"{attack}_eps{eps_name(e)}_top1"] = acc
-        rows.append({"attack": attack, "eps": e, "top1": acc,
-                     "steps": 1 if attack == "fgsm" else steps,
-                     "step_size": e if attack == "fgsm" else (e / 4 if step_size is None
-                                                               else step_size)})
-    return {"summary": summary, "attacks": rows, "num_samples": total, "seed": seed,
-            "space": "pixels in [0, 1], L-inf"}
+        rows.append(
+            {
+                "attack": attack,
+                "eps": e,
+                "top1": acc,
+                "steps": 1 if attack == "fgsm" else steps,
+                "step_size": e if attack == "fgsm" else (e / 4 if step_size is None else step_size),
+            }
+        )
+    return {
+        "summary": summary,
+        "attacks": rows,
+        "num_samples": total,
+        "seed": seed,
+        "space": "pixels in [0, 1], L-inf",
+    }
 
 
-def run_adversarial(run, eps: Sequence[float] = DEFAULT_EPS,
-                    attacks: Sequence[str] = ("fgsm", "pgd"), steps: int = DEFAULT_PGD_STEPS,
-                    step_size: float | None = None, batch_size: int = 256,
-                    seed: int = 0) -> dict:
+def run_adversarial(
+    run,
+    eps: Sequence[float] = DEFAULT_EPS,
+    attacks: Sequence[str] = ("fgsm", "pgd"),
+    steps: int = DEFAULT_PGD_STEPS,
+    step_size: float | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> dict:
     """Robust accuracy of a loaded run; writes ``analysis/adversarial.json``."""
     from .common import write_analysis
 
-    result = robust_accuracy(run.model, run.dataset, eps, attacks, steps, step_size,
-                             batch_size, seed, run.device)
+    result = robust_accuracy(
+        run.model, run.dataset, eps, attacks, steps, step_size, batch_size, seed, run.device
+    )
     result["json"] = str(write_analysis(run.work_dir, "adversarial", result))
     return result

@@ -19,6 +19,7 @@ reliability diagram.
 
 ECE, adaptive ECE and accuracy are reported in %; NLL in nats; Brier unitless.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,15 +38,16 @@ def _check(confidences: Tensor, correct: Tensor, n_bins: int) -> tuple[Tensor, T
     confidences = torch.as_tensor(confidences).detach().cpu().to(torch.float64).flatten()
     correct = torch.as_tensor(correct).detach().cpu().flatten().to(torch.float64)
     if confidences.numel() != correct.numel() or confidences.numel() == 0:
-        raise ValueError(f"need as many correctness flags as confidences (and at least one), "
-                         f"got {correct.numel()} and {confidences.numel()}")
+        raise ValueError(
+            f"need as many correctness flags as confidences (and at least one), "
+            f"got {correct.numel()} and {confidences.numel()}"
+        )
     if confidences.min() < 0 or confidences.max() > 1:
         raise ValueError("confidences must lie in [0, 1] (softmax probabilities)")
     return confidences, correct
 
 
-def calibration_bins(confidences: Tensor, correct: Tensor, n_bins: int = DEFAULT_BINS
-                     ) -> list[dict]:
+def calibration_bins(confidences: Tensor, correct: Tensor, n_bins: int = DEFAULT_BINS) -> list[dict]:
     """Equal-width bins ((m-1)/M, m/M]: per bin its edges, count, accuracy and mean
     confidence (None for an empty bin), pairing each sample's confidence with its own
     correctness."""
@@ -60,26 +62,29 @@ def _bins(conf: Tensor, corr: Tensor, n_bins: int) -> list[dict]:
     for m in range(n_bins):
         sel = idx == m
         n = int(sel.sum())
-        bins.append({"low": float(edges[m]), "high": float(edges[m + 1]), "count": n,
-                     "accuracy": float(corr[sel].mean()) if n else None,
-                     "confidence": float(conf[sel].mean()) if n else None})
+        bins.append(
+            {
+                "low": float(edges[m]),
+                "high": float(edges[m + 1]),
+                "count": n,
+                "accuracy": float(corr[sel].mean()) if n else None,
+                "confidence": float(conf[sel].mean()) if n else None,
+            }
+        )
     return bins
 
 
 def _weighted_gap(bins: list[dict]) -> float:
     total = sum(b["count"] for b in bins)  # every sample falls in exactly one bin
-    return sum(b["count"] / total * abs(b["accuracy"] - b["confidence"])
-               for b in bins if b["count"])
+    return sum(b["count"] / total * abs(b["accuracy"] - b["confidence"]) for b in bins if b["count"])
 
 
-def expected_calibration_error(confidences: Tensor, correct: Tensor,
-                               n_bins: int = DEFAULT_BINS) -> float:
+def expected_calibration_error(confidences: Tensor, correct: Tensor, n_bins: int = DEFAULT_BINS) -> float:
     """ECE as a fraction in [0, 1] (see the module docstring)."""
     return _weighted_gap(calibration_bins(confidences, correct, n_bins))
 
 
-def adaptive_calibration_error(confidences: Tensor, correct: Tensor,
-                               n_bins: int = DEFAULT_BINS) -> float:
+def adaptive_calibration_error(confidences: Tensor, correct: Tensor, n_bins: int = DEFAULT_BINS) -> float:
     """Adaptive (equal-mass) ECE as a fraction in [0, 1]."""
     return _adaptive_gap(*_check(confidences, correct, n_bins), n_bins)
 
@@ -99,8 +104,9 @@ def calibration_metrics(logits: Tensor, labels: Tensor, n_bins: int = DEFAULT_BI
     logits = torch.as_tensor(logits).detach().cpu().double()
     labels = torch.as_tensor(labels).cpu().long()
     if logits.dim() != 2 or labels.shape != logits.shape[:1]:
-        raise ValueError(f"expected logits (N, K) and labels (N,), got {tuple(logits.shape)} "
-                         f"and {tuple(labels.shape)}")
+        raise ValueError(
+            f"expected logits (N, K) and labels (N,), got {tuple(logits.shape)} and {tuple(labels.shape)}"
+        )
     probs = logits.softmax(1)
     conf, pred = probs.max(1)
     correct = pred == labels
@@ -118,12 +124,14 @@ def calibration_metrics(logits: Tensor, labels: Tensor, n_bins: int = DEFAULT_BI
     return {"summary": summary, "n_bins": n_bins, "num_samples": len(labels), "bins": bins}
 
 
-def reliability_diagram(bins: list[dict], path: str | Path, title: str = "",
-                        ece: float | None = None) -> Path:
+def reliability_diagram(
+    bins: list[dict], path: str | Path, title: str = "", ece: float | None = None
+) -> Path:
     """Reliability diagram PNG: per-bin accuracy bars against the diagonal (perfect
     calibration), the gap to the bin's mean confidence hatched, and the share of samples per
     bin underneath."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -134,32 +142,41 @@ def reliability_diagram(bins: list[dict], path: str | Path, title: str = "",
     counts = np.array([b["count"] for b in bins], dtype=float)
     acc = np.array([b["accuracy"] if b["count"] else 0.0 for b in bins])
     conf = np.array([b["confidence"] if b["count"] else 0.0 for b in bins])
-    fig, (ax, axh) = plt.subplots(2, 1, figsize=(5, 6.2), sharex=True,
-                                  gridspec_kw={"height_ratios": [3, 1]})
+    fig, (ax, axh) = plt.subplots(2, 1, figsize=(5, 6.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfect calibration")
-    ax.bar(lows, acc, width=width, align="edge", color="#4c72b0", edgecolor="white",
-           label="accuracy")
+    ax.bar(lows, acc, width=width, align="edge", color="#4c72b0", edgecolor="white", label="accuracy")
     has = counts > 0
     # the gap is hatched, not filled: the blue bar's height stays the accuracy also where
     # the bin is underconfident (gap inside the bar) and not only where it is overconfident
-    ax.bar(lows[has], (conf - acc)[has], bottom=acc[has], width=width, align="edge",
-           facecolor="none", edgecolor="#dd8452", hatch="///", linewidth=1.2,
-           label="gap to mean confidence")
+    ax.bar(
+        lows[has],
+        (conf - acc)[has],
+        bottom=acc[has],
+        width=width,
+        align="edge",
+        facecolor="none",
+        edgecolor="#dd8452",
+        hatch="///",
+        linewidth=1.2,
+        label="gap to mean confidence",
+    )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
     head = title + ("\n" if title else "") + (f"ECE = {ece:.2f}%" if ece is not None else "")
     ax.set_title(head, fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
-    axh.bar(lows, counts / max(counts.sum(), 1), width=width, align="edge", color="#55a868",
-            edgecolor="white")
+    axh.bar(
+        lows, counts / max(counts.sum(), 1), width=width, align="edge", color="#55a868", edgecolor="white"
+    )
     axh.set_xlabel("confidence (top-1 probability)")
     axh.set_ylabel("share of samples")
     return save_figure(fig, path)
 
 
-def run_calibration(run, n_bins: int = DEFAULT_BINS, batch_size: int = 256,
-                    out_name: str = "calibration") -> dict:
+def run_calibration(
+    run, n_bins: int = DEFAULT_BINS, batch_size: int = 256, out_name: str = "calibration"
+) -> dict:
     """Calibration of a loaded run (:func:`mixbench.analysis.common.load_run`) on its
     validation set; writes ``analysis/calibration.json`` and ``analysis/calibration.png``."""
     from .common import analysis_path, evaluate, write_analysis
@@ -167,8 +184,7 @@ def run_calibration(run, n_bins: int = DEFAULT_BINS, batch_size: int = 256,
     logits, labels = evaluate(run.model, run.dataset, batch_size, run.device)
     result = calibration_metrics(logits, labels, n_bins)
     png = analysis_path(run.work_dir, out_name, ".png")
-    reliability_diagram(result["bins"], png, title=run.work_dir.name,
-                        ece=result["summary"]["ece"])
+    reliability_diagram(result["bins"], png, title=run.work_dir.name, ece=result["summary"]["ece"])
     result["figure"] = png.name
     result["json"] = str(write_analysis(run.work_dir, out_name, result))
     return result

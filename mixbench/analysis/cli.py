@@ -1,4 +1,5 @@
 """The command line shared by tools/analysis/*.py: ``CONFIG CHECKPOINT [options]``."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,8 +11,7 @@ def run_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("config", help="the run's config (e.g. <work_dir>/config.yaml)")
     p.add_argument("checkpoint", help="checkpoint .pth (e.g. <work_dir>/epoch_200.pth)")
-    p.add_argument("--work-dir", help="where analysis/<name>.json goes "
-                                      "(default: the checkpoint's folder)")
+    p.add_argument("--work-dir", help="where analysis/<name>.json goes (default: the checkpoint's folder)")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     p.add_argument("--max-samples", type=int, help="evaluate the first N validation images only")
     p.add_argument("--batch-size", type=int, default=256)
@@ -28,8 +28,9 @@ def load_from_args(args: argparse.Namespace):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    return load_run(args.config, args.checkpoint, args.cfg_options, args.work_dir,
-                    args.max_samples, args.device)
+    return load_run(
+        args.config, args.checkpoint, args.cfg_options, args.work_dir, args.max_samples, args.device
+    )
 
 
 def main_wrapper(fn) -> int:

@@ -7,6 +7,7 @@ preprocessor's mean/std, given in 0..255 units) inside the model. Attacks, corru
 occlusions are therefore defined on real images, and an epsilon of 8/255 means 8 grey
 levels whatever the normalization.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,10 @@ class PixelSpaceClassifier(nn.Module):
 
     def normalize(self, x: Tensor) -> Tensor:
         if x.shape[1] != self.mean.shape[1]:
-            raise ValueError(f"images have {x.shape[1]} channels, the model expects "
-                             f"{self.mean.shape[1]} (its data preprocessor's mean/std)")
+            raise ValueError(
+                f"images have {x.shape[1]} channels, the model expects "
+                f"{self.mean.shape[1]} (its data preprocessor's mean/std)"
+            )
         return (x * 255.0 - self.mean) / self.std
 
     def forward(self, x: Tensor) -> Tensor:
@@ -50,11 +53,12 @@ class PixelSpaceClassifier(nn.Module):
 @dataclass
 class LoadedRun:
     """A trained run ready for analysis."""
+
     cfg: dict
-    classifier: nn.Module          # the MixupClassifier, in eval mode
-    model: PixelSpaceClassifier    # the same network taking [0, 1] pixels
-    dataset: object                # the validation dataset of the config
-    work_dir: Path                 # where analysis/<name>.json goes
+    classifier: nn.Module  # the MixupClassifier, in eval mode
+    model: PixelSpaceClassifier  # the same network taking [0, 1] pixels
+    dataset: object  # the validation dataset of the config
+    work_dir: Path  # where analysis/<name>.json goes
     device: torch.device
 
     @property
@@ -73,19 +77,23 @@ def load_checkpoint_state(path: str | os.PathLike) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path} (expected a .pth written by "
-                                "tools/train.py, e.g. <work_dir>/epoch_N.pth)")
+        raise FileNotFoundError(
+            f"checkpoint not found: {path} (expected a .pth written by "
+            "tools/train.py, e.g. <work_dir>/epoch_N.pth)"
+        )
     ckpt = load_checkpoint(path)  # weights-only: a crafted file cannot run code
     if isinstance(ckpt, dict) and "state_dict" in ckpt:
         return ckpt["state_dict"]
     if isinstance(ckpt, dict) and all(isinstance(v, Tensor) for v in ckpt.values()):
         return ckpt
-    raise ValueError(f"{path}: not a checkpoint: expected a dict with a 'state_dict' "
-                     "(mmengine) or a plain state dict")
+    raise ValueError(
+        f"{path}: not a checkpoint: expected a dict with a 'state_dict' (mmengine) or a plain state dict"
+    )
 
 
-def build_classifier(cfg: dict, checkpoint: str | os.PathLike | None = None,
-                     device: torch.device | None = None) -> nn.Module:
+def build_classifier(
+    cfg: dict, checkpoint: str | os.PathLike | None = None, device: torch.device | None = None
+) -> nn.Module:
     """The config's model (its method assembled in, :func:`mixbench.method.resolve_method`)
     with the checkpoint's weights, in eval mode."""
     import mixbench.models  # noqa: F401  (registers the models)
@@ -95,12 +103,14 @@ def build_classifier(cfg: dict, checkpoint: str | os.PathLike | None = None,
     model = MODELS.build(resolve_method(cfg)["model"])
     if checkpoint is not None:
         state = load_checkpoint_state(checkpoint)
-        state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+        state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ValueError(f"{checkpoint} does not match the config's model: missing "
-                             f"{missing[:5]}, unexpected {unexpected[:5]} (is it the run's "
-                             "own config.yaml?)")
+            raise ValueError(
+                f"{checkpoint} does not match the config's model: missing "
+                f"{missing[:5]}, unexpected {unexpected[:5]} (is it the run's "
+                "own config.yaml?)"
+            )
     return model.to(device or default_device()).eval()
 
 
@@ -118,10 +128,14 @@ def build_val_dataset(cfg: dict, max_samples: int | None = None):
     return ds
 
 
-def load_run(config: str | os.PathLike, checkpoint: str | os.PathLike,
-             cfg_options=None, work_dir: str | os.PathLike | None = None,
-             max_samples: int | None = None,
-             device: torch.device | str | None = None) -> LoadedRun:
+def load_run(
+    config: str | os.PathLike,
+    checkpoint: str | os.PathLike,
+    cfg_options=None,
+    work_dir: str | os.PathLike | None = None,
+    max_samples: int | None = None,
+    device: torch.device | str | None = None,
+) -> LoadedRun:
     """Load a trained run: config (+ ``--cfg-options``), checkpoint, validation set.
 
     ``work_dir`` defaults to the checkpoint's folder (tools/train.py writes checkpoints
@@ -132,10 +146,14 @@ def load_run(config: str | os.PathLike, checkpoint: str | os.PathLike,
     device = torch.device(device) if device is not None else default_device()
     classifier = build_classifier(cfg, checkpoint, device)
     model = PixelSpaceClassifier(classifier).to(device).eval()
-    return LoadedRun(cfg=cfg, classifier=classifier, model=model,
-                     dataset=build_val_dataset(cfg, max_samples),
-                     work_dir=Path(work_dir) if work_dir else Path(checkpoint).resolve().parent,
-                     device=device)
+    return LoadedRun(
+        cfg=cfg,
+        classifier=classifier,
+        model=model,
+        dataset=build_val_dataset(cfg, max_samples),
+        work_dir=Path(work_dir) if work_dir else Path(checkpoint).resolve().parent,
+        device=device,
+    )
 
 
 def batches(dataset, batch_size: int = 256) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
@@ -158,9 +176,13 @@ def to_unit(images: Tensor, device=None) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset, batch_size: int = 256, device=None,
-             transform: Callable[[Tensor, Tensor], Tensor] | None = None
-             ) -> tuple[Tensor, Tensor]:
+def evaluate(
+    model: nn.Module,
+    dataset,
+    batch_size: int = 256,
+    device=None,
+    transform: Callable[[Tensor, Tensor], Tensor] | None = None,
+) -> tuple[Tensor, Tensor]:
     """``(logits (N, K), labels (N,))`` of ``model`` (pixel space) on ``dataset``.
 
     ``transform(indices, images_uint8) -> images`` (uint8 or float in [0, 1]) is applied

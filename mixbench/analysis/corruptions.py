@@ -44,6 +44,7 @@ interpolation instead of OpenCV. Numbers on the generated sets are therefore clo
 identical with, those on the released files; ``released_corruption_accuracy`` evaluates on
 the released files when you have them.
 """
+
 from __future__ import annotations
 
 import io
@@ -69,8 +70,7 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _convolve(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    return np.stack([ndimage.convolve(x[..., c], kernel, mode="reflect")
-                     for c in range(x.shape[-1])], -1)
+    return np.stack([ndimage.convolve(x[..., c], kernel, mode="reflect") for c in range(x.shape[-1])], -1)
 
 
 def _gray(x: np.ndarray) -> np.ndarray:
@@ -110,8 +110,8 @@ def impulse_noise(x, severity, rng):
 def disk_kernel(radius: float, alias_sigma: float) -> np.ndarray:
     """Normalized disk of ``radius`` pixels, smoothed by a Gaussian of ``alias_sigma``."""
     r = int(np.ceil(radius)) + 1
-    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-    k = (xx ** 2 + yy ** 2 <= radius ** 2).astype(np.float64)
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    k = (xx**2 + yy**2 <= radius**2).astype(np.float64)
     k = ndimage.gaussian_filter(k / k.sum(), alias_sigma, mode="constant")
     return k / k.sum()
 
@@ -123,8 +123,7 @@ def defocus_blur(x, severity, rng):
 
 
 def glass_blur(x, severity, rng):
-    sigma, delta, iters = ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2),
-                           (0.4, 1, 2))[severity - 1]
+    sigma, delta, iters = ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2))[severity - 1]
     s = _scale(x)
     delta = max(1, int(round(delta * s)))
     out = _blur(x, sigma * s).copy()
@@ -146,15 +145,15 @@ def motion_kernel(radius: float, sigma: float, angle_deg: float) -> np.ndarray:
     a = np.deg2rad(angle_deg)
     for t in range(r + 1):
         k[r + int(round(t * np.sin(a))), r + int(round(t * np.cos(a)))] += np.exp(
-            -t * t / (2 * sigma * sigma))
+            -t * t / (2 * sigma * sigma)
+        )
     return k / k.sum()
 
 
 def motion_blur(x, severity, rng):
     radius, sigma = ((10, 1), (10, 1.5), (10, 2), (10, 2.5), (12, 3))[severity - 1]
     s = _scale(x)
-    return np.clip(_convolve(x, motion_kernel(radius * s, max(sigma * s, 0.5),
-                                              rng.uniform(-45, 45))), 0, 1)
+    return np.clip(_convolve(x, motion_kernel(radius * s, max(sigma * s, 0.5), rng.uniform(-45, 45))), 0, 1)
 
 
 def clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
@@ -162,7 +161,7 @@ def clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
     h, w = x.shape[:2]
     ch, cw = int(np.ceil(h / factor)), int(np.ceil(w / factor))
     top, left = (h - ch) // 2, (w - cw) // 2
-    crop = x[top:top + ch, left:left + cw]
+    crop = x[top : top + ch, left : left + cw]
     zoomed = ndimage.zoom(crop, (h / ch, w / cw) + (1,) * (x.ndim - 2), order=1, mode="nearest")
     return zoomed[:h, :w]
 
@@ -179,15 +178,19 @@ def zoom_blur(x, severity, rng):
 # --------------------------------------------------------------------------- weather
 def snow(x, severity, rng):
     loc, scale, zoom, thresh, radius, sigma, keep = (
-        (0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
-        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9), (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
-        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8))[severity - 1]
+        (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+        (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+    )[severity - 1]
     h, w = x.shape[:2]
     layer = clipped_zoom(rng.normal(loc, scale, (h, w, 1)), zoom)
     layer[layer < thresh] = 0
     s = _scale(x)
-    layer = _convolve(np.clip(layer, 0, 1), motion_kernel(radius * s, max(sigma * s, 0.5),
-                                                          rng.uniform(-135, -45)))
+    layer = _convolve(
+        np.clip(layer, 0, 1), motion_kernel(radius * s, max(sigma * s, 0.5), rng.uniform(-135, -45))
+    )
     base = keep * x + (1 - keep) * np.maximum(x, _gray(x) * 1.5 + 0.5)
     return np.clip(base + layer + np.rot90(layer, 2), 0, 1)
 
@@ -199,8 +202,10 @@ def frost_texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     n = max(4, h * w // 24)
     seeds[rng.integers(0, h, n), rng.integers(0, w, n)] = rng.uniform(0.5, 1.0, n)
     length = max(2, h // 8)
-    streaks = sum(ndimage.convolve(seeds, motion_kernel(length, length, rng.uniform(0, 180)),
-                                   mode="wrap") for _ in range(3))
+    streaks = sum(
+        ndimage.convolve(seeds, motion_kernel(length, length, rng.uniform(0, 180)), mode="wrap")
+        for _ in range(3)
+    )
     cloud = ndimage.gaussian_filter(rng.random((h, w)), max(1.0, h / 16), mode="wrap")
     tex = streaks / (streaks.max() + 1e-12) + 0.6 * (cloud - cloud.min()) / (np.ptp(cloud) + 1e-12)
     return np.clip(tex / tex.max(), 0, 1)[..., None]
@@ -222,14 +227,18 @@ def plasma_fractal(size: int, wibble_decay: float, rng: np.random.Generator) -> 
         half = step // 2
         corners = grid[0:size:step, 0:size:step]
         # square step: the centre of each square gets the mean of its corners + noise
-        centre = (corners + np.roll(corners, -1, 0) + np.roll(corners, -1, 1)
-                  + np.roll(np.roll(corners, -1, 0), -1, 1)) / 4
+        centre = (
+            corners
+            + np.roll(corners, -1, 0)
+            + np.roll(corners, -1, 1)
+            + np.roll(np.roll(corners, -1, 0), -1, 1)
+        ) / 4
         grid[half:size:step, half:size:step] = centre + rng.uniform(-wibble, wibble, centre.shape)
         # diamond step: edge midpoints get the mean of their 4 neighbours + noise
         c = grid[0:size:step, 0:size:step]
         m = grid[half:size:step, half:size:step]
-        top = (c + np.roll(c, -1, 1) + m + np.roll(m, 1, 0)) / 4      # (0, half) points
-        left = (c + np.roll(c, -1, 0) + m + np.roll(m, 1, 1)) / 4     # (half, 0) points
+        top = (c + np.roll(c, -1, 1) + m + np.roll(m, 1, 0)) / 4  # (0, half) points
+        left = (c + np.roll(c, -1, 0) + m + np.roll(m, 1, 1)) / 4  # (half, 0) points
         grid[0:size:step, half:size:step] = top + rng.uniform(-wibble, wibble, top.shape)
         grid[half:size:step, 0:size:step] = left + rng.uniform(-wibble, wibble, left.shape)
         step, wibble = half, wibble / wibble_decay
@@ -265,8 +274,13 @@ def contrast(x, severity, rng):
 
 
 def elastic_transform(x, severity, rng):
-    alpha, sigma, jitter = ((0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06),
-                            (0.1, 0.04, 0.05), (0.1, 0.03, 0.03))[severity - 1]
+    alpha, sigma, jitter = (
+        (0, 0, 0.08),
+        (0.05, 0.2, 0.07),
+        (0.08, 0.06, 0.06),
+        (0.1, 0.04, 0.05),
+        (0.1, 0.03, 0.03),
+    )[severity - 1]
     h, w = x.shape[:2]
     size = float(h)
     alpha, sigma, jitter = alpha * size, sigma * size, jitter * size
@@ -276,16 +290,24 @@ def elastic_transform(x, severity, rng):
     dst = src + rng.uniform(-jitter, jitter, src.shape)
     # output pixel p reads the input at A p + b, the inverse of the map src -> dst
     sol, *_ = np.linalg.lstsq(np.c_[dst, np.ones(3)], src, rcond=None)
-    dy = ndimage.gaussian_filter(rng.uniform(-1, 1, (h, w)), sigma, mode="reflect") * alpha \
-        if sigma > 0 else np.zeros((h, w))
-    dx = ndimage.gaussian_filter(rng.uniform(-1, 1, (h, w)), sigma, mode="reflect") * alpha \
-        if sigma > 0 else np.zeros((h, w))
+    dy = (
+        ndimage.gaussian_filter(rng.uniform(-1, 1, (h, w)), sigma, mode="reflect") * alpha
+        if sigma > 0
+        else np.zeros((h, w))
+    )
+    dx = (
+        ndimage.gaussian_filter(rng.uniform(-1, 1, (h, w)), sigma, mode="reflect") * alpha
+        if sigma > 0
+        else np.zeros((h, w))
+    )
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     py, px = yy + dy, xx + dx
     sy = sol[0, 0] * py + sol[1, 0] * px + sol[2, 0]
     sx = sol[0, 1] * py + sol[1, 1] * px + sol[2, 1]
-    out = np.stack([ndimage.map_coordinates(x[..., k], [sy, sx], order=1, mode="reflect")
-                    for k in range(x.shape[-1])], -1)
+    out = np.stack(
+        [ndimage.map_coordinates(x[..., k], [sy, sx], order=1, mode="reflect") for k in range(x.shape[-1])],
+        -1,
+    )
     return np.clip(out, 0, 1)
 
 
@@ -320,7 +342,8 @@ def jpeg_compression(x, severity, rng):
 
 
 CORRUPTION_FNS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
-    name: globals()[name] for name in CORRUPTIONS}
+    name: globals()[name] for name in CORRUPTIONS
+}
 
 
 def check_corruption(name: str, severity: int) -> None:
@@ -330,8 +353,7 @@ def check_corruption(name: str, severity: int) -> None:
         raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}")
 
 
-def corrupt_image(image: np.ndarray, name: str, severity: int,
-                  rng: np.random.Generator) -> np.ndarray:
+def corrupt_image(image: np.ndarray, name: str, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Corrupt one float image (H, W, C) in [0, 1]; returns float64 (H, W, C) in [0, 1]."""
     check_corruption(name, severity)
     out = CORRUPTION_FNS[name](np.asarray(image, dtype=np.float64), severity, rng)
@@ -340,35 +362,47 @@ def corrupt_image(image: np.ndarray, name: str, severity: int,
     return out
 
 
-def corrupt(images: Tensor, name: str, severity: int, seed: int = 0,
-            indices: Sequence[int] | None = None) -> Tensor:
+def corrupt(
+    images: Tensor, name: str, severity: int, seed: int = 0, indices: Sequence[int] | None = None
+) -> Tensor:
     """Corrupt a uint8 batch (B, C, H, W) -> uint8 (B, C, H, W).
 
     Image ``i`` draws its randomness from ``default_rng([seed, k, severity, indices[i]])``
     (``k`` the corruption's position in CORRUPTIONS; ``indices`` default 0..B-1)."""
     check_corruption(name, severity)
     if images.dtype != torch.uint8 or images.dim() != 4:
-        raise ValueError(f"expected uint8 images (B, C, H, W), got {images.dtype} "
-                         f"{tuple(images.shape)}")
+        raise ValueError(f"expected uint8 images (B, C, H, W), got {images.dtype} {tuple(images.shape)}")
     indices = range(len(images)) if indices is None else [int(i) for i in indices]
     k = CORRUPTIONS.index(name)
     arr = images.permute(0, 2, 3, 1).numpy().astype(np.float64) / 255.0
-    out = np.stack([corrupt_image(img, name, severity, np.random.default_rng([seed, k, severity, i]))
-                    for img, i in zip(arr, indices)])
+    out = np.stack(
+        [
+            corrupt_image(img, name, severity, np.random.default_rng([seed, k, severity, i]))
+            for img, i in zip(arr, indices)
+        ]
+    )
     return torch.from_numpy(np.round(out * 255).astype(np.uint8)).permute(0, 3, 1, 2).contiguous()
 
 
 def _accuracy_table(clean: float, results: dict) -> dict:
     per_corruption = {n: float(np.mean(list(s.values()))) for n, s in results.items()}
     mca = float(np.mean(list(per_corruption.values())))
-    return {"summary": {"clean_top1": clean, "mca": mca, "mce_rel_clean": clean - mca},
-            "per_corruption": per_corruption,
-            "per_severity": {n: {str(k): v for k, v in s.items()} for n, s in results.items()}}
+    return {
+        "summary": {"clean_top1": clean, "mca": mca, "mce_rel_clean": clean - mca},
+        "per_corruption": per_corruption,
+        "per_severity": {n: {str(k): v for k, v in s.items()} for n, s in results.items()},
+    }
 
 
-def corruption_accuracy(model, dataset, corruptions: Sequence[str] = CORRUPTIONS,
-                        severities: Sequence[int] = SEVERITIES, seed: int = 0,
-                        batch_size: int = 256, device=None) -> dict:
+def corruption_accuracy(
+    model,
+    dataset,
+    corruptions: Sequence[str] = CORRUPTIONS,
+    severities: Sequence[int] = SEVERITIES,
+    seed: int = 0,
+    batch_size: int = 256,
+    device=None,
+) -> dict:
     """Top-1 (%) on the on-the-fly corrupted validation set, per corruption and severity.
 
     ``summary.mca`` is the mean corruption accuracy: the mean over corruptions of the mean
@@ -384,8 +418,12 @@ def corruption_accuracy(model, dataset, corruptions: Sequence[str] = CORRUPTIONS
     for name in corruptions:
         for s in severities:
             logits, labels = evaluate(
-                model, dataset, batch_size, device,
-                transform=lambda idx, im, n=name, sv=s: corrupt(im, n, sv, seed, idx.tolist()))
+                model,
+                dataset,
+                batch_size,
+                device,
+                transform=lambda idx, im, n=name, sv=s: corrupt(im, n, sv, seed, idx.tolist()),
+            )
             results.setdefault(name, {})[s] = top1(logits, labels)
     out = _accuracy_table(clean, results)
     out.update(source="generated", seed=seed, num_samples=len(dataset))
@@ -397,8 +435,9 @@ class ReleasedCorruptionSet(torch.utils.data.Dataset):
     ``<root>/<corruption>.npy`` uint8 (5 N, H, W, C), severities 1..5 in consecutive blocks
     of N, and ``<root>/labels.npy`` (5 N,) (Hendrycks & Dietterich's release; N = 10000)."""
 
-    def __init__(self, root: str | os.PathLike, corruption: str, severity: int,
-                 max_samples: int | None = None):
+    def __init__(
+        self, root: str | os.PathLike, corruption: str, severity: int, max_samples: int | None = None
+    ):
         check_corruption(corruption, severity)
         root = Path(root)
         data_path, label_path = root / f"{corruption}.npy", root / "labels.npy"
@@ -407,19 +446,22 @@ class ReleasedCorruptionSet(torch.utils.data.Dataset):
                 raise FileNotFoundError(
                     f"{p} not found: expected the released CIFAR-10-C/100-C layout "
                     f"<root>/<corruption>.npy and <root>/labels.npy (download from "
-                    "https://zenodo.org/record/2535967 or /3555552 and unpack)")
+                    "https://zenodo.org/record/2535967 or /3555552 and unpack)"
+                )
         data = np.load(data_path, mmap_mode="r")
         labels = np.load(label_path)
         if data.ndim != 4 or data.dtype != np.uint8 or len(data) % 5 or len(labels) != len(data):
-            raise ValueError(f"{data_path}: expected uint8 (5 N, H, W, C) with N images per "
-                             f"severity and as many labels, got {data.dtype} {data.shape} and "
-                             f"{len(labels)} labels")
+            raise ValueError(
+                f"{data_path}: expected uint8 (5 N, H, W, C) with N images per "
+                f"severity and as many labels, got {data.dtype} {data.shape} and "
+                f"{len(labels)} labels"
+            )
         n = len(data) // 5
         stop = n if max_samples is None else min(n, max_samples)
         lo = (severity - 1) * n
         # np.array copies the block out of the read-only memory map
-        self.images = torch.from_numpy(np.array(data[lo:lo + stop])).permute(0, 3, 1, 2)
-        self.labels = torch.from_numpy(np.asarray(labels[lo:lo + stop]).astype(np.int64))
+        self.images = torch.from_numpy(np.array(data[lo : lo + stop])).permute(0, 3, 1, 2)
+        self.labels = torch.from_numpy(np.asarray(labels[lo : lo + stop]).astype(np.int64))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -428,11 +470,16 @@ class ReleasedCorruptionSet(torch.utils.data.Dataset):
         return {"inputs": self.images[i], "data_samples": self.labels[i]}
 
 
-def released_corruption_accuracy(model, root: str | os.PathLike, clean_dataset,
-                                 corruptions: Sequence[str] | None = None,
-                                 severities: Sequence[int] = SEVERITIES,
-                                 batch_size: int = 256, device=None,
-                                 max_samples: int | None = None) -> dict:
+def released_corruption_accuracy(
+    model,
+    root: str | os.PathLike,
+    clean_dataset,
+    corruptions: Sequence[str] | None = None,
+    severities: Sequence[int] = SEVERITIES,
+    batch_size: int = 256,
+    device=None,
+    max_samples: int | None = None,
+) -> dict:
     """Like :func:`corruption_accuracy` on the released ``.npy`` files under ``root`` (every
     corruption that has a file there unless ``corruptions`` is given)."""
     from .common import evaluate, top1
@@ -442,8 +489,10 @@ def released_corruption_accuracy(model, root: str | os.PathLike, clean_dataset,
         if not corruptions:
             raise FileNotFoundError(f"no <corruption>.npy of the 15 CIFAR-C types in {root}")
     if not corruptions or not severities:
-        raise ValueError(f"released_corruption_accuracy needs at least one corruption and one "
-                         f"severity, got {list(corruptions)} and {list(severities)}")
+        raise ValueError(
+            f"released_corruption_accuracy needs at least one corruption and one "
+            f"severity, got {list(corruptions)} and {list(severities)}"
+        )
     clean = top1(*evaluate(model, clean_dataset, batch_size, device))
     results: dict = {}
     for name in corruptions:
@@ -455,9 +504,14 @@ def released_corruption_accuracy(model, root: str | os.PathLike, clean_dataset,
     return out
 
 
-def run_corruption(run, corruptions: Sequence[str] = CORRUPTIONS,
-                   severities: Sequence[int] = SEVERITIES, seed: int = 0, batch_size: int = 256,
-                   released_root: str | None = None) -> dict:
+def run_corruption(
+    run,
+    corruptions: Sequence[str] = CORRUPTIONS,
+    severities: Sequence[int] = SEVERITIES,
+    seed: int = 0,
+    batch_size: int = 256,
+    released_root: str | None = None,
+) -> dict:
     """Corruption robustness of a loaded run; writes ``analysis/corruption.json``."""
     from .common import write_analysis
 
@@ -465,11 +519,19 @@ def run_corruption(run, corruptions: Sequence[str] = CORRUPTIONS,
         # the first len(run.dataset) images of each block: the same images as the clean
         # top-1 when --max-samples truncated the validation set (the released files keep
         # the test set's order)
-        result = released_corruption_accuracy(run.model, released_root, run.dataset,
-                                              corruptions, severities, batch_size, run.device,
-                                              max_samples=len(run.dataset))
+        result = released_corruption_accuracy(
+            run.model,
+            released_root,
+            run.dataset,
+            corruptions,
+            severities,
+            batch_size,
+            run.device,
+            max_samples=len(run.dataset),
+        )
     else:
-        result = corruption_accuracy(run.model, run.dataset, corruptions, severities, seed,
-                                     batch_size, run.device)
+        result = corruption_accuracy(
+            run.model, run.dataset, corruptions, severities, seed, batch_size, run.device
+        )
     result["json"] = str(write_analysis(run.work_dir, "corruption", result))
     return result

@@ -11,6 +11,7 @@
   synchronized before reading the clock). It depends on the device and its load: compare
   numbers measured in the same session only.
 """
+
 from __future__ import annotations
 
 import time
@@ -37,8 +38,7 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
     return int(counter.get_total_flops())
 
 
-def throughput(model: nn.Module, input_shape: Sequence[int], warmup: int = 3,
-               iters: int = 10) -> float:
+def throughput(model: nn.Module, input_shape: Sequence[int], warmup: int = 3, iters: int = 10) -> float:
     """Images per second of ``model`` at batch shape ``input_shape`` (eval mode)."""
     device = next(model.parameters()).device
     x = torch.rand(*input_shape, device=device)
@@ -58,9 +58,15 @@ def throughput(model: nn.Module, input_shape: Sequence[int], warmup: int = 3,
     return input_shape[0] * iters / elapsed
 
 
-def model_cost(classifier: nn.Module, in_channels: int, input_sizes: Sequence[int],
-               batch_size: int = 64, warmup: int = 3, iters: int = 10,
-               measure_throughput: bool = True) -> dict:
+def model_cost(
+    classifier: nn.Module,
+    in_channels: int,
+    input_sizes: Sequence[int],
+    batch_size: int = 64,
+    warmup: int = 3,
+    iters: int = 10,
+    measure_throughput: bool = True,
+) -> dict:
     """Cost of a ``MixupClassifier`` (``.logits``, ``.backbone``) at each square input
     size: ``{"summary": {"params_m", "flops_g@<size>", "img_per_s@<size>"}, "sizes": [...]}``."""
 
@@ -78,28 +84,39 @@ def model_cost(classifier: nn.Module, in_channels: int, input_sizes: Sequence[in
     rows, summary = [], {"params_m": params / 1e6, "backbone_params_m": bb_params / 1e6}
     for size in input_sizes:
         flops = count_flops(net, (1, in_channels, size, size))
-        row = {"input_size": int(size), "flops": flops, "macs": flops // 2,
-               "gflops": flops / 1e9}
+        row = {"input_size": int(size), "flops": flops, "macs": flops // 2, "gflops": flops / 1e9}
         summary[f"gflops@{size}"] = flops / 1e9
         if measure_throughput:
             row["img_per_s"] = throughput(net, (batch_size, in_channels, size, size), warmup, iters)
             row["batch_size"] = batch_size
             summary[f"img_per_s@{size}"] = row["img_per_s"]
         rows.append(row)
-    return {"summary": summary, "params": params, "backbone_params": bb_params, "sizes": rows,
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "torch_threads": torch.get_num_threads()}
+    return {
+        "summary": summary,
+        "params": params,
+        "backbone_params": bb_params,
+        "sizes": rows,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
-def run_cost(run, input_sizes: Sequence[int] = (), batch_size: int = 64, warmup: int = 3,
-             iters: int = 10, measure_throughput: bool = True) -> dict:
+def run_cost(
+    run,
+    input_sizes: Sequence[int] = (),
+    batch_size: int = 64,
+    warmup: int = 3,
+    iters: int = 10,
+    measure_throughput: bool = True,
+) -> dict:
     """Cost of a loaded run at its validation image size (and ``input_sizes``); writes
     ``analysis/cost.json``."""
     from .common import write_analysis
 
     sample = run.dataset[0]["inputs"]
     sizes = list(dict.fromkeys([int(sample.shape[-1]), *map(int, input_sizes)]))
-    result = model_cost(run.classifier, int(sample.shape[0]), sizes, batch_size, warmup, iters,
-                        measure_throughput)
+    result = model_cost(
+        run.classifier, int(sample.shape[0]), sizes, batch_size, warmup, iters, measure_throughput
+    )
     result["json"] = str(write_analysis(run.work_dir, "cost", result))
     return result

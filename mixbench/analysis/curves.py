@@ -1,6 +1,7 @@
 """Training curves of several runs on one figure: training loss and validation top-1 over
 epochs, read from the runs' ``result.json`` histories or from the results database
 (``epochs`` table). No torch needed."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,7 @@ def histories_from_results(paths: Iterable[str | os.PathLike]) -> dict[str, list
     return out
 
 
-def histories_from_db(db_url: str | None = None, filters: dict | None = None
-                      ) -> dict[str, list[dict]]:
+def histories_from_db(db_url: str | None = None, filters: dict | None = None) -> dict[str, list[dict]]:
     """``{run name: history}`` from the results database (``mixbench.leaderboard.db``),
     runs selected by ``filters`` ({column: value}, e.g. ``{"dataset": "cifar100"}``)."""
     from sqlalchemy import select
@@ -35,11 +35,17 @@ def histories_from_db(db_url: str | None = None, filters: dict | None = None
         with engine.connect() as conn:
             named = {r.id: r.name for r in conn.execute(query)}
             out: dict[str, list[dict]] = {name: [] for name in named.values()}
-            rows = conn.execute(select(epochs).where(epochs.c.run_id.in_(list(named)))
-                                .order_by(epochs.c.run_id, epochs.c.idx)) if named else []
+            rows = (
+                conn.execute(
+                    select(epochs)
+                    .where(epochs.c.run_id.in_(list(named)))
+                    .order_by(epochs.c.run_id, epochs.c.idx)
+                )
+                if named
+                else []
+            )
             for r in rows:
-                out[named[r.run_id]].append({"epoch": r.epoch, "top1": r.top1,
-                                             "train_loss": r.train_loss})
+                out[named[r.run_id]].append({"epoch": r.epoch, "top1": r.top1, "train_loss": r.train_loss})
     finally:
         engine.dispose()
     if not out:
@@ -51,6 +57,7 @@ def plot_curves(histories: dict[str, list[dict]], path: str | Path, title: str =
     """Two panels sharing the epoch axis: training loss (left), validation top-1 (right);
     one colour per run, the same in both panels."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -63,8 +70,7 @@ def plot_curves(histories: dict[str, list[dict]], path: str | Path, title: str =
         for ax, key in ((ax_loss, "train_loss"), (ax_acc, "top1")):
             pts = [(h["epoch"], h[key]) for h in hist if h.get(key) is not None]
             if pts:
-                ax.plot(*zip(*pts), "-", marker="o" if len(pts) < 30 else None, ms=3,
-                        color=c, label=name)
+                ax.plot(*zip(*pts), "-", marker="o" if len(pts) < 30 else None, ms=3, color=c, label=name)
     ax_loss.set_title("training loss")
     ax_acc.set_title("validation top-1 (%)")
     for ax in (ax_loss, ax_acc):

@@ -7,6 +7,7 @@ and the score y^c of class c (the prediction by default):
 bilinearly to the image size and scaled to [0, 1] per image (an all-zero map stays zero).
 This is the saliency SaliencyMix/PuzzleMix-style methods rely on, shown per trained model.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -17,8 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def grad_cam(model, x: Tensor, target: Tensor | None = None,
-             stage: int | None = None) -> tuple[Tensor, Tensor]:
+def grad_cam(
+    model, x: Tensor, target: Tensor | None = None, stage: int | None = None
+) -> tuple[Tensor, Tensor]:
     """``(cams (B, H, W) in [0, 1], logits (B, K))`` for images ``x`` (B, C, H, W) in [0, 1].
 
     ``model`` is a :class:`~mixbench.analysis.common.PixelSpaceClassifier`; ``target`` the
@@ -51,10 +53,12 @@ def grad_cam(model, x: Tensor, target: Tensor | None = None,
     return (cam / peak).cpu(), logits.detach().cpu()
 
 
-def cam_grid(images: Tensor, cams: Tensor, titles: Sequence[str], path: str | Path,
-             suptitle: str = "") -> Path:
+def cam_grid(
+    images: Tensor, cams: Tensor, titles: Sequence[str], path: str | Path, suptitle: str = ""
+) -> Path:
     """PNG grid: one column per image, the image on top and its Grad-CAM overlay below."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -69,8 +73,7 @@ def cam_grid(images: Tensor, cams: Tensor, titles: Sequence[str], path: str | Pa
         axes[0, j].imshow(img, interpolation="nearest", **kw)
         axes[0, j].set_title(titles[j], fontsize=8)
         axes[1, j].imshow(img, interpolation="nearest", **kw)
-        axes[1, j].imshow(cams[j].numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1,
-                          interpolation="bilinear")
+        axes[1, j].imshow(cams[j].numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="bilinear")
         for ax in axes[:, j]:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -95,12 +98,20 @@ def run_gradcam(run, num_images: int = 8, seed: int = 0, stage: int | None = Non
     cams, logits = grad_cam(run.model, x, stage=stage)
     preds = logits.argmax(1)
     classes = getattr(run.dataset, "classes", None) or getattr(
-        getattr(run.dataset, "dataset", None), "classes", None)
+        getattr(run.dataset, "dataset", None), "classes", None
+    )
     name = (lambda k: str(classes[k])) if classes else str
     titles = [f"label {name(int(y))}\npred {name(int(p))}" for y, p in zip(labels, preds)]
-    png = cam_grid(x, cams, titles, analysis_path(run.work_dir, "gradcam", ".png"),
-                   f"Grad-CAM, {run.work_dir.name}")
-    result = {"summary": {}, "indices": pick.tolist(), "labels": labels.tolist(),
-              "predictions": preds.tolist(), "figure": png.name, "seed": seed}
+    png = cam_grid(
+        x, cams, titles, analysis_path(run.work_dir, "gradcam", ".png"), f"Grad-CAM, {run.work_dir.name}"
+    )
+    result = {
+        "summary": {},
+        "indices": pick.tolist(),
+        "labels": labels.tolist(),
+        "predictions": preds.tolist(),
+        "figure": png.name,
+        "seed": seed,
+    }
     result["json"] = str(write_analysis(run.work_dir, "gradcam", result))
     return result

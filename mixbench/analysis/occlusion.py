@@ -9,6 +9,7 @@ The fraction grows from 0 to 0.9 in steps of 0.1. Image ``i`` draws its patches 
 ``torch.Generator().manual_seed(seed * 1_000_003 + i)``, so each fraction drops a superset
 of the patches of the smaller fractions.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -20,8 +21,14 @@ from torch import Tensor
 DEFAULT_FRACTIONS = tuple(round(0.1 * k, 1) for k in range(10))
 
 
-def occlude(images: Tensor, fraction: float, patch_size: int, seed: int = 0,
-            indices: Sequence[int] | None = None, fill: float = 0.0) -> Tensor:
+def occlude(
+    images: Tensor,
+    fraction: float,
+    patch_size: int,
+    seed: int = 0,
+    indices: Sequence[int] | None = None,
+    fill: float = 0.0,
+) -> Tensor:
     """Drop ``round(fraction * P)`` random patches of each image of a float batch
     (B, C, H, W) in [0, 1]; returns a new tensor."""
     if not 0 <= fraction <= 1:
@@ -44,9 +51,16 @@ def occlude(images: Tensor, fraction: float, patch_size: int, seed: int = 0,
     return out * keep + fill * (1 - keep)
 
 
-def occlusion_curve(model, dataset, fractions: Sequence[float] = DEFAULT_FRACTIONS,
-                    patch_size: int | None = None, seed: int = 0, fill: float = 0.0,
-                    batch_size: int = 256, device=None) -> dict:
+def occlusion_curve(
+    model,
+    dataset,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    patch_size: int | None = None,
+    seed: int = 0,
+    fill: float = 0.0,
+    batch_size: int = 256,
+    device=None,
+) -> dict:
     """Top-1 (%) at each dropped fraction: ``{"summary": {"occlusion_top1_f0.5", "auc"},
     "curve": [{"fraction", "top1"}], "patch_size"}``; ``auc`` is the mean top-1 over the
     fractions (trapezoid area over [0, 0.9] divided by 0.9 for the default grid)."""
@@ -58,22 +72,34 @@ def occlusion_curve(model, dataset, fractions: Sequence[float] = DEFAULT_FRACTIO
     curve = []
     for f in fractions:
         logits, labels = evaluate(
-            model, dataset, batch_size, device,
-            transform=lambda idx, im, f=f: occlude(to_unit(im, device), f, patch_size, seed,
-                                                   idx.tolist(), fill))
+            model,
+            dataset,
+            batch_size,
+            device,
+            transform=lambda idx, im, f=f: occlude(
+                to_unit(im, device), f, patch_size, seed, idx.tolist(), fill
+            ),
+        )
         curve.append({"fraction": float(f), "top1": top1(logits, labels)})
     xs = [c["fraction"] for c in curve]
     ys = [c["top1"] for c in curve]
     area = sum((xs[i + 1] - xs[i]) * (ys[i + 1] + ys[i]) / 2 for i in range(len(xs) - 1))
     summary = {f"occlusion_top1_f{c['fraction']:g}": c["top1"] for c in curve}
     summary["auc"] = area / (xs[-1] - xs[0]) if len(xs) > 1 else ys[0]
-    return {"summary": summary, "curve": curve, "patch_size": patch_size, "seed": seed,
-            "fill": fill, "num_samples": len(dataset)}
+    return {
+        "summary": summary,
+        "curve": curve,
+        "patch_size": patch_size,
+        "seed": seed,
+        "fill": fill,
+        "num_samples": len(dataset),
+    }
 
 
 def plot_occlusion(curves: dict[str, list[dict]], path: str | Path, title: str = "") -> Path:
     """Top-1 against the dropped fraction, one line per run (``{label: curve}``)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -91,17 +117,25 @@ def plot_occlusion(curves: dict[str, list[dict]], path: str | Path, title: str =
     return save_figure(fig, path)
 
 
-def run_occlusion(run, fractions: Sequence[float] = DEFAULT_FRACTIONS,
-                  patch_size: int | None = None, seed: int = 0, fill: float = 0.0,
-                  batch_size: int = 256) -> dict:
+def run_occlusion(
+    run,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    patch_size: int | None = None,
+    seed: int = 0,
+    fill: float = 0.0,
+    batch_size: int = 256,
+) -> dict:
     """Occlusion curve of a loaded run; writes ``analysis/occlusion.json`` and ``.png``."""
     from .common import analysis_path, write_analysis
 
-    result = occlusion_curve(run.model, run.dataset, fractions, patch_size, seed, fill,
-                             batch_size, run.device)
-    png = plot_occlusion({run.work_dir.name: result["curve"]},
-                         analysis_path(run.work_dir, "occlusion", ".png"),
-                         f"occlusion, {result['patch_size']}px patches")
+    result = occlusion_curve(
+        run.model, run.dataset, fractions, patch_size, seed, fill, batch_size, run.device
+    )
+    png = plot_occlusion(
+        {run.work_dir.name: result["curve"]},
+        analysis_path(run.work_dir, "occlusion", ".png"),
+        f"occlusion, {result['patch_size']}px patches",
+    )
     result["figure"] = png.name
     result["json"] = str(write_analysis(run.work_dir, "occlusion", result))
     return result

@@ -13,6 +13,7 @@ from a checkout::
 ``mixbench.cli.sweep`` and ``mixbench.cli.leaderboard`` import no torch: they run where only
 ``pip install 'mixbench[sweep]'`` or ``'mixbench[leaderboard]'`` was installed.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,8 +22,9 @@ from collections.abc import Callable, Sequence
 
 # Top-level modules that `pip install 'mixbench[train]'` brings; a tool that needs one of them
 # and finds it missing says which extra to install instead of a bare ModuleNotFoundError.
-TRAIN_MODULES = frozenset({"torch", "torchvision", "mmengine", "timm", "cv2", "numpy", "scipy",
-                           "numba", "sklearn", "maxflow"})
+TRAIN_MODULES = frozenset(
+    {"torch", "torchvision", "mmengine", "timm", "cv2", "numpy", "scipy", "numba", "sklearn", "maxflow"}
+)
 
 Main = Callable[[Sequence[str] | None], int]
 
@@ -39,10 +41,14 @@ def needs_training_stack(tool: str) -> Callable[[Main], Main]:
             except ModuleNotFoundError as e:
                 if (e.name or "").split(".")[0] not in TRAIN_MODULES:
                     raise
-                print(f"{tool}: the Python module {e.name!r} is not installed; this command "
-                      "needs mixbench's training dependencies: pip install 'mixbench[train]' "
-                      "(in a checkout: pip install -r requirements.txt)", file=sys.stderr)
+                print(
+                    f"{tool}: the Python module {e.name!r} is not installed; this command "
+                    "needs mixbench's training dependencies: pip install 'mixbench[train]' "
+                    "(in a checkout: pip install -r requirements.txt)",
+                    file=sys.stderr,
+                )
                 return 2
+
         return run
 
     return wrap

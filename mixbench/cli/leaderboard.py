@@ -12,6 +12,7 @@ Exit codes: 0 ok; 2 bad arguments; 3 ``ingest`` rejected at least one file (the 
 were ingested; the reasons are printed).
 The installed package runs the same as ``mixbench-leaderboard``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,31 +34,45 @@ def _filters(items: list[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"leaderboard: --filter expects key=value, got {item!r} "
-                             "(e.g. --filter dataset=cifar100)")
+            raise SystemExit(
+                f"leaderboard: --filter expects key=value, got {item!r} (e.g. --filter dataset=cifar100)"
+            )
         out[key] = value
     return out
 
 
 def _add_table_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", help="database URL or SQLite path (default: $MIXBENCH_RESULTS_DB "
-                                "or work_dirs/results.db)")
-    p.add_argument("--metric", choices=METRICS, default="median_last_n",
-                   help="per-run metric (default: median_last_n)")
-    p.add_argument("--last-n", type=int, default=DEFAULT_LAST_N,
-                   help=f"N of median_last_n (default {DEFAULT_LAST_N})")
-    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
-                   help=f"significance level of Welch's t-test (default {DEFAULT_ALPHA})")
-    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                   help="keep runs whose KEY (dataset, backbone, epochs, method, seed, name, "
-                        "config_hash) equals VALUE; repeatable")
+    p.add_argument(
+        "--db", help="database URL or SQLite path (default: $MIXBENCH_RESULTS_DB or work_dirs/results.db)"
+    )
+    p.add_argument(
+        "--metric", choices=METRICS, default="median_last_n", help="per-run metric (default: median_last_n)"
+    )
+    p.add_argument(
+        "--last-n", type=int, default=DEFAULT_LAST_N, help=f"N of median_last_n (default {DEFAULT_LAST_N})"
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=DEFAULT_ALPHA,
+        help=f"significance level of Welch's t-test (default {DEFAULT_ALPHA})",
+    )
+    p.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep runs whose KEY (dataset, backbone, epochs, method, seed, name, "
+        "config_hash) equals VALUE; repeatable",
+    )
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p_ingest = sub.add_parser("ingest", help="read result.json files (and the analysis/*.json "
-                                              "next to them) into the database")
+    p_ingest = sub.add_parser(
+        "ingest", help="read result.json files (and the analysis/*.json next to them) into the database"
+    )
     p_ingest.add_argument("paths", nargs="+", help="work dirs or result.json files")
     p_ingest.add_argument("--db", help="database URL or SQLite path")
     p_report = sub.add_parser("report", help="write leaderboard.md/.csv/.tex and index.html")
@@ -72,8 +87,9 @@ def main(argv=None) -> int:
         print(report.summary())
         return 0 if report.ok else 3
     try:
-        lb = build_leaderboard(args.db, metric=args.metric, last_n=args.last_n,
-                               alpha=args.alpha, filters=_filters(args.filter))
+        lb = build_leaderboard(
+            args.db, metric=args.metric, last_n=args.last_n, alpha=args.alpha, filters=_filters(args.filter)
+        )
     except ValueError as e:
         print(f"leaderboard: {e}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ DATASET is a short name: cifar10, cifar100, fashion_mnist, tiny_imagenet, imagen
 imagenet100, cub200, aircraft, stanford_cars, inat2017, inat2018, places205.
 The installed package runs the same as ``mixbench-prepare-data``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,10 @@ def check(name: str, root: str, files: bool = True) -> int:
         ok_classes = k == entry.num_classes
         status = "ok" if ok_count and ok_classes else "DIFFERS"
         exp = "unchecked" if expected is None else f"{expected}"
-        print(f"  {split:9s} {status:8s} {n} images (official {exp}), {k} classes "
-              f"(official {entry.num_classes})")
+        print(
+            f"  {split:9s} {status:8s} {n} images (official {exp}), {k} classes "
+            f"(official {entry.num_classes})"
+        )
         problems += not (ok_count and ok_classes)
         if files and hasattr(ds, "missing_files"):
             missing = ds.missing_files()
@@ -91,8 +94,9 @@ def main(argv=None) -> int:
     p.add_argument("command", choices=["check", "index"])
     p.add_argument("dataset", help="short name, e.g. cub200")
     p.add_argument("root", help="the dataset folder (or its parent)")
-    p.add_argument("--no-files", action="store_true",
-                   help="check: do not test that every listed image exists (faster)")
+    p.add_argument(
+        "--no-files", action="store_true", help="check: do not test that every listed image exists (faster)"
+    )
     args = p.parse_args(argv)
     try:
         if args.command == "check":

@@ -5,6 +5,7 @@ The checkpoint is loaded weights-only (see mixbench/checkpoint.py): one that nee
 refused unless listed in $MIXBENCH_TRUSTED_CHECKPOINTS.
 The installed package runs the same as ``mixbench-test``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Evaluate a trained checkpoint on the test split.")
     p.add_argument("config", help="YAML config (e.g. the run's config.yaml)")
     p.add_argument("checkpoint", help="checkpoint file (.pth)")
-    p.add_argument("--work-dir", help="where logs and test_result.json go "
-                                      "(default: <checkpoint dir>/test)")
+    p.add_argument("--work-dir", help="where logs and test_result.json go (default: <checkpoint dir>/test)")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     args = p.parse_args(argv)
@@ -49,8 +49,11 @@ def main(argv=None) -> int:
     except UnsafeCheckpointError as e:
         print(f"checkpoint refused: {e}", file=sys.stderr)
         return 2
-    out = {"config": args.config, "checkpoint": str(ckpt),
-           "metrics": {k: float(v) for k, v in metrics.items()}}
+    out = {
+        "config": args.config,
+        "checkpoint": str(ckpt),
+        "metrics": {k: float(v) for k, v in metrics.items()},
+    }
     atomic_write_json(work_dir / "test_result.json", out)
     print(json.dumps(out["metrics"]))
     return 0

@@ -2,6 +2,7 @@
 
 The installed package runs the same as ``mixbench-train``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,17 +17,31 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train a classifier with a mixup policy.")
     p.add_argument("config", help="YAML config file")
     p.add_argument("--work-dir", help="output folder (default: work_dirs/<config name>)")
-    p.add_argument("--resume", nargs="?", const="auto", default=None,
-                   help="resume from the latest checkpoint in the work dir (auto, the default "
-                        "when the flag is given alone) or from a checkpoint PATH")
-    p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override config keys, e.g. method.mixer.alpha=0.2 train_cfg.max_epochs=5")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        help="resume from the latest checkpoint in the work dir (auto, the default "
+        "when the flag is given alone) or from a checkpoint PATH",
+    )
+    p.add_argument(
+        "--cfg-options",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config keys, e.g. method.mixer.alpha=0.2 train_cfg.max_epochs=5",
+    )
     p.add_argument("--seed", type=int, default=None, help="random seed (randomness.seed)")
-    p.add_argument("--deterministic", action="store_true",
-                   help="deterministic algorithms (cuDNN); with the same seed a run is repeatable")
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic algorithms (cuDNN); with the same seed a run is repeatable",
+    )
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
-    p.add_argument("--amp", action="store_true",
-                   help="mixed precision: fp16 AMP on CUDA, bf16 autocast on CPU")
+    p.add_argument(
+        "--amp", action="store_true", help="mixed precision: fp16 AMP on CUDA, bf16 autocast on CPU"
+    )
     p.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -41,8 +56,15 @@ def main(argv=None) -> int:
     try:
         cfg = load_config(args.config, args.cfg_options)
         work_dir = args.work_dir or str(Path("work_dirs") / Path(args.config).stem)
-        runner = build_runner(cfg, work_dir, launcher=args.launcher, resume=args.resume,
-                              amp=args.amp, deterministic=args.deterministic, seed=args.seed)
+        runner = build_runner(
+            cfg,
+            work_dir,
+            launcher=args.launcher,
+            resume=args.resume,
+            amp=args.amp,
+            deterministic=args.deterministic,
+            seed=args.seed,
+        )
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
 """mixbench.data: datasets (registered in DATASETS) and batched transforms."""
+
 from .base import DatasetError, InMemoryDataset
 from .cifar import CIFAR10, CIFAR100
 from .digits import Digits
@@ -6,8 +7,19 @@ from .fashion_mnist import FashionMNIST
 from .rand_augment import FixMatchRandAugment, TimmRandAugment
 from .transforms import BatchRandomErasing, RandomCropPad, RandomFlip
 
-__all__ = ["DatasetError", "InMemoryDataset", "Digits", "FashionMNIST", "CIFAR10", "CIFAR100",
-           "RandomCropPad", "RandomFlip", "BatchRandomErasing", "FixMatchRandAugment", "TimmRandAugment"]
+__all__ = [
+    "DatasetError",
+    "InMemoryDataset",
+    "Digits",
+    "FashionMNIST",
+    "CIFAR10",
+    "CIFAR100",
+    "RandomCropPad",
+    "RandomFlip",
+    "BatchRandomErasing",
+    "FixMatchRandAugment",
+    "TimmRandAugment",
+]
 
 # Image-file datasets (the benchmark's JPEG sets) and the per-sample transform pipeline.
 from .aircraft import FGVCAircraft  # noqa: E402
@@ -21,6 +33,19 @@ from .places205 import Places205  # noqa: E402
 from .stanford_cars import StanfordCars  # noqa: E402
 from .tiny_imagenet import TinyImageNet  # noqa: E402
 
-__all__ += ["ImageFileDataset", "TransformedDataset", "build_pipeline", "ImageFolder", "ListFileDataset",
-            "TinyImageNet", "ImageNet", "ImageNet100", "CUB200", "FGVCAircraft", "StanfordCars",
-            "INaturalist2017", "INaturalist2018", "Places205"]
+__all__ += [
+    "ImageFileDataset",
+    "TransformedDataset",
+    "build_pipeline",
+    "ImageFolder",
+    "ListFileDataset",
+    "TinyImageNet",
+    "ImageNet",
+    "ImageNet100",
+    "CUB200",
+    "FGVCAircraft",
+    "StanfordCars",
+    "INaturalist2017",
+    "INaturalist2018",
+    "Places205",
+]

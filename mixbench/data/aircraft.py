@@ -1,5 +1,6 @@
 """FGVC-Aircraft 2013b (Maji et al., "Fine-Grained Visual Classification of Aircraft",
 arXiv:1306.5151): 10,000 images of 100 aircraft variants (70 families, 41 manufacturers)."""
+
 from __future__ import annotations
 
 from mixbench.registry import DATASETS
@@ -7,9 +8,11 @@ from mixbench.registry import DATASETS
 from .base import DatasetError, ImageFileDataset
 from .io import read_text_lines, split_columns
 
-HOW_TO_GET = ("Download fgvc-aircraft-2013b.tar.gz from "
-              "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/ and extract it so that "
-              "fgvc-aircraft-2013b/data/{images/, variants.txt, images_variant_*.txt} lie under root.")
+HOW_TO_GET = (
+    "Download fgvc-aircraft-2013b.tar.gz from "
+    "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/ and extract it so that "
+    "fgvc-aircraft-2013b/data/{images/, variants.txt, images_variant_*.txt} lie under root."
+)
 LEVELS = {"variant": "variants.txt", "family": "families.txt", "manufacturer": "manufacturers.txt"}
 BANNER_PX = 20
 
@@ -35,8 +38,14 @@ class FGVCAircraft(ImageFileDataset):
     folder_names = ("fgvc-aircraft-2013b",)
     how_to_get = HOW_TO_GET
 
-    def __init__(self, root: str = "data/fgvc-aircraft-2013b", split: str = "trainval",
-                 level: str = "variant", crop_banner: bool = True, **kwargs):
+    def __init__(
+        self,
+        root: str = "data/fgvc-aircraft-2013b",
+        split: str = "trainval",
+        level: str = "variant",
+        crop_banner: bool = True,
+        **kwargs,
+    ):
         if level not in LEVELS:
             raise ValueError(f"level must be one of {sorted(LEVELS)}, got {level!r}")
         self.level = level
@@ -48,17 +57,23 @@ class FGVCAircraft(ImageFileDataset):
 
     def list_samples(self):
         data = self.root / "data"
-        classes = read_text_lines(data / LEVELS[self.level],
-                                  f"the {self.level} names, one a line", HOW_TO_GET)
+        classes = read_text_lines(
+            data / LEVELS[self.level], f"the {self.level} names, one a line", HOW_TO_GET
+        )
         label_of = {c: i for i, c in enumerate(classes)}
         ann = data / f"images_{self.level}_{self.split}.txt"
-        rows = split_columns(ann, read_text_lines(ann, f"'<image id> <{self.level}>' lines",
-                                                  HOW_TO_GET), 2, f"'<image id> <{self.level}>'")
+        rows = split_columns(
+            ann,
+            read_text_lines(ann, f"'<image id> <{self.level}>' lines", HOW_TO_GET),
+            2,
+            f"'<image id> <{self.level}>'",
+        )
         paths, labels = [], []
         for image_id, name in rows:
             if name not in label_of:
-                raise DatasetError(f"{ann}: image {image_id} is labelled {name!r}, which "
-                                   f"{LEVELS[self.level]} does not list")
+                raise DatasetError(
+                    f"{ann}: image {image_id} is labelled {name!r}, which {LEVELS[self.level]} does not list"
+                )
             paths.append(f"data/images/{image_id}.jpg")
             labels.append(label_of[name])
         return classes, paths, labels

@@ -8,6 +8,7 @@ of a million files is slow, so ``tools/prepare_data.py index DATASET ROOT`` writ
 to ``ROOT/mixbench_index/<Dataset>_<split>_<key>.json``; the dataset reads it when it is
 present and its key (dataset, split and options) matches.
 """
+
 from __future__ import annotations
 
 import abc
@@ -78,9 +79,11 @@ def check_labels(labels: Tensor, num_classes: int, source: str) -> None:
     bad = (labels < 0) | (labels >= num_classes)
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
-        raise DatasetError(f"{source}: label {int(labels[i])} of sample {i} is outside 0..{num_classes - 1} "
-                           f"({int(bad.sum())} such labels); the label file is corrupt or belongs to "
-                           "another dataset: download it again")
+        raise DatasetError(
+            f"{source}: label {int(labels[i])} of sample {i} is outside 0..{num_classes - 1} "
+            f"({int(bad.sum())} such labels); the label file is corrupt or belongs to "
+            "another dataset: download it again"
+        )
 
 
 class InMemoryDataset(Dataset):
@@ -101,8 +104,14 @@ class InMemoryDataset(Dataset):
             ``num_workers: 0`` and ``pin_memory: false``. Default: host memory.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor, classes: Sequence[str],
-                 max_samples: int | None = None, device: str | None = None):
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        classes: Sequence[str],
+        max_samples: int | None = None,
+        device: str | None = None,
+    ):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if labels.shape[0] != images.shape[0]:
@@ -117,8 +126,10 @@ class InMemoryDataset(Dataset):
         if device is not None:
             dev = torch.device(device)
             if dev.type == "cuda" and not torch.cuda.is_available():
-                raise ValueError(f"dataset device={device!r} but CUDA is not available: remove "
-                                 "`device` to keep the data in host memory")
+                raise ValueError(
+                    f"dataset device={device!r} but CUDA is not available: remove "
+                    "`device` to keep the data in host memory"
+                )
             self.images, self.labels = self.images.to(dev), self.labels.to(dev)
         self.classes = list(classes)
         self.metainfo = {"classes": self.classes, "num_classes": len(self.classes)}
@@ -172,10 +183,17 @@ class ImageFileDataset(Dataset, abc.ABC):
     how_to_get = ""
     crop_bottom = 0  # pixels removed from the bottom of every image after decoding
 
-    def __init__(self, root: str = "data", split: str = "train", pipeline=None,
-                 in_memory: bool = False, max_samples: int | None = None,
-                 check_counts: bool = False, use_index: bool = True,
-                 decode_device: str | None = None):
+    def __init__(
+        self,
+        root: str = "data",
+        split: str = "train",
+        pipeline=None,
+        in_memory: bool = False,
+        max_samples: int | None = None,
+        check_counts: bool = False,
+        use_index: bool = True,
+        decode_device: str | None = None,
+    ):
         self.split = check_split(split, self.splits) if self.splits else split
         device = resolve_decode_device(decode_device)  # checked even when in_memory
         self.decode_device = None if in_memory else device  # in memory: decoded once, CPU
@@ -189,8 +207,7 @@ class ImageFileDataset(Dataset, abc.ABC):
         self.metainfo = {"classes": self.classes, "num_classes": len(self.classes)}
         labels = np.asarray(labels, dtype=np.int64)
         if not len(paths):
-            raise DatasetError(f"{self.root}: the {self.split!r} split lists no images. "
-                               f"{self.how_to_get}")
+            raise DatasetError(f"{self.root}: the {self.split!r} split lists no images. {self.how_to_get}")
         if len(paths) != len(labels):
             raise DatasetError(f"{self.root}: {len(paths)} image paths but {len(labels)} labels")
         if len(labels) and (labels.min() < 0 or labels.max() >= len(self.classes)):
@@ -207,8 +224,8 @@ class ImageFileDataset(Dataset, abc.ABC):
         # loader workers share without copy-on-read (a Python list of a million str objects
         # would be copied page by page), 45 bytes a path smaller for Places205.
         prefix = os.path.commonprefix(list(paths))
-        self._prefix = prefix[:prefix.rfind("/") + 1]
-        self._paths = np.array([p[len(self._prefix):].encode() for p in paths], dtype=np.bytes_)
+        self._prefix = prefix[: prefix.rfind("/") + 1]
+        self._paths = np.array([p[len(self._prefix) :].encode() for p in paths], dtype=np.bytes_)
         self.labels = torch.from_numpy(labels)
         self.pipeline = build_pipeline(pipeline)
         if in_memory:
@@ -242,7 +259,8 @@ class ImageFileDataset(Dataset, abc.ABC):
             raise DatasetError(
                 f"{self.root}: the {self.split!r} split lists {n} images, the official "
                 f"{type(self).__name__} {self.split!r} split has {expected}. The copy is "
-                f"incomplete or a different version. {self.how_to_get}")
+                f"incomplete or a different version. {self.how_to_get}"
+            )
 
     def index_key(self) -> dict:
         return {"dataset": type(self).__name__, "split": self.split, **self.index_options()}
@@ -260,10 +278,14 @@ class ImageFileDataset(Dataset, abc.ABC):
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
         except (OSError, ValueError) as e:
-            raise DatasetError(f"{path}: unreadable index ({e}); delete it or rewrite it with "
-                               "`tools/prepare_data.py index`") from e
-        if (data.get("format") != INDEX_FORMAT or data.get("version") != INDEX_VERSION
-                or data.get("key") != self.index_key()):
+            raise DatasetError(
+                f"{path}: unreadable index ({e}); delete it or rewrite it with `tools/prepare_data.py index`"
+            ) from e
+        if (
+            data.get("format") != INDEX_FORMAT
+            or data.get("version") != INDEX_VERSION
+            or data.get("key") != self.index_key()
+        ):
             return None
         if data.get("class_names"):
             self.class_names = data["class_names"]
@@ -274,10 +296,15 @@ class ImageFileDataset(Dataset, abc.ABC):
         classes, paths, labels = self.list_samples()
         path = self.index_path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "key": self.index_key(),
-                "classes": list(classes), "class_names": getattr(self, "class_names", None),
-                "paths": list(paths),
-                "labels": [int(v) for v in labels]}
+        data = {
+            "format": INDEX_FORMAT,
+            "version": INDEX_VERSION,
+            "key": self.index_key(),
+            "classes": list(classes),
+            "class_names": getattr(self, "class_names", None),
+            "paths": list(paths),
+            "labels": [int(v) for v in labels],
+        }
         tmp = path.with_suffix(".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f)
@@ -305,9 +332,11 @@ class ImageFileDataset(Dataset, abc.ABC):
         """Remove the ``crop_bottom`` banner from image ``idx``."""
         if self.crop_bottom:
             if img.shape[1] <= self.crop_bottom:
-                raise DatasetError(f"{self.path(idx)}: {img.shape[1]} px high, cannot remove "
-                                   f"the {self.crop_bottom}-px banner")
-            img = img[:, :-self.crop_bottom]
+                raise DatasetError(
+                    f"{self.path(idx)}: {img.shape[1]} px high, cannot remove "
+                    f"the {self.crop_bottom}-px banner"
+                )
+            img = img[:, : -self.crop_bottom]
         return img
 
     def _decode_all(self):
@@ -331,9 +360,11 @@ class ImageFileDataset(Dataset, abc.ABC):
         if self.decode_device is None:
             return [self[i] for i in indices]
         if get_worker_info() is not None:
-            raise RuntimeError(f"{type(self).__name__}: decode_device={str(self.decode_device)!r} "
-                               "decodes in the main process; set the loader's num_workers: 0 "
-                               "(and persistent_workers: false, pin_memory: false)")
+            raise RuntimeError(
+                f"{type(self).__name__}: decode_device={str(self.decode_device)!r} "
+                "decodes in the main process; set the loader's num_workers: 0 "
+                "(and persistent_workers: false, pin_memory: false)"
+            )
         indices = list(indices)
         images = decode_batch([self.path(i) for i in indices], self.decode_device)
         images = [self.crop(i, img) for i, img in zip(indices, images)]
@@ -345,8 +376,10 @@ class ImageFileDataset(Dataset, abc.ABC):
         return [{"inputs": img, "data_samples": lab} for img, lab in zip(images, labels)]
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
-                f"num_samples={len(self)}, num_classes={self.num_classes})")
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
+            f"num_samples={len(self)}, num_classes={self.num_classes})"
+        )
 
 
 @DATASETS.register_module()

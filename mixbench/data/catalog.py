@@ -1,5 +1,6 @@
 """The benchmark datasets by short name (the ``meta.dataset`` of the configs): registered
 class, splits and their official image counts. Used by ``tools/prepare_data.py``."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,8 +8,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class CatalogEntry:
-    type: str                       # registered dataset class
-    counts: dict                    # split -> official number of images (None: unchecked)
+    type: str  # registered dataset class
+    counts: dict  # split -> official number of images (None: unchecked)
     num_classes: int
     kwargs: dict = field(default_factory=dict)
 
@@ -21,8 +22,9 @@ CATALOG = {
     "imagenet1k": CatalogEntry("ImageNet", {"train": 1_281_167, "val": 50_000}, 1000),
     "imagenet100": CatalogEntry("ImageNet100", {"train": None, "val": 5_000}, 100),
     "cub200": CatalogEntry("CUB200", {"train": 5_994, "test": 5_794}, 200),
-    "aircraft": CatalogEntry("FGVCAircraft", {"train": 3_334, "val": 3_333, "trainval": 6_667,
-                                              "test": 3_333}, 100),
+    "aircraft": CatalogEntry(
+        "FGVCAircraft", {"train": 3_334, "val": 3_333, "trainval": 6_667, "test": 3_333}, 100
+    ),
     "stanford_cars": CatalogEntry("StanfordCars", {"train": 8_144, "test": 8_041}, 196),
     "inat2017": CatalogEntry("INaturalist2017", {"train": 579_184, "val": 95_986}, 5_089),
     "inat2018": CatalogEntry("INaturalist2018", {"train": 437_513, "val": 24_426}, 8_142),

@@ -1,4 +1,5 @@
 """CIFAR-10 and CIFAR-100 (Krizhevsky, 2009) from the official python-pickle archives."""
+
 from __future__ import annotations
 
 import pickle
@@ -11,8 +12,10 @@ from mixbench.registry import DATASETS
 
 from .base import DatasetError, InMemoryDataset, check_split, missing_file_error
 
-HOW_TO_GET = ("Download the python version from https://www.cs.toronto.edu/~kriz/cifar.html "
-              "({archive}) and extract it so that {folder}/ lies under root.")
+HOW_TO_GET = (
+    "Download the python version from https://www.cs.toronto.edu/~kriz/cifar.html "
+    "({archive}) and extract it so that {folder}/ lies under root."
+)
 
 
 def _load_pickle(path: Path, how: str) -> dict:
@@ -41,8 +44,7 @@ class _CIFAR(InMemoryDataset):
     label_key = ""
     names_key = ""
 
-    def __init__(self, root: str = "data/cifar", split: str = "train", max_samples=None,
-                 device=None):
+    def __init__(self, root: str = "data/cifar", split: str = "train", max_samples=None, device=None):
         check_split(split)
         base = Path(root)
         if (base / self.folder).is_dir():
@@ -51,7 +53,7 @@ class _CIFAR(InMemoryDataset):
         meta = _load_pickle(base / self.meta_file, how)
         classes = list(meta[self.names_key])
         xs, ys = [], []
-        for name in (self.train_files if split == "train" else self.test_files):
+        for name in self.train_files if split == "train" else self.test_files:
             batch = _load_pickle(base / name, how)
             if self.label_key not in batch:
                 raise DatasetError(f"{base / name}: no {self.label_key!r} entry")

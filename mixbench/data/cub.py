@@ -1,5 +1,6 @@
 """CUB-200-2011 (Wah et al., Caltech-UCSD Birds-200-2011, CNS-TR-2011-001): 11,788 images
 of 200 bird species, 5,994 train / 5,794 test by the official split."""
+
 from __future__ import annotations
 
 from mixbench.registry import DATASETS
@@ -7,10 +8,12 @@ from mixbench.registry import DATASETS
 from .base import DatasetError, ImageFileDataset
 from .io import parse_int, read_text_lines, split_columns
 
-HOW_TO_GET = ("Download CUB_200_2011.tgz from https://www.vision.caltech.edu/datasets/cub_200_2011/ "
-              "(data.caltech.edu/records/65de6-vp158) and extract it so that CUB_200_2011/"
-              "{images.txt, image_class_labels.txt, train_test_split.txt, classes.txt, images/} "
-              "lie under root.")
+HOW_TO_GET = (
+    "Download CUB_200_2011.tgz from https://www.vision.caltech.edu/datasets/cub_200_2011/ "
+    "(data.caltech.edu/records/65de6-vp158) and extract it so that CUB_200_2011/"
+    "{images.txt, image_class_labels.txt, train_test_split.txt, classes.txt, images/} "
+    "lie under root."
+)
 
 
 def _id_table(path, expected: str) -> dict[int, str]:
@@ -55,8 +58,10 @@ class CUB200(ImageFileDataset):
         for image_id in sorted(images):
             for table, name in ((labels, "image_class_labels.txt"), (is_train, "train_test_split.txt")):
                 if image_id not in table:
-                    raise DatasetError(f"{r / name}: no entry for image id {image_id} "
-                                       f"({images[image_id]}) listed in images.txt")
+                    raise DatasetError(
+                        f"{r / name}: no entry for image id {image_id} "
+                        f"({images[image_id]}) listed in images.txt"
+                    )
             if is_train[image_id] == want:
                 paths.append(f"images/{images[image_id]}")
                 ys.append(parse_int(r / "image_class_labels.txt", labels[image_id], "the class id") - 1)

@@ -1,4 +1,5 @@
 """scikit-learn's handwritten digits: mixbench's zero-set-up embedded dataset."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,11 @@ class Digits(InMemoryDataset):
         data = load_digits()
         x = (data.images.astype(np.int64) * 255 // 16).astype(np.uint8)
         idx_train, idx_test = train_test_split(
-            np.arange(len(x)), test_size=DIGITS_TEST_FRACTION, random_state=DIGITS_SPLIT_SEED,
-            stratify=data.target)
+            np.arange(len(x)),
+            test_size=DIGITS_TEST_FRACTION,
+            random_state=DIGITS_SPLIT_SEED,
+            stratify=data.target,
+        )
         idx = idx_train if split == "train" else idx_test
         images = torch.from_numpy(x[idx])[:, None]
         if scale > 1:

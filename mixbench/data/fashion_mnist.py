@@ -1,4 +1,5 @@
 """Fashion-MNIST (Xiao et al., 2017) read from its IDX files."""
+
 from __future__ import annotations
 
 import gzip
@@ -14,13 +15,27 @@ from mixbench.registry import DATASETS
 from .base import DatasetError, InMemoryDataset, check_split, missing_file_error
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
-HOW_TO_GET = ("On Debian/Ubuntu: `sudo apt-get install dataset-fashion-mnist` (installs the "
-              f"files under {DEFAULT_ROOT}); or download the four *-ubyte.gz files from "
-              "https://github.com/zalandoresearch/fashion-mnist and pass root=<folder>.")
-FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-           "Sneaker", "Bag", "Ankle boot"]
+HOW_TO_GET = (
+    "On Debian/Ubuntu: `sudo apt-get install dataset-fashion-mnist` (installs the "
+    f"files under {DEFAULT_ROOT}); or download the four *-ubyte.gz files from "
+    "https://github.com/zalandoresearch/fashion-mnist and pass root=<folder>."
+)
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 _DTYPES = {0x08: np.uint8}
 
 
@@ -32,18 +47,21 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
-        raise DatasetError(f"{path}: corrupt or truncated gzip file ({type(e).__name__}: {e}); "
-                           f"download it again. {HOW_TO_GET}") from e
+        raise DatasetError(
+            f"{path}: corrupt or truncated gzip file ({type(e).__name__}: {e}); "
+            f"download it again. {HOW_TO_GET}"
+        ) from e
     if len(data) < 4:
         raise DatasetError(f"{path}: too short to be an IDX file")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype_code not in _DTYPES:
         raise DatasetError(f"{path}: not an unsigned-byte IDX file (magic {data[:4].hex()})")
-    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
-        raise DatasetError(f"{path}: header says {dims} = {int(np.prod(dims))} values, "
-                           f"file holds {body.size} (truncated?)")
+        raise DatasetError(
+            f"{path}: header says {dims} = {int(np.prod(dims))} values, file holds {body.size} (truncated?)"
+        )
     return body.reshape(dims)
 
 
@@ -51,8 +69,7 @@ def find_idx(root: Path, stem: str) -> Path:
     for name in (stem, stem + ".gz"):
         if (root / name).is_file():
             return root / name
-    raise missing_file_error(root / (stem + ".gz"), f"the Fashion-MNIST IDX file {stem}[.gz]",
-                             HOW_TO_GET)
+    raise missing_file_error(root / (stem + ".gz"), f"the Fashion-MNIST IDX file {stem}[.gz]", HOW_TO_GET)
 
 
 @DATASETS.register_module()
@@ -66,8 +83,7 @@ class FashionMNIST(InMemoryDataset):
         max_samples: keep the first N images only.
     """
 
-    def __init__(self, root: str = DEFAULT_ROOT, split: str = "train", max_samples=None,
-                 device=None):
+    def __init__(self, root: str = DEFAULT_ROOT, split: str = "train", max_samples=None, device=None):
         check_split(split)
         root = Path(root)
         if not root.is_dir():
@@ -76,9 +92,15 @@ class FashionMNIST(InMemoryDataset):
         images = read_idx(img_file)
         labels = read_idx(lbl_file)
         if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-            raise DatasetError(f"{img_file} / {lbl_file}: expected N x 28 x 28 images and N labels, "
-                               f"got {images.shape} and {labels.shape}")
+            raise DatasetError(
+                f"{img_file} / {lbl_file}: expected N x 28 x 28 images and N labels, "
+                f"got {images.shape} and {labels.shape}"
+            )
         self.source = str(lbl_file)
-        super().__init__(torch.from_numpy(images.copy())[:, None],
-                         torch.from_numpy(labels.astype(np.int64)), CLASSES, max_samples,
-                         device)
+        super().__init__(
+            torch.from_numpy(images.copy())[:, None],
+            torch.from_numpy(labels.astype(np.int64)),
+            CLASSES,
+            max_samples,
+            device,
+        )

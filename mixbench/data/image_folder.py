@@ -1,4 +1,5 @@
 """Generic datasets for custom data: a folder of class folders, and a list file."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -21,8 +22,9 @@ class ImageFolder(ImageFileDataset):
     splits = None
     how_to_get = "Arrange the images as <root>/<split>/<class name>/<image file>."
 
-    def __init__(self, root: str = "data", split: str = "train",
-                 classes: Sequence[str] | None = None, **kwargs):
+    def __init__(
+        self, root: str = "data", split: str = "train", classes: Sequence[str] | None = None, **kwargs
+    ):
         self.given_classes = list(classes) if classes is not None else None
         super().__init__(root, split, **kwargs)
 
@@ -32,8 +34,9 @@ class ImageFolder(ImageFileDataset):
     def list_samples(self):
         folder = self.root / self.split if self.split else self.root
         if not folder.is_dir():
-            raise missing_file_error(folder, "a folder with one sub-folder of images per class",
-                                     self.how_to_get)
+            raise missing_file_error(
+                folder, "a folder with one sub-folder of images per class", self.how_to_get
+            )
         classes = self.given_classes or list_class_folders(folder)
         if not classes:
             raise DatasetError(f"{folder}: no class sub-folders found. {self.how_to_get}")
@@ -57,17 +60,22 @@ class ListFileDataset(ImageFileDataset):
     splits = None
     how_to_get = "Write one '<relative image path> <integer label>' line per image."
 
-    def __init__(self, root: str = "data", ann_file: str = "meta/train.txt",
-                 data_prefix: str = "", classes: None | str | Sequence[str] = None,
-                 split: str = "train", **kwargs):
+    def __init__(
+        self,
+        root: str = "data",
+        ann_file: str = "meta/train.txt",
+        data_prefix: str = "",
+        classes: None | str | Sequence[str] = None,
+        split: str = "train",
+        **kwargs,
+    ):
         self.ann_file = ann_file
         self.data_prefix = data_prefix.strip("/")
         self.given_classes = classes
         super().__init__(root, split, **kwargs)
 
     def index_options(self) -> dict:
-        return {"ann_file": self.ann_file, "data_prefix": self.data_prefix,
-                "classes": self.given_classes}
+        return {"ann_file": self.ann_file, "data_prefix": self.data_prefix, "classes": self.given_classes}
 
     def list_samples(self):
         path = self.root / self.ann_file
@@ -79,8 +87,7 @@ class ListFileDataset(ImageFileDataset):
         classes = self.given_classes
         if isinstance(classes, str):
             cpath = self.root / classes
-            classes = read_text_lines(cpath, "one class name a line, in label order",
-                                      self.how_to_get)
+            classes = read_text_lines(cpath, "one class name a line, in label order", self.how_to_get)
         if classes is None:
             classes = [str(i) for i in range(max(labels, default=-1) + 1)]
         return list(classes), paths, labels

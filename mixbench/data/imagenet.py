@@ -1,5 +1,6 @@
 """ImageNet-1k (ILSVRC-2012; Russakovsky et al., IJCV 2015) and ImageNet-100 (the 100-class
 subset of Tian et al., "Contrastive Multiview Coding", ECCV 2020)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -18,11 +19,13 @@ from .io import (
     split_columns,
 )
 
-HOW_TO_GET = ("Download ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (and "
-              "ILSVRC2012_devkit_t12.tar.gz) from https://image-net.org/download.php (free "
-              "for non-commercial research after registration); extract train/ as one folder "
-              "per WordNet id, and val/ either into class folders or flat with a ground-truth "
-              "list (meta/val.txt, or the devkit's data/ILSVRC2012_validation_ground_truth.txt).")
+HOW_TO_GET = (
+    "Download ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (and "
+    "ILSVRC2012_devkit_t12.tar.gz) from https://image-net.org/download.php (free "
+    "for non-commercial research after registration); extract train/ as one folder "
+    "per WordNet id, and val/ either into class folders or flat with a ground-truth "
+    "list (meta/val.txt, or the devkit's data/ILSVRC2012_validation_ground_truth.txt)."
+)
 DEVKIT = "ILSVRC2012_devkit_t12/data"
 IMAGENET100_CLASSES = Path(__file__).with_name("imagenet100_classes.txt")
 
@@ -57,8 +60,13 @@ class ImageNet(ImageFileDataset):
     folder_names = ("imagenet", "ImageNet", "ILSVRC2012")
     how_to_get = HOW_TO_GET
 
-    def __init__(self, root: str = "data/imagenet", split: str = "train",
-                 class_list: None | str | Sequence[str] = None, **kwargs):
+    def __init__(
+        self,
+        root: str = "data/imagenet",
+        split: str = "train",
+        class_list: None | str | Sequence[str] = None,
+        **kwargs,
+    ):
         if isinstance(class_list, (str, Path)):
             class_list = read_class_list(Path(class_list))
         self.class_list = sorted(class_list) if class_list is not None else None
@@ -78,8 +86,11 @@ class ImageNet(ImageFileDataset):
         synsets = self.devkit_synsets()
         if synsets is None:
             raise missing_file_error(
-                self.root / "train", "one folder of images per WordNet id (n01440764/ ...), "
-                f"or the devkit's {DEVKIT}/meta.mat to name the classes", HOW_TO_GET)
+                self.root / "train",
+                "one folder of images per WordNet id (n01440764/ ...), "
+                f"or the devkit's {DEVKIT}/meta.mat to name the classes",
+                HOW_TO_GET,
+            )
         return sorted(synsets)
 
     def devkit_synsets(self) -> dict | None:
@@ -87,10 +98,14 @@ class ImageNet(ImageFileDataset):
         path = self.root / DEVKIT / "meta.mat"
         if not path.is_file():
             return None
-        s = read_mat_struct(path, "synsets", ("ILSVRC2012_ID", "WNID", "words"),
-                            "the ILSVRC-2012 synsets struct", HOW_TO_GET)
-        return {str(w): (int(i), str(words)) for i, w, words in
-                zip(s["ILSVRC2012_ID"], s["WNID"], s["words"]) if 1 <= int(i) <= 1000}
+        s = read_mat_struct(
+            path, "synsets", ("ILSVRC2012_ID", "WNID", "words"), "the ILSVRC-2012 synsets struct", HOW_TO_GET
+        )
+        return {
+            str(w): (int(i), str(words))
+            for i, w, words in zip(s["ILSVRC2012_ID"], s["WNID"], s["words"])
+            if 1 <= int(i) <= 1000
+        }
 
     def list_samples(self):
         wnids = self.all_wnids()
@@ -98,8 +113,10 @@ class ImageNet(ImageFileDataset):
         classes = self.class_list or wnids
         unknown = sorted(set(classes) - set(wnids))
         if unknown:
-            raise DatasetError(f"{self.root}: class_list names {len(unknown)} WordNet ids "
-                               f"that this ImageNet copy lacks, e.g. {unknown[:3]}")
+            raise DatasetError(
+                f"{self.root}: class_list names {len(unknown)} WordNet ids "
+                f"that this ImageNet copy lacks, e.g. {unknown[:3]}"
+            )
         label_of = {w: i for i, w in enumerate(classes)}
         keep = [i for i, w in enumerate(sample_wnids) if w in label_of]
         synsets = self.devkit_synsets()
@@ -114,8 +131,9 @@ class ImageNet(ImageFileDataset):
         if list_file.is_file():
             return self._from_list_file(list_file, wnids)
         if not folder.is_dir():
-            raise missing_file_error(folder, f"the ImageNet {self.split} images (or the list "
-                                     f"file {list_file})", HOW_TO_GET)
+            raise missing_file_error(
+                folder, f"the ImageNet {self.split} images (or the list file {list_file})", HOW_TO_GET
+            )
         names = list_class_folders(folder)
         if names:
             paths, labels = class_folder_samples(self.root, self.split, names)
@@ -125,8 +143,13 @@ class ImageNet(ImageFileDataset):
         raise DatasetError(f"{folder}: no class folders; expected train/<wnid>/*.JPEG. {HOW_TO_GET}")
 
     def _from_list_file(self, path: Path, wnids: list[str]):
-        rows = split_columns(path, read_text_lines(path, "'<image path> <label>' lines", HOW_TO_GET),
-                             2, "'<image path> <integer label>'", from_right=True)
+        rows = split_columns(
+            path,
+            read_text_lines(path, "'<image path> <label>' lines", HOW_TO_GET),
+            2,
+            "'<image path> <integer label>'",
+            from_right=True,
+        )
         paths, sample_wnids = [], []
         for rel, value in rows:
             label = parse_int(path, value, f"the label of {rel}")
@@ -140,12 +163,18 @@ class ImageNet(ImageFileDataset):
         gt = self.root / DEVKIT / "ILSVRC2012_validation_ground_truth.txt"
         if not gt.is_file():
             raise missing_file_error(
-                gt, "the val ground truth for the flat val/ folder: one ILSVRC2012_ID (1..1000) "
-                f"a line, or a list file {self.root / 'meta' / 'val.txt'}", HOW_TO_GET)
+                gt,
+                "the val ground truth for the flat val/ folder: one ILSVRC2012_ID (1..1000) "
+                f"a line, or a list file {self.root / 'meta' / 'val.txt'}",
+                HOW_TO_GET,
+            )
         synsets = self.devkit_synsets()
         if synsets is None:
-            raise missing_file_error(self.root / DEVKIT / "meta.mat",
-                                     "the devkit's synsets (ILSVRC2012_ID -> WordNet id)", HOW_TO_GET)
+            raise missing_file_error(
+                self.root / DEVKIT / "meta.mat",
+                "the devkit's synsets (ILSVRC2012_ID -> WordNet id)",
+                HOW_TO_GET,
+            )
         wnid_of_id = {i: w for w, (i, _) in synsets.items()}
         ids = [parse_int(gt, v, "an ILSVRC2012_ID") for v in read_text_lines(gt, "", HOW_TO_GET)]
         files = set(list_image_files(folder))
@@ -170,6 +199,11 @@ class ImageNet100(ImageNet):
 
     official_counts = {"val": 5_000}
 
-    def __init__(self, root: str = "data/imagenet", split: str = "train",
-                 class_list: str | Sequence[str] = str(IMAGENET100_CLASSES), **kwargs):
+    def __init__(
+        self,
+        root: str = "data/imagenet",
+        split: str = "train",
+        class_list: str | Sequence[str] = str(IMAGENET100_CLASSES),
+        **kwargs,
+    ):
         super().__init__(root, split, class_list=class_list, **kwargs)

@@ -1,5 +1,6 @@
 """iNaturalist 2017 and 2018 (Van Horn et al., "The iNaturalist Species Classification and
 Detection Dataset", CVPR 2018), read from the official COCO-style JSON files."""
+
 from __future__ import annotations
 
 import json
@@ -8,10 +9,12 @@ from mixbench.registry import DATASETS
 
 from .base import DatasetError, ImageFileDataset, missing_file_error
 
-HOW_TO_GET = ("Download the iNaturalist {year} competition images and train/val annotations "
-              "from https://github.com/visipedia/inat_comp/tree/master/{year} and extract "
-              "them so that train{year}.json, val{year}.json and the image folder "
-              "({images}/) lie under root.")
+HOW_TO_GET = (
+    "Download the iNaturalist {year} competition images and train/val annotations "
+    "from https://github.com/visipedia/inat_comp/tree/master/{year} and extract "
+    "them so that train{year}.json, val{year}.json and the image folder "
+    "({images}/) lie under root."
+)
 
 
 class _INaturalist(ImageFileDataset):
@@ -26,8 +29,9 @@ class _INaturalist(ImageFileDataset):
     def list_samples(self):
         path = self.root / f"{self.split}{self.year}.json"
         if not path.is_file():
-            raise missing_file_error(path, "the COCO-style annotations (images, annotations, "
-                                     "categories)", self.how_to_get)
+            raise missing_file_error(
+                path, "the COCO-style annotations (images, annotations, categories)", self.how_to_get
+            )
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
@@ -35,8 +39,10 @@ class _INaturalist(ImageFileDataset):
             raise DatasetError(f"{path}: not valid JSON ({e}). {self.how_to_get}") from e
         missing = [k for k in ("images", "annotations", "categories") if k not in data]
         if missing:
-            raise DatasetError(f"{path}: no {missing} key(s); expected COCO-style 'images', "
-                               f"'annotations' and 'categories' lists. {self.how_to_get}")
+            raise DatasetError(
+                f"{path}: no {missing} key(s); expected COCO-style 'images', "
+                f"'annotations' and 'categories' lists. {self.how_to_get}"
+            )
         categories = data["categories"]
         names_file = self.root / "categories.json"  # iNat2018's separate taxonomy file
         if names_file.is_file():
@@ -50,8 +56,9 @@ class _INaturalist(ImageFileDataset):
         for im in data["images"]:
             cat = category_of.get(im["id"])
             if cat not in label_of:
-                raise DatasetError(f"{path}: image {im['id']} ({im['file_name']}) has no "
-                                   "annotation with a listed category")
+                raise DatasetError(
+                    f"{path}: image {im['id']} ({im['file_name']}) has no annotation with a listed category"
+                )
             paths.append(im["file_name"])
             labels.append(label_of[cat])
         return classes, paths, labels

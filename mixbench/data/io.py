@@ -7,6 +7,7 @@ and CMYK JPEGs become RGB). With ``decode_device: cuda`` a dataset decodes each 
 JPEGs at once on the GPU (``torchvision.io.decode_jpeg(..., device="cuda")``, nvJPEG) in
 the main process; see :class:`mixbench.data.base.ImageFileDataset`.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,10 @@ def read_bytes(path: Path | str) -> Tensor:
         with open(path, "rb") as f:
             return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
     except FileNotFoundError as e:
-        raise DatasetError(f"{path} not found: the dataset's list names this image but the "
-                           "file is missing (incomplete download or wrong root?).") from e
+        raise DatasetError(
+            f"{path} not found: the dataset's list names this image but the "
+            "file is missing (incomplete download or wrong root?)."
+        ) from e
 
 
 def decode_bytes(data: Tensor, path: Path | str) -> Tensor:
@@ -71,19 +74,25 @@ def resolve_decode_device(decode_device: str | None) -> torch.device | None:
     if decode_device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        warnings.warn("decode_device='auto': CUDA is not available, JPEGs are decoded on the "
-                      "CPU (per sample, in the loader workers)", stacklevel=3)
+        warnings.warn(
+            "decode_device='auto': CUDA is not available, JPEGs are decoded on the "
+            "CPU (per sample, in the loader workers)",
+            stacklevel=3,
+        )
         return None
     try:
         device = torch.device(decode_device)
     except RuntimeError:
         device = None
     if device is None or device.type != "cuda":
-        raise ValueError(f"decode_device must be None, 'cpu', 'cuda', 'cuda:N' or 'auto', got "
-                         f"{decode_device!r}")
+        raise ValueError(
+            f"decode_device must be None, 'cpu', 'cuda', 'cuda:N' or 'auto', got {decode_device!r}"
+        )
     if not torch.cuda.is_available():
-        raise ValueError(f"decode_device={decode_device!r} but CUDA is not available: remove it "
-                         "(decode on the CPU) or use decode_device: auto to fall back to the CPU")
+        raise ValueError(
+            f"decode_device={decode_device!r} but CUDA is not available: remove it "
+            "(decode on the CPU) or use decode_device: auto to fall back to the CPU"
+        )
     return device
 
 
@@ -102,8 +111,7 @@ def decode_batch(paths: Sequence[Path], device: torch.device) -> list[Tensor]:
             decoded = [decode_one_jpeg(data[i], paths[i], device) for i in jpegs]
         for i, img in zip(jpegs, decoded):
             out[i] = img
-    return [img if img is not None else decode_bytes(d, p).to(device)
-            for img, d, p in zip(out, data, paths)]
+    return [img if img is not None else decode_bytes(d, p).to(device) for img, d, p in zip(out, data, paths)]
 
 
 def decode_one_jpeg(data: Tensor, path: Path, device: torch.device) -> Tensor:
@@ -122,8 +130,14 @@ def read_text_lines(path: Path, expected: str, how_to_get: str) -> list[str]:
         return [ln.strip() for ln in f if ln.strip()]
 
 
-def split_columns(path: Path, lines: Sequence[str], ncols: int, expected: str,
-                  sep: str | None = None, from_right: bool = False) -> list[list[str]]:
+def split_columns(
+    path: Path,
+    lines: Sequence[str],
+    ncols: int,
+    expected: str,
+    sep: str | None = None,
+    from_right: bool = False,
+) -> list[list[str]]:
     """Split each line into exactly ``ncols`` fields: the last field takes the rest of the
     line, or with ``from_right`` the first one does (for paths that may hold spaces)."""
     rows = []
@@ -142,8 +156,7 @@ def parse_int(path: Path, value: str, what: str) -> int:
         raise DatasetError(f"{path}: {what} should be an integer, got {value!r}") from None
 
 
-def read_mat_struct(path: Path, key: str, fields: Sequence[str], expected: str,
-                    how_to_get: str) -> dict:
+def read_mat_struct(path: Path, key: str, fields: Sequence[str], expected: str, how_to_get: str) -> dict:
     """Read the struct array ``key`` of a MATLAB .mat file (scipy.io.loadmat) as
     ``{field: list of values}``; a missing file, key or field gives a clear error."""
     from scipy.io import loadmat
@@ -155,16 +168,20 @@ def read_mat_struct(path: Path, key: str, fields: Sequence[str], expected: str,
     except Exception as e:  # noqa: BLE001 - any parse failure means a bad file
         raise DatasetError(f"{path}: not a readable MATLAB .mat file ({e}). {how_to_get}") from e
     if key not in mat:
-        raise DatasetError(f"{path}: no {key!r} variable (found {sorted(k for k in mat if not k.startswith('__'))}); "
-                           f"expected {expected}. {how_to_get}")
+        raise DatasetError(
+            f"{path}: no {key!r} variable (found {sorted(k for k in mat if not k.startswith('__'))}); "
+            f"expected {expected}. {how_to_get}"
+        )
     arr = np.atleast_1d(mat[key])
     if arr.dtype.names is None:  # a plain cell array / vector, e.g. cars_meta's class_names
         return {key: [v.item() if isinstance(v, np.ndarray) else v for v in arr.ravel()]}
     missing = [f for f in fields if f not in arr.dtype.names]
     if missing:
         raise DatasetError(f"{path}: {key!r} lacks the field(s) {missing}; expected {expected}")
-    return {f: [v.item() if isinstance(v, np.ndarray) and v.size == 1 else v for v in arr[f].ravel()]
-            for f in fields}
+    return {
+        f: [v.item() if isinstance(v, np.ndarray) and v.size == 1 else v for v in arr[f].ravel()]
+        for f in fields
+    }
 
 
 # -- folders of images ---------------------------------------------------------------
@@ -174,8 +191,11 @@ def list_image_files(folder: Path) -> list[str]:
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         rel = os.path.relpath(dirpath, folder)
-        found.extend(name if rel == "." else f"{rel}/{name}" for name in filenames
-                     if name.lower().endswith(IMAGE_EXTENSIONS))
+        found.extend(
+            name if rel == "." else f"{rel}/{name}"
+            for name in filenames
+            if name.lower().endswith(IMAGE_EXTENSIONS)
+        )
     return sorted(found)
 
 

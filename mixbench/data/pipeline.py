@@ -10,6 +10,7 @@ the default collate stacks a batch; conversion to float and normalisation happen
 device in the model's data preprocessor, with the batch augments of
 :mod:`mixbench.data.transforms`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -19,10 +20,26 @@ from torchvision.transforms import v2
 from mixbench.registry import TRANSFORMS
 
 # torchvision.transforms.v2 classes available by name in pipeline configs.
-V2_TRANSFORMS = ("RandomResizedCrop", "Resize", "CenterCrop", "RandomCrop", "Pad",
-                 "RandomHorizontalFlip", "RandomVerticalFlip", "ColorJitter", "RandomGrayscale",
-                 "RandAugment", "TrivialAugmentWide", "AutoAugment", "AugMix", "RandomErasing",
-                 "RandomRotation", "RandomAffine", "GaussianBlur", "Grayscale")
+V2_TRANSFORMS = (
+    "RandomResizedCrop",
+    "Resize",
+    "CenterCrop",
+    "RandomCrop",
+    "Pad",
+    "RandomHorizontalFlip",
+    "RandomVerticalFlip",
+    "ColorJitter",
+    "RandomGrayscale",
+    "RandAugment",
+    "TrivialAugmentWide",
+    "AutoAugment",
+    "AugMix",
+    "RandomErasing",
+    "RandomRotation",
+    "RandomAffine",
+    "GaussianBlur",
+    "Grayscale",
+)
 for _name in V2_TRANSFORMS:
     if _name not in TRANSFORMS.module_dict:
         TRANSFORMS.register_module(name=_name, module=getattr(v2, _name))

@@ -1,5 +1,6 @@
 """Places205 (Zhou et al., "Learning Deep Features for Scene Recognition using Places
 Database", NeurIPS 2014): 205 scene categories, 2,448,873 train / 20,500 val images."""
+
 from __future__ import annotations
 
 from mixbench.registry import DATASETS
@@ -7,10 +8,12 @@ from mixbench.registry import DATASETS
 from .base import DatasetError, ImageFileDataset
 from .io import parse_int, read_text_lines, split_columns
 
-HOW_TO_GET = ("Download imagesPlaces205_resize.tar.gz and trainvalsplit_places205.tar.gz from "
-              "http://places.csail.mit.edu (data.csail.mit.edu/places/places205/) and extract "
-              "both under root, giving data/vision/torralba/deeplearning/images256/ and "
-              "trainvalsplit_places205/{train,val}_places205.csv.")
+HOW_TO_GET = (
+    "Download imagesPlaces205_resize.tar.gz and trainvalsplit_places205.tar.gz from "
+    "http://places.csail.mit.edu (data.csail.mit.edu/places/places205/) and extract "
+    "both under root, giving data/vision/torralba/deeplearning/images256/ and "
+    "trainvalsplit_places205/{train,val}_places205.csv."
+)
 IMAGE_DIR = "data/vision/torralba/deeplearning/images256"
 
 
@@ -34,9 +37,13 @@ class Places205(ImageFileDataset):
 
     def list_samples(self):
         path = self.root / "trainvalsplit_places205" / f"{self.split}_places205.csv"
-        rows = split_columns(path, read_text_lines(path, "'<relative image path> <label>' lines",
-                                                   HOW_TO_GET), 2, "'<image path> <label>'",
-                             from_right=True)
+        rows = split_columns(
+            path,
+            read_text_lines(path, "'<relative image path> <label>' lines", HOW_TO_GET),
+            2,
+            "'<image path> <label>'",
+            from_right=True,
+        )
         names: dict[int, str] = {}
         paths, labels = [], []
         for rel, value in rows:
@@ -49,6 +56,8 @@ class Places205(ImageFileDataset):
             paths.append(f"{IMAGE_DIR}/{rel}")
             labels.append(label)
         if sorted(names) != list(range(len(names))):
-            raise DatasetError(f"{path}: labels should run 0..K-1 without gaps, found "
-                               f"{len(names)} distinct labels up to {max(names, default=-1)}")
+            raise DatasetError(
+                f"{path}: labels should run 0..K-1 without gaps, found "
+                f"{len(names)} distinct labels up to {max(names, default=-1)}"
+            )
         return [names[i] for i in range(len(names))], paths, labels

@@ -11,6 +11,7 @@ reduced search space", CVPR Workshops 2020.
   ``'rand-m9-mstd0.5-inc1'`` (Touvron et al., ICML 2021), with the hyper-parameters that
   ``timm.data.create_transform`` gives it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -121,8 +122,13 @@ def affine(img: Tensor, matrix: Sequence[float], fill: Sequence[int], resample: 
     # PIL puts pixel centres at +0.5: shift the translation so that index coordinates map.
     c_pil = c + 0.5 - 0.5 * (a + b)
     f_pil = f + 0.5 - 0.5 * (d + e)
-    pil = to_pil(img).transform((img.shape[2], img.shape[1]), Image.AFFINE,
-                                (a, b, c_pil, d, e, f_pil), resample=resample, fillcolor=tuple(fill))
+    pil = to_pil(img).transform(
+        (img.shape[2], img.shape[1]),
+        Image.AFFINE,
+        (a, b, c_pil, d, e, f_pil),
+        resample=resample,
+        fillcolor=tuple(fill),
+    )
     return from_pil(pil).to(img.device)
 
 
@@ -132,8 +138,9 @@ def rotate(img: Tensor, degrees: float, fill, resample) -> Tensor:
     cy, cx = (img.shape[1] - 1) / 2, (img.shape[2] - 1) / 2
     cos, sin = float(np.cos(t)), float(np.sin(t))
     # inverse of a clockwise rotation (y axis pointing down) is a counter-clockwise one
-    return affine(img, (cos, sin, cx - cos * cx - sin * cy, -sin, cos, cy + sin * cx - cos * cy),
-                  fill, resample)
+    return affine(
+        img, (cos, sin, cx - cos * cx - sin * cy, -sin, cos, cy + sin * cx - cos * cy), fill, resample
+    )
 
 
 def shear(img: Tensor, s: float, fill, resample, direction: str) -> Tensor:
@@ -217,15 +224,25 @@ class FixMatchRandAugment:
         ops: restrict the list to these op names (tests, ablations); default all 14.
     """
 
-    def __init__(self, num_ops: int = 2, magnitude: float = 7, magnitude_std: float = 0.5,
-                 total_level: float = 10, op_prob: float = 0.5, negate_prob: float = 0.5,
-                 fill: Sequence[int] = (114, 123, 125), interpolation="bicubic",
-                 ops: Sequence[str] | None = None):
+    def __init__(
+        self,
+        num_ops: int = 2,
+        magnitude: float = 7,
+        magnitude_std: float = 0.5,
+        total_level: float = 10,
+        op_prob: float = 0.5,
+        negate_prob: float = 0.5,
+        fill: Sequence[int] = (114, 123, 125),
+        interpolation="bicubic",
+        ops: Sequence[str] | None = None,
+    ):
         if num_ops < 1:
             raise ValueError(f"num_ops must be >= 1, got {num_ops}")
         if total_level <= 0 or not 0 <= magnitude <= total_level:
-            raise ValueError(f"need 0 <= magnitude <= total_level and total_level > 0, got "
-                             f"magnitude={magnitude}, total_level={total_level}")
+            raise ValueError(
+                f"need 0 <= magnitude <= total_level and total_level > 0, got "
+                f"magnitude={magnitude}, total_level={total_level}"
+            )
         if magnitude_std < 0:
             raise ValueError(f"magnitude_std must be >= 0, got {magnitude_std}")
         for name, p in (("op_prob", op_prob), ("negate_prob", negate_prob)):
@@ -274,9 +291,11 @@ class FixMatchRandAugment:
         return img
 
     def __repr__(self) -> str:
-        return (f"FixMatchRandAugment(num_ops={self.num_ops}, magnitude={self.magnitude}, "
-                f"magnitude_std={self.magnitude_std}, total_level={self.total_level}, "
-                f"op_prob={self.op_prob}, fill={self.fill}, ops={len(self.ops)})")
+        return (
+            f"FixMatchRandAugment(num_ops={self.num_ops}, magnitude={self.magnitude}, "
+            f"magnitude_std={self.magnitude_std}, total_level={self.total_level}, "
+            f"op_prob={self.op_prob}, fill={self.fill}, ops={len(self.ops)})"
+        )
 
 
 def posterize_pil(img: Image.Image, bits_to_keep: int, **_) -> Image.Image:
@@ -306,17 +325,25 @@ class TimmRandAugment:
         interpolation: ``bicubic`` (DeiT), ``bilinear`` or ``nearest``.
     """
 
-    def __init__(self, config: str = "rand-m9-mstd0.5-inc1", img_size: int = 224,
-                 mean: Sequence[float] = (0.485, 0.456, 0.406), interpolation="bicubic"):
+    def __init__(
+        self,
+        config: str = "rand-m9-mstd0.5-inc1",
+        img_size: int = 224,
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        interpolation="bicubic",
+    ):
         from timm.data import auto_augment
 
         if not config.startswith("rand"):
-            raise ValueError(f"config must be a timm RandAugment string such as "
-                             f"'rand-m9-mstd0.5-inc1', got {config!r}")
+            raise ValueError(
+                f"config must be a timm RandAugment string such as 'rand-m9-mstd0.5-inc1', got {config!r}"
+            )
         self.config = config
-        self.hparams = {"translate_const": int(img_size * 0.45),
-                        "img_mean": tuple(min(255, round(255 * x)) for x in mean),
-                        "interpolation": _resample(interpolation)}
+        self.hparams = {
+            "translate_const": int(img_size * 0.45),
+            "img_mean": tuple(min(255, round(255 * x)) for x in mean),
+            "interpolation": _resample(interpolation),
+        }
         self.transform: Callable = auto_augment.rand_augment_transform(config, dict(self.hparams))
         for op in self.transform.ops:
             if op.aug_fn is auto_augment.posterize:

@@ -1,5 +1,6 @@
 """Stanford Cars (Krause et al., "3D Object Representations for Fine-Grained
 Categorization", 3dRR 2013): 16,185 images of 196 car models, 8,144 train / 8,041 test."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,11 +10,13 @@ from mixbench.registry import DATASETS
 from .base import DatasetError, ImageFileDataset, missing_file_error
 from .io import read_mat_struct
 
-HOW_TO_GET = ("The original site (ai.stanford.edu/~jkrause/cars/car_dataset.html) is offline; "
-              "obtain cars_train.tgz, cars_test.tgz, car_devkit.tgz and "
-              "cars_test_annos_withlabels.mat from a mirror of the original files, extract "
-              "them so that devkit/, cars_train/ and cars_test/ lie under root, and put "
-              "cars_test_annos_withlabels.mat in root or in devkit/.")
+HOW_TO_GET = (
+    "The original site (ai.stanford.edu/~jkrause/cars/car_dataset.html) is offline; "
+    "obtain cars_train.tgz, cars_test.tgz, car_devkit.tgz and "
+    "cars_test_annos_withlabels.mat from a mirror of the original files, extract "
+    "them so that devkit/, cars_train/ and cars_test/ lie under root, and put "
+    "cars_test_annos_withlabels.mat in root or in devkit/."
+)
 ANNO_FIELDS = ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname")
 
 
@@ -38,22 +41,31 @@ class StanfordCars(ImageFileDataset):
     def annotation_file(self) -> Path:
         if self.split == "train":
             return self.root / "devkit" / "cars_train_annos.mat"
-        for cand in (self.root / "cars_test_annos_withlabels.mat",
-                     self.root / "devkit" / "cars_test_annos_withlabels.mat"):
+        for cand in (
+            self.root / "cars_test_annos_withlabels.mat",
+            self.root / "devkit" / "cars_test_annos_withlabels.mat",
+        ):
             if cand.is_file():
                 return cand
-        raise missing_file_error(self.root / "cars_test_annos_withlabels.mat",
-                                 "the labelled test annotations (the devkit's cars_test_annos.mat "
-                                 "has no labels)", HOW_TO_GET)
+        raise missing_file_error(
+            self.root / "cars_test_annos_withlabels.mat",
+            "the labelled test annotations (the devkit's cars_test_annos.mat has no labels)",
+            HOW_TO_GET,
+        )
 
     def list_samples(self):
-        meta = read_mat_struct(self.root / "devkit" / "cars_meta.mat", "class_names", (),
-                               "the 196 class names", HOW_TO_GET)
+        meta = read_mat_struct(
+            self.root / "devkit" / "cars_meta.mat", "class_names", (), "the 196 class names", HOW_TO_GET
+        )
         classes = [str(c) for c in meta["class_names"]]
         path = self.annotation_file()
-        ann = read_mat_struct(path, "annotations", ANNO_FIELDS,
-                              "one record per image with bbox_x1..bbox_y2, class and fname",
-                              HOW_TO_GET)
+        ann = read_mat_struct(
+            path,
+            "annotations",
+            ANNO_FIELDS,
+            "one record per image with bbox_x1..bbox_y2, class and fname",
+            HOW_TO_GET,
+        )
         folder = "cars_train" if self.split == "train" else "cars_test"
         labels = [int(c) - 1 for c in ann["class"]]
         if any(not 0 <= y < len(classes) for y in labels):

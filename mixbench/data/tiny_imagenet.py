@@ -1,5 +1,6 @@
 """Tiny-ImageNet-200 (Le & Yang, 2015; CS231n): 64x64 images of 200 ImageNet classes,
 500 train / 50 val images per class, read from the official ``tiny-imagenet-200.zip``."""
+
 from __future__ import annotations
 
 from mixbench.registry import DATASETS
@@ -7,8 +8,10 @@ from mixbench.registry import DATASETS
 from .base import DatasetError, ImageFileDataset
 from .io import class_folder_samples, read_text_lines, split_columns
 
-HOW_TO_GET = ("Download http://cs231n.stanford.edu/tiny-imagenet-200.zip and extract it, "
-              "so that tiny-imagenet-200/{wnids.txt, words.txt, train/, val/} lie under root.")
+HOW_TO_GET = (
+    "Download http://cs231n.stanford.edu/tiny-imagenet-200.zip and extract it, "
+    "so that tiny-imagenet-200/{wnids.txt, words.txt, train/, val/} lie under root."
+)
 
 
 @DATASETS.register_module()
@@ -34,21 +37,30 @@ class TinyImageNet(ImageFileDataset):
     how_to_get = HOW_TO_GET
 
     def list_samples(self):
-        wnids = read_text_lines(self.root / "wnids.txt", "the 200 WordNet ids, one a line",
-                                HOW_TO_GET)
+        wnids = read_text_lines(self.root / "wnids.txt", "the 200 WordNet ids, one a line", HOW_TO_GET)
         classes = sorted(wnids)
         words_path = self.root / "words.txt"
-        words = dict(split_columns(words_path, read_text_lines(
-            words_path, "'<wnid>\\t<class names>' lines", HOW_TO_GET), 2,
-            "'<wnid>\\t<class names>'", sep="\t"))
+        words = dict(
+            split_columns(
+                words_path,
+                read_text_lines(words_path, "'<wnid>\\t<class names>' lines", HOW_TO_GET),
+                2,
+                "'<wnid>\\t<class names>'",
+                sep="\t",
+            )
+        )
         self.class_names = [words.get(w, w) for w in classes]
         if self.split == "train":
             paths, labels = class_folder_samples(self.root, "train", classes)
             return classes, paths, labels
         ann = self.root / "val" / "val_annotations.txt"
-        rows = split_columns(ann, read_text_lines(
-            ann, "'<file>\\t<wnid>\\t<box>' lines for the 10,000 val images", HOW_TO_GET), 6,
-            "'<file name>\\t<wnid>\\t<x0>\\t<y0>\\t<x1>\\t<y1>'", sep="\t")
+        rows = split_columns(
+            ann,
+            read_text_lines(ann, "'<file>\\t<wnid>\\t<box>' lines for the 10,000 val images", HOW_TO_GET),
+            6,
+            "'<file name>\\t<wnid>\\t<x0>\\t<y0>\\t<x1>\\t<y1>'",
+            sep="\t",
+        )
         label_of = {w: i for i, w in enumerate(classes)}
         paths, labels = [], []
         for name, wnid, *_box in rows:

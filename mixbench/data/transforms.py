@@ -5,6 +5,7 @@ in-memory dataset never makes the loader the bottleneck. Random draws are made o
 (global generator) and moved to the batch's device, so CPU and CUDA agree (the noise that
 ``BatchRandomErasing`` writes is the one exception: it is drawn on the device).
 """
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,8 @@ class RandomCropPad:
         padded = torch.nn.functional.pad(x, (p, p, p, p), mode=PADDING_MODES[self.padding_mode])
         dy = torch.randint(0, 2 * p + 1, (b,)).to(x.device)
         dx = torch.randint(0, 2 * p + 1, (b,)).to(x.device)
-        rows = (dy[:, None] + torch.arange(h, device=x.device)[None])  # (B, H)
-        cols = (dx[:, None] + torch.arange(w, device=x.device)[None])  # (B, W)
+        rows = dy[:, None] + torch.arange(h, device=x.device)[None]  # (B, H)
+        cols = dx[:, None] + torch.arange(w, device=x.device)[None]  # (B, W)
         bidx = torch.arange(b, device=x.device)[:, None, None]
         out = padded.permute(0, 2, 3, 1)[bidx, rows[:, :, None], cols[:, None, :]]  # B,H,W,C
         return out.permute(0, 3, 1, 2).contiguous(memory_format=torch.contiguous_format)
@@ -105,8 +106,15 @@ class BatchRandomErasing:
     MODES = ("pixel", "rand", "const")
     ATTEMPTS = 10
 
-    def __init__(self, prob: float = 0.25, mode: str = "pixel", min_area: float = 0.02,
-                 max_area: float = 1 / 3, min_aspect: float = 0.3, max_aspect: float | None = None):
+    def __init__(
+        self,
+        prob: float = 0.25,
+        mode: str = "pixel",
+        min_area: float = 0.02,
+        max_area: float = 1 / 3,
+        min_aspect: float = 0.3,
+        max_aspect: float | None = None,
+    ):
         if not 0 <= prob <= 1:
             raise ValueError(f"prob must lie in [0, 1], got {prob}")
         if mode not in self.MODES:
@@ -123,8 +131,7 @@ class BatchRandomErasing:
     def boxes(self, b: int, h: int, w: int) -> Tensor:
         """(B, 4) int64 ``top, left, height, width`` per sample; height 0 = not erased."""
         area = torch.empty(b, self.ATTEMPTS).uniform_(self.min_area, self.max_area) * (h * w)
-        log_r = torch.empty(b, self.ATTEMPTS).uniform_(math.log(self.min_aspect),
-                                                       math.log(self.max_aspect))
+        log_r = torch.empty(b, self.ATTEMPTS).uniform_(math.log(self.min_aspect), math.log(self.max_aspect))
         bh = torch.sqrt(area * log_r.exp()).round().long()
         bw = torch.sqrt(area / log_r.exp()).round().long()
         fits = (bh < h) & (bw < w)
@@ -138,8 +145,10 @@ class BatchRandomErasing:
 
     def __call__(self, x: Tensor) -> Tensor:
         if not x.is_floating_point():
-            raise ValueError("BatchRandomErasing runs on normalised float images: list it in "
-                             "model.data_preprocessor.normalized_batch_augments, not batch_augments")
+            raise ValueError(
+                "BatchRandomErasing runs on normalised float images: list it in "
+                "model.data_preprocessor.normalized_batch_augments, not batch_augments"
+            )
         b, c, h, w = x.shape
         top, left, bh, bw = self.boxes(b, h, w).to(x.device).unbind(1)
         inside = box_inside((top, top + bh, left, left + bw), h, w, x.device)  # (B, 1, H, W)
@@ -152,5 +161,7 @@ class BatchRandomErasing:
         return torch.where(inside, fill, x)
 
     def __repr__(self) -> str:
-        return (f"BatchRandomErasing(prob={self.prob}, mode={self.mode!r}, area=({self.min_area:.3g}, "
-                f"{self.max_area:.3g}), aspect=({self.min_aspect:.3g}, {self.max_aspect:.3g}))")
+        return (
+            f"BatchRandomErasing(prob={self.prob}, mode={self.mode!r}, area=({self.min_area:.3g}, "
+            f"{self.max_area:.3g}), aspect=({self.min_aspect:.3g}, {self.max_aspect:.3g}))"
+        )

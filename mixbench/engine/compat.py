@@ -25,6 +25,7 @@ promise, and why:
 ``tests/engine/test_compat.py`` fails with that list. Anyone who bumps mmengine adapts
 this module and nothing else.
 """
+
 from __future__ import annotations
 
 import copy
@@ -63,6 +64,7 @@ class RunnerBase(Runner):
                 collate["type"] = FUNCTIONS.get(name)
                 if collate["type"] is None:
                     from mixbench.registry import unknown_type_message
+
                     raise KeyError(unknown_type_message(FUNCTIONS, name, "collate_fn.type"))
                 dataloader = {**copy.copy(dataloader), "collate_fn": collate}
         return Runner.build_dataloader(dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
@@ -117,34 +119,53 @@ def check_mmengine() -> list:
 
     def expect(ok: bool, what: str, used_for: str) -> None:
         if not ok:
-            problems.append(f"mmengine {mmengine.__version__}: {what}; mixbench relies on it for "
-                            f"{used_for} (adapt mixbench/engine/compat.py)")
+            problems.append(
+                f"mmengine {mmengine.__version__}: {what}; mixbench relies on it for "
+                f"{used_for} (adapt mixbench/engine/compat.py)"
+            )
 
-    expect(_parameters(getattr(Runner, "_log_env", None)) == ["self", "env_cfg"],
-           "Runner._log_env(self, env_cfg) is gone or takes other arguments",
-           "its short environment log (MixbenchRunner.log_environment)")
-    expect("self._log_env(" in _source(Runner.__init__),
-           "Runner.__init__ no longer calls self._log_env(...)",
-           "its short environment log (MixbenchRunner.log_environment)")
-    expect(_parameters(getattr(CheckpointHook, "_save_checkpoint_with_step", None))
-           == ["self", "runner", "step", "meta"],
-           "CheckpointHook._save_checkpoint_with_step(self, runner, step, meta) is gone or takes "
-           "other arguments", "atomic checkpoints kept in a safe order (SafeCheckpointHook)")
-    expect("self._save_checkpoint_with_step(" in _source(CheckpointHook._save_checkpoint),
-           "CheckpointHook._save_checkpoint no longer writes through _save_checkpoint_with_step",
-           "atomic checkpoints kept in a safe order (SafeCheckpointHook)")
+    expect(
+        _parameters(getattr(Runner, "_log_env", None)) == ["self", "env_cfg"],
+        "Runner._log_env(self, env_cfg) is gone or takes other arguments",
+        "its short environment log (MixbenchRunner.log_environment)",
+    )
+    expect(
+        "self._log_env(" in _source(Runner.__init__),
+        "Runner.__init__ no longer calls self._log_env(...)",
+        "its short environment log (MixbenchRunner.log_environment)",
+    )
+    expect(
+        _parameters(getattr(CheckpointHook, "_save_checkpoint_with_step", None))
+        == ["self", "runner", "step", "meta"],
+        "CheckpointHook._save_checkpoint_with_step(self, runner, step, meta) is gone or takes "
+        "other arguments",
+        "atomic checkpoints kept in a safe order (SafeCheckpointHook)",
+    )
+    expect(
+        "self._save_checkpoint_with_step(" in _source(CheckpointHook._save_checkpoint),
+        "CheckpointHook._save_checkpoint no longer writes through _save_checkpoint_with_step",
+        "atomic checkpoints kept in a safe order (SafeCheckpointHook)",
+    )
     for cls in (OptimWrapper, AmpOptimWrapper):
-        expect("self._inner_count += 1" in _source(cls.backward),
-               f"{cls.__name__}.backward no longer advances self._inner_count by one",
-               "gradient accumulation in the staged training step (backward_part)")
+        expect(
+            "self._inner_count += 1" in _source(cls.backward),
+            f"{cls.__name__}.backward no longer advances self._inner_count by one",
+            "gradient accumulation in the staged training step (backward_part)",
+        )
     for method in ("should_update", "should_sync", "scale_loss"):
-        expect("self._inner_count" in _source(getattr(OptimWrapper, method, None)),
-               f"OptimWrapper.{method} no longer reads self._inner_count",
-               "gradient accumulation in the staged training step (count_iteration)")
-    expect(_parameters(Runner.build_dataloader) == ["dataloader", "seed", "diff_rank_seed"],
-           "Runner.build_dataloader(dataloader, seed, diff_rank_seed) takes other arguments",
-           "collate functions registered in mixbench's registry (RunnerBase.build_dataloader)")
-    expect("collate_fn = collate_fn_type" in _source(Runner.build_dataloader),
-           "Runner.build_dataloader no longer accepts a collate function in place of its name",
-           "collate functions registered in mixbench's registry (RunnerBase.build_dataloader)")
+        expect(
+            "self._inner_count" in _source(getattr(OptimWrapper, method, None)),
+            f"OptimWrapper.{method} no longer reads self._inner_count",
+            "gradient accumulation in the staged training step (count_iteration)",
+        )
+    expect(
+        _parameters(Runner.build_dataloader) == ["dataloader", "seed", "diff_rank_seed"],
+        "Runner.build_dataloader(dataloader, seed, diff_rank_seed) takes other arguments",
+        "collate functions registered in mixbench's registry (RunnerBase.build_dataloader)",
+    )
+    expect(
+        "collate_fn = collate_fn_type" in _source(Runner.build_dataloader),
+        "Runner.build_dataloader no longer accepts a collate function in place of its name",
+        "collate functions registered in mixbench's registry (RunnerBase.build_dataloader)",
+    )
     return problems

@@ -13,6 +13,7 @@ buckets of DDP's ``bucket_cap_mb`` (25 MB by default), just before the optimizer
 what DDP's bucketed all-reduce computes, once per update.
 Every other model takes mmengine's ``MMDistributedDataParallel.train_step`` unchanged.
 """
+
 from __future__ import annotations
 
 import torch
@@ -40,11 +41,13 @@ class StagedDistributedDataParallel(MMDistributedDataParallel):
             return super().train_step(data, optim_wrapper)
         if not getattr(self, "_staged_announced", False):
             self._staged_announced = True
-            print_log(f"{type(self.module).__name__}: staged backward under DDP, gradients "
-                      "averaged over the processes once per update", logger="current")
+            print_log(
+                f"{type(self.module).__name__}: staged backward under DDP, gradients "
+                "averaged over the processes once per update",
+                logger="current",
+            )
         with self.no_sync():
-            return train_step_in_stages(self.module, data, optim_wrapper,
-                                        sync_gradients=self.sync_gradients)
+            return train_step_in_stages(self.module, data, optim_wrapper, sync_gradients=self.sync_gradients)
 
     def sync_gradients(self) -> None:
         """Average the gradients of the trainable parameters over the processes.
@@ -58,13 +61,14 @@ class StagedDistributedDataParallel(MMDistributedDataParallel):
         has = torch.tensor([p.grad is not None for _, p in named], dtype=torch.int32, device=device)
         bounds = torch.cat([has, -has])
         dist.all_reduce(bounds, op=dist.ReduceOp.MAX, group=self.process_group)
-        differ = (bounds[:len(named)] != -bounds[len(named):]).nonzero()
+        differ = (bounds[: len(named)] != -bounds[len(named) :]).nonzero()
         if len(differ):
             name, p = named[int(differ[0])]
             raise RuntimeError(
                 f"StagedDistributedDataParallel: the processes hold gradients for different "
                 f"parameters ({len(differ)} differ; the first, {name!r}, has one here: "
-                f"{p.grad is not None}): every process must backpropagate the same loss groups")
+                f"{p.grad is not None}): every process must backpropagate the same loss groups"
+            )
         grads = [p.grad for _, p in named if p.grad is not None]
         for bucket in self._buckets(grads):
             flat = _flatten_dense_tensors(bucket)

@@ -1,4 +1,5 @@
 """Hooks: the result.json writer and per-epoch reseeding (exact resume)."""
+
 from __future__ import annotations
 
 import math
@@ -68,18 +69,26 @@ def git_commit() -> str | None:
     """Short commit of the mixbench checkout, or None outside a git checkout."""
     root = Path(mixbench.__file__).resolve().parent.parent
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
 
 
 def environment() -> dict:
-    return {"mixbench": mixbench.__version__, "torch": torch.__version__,
-            "cuda": torch.version.cuda if torch.cuda.is_available() else None,
-            "git": git_commit(), "python": platform.python_version(),
-            "hostname": socket.gethostname()}
+    return {
+        "mixbench": mixbench.__version__,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "git": git_commit(),
+        "python": platform.python_version(),
+        "hostname": socket.gethostname(),
+    }
 
 
 def device_name() -> str:
@@ -168,7 +177,8 @@ class ResultJsonHook(Hook):
                     f"loss became {_nonfinite(loss)} at epoch {runner.epoch + 1}, iteration {batch_idx + 1} "
                     f"(iteration {runner.iter + 1} of the run): training diverged. Lower the "
                     "learning rate (optim_wrapper.optimizer.lr), add gradient clipping "
-                    "(optim_wrapper.clip_grad: {max_norm: 5.0}) or check the data")
+                    "(optim_wrapper.clip_grad: {max_norm: 5.0}) or check the data"
+                )
             self._loss_sum += loss
             self._loss_count += 1
 
@@ -181,12 +191,18 @@ class ResultJsonHook(Hook):
         metrics = metrics or {}
         for key, value in metrics.items():
             if isinstance(value, (int, float)) and not math.isfinite(value):
-                raise DivergenceError(f"validation metric {key} became {_nonfinite(value)} at epoch "
-                                      f"{runner.epoch}: training diverged")
-        entry = {"epoch": runner.epoch, "top1": metrics.get("top1"), "top5": metrics.get("top5"),
-                 "train_loss": self._last_train_loss,
-                 "lr": float(runner.optim_wrapper.get_lr()["lr"][0]),
-                 "wall_s": round(self.wall_s(), 3)}
+                raise DivergenceError(
+                    f"validation metric {key} became {_nonfinite(value)} at epoch "
+                    f"{runner.epoch}: training diverged"
+                )
+        entry = {
+            "epoch": runner.epoch,
+            "top1": metrics.get("top1"),
+            "top5": metrics.get("top5"),
+            "train_loss": self._last_train_loss,
+            "lr": float(runner.optim_wrapper.get_lr()["lr"][0]),
+            "wall_s": round(self.wall_s(), 3),
+        }
         heads = head_top1(metrics)  # the learnable methods' other heads (metrics.py)
         if heads:
             entry["heads"] = heads
@@ -203,20 +219,27 @@ class ResultJsonHook(Hook):
         that JSON cannot hold (NaN) become null, and a write that fails (disk full) is
         reported on stderr without hiding the original error."""
         self.status = "failed"
-        self.error = {"type": type(exc).__name__, "message": str(exc)[-2000:],
-                      "kind": failure_kind(exc)}
+        self.error = {"type": type(exc).__name__, "message": str(exc)[-2000:], "kind": failure_kind(exc)}
         try:
             if is_main_process():
                 atomic_write_json(Path(runner.work_dir) / RESULT_FILE, json_safe(self.result(runner)))
         except Exception as e:  # noqa: BLE001 - the training error is the one to report
-            print(f"mixbench: could not record the failure in {runner.work_dir}/{RESULT_FILE}: "
-                  f"{type(e).__name__}: {e}", file=sys.stderr)
+            print(
+                f"mixbench: could not record the failure in {runner.work_dir}/{RESULT_FILE}: "
+                f"{type(e).__name__}: {e}",
+                file=sys.stderr,
+            )
 
     # -- checkpoints --------------------------------------------------------------------
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint[STATE_KEY] = {"history": self.history, "wall_s": self.wall_s(),
-                                 "train_time": self.train_time, "samples": self.samples,
-                                 "iters": self.iters, "last_train_loss": self._last_train_loss}
+        checkpoint[STATE_KEY] = {
+            "history": self.history,
+            "wall_s": self.wall_s(),
+            "train_time": self.train_time,
+            "samples": self.samples,
+            "iters": self.iters,
+            "last_train_loss": self._last_train_loss,
+        }
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get(STATE_KEY)
@@ -244,15 +267,25 @@ class ResultJsonHook(Hook):
     # -- output -------------------------------------------------------------------------
     def result(self, runner) -> dict:
         world = get_world_size()
-        cost = {"wall_s": round(self.wall_s(), 3),
-                "train_img_per_s": round(self.samples / self.train_time, 2) if self.train_time else None,
-                "s_per_iter": round(self.train_time / self.iters, 6) if self.iters else None,
-                "peak_mem_mb": round(peak_memory_mb(), 1), "device": device_name(),
-                "num_devices": world, "iters": self.iters}
-        out = {"schema": SCHEMA_VERSION, "status": self.status,
-               "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "run": self.run_info, "metrics": summarize_history(self.history, self.n),
-               "history": self.history, "cost": cost, "env": environment()}
+        cost = {
+            "wall_s": round(self.wall_s(), 3),
+            "train_img_per_s": round(self.samples / self.train_time, 2) if self.train_time else None,
+            "s_per_iter": round(self.train_time / self.iters, 6) if self.iters else None,
+            "peak_mem_mb": round(peak_memory_mb(), 1),
+            "device": device_name(),
+            "num_devices": world,
+            "iters": self.iters,
+        }
+        out = {
+            "schema": SCHEMA_VERSION,
+            "status": self.status,
+            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "run": self.run_info,
+            "metrics": summarize_history(self.history, self.n),
+            "history": self.history,
+            "cost": cost,
+            "env": environment(),
+        }
         if self.error:
             out["error"] = self.error
         return out
@@ -306,10 +339,16 @@ class SafeCheckpointHook(CheckpointHookBase):
         if not is_main_process():
             return
         # only the trainer's own temp files: the sweep writes sweep_state.json concurrently
-        torn = [p for p in Path(self.out_dir).glob(".*.tmp")
-                if self._checkpoint_step(p.name[1:-len(".tmp")]) is not None]
-        torn += [p for name in (RESULT_FILE, "last_checkpoint")
-                 for p in Path(runner.work_dir).glob(f".{name}.*.tmp")]
+        torn = [
+            p
+            for p in Path(self.out_dir).glob(".*.tmp")
+            if self._checkpoint_step(p.name[1 : -len(".tmp")]) is not None
+        ]
+        torn += [
+            p
+            for name in (RESULT_FILE, "last_checkpoint")
+            for p in Path(runner.work_dir).glob(f".{name}.*.tmp")
+        ]
         for tmp in torn:
             if tmp.is_file():
                 runner.logger.info(f"removing {tmp.name}, left by a write that never completed")
@@ -318,7 +357,7 @@ class SafeCheckpointHook(CheckpointHookBase):
     def _checkpoint_step(self, name: str) -> int | None:
         head, _, tail = self.filename_tmpl.partition("{}")
         if name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail):
-            middle = name[len(head):len(name) - len(tail)]
+            middle = name[len(head) : len(name) - len(tail)]
             return int(middle) if middle.isdigit() else None
         return None
 
@@ -330,13 +369,20 @@ class SafeCheckpointHook(CheckpointHookBase):
         if self.max_keep_ckpts > 0:
             if not keep or keep[-1] != step:
                 keep.append(step)
-            keep = keep[-self.max_keep_ckpts:]
+            keep = keep[-self.max_keep_ckpts :]
             # recorded in the checkpoint being written: a run resumed from it knows it is kept
             runner.message_hub.update_info("keep_ckpt_ids", keep)
-        runner.save_checkpoint(self.out_dir, filename, self.file_client_args,
-                               save_optimizer=self.save_optimizer,
-                               save_param_scheduler=self.save_param_scheduler, meta=meta,
-                               by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+        runner.save_checkpoint(
+            self.out_dir,
+            filename,
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args,
+        )
         if is_main_process():
             atomic_write_text(Path(runner.work_dir) / "last_checkpoint", self.last_ckpt)
         if self.max_keep_ckpts <= 0:

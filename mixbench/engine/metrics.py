@@ -1,5 +1,6 @@
 """Top-k accuracy as an mmengine metric (per-sample results, so DDP padding is trimmed), with
 the top-1 of a model's extra heads when its ``predict`` gives them."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -15,8 +16,11 @@ HEAD_KEY = "head_{}_top1"
 
 def head_top1(metrics: dict) -> dict:
     """``{head name: top-1}`` of the extra heads in an evaluation's metrics (empty if none)."""
-    return {k[len("head_"):-len("_top1")]: v for k, v in metrics.items()
-            if k.startswith("head_") and k.endswith("_top1") and v is not None}
+    return {
+        k[len("head_") : -len("_top1")]: v
+        for k, v in metrics.items()
+        if k.startswith("head_") and k.endswith("_top1") and v is not None
+    }
 
 
 def true_class_rank(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
@@ -64,8 +68,10 @@ class Accuracy(BaseMetric):
         out = {f"top{k}": round(float((ranks < k).double().mean() * 100), 4) for k in self.topk}
         if with_heads:
             if len(with_heads) != len(results):
-                raise ValueError("some predictions carry extra heads and some do not; a model's "
-                                 "predict must give the same heads for every batch")
+                raise ValueError(
+                    "some predictions carry extra heads and some do not; a model's "
+                    "predict must give the same heads for every batch"
+                )
             for name in with_heads[0][1]:
                 hits = torch.tensor([bool(r[1][name]) for r in with_heads])
                 out[HEAD_KEY.format(name)] = round(float(hits.double().mean() * 100), 4)

@@ -1,4 +1,5 @@
 """Optimizer wrapper for autocast on any device (bf16 on CPU)."""
+
 from __future__ import annotations
 
 from contextlib import contextmanager

@@ -1,5 +1,6 @@
 """Glue between a mixbench config and mmengine's Runner: checks, run identity, DDP on CPU,
 atomic checkpoints."""
+
 from __future__ import annotations
 
 import copy
@@ -48,20 +49,48 @@ from .staged import StagedStep
 # loaded weights-only; mmengine's own loader retries a refused file with weights_only=False
 use_for_mmengine()
 
-REQUIRED_KEYS = ("model", "train_dataloader", "val_dataloader", "val_evaluator",
-                 "optim_wrapper", "train_cfg")
+REQUIRED_KEYS = ("model", "train_dataloader", "val_dataloader", "val_evaluator", "optim_wrapper", "train_cfg")
 
 #: Every top-level key a config may have: what mmengine's Runner reads (``Runner.from_cfg``
 #: and the ``cfg.get`` calls of its methods), what mixbench reads (``meta``, ``logging``,
 #: ``result``, ``method``), and the keys the config loader itself keeps (``_source_``).
 #: Anything else is a typo (``trian_cfg``) and is refused with the closest name.
-RUNNER_KEYS = frozenset({
-    "model", "work_dir", "train_dataloader", "val_dataloader", "test_dataloader", "train_cfg",
-    "val_cfg", "test_cfg", "auto_scale_lr", "optim_wrapper", "param_scheduler", "val_evaluator",
-    "test_evaluator", "default_hooks", "custom_hooks", "data_preprocessor", "load_from",
-    "resume", "launcher", "env_cfg", "log_processor", "log_level", "visualizer", "default_scope",
-    "randomness", "experiment_name", "model_wrapper_cfg", "sync_bn", "find_unused_parameters",
-    "activation_checkpointing", "efficient_conv_bn_eval", "compile"})
+RUNNER_KEYS = frozenset(
+    {
+        "model",
+        "work_dir",
+        "train_dataloader",
+        "val_dataloader",
+        "test_dataloader",
+        "train_cfg",
+        "val_cfg",
+        "test_cfg",
+        "auto_scale_lr",
+        "optim_wrapper",
+        "param_scheduler",
+        "val_evaluator",
+        "test_evaluator",
+        "default_hooks",
+        "custom_hooks",
+        "data_preprocessor",
+        "load_from",
+        "resume",
+        "launcher",
+        "env_cfg",
+        "log_processor",
+        "log_level",
+        "visualizer",
+        "default_scope",
+        "randomness",
+        "experiment_name",
+        "model_wrapper_cfg",
+        "sync_bn",
+        "find_unused_parameters",
+        "activation_checkpointing",
+        "efficient_conv_bn_eval",
+        "compile",
+    }
+)
 MIXBENCH_KEYS = frozenset({"meta", "logging", "result", "method", "_source_", "_base_"})
 TOP_LEVEL_KEYS = RUNNER_KEYS | MIXBENCH_KEYS
 
@@ -88,17 +117,23 @@ COMPONENT_SLOTS = {
     "test_cfg": (LOOPS, "TestLoop", ("runner", "dataloader", "evaluator"), ()),
     "log_processor": (LOG_PROCESSORS, "LogProcessor", (), ()),
     # the method section (mixbench.method): the classifier gets the recipe's parts
-    "method.classifier": (MODELS, "MixupClassifier",
-                          ("backbone", "head", "neck", "loss", "mixer", "data_preprocessor"), ()),
+    "method.classifier": (
+        MODELS,
+        "MixupClassifier",
+        ("backbone", "head", "neck", "loss", "mixer", "data_preprocessor"),
+        (),
+    ),
     "method.mixer": (MIXERS, None, (), ()),
     "method.loss": (MODELS, None, (), ()),
 }
-LIST_SLOTS = {"param_scheduler": (PARAM_SCHEDULERS, ("optimizer",), ("convert_to_iter_based",)),
-              "custom_hooks": (HOOKS, (), ()),
-              "method.hooks": (HOOKS, (), ()),
-              "model.data_preprocessor.batch_augments": (TRANSFORMS, (), ()),
-              "model.data_preprocessor.normalized_batch_augments": (TRANSFORMS, (), ()),
-              "visualizer.vis_backends": (VISBACKENDS, (), ())}
+LIST_SLOTS = {
+    "param_scheduler": (PARAM_SCHEDULERS, ("optimizer",), ("convert_to_iter_based",)),
+    "custom_hooks": (HOOKS, (), ()),
+    "method.hooks": (HOOKS, (), ()),
+    "model.data_preprocessor.batch_augments": (TRANSFORMS, (), ()),
+    "model.data_preprocessor.normalized_batch_augments": (TRANSFORMS, (), ()),
+    "visualizer.vis_backends": (VISBACKENDS, (), ()),
+}
 
 
 def _where(cfg: dict) -> str:
@@ -112,8 +147,7 @@ def _positive_int(cfg: dict, key: str, required: bool = True) -> None:
             raise ConfigError(f"{_where(cfg)}: missing required key {key!r}")
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{_where(cfg)}: {key} must be an integer, got {value!r} "
-                          f"({type(value).__name__})")
+        raise ConfigError(f"{_where(cfg)}: {key} must be an integer, got {value!r} ({type(value).__name__})")
     if value <= 0:
         raise ConfigError(f"{_where(cfg)}: {key} must be > 0, got {value}")
 
@@ -126,14 +160,17 @@ def check_top_level_keys(cfg: dict) -> None:
             raise ConfigError(
                 f"{_where(cfg)}: unknown top-level key {key!r}{did_you_mean(str(key), TOP_LEVEL_KEYS)} "
                 "It would be ignored; correct or remove it. Known keys: "
-                f"{', '.join(sorted(k for k in TOP_LEVEL_KEYS if not k.startswith('_')))}")
+                f"{', '.join(sorted(k for k in TOP_LEVEL_KEYS if not k.startswith('_')))}"
+            )
 
 
-def _check_component(registry, node, where: str, source: str, default_type=None, provided=(),
-                     extra=()) -> None:
+def _check_component(
+    registry, node, where: str, source: str, default_type=None, provided=(), extra=()
+) -> None:
     try:
-        check_options(registry, node, where, source, provided=provided, default_type=default_type,
-                      extra=extra)
+        check_options(
+            registry, node, where, source, provided=provided, default_type=default_type, extra=extra
+        )
     except UnknownTypeError as e:
         raise ConfigError(str(e)) from None
 
@@ -144,7 +181,8 @@ def _check_evaluator(cfg: dict, key: str) -> None:
     if not node or not all(isinstance(n, dict) and n.get("type") for n in nodes):
         raise ConfigError(
             f"{_where(cfg)}: {key} must name a metric, got {node!r}; e.g. "
-            f"{key}: {{type: Accuracy, topk: [1, 5]}} (as configs/_base_/datasets/*.yaml set it)")
+            f"{key}: {{type: Accuracy, topk: [1, 5]}} (as configs/_base_/datasets/*.yaml set it)"
+        )
 
 
 def validate_config(cfg: dict) -> None:
@@ -197,7 +235,7 @@ def validate_config(cfg: dict) -> None:
             build_mixer(mixer)
         except UnknownTypeError as e:
             raise ConfigError(f"{src}: {e}") from None
-        except (ValueError, TypeError, FileNotFoundError) as e:   # a missing local checkpoint too
+        except (ValueError, TypeError, FileNotFoundError) as e:  # a missing local checkpoint too
             raise ConfigError(f"{src}: method.mixer ({mixer.get('type')}): {e}") from None
 
 
@@ -217,7 +255,7 @@ def run_identity(cfg: dict, work_dir: str) -> dict:
         "config_hash": config_hash(cfg),
         "work_dir": str(work_dir),
         "tags": meta.get("tags") or {},
-        "method_settings": method_settings(cfg),   # the settings fingerprint (schema 2)
+        "method_settings": method_settings(cfg),  # the settings fingerprint (schema 2)
         "backbone_settings": backbone_settings(cfg),
     }
 
@@ -236,16 +274,26 @@ def cpu_distributed_env(launcher: str) -> None:
         os.environ.setdefault("WORLD_SIZE", os.environ["SLURM_NTASKS"])
         os.environ.setdefault("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
         if "MASTER_ADDR" not in os.environ:
-            nodes = subprocess.run(["scontrol", "show", "hostnames", os.environ["SLURM_NODELIST"]],
-                                   capture_output=True, text=True, check=True).stdout.split()
+            nodes = subprocess.run(
+                ["scontrol", "show", "hostnames", os.environ["SLURM_NODELIST"]],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
             os.environ["MASTER_ADDR"] = nodes[0]
         os.environ.setdefault("MASTER_PORT", "29500")
     dist.init_process_group(backend="gloo")
 
 
-def prepare_runner_config(cfg: dict, work_dir: str, launcher: str = "none",
-                          resume: str | None = None, amp: bool = False,
-                          deterministic: bool = False, seed: int | None = None) -> dict:
+def prepare_runner_config(
+    cfg: dict,
+    work_dir: str,
+    launcher: str = "none",
+    resume: str | None = None,
+    amp: bool = False,
+    deterministic: bool = False,
+    seed: int | None = None,
+) -> dict:
     """The mmengine Runner config for a mixbench config: work dir, seed, hooks, logging
     backends, AMP, resume and the DDP wrapper (``device_ids=None`` on CPU)."""
     cfg = resolve_method(cfg)
@@ -277,34 +325,49 @@ def prepare_runner_config(cfg: dict, work_dir: str, launcher: str = "none",
         backends.append({"type": "TensorboardVisBackend"})
     if logging_cfg.get("wandb"):
         os.environ.setdefault("WANDB_MODE", "offline")
-        backends.append({"type": "WandbVisBackend",
-                         "init_kwargs": {"project": logging_cfg.get("wandb_project", "mixbench"),
-                                         "name": Path(work_dir).name}})
+        backends.append(
+            {
+                "type": "WandbVisBackend",
+                "init_kwargs": {
+                    "project": logging_cfg.get("wandb_project", "mixbench"),
+                    "name": Path(work_dir).name,
+                },
+            }
+        )
     cfg.setdefault("visualizer", {"type": "Visualizer", "vis_backends": backends})
     if launcher != "none":
         # mmengine's DDP wrapper and defaults, plus the staged step of the learnable mixers
         # (mixbench/engine/ddp.py); on the CPU: gloo and no device ids. Buffers (BN
         # statistics) are not broadcast at each forward, as mmengine's default wrapper does
         # with broadcast_buffers=False (deprecated since torch 2.13; this is its successor)
-        wrapper = {"type": "mixbench.StagedDistributedDataParallel", "forward_sync_buffers": False,
-                   "find_unused_parameters": bool(cfg.get("find_unused_parameters", False))}
+        wrapper = {
+            "type": "mixbench.StagedDistributedDataParallel",
+            "forward_sync_buffers": False,
+            "find_unused_parameters": bool(cfg.get("find_unused_parameters", False)),
+        }
         cfg["model_wrapper_cfg"] = {**wrapper, **(cfg.get("model_wrapper_cfg") or {})}
         if not torch.cuda.is_available():
             cfg["model_wrapper_cfg"]["device_ids"] = None
             cfg.setdefault("env_cfg", {}).setdefault("dist_cfg", {})["backend"] = "gloo"
     max_epochs = cfg["train_cfg"]["max_epochs"]
     schedulers = cfg.get("param_scheduler") or []
-    for sched in ([schedulers] if isinstance(schedulers, dict) else schedulers):
+    for sched in [schedulers] if isinstance(schedulers, dict) else schedulers:
         # a cosine schedule without T_max spans the rest of training (follows max_epochs)
         if sched.get("type") in ("CosineAnnealingLR", "CosineAnnealingMomentum") and "T_max" not in sched:
             sched["T_max"] = max_epochs - sched.get("begin", 0)
             sched.setdefault("end", max_epochs)
     result_cfg = cfg.pop("result", None) or {}
-    hooks = [h for h in cfg.get("custom_hooks", []) if h.get("type") not in
-             ("ResultJsonHook", "EpochSeedHook")]
+    hooks = [
+        h for h in cfg.get("custom_hooks", []) if h.get("type") not in ("ResultJsonHook", "EpochSeedHook")
+    ]
     hooks.append({"type": "EpochSeedHook", "seed": randomness["seed"]})
-    hooks.append({"type": "ResultJsonHook", "run": run_identity(cfg, work_dir),
-                  "median_last_n": result_cfg.get("median_last_n", 10)})
+    hooks.append(
+        {
+            "type": "ResultJsonHook",
+            "run": run_identity(cfg, work_dir),
+            "median_last_n": result_cfg.get("median_last_n", 10),
+        }
+    )
     cfg["custom_hooks"] = hooks
     for part in ("dataloader", "evaluator"):
         cfg.setdefault(f"test_{part}", copy.deepcopy(cfg[f"val_{part}"]))
@@ -338,14 +401,23 @@ class MixbenchRunner(RunnerBase):
         import platform
 
         import mmengine
-        gpus = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-                if torch.cuda.is_available() else [])
+
+        gpus = (
+            [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            if torch.cuda.is_available()
+            else []
+        )
         lines = {
-            "python": platform.python_version(), "torch": torch.__version__,
-            "mmengine": mmengine.__version__, "device": ", ".join(gpus) or "cpu",
-            "cpu threads": torch.get_num_threads(), "seed": self.seed,
-            "deterministic": self.deterministic, "launcher": self.launcher,
-            "world size": self.world_size, "config": os.path.join(self.work_dir, "config.yaml"),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "mmengine": mmengine.__version__,
+            "device": ", ".join(gpus) or "cpu",
+            "cpu threads": torch.get_num_threads(),
+            "seed": self.seed,
+            "deterministic": self.deterministic,
+            "launcher": self.launcher,
+            "world size": self.world_size,
+            "config": os.path.join(self.work_dir, "config.yaml"),
         }
         self.logger.info("environment: " + "; ".join(f"{k} {v}" for k, v in lines.items()))
 
@@ -359,8 +431,10 @@ class MixbenchRunner(RunnerBase):
         super().register_hooks(default_hooks, custom_hooks)
         if scheduled_model(self.model) is not None:
             if any(isinstance(h, MethodScheduleHook) for h in self.hooks):
-                raise ValueError(f"custom_hooks lists MethodScheduleHook, which the runner installs "
-                                 f"itself for {type(scheduled_model(self.model)).__name__}: remove it")
+                raise ValueError(
+                    f"custom_hooks lists MethodScheduleHook, which the runner installs "
+                    f"itself for {type(scheduled_model(self.model)).__name__}: remove it"
+                )
             self.register_hook(MethodScheduleHook())
 
     def dump_config(self) -> None:
@@ -378,9 +452,15 @@ class MixbenchRunner(RunnerBase):
             os.replace(os.path.join(out_dir, tmp_name), os.path.join(out_dir, filename))
 
 
-def build_runner(cfg: dict, work_dir: str, launcher: str = "none", resume: str | None = None,
-                 amp: bool = False, deterministic: bool = False,
-                 seed: int | None = None) -> MixbenchRunner:
+def build_runner(
+    cfg: dict,
+    work_dir: str,
+    launcher: str = "none",
+    resume: str | None = None,
+    amp: bool = False,
+    deterministic: bool = False,
+    seed: int | None = None,
+) -> MixbenchRunner:
     """Validate ``cfg``, write ``<work_dir>/config.yaml`` (rank 0) and build the Runner."""
     import mixbench.data  # noqa: F401  (registers datasets and transforms)
     import mixbench.engine  # noqa: F401  (registers hooks, metrics, optim wrappers)

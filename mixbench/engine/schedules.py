@@ -2,6 +2,7 @@
 (:class:`mixbench.models.schedules.ScheduledParts`: AutoMix's EMA momentum and Mix Block
 learning rate, AdAutoMix's adversarial step). mixbench's runner installs it for every
 model that declares schedules; configs never list it."""
+
 from __future__ import annotations
 
 from mmengine.hooks import Hook
@@ -42,16 +43,23 @@ class MethodScheduleHook(Hook):
     def before_train(self, runner) -> None:
         model = scheduled_model(runner.model)
         if model is None:
-            raise TypeError(f"MethodScheduleHook applies the schedules a model declares "
-                            f"(mixbench.models.schedules.ScheduledParts); "
-                            f"{type(runner.model).__name__} declares none")
+            raise TypeError(
+                f"MethodScheduleHook applies the schedules a model declares "
+                f"(mixbench.models.schedules.ScheduledParts); "
+                f"{type(runner.model).__name__} declares none"
+            )
         self._schedules = list(model.schedules())
         for s in self._schedules:
             if not isinstance(s, KINDS):
-                raise TypeError(f"{type(model).__name__}.schedules() returned {s!r}; a schedule is "
-                                f"one of {', '.join(k.__name__ for k in KINDS)}")
-        self._groups = {id(s): self.param_groups(s, runner.optim_wrapper.optimizer, model)
-                        for s in self._schedules if isinstance(s, LearningRateSchedule)}
+                raise TypeError(
+                    f"{type(model).__name__}.schedules() returned {s!r}; a schedule is "
+                    f"one of {', '.join(k.__name__ for k in KINDS)}"
+                )
+        self._groups = {
+            id(s): self.param_groups(s, runner.optim_wrapper.optimizer, model)
+            for s in self._schedules
+            if isinstance(s, LearningRateSchedule)
+        }
 
     @staticmethod
     def param_groups(schedule: LearningRateSchedule, optimizer, model) -> list:
@@ -61,14 +69,18 @@ class MethodScheduleHook(Hook):
         for group in optimizer.param_groups:
             inside = [id(p) in ids for p in group["params"]]
             if any(inside) and not all(inside):
-                raise ValueError(f"{type(model).__name__}'s {schedule.name} schedule needs its "
-                                 f"parameters in optimizer groups of their own, but one group mixes "
-                                 f"them with others. {schedule.hint}".rstrip())
+                raise ValueError(
+                    f"{type(model).__name__}'s {schedule.name} schedule needs its "
+                    f"parameters in optimizer groups of their own, but one group mixes "
+                    f"them with others. {schedule.hint}".rstrip()
+                )
             if inside and all(inside):
                 groups.append(group)
         if not groups:
-            raise ValueError(f"{type(model).__name__}'s {schedule.name} schedule found none of its "
-                             f"parameters in the optimizer. {schedule.hint}".rstrip())
+            raise ValueError(
+                f"{type(model).__name__}'s {schedule.name} schedule found none of its "
+                f"parameters in the optimizer. {schedule.hint}".rstrip()
+            )
         return groups
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:

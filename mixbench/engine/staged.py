@@ -7,6 +7,7 @@ in every run: :class:`StagedStep` wraps the model of a single-process run (mmeng
 runs it under DDP with the gradients averaged over the processes before each optimizer
 step. Any other model takes mmengine's own step.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,8 +22,9 @@ from mixbench.registry import MODEL_WRAPPERS
 from .compat import backward_part, count_iteration
 
 
-def train_step_in_stages(model: BaseModel, data, optim_wrapper: OptimWrapper,
-                         sync_gradients: Callable[[], None] | None = None) -> dict:
+def train_step_in_stages(
+    model: BaseModel, data, optim_wrapper: OptimWrapper, sync_gradients: Callable[[], None] | None = None
+) -> dict:
     """One training iteration of a :class:`StagedLosses` model: one backward per stage of
     ``model.loss_stages``, then (when the wrapper's gradient accumulation says so) one
     optimizer step. Returns the logged losses (``loss``, the sum, then each named loss).
@@ -41,8 +43,10 @@ def train_step_in_stages(model: BaseModel, data, optim_wrapper: OptimWrapper,
     are complete, just before the optimizer step (the DDP wrapper's all-reduce).
     """
     if not isinstance(model, StagedLosses):
-        raise TypeError(f"train_step_in_stages needs a model that declares its loss stages "
-                        f"(a mixbench.models.stages.StagedLosses), got {type(model).__name__}")
+        raise TypeError(
+            f"train_step_in_stages needs a model that declares its loss stages "
+            f"(a mixbench.models.stages.StagedLosses), got {type(model).__name__}"
+        )
     with optim_wrapper.optim_context(model):
         data = model.data_preprocessor(data, True)
         stages = model.loss_stages(data["inputs"], data["data_samples"])
@@ -75,8 +79,10 @@ class StagedStep(nn.Module):
     def __init__(self, module: BaseModel):
         super().__init__()
         if not isinstance(module, StagedLosses):
-            raise TypeError(f"StagedStep wraps a model that declares its loss stages "
-                            f"(a mixbench.models.stages.StagedLosses), got {type(module).__name__}")
+            raise TypeError(
+                f"StagedStep wraps a model that declares its loss stages "
+                f"(a mixbench.models.stages.StagedLosses), got {type(module).__name__}"
+            )
         self.module = module
 
     def train_step(self, data, optim_wrapper: OptimWrapper) -> dict:

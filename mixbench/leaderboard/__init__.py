@@ -10,25 +10,45 @@ reports build on a laptop. Typical use::
 
 See docs/leaderboard.md for the protocol and the database layout.
 """
+
 from .aggregate import (
-                        ANALYSIS_METRICS,
-                        DEFAULT_ALPHA,
-                        DEFAULT_LAST_N,
-                        METRICS,
-                        Cell,
-                        Leaderboard,
-                        RunRecord,
-                        aggregate,
-                        build_leaderboard,
-                        load_runs,
+    ANALYSIS_METRICS,
+    DEFAULT_ALPHA,
+    DEFAULT_LAST_N,
+    METRICS,
+    Cell,
+    Leaderboard,
+    RunRecord,
+    aggregate,
+    build_leaderboard,
+    load_runs,
 )
 from .db import default_db_url, make_engine, normalize_db_url
 from .ingest import IngestReport, ingest_paths
 from .report import REPORT_FILES, log_to_wandb, markdown_leaderboard, write_report
 from .reported import canonical_method, load_reported, lookup_reported
 
-__all__ = ["ingest_paths", "IngestReport", "write_report", "markdown_leaderboard",
-           "build_leaderboard", "aggregate", "load_runs", "Leaderboard", "Cell", "RunRecord",
-           "METRICS", "ANALYSIS_METRICS", "DEFAULT_LAST_N", "DEFAULT_ALPHA", "make_engine",
-           "normalize_db_url", "default_db_url", "canonical_method", "load_reported",
-           "lookup_reported", "log_to_wandb", "REPORT_FILES"]
+__all__ = [
+    "ingest_paths",
+    "IngestReport",
+    "write_report",
+    "markdown_leaderboard",
+    "build_leaderboard",
+    "aggregate",
+    "load_runs",
+    "Leaderboard",
+    "Cell",
+    "RunRecord",
+    "METRICS",
+    "ANALYSIS_METRICS",
+    "DEFAULT_LAST_N",
+    "DEFAULT_ALPHA",
+    "make_engine",
+    "normalize_db_url",
+    "default_db_url",
+    "canonical_method",
+    "load_reported",
+    "lookup_reported",
+    "log_to_wandb",
+    "REPORT_FILES",
+]

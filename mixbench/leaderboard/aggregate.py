@@ -44,6 +44,7 @@ If one cell holds two finished runs with the same seed (e.g. the config changed 
 name did not), only the most recently updated one counts, and the report says which was
 dropped. Runs that are not finished are listed, never aggregated.
 """
+
 from __future__ import annotations
 
 import json
@@ -75,19 +76,24 @@ CONFIDENCE = 0.95
 class AnalysisMetric:
     """A per-run number read from an analysis file: ``summary[summary_key]`` of the run's
     ``analysis/<kind>.json``, used only when the file's settings include ``require``."""
+
     key: str
     kind: str
     summary_key: str
-    label: str      # column header
+    label: str  # column header
     described: str  # how the protocol line names it
     require: tuple = ()  # ((setting, value), ...)
 
 
 ANALYSIS_METRICS = (
-    AnalysisMetric("ece", "calibration", "ece", "ECE (%)", "ECE (15 equal-width bins, %)",
-                   (("n_bins", 15),)),
-    AnalysisMetric("fgsm8_top1", "adversarial", "fgsm_eps8_top1", "FGSM 8/255 top-1 (%)",
-                   "top-1 under FGSM at ε = 8/255 (%)"),
+    AnalysisMetric("ece", "calibration", "ece", "ECE (%)", "ECE (15 equal-width bins, %)", (("n_bins", 15),)),
+    AnalysisMetric(
+        "fgsm8_top1",
+        "adversarial",
+        "fgsm_eps8_top1",
+        "FGSM 8/255 top-1 (%)",
+        "top-1 under FGSM at ε = 8/255 (%)",
+    ),
 )
 #: The analysis files the leaderboard reads, each once (two metrics may share a file).
 ANALYSIS_KINDS = tuple(dict.fromkeys(m.kind for m in ANALYSIS_METRICS))
@@ -96,6 +102,7 @@ ANALYSIS_KINDS = tuple(dict.fromkeys(m.kind for m in ANALYSIS_METRICS))
 @dataclass
 class RunRecord:
     """One run as the database holds it."""
+
     id: int
     name: str
     method: str
@@ -114,7 +121,7 @@ class RunRecord:
     num_devices: int | None = None
     error_message: str | None = None
     history: list[dict] = field(default_factory=list)  # {"epoch", "top1"[, "heads"]}
-    method_settings: dict | None = None    # run.method_settings (None: schema 1 file)
+    method_settings: dict | None = None  # run.method_settings (None: schema 1 file)
     backbone_settings: dict | None = None
     value: float | None = None  # the table metric
     analysis: dict[str, dict] = field(default_factory=dict)  # kind -> {summary, settings}
@@ -128,8 +135,11 @@ class RunRecord:
     def analysis_value(self, metric: AnalysisMetric) -> float | None:
         """The run's value of an analysis metric, None without a comparable, current file."""
         found = self.analysis.get(metric.kind)
-        if (found is None or self.analysis_is_stale(metric.kind)
-                or any(found["settings"].get(k) != v for k, v in metric.require)):
+        if (
+            found is None
+            or self.analysis_is_stale(metric.kind)
+            or any(found["settings"].get(k) != v for k, v in metric.require)
+        ):
             return None
         value = found["summary"].get(metric.summary_key)
         return None if value is None else float(value)
@@ -155,6 +165,7 @@ class RunRecord:
 @dataclass
 class SeedStat:
     """Mean, sample std (None for one value) and number of the seeds that have a value."""
+
     mean: float
     std: float | None
     n: int
@@ -163,6 +174,7 @@ class SeedStat:
 @dataclass
 class Cell:
     """One (dataset, backbone, epochs, method): its seeds and every aggregate shown."""
+
     dataset: str
     backbone: str
     epochs: int
@@ -187,7 +199,7 @@ class Cell:
     is_best: bool = False
     reported: ReportedCell | None = None
     reported_delta: float | None = None
-    comparison: Comparison | None = None   # against ``reported`` (see .compare)
+    comparison: Comparison | None = None  # against ``reported`` (see .compare)
     curve: list[tuple[int, float]] = field(default_factory=list)  # (epoch, mean top1)
     analysis: dict[str, SeedStat] = field(default_factory=dict)  # ANALYSIS_METRICS key ->
 
@@ -209,11 +221,12 @@ class Cell:
 @dataclass
 class Leaderboard:
     """Everything a report shows."""
+
     metric: str
     last_n: int
     alpha: float
     filters: dict
-    tables: dict[tuple, list[Cell]]            # table key -> cells sorted by rank
+    tables: dict[tuple, list[Cell]]  # table key -> cells sorted by rank
     dataset_ranks: dict[str, dict[str, float]]  # method -> dataset -> rank
     average_rank: list[tuple[str, float, int]]  # (method, average rank, datasets), best first
     in_progress: list[RunRecord]
@@ -239,16 +252,25 @@ class Leaderboard:
         what = RUN_METRICS[self.metric].describe(self.last_n)
         seeds = sorted({c.n for c in self.cells})
         shown = [m for m in ANALYSIS_METRICS if any(m.key in c.analysis for c in self.cells)]
-        extra = (" " + " and ".join(m.described for m in shown)
+        extra = (
+            " "
+            + " and ".join(m.described for m in shown)
             + " from each run's analysis/*.json: mean ± std over the seeds that have them."
-            if shown else "")
-        flt = (", filter " + ", ".join(f"{k}={v}" for k, v in sorted(self.filters.items()))
-               if self.filters else "")
-        return (f"Protocol: per run, {what} (`{self.metric_label}`); per cell, mean ± sample "
-                f"std (ddof=1) over seeds (n = {', '.join(map(str, seeds)) or '-'}), "
-                f"{int(CONFIDENCE * 100)}% CI from Student's t; Δ vs Vanilla of the same "
-                f"dataset/backbone/epochs with Welch's t-test, significant (*) at "
-                f"α = {self.alpha:g}; cells with one seed have no error bar{flt}.{extra}")
+            if shown
+            else ""
+        )
+        flt = (
+            ", filter " + ", ".join(f"{k}={v}" for k, v in sorted(self.filters.items()))
+            if self.filters
+            else ""
+        )
+        return (
+            f"Protocol: per run, {what} (`{self.metric_label}`); per cell, mean ± sample "
+            f"std (ddof=1) over seeds (n = {', '.join(map(str, seeds)) or '-'}), "
+            f"{int(CONFIDENCE * 100)}% CI from Student's t; Δ vs Vanilla of the same "
+            f"dataset/backbone/epochs with Welch's t-test, significant (*) at "
+            f"α = {self.alpha:g}; cells with one seed have no error bar{flt}.{extra}"
+        )
 
 
 def metric_label(metric: str, last_n: int) -> str:
@@ -270,6 +292,7 @@ def mean_std_ci(values: list[float], confidence: float = CONFIDENCE):
     if len(values) < 2:
         return mean, None, None, None
     from scipy.special import stdtrit  # inverse CDF of Student's t
+
     std = statistics.stdev(values)
     half = float(stdtrit(len(values) - 1, 0.5 + confidence / 2)) * std / math.sqrt(len(values))
     return mean, std, mean - half, mean + half
@@ -286,11 +309,12 @@ def welch_p_value(a: list[float], b: list[float]) -> float | None:
     if len(a) < 2 or len(b) < 2:
         return None
     from scipy.special import stdtr  # CDF of Student's t
+
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
     if va + vb == 0:
         return None
     t = (statistics.fmean(a) - statistics.fmean(b)) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     return float(2 * stdtr(df, -abs(t)))
 
 
@@ -320,8 +344,9 @@ def _loads(text: str | None):
 
 def load_runs(engine: Engine, filters: dict | None = None) -> list[RunRecord]:
     """Every run in the database matching ``filters`` ({column: value}), with history."""
-    query = select(runs).order_by(runs.c.dataset, runs.c.backbone, runs.c.epochs,
-                                  runs.c.method, runs.c.seed, runs.c.id)
+    query = select(runs).order_by(
+        runs.c.dataset, runs.c.backbone, runs.c.epochs, runs.c.method, runs.c.seed, runs.c.id
+    )
     query = where_runs(query, filters or {})
     with engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
@@ -329,32 +354,55 @@ def load_runs(engine: Engine, filters: dict | None = None) -> list[RunRecord]:
         hist: dict[int, list] = defaultdict(list)
         found: dict[int, dict] = defaultdict(dict)
         if ids:
-            for h in conn.execute(select(epochs_table.c.run_id, epochs_table.c.epoch,
-                                         epochs_table.c.top1, epochs_table.c.heads_json)
-                                  .where(epochs_table.c.run_id.in_(ids))
-                                  .order_by(epochs_table.c.run_id, epochs_table.c.idx)):
+            for h in conn.execute(
+                select(
+                    epochs_table.c.run_id,
+                    epochs_table.c.epoch,
+                    epochs_table.c.top1,
+                    epochs_table.c.heads_json,
+                )
+                .where(epochs_table.c.run_id.in_(ids))
+                .order_by(epochs_table.c.run_id, epochs_table.c.idx)
+            ):
                 if h.top1 is not None:
                     entry = {"epoch": h.epoch, "top1": h.top1}
                     if h.heads_json:
                         entry["heads"] = json.loads(h.heads_json)
                     hist[h.run_id].append(entry)
             for a in conn.execute(select(analysis_table).where(analysis_table.c.run_id.in_(ids))):
-                found[a.run_id][a.kind] = {"summary": json.loads(a.summary_json),
-                                           "settings": json.loads(a.settings_json or "{}"),
-                                           "updated_ts": a.updated_ts}
+                found[a.run_id][a.kind] = {
+                    "summary": json.loads(a.summary_json),
+                    "settings": json.loads(a.settings_json or "{}"),
+                    "updated_ts": a.updated_ts,
+                }
     records = []
     for r in rows:
         tags = json.loads(r["tags_json"] or "{}")
-        records.append(RunRecord(
-            id=r["id"], name=r["name"], method=r["method"], dataset=r["dataset"],
-            backbone=r["backbone"], epochs=r["epochs"], seed=r["seed"], status=r["status"],
-            updated_ts=r["updated_ts"], source_path=r["source_path"],
-            setting=str(tags.get("setting", "") or ""), s_per_iter=r["s_per_iter"],
-            peak_mem_mb=r["peak_mem_mb"], wall_s=r["wall_s"], device=r["device"],
-            num_devices=r["num_devices"], error_message=r["error_message"],
-            history=hist[r["id"]], analysis=found[r["id"]],
-            method_settings=_loads(r["method_settings_json"]),
-            backbone_settings=_loads(r["backbone_settings_json"])))
+        records.append(
+            RunRecord(
+                id=r["id"],
+                name=r["name"],
+                method=r["method"],
+                dataset=r["dataset"],
+                backbone=r["backbone"],
+                epochs=r["epochs"],
+                seed=r["seed"],
+                status=r["status"],
+                updated_ts=r["updated_ts"],
+                source_path=r["source_path"],
+                setting=str(tags.get("setting", "") or ""),
+                s_per_iter=r["s_per_iter"],
+                peak_mem_mb=r["peak_mem_mb"],
+                wall_s=r["wall_s"],
+                device=r["device"],
+                num_devices=r["num_devices"],
+                error_message=r["error_message"],
+                history=hist[r["id"]],
+                analysis=found[r["id"]],
+                method_settings=_loads(r["method_settings_json"]),
+                backbone_settings=_loads(r["backbone_settings_json"]),
+            )
+        )
     return records
 
 
@@ -369,10 +417,15 @@ def _select_counted(records: list[RunRecord], metric: str, last_n: int):
             continue
         r.value = run_metric(r.history, metric, last_n)
         if r.value is None:
-            excluded.append((r, "finished but its history has no top-1 evaluation"
-                                if not r.history else
-                                f"finished but its history gives no {metric_label(metric, last_n)} "
-                                "(the per-head evaluations of AutoMix-style runs are missing)"))
+            excluded.append(
+                (
+                    r,
+                    "finished but its history has no top-1 evaluation"
+                    if not r.history
+                    else f"finished but its history gives no {metric_label(metric, last_n)} "
+                    "(the per-head evaluations of AutoMix-style runs are missing)",
+                )
+            )
             continue
         seed_key = (*r.table_key, r.method, r.seed)
         by_seed[seed_key].append(r)
@@ -380,9 +433,15 @@ def _select_counted(records: list[RunRecord], metric: str, last_n: int):
     for group in by_seed.values():
         group.sort(key=lambda r: (r.updated_ts, r.id))
         counted.append(group[-1])
-        excluded.extend((r, f"same cell and seed {r.seed} as the newer run "
-                            f"{group[-1].name!r} ({group[-1].source_path}); only the newer "
-                            "one counts") for r in group[:-1])
+        excluded.extend(
+            (
+                r,
+                f"same cell and seed {r.seed} as the newer run "
+                f"{group[-1].name!r} ({group[-1].source_path}); only the newer "
+                "one counts",
+            )
+            for r in group[:-1]
+        )
     return counted, in_progress, failed, excluded
 
 
@@ -405,22 +464,31 @@ def _analysis_stats(runs_: list[RunRecord]) -> dict[str, SeedStat]:
     return stats
 
 
-def _make_cell(key: tuple[str, str, int, str], method: str, runs_: list[RunRecord],
-               reported_csv) -> Cell:
+def _make_cell(key: tuple[str, str, int, str], method: str, runs_: list[RunRecord], reported_csv) -> Cell:
     runs_ = sorted(runs_, key=lambda r: r.seed)
     reported = lookup_reported(*key[:3], method, key[3], reported_csv)
     values = cast(list[float], [r.value for r in runs_])  # counted runs have one (_select_counted)
     mean, std, lo, hi = mean_std_ci(values)
     kinds = {r.device_kind for r in runs_}
-    return Cell(*key, method=method, seeds=[r.seed for r in runs_], values=values,
-                mean=mean, std=std, ci_low=lo, ci_high=hi,
-                is_reference=canonical_method(method) == "vanilla",
-                s_per_iter=_mean(r.s_per_iter for r in runs_),
-                peak_mem_mb=_mean(r.peak_mem_mb for r in runs_),
-                device_hours=_mean(r.device_hours for r in runs_),
-                device_kind=kinds.pop() if len(kinds) == 1 else "device",
-                curve=_curve(runs_), analysis=_analysis_stats(runs_), reported=reported,
-                comparison=compare(runs_, reported) if reported is not None else None)
+    return Cell(
+        *key,
+        method=method,
+        seeds=[r.seed for r in runs_],
+        values=values,
+        mean=mean,
+        std=std,
+        ci_low=lo,
+        ci_high=hi,
+        is_reference=canonical_method(method) == "vanilla",
+        s_per_iter=_mean(r.s_per_iter for r in runs_),
+        peak_mem_mb=_mean(r.peak_mem_mb for r in runs_),
+        device_hours=_mean(r.device_hours for r in runs_),
+        device_kind=kinds.pop() if len(kinds) == 1 else "device",
+        curve=_curve(runs_),
+        analysis=_analysis_stats(runs_),
+        reported=reported,
+        comparison=compare(runs_, reported) if reported is not None else None,
+    )
 
 
 def _compare_table(cells: list[Cell], alpha: float, reported_csv) -> None:
@@ -433,8 +501,9 @@ def _compare_table(cells: list[Cell], alpha: float, reported_csv) -> None:
             c.significant = None if c.p_value is None else c.p_value < alpha
         if ref is not None and c.s_per_iter is not None and ref.s_per_iter:
             c.rel_s_per_iter = c.s_per_iter / ref.s_per_iter
-    ref_reported = lookup_reported(cells[0].dataset, cells[0].backbone, cells[0].epochs,
-                                   "Vanilla", cells[0].setting, reported_csv)
+    ref_reported = lookup_reported(
+        cells[0].dataset, cells[0].backbone, cells[0].epochs, "Vanilla", cells[0].setting, reported_csv
+    )
     for c in cells:
         if c.reported is not None and ref_reported is not None and not c.is_reference:
             c.reported_delta = c.reported.top1 - ref_reported.top1
@@ -446,9 +515,14 @@ def _compare_table(cells: list[Cell], alpha: float, reported_csv) -> None:
     cells.sort(key=lambda c: (c.rank, c.method))
 
 
-def aggregate(records: list[RunRecord], metric: str = "median_last_n",
-              last_n: int = DEFAULT_LAST_N, alpha: float = DEFAULT_ALPHA,
-              filters: dict | None = None, reported_csv=REPORTED_CSV) -> Leaderboard:
+def aggregate(
+    records: list[RunRecord],
+    metric: str = "median_last_n",
+    last_n: int = DEFAULT_LAST_N,
+    alpha: float = DEFAULT_ALPHA,
+    filters: dict | None = None,
+    reported_csv=REPORTED_CSV,
+) -> Leaderboard:
     """Turn run records into the :class:`Leaderboard` (see the module docstring)."""
     check_metric(metric)
     counted, in_progress, failed, excluded = _select_counted(records, metric, last_n)
@@ -463,21 +537,34 @@ def aggregate(records: list[RunRecord], metric: str = "median_last_n",
     per_dataset: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for c in (c for cells in tables.values() for c in cells):
         per_dataset[c.method][c.dataset].append(c.rank)
-    dataset_ranks = {m: {d: statistics.fmean(r) for d, r in ds.items()}
-                     for m, ds in per_dataset.items()}
-    average_rank = sorted(((m, statistics.fmean(ds.values()), len(ds))
-                           for m, ds in dataset_ranks.items()), key=lambda t: (t[1], t[0]))
-    return Leaderboard(metric=metric, last_n=last_n, alpha=alpha, filters=dict(filters or {}),
-                       tables=tables, dataset_ranks=dataset_ranks, average_rank=average_rank,
-                       in_progress=in_progress, failed=failed, excluded=excluded,
-                       stale_analyses=[(r, kind) for r in counted for kind in ANALYSIS_KINDS
-                                       if r.analysis_is_stale(kind)])
+    dataset_ranks = {m: {d: statistics.fmean(r) for d, r in ds.items()} for m, ds in per_dataset.items()}
+    average_rank = sorted(
+        ((m, statistics.fmean(ds.values()), len(ds)) for m, ds in dataset_ranks.items()),
+        key=lambda t: (t[1], t[0]),
+    )
+    return Leaderboard(
+        metric=metric,
+        last_n=last_n,
+        alpha=alpha,
+        filters=dict(filters or {}),
+        tables=tables,
+        dataset_ranks=dataset_ranks,
+        average_rank=average_rank,
+        in_progress=in_progress,
+        failed=failed,
+        excluded=excluded,
+        stale_analyses=[(r, kind) for r in counted for kind in ANALYSIS_KINDS if r.analysis_is_stale(kind)],
+    )
 
 
-def build_leaderboard(db_url: str | None = None, metric: str = "median_last_n",
-                      last_n: int = DEFAULT_LAST_N, alpha: float = DEFAULT_ALPHA,
-                      filters: dict | None = None, engine: Engine | None = None
-                      ) -> Leaderboard:
+def build_leaderboard(
+    db_url: str | None = None,
+    metric: str = "median_last_n",
+    last_n: int = DEFAULT_LAST_N,
+    alpha: float = DEFAULT_ALPHA,
+    filters: dict | None = None,
+    engine: Engine | None = None,
+) -> Leaderboard:
     """Read the database and aggregate it."""
     if engine is None:
         engine = make_engine(db_url)

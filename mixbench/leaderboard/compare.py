@@ -17,6 +17,7 @@ Then ``ours`` is the mean over the cell's runs of that metric and ``diff = ours 
 Otherwise the comparison carries the reasons, and no difference is computed: the report
 shows the published number apart, with the reasons.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,9 @@ from .reported import ReportedCell
 @dataclass
 class Comparison:
     """Our cell against one published number."""
+
     reported: ReportedCell
-    metric: str | None       # our metric key for the published label (None: unknown)
+    metric: str | None  # our metric key for the published label (None: unknown)
     last_n: int | None
     ours: float | None = None  # mean over the runs of the published metric (when computable)
     reasons: list[str] = field(default_factory=list)
@@ -60,35 +62,47 @@ def _dedupe(items) -> list[str]:
 def settings_reasons(runs: Sequence, reported: ReportedCell) -> list[str]:
     """Why the runs' settings are not the published cell's (empty: they are)."""
     if reported.method_settings is None:
-        return ["published settings not recorded for this cell (mixbench/leaderboard/data/"
-                "openmixup_reported.csv has no method_settings for it)"]
+        return [
+            "published settings not recorded for this cell (mixbench/leaderboard/data/"
+            "openmixup_reported.csv has no method_settings for it)"
+        ]
     reasons = []
-    for label, ours, theirs in (("dataset", "dataset", reported.dataset),
-                                ("backbone", "backbone", reported.backbone),
-                                ("epochs", "epochs", reported.epochs)):
+    for label, ours, theirs in (
+        ("dataset", "dataset", reported.dataset),
+        ("backbone", "backbone", reported.backbone),
+        ("epochs", "epochs", reported.epochs),
+    ):
         values = sorted({str(getattr(r, ours)) for r in runs})
         if values != [str(theirs)]:
             reasons.append(f"{label} {', '.join(values)} vs published {theirs}")
     unknown = [r.name for r in runs if r.method_settings is None]
     if unknown:
-        reasons.append(f"run {unknown[0]} records no method settings (a result.json of schema 1): "
-                       "its settings cannot be checked" + (f" ({len(unknown)} runs)" if len(unknown) > 1 else ""))
+        reasons.append(
+            f"run {unknown[0]} records no method settings (a result.json of schema 1): "
+            "its settings cannot be checked" + (f" ({len(unknown)} runs)" if len(unknown) > 1 else "")
+        )
     known = [r for r in runs if r.method_settings is not None]
     variants = {json.dumps(r.method_settings, sort_keys=True): r for r in known}
     if len(variants) > 1:
         a, b = list(variants.values())[:2]
-        reasons.append(f"the cell's runs differ in method settings ({a.name} vs {b.name}: "
-                       + "; ".join(setting_differences(a.method_settings, b.method_settings)).replace(
-                           "published", b.name) + ")")
+        reasons.append(
+            f"the cell's runs differ in method settings ({a.name} vs {b.name}: "
+            + "; ".join(setting_differences(a.method_settings, b.method_settings)).replace(
+                "published", b.name
+            )
+            + ")"
+        )
     elif known:
-        reasons += setting_differences(known[0].method_settings, reported.method_settings,
-                                       explain=reported.settings_explain)
+        reasons += setting_differences(
+            known[0].method_settings, reported.method_settings, explain=reported.settings_explain
+        )
     if reported.backbone_settings is not None:
         for r in runs:
             if r.backbone_settings is None:
                 continue
-            reasons += [f"backbone {d}" for d in setting_differences(
-                r.backbone_settings, reported.backbone_settings)]
+            reasons += [
+                f"backbone {d}" for d in setting_differences(r.backbone_settings, reported.backbone_settings)
+            ]
     return _dedupe(reasons)
 
 
@@ -99,17 +113,21 @@ def compare(runs: Sequence, reported: ReportedCell) -> Comparison:
     try:
         metric, n = parse_metric_label(reported.metric)
     except ValueError:
-        return Comparison(reported, None, None, reasons=[
-            f"metric differs: the published {reported.metric} is not a metric mixbench computes"])
+        return Comparison(
+            reported,
+            None,
+            None,
+            reasons=[f"metric differs: the published {reported.metric} is not a metric mixbench computes"],
+        )
     n_used = n if n is not None else 1
     comp = Comparison(reported, metric, n)
     values = [metric_value(r.history, metric, n_used) for r in runs]
     if runs and all(v is not None for v in values):
         comp.ours = statistics.fmean(values)
     comp.reasons = settings_reasons(runs, reported)
-    comp.reasons += _dedupe(s for s in (metric_shortfall(r.history, metric, n_used, r.epochs)
-                                        for r in runs) if s)
+    comp.reasons += _dedupe(
+        s for s in (metric_shortfall(r.history, metric, n_used, r.epochs) for r in runs) if s
+    )
     if comp.ours is None and not any(s.startswith("metric differs") for s in comp.reasons):
-        comp.reasons.append(f"metric differs: no run of the cell gives "
-                            f"{metric_label(metric, n_used)}")
+        comp.reasons.append(f"metric differs: no run of the cell gives {metric_label(metric, n_used)}")
     return comp

@@ -19,6 +19,7 @@ changes nothing. "Newer" compares :func:`revision`: the ``updated`` time, then t
 (a finished or failed file beats a running one written in the same second), then the length
 of the history.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,6 +49,7 @@ DEFAULT_DB_PATH = Path("work_dirs") / "results.db"
 DB_ENV_VAR = "MIXBENCH_RESULTS_DB"
 SQLITE_BUSY_TIMEOUT_S = 120.0
 
+
 class Float(TypeDecorator):
     """A float column that holds finite numbers only: NaN and +-inf are stored as NULL and
     read back as None (also from a row written by hand or by an older mixbench), so no row
@@ -73,7 +75,8 @@ class Float(TypeDecorator):
 metadata = MetaData()
 
 runs = Table(
-    "runs", metadata,
+    "runs",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(255), nullable=False),
     Column("config_hash", String(128), nullable=False),
@@ -91,8 +94,8 @@ runs = Table(
     Column("work_dir", Text),
     Column("config_path", Text),
     Column("tags_json", Text),
-    Column("method_settings_json", Text),     # run.method_settings (None: schema 1 file)
-    Column("backbone_settings_json", Text),   # run.backbone_settings
+    Column("method_settings_json", Text),  # run.method_settings (None: schema 1 file)
+    Column("backbone_settings_json", Text),  # run.backbone_settings
     Column("metrics_json", Text),
     Column("wall_s", Float),
     Column("train_img_per_s", Float),
@@ -108,10 +111,10 @@ runs = Table(
 )
 
 epochs = Table(
-    "epochs", metadata,
+    "epochs",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False,
-           index=True),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("idx", Integer, nullable=False),
     Column("epoch", Integer),
     Column("top1", Float),
@@ -119,19 +122,19 @@ epochs = Table(
     Column("train_loss", Float),
     Column("lr", Float),
     Column("wall_s", Float),
-    Column("heads_json", Text),   # {head: top-1} of the learnable methods' extra heads
+    Column("heads_json", Text),  # {head: top-1} of the learnable methods' extra heads
     UniqueConstraint("run_id", "idx", name="uq_epochs_run_idx"),
 )
 
 analysis = Table(
-    "analysis", metadata,
+    "analysis",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False,
-           index=True),
-    Column("kind", String(64), nullable=False),        # calibration, adversarial, ...
-    Column("summary_json", Text, nullable=False),      # the file's "summary": headline numbers
-    Column("settings_json", Text),                     # its other scalar fields (n_bins, seed, ...)
-    Column("updated_ts", Float, nullable=False),       # the file's "updated" (else its mtime)
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("kind", String(64), nullable=False),  # calibration, adversarial, ...
+    Column("summary_json", Text, nullable=False),  # the file's "summary": headline numbers
+    Column("settings_json", Text),  # its other scalar fields (n_bins, seed, ...)
+    Column("updated_ts", Float, nullable=False),  # the file's "updated" (else its mtime)
     Column("content_sha256", String(64), nullable=False),
     Column("source_path", Text),
     Column("ingested_at", Float, nullable=False),
@@ -152,11 +155,12 @@ def where_runs(query, filters: dict):
     :data:`FILTER_KEYS` is a ValueError that lists them."""
     bad = sorted(set(filters) - set(FILTER_KEYS))
     if bad:
-        raise ValueError(f"cannot filter on {', '.join(bad)}; filter keys are "
-                         f"{', '.join(FILTER_KEYS)} (e.g. --filter dataset=cifar100)")
+        raise ValueError(
+            f"cannot filter on {', '.join(bad)}; filter keys are "
+            f"{', '.join(FILTER_KEYS)} (e.g. --filter dataset=cifar100)"
+        )
     for key, value in filters.items():
-        query = query.where(runs.c[key] == (int(value) if key in ("epochs", "seed")
-                                            else str(value)))
+        query = query.where(runs.c[key] == (int(value) if key in ("epochs", "seed") else str(value)))
     return query
 
 
@@ -184,6 +188,7 @@ def normalize_db_url(db: str | os.PathLike | None = None) -> str:
     if url.drivername == "postgresql":
         try:
             import psycopg  # noqa: F401
+
             url = url.set(drivername="postgresql+psycopg")
         except ImportError:
             pass
@@ -192,6 +197,7 @@ def normalize_db_url(db: str | os.PathLike | None = None) -> str:
 
 def _sqlite_serialized_writes(engine: Engine) -> None:
     """Make pysqlite leave transactions to us and start each one with BEGIN IMMEDIATE."""
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None
@@ -236,7 +242,8 @@ def create_tables(engine: Engine) -> None:
                     f"the results database {engine.url.render_as_string()} has an older "
                     f"layout (table {table.name} lacks {', '.join(missing)}); the result.json "
                     "files are the record: delete the database (or use a new --db) and "
-                    "ingest the work dirs again")
+                    "ingest the work dirs again"
+                )
 
 
 def upsert_statement(conn, table: Table, values: dict, key: list[str], newer_col: str):
@@ -245,17 +252,21 @@ def upsert_statement(conn, table: Table, values: dict, key: list[str], newer_col
     stmt: Any  # each dialect's Insert has its own on_conflict_do_update
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
         stmt = postgresql_insert(table)
     elif conn.dialect.name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
         stmt = sqlite_insert(table)
     else:
         raise RuntimeError(
             f"results database dialect {conn.dialect.name!r} is not supported; "
-            "use a SQLite path or a postgresql:// URL")
+            "use a SQLite path or a postgresql:// URL"
+        )
     stmt = stmt.values(**values)
     update = {c: stmt.excluded[c] for c in values if c not in key}
     return stmt.on_conflict_do_update(
-        index_elements=key, set_=update,
+        index_elements=key,
+        set_=update,
         where=table.c[newer_col] < stmt.excluded[newer_col],
     ).returning(table.c.id)

@@ -1,4 +1,5 @@
 """How a leaderboard cell reads in a table: one set of columns for Markdown, LaTeX and HTML."""
+
 from __future__ import annotations
 
 import math
@@ -87,8 +88,11 @@ def analysis_str(c: Cell, key: str) -> str:
 
 
 def _analysis_column(key: str, label: str):
-    return (label, lambda c: analysis_str(c, key),
-            lambda c: c.analysis[key].mean if key in c.analysis else None)
+    return (
+        label,
+        lambda c: analysis_str(c, key),
+        lambda c: c.analysis[key].mean if key in c.analysis else None,
+    )
 
 
 # (header, formatter, raw value for sorting) in table order; report_md.TEX_COLUMNS names
@@ -104,11 +108,9 @@ COLUMNS: list[tuple[str, Callable[[Cell], str], Callable[[Cell], object]]] = [
     ("s/iter vs Vanilla", cost_str, lambda c: c.rel_s_per_iter),
     ("Peak mem (MB)", lambda c: num(c.peak_mem_mb, 0), lambda c: c.peak_mem_mb),
     ("Time/run", hours_str, lambda c: c.device_hours),
-    ("Ours (published metric)", ours_as_published_str,
-     lambda c: c.comparison.ours if c.comparison else None),
+    ("Ours (published metric)", ours_as_published_str, lambda c: c.comparison.ours if c.comparison else None),
     ("OpenMixup reported", reported_str, lambda c: c.reported.top1 if c.reported else None),
-    ("Ours − reported", lambda c: num(c.diff_vs_reported, signed=True),
-     lambda c: c.diff_vs_reported),
+    ("Ours − reported", lambda c: num(c.diff_vs_reported, signed=True), lambda c: c.diff_vs_reported),
     ("Reported Δ", lambda c: num(c.reported_delta, signed=True), lambda c: c.reported_delta),
     ("Not like for like", not_comparable_str, not_comparable_str),
 ] + [_analysis_column(m.key, m.label) for m in ANALYSIS_METRICS]  # ECE, FGSM (when present)
@@ -120,8 +122,7 @@ def visible_columns(cells: list[Cell], candidates=None) -> list[int]:
     """Indices into COLUMNS (of ``candidates``, default all) without the columns that are
     empty for every cell of a table (e.g. OpenMixup's numbers on a dataset it never ran)."""
     candidates = range(len(COLUMNS)) if candidates is None else candidates
-    return [i for i in candidates
-            if i <= TOP1_COLUMN or any(COLUMNS[i][1](c) != DASH for c in cells)]
+    return [i for i in candidates if i <= TOP1_COLUMN or any(COLUMNS[i][1](c) != DASH for c in cells)]
 
 
 def table_title(key: tuple) -> str:
@@ -131,11 +132,13 @@ def table_title(key: tuple) -> str:
 
 def metric_note(lb: Leaderboard) -> str:
     """Which metric each number column of a table is."""
-    return (f"Top-1, Δ, CI and ranks: {lb.metric_label} ({RUN_METRICS[lb.metric].describe(lb.last_n)}). "
-            "Ours (published metric) and OpenMixup reported: the metric named in the cell, the "
-            "one OpenMixup's table reads; Ours − reported is computed only like for like (same "
-            "method settings, dataset, backbone, epochs and metric), otherwise the last column "
-            "says why not.")
+    return (
+        f"Top-1, Δ, CI and ranks: {lb.metric_label} ({RUN_METRICS[lb.metric].describe(lb.last_n)}). "
+        "Ours (published metric) and OpenMixup reported: the metric named in the cell, the "
+        "one OpenMixup's table reads; Ours − reported is computed only like for like (same "
+        "method settings, dataset, backbone, epochs and metric), otherwise the last column "
+        "says why not."
+    )
 
 
 def average_rank_rows(lb: Leaderboard) -> tuple[list[str], list[list[str]]]:
@@ -145,20 +148,30 @@ def average_rank_rows(lb: Leaderboard) -> tuple[list[str], list[list[str]]]:
     rows = []
     for i, (method, avg, n) in enumerate(lb.average_rank, 1):
         ranks = lb.dataset_ranks[method]
-        rows.append([str(i), method, f"{avg:.2f}", str(n)]
-                    + [f"{ranks[d]:.2f}" if d in ranks else DASH for d in datasets])
+        rows.append(
+            [str(i), method, f"{avg:.2f}", str(n)]
+            + [f"{ranks[d]:.2f}" if d in ranks else DASH for d in datasets]
+        )
     return header, rows
 
 
 def status_lines(lb: Leaderboard) -> list[str]:
     """Plain sentences about runs that are not in the tables, and why."""
-    lines = [f"in progress (not counted): {r.name} [{r.dataset}/{r.backbone}/{r.epochs}e "
-             f"{r.method} seed {r.seed}], {len(r.history)} evaluations so far"
-             for r in lb.in_progress]
-    lines += [f"failed (not counted): {r.name} [{r.method} seed {r.seed}]"
-              + (f": {r.error_message}" if r.error_message else "") for r in lb.failed]
+    lines = [
+        f"in progress (not counted): {r.name} [{r.dataset}/{r.backbone}/{r.epochs}e "
+        f"{r.method} seed {r.seed}], {len(r.history)} evaluations so far"
+        for r in lb.in_progress
+    ]
+    lines += [
+        f"failed (not counted): {r.name} [{r.method} seed {r.seed}]"
+        + (f": {r.error_message}" if r.error_message else "")
+        for r in lb.failed
+    ]
     lines += [f"excluded: {r.name} [{r.method} seed {r.seed}]: {why}" for r, why in lb.excluded]
-    lines += [f"stale analysis (not shown): {r.name} [{r.method} seed {r.seed}]: "
-              f"analysis/{kind}.json is older than the run's result.json; run "
-              "tools/analysis again on the final checkpoint" for r, kind in lb.stale_analyses]
+    lines += [
+        f"stale analysis (not shown): {r.name} [{r.method} seed {r.seed}]: "
+        f"analysis/{kind}.json is older than the run's result.json; run "
+        "tools/analysis again on the final checkpoint"
+        for r, kind in lb.stale_analyses
+    ]
     return lines

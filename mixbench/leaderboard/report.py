@@ -1,4 +1,5 @@
 """Write every report of the leaderboard into one folder."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,12 @@ from .report_html import html_report
 from .report_md import csv_report, csv_rows, latex_report, markdown_report
 
 DEFAULT_OUT = Path("work_dirs") / "leaderboard"
-REPORT_FILES = {"markdown": "leaderboard.md", "csv": "leaderboard.csv",
-                "latex": "leaderboard.tex", "html": "index.html"}
+REPORT_FILES = {
+    "markdown": "leaderboard.md",
+    "csv": "leaderboard.csv",
+    "latex": "leaderboard.tex",
+    "html": "index.html",
+}
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -30,25 +35,36 @@ def write_text_atomic(path: Path, text: str) -> None:
             os.unlink(tmp)
 
 
-def markdown_leaderboard(db_url: str | None = None, metric: str = "median_last_n",
-                         last_n: int = DEFAULT_LAST_N, filters: dict | None = None) -> str:
+def markdown_leaderboard(
+    db_url: str | None = None,
+    metric: str = "median_last_n",
+    last_n: int = DEFAULT_LAST_N,
+    filters: dict | None = None,
+) -> str:
     """The Markdown leaderboard of the database as a string (to print after a sweep)."""
-    return markdown_report(build_leaderboard(db_url, metric=metric, last_n=last_n,
-                                             filters=filters))
+    return markdown_report(build_leaderboard(db_url, metric=metric, last_n=last_n, filters=filters))
 
 
-def write_report(db_url: str | None = None, out_dir: str | os.PathLike = DEFAULT_OUT,
-                 metric: str = "median_last_n", last_n: int = DEFAULT_LAST_N,
-                 alpha: float = DEFAULT_ALPHA, filters: dict | None = None,
-                 leaderboard: Leaderboard | None = None) -> dict[str, Path]:
+def write_report(
+    db_url: str | None = None,
+    out_dir: str | os.PathLike = DEFAULT_OUT,
+    metric: str = "median_last_n",
+    last_n: int = DEFAULT_LAST_N,
+    alpha: float = DEFAULT_ALPHA,
+    filters: dict | None = None,
+    leaderboard: Leaderboard | None = None,
+) -> dict[str, Path]:
     """Write leaderboard.md, leaderboard.csv, leaderboard.tex and index.html into
     ``out_dir``; returns {"markdown"|"csv"|"latex"|"html": path}. Logs the table to wandb
     when ``$WANDB_PROJECT`` is set (see :func:`log_to_wandb`)."""
-    lb = leaderboard or build_leaderboard(db_url, metric=metric, last_n=last_n, alpha=alpha,
-                                          filters=filters)
+    lb = leaderboard or build_leaderboard(db_url, metric=metric, last_n=last_n, alpha=alpha, filters=filters)
     out = Path(out_dir)
-    texts = {"markdown": markdown_report(lb), "csv": csv_report(lb),
-             "latex": latex_report(lb), "html": html_report(lb)}
+    texts = {
+        "markdown": markdown_report(lb),
+        "csv": csv_report(lb),
+        "latex": latex_report(lb),
+        "html": html_report(lb),
+    }
     paths = {}
     for kind, name in REPORT_FILES.items():
         paths[kind] = out / name
@@ -69,24 +85,38 @@ def log_to_wandb(lb: Leaderboard, project: str) -> bool:
     try:
         import wandb
     except ImportError:
-        print("leaderboard: WANDB_PROJECT is set but wandb is not installed; "
-              "skipping wandb logging (pip install wandb)", file=sys.stderr)
+        print(
+            "leaderboard: WANDB_PROJECT is set but wandb is not installed; "
+            "skipping wandb logging (pip install wandb)",
+            file=sys.stderr,
+        )
         return False
     try:
         rows = csv_rows(lb)
         mode: Any = os.environ.get("WANDB_MODE") or (  # wandb checks the value
-            "online" if os.environ.get("WANDB_API_KEY") else "offline")
-        run = wandb.init(project=project, job_type="leaderboard", reinit="finish_previous",
-                         mode=mode,
-                         config={"metric": lb.metric_label, "alpha": lb.alpha,
-                                 "filters": lb.filters})
+            "online" if os.environ.get("WANDB_API_KEY") else "offline"
+        )
+        run = wandb.init(
+            project=project,
+            job_type="leaderboard",
+            reinit="finish_previous",
+            mode=mode,
+            config={"metric": lb.metric_label, "alpha": lb.alpha, "filters": lb.filters},
+        )
         if rows:
             columns = list(rows[0])
-            run.log({"leaderboard": wandb.Table(
-                columns=columns, data=[[str(r[c]) for c in columns] for r in rows])})
+            run.log(
+                {
+                    "leaderboard": wandb.Table(
+                        columns=columns, data=[[str(r[c]) for c in columns] for r in rows]
+                    )
+                }
+            )
         run.finish()
     except Exception as e:  # noqa: BLE001 - logging is optional, the files are the report
-        print(f"leaderboard: wandb logging failed ({type(e).__name__}: {e}); "
-              "the report files were written", file=sys.stderr)
+        print(
+            f"leaderboard: wandb logging failed ({type(e).__name__}: {e}); the report files were written",
+            file=sys.stderr,
+        )
         return False
     return True

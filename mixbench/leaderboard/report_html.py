@@ -3,6 +3,7 @@
 Tables sort by clicking a header (a few lines of inline JavaScript); plots are matplotlib
 SVGs embedded as ``data:`` images.
 """
+
 from __future__ import annotations
 
 import base64
@@ -87,11 +88,15 @@ def _table(header: list[str], rows: list[tuple[list[str], list, str]], table_id:
     for texts, keys, cls in rows:
         tds = "".join(
             f'<td data-sort="{html.escape(_sort_value(k))}"'
-            + (' class="top1"' if i == TOP1_COLUMN else "") + f">{html.escape(t)}</td>"
-            for i, (t, k) in enumerate(zip(texts, keys)))
+            + (' class="top1"' if i == TOP1_COLUMN else "")
+            + f">{html.escape(t)}</td>"
+            for i, (t, k) in enumerate(zip(texts, keys))
+        )
         body.append(f'<tr class="{cls}">{tds}</tr>')
-    return (f'<div class="scroll"><table class="sortable" id="{table_id}"><thead><tr>{head}'
-            f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+    return (
+        f'<div class="scroll"><table class="sortable" id="{table_id}"><thead><tr>{head}'
+        f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def html_report(lb: Leaderboard) -> str:
@@ -100,41 +105,56 @@ def html_report(lb: Leaderboard) -> str:
     parts = []
     if lb.average_rank:
         header, rows = average_rank_rows(lb)
-        avg = [(r, [r[0], r[1].lower(), r[2], r[3]] + [x.replace("—", "") for x in r[4:]], "")
-               for r in rows]
+        avg = [(r, [r[0], r[1].lower(), r[2], r[3]] + [x.replace("—", "") for x in r[4:]], "") for r in rows]
         parts.append(
             '<section id="overall"><h2>Overall: average rank across datasets</h2>'
             '<p class="note">Rank within each table (1 = best), averaged over a dataset\'s '
-            "tables, then over datasets.</p>" + _table(header, avg, "average-rank")
+            "tables, then over datasets.</p>"
+            + _table(header, avg, "average-rank")
             + f'<div class="plots">{_img(plots.rank_heatmap(lb), "rank heatmap")}</div>'
-            "</section>")
+            "</section>"
+        )
     budgets = sorted({(k[0], k[1]) for k in lb.tables})
-    budget_imgs = [_img(plots.accuracy_over_epochs(lb, d, b, colors),
-                        f"{d} {b} accuracy over epoch budgets") for d, b in budgets]
+    budget_imgs = [
+        _img(plots.accuracy_over_epochs(lb, d, b, colors), f"{d} {b} accuracy over epoch budgets")
+        for d, b in budgets
+    ]
     if any(budget_imgs):
-        parts.append('<section id="epoch-budgets"><h2>Accuracy over epoch budgets</h2>'
-                     f'<div class="plots">{"".join(budget_imgs)}</div></section>')
+        parts.append(
+            '<section id="epoch-budgets"><h2>Accuracy over epoch budgets</h2>'
+            f'<div class="plots">{"".join(budget_imgs)}</div></section>'
+        )
     for i, (key, cells) in enumerate(lb.tables.items()):
         title = table_title(key)
         cols = [COLUMNS[i] for i in visible_columns(cells)]
-        cell_rows = [([fmt(c) for _, fmt, _ in cols], [raw(c) for _, _, raw in cols],
-                      "best" if c.is_best else "") for c in cells]
-        imgs = (_img(plots.accuracy_vs_cost(cells, f"{title}: accuracy vs cost", colors),
-                     f"{title} accuracy vs cost")
-                + _img(plots.validation_curves(cells, f"{title}: validation top-1", colors),
-                       f"{title} validation curves"))
-        parts.append(f'<section class="cell-table"><h2>{html.escape(title)}</h2>'
-                     f'<p class="metric-note">{html.escape(metric_note(lb))}</p>'
-                     + _table([h for h, _, _ in cols], cell_rows, f"table-{i}")
-                     + f'<div class="plots">{imgs}</div></section>')
+        cell_rows = [
+            ([fmt(c) for _, fmt, _ in cols], [raw(c) for _, _, raw in cols], "best" if c.is_best else "")
+            for c in cells
+        ]
+        imgs = _img(
+            plots.accuracy_vs_cost(cells, f"{title}: accuracy vs cost", colors), f"{title} accuracy vs cost"
+        ) + _img(
+            plots.validation_curves(cells, f"{title}: validation top-1", colors), f"{title} validation curves"
+        )
+        parts.append(
+            f'<section class="cell-table"><h2>{html.escape(title)}</h2>'
+            f'<p class="metric-note">{html.escape(metric_note(lb))}</p>'
+            + _table([h for h, _, _ in cols], cell_rows, f"table-{i}")
+            + f'<div class="plots">{imgs}</div></section>'
+        )
     notes = status_lines(lb)
     if notes:
-        parts.append('<section id="not-counted"><h2>Runs not counted</h2><ul class="status">'
-                     + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul></section>")
+        parts.append(
+            '<section id="not-counted"><h2>Runs not counted</h2><ul class="status">'
+            + "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+            + "</ul></section>"
+        )
     if not lb.tables:
         parts.append("<section><p>No finished runs to show.</p></section>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>mixbench leaderboard</title><style>{_CSS}</style></head><body>"
-            f"<header><h1>mixbench leaderboard</h1><p>{html.escape(lb.protocol().replace('`', ''))}</p></header>"
-            f"<main>{''.join(parts)}</main><script>{_JS}</script></body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>mixbench leaderboard</title><style>{_CSS}</style></head><body>"
+        f"<header><h1>mixbench leaderboard</h1><p>{html.escape(lb.protocol().replace('`', ''))}</p></header>"
+        f"<main>{''.join(parts)}</main><script>{_JS}</script></body></html>\n"
+    )

@@ -14,6 +14,7 @@ OpenMixup's, by option path, in the words the report uses), and the ``epochs`` a
 ``metric`` columns. A cell without ``method_settings`` has not been checked: it is never
 comparable (:mod:`mixbench.leaderboard.compare`).
 """
+
 from __future__ import annotations
 
 import csv
@@ -49,6 +50,7 @@ def canonical_method(name: str) -> str:
 @dataclass(frozen=True)
 class ReportedCell:
     """One published number and the settings it was produced with (None: not recorded)."""
+
     dataset: str
     backbone: str
     epochs: int
@@ -84,20 +86,29 @@ def load_reported(path: str | Path = REPORTED_CSV) -> dict[tuple, ReportedCell]:
     with open(path, newline="") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
             where = f"{path}, line {line}"
-            cell = ReportedCell(row["dataset"], row["backbone"], int(row["epochs"]),
-                                row["setting"], row["method"], row["alpha"],
-                                float(row["top1"]), row["metric"], row["source"],
-                                method_settings=_json_cell(row, "method_settings", where),
-                                backbone_settings=_json_cell(row, "backbone_settings", where),
-                                settings_explain=_json_cell(row, "settings_explain", where) or {},
-                                settings_source=row.get("settings_source") or "")
-            out[(cell.dataset, cell.backbone, cell.epochs, cell.setting,
-                 canonical_method(cell.method))] = cell
+            cell = ReportedCell(
+                row["dataset"],
+                row["backbone"],
+                int(row["epochs"]),
+                row["setting"],
+                row["method"],
+                row["alpha"],
+                float(row["top1"]),
+                row["metric"],
+                row["source"],
+                method_settings=_json_cell(row, "method_settings", where),
+                backbone_settings=_json_cell(row, "backbone_settings", where),
+                settings_explain=_json_cell(row, "settings_explain", where) or {},
+                settings_source=row.get("settings_source") or "",
+            )
+            out[(cell.dataset, cell.backbone, cell.epochs, cell.setting, canonical_method(cell.method))] = (
+                cell
+            )
     return out
 
 
-def lookup_reported(dataset: str, backbone: str, epochs: int, method: str, setting: str = "",
-                    path: str | Path = REPORTED_CSV) -> ReportedCell | None:
+def lookup_reported(
+    dataset: str, backbone: str, epochs: int, method: str, setting: str = "", path: str | Path = REPORTED_CSV
+) -> ReportedCell | None:
     """The published number for one cell, or None when OpenMixup has none."""
-    return load_reported(path).get((dataset, backbone, int(epochs), setting,
-                                    canonical_method(method)))
+    return load_reported(path).get((dataset, backbone, int(epochs), setting, canonical_method(method)))

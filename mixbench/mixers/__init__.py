@@ -9,6 +9,7 @@ Usable in any training loop::
 Every name in ``__all__`` that is a mixer class is registered in mixbench's MIXERS registry
 by ``mixbench.registry`` (this package itself never imports mmengine).
 """
+
 from .alignmix import AlignMix
 from .attentivemix import AttentiveMix, AttentiveMixPlus
 from .base import BaseMixer, MixOutput

@@ -2,6 +2,7 @@
 :mod:`mixbench.mixers.comixup` so that numba is imported (and the kernels loaded from its
 cache, or compiled on a machine's first run) only when Co-Mixup actually solves, not by
 ``import mixbench.mixers``."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,8 +50,22 @@ def _local_objective(cost, z_o, others, beta, gamma):
 
 
 @njit(cache=True)
-def sweep(z, counts, unary_base, cost, a_mat, add_cost, active, beta, gamma, thres,
-           hard_thres, n_candidates, soft, monotone):
+def sweep(
+    z,
+    counts,
+    unary_base,
+    cost,
+    a_mat,
+    add_cost,
+    active,
+    beta,
+    gamma,
+    thres,
+    hard_thres,
+    n_candidates,
+    soft,
+    monotone,
+):
     """One coordinate-descent sweep over the outputs of every active partition, in place.
 
     ``z`` (P, O, m, m, n) labelings, ``counts`` (P, O, n) their per-input block mass,
@@ -64,10 +79,10 @@ def sweep(z, counts, unary_base, cost, a_mat, add_cost, active, beta, gamma, thr
     hard = min(n_candidates, n)
     use_soft = soft and hard >= 2
     n_labels = hard + 1 if use_soft else hard
-    pair = beta * (1.0 - np.eye(n_labels))                                   # Potts
-    if use_soft:   # the half-half label costs 0.25 beta next to its two components
+    pair = beta * (1.0 - np.eye(n_labels))  # Potts
+    if use_soft:  # the half-half label costs 0.25 beta next to its two components
         pair[hard, 0] = pair[hard, 1] = pair[0, hard] = pair[1, hard] = 0.25 * beta
-    n_states = n_labels ** m
+    n_states = n_labels**m
     horiz = np.empty(n_states)
     row_pair_cost(pair, m, horiz)
     value, scratch = np.empty(n_states), np.empty(n_states)
@@ -87,7 +102,7 @@ def sweep(z, counts, unary_base, cost, a_mat, add_cost, active, beta, gamma, thr
                 for k in range(n_out):
                     total += counts[q, k, i]
                 others[i] = total - counts[q, o, i]
-            for i in range(n):   # the linearised diversity term: a per-input cost
+            for i in range(n):  # the linearised diversity term: a per-input cost
                 ao = 0.0
                 for j in range(n):
                     ao += a_mat[q, i, j] * others[j]
@@ -102,11 +117,11 @@ def sweep(z, counts, unary_base, cost, a_mat, add_cost, active, beta, gamma, thr
                     for i in range(n):
                         unary[r, c, i] = unary_base[q, r, c, i] + extra[i]
                         low = min(low, unary[r, c, i])
-                    for i in range(n):   # candidates: lowest capped whole-grid cost
+                    for i in range(n):  # candidates: lowest capped whole-grid cost
                         score[i] += min(unary[r, c, i] - low, 4 * beta)
             _stable_order(score, ranked)
             n_used = 0
-            if use_soft:   # first the two inputs the output already uses most
+            if use_soft:  # first the two inputs the output already uses most
                 for i in range(n):
                     neg[i] = -counts[q, o, i]
                     if counts[q, o, i] > 0:
@@ -124,9 +139,10 @@ def sweep(z, counts, unary_base, cost, a_mat, add_cost, active, beta, gamma, thr
                 for c in range(m):
                     for k in range(hard):
                         u_all[r, c, k] = unary[r, c, cand[k]]
-                    if use_soft:   # the half-half label of the two most used
-                        u_all[r, c, hard] = ((u_all[r, c, 0] + u_all[r, c, 1]) / 2 - _SOFT_BONUS
-                                             if n_used >= 2 else _INF)
+                    if use_soft:  # the half-half label of the two most used
+                        u_all[r, c, hard] = (
+                            (u_all[r, c, 0] + u_all[r, c, 1]) / 2 - _SOFT_BONUS if n_used >= 2 else _INF
+                        )
             rows_dp_into(u_all, pair, horiz, labels, value, scratch, kept)
             new[:] = 0.0
             for r in range(m):
@@ -136,8 +152,10 @@ def sweep(z, counts, unary_base, cost, a_mat, add_cost, active, beta, gamma, thr
                         new[r, c, cand[lab]] = 1.0
                     else:
                         new[r, c, cand[0]] = new[r, c, cand[1]] = 0.5
-            if not monotone or (_local_objective(cost[q], new, others, beta, gamma) <
-                                _local_objective(cost[q], z[q, o], others, beta, gamma)):
+            if not monotone or (
+                _local_objective(cost[q], new, others, beta, gamma)
+                < _local_objective(cost[q], z[q, o], others, beta, gamma)
+            ):
                 z[q, o] = new
             for i in range(n):
                 mass = 0.0

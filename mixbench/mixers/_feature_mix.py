@@ -5,6 +5,7 @@ stage_hook=None)`` returns the final feature map (B, C, h, w); given ``stage_hoo
 ``x = stage_hook(0, x)`` on its input and ``feat = stage_hook(k, feat)`` after each stage
 ``k = 1..model.backbone.num_stages``, continuing with what the hook returns.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,7 +37,8 @@ def model_backbone(model, mixer: str):
             f"{mixer} needs a classifier with a callable `backbone(x, stage_hook=None)` "
             f"(mixbench's model contract), got {type(model).__name__} without one; build the "
             "model with mixbench.models or give it a `backbone` that returns (B, C, h, w) "
-            "features and calls stage_hook(k, feat) at its stages")
+            "features and calls stage_hook(k, feat) at its stages"
+        )
     return backbone
 
 
@@ -48,7 +50,8 @@ def backbone_num_stages(model, mixer: str) -> int:
         raise TypeError(
             f"{mixer} mixes hidden features through the backbone's stage hook and needs "
             f"`model.backbone.num_stages` (a positive int), got {num_stages!r} on "
-            f"{type(backbone).__name__}")
+            f"{type(backbone).__name__}"
+        )
     return num_stages
 
 

@@ -21,6 +21,7 @@ All grids of the batch form one disjoint graph solved by one call of SciPy's
 PuzzleMix's mask needs (``L = n_labels = 3``); the alpha-beta swap moves used by the
 official code only reach a local minimum of the same energy.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,6 +30,7 @@ from scipy.sparse import csgraph
 
 try:  # optional, faster max-flow (Boykov-Kolmogorov)
     import maxflow as _maxflow  # noqa: F401
+
     _HAVE_BK = True
 except ImportError:
     _HAVE_BK = False
@@ -36,8 +38,7 @@ except ImportError:
 _CAPACITY_BUDGET = 2.0**29  # total of all finite capacities after scaling (int32 safe)
 
 
-def chain_grid_energy(unary: np.ndarray, w_v: np.ndarray, w_h: np.ndarray,
-                      labels: np.ndarray) -> np.ndarray:
+def chain_grid_energy(unary: np.ndarray, w_v: np.ndarray, w_h: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The energy of ``labels`` (B, G, G') under the model above, in float64, shape (B,).
 
     ``unary`` is (B, G, G', L); ``w_v`` (B, G-1, G') weighs vertical neighbours
@@ -50,12 +51,14 @@ def chain_grid_energy(unary: np.ndarray, w_v: np.ndarray, w_h: np.ndarray,
     norm = float(max(n_labels - 1, 1)) ** 2
     dv = (labels[:, 1:, :] - labels[:, :-1, :]).astype(np.float64) ** 2 / norm
     dh = (labels[:, :, 1:] - labels[:, :, :-1]).astype(np.float64) ** 2 / norm
-    return data + (np.asarray(w_v, np.float64) * dv).sum((1, 2)) + \
-        (np.asarray(w_h, np.float64) * dh).sum((1, 2))
+    return (
+        data + (np.asarray(w_v, np.float64) * dv).sum((1, 2)) + (np.asarray(w_h, np.float64) * dh).sum((1, 2))
+    )
 
 
-def solve_chain_grid(unary: np.ndarray, w_v: np.ndarray, w_h: np.ndarray,
-                     backend: str = "auto") -> np.ndarray:
+def solve_chain_grid(
+    unary: np.ndarray, w_v: np.ndarray, w_h: np.ndarray, backend: str = "auto"
+) -> np.ndarray:
     """Exact minimiser (B, G, G') int64 of :func:`chain_grid_energy` (see module docstring).
 
     Negative edge weights would make the energy non-convex; they are clipped to 0.
@@ -74,8 +77,10 @@ def solve_chain_grid(unary: np.ndarray, w_v: np.ndarray, w_h: np.ndarray,
     w_v = np.clip(np.asarray(w_v, dtype=np.float64), 0.0, None)
     w_h = np.clip(np.asarray(w_h, dtype=np.float64), 0.0, None)
     if w_v.shape != (b, gh - 1, gw) or w_h.shape != (b, gh, gw - 1):
-        raise ValueError(f"edge weights must be (B, G-1, G') and (B, G, G'-1) for unary "
-                         f"{unary.shape}, got {w_v.shape} and {w_h.shape}")
+        raise ValueError(
+            f"edge weights must be (B, G-1, G') and (B, G, G'-1) for unary "
+            f"{unary.shape}, got {w_v.shape} and {w_h.shape}"
+        )
     k = n_labels - 1  # binary nodes per pixel
     n_pix = b * gh * gw
     pix = np.arange(n_pix).reshape(b, gh, gw)
@@ -126,8 +131,9 @@ def _min_cut_scipy(n_nodes, src, dst, cap, chain) -> np.ndarray:
     dst = np.concatenate([dst, chain[1]])
     cap_i = np.concatenate([cap_i, np.full(len(chain[0]), inf, np.int64)])
     keep = cap_i > 0
-    graph = sparse.coo_matrix((cap_i[keep].astype(np.int32), (src[keep], dst[keep])),
-                              shape=(n_nodes, n_nodes)).tocsr()
+    graph = sparse.coo_matrix(
+        (cap_i[keep].astype(np.int32), (src[keep], dst[keep])), shape=(n_nodes, n_nodes)
+    ).tocsr()
     flow = csgraph.maximum_flow(graph, 0, 1).flow
     residual = (graph - flow).tocsr()  # flow is antisymmetric: reverse edges gain capacity
     residual.data[residual.data < 0] = 0
@@ -147,8 +153,7 @@ def _min_cut_bk(n_nodes, src, dst, cap, chain) -> np.ndarray:
     ids = graph.add_nodes(n_nodes - 2)
     graph.add_edges(src[inner] - 2, dst[inner] - 2, cap[inner], np.zeros(int(inner.sum())))
     inf = float(cap.sum()) + 1.0
-    graph.add_edges(chain[0] - 2, chain[1] - 2, np.full(len(chain[0]), inf),
-                    np.zeros(len(chain[0])))
+    graph.add_edges(chain[0] - 2, chain[1] - 2, np.full(len(chain[0]), inf), np.zeros(len(chain[0])))
     to_source = np.bincount(dst[src == 0] - 2, cap[src == 0], n_nodes - 2)
     to_sink = np.bincount(src[dst == 1] - 2, cap[dst == 1], n_nodes - 2)
     graph.add_grid_tedges(ids, to_source, to_sink)

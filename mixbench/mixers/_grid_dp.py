@@ -16,12 +16,13 @@ compiled with numba (``@njit(cache=True)``: compiled once per machine, a few sec
 loaded from the cache); :func:`rows_dp_into` is also called from inside Co-Mixup's compiled
 descent (:mod:`mixbench.mixers._comixup_sweep`).
 """
+
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-_MAX_LABELS = 127   # argmin choices are stored as int8
+_MAX_LABELS = 127  # argmin choices are stored as int8
 
 
 def grid_energy(unary: np.ndarray, pair: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -80,7 +81,7 @@ def rows_dp_into(unary, pair, horiz, labels, value, scratch, kept):
     Backtracking recomputes the argmin along the optimal path only (ties: smallest label).
     """
     height, width, n_labels = unary.shape
-    n_states = n_labels ** width
+    n_states = n_labels**width
     rest_states = n_states // n_labels
     # Potts-like tables (beta = largest off-diagonal entry, diagonal <= beta, few entries
     # below beta: Co-Mixup's) take a cheaper column step with the very same minima
@@ -109,8 +110,8 @@ def rows_dp_into(unary, pair, horiz, labels, value, scratch, kept):
         for c in range(width):
             src = kept[r - 1, c]
             dst = kept[r - 1, c + 1] if c + 1 < width else value
-            if n_exc >= 0:   # Potts-like: min(src[new] + P[new, new], min_a src[a] + beta, ...)
-                low = dst   # its first rest_states entries hold min_a src[a, rest] for now
+            if n_exc >= 0:  # Potts-like: min(src[new] + P[new, new], min_a src[a] + beta, ...)
+                low = dst  # its first rest_states entries hold min_a src[a, rest] for now
                 for lo in range(rest_states):
                     low[lo] = src[lo]
                 for a in range(1, n_labels):
@@ -122,13 +123,13 @@ def rows_dp_into(unary, pair, horiz, labels, value, scratch, kept):
                     p = pair[new, new]
                     for lo in range(rest_states):
                         scratch[out + lo] = min(src[out + lo] + p, low[lo] + beta)
-                for e in range(n_exc):   # the entries below beta
+                for e in range(n_exc):  # the entries below beta
                     a, new = exc_a[e], exc_new[e]
                     p = pair[a, new]
                     out, first = new * rest_states, a * rest_states
                     for lo in range(rest_states):
                         scratch[out + lo] = min(scratch[out + lo], src[first + lo] + p)
-            else:   # scratch[new, rest] = min_a src[a, rest] + P[a, new]
+            else:  # scratch[new, rest] = min_a src[a, rest] + P[a, new]
                 for new in range(n_labels):
                     out = new * rest_states
                     p = pair[0, new]
@@ -139,7 +140,7 @@ def rows_dp_into(unary, pair, horiz, labels, value, scratch, kept):
                         first = a * rest_states
                         for lo in range(rest_states):
                             scratch[out + lo] = min(scratch[out + lo], src[first + lo] + p)
-            for new in range(n_labels):   # rotate: dst[rest, new] = scratch[new, rest]
+            for new in range(n_labels):  # rotate: dst[rest, new] = scratch[new, rest]
                 out = new * rest_states
                 for rest in range(rest_states):
                     dst[rest * n_labels + new] = scratch[out + rest]
@@ -157,13 +158,15 @@ def rows_dp_into(unary, pair, horiz, labels, value, scratch, kept):
             rest //= n_labels
         if r == 0:
             break
-        for c in range(width - 1, -1, -1):   # undo the column steps, last first
+        for c in range(width - 1, -1, -1):  # undo the column steps, last first
             new, rest = state % n_labels, state // n_labels
             src = kept[r - 1, c]
             best = 0
             for a in range(1, n_labels):
-                if src[a * rest_states + rest] + pair[a, new] < \
-                        src[best * rest_states + rest] + pair[best, new]:
+                if (
+                    src[a * rest_states + rest] + pair[a, new]
+                    < src[best * rest_states + rest] + pair[best, new]
+                ):
                     best = a
             state = best * rest_states + rest
 
@@ -171,7 +174,7 @@ def rows_dp_into(unary, pair, horiz, labels, value, scratch, kept):
 @njit(cache=True)
 def _solve_many(unary, pair, labels):
     n, height, width, n_labels = unary.shape
-    n_states = n_labels ** width
+    n_states = n_labels**width
     horiz = np.empty(n_states)
     row_pair_cost(pair, width, horiz)
     value, scratch = np.empty(n_states), np.empty(n_states)

@@ -12,6 +12,7 @@ statistics; dropout is off), differentiates with :func:`torch.autograd.grad` wit
 to the input only (no parameter's ``.grad`` is created or changed), and restores every
 submodule's own train/eval flag afterwards.
 """
+
 from __future__ import annotations
 
 import torch
@@ -51,10 +52,14 @@ def train_mode_saliency_and_loss(model, x: Tensor, y: Tensor) -> tuple[Tensor, T
     the gradient is taken with respect to the input only, so no parameter ``.grad`` changes.
     The returned loss keeps its graph: adding it to the training loss trains on it.
     """
-    norms = [m for m in (model.modules() if hasattr(model, "modules") else [])
-             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone())
-             for m in norms]
+    norms = [
+        m
+        for m in (model.modules() if hasattr(model, "modules") else [])
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
+    saved = [
+        (m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in norms
+    ]
     try:
         for m in norms:
             m.momentum = 0.0

@@ -10,6 +10,7 @@ would compute ``exp(-C/eps) = 0``). The potentials are kept in float64 (float32 
 without it, e.g. Apple MPS): with ``C/eps`` of order 1e5 the float32 log-sums would lose
 the marginals' accuracy, and the matrices are small (positions x positions).
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,14 @@ def _logsumexp(t: Tensor, dim: int) -> Tensor:
     return top.squeeze(dim) + (t - top).clamp_min_(EXP_FLOOR[t.dtype]).exp_().sum(dim).log_()
 
 
-def sinkhorn_plan(cost: Tensor, eps: float = 0.1, max_iter: int = 100, tol: float = 1e-4,
-                  check_every: int = 10, potential_tol: float = 0.0) -> Tensor:
+def sinkhorn_plan(
+    cost: Tensor,
+    eps: float = 0.1,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    check_every: int = 10,
+    potential_tol: float = 0.0,
+) -> Tensor:
     """Optimal transport plan (B, n, m), float32, for a batch of costs (B, n, m).
 
     Args:
@@ -64,8 +71,7 @@ def sinkhorn_plan(cost: Tensor, eps: float = 0.1, max_iter: int = 100, tol: floa
             prev_u = log_u
             log_u = log_mu - _logsumexp(log_k + log_v[:, None, :], dim=2)
             log_v = log_nu - _logsumexp(log_k + log_u[:, :, None], dim=1)
-            if potential_tol > 0 and \
-                    float(eps * (log_u - prev_u).abs().sum(1).mean()) < potential_tol:
+            if potential_tol > 0 and float(eps * (log_u - prev_u).abs().sum(1).mean()) < potential_tol:
                 break
             if tol > 0 and it % check_every == 0 and it < max_iter:
                 rows = (log_u + _logsumexp(log_k + log_v[:, None, :], dim=2)).exp()

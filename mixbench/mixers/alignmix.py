@@ -35,6 +35,7 @@ side by side on CPU; the official code is not part of mixbench).
 Published defaults: alpha = 2, eps = 0.1, max_iter = 100. OpenMixup's version mixes at the
 feature level only: ``input_prob=0`` reproduces it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -57,19 +58,32 @@ ALIGNS = ("random", "partner", "self")
 OFFICIAL_POTENTIAL_TOL = 0.1  # the official code's Sinkhorn stopping threshold
 
 
-def assignment_matrix(feat: Tensor, partner: Tensor, eps: float = 0.1, max_iter: int = 100,
-                      tol: float = 1e-4, potential_tol: float = 0.0) -> Tensor:
+def assignment_matrix(
+    feat: Tensor,
+    partner: Tensor,
+    eps: float = 0.1,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    potential_tol: float = 0.0,
+) -> Tensor:
     """``R = r P*`` (B, r, r), float32, no gradient: row ``k`` holds the weights with which
     the partner's positions are matched to position ``k`` of ``feat`` (both (B, C, h, w))."""
-    a = feat.detach().flatten(2).transpose(1, 2).float()      # (B, r, C)
+    a = feat.detach().flatten(2).transpose(1, 2).float()  # (B, r, C)
     a2 = partner.detach().flatten(2).transpose(1, 2).float()
     cost = torch.cdist(a, a2).square()
     return sinkhorn_plan(cost, eps, max_iter, tol, potential_tol=potential_tol) * a.shape[1]
 
 
-def aligned_mix(feat: Tensor, partner: Tensor, lam: Tensor, align_partner: bool,
-                eps: float = 0.1, max_iter: int = 100, tol: float = 1e-4,
-                potential_tol: float = 0.0) -> Tensor:
+def aligned_mix(
+    feat: Tensor,
+    partner: Tensor,
+    lam: Tensor,
+    align_partner: bool,
+    eps: float = 0.1,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    potential_tol: float = 0.0,
+) -> Tensor:
     """AlignMix of two batches of feature maps (B, C, h, w) with per-sample ``lam`` (B,).
 
     ``align_partner=True``: ``lam * A + (1 - lam) * A' R^T``; False: ``lam * A R + (1 - lam) * A'``.
@@ -113,13 +127,21 @@ class AlignMix(BaseMixer):
     needs_model = True
     requires = ("feature_map:last",)
 
-    def __init__(self, alpha: float = 2.0, eps: float = 0.1, max_iter: int = 100,
-                 tol: float = 1e-4, official_stop: bool = False, align: str = "random",
-                 input_prob: float = 0.5,
-                 prob: float = 1.0, pairing: str = "random", lam_mode: str = "batch",
-                 generator: torch.Generator | None = None):
-        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
-                         generator=generator)
+    def __init__(
+        self,
+        alpha: float = 2.0,
+        eps: float = 0.1,
+        max_iter: int = 100,
+        tol: float = 1e-4,
+        official_stop: bool = False,
+        align: str = "random",
+        input_prob: float = 0.5,
+        prob: float = 1.0,
+        pairing: str = "random",
+        lam_mode: str = "batch",
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode, generator=generator)
         self.eps = check_number(eps, "eps (Sinkhorn regularisation)", strict=True)
         if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
             raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
@@ -139,15 +161,31 @@ class AlignMix(BaseMixer):
         align_partner = u_side < 0.5 if self.align == "random" else self.align == "partner"
 
         if at_input:
+
             def mix_features(feat: Tensor) -> Tensor:
                 return lerp_images(feat, index, lam)
+
             stage = 0
         else:
+
             def mix_features(feat: Tensor) -> Tensor:
-                return aligned_mix(feat, feat[index], lam, align_partner, self.eps,
-                                   self.max_iter, 0.0 if self.official_stop else self.tol,
-                                   OFFICIAL_POTENTIAL_TOL if self.official_stop else 0.0)
+                return aligned_mix(
+                    feat,
+                    feat[index],
+                    lam,
+                    align_partner,
+                    self.eps,
+                    self.max_iter,
+                    0.0 if self.official_stop else self.tol,
+                    OFFICIAL_POTENTIAL_TOL if self.official_stop else 0.0,
+                )
+
             stage = last
-        return MixOutput(inputs=x, y_a=y, y_b=y[index],
-                         lam=lam.to(device=x.device, dtype=torch.float32), index=index,
-                         stage_hook=StageHook(stage, mix_features))
+        return MixOutput(
+            inputs=x,
+            y_a=y,
+            y_b=y[index],
+            lam=lam.to(device=x.device, dtype=torch.float32),
+            index=index,
+            stage_hook=StageHook(stage, mix_features),
+        )

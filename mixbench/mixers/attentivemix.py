@@ -26,6 +26,7 @@ without weights, then loaded from the file: nothing is ever downloaded). OpenMix
 ``grid_size=32`` is the cell side in pixels at 224 px; its code replaces it by
 ``image size / feature-map size``, i.e. one cell per activation, which is ``grid=None`` here.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -52,16 +53,18 @@ class _Features(nn.Module):
         if library == "timm":
             self.body = None
         elif hasattr(net, "features") and isinstance(net.features, nn.Module):
-            self.body = net.features            # VGG, DenseNet, MobileNet, EfficientNet, ConvNeXt
+            self.body = net.features  # VGG, DenseNet, MobileNet, EfficientNet, ConvNeXt
         elif hasattr(net, "fc") and hasattr(net, "avgpool"):
-            self.body = nn.Sequential(*[m for name, m in net.named_children()
-                                        if name not in ("avgpool", "fc")])  # ResNet, RegNet
+            self.body = nn.Sequential(
+                *[m for name, m in net.named_children() if name not in ("avgpool", "fc")]
+            )  # ResNet, RegNet
         else:
             raise TypeError(
                 f"cannot find the feature map of torchvision model {type(net).__name__}: "
                 "AttentiveMix supports torchvision models with a `features` module or ResNet-"
                 "style `avgpool`/`fc`; use a timm model or pass an nn.Module that returns "
-                "(B, C, h, w) features")
+                "(B, C, h, w) features"
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         if self.body is None:  # a timm model
@@ -69,9 +72,14 @@ class _Features(nn.Module):
         return self.body(x)
 
 
-def load_pretrained(library: str, name: str, checkpoint: str, who: str = "AttentiveMix extractor",
-                    unset: str = "leave `extractor` unset to use the model being trained",
-                    **build) -> nn.Module:
+def load_pretrained(
+    library: str,
+    name: str,
+    checkpoint: str,
+    who: str = "AttentiveMix extractor",
+    unset: str = "leave `extractor` unset to use the model being trained",
+    **build,
+) -> nn.Module:
     """The ``library`` model ``name`` built without pretrained weights (``build``: extra
     arguments of the constructor, e.g. ``num_classes``) with the state dict of the *local*
     file ``checkpoint`` loaded (under ``state_dict``/``model`` or at the top; a ``module.``
@@ -82,7 +90,8 @@ def load_pretrained(library: str, name: str, checkpoint: str, who: str = "Attent
     if not os.path.isfile(str(checkpoint)):
         raise FileNotFoundError(
             f"{who} checkpoint {checkpoint!r} does not exist; give the path of a local state "
-            f"dict of the {library} model {name!r} (weights are never downloaded), or {unset}")
+            f"dict of the {library} model {name!r} (weights are never downloaded), or {unset}"
+        )
     if library == "timm":
         import timm
 
@@ -95,12 +104,13 @@ def load_pretrained(library: str, name: str, checkpoint: str, who: str = "Attent
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
-        raise ValueError(f"checkpoint {checkpoint!r} does not fit the {library} model "
-                         f"{name!r}: {err}") from None
+        raise ValueError(
+            f"checkpoint {checkpoint!r} does not fit the {library} model {name!r}: {err}"
+        ) from None
     return net
 
 
@@ -163,42 +173,64 @@ class AttentiveMix(MaskMixer):
             matters for AttentiveMix+ only: one ``lam'`` per batch, sample or pair).
     """
 
-    def __init__(self, top_k: int | None = 6, alpha: float = 2.0, beta: float = 8.0,
-                 grid: int | None = None,
-                 extractor: None | dict | nn.Module = None, input_size: int | None = None,
-                 extractor_batch_stats: bool = False,
-                 correct_lam: bool = True, prob: float = 1.0, pairing: str = "random",
-                 lam_mode: str = "batch", generator: torch.Generator | None = None):
-        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
-                         correct_lam=correct_lam, generator=generator)
+    def __init__(
+        self,
+        top_k: int | None = 6,
+        alpha: float = 2.0,
+        beta: float = 8.0,
+        grid: int | None = None,
+        extractor: None | dict | nn.Module = None,
+        input_size: int | None = None,
+        extractor_batch_stats: bool = False,
+        correct_lam: bool = True,
+        prob: float = 1.0,
+        pairing: str = "random",
+        lam_mode: str = "batch",
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(
+            alpha=alpha,
+            prob=prob,
+            pairing=pairing,
+            lam_mode=lam_mode,
+            correct_lam=correct_lam,
+            generator=generator,
+        )
         for value, what in ((top_k, "top_k"), (grid, "grid"), (input_size, "input_size")):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 1):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{what} must be a positive integer or None, got {value!r}")
         self.top_k, self.grid, self.input_size = top_k, grid, input_size
         self.beta = check_alpha(beta, "beta")
         if top_k is None and (self.alpha == 0 or self.beta == 0):
-            raise ValueError("AttentiveMix+ (top_k=None) draws lam ~ Beta(alpha, beta) and "
-                             f"needs alpha > 0 and beta > 0, got alpha={alpha}, beta={beta}")
+            raise ValueError(
+                "AttentiveMix+ (top_k=None) draws lam ~ Beta(alpha, beta) and "
+                f"needs alpha > 0 and beta > 0, got alpha={alpha}, beta={beta}"
+            )
         self.extractor = extractor
         self._net: nn.Module | None
         if isinstance(extractor, dict):
             unknown = set(extractor) - {"library", "name", "checkpoint"}
             if unknown or not {"library", "name", "checkpoint"} <= set(extractor):
-                raise ValueError("extractor must be a dict with exactly the keys library, name "
-                                 f"and checkpoint, got {sorted(extractor)}")
+                raise ValueError(
+                    "extractor must be a dict with exactly the keys library, name "
+                    f"and checkpoint, got {sorted(extractor)}"
+                )
             self._net = load_extractor(**extractor)
         elif isinstance(extractor, nn.Module) or extractor is None:
             self._net = extractor
         else:
-            raise ValueError("extractor must be None (use the model being trained), a dict "
-                             "{library, name, checkpoint} or an nn.Module, got "
-                             f"{type(extractor).__name__}")
+            raise ValueError(
+                "extractor must be None (use the model being trained), a dict "
+                "{library, name, checkpoint} or an nn.Module, got "
+                f"{type(extractor).__name__}"
+            )
         self.extractor_batch_stats = check_flag(extractor_batch_stats, "extractor_batch_stats")
         if self.extractor_batch_stats and self._net is None:
-            raise ValueError("extractor_batch_stats=True is for an external extractor (OpenMixup's "
-                             "pretrained backbone_k); the model being trained is always read in "
-                             "eval mode. Give `extractor` or leave extractor_batch_stats false")
+            raise ValueError(
+                "extractor_batch_stats=True is for an external extractor (OpenMixup's "
+                "pretrained backbone_k); the model being trained is always read in "
+                "eval mode. Give `extractor` or leave extractor_batch_stats false"
+            )
         if self._net is not None:
             self._net.train(self.extractor_batch_stats).requires_grad_(False)
 
@@ -217,8 +249,9 @@ class AttentiveMix(MaskMixer):
     def activation_map(self, x: Tensor, model=None) -> Tensor:
         """(B, g_h, g_w) float32 channel-mean activations of the extractor on ``x``."""
         if self.input_size is not None:  # resized in float32, fed in the batch's dtype
-            x = F.interpolate(x.float(), size=(self.input_size, self.input_size),
-                              mode="bilinear", align_corners=False).to(x.dtype)
+            x = F.interpolate(
+                x.float(), size=(self.input_size, self.input_size), mode="bilinear", align_corners=False
+            ).to(x.dtype)
         if self._net is not None:
             param = next(self._net.parameters(), None)
             if param is not None and param.device != x.device:
@@ -226,14 +259,15 @@ class AttentiveMix(MaskMixer):
             feat = self._net(x.float())
         else:
             backbone = model_backbone(model, type(self).__name__)
-            guard = frozen_eval(backbone) if isinstance(backbone, nn.Module) \
-                else contextlib.nullcontext()
+            guard = frozen_eval(backbone) if isinstance(backbone, nn.Module) else contextlib.nullcontext()
             with guard:
                 feat = backbone(x)
         if not isinstance(feat, Tensor) or feat.dim() != 4:
             shape = tuple(feat.shape) if isinstance(feat, Tensor) else type(feat).__name__
-            raise ValueError(f"AttentiveMix needs a (B, C, h, w) feature map from its extractor, "
-                             f"got {shape}; use a convolutional extractor")
+            raise ValueError(
+                f"AttentiveMix needs a (B, C, h, w) feature map from its extractor, "
+                f"got {shape}; use a convolutional extractor"
+            )
         act = feat.float().mean(1)
         if self.grid is not None:
             act = resize_map(act, (self.grid, self.grid))
@@ -245,8 +279,10 @@ class AttentiveMix(MaskMixer):
         b = index.shape[0]
         if self.top_k is not None:
             if self.top_k > n_cells:
-                raise ValueError(f"top_k={self.top_k} is more than the {n_cells} grid cells; "
-                                 "lower top_k or use a finer grid")
+                raise ValueError(
+                    f"top_k={self.top_k} is more than the {n_cells} grid cells; "
+                    "lower top_k or use a finer grid"
+                )
             k = torch.full((b,), self.top_k, dtype=torch.int64)
             return k, k.double() / n_cells
         lam = self.per_sample(lambda n: beta_sample(self.alpha, self.beta, n, self.generator), index)
@@ -256,14 +292,18 @@ class AttentiveMix(MaskMixer):
     def mix(self, x: Tensor, y: Tensor, model=None) -> MixOutput:
         b, _, h, w = x.shape
         if self.grid is not None and self.grid > min(h, w):
-            raise ValueError(f"grid={self.grid} has more cells per side than the {h}x{w} image "
-                             "has pixels; use grid <= min(H, W)")
+            raise ValueError(
+                f"grid={self.grid} has more cells per side than the {h}x{w} image "
+                "has pixels; use grid <= min(H, W)"
+            )
         index = self.sample_index(b)
         act = self.activation_map(x, model)
         gh, gw = act.shape[1:]
         if gh > h or gw > w:
-            raise ValueError(f"the extractor's {gh}x{gw} feature map is finer than the {h}x{w} "
-                             "image; set grid <= min(H, W)")
+            raise ValueError(
+                f"the extractor's {gh}x{gw} feature map is finer than the {h}x{w} "
+                "image; set grid <= min(H, W)"
+            )
         k, lam = self.sample_top_k(index, gh * gw)
         cells = top_cells(act.flatten(1), k).view(b, gh, gw)
         mask = cells_to_pixels(cells.float(), h, w)
@@ -278,6 +318,7 @@ class AttentiveMixPlus(AttentiveMix):
 
     def __init__(self, alpha: float = 2.0, beta: float = 8.0, **kwargs):
         if "top_k" in kwargs:
-            raise ValueError("AttentiveMixPlus draws the number of cells; for a fixed top_k "
-                             "use AttentiveMix(top_k=...)")
+            raise ValueError(
+                "AttentiveMixPlus draws the number of cells; for a fixed top_k use AttentiveMix(top_k=...)"
+            )
         super().__init__(top_k=None, alpha=alpha, beta=beta, **kwargs)

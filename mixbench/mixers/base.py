@@ -37,6 +37,7 @@ Shared options (documented once, here):
 Batch size 1: no pair can be formed, so every mixer returns the batch unmixed with
 ``lam = 1``, ``y_b = y_a`` and ``index = [0]`` (and no mask).
 """
+
 from __future__ import annotations
 
 import abc
@@ -95,8 +96,13 @@ class MixOutput:
     def unmixed(cls, x: Tensor, y: Tensor) -> MixOutput:
         """The batch as it is: lam = 1, each sample paired with itself."""
         b = x.shape[0]
-        return cls(inputs=x, y_a=y, y_b=y, lam=torch.ones(b, device=x.device, dtype=torch.float32),
-                   index=torch.arange(b, device=x.device))
+        return cls(
+            inputs=x,
+            y_a=y,
+            y_b=y,
+            lam=torch.ones(b, device=x.device, dtype=torch.float32),
+            index=torch.arange(b, device=x.device),
+        )
 
     def target(self, num_classes: int) -> Tensor:
         """The (B, K) target distribution this output trains towards."""
@@ -114,25 +120,28 @@ def check_inputs(x: Tensor, y: Tensor) -> None:
     """Raise a clear error unless ``x`` is a float (B, C, H, W) batch and ``y`` int64 (B,)."""
     if not isinstance(x, Tensor) or x.dim() != 4:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"mixer inputs must be a (B, C, H, W) tensor, got {shape}; "
-                         "add a batch dimension with x[None] for a single image")
+        raise ValueError(
+            f"mixer inputs must be a (B, C, H, W) tensor, got {shape}; "
+            "add a batch dimension with x[None] for a single image"
+        )
     if not x.is_floating_point():
-        raise ValueError(f"mixer inputs must be a floating-point batch, got {x.dtype}; "
-                         "mix after the data preprocessor has converted and normalised "
-                         "the images (e.g. x.float() / 255)")
+        raise ValueError(
+            f"mixer inputs must be a floating-point batch, got {x.dtype}; "
+            "mix after the data preprocessor has converted and normalised "
+            "the images (e.g. x.float() / 255)"
+        )
     if not isinstance(y, Tensor) or y.dtype != torch.int64 or y.dim() != 1:
-        desc = (f"{y.dtype} tensor of shape {tuple(y.shape)}" if isinstance(y, Tensor)
-                else type(y).__name__)
+        desc = f"{y.dtype} tensor of shape {tuple(y.shape)}" if isinstance(y, Tensor) else type(y).__name__
         raise ValueError(
             "mixer labels must be an int64 tensor of shape (B,) holding class indices, "
-            f"got {desc}; convert with labels.long() (one-hot labels are not accepted)")
+            f"got {desc}; convert with labels.long() (one-hot labels are not accepted)"
+        )
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"batch size mismatch: {x.shape[0]} images but {y.shape[0]} labels")
     if x.shape[0] == 0:
         raise ValueError("mixer got an empty batch (B = 0); drop empty batches before mixing")
     if y.device != x.device:
-        raise ValueError(f"images are on {x.device} but labels on {y.device}; "
-                         "move both to the same device")
+        raise ValueError(f"images are on {x.device} but labels on {y.device}; move both to the same device")
 
 
 def check_alpha(alpha: float, name: str = "alpha") -> float:
@@ -141,8 +150,10 @@ def check_alpha(alpha: float, name: str = "alpha") -> float:
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number >= 0, got {alpha!r}") from None
     if not alpha >= 0 or alpha == float("inf"):
-        raise ValueError(f"{name} must be a finite number >= 0 (lambda ~ Beta({name}, {name}); "
-                         f"0 disables mixing), got {alpha}")
+        raise ValueError(
+            f"{name} must be a finite number >= 0 (lambda ~ Beta({name}, {name}); "
+            f"0 disables mixing), got {alpha}"
+        )
     return alpha
 
 
@@ -163,8 +174,7 @@ def check_number(value, name: str, low: float = 0.0, strict: bool = False) -> fl
     except (TypeError, ValueError):
         number = float("nan")
     bound = f"{'>' if strict else '>='} {low:g}"
-    if isinstance(value, bool) or not (number > low if strict else number >= low) \
-            or number == float("inf"):
+    if isinstance(value, bool) or not (number > low if strict else number >= low) or number == float("inf"):
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return number
 
@@ -182,8 +192,9 @@ def check_choice(value: str, choices, name: str) -> str:
     return value
 
 
-def check_range(value, name: str, low: float = 0.0, high: float = float("inf"),
-                integer: bool = False) -> tuple[Any, Any]:
+def check_range(
+    value, name: str, low: float = 0.0, high: float = float("inf"), integer: bool = False
+) -> tuple[Any, Any]:
     """A (min, max) pair (a single number means (v, v)) inside [low, high], min <= max."""
     pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
     kind = "integers" if integer else "numbers"
@@ -214,28 +225,31 @@ def beta_sample(a: float, b: float, n: int, generator: torch.Generator | None = 
     rng = getattr(_beta_rng, "rng", None)
     if rng is None:
         rng = _beta_rng.rng = np.random.Generator(np.random.PCG64())
-    rng.bit_generator.state = {"bit_generator": "PCG64", "has_uint32": 0, "uinteger": 0,
-                               "state": {"state": state, "inc": 2 * inc + 1}}  # inc odd
+    rng.bit_generator.state = {
+        "bit_generator": "PCG64",
+        "has_uint32": 0,
+        "uinteger": 0,
+        "state": {"state": state, "inc": 2 * inc + 1},
+    }  # inc odd
     return torch.from_numpy(rng.beta(a, b, size=n))
 
 
 _beta_rng = threading.local()
 
 
-def uniform_sample(low: float, high: float, n: int,
-                   generator: torch.Generator | None = None) -> Tensor:
+def uniform_sample(low: float, high: float, n: int, generator: torch.Generator | None = None) -> Tensor:
     """``n`` draws of U(low, high) as a float64 CPU tensor."""
     return low + (high - low) * torch.rand(n, dtype=torch.float64, generator=generator)
 
 
-def randint_sample(low: int, high: int, n: int,
-                   generator: torch.Generator | None = None) -> Tensor:
+def randint_sample(low: int, high: int, n: int, generator: torch.Generator | None = None) -> Tensor:
     """``n`` integers uniform in [low, high) (int64, CPU)."""
     return torch.randint(low, high, (n,), generator=generator)
 
 
-def pairing_index(batch_size: int, pairing: str, generator: torch.Generator | None = None,
-                  involution: bool = False) -> Tensor:
+def pairing_index(
+    batch_size: int, pairing: str, generator: torch.Generator | None = None, involution: bool = False
+) -> Tensor:
     """The permutation that pairs sample ``i`` with ``index[i]`` (int64, CPU).
 
     ``random``: a uniformly random permutation (OpenMixup, the Mixup paper's code), or with
@@ -274,8 +288,7 @@ def pairing_index(batch_size: int, pairing: str, generator: torch.Generator | No
 # -- tensor helpers -----------------------------------------------------------------------
 def match_format(out: Tensor, like: Tensor) -> Tensor:
     """Give ``out`` the memory format of ``like`` (keeps channels_last batches channels_last)."""
-    if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last) \
-            and not like.is_contiguous():
+    if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
         return out.contiguous(memory_format=torch.channels_last)
     return out
 
@@ -285,8 +298,9 @@ def match_format(out: Tensor, like: Tensor) -> Tensor:
 CHUNK_BYTES = 512 * 1024
 
 
-def mix_pairs(x: Tensor, index: Tensor, combine: Callable, *args, inplace: bool = False,
-              autograd: bool = False) -> Tensor:
+def mix_pairs(
+    x: Tensor, index: Tensor, combine: Callable, *args, inplace: bool = False, autograd: bool = False
+) -> Tensor:
     """``out[i] = combine(x[i], x[index[i]], ...)`` for the whole batch: the one place where
     a batch meets its partners.
 
@@ -319,18 +333,18 @@ def mix_pairs(x: Tensor, index: Tensor, combine: Callable, *args, inplace: bool 
     if x.device.type == "cpu":
         chunks = min(16, max(1, round(x.numel() * x.element_size() / CHUNK_BYTES)))
         n = -(-b // chunks)  # balanced: 43 + 43 + 42 images at 32 px, not 42 x 3 + 2
-    pieces = [a.split(n) if isinstance(a, Tensor) and a.dim() and a.shape[0] == b and b > 1
-              else None for a in args]
+    pieces = [
+        a.split(n) if isinstance(a, Tensor) and a.dim() and a.shape[0] == b and b > 1 else None for a in args
+    ]
     out = torch.empty_like(x)  # keeps x's memory format
     scratch = x.new_empty((n, *x.shape[1:]))
     for k, (first, idx, dest) in enumerate(zip(x.split(n), index.split(n), out.split(n))):
-        second = torch.index_select(x, 0, idx, out=scratch[:idx.shape[0]])
+        second = torch.index_select(x, 0, idx, out=scratch[: idx.shape[0]])
         combine(first, second, dest, *[a if p is None else p[k] for a, p in zip(args, pieces)])
     return out
 
 
-def weighted_pair(first: Tensor, second: Tensor, out: Tensor | None, w_first,
-                  w_second) -> Tensor:
+def weighted_pair(first: Tensor, second: Tensor, out: Tensor | None, w_first, w_second) -> Tensor:
     """``w_first * first + w_second * second`` (a :func:`mix_pairs` combine): each product is
     rounded before the sum (no fused multiply-add), as timm and torchvision compute a mixup,
     so the result is bit-identical to theirs and the same on CPU and CUDA. Weights of a
@@ -367,12 +381,11 @@ def scatter_pairs(x: Tensor, index: Tensor, w_first, w_second, out: Tensor) -> T
     inverse = torch.full_like(index, -1).scatter_(0, index, torch.arange(b, device=index.device))
     if isinstance(w_second, Tensor) and w_second.shape[0] == b:
         w_second = w_second.index_select(0, inverse)  # row k as a partner of sample inverse[k]
-    second = torch.mul(x, w_second, out=torch.empty_like(x))   # before ``out`` overwrites x
+    second = torch.mul(x, w_second, out=torch.empty_like(x))  # before ``out`` overwrites x
     return torch.mul(x, w_first, out=out).index_add_(0, inverse, second)
 
 
-def lerp_images(x: Tensor, index: Tensor, lam: float | Tensor,
-                inplace: bool = False) -> Tensor:
+def lerp_images(x: Tensor, index: Tensor, lam: float | Tensor, inplace: bool = False) -> Tensor:
     """``lam * x + (1 - lam) * x[index]``, in ``x``'s dtype, with one lambda (a Python
     float) or one per sample (a (B,) tensor).
 
@@ -398,8 +411,9 @@ def lerp_images(x: Tensor, index: Tensor, lam: float | Tensor,
         lam_a, lam_b = float(lam), 1.0 - float(lam)
     if inplace:
         return scatter_pairs(x, index, lam_a, lam_b, out=x)
-    return mix_pairs(x, index, weighted_pair, lam_a, lam_b,
-                     autograd=torch.is_grad_enabled() and x.requires_grad)
+    return mix_pairs(
+        x, index, weighted_pair, lam_a, lam_b, autograd=torch.is_grad_enabled() and x.requires_grad
+    )
 
 
 def blend(x: Tensor, second: Tensor, mask: Tensor, binary: bool = False) -> Tensor:
@@ -419,11 +433,18 @@ def blend_pairs(x: Tensor, index: Tensor, mask: Tensor, binary: bool = False) ->
     """:func:`blend` of ``x`` with its partners ``x[index]`` through :func:`mix_pairs`
     (chunked on the CPU; the same values)."""
     if binary:
-        return mix_pairs(x, index, pick_pair, mask.to(x.device) > 0.5,
-                         autograd=torch.is_grad_enabled() and x.requires_grad)
-    m = mask.to(device=x.device, dtype=x.dtype)   # the mask may need a gradient (AutoMix)
-    return mix_pairs(x, index, weighted_pair, m, 1 - m,
-                     autograd=torch.is_grad_enabled() and (x.requires_grad or m.requires_grad))
+        return mix_pairs(
+            x, index, pick_pair, mask.to(x.device) > 0.5, autograd=torch.is_grad_enabled() and x.requires_grad
+        )
+    m = mask.to(device=x.device, dtype=x.dtype)  # the mask may need a gradient (AutoMix)
+    return mix_pairs(
+        x,
+        index,
+        weighted_pair,
+        m,
+        1 - m,
+        autograd=torch.is_grad_enabled() and (x.requires_grad or m.requires_grad),
+    )
 
 
 # -- base classes ---------------------------------------------------------------------------
@@ -448,16 +469,24 @@ class BaseMixer(abc.ABC):
     #: (a feature map after the last stage), ``output_map``, ``stage:2`` (at least 2 stages)
     requires: tuple = ()
 
-    def __init__(self, alpha: float = 1.0, prob: float = 1.0, pairing: str = "random",
-                 lam_mode: str = "batch", generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        prob: float = 1.0,
+        pairing: str = "random",
+        lam_mode: str = "batch",
+        generator: torch.Generator | None = None,
+    ):
         self.alpha = check_alpha(alpha)
         self.prob = check_prob(prob)
         self.pairing = check_choice(pairing, PAIRINGS, "pairing")
         self.lam_mode = check_choice(lam_mode, LAM_MODES, "lam_mode")
         if lam_mode == "pair" and pairing == "roll":
-            raise ValueError("lam_mode='pair' needs partners that swap with each other "
-                             "(pairing='reverse' or 'random'); 'roll' pairs i with i-1 but "
-                             "i-1 with i-2. Use lam_mode='elem' with pairing='roll'")
+            raise ValueError(
+                "lam_mode='pair' needs partners that swap with each other "
+                "(pairing='reverse' or 'random'); 'roll' pairs i with i-1 but "
+                "i-1 with i-2. Use lam_mode='elem' with pairing='roll'"
+            )
         self.generator = generator
 
     @property
@@ -466,16 +495,18 @@ class BaseMixer(abc.ABC):
 
     @generator.setter
     def generator(self, generator: torch.Generator | None) -> None:
-        if generator is not None and (not isinstance(generator, torch.Generator)
-                                      or generator.device.type != "cpu"):
-            raise ValueError("generator must be a CPU torch.Generator (all draws are made on "
-                             "the CPU so that CPU and CUDA give identical results), got "
-                             f"{generator!r}")
+        if generator is not None and (
+            not isinstance(generator, torch.Generator) or generator.device.type != "cpu"
+        ):
+            raise ValueError(
+                "generator must be a CPU torch.Generator (all draws are made on "
+                "the CPU so that CPU and CUDA give identical results), got "
+                f"{generator!r}"
+            )
         self._generator = generator
 
     # -- randomness helpers -------------------------------------------------------------
-    def per_sample(self, draw: Callable[[int], Tensor], index: Tensor,
-                   expand: bool = True) -> Tensor:
+    def per_sample(self, draw: Callable[[int], Tensor], index: Tensor, expand: bool = True) -> Tensor:
         """Draws following ``lam_mode``, shape (B, ...): ``draw(n)`` returns n draws.
 
         ``batch``: one draw repeated B times (``expand=False``: returned once, shape
@@ -495,8 +526,7 @@ class BaseMixer(abc.ABC):
         """(B,) float64 CPU lambdas ~ Beta(alpha, alpha) following ``lam_mode``."""
         if self.alpha == 0:
             return torch.ones(index.shape[0], dtype=torch.float64)
-        return self.per_sample(lambda n: beta_sample(self.alpha, self.alpha, n, self.generator),
-                               index)
+        return self.per_sample(lambda n: beta_sample(self.alpha, self.alpha, n, self.generator), index)
 
     def sample_lam_value(self) -> float:
         """One lambda ~ Beta(alpha, alpha) as a Python float: the value ``sample_lam`` repeats
@@ -507,8 +537,7 @@ class BaseMixer(abc.ABC):
 
     def sample_index(self, batch_size: int) -> Tensor:
         """(B,) int64 CPU pairing; a matching when ``lam_mode == 'pair'``."""
-        return pairing_index(batch_size, self.pairing, self.generator,
-                             involution=self.lam_mode == "pair")
+        return pairing_index(batch_size, self.pairing, self.generator, involution=self.lam_mode == "pair")
 
     def apply_this_batch(self) -> bool:
         """Bernoulli(prob) draw deciding whether this batch is mixed."""
@@ -548,15 +577,21 @@ class MaskMixer(BaseMixer):
     lam is the value drawn from Beta(alpha, alpha) before any rounding or clipping.
     """
 
-    def __init__(self, alpha: float = 1.0, prob: float = 1.0, pairing: str = "random",
-                 lam_mode: str = "batch", correct_lam: bool = True,
-                 generator: torch.Generator | None = None):
-        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
-                         generator=generator)
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        prob: float = 1.0,
+        pairing: str = "random",
+        lam_mode: str = "batch",
+        correct_lam: bool = True,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode, generator=generator)
         self.correct_lam = check_flag(correct_lam, "correct_lam")
 
-    def output(self, x: Tensor, y: Tensor, index: Tensor, mask: Tensor, lam: Tensor,
-               mixed: Tensor) -> MixOutput:
+    def output(
+        self, x: Tensor, y: Tensor, index: Tensor, mask: Tensor, lam: Tensor, mixed: Tensor
+    ) -> MixOutput:
         """Assemble the :class:`MixOutput` of a mask method.
 
         ``mask`` is (B or 1, 1, H, W) float32 on ``x``'s device, ``lam`` the drawn (B,)
@@ -567,6 +602,11 @@ class MaskMixer(BaseMixer):
             lam = mask.mean((1, 2, 3))
             lam = lam.expand(b).contiguous() if lam.shape[0] != b else lam
         mask = mask.expand(b, 1, *mask.shape[2:])
-        return MixOutput(inputs=mixed, y_a=y, y_b=y.index_select(0, index),
-                         lam=lam.to(device=x.device, dtype=torch.float32), index=index,
-                         mask=mask)
+        return MixOutput(
+            inputs=mixed,
+            y_a=y,
+            y_b=y.index_select(0, index),
+            lam=lam.to(device=x.device, dtype=torch.float32),
+            index=index,
+            mask=mask,
+        )

@@ -4,6 +4,7 @@ clipping at the border, masks, and pasting -- vectorised over per-sample boxes.
 A box is four int64 (B,) CPU tensors ``(y1, y2, x1, x2)``: rows ``y1 <= r < y2`` and
 columns ``x1 <= c < x2`` come from the paired image.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,9 @@ def box_end(cut, span: str):
     return (cut + 1) // 2 if span == "exact" else cut // 2
 
 
-def centred_box(cy: Tensor, cx: Tensor, cut_h: Tensor, cut_w: Tensor, h: int, w: int,
-                span: str = "exact") -> Box:
+def centred_box(
+    cy: Tensor, cx: Tensor, cut_h: Tensor, cut_w: Tensor, h: int, w: int, span: str = "exact"
+) -> Box:
     """A ``cut_h x cut_w`` box centred at ``(cy, cx)``, clipped to the ``h x w`` image.
 
     ``span='exact'`` (default): the box spans ``[c - cut // 2, c + (cut + 1) // 2)``, exactly
@@ -66,8 +68,9 @@ def same_box(box: Box) -> bool:
     return all(bool((t == t[0]).all()) for t in box)
 
 
-def paste_box(x: Tensor, index: Tensor, y1: int, y2: int, x1: int, x2: int,
-              inplace: bool = False) -> tuple[Tensor, Tensor]:
+def paste_box(
+    x: Tensor, index: Tensor, y1: int, y2: int, x1: int, x2: int, inplace: bool = False
+) -> tuple[Tensor, Tensor]:
     """Paste one box of ``x[index]`` into every image; returns (mixed, (1, 1, H, W) mask).
 
     A clone (none with ``inplace``) plus a copy of the box only: the full paired batch is
@@ -111,9 +114,12 @@ class BoxMixer(MaskMixer):
         one (``batch`` mode)."""
         _, _, h, w = x.shape
         centres = self.per_sample(
-            lambda n: torch.stack([randint_sample(0, h, n, self.generator),
-                                   randint_sample(0, w, n, self.generator)], 1), index,
-            expand=False)
+            lambda n: torch.stack(
+                [randint_sample(0, h, n, self.generator), randint_sample(0, w, n, self.generator)], 1
+            ),
+            index,
+            expand=False,
+        )
         return centres[:, 0], centres[:, 1]
 
     def one_box(self, cy: Tensor, cx: Tensor) -> bool:
@@ -141,5 +147,3 @@ class BoxMixer(MaskMixer):
         index = index.to(x.device)
         mixed, mask = paste_boxes(x, index, box, inplace=self.inplace)
         return self.output(x, y, index, mask, lam, mixed)
-
-

@@ -55,6 +55,7 @@ Published defaults (official README, CIFAR-100 PreActResNet-18): alpha 2 (Dirich
 prior), m_part 20, m_block_num 4, m_beta 0.32, m_gamma 1.0, m_thres 0.83, m_eta 0.05,
 m_omega 0.001, m_niter 4, hard thresholding, set_resolve on, clean_lam 1.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -86,8 +87,9 @@ class CoMixupOutput(MixOutput):
     partition_start: Tensor | None = None
 
 
-def comixup_objective(cost: Tensor, z: Tensor, beta: float, gamma: float,
-                      thres: float | None = None) -> Tensor:
+def comixup_objective(
+    cost: Tensor, z: Tensor, beta: float, gamma: float, thres: float | None = None
+) -> Tensor:
     """Objective of labelings ``z`` (P, O, m, m, n) for ``cost`` (P, n, m, m), shape (P,).
 
     ``beta``, ``gamma`` (and ``thres``, in blocks) are the normalised values; with
@@ -96,12 +98,13 @@ def comixup_objective(cost: Tensor, z: Tensor, beta: float, gamma: float,
     """
     p = z.shape[0]
     data = (cost.permute(0, 2, 3, 1)[:, None] * z).reshape(p, -1).sum(1)
-    smooth = ((z[:, :, :-1] - z[:, :, 1:]) ** 2).reshape(p, -1).sum(1) + \
-        ((z[:, :, :, :-1] - z[:, :, :, 1:]) ** 2).reshape(p, -1).sum(1)
+    smooth = ((z[:, :, :-1] - z[:, :, 1:]) ** 2).reshape(p, -1).sum(1) + (
+        (z[:, :, :, :-1] - z[:, :, :, 1:]) ** 2
+    ).reshape(p, -1).sum(1)
     own = z.sum((2, 3))  # (P, O, n)
     total = own.sum(1, keepdim=True)
     if thres is None:
-        div = (total[:, 0] ** 2).sum(1) - (own ** 2).sum((1, 2))
+        div = (total[:, 0] ** 2).sum(1) - (own**2).sum((1, 2))
     else:
         others = total - own
         div = ((others > thres).to(z.dtype) * others * own).sum((1, 2))
@@ -142,29 +145,48 @@ class CoMixup(BaseMixer):
 
     needs_model = True
 
-    def __init__(self, alpha: float = 2.0, m_part: int = 20, m_block_num: int = 4,
-                 m_beta: float = 0.32, m_gamma: float = 1.0, m_thres: float = 0.83,
-                 m_eta: float = 0.05, m_omega: float = 0.001, m_niter: int = 4,
-                 thres_type: str = "hard", set_resolve: bool = True, clean_lam: float = 1.0,
-                 n_candidates: int = 5, monotone: bool = True, prob: float = 1.0,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        alpha: float = 2.0,
+        m_part: int = 20,
+        m_block_num: int = 4,
+        m_beta: float = 0.32,
+        m_gamma: float = 1.0,
+        m_thres: float = 0.83,
+        m_eta: float = 0.05,
+        m_omega: float = 0.001,
+        m_niter: int = 4,
+        thres_type: str = "hard",
+        set_resolve: bool = True,
+        clean_lam: float = 1.0,
+        n_candidates: int = 5,
+        monotone: bool = True,
+        prob: float = 1.0,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__(alpha=alpha, prob=prob, generator=generator)
         if int(m_part) < 2:
             raise ValueError(f"m_part must be >= 2 (inputs mixed per partition), got {m_part}")
         if not (1 <= int(m_block_num) <= 8 or int(m_block_num) == -1):
-            raise ValueError(f"m_block_num must be in 1..8 (the exact subproblem solver's state "
-                             f"grows as 4**m) or -1 (random 2, 4 or 8), got {m_block_num}")
+            raise ValueError(
+                f"m_block_num must be in 1..8 (the exact subproblem solver's state "
+                f"grows as 4**m) or -1 (random 2, 4 or 8), got {m_block_num}"
+            )
         if thres_type not in ("hard", "soft"):
             raise ValueError(f"thres_type must be 'hard' or 'soft', got {thres_type!r}")
-        for name, val in (("m_beta", m_beta), ("m_gamma", m_gamma), ("m_eta", m_eta),
-                          ("m_thres", m_thres), ("clean_lam", clean_lam)):
+        for name, val in (
+            ("m_beta", m_beta),
+            ("m_gamma", m_gamma),
+            ("m_eta", m_eta),
+            ("m_thres", m_thres),
+            ("clean_lam", clean_lam),
+        ):
             if not float(val) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {val}")
         if not 0 <= float(m_omega) <= 1:
             raise ValueError(f"m_omega must lie in [0, 1], got {m_omega}")
         if int(m_niter) < 1 or int(n_candidates) < 2:
-            raise ValueError(f"m_niter must be >= 1 and n_candidates >= 2, got {m_niter}, "
-                             f"{n_candidates}")
+            raise ValueError(f"m_niter must be >= 1 and n_candidates >= 2, got {m_niter}, {n_candidates}")
         self.m_part, self.m_block_num = int(m_part), int(m_block_num)
         self.m_beta, self.m_gamma, self.m_thres = float(m_beta), float(m_gamma), float(m_thres)
         self.m_eta, self.m_omega, self.m_niter = float(m_eta), float(m_omega), int(m_niter)
@@ -179,8 +201,9 @@ class CoMixup(BaseMixer):
         else:
             m = 2 ** int(torch.randint(1, 4, (1,), generator=self.generator))
         if height < m or width < m:
-            raise ValueError(f"Co-Mixup's {m}x{m} block grid does not fit {height}x{width} images; "
-                             "lower m_block_num")
+            raise ValueError(
+                f"Co-Mixup's {m}x{m} block grid does not fit {height}x{width} images; lower m_block_num"
+            )
         return m
 
     def solve(self, sal_blocks: Tensor, compat: Tensor) -> Tensor:
@@ -201,21 +224,35 @@ class CoMixup(BaseMixer):
         total = sal.reshape(p, n, -1).sum(-1)[..., None, None]
         sal = np.where(total > 0, sal / np.maximum(total, 1e-30), 1.0 / blocks)
         prior = _dirichlet(self.alpha, p, n, self.generator)
-        cost = -sal - eta * np.log(prior + 1e-8)[..., None, None]              # (P, n, m, m)
+        cost = -sal - eta * np.log(prior + 1e-8)[..., None, None]  # (P, n, m, m)
         dist = compat.detach().double().cpu().numpy()
         dist = dist / np.maximum(dist.sum((1, 2), keepdims=True), 1e-30) * n
         a_mat = (1 - self.m_omega) * np.eye(n) + self.m_omega * dist
 
         init = torch.randint(0, n, (p, n, m, m), generator=self.generator).numpy()
-        z = np.eye(n)[init]                                                    # (P, O, m, m, n)
-        counts = z.sum((2, 3))                                                 # (P, O, n)
-        unary_base = np.ascontiguousarray(cost.transpose(0, 2, 3, 1))          # (P, m, m, n)
+        z = np.eye(n)[init]  # (P, O, m, m, n)
+        counts = z.sum((2, 3))  # (P, O, n)
+        unary_base = np.ascontiguousarray(cost.transpose(0, 2, 3, 1))  # (P, m, m, n)
         add_cost = np.zeros((p, n, n))
         active = np.ones(p, dtype=bool)
         loss_prev = _objective(cost, z, beta, gamma)
         for it in range(self.m_niter):
-            sweep(z, counts, unary_base, cost, a_mat, add_cost, active, beta, gamma, thres,
-                   self.thres_type == "hard", self.n_candidates, it > 0, self.monotone)
+            sweep(
+                z,
+                counts,
+                unary_base,
+                cost,
+                a_mat,
+                add_cost,
+                active,
+                beta,
+                gamma,
+                thres,
+                self.thres_type == "hard",
+                self.n_candidates,
+                it > 0,
+                self.monotone,
+            )
             if it == self.m_niter - 2 and self.set_resolve:
                 add_cost = _resolve_identical(counts > 0)
             loss = _objective(cost, z, beta, gamma)
@@ -234,8 +271,9 @@ class CoMixup(BaseMixer):
         saliency, clean_loss = _saliency_and_clean_loss(model, x, y, self.clean_lam)
         return self.mix_with_saliency(x, y, saliency, num_classes, clean_loss)
 
-    def mix_with_saliency(self, x: Tensor, y: Tensor, saliency: Tensor, num_classes: int,
-                          clean_loss: Tensor | None = None) -> CoMixupOutput:
+    def mix_with_saliency(
+        self, x: Tensor, y: Tensor, saliency: Tensor, num_classes: int, clean_loss: Tensor | None = None
+    ) -> CoMixupOutput:
         """Co-Mixup given a (B, H, W) saliency map (what :meth:`mix` computes from the model)."""
         check_inputs(x, y)
         b, _, h, w = x.shape
@@ -254,9 +292,9 @@ class CoMixup(BaseMixer):
         groups = [(0, n_full, self.m_part)] if n_full else []
         if b % self.m_part:
             groups.append((n_full * self.m_part, 1, b % self.m_part))
-        parts_out = []   # (first input index, labeling (O, m, m, n)) per partition
+        parts_out = []  # (first input index, labeling (O, m, m, n)) per partition
         for start, parts, size in groups:
-            if size < 2:   # a partition of one input cannot be mixed: passed through
+            if size < 2:  # a partition of one input cannot be mixed: passed through
                 z = torch.ones(1, 1, m, m, 1, dtype=torch.float64)
             else:
                 sl = slice(start, start + parts * size)
@@ -265,9 +303,9 @@ class CoMixup(BaseMixer):
                 z = self.solve(sal_blocks[sl].reshape(parts, size, m, m), dist)
             for q in range(parts):
                 s0 = start + q * size
-                mass = _pixel_mass(z[q], block_of)                          # (O, n)
+                mass = _pixel_mass(z[q], block_of)  # (O, n)
                 order = _match_outputs(mass)
-                weights[s0:s0 + size, s0:s0 + size] = mass[order]
+                weights[s0 : s0 + size, s0 : s0 + size] = mass[order]
                 parts_out.append((s0, z[q][order]))
         dev = x.device
         mixed = _mix_outputs(x, parts_out, block_of.to(dev))
@@ -279,12 +317,18 @@ class CoMixup(BaseMixer):
         soft = weights32 @ onehot
         soft = soft / soft.sum(1, keepdim=True)
         index, lam = _two_way_summary(weights)
-        return CoMixupOutput(inputs=match_format(mixed.to(x.dtype), x), y_a=y,
-                             y_b=y[index.to(dev)], lam=lam.to(dev), index=index.to(dev),
-                             soft_targets=soft.to(dev), weights=weights32.to(dev),
-                             block_weights=block_weights.float().to(dev),
-                             partition_start=starts.to(dev),
-                             extra_losses={} if clean_loss is None else {"clean_loss": clean_loss})
+        return CoMixupOutput(
+            inputs=match_format(mixed.to(x.dtype), x),
+            y_a=y,
+            y_b=y[index.to(dev)],
+            lam=lam.to(dev),
+            index=index.to(dev),
+            soft_targets=soft.to(dev),
+            weights=weights32.to(dev),
+            block_weights=block_weights.float().to(dev),
+            partition_start=starts.to(dev),
+            extra_losses={} if clean_loss is None else {"clean_loss": clean_loss},
+        )
 
 
 def _dirichlet(alpha: float, parts: int, n: int, generator) -> np.ndarray:
@@ -343,7 +387,7 @@ def _mix_outputs(x: Tensor, parts_out: list, block_of: Tensor) -> Tensor:
         flat = F.pad(z.reshape(o, m * m, n), (0, max(0, 2 - n))).to(torch.float32)
         top_w, top_i = flat.topk(2, dim=-1)
         tops_w.append(top_w)
-        tops_i.append((top_i + start).clamp_max(b - 1))   # a padded input has weight 0
+        tops_i.append((top_i + start).clamp_max(b - 1))  # a padded input has weight 0
     top_w = torch.cat(tops_w).to(x.device).permute(2, 0, 1)[:, :, block_of]  # (2, B, H, W)
     top_i = torch.cat(tops_i).to(x.device).permute(2, 0, 1)[:, :, block_of]
     xf = x.float()
@@ -380,5 +424,6 @@ def _saliency_and_clean_loss(model, x: Tensor, y: Tensor, clean_lam: float):
     if clean_lam <= 0:
         return input_gradient_saliency(model, x, y), None
     from ._saliency import train_mode_saliency_and_loss
+
     sal, loss = train_mode_saliency_and_loss(model, x, y)
     return sal, clean_lam * loss

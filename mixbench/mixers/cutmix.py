@@ -34,10 +34,24 @@ class CutMix(BoxMixer):
     (tests/mixers/test_cutmix.py).
     """
 
-    def __init__(self, alpha: float = 1.0, prob: float = 1.0, pairing: str = "random",
-                 lam_mode: str = "batch", correct_lam: bool = True, inplace: bool = False,
-                 box_span: str = "exact", generator: torch.Generator | None = None):
-        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
-                         correct_lam=correct_lam, generator=generator)
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        prob: float = 1.0,
+        pairing: str = "random",
+        lam_mode: str = "batch",
+        correct_lam: bool = True,
+        inplace: bool = False,
+        box_span: str = "exact",
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(
+            alpha=alpha,
+            prob=prob,
+            pairing=pairing,
+            lam_mode=lam_mode,
+            correct_lam=correct_lam,
+            generator=generator,
+        )
         self.inplace = check_flag(inplace, "inplace")
         self.box_span = check_choice(box_span, BOX_SPANS, "box_span")

@@ -26,6 +26,7 @@ paper's description in three ways, each an option here:
 
 OpenMixup also pairs with ``pairing='no_repeat'``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,9 +37,14 @@ from .base import MaskMixer, MixOutput, blend_pairs, check_choice, check_flag, c
 ROUNDINGS = ("nearest", "random")
 
 
-def fourier_noise(n: int, h: int, w: int, decay_power: float,
-                  generator: torch.Generator | None = None,
-                  official_spectrum_bug: bool = False) -> Tensor:
+def fourier_noise(
+    n: int,
+    h: int,
+    w: int,
+    decay_power: float,
+    generator: torch.Generator | None = None,
+    official_spectrum_bug: bool = False,
+) -> Tensor:
     """(n, h, w) float64 low-frequency noise: inverse rFFT of a Gaussian spectrum scaled by
     ``1 / max(f, 1 / max(h, w)) ** decay_power`` (CPU); ``official_spectrum_bug``: the
     official code's spectrum (:func:`official_noise`)."""
@@ -48,8 +54,8 @@ def fourier_noise(n: int, h: int, w: int, decay_power: float,
         return official_noise(normals, h, w, decay_power)
     fy = torch.fft.fftfreq(h, dtype=torch.float64)[:, None]
     fx = torch.fft.rfftfreq(w, dtype=torch.float64)[None, :]
-    freq = torch.sqrt(fx ** 2 + fy ** 2).clamp(min=1.0 / max(h, w))
-    scale = freq ** -decay_power
+    freq = torch.sqrt(fx**2 + fy**2).clamp(min=1.0 / max(h, w))
+    scale = freq**-decay_power
     parts = torch.randn(2, n, h, w // 2 + 1, dtype=torch.float64, generator=generator) * scale
     return torch.fft.irfft2(torch.complex(parts[0], parts[1]), s=(h, w))
 
@@ -57,7 +63,7 @@ def fourier_noise(n: int, h: int, w: int, decay_power: float,
 def official_frequencies(w: int) -> Tensor:
     """The column frequencies of the official code: ``fftfreq(w)[:w // 2 + 1]``, one more
     entry for odd ``w``."""
-    return torch.fft.fftfreq(w, dtype=torch.float64)[:w // 2 + 1 + w % 2]
+    return torch.fft.fftfreq(w, dtype=torch.float64)[: w // 2 + 1 + w % 2]
 
 
 def official_noise(normals: Tensor, h: int, w: int, decay_power: float) -> Tensor:
@@ -66,18 +72,20 @@ def official_noise(normals: Tensor, h: int, w: int, decay_power: float) -> Tenso
     the only ones its ``spectrum[:, 0] + 1j * spectrum[:, 1]`` reads (module docstring). The
     (W', 2) complex array is inverted by ``irfftn`` with output shape (h, w), as there."""
     if h < 2:
-        raise ValueError(f"the official FMix spectrum reads frequency row 1 and needs an "
-                         f"image of at least 2 rows, got {h}")
+        raise ValueError(
+            f"the official FMix spectrum reads frequency row 1 and needs an image of at least 2 rows, got {h}"
+        )
     fx = official_frequencies(w)
     floor = 1.0 / max(h, w)
-    scale_0 = fx.abs().clamp(min=floor) ** -decay_power                          # row f_y = 0
-    scale_1 = torch.sqrt(fx ** 2 + (1.0 / h) ** 2).clamp(min=floor) ** -decay_power  # f_y = 1/h
+    scale_0 = fx.abs().clamp(min=floor) ** -decay_power  # row f_y = 0
+    scale_1 = torch.sqrt(fx**2 + (1.0 / h) ** 2).clamp(min=floor) ** -decay_power  # f_y = 1/h
     spectrum = torch.complex(scale_0[:, None] * normals[:, 0], scale_1[:, None] * normals[:, 1])
     return torch.fft.irfftn(spectrum, s=(h, w), dim=(-2, -1))
 
 
-def pixel_count(lam: Tensor, pixels: int, rounding: str = "nearest",
-                generator: torch.Generator | None = None) -> Tensor:
+def pixel_count(
+    lam: Tensor, pixels: int, rounding: str = "nearest", generator: torch.Generator | None = None
+) -> Tensor:
     """(n,) int64 first-image pixels for ``lam`` (n,): ``round(lam * pixels)`` (``nearest``)
     or, as the official code, ``ceil`` or ``floor`` of it with probability 1/2 each
     (``random``)."""
@@ -88,8 +96,7 @@ def pixel_count(lam: Tensor, pixels: int, rounding: str = "nearest",
     return torch.where(up, exact.ceil(), exact.floor()).long()
 
 
-def binarise(noise: Tensor, lam: Tensor, max_soft: float = 0.0,
-             num: Tensor | None = None) -> Tensor:
+def binarise(noise: Tensor, lam: Tensor, max_soft: float = 0.0, num: Tensor | None = None) -> Tensor:
     """(n, 1, h, w) float32 masks with the ``num`` (default ``round(lam * h * w)``) largest
     noise pixels set to 1 (ties have probability zero for continuous noise), soft edges when
     ``max_soft > 0``."""
@@ -103,8 +110,13 @@ def binarise(noise: Tensor, lam: Tensor, max_soft: float = 0.0,
         mask = (flat >= thresh) & (num[:, None] > 0)
         return mask.float().reshape(n, 1, h, w)
     rank = flat.argsort(1, descending=True).argsort(1).double()  # 0 = largest
-    soft = (torch.minimum(torch.minimum(lam.double(), 1 - lam.double()),
-                          torch.tensor(max_soft, dtype=torch.float64)) * h * w).long()
+    soft = (
+        torch.minimum(
+            torch.minimum(lam.double(), 1 - lam.double()), torch.tensor(max_soft, dtype=torch.float64)
+        )
+        * h
+        * w
+    ).long()
     low, high = (num - soft).double()[:, None], (num + soft).double()[:, None]
     ramp = 1 - (rank - low) / (high - low - 1).clamp(min=1)
     mask = torch.where(rank < low, 1.0, torch.where(rank >= high, 0.0, ramp))
@@ -131,12 +143,27 @@ class FMix(MaskMixer):
     The noise and the threshold are computed on the CPU, so CPU and CUDA get the same mask.
     """
 
-    def __init__(self, alpha: float = 0.2, decay_power: float = 3.0, max_soft: float = 0.0,
-                 prob: float = 1.0, pairing: str = "random", lam_mode: str = "batch",
-                 correct_lam: bool = True, official_spectrum_bug: bool = False,
-                 rounding: str = "nearest", generator: torch.Generator | None = None):
-        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
-                         correct_lam=correct_lam, generator=generator)
+    def __init__(
+        self,
+        alpha: float = 0.2,
+        decay_power: float = 3.0,
+        max_soft: float = 0.0,
+        prob: float = 1.0,
+        pairing: str = "random",
+        lam_mode: str = "batch",
+        correct_lam: bool = True,
+        official_spectrum_bug: bool = False,
+        rounding: str = "nearest",
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(
+            alpha=alpha,
+            prob=prob,
+            pairing=pairing,
+            lam_mode=lam_mode,
+            correct_lam=correct_lam,
+            generator=generator,
+        )
         self.decay_power = check_number(decay_power, "decay_power")
         self.max_soft = check_range(max_soft, "max_soft", 0.0, 0.5)[0]
         self.official_spectrum_bug = check_flag(official_spectrum_bug, "official_spectrum_bug")
@@ -147,10 +174,12 @@ class FMix(MaskMixer):
         index = self.sample_index(b)
         lam = self.sample_lam(index)
         g = self.generator
-        noise = self.per_sample(lambda n: fourier_noise(n, h, w, self.decay_power, g,
-                                                        self.official_spectrum_bug),
-                                index, expand=False)
-        lam_n = lam[:noise.shape[0]]
+        noise = self.per_sample(
+            lambda n: fourier_noise(n, h, w, self.decay_power, g, self.official_spectrum_bug),
+            index,
+            expand=False,
+        )
+        lam_n = lam[: noise.shape[0]]
         num = pixel_count(lam_n, h * w, self.rounding, g)
         mask = binarise(noise, lam_n, self.max_soft, num).to(x.device)
         index = index.to(x.device)

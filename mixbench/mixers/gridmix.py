@@ -21,6 +21,7 @@ with Python slices, so a hole above or left of the image reappears at the bottom
 edge (negative indices count from the end) and a hole straddling the edge disappears.
 ``openmixup_wrap_bug=True`` reproduces exactly that (tests/mixers/test_gridmix.py).
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,14 +34,17 @@ def python_slices(start: Tensor, end: Tensor, length: int, device) -> Tensor:
     """(n, length) bool: the union over the last dimension of ``start`` / ``end`` (n, k) of
     Python's ``seq[start:end]`` on a sequence of ``length`` (negative bounds count from the
     end, then both are clipped to ``[0, length]``)."""
+
     def norm(t: Tensor) -> Tensor:
         return torch.where(t < 0, t + length, t).clamp(0, length).to(device)[:, :, None]
+
     pos = torch.arange(length, device=device)[None, None]
     return ((pos >= norm(start)) & (pos < norm(end))).any(1)
 
 
-def wrapped_holes(origin: Tensor, cut: Tensor, cell: Tensor, hole: Tensor, cells: Tensor,
-                  length: int, device) -> Tensor:
+def wrapped_holes(
+    origin: Tensor, cut: Tensor, cell: Tensor, hole: Tensor, cells: Tensor, length: int, device
+) -> Tensor:
     """(n, length) bool: OpenMixup's hole rows (or columns): hole ``j`` (``j = 0..cells``)
     spans ``min(cell j, cut) .. min(cell j + hole, cut)`` of the crop, written at
     ``origin + ...`` with Python slices (:func:`python_slices`)."""
@@ -50,9 +54,19 @@ def wrapped_holes(origin: Tensor, cut: Tensor, cell: Tensor, hole: Tensor, cells
     return python_slices(origin[:, None] + lo, origin[:, None] + hi, length, device)
 
 
-def grid_masks(lam: Tensor, n_holes: Tensor, hole_aspect: Tensor, area: Tensor, aspect: Tensor,
-               u_y: Tensor, u_x: Tensor, h: int, w: int, device,
-               openmixup_wrap_bug: bool = False) -> Tensor:
+def grid_masks(
+    lam: Tensor,
+    n_holes: Tensor,
+    hole_aspect: Tensor,
+    area: Tensor,
+    aspect: Tensor,
+    u_y: Tensor,
+    u_x: Tensor,
+    h: int,
+    w: int,
+    device,
+    openmixup_wrap_bug: bool = False,
+) -> Tensor:
     """(n, 1, h, w) float32 weights of the first image (0 in the holes), from per-sample
     parameters (n,) -- vectorised over samples. ``openmixup_wrap_bug``: a crop larger than
     the image is not clipped but placed and written as OpenMixup's code does (module
@@ -99,13 +113,28 @@ class GridMix(MaskMixer):
         correct_lam, prob, pairing, lam_mode, generator: see :mod:`mixbench.mixers.base`.
     """
 
-    def __init__(self, alpha: float = 0.2, n_holes=(2, 6), hole_aspect_ratio=1.0,
-                 cut_area_ratio=(0.5, 1.0), cut_aspect_ratio=(0.5, 2.0),
-                 openmixup_wrap_bug: bool = False, prob: float = 1.0,
-                 pairing: str = "random", lam_mode: str = "batch", correct_lam: bool = True,
-                 generator: torch.Generator | None = None):
-        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
-                         correct_lam=correct_lam, generator=generator)
+    def __init__(
+        self,
+        alpha: float = 0.2,
+        n_holes=(2, 6),
+        hole_aspect_ratio=1.0,
+        cut_area_ratio=(0.5, 1.0),
+        cut_aspect_ratio=(0.5, 2.0),
+        openmixup_wrap_bug: bool = False,
+        prob: float = 1.0,
+        pairing: str = "random",
+        lam_mode: str = "batch",
+        correct_lam: bool = True,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(
+            alpha=alpha,
+            prob=prob,
+            pairing=pairing,
+            lam_mode=lam_mode,
+            correct_lam=correct_lam,
+            generator=generator,
+        )
         self.openmixup_wrap_bug = check_flag(openmixup_wrap_bug, "openmixup_wrap_bug")
         self.n_holes = check_range(n_holes, "n_holes", low=1, integer=True)
         self.hole_aspect_ratio = check_range(hole_aspect_ratio, "hole_aspect_ratio", low=1e-3)
@@ -119,17 +148,33 @@ class GridMix(MaskMixer):
         g = self.generator
 
         def draw(n: int) -> Tensor:
-            return torch.stack([
-                randint_sample(self.n_holes[0], self.n_holes[1] + 1, n, g).double(),
-                uniform_sample(*self.hole_aspect_ratio, n, g),
-                uniform_sample(*self.cut_area_ratio, n, g),
-                uniform_sample(*self.cut_aspect_ratio, n, g),
-                uniform_sample(0.0, 1.0, n, g), uniform_sample(0.0, 1.0, n, g)], 1)
+            return torch.stack(
+                [
+                    randint_sample(self.n_holes[0], self.n_holes[1] + 1, n, g).double(),
+                    uniform_sample(*self.hole_aspect_ratio, n, g),
+                    uniform_sample(*self.cut_area_ratio, n, g),
+                    uniform_sample(*self.cut_aspect_ratio, n, g),
+                    uniform_sample(0.0, 1.0, n, g),
+                    uniform_sample(0.0, 1.0, n, g),
+                ],
+                1,
+            )
 
         params = self.per_sample(draw, index, expand=False)
         n_holes, hole_aspect, area, aspect, u_y, u_x = params.unbind(1)
-        mask = grid_masks(lam[:params.shape[0]], n_holes, hole_aspect, area, aspect, u_y, u_x,
-                          h, w, x.device, self.openmixup_wrap_bug)
+        mask = grid_masks(
+            lam[: params.shape[0]],
+            n_holes,
+            hole_aspect,
+            area,
+            aspect,
+            u_y,
+            u_x,
+            h,
+            w,
+            x.device,
+            self.openmixup_wrap_bug,
+        )
         index = index.to(x.device)
         mixed = blend_pairs(x, index, mask, binary=True)
         return self.output(x, y, index, mask, lam, mixed)

@@ -48,6 +48,7 @@ Differences from the official code, on purpose:
 * the FGVC code of the official repository pairs within groups of ``m_part`` samples;
   here the cycle goes through the whole batch (its CIFAR code, ``greedy_c``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -105,18 +106,20 @@ def spectral_residual(x: Tensor, blur_size: int = 7, blur_sigma: float = 3.0) ->
     h, w = g.shape[-2:]
     resized = h > SR_SIZE
     if resized:
-        g = F.interpolate(g[:, None], size=(SR_SIZE, SR_SIZE), mode="bilinear",
-                          align_corners=False, antialias=True)[:, 0]
+        g = F.interpolate(
+            g[:, None], size=(SR_SIZE, SR_SIZE), mode="bilinear", align_corners=False, antialias=True
+        )[:, 0]
     freq = torch.fft.fft2(g)
-    mag = (freq.real ** 2 + freq.imag ** 2 + 1e-10).sqrt()
+    mag = (freq.real**2 + freq.imag**2 + 1e-10).sqrt()
     log_mag = mag.log()
     box = F.avg_pool2d(F.pad(log_mag[:, None], (1, 1, 1, 1), mode="replicate"), 3, stride=1)[:, 0]
     residual = (log_mag - box).exp()
     sal = torch.fft.ifft2(freq * (residual / mag)).abs()
     sal = gaussian_blur(sal, blur_size, blur_sigma)
     if resized:
-        sal = F.interpolate(sal[:, None], size=(h, w), mode="bilinear", align_corners=False,
-                            antialias=True)[:, 0]
+        sal = F.interpolate(sal[:, None], size=(h, w), mode="bilinear", align_corners=False, antialias=True)[
+            :, 0
+        ]
     return sal
 
 
@@ -174,17 +177,30 @@ class GuidedMixup(MaskMixer):
     ``lam`` is always the exact pixel share of the first image, ``mask.mean((1, 2, 3))``.
     """
 
-    def __init__(self, saliency: str = "gradient", pairing: str = "greedy", prob: float = 0.8,
-                 blur_size: int = 7, blur_sigma: float = 3.0,
-                 generator: torch.Generator | None = None):
-        super().__init__(alpha=0.0, prob=prob, pairing="random", lam_mode="batch",
-                         correct_lam=True, generator=generator)
+    def __init__(
+        self,
+        saliency: str = "gradient",
+        pairing: str = "greedy",
+        prob: float = 0.8,
+        blur_size: int = 7,
+        blur_sigma: float = 3.0,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(
+            alpha=0.0, prob=prob, pairing="random", lam_mode="batch", correct_lam=True, generator=generator
+        )
         self.saliency = check_choice(saliency, SALIENCIES, "saliency")
         self.pairing = check_choice(pairing, GUIDED_PAIRINGS, "pairing")
-        if isinstance(blur_size, bool) or not isinstance(blur_size, int) or blur_size < 1 \
-                or blur_size % 2 == 0:
-            raise ValueError(f"blur_size must be a positive odd integer (Gaussian taps per "
-                             f"side; 1 = no blur), got {blur_size!r}")
+        if (
+            isinstance(blur_size, bool)
+            or not isinstance(blur_size, int)
+            or blur_size < 1
+            or blur_size % 2 == 0
+        ):
+            raise ValueError(
+                f"blur_size must be a positive odd integer (Gaussian taps per "
+                f"side; 1 = no blur), got {blur_size!r}"
+            )
         self.blur_size = blur_size
         self.blur_sigma = check_number(blur_sigma, "blur_sigma", strict=True)
 
@@ -221,13 +237,15 @@ class GuidedMixup(MaskMixer):
         index = self.pair(maps).to(x.device)
         partner = maps.index_select(0, index)
         total = maps + partner
-        mask = torch.where(total > 0, maps / total.clamp(min=torch.finfo(total.dtype).tiny),
-                           torch.full_like(maps, 0.5))[:, None]
+        mask = torch.where(
+            total > 0, maps / total.clamp(min=torch.finfo(total.dtype).tiny), torch.full_like(maps, 0.5)
+        )[:, None]
         mixed = blend_pairs(x, index, mask)
         return self.output(x, y, index, mask, mask.mean((1, 2, 3)), mixed)
 
     def __repr__(self) -> str:
-        return (f"GuidedMixup(saliency={self.saliency!r}, pairing={self.pairing!r}, "
-                f"prob={self.prob!r}, blur_size={self.blur_size!r}, "
-                f"blur_sigma={self.blur_sigma!r})")
-
+        return (
+            f"GuidedMixup(saliency={self.saliency!r}, pairing={self.pairing!r}, "
+            f"prob={self.prob!r}, blur_size={self.blur_size!r}, "
+            f"blur_sigma={self.blur_sigma!r})"
+        )

@@ -11,6 +11,7 @@ first two residual stages, as in the paper's PreActResNet experiments (official 
 ``layer_mix = random.randint(0, 2)``) and OpenMixup's CIFAR configs (``layer=(0, 3)``, drawn
 with NumPy's exclusive upper bound, so again {0, 1, 2}).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -24,12 +25,17 @@ from .base import BaseMixer, MixOutput, lerp_images
 
 def check_stages(stages: Sequence[int]) -> tuple:
     """Validate a non-empty list of distinct integer stages >= 0 (0 = the input)."""
-    ok = (isinstance(stages, (list, tuple)) and len(stages) > 0
-          and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in stages)
-          and len(set(stages)) == len(stages))
+    ok = (
+        isinstance(stages, (list, tuple))
+        and len(stages) > 0
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in stages)
+        and len(set(stages)) == len(stages)
+    )
     if not ok:
-        raise ValueError("stages must be a non-empty list of distinct integers >= 0 "
-                         f"(0 = the input, k = after stage k), got {stages!r}")
+        raise ValueError(
+            "stages must be a non-empty list of distinct integers >= 0 "
+            f"(0 = the input, k = after stage k), got {stages!r}"
+        )
     return tuple(stages)
 
 
@@ -51,11 +57,16 @@ class ManifoldMix(BaseMixer):
 
     needs_model = True
 
-    def __init__(self, alpha: float = 2.0, stages: Sequence[int] = (0, 1, 2), prob: float = 1.0,
-                 pairing: str = "random", lam_mode: str = "batch",
-                 generator: torch.Generator | None = None):
-        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
-                         generator=generator)
+    def __init__(
+        self,
+        alpha: float = 2.0,
+        stages: Sequence[int] = (0, 1, 2),
+        prob: float = 1.0,
+        pairing: str = "random",
+        lam_mode: str = "batch",
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode, generator=generator)
         self.stages = check_stages(stages)
         self.requires = (f"stage:{max(self.stages)}",)
 
@@ -64,7 +75,8 @@ class ManifoldMix(BaseMixer):
         if max(self.stages) > num_stages:
             raise ValueError(
                 f"ManifoldMix stages {list(self.stages)} go beyond the backbone's "
-                f"{num_stages} stages; use stages between 0 (input) and {num_stages}")
+                f"{num_stages} stages; use stages between 0 (input) and {num_stages}"
+            )
         index = self.sample_index(x.shape[0])
         lam = self.sample_lam(index)  # float64 on the CPU: 1 - lam formed exactly, as Mixup
         index = index.to(x.device)
@@ -73,6 +85,11 @@ class ManifoldMix(BaseMixer):
         def mix_features(feat: Tensor) -> Tensor:
             return lerp_images(feat, index, lam)
 
-        return MixOutput(inputs=x, y_a=y, y_b=y[index], lam=lam.to(device=x.device, dtype=torch.float32),
-                         index=index,
-                         stage_hook=StageHook(self.stages[pick], mix_features))
+        return MixOutput(
+            inputs=x,
+            y_a=y,
+            y_b=y[index],
+            lam=lam.to(device=x.device, dtype=torch.float32),
+            index=index,
+            stage_hook=StageHook(self.stages[pick], mix_features),
+        )

@@ -25,11 +25,16 @@ class Mixup(BaseMixer):
     ``torchvision.transforms.v2.MixUp(alpha=alpha)`` (tests/mixers/test_mixup.py).
     """
 
-    def __init__(self, alpha: float = 1.0, prob: float = 1.0, pairing: str = "random",
-                 lam_mode: str = "batch", inplace: bool = False,
-                 generator: torch.Generator | None = None):
-        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
-                         generator=generator)
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        prob: float = 1.0,
+        pairing: str = "random",
+        lam_mode: str = "batch",
+        inplace: bool = False,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode, generator=generator)
         self.inplace = check_flag(inplace, "inplace")
 
     def mix(self, x: Tensor, y: Tensor, model=None) -> MixOutput:
@@ -44,5 +49,4 @@ class Mixup(BaseMixer):
             lam_out = lam.to(device=x.device, dtype=torch.float32)
         index = index.to(x.device)
         mixed = lerp_images(x, index, lam, inplace=self.inplace)
-        return MixOutput(inputs=mixed, y_a=y, y_b=y.index_select(0, index), lam=lam_out,
-                         index=index)
+        return MixOutput(inputs=mixed, y_a=y, y_b=y.index_select(0, index), lam=lam_out, index=index)

@@ -43,6 +43,7 @@ block_num 5 (grid side ``2**k``, ``k`` uniform in ``{1, ..., 4}``), beta 1.2, ga
 eta 0.2, neigh_size 4, n_labels 3, transport on, t_eps 0.8, t_size 4 (ImageNet: t_size -1,
 transport at the mask's resolution).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -79,10 +80,14 @@ class PuzzleMixOutput(MixOutput):
     def sources(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The two transported images mixed by ``mask``, from the clean batch ``x``."""
         if self.perm_a is None or self.perm_b is None or self.transport_grid is None:
-            raise ValueError("sources() needs the block permutations of the transport step: "
-                             "this output has none (PuzzleMix with transport=True sets them)")
-        return (permute_blocks(x, self.perm_a, self.transport_grid),
-                permute_blocks(x[self.index], self.perm_b, self.transport_grid))
+            raise ValueError(
+                "sources() needs the block permutations of the transport step: "
+                "this output has none (PuzzleMix with transport=True sets them)"
+            )
+        return (
+            permute_blocks(x, self.perm_a, self.transport_grid),
+            permute_blocks(x[self.index], self.perm_b, self.transport_grid),
+        )
 
 
 def permute_blocks(x: Tensor, perm: Tensor, grid: tuple[int, int]) -> Tensor:
@@ -97,8 +102,9 @@ def permute_blocks(x: Tensor, perm: Tensor, grid: tuple[int, int]) -> Tensor:
     return out
 
 
-def transport_permutation(keep: Tensor, saliency: Tensor, grid: tuple[int, int],
-                          t_eps: float, n_iter: int) -> Tensor:
+def transport_permutation(
+    keep: Tensor, saliency: Tensor, grid: tuple[int, int], t_eps: float, n_iter: int
+) -> Tensor:
     """PuzzleMix's greedy transport of cells, completed to a permutation (see module doc).
 
     Args:
@@ -119,9 +125,14 @@ def transport_permutation(keep: Tensor, saliency: Tensor, grid: tuple[int, int],
     n = th * tw
     chunk = max(1, _TRANSPORT_CHUNK // (n * n))
     base = t_eps * dist
-    return torch.cat([_greedy_assign(torch.addcmul(base, s[:, :, None], (z[:, None, :] > 0).float(),
-                                                   value=-1.0), n_iter)
-                      for z, s in zip(keep.split(chunk), saliency.split(chunk))])
+    return torch.cat(
+        [
+            _greedy_assign(
+                torch.addcmul(base, s[:, :, None], (z[:, None, :] > 0).float(), value=-1.0), n_iter
+            )
+            for z, s in zip(keep.split(chunk), saliency.split(chunk))
+        ]
+    )
 
 
 def _greedy_assign(cost: Tensor, n_iter: int) -> Tensor:
@@ -204,14 +215,27 @@ class PuzzleMix(BaseMixer):
 
     needs_model = True
 
-    def __init__(self, alpha: float = 1.0, block_num: int | Sequence[int] = 5,
-                 beta: float = 1.2, gamma: float = 0.5, eta: float = 0.2, neigh_size: int = 4,
-                 n_labels: int = 3, transport: bool = True, t_eps: float = 0.8, t_size: int = 4,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 solver: str = "auto", prob: float = 1.0, pairing: str = "random",
-                 lam_mode: str = "batch", generator: torch.Generator | None = None):
-        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
-                         generator=generator)
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        block_num: int | Sequence[int] = 5,
+        beta: float = 1.2,
+        gamma: float = 0.5,
+        eta: float = 0.2,
+        neigh_size: int = 4,
+        n_labels: int = 3,
+        transport: bool = True,
+        t_eps: float = 0.8,
+        t_size: int = 4,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        solver: str = "auto",
+        prob: float = 1.0,
+        pairing: str = "random",
+        lam_mode: str = "batch",
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode, generator=generator)
         if solver not in ("auto", "scipy", "pymaxflow"):
             raise ValueError(f"solver must be 'auto', 'scipy' or 'pymaxflow', got {solver!r}")
         self.solver = solver
@@ -220,13 +244,16 @@ class PuzzleMix(BaseMixer):
         else:
             lo, hi = (int(v) for v in cast(Sequence[int], block_num))
         if not 0 <= lo < hi:
-            raise ValueError(f"block_num must be an int >= 2 (grid sides 2**1 .. 2**(block_num-1)) "
-                             f"or an exponent range (lo, hi) with 0 <= lo < hi, got {block_num!r}")
+            raise ValueError(
+                f"block_num must be an int >= 2 (grid sides 2**1 .. 2**(block_num-1)) "
+                f"or an exponent range (lo, hi) with 0 <= lo < hi, got {block_num!r}"
+            )
         if int(n_labels) < 2:
             raise ValueError(f"n_labels must be >= 2 (mask values 0 .. 1), got {n_labels}")
         if int(neigh_size) < 1 or (int(t_size) < 1 and int(t_size) != -1):
-            raise ValueError(f"neigh_size must be >= 1 and t_size >= 1 or -1, got "
-                             f"neigh_size={neigh_size}, t_size={t_size}")
+            raise ValueError(
+                f"neigh_size must be >= 1 and t_size >= 1 or -1, got neigh_size={neigh_size}, t_size={t_size}"
+            )
         for name, val in (("beta", beta), ("gamma", gamma), ("eta", eta), ("t_eps", t_eps)):
             if not float(val) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {val}")
@@ -245,9 +272,11 @@ class PuzzleMix(BaseMixer):
         lo, hi = self.block_exponents
         sides = [2**k for k in range(lo, hi) if height % 2**k == 0 and width % 2**k == 0]
         if not sides:
-            raise ValueError(f"PuzzleMix needs an image whose height and width are divisible "
-                             f"by a grid side 2**k, k in [{lo}, {hi}); got {height}x{width}. "
-                             f"Resize/crop the images or change block_num.")
+            raise ValueError(
+                f"PuzzleMix needs an image whose height and width are divisible "
+                f"by a grid side 2**k, k in [{lo}, {hi}); got {height}x{width}. "
+                f"Resize/crop the images or change block_num."
+            )
         return sides[int(torch.randint(len(sides), (1,), generator=self.generator))]
 
     def _norm_stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -261,8 +290,8 @@ class PuzzleMix(BaseMixer):
         else:
             mean, std = (0.0,) * c, (1.0,) * c
         if len(mean) != c or len(std) != c:
-            raise ValueError(f"mean/std have {len(mean)}/{len(std)} entries but the images have "
-                             f"{c} channels")
+            raise ValueError(f"mean/std have {len(mean)}/{len(std)} entries but the images have {c} channels")
+
         def as_t(v) -> Tensor:
             return torch.tensor(v, dtype=torch.float32, device=x.device).view(1, c, 1, 1)
 
@@ -294,9 +323,14 @@ class PuzzleMix(BaseMixer):
         for dim, cells in ((2, ch), (3, cw)):
             # pen[s][t]: source s on the first block, t on the second (1 = x, 0 = x[index])
             src = {1: p_a, 0: p_b}
-            pen = {(s, t): scale * _boundary_penalty(src[s], src[t], g, cells, dim)
-                   for s in (0, 1) for t in (0, 1)}
-            first = (slice(None), slice(None, -1)) if dim == 2 else (slice(None), slice(None), slice(None, -1))
+            pen = {
+                (s, t): scale * _boundary_penalty(src[s], src[t], g, cells, dim)
+                for s in (0, 1)
+                for t in (0, 1)
+            }
+            first = (
+                (slice(None), slice(None, -1)) if dim == 2 else (slice(None), slice(None), slice(None, -1))
+            )
             second = (slice(None), slice(1, None)) if dim == 2 else (slice(None), slice(None), slice(1, None))
             u_b[first] += (pen[1, 0] + pen[1, 1]) / 2
             u_a[first] += (pen[0, 1] + pen[0, 0]) / 2
@@ -311,7 +345,7 @@ class PuzzleMix(BaseMixer):
         prob = torch.exp(log_binom) * lam**k * (1 - lam) ** (n - k)
         prior = -self.eta / g**2 * torch.log(prob + 1e-8)  # (B, L)
         z = k / n
-        unary = (z * u_b[..., None] + (1 - z) * u_a[..., None] + prior[:, None, None, :])
+        unary = z * u_b[..., None] + (1 - z) * u_a[..., None] + prior[:, None, None, :]
         return unary.numpy(), terms[2].numpy(), terms[3].numpy(), sal_norm
 
     # -- mixing ----------------------------------------------------------------------
@@ -343,8 +377,9 @@ class PuzzleMix(BaseMixer):
             mask_t = grid_mask.repeat_interleave(per[0], 1).repeat_interleave(per[1], 2).reshape(b, -1)
             index_cpu = index.cpu()
             perm_a = transport_permutation(mask_t, sal_t.reshape(b, -1), tgrid, self.t_eps, tgrid[1])
-            perm_b = transport_permutation(1 - mask_t, sal_t[index_cpu].reshape(b, -1), tgrid,
-                                           self.t_eps, tgrid[1])
+            perm_b = transport_permutation(
+                1 - mask_t, sal_t[index_cpu].reshape(b, -1), tgrid, self.t_eps, tgrid[1]
+            )
         else:
             tgrid = (g, g)
             perm_a = perm_b = torch.arange(g * g).expand(b, g * g)
@@ -352,9 +387,17 @@ class PuzzleMix(BaseMixer):
         dev = x.device
         index, perm_a, perm_b = index.to(dev), perm_a.to(dev), perm_b.to(dev)
         mask = grid_mask.to(dev)[:, None].repeat_interleave(bh, 2).repeat_interleave(bw, 3)
-        out = PuzzleMixOutput(inputs=x, y_a=y, y_b=y[index],
-                              lam=grid_mask.mean((1, 2)).to(dev), index=index, mask=mask,
-                              perm_a=perm_a, perm_b=perm_b, transport_grid=tgrid)
+        out = PuzzleMixOutput(
+            inputs=x,
+            y_a=y,
+            y_b=y[index],
+            lam=grid_mask.mean((1, 2)).to(dev),
+            index=index,
+            mask=mask,
+            perm_a=perm_a,
+            perm_b=perm_b,
+            transport_grid=tgrid,
+        )
         out.inputs = match_format(blend(*out.sources(x), mask), x)
         return out
 

@@ -7,6 +7,7 @@ with probability 0.5 per batch: :func:`DeiTMixer`, or in a config
 ``{type: RandomChoiceMixer, mixers: [{type: Mixup, alpha: 0.8}, {type: CutMix, alpha: 1.0}],
 probs: [0.5, 0.5]}`` (configs/methods/deit.yaml).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -35,24 +36,34 @@ class RandomChoiceMixer(BaseMixer):
     passed on to the chosen mixer.
     """
 
-    def __init__(self, mixers: Sequence[BaseMixer], probs: Sequence[float] | None = None,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        mixers: Sequence[BaseMixer],
+        probs: Sequence[float] | None = None,
+        generator: torch.Generator | None = None,
+    ):
         mixers = list(mixers)
         if not mixers:
             raise ValueError("RandomChoiceMixer needs at least one mixer, got an empty list")
         for i, m in enumerate(mixers):
             if not isinstance(m, BaseMixer):
-                raise ValueError(f"mixers[{i}] must be a mixer instance (e.g. CutMix(alpha=1.0)), "
-                                 f"got {type(m).__name__}; in configs give a dict with a 'type'")
+                raise ValueError(
+                    f"mixers[{i}] must be a mixer instance (e.g. CutMix(alpha=1.0)), "
+                    f"got {type(m).__name__}; in configs give a dict with a 'type'"
+                )
         if probs is None:
             probs = [1.0 / len(mixers)] * len(mixers)
         probs = [check_prob(p, f"probs[{i}]") for i, p in enumerate(probs)]
         if len(probs) != len(mixers):
-            raise ValueError(f"RandomChoiceMixer got {len(mixers)} mixers but {len(probs)} probs; "
-                             "give one probability per mixer")
+            raise ValueError(
+                f"RandomChoiceMixer got {len(mixers)} mixers but {len(probs)} probs; "
+                "give one probability per mixer"
+            )
         if sum(probs) > 1 + 1e-6:
-            raise ValueError(f"probs must sum to at most 1 (the rest is 'no mixing'), got "
-                             f"{probs} summing to {sum(probs):.6g}")
+            raise ValueError(
+                f"probs must sum to at most 1 (the rest is 'no mixing'), got "
+                f"{probs} summing to {sum(probs):.6g}"
+            )
         self.mixers = mixers
         self.probs = probs
         self._cumulative = torch.tensor(probs, dtype=torch.float64).cumsum(0)
@@ -84,19 +95,27 @@ class RandomChoiceMixer(BaseMixer):
         return f"RandomChoiceMixer(mixers={self.mixers!r}, probs={self.probs!r})"
 
 
-def DeiTMixer(mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0, switch_prob: float = 0.5,
-              prob: float = 1.0, pairing: str = "random", lam_mode: str = "batch",
-              inplace: bool = False, generator: torch.Generator | None = None
-              ) -> RandomChoiceMixer:
+def DeiTMixer(
+    mixup_alpha: float = 0.8,
+    cutmix_alpha: float = 1.0,
+    switch_prob: float = 0.5,
+    prob: float = 1.0,
+    pairing: str = "random",
+    lam_mode: str = "batch",
+    inplace: bool = False,
+    generator: torch.Generator | None = None,
+) -> RandomChoiceMixer:
     """The DeiT recipe: Mixup(0.8) or CutMix(1.0) per batch, CutMix with ``switch_prob``;
     the batch is mixed at all with probability ``prob`` (timm's ``mixup_prob``, 1.0).
     ``pairing='reverse'`` reproduces timm's ``Mixup(mixup_alpha=0.8, cutmix_alpha=1.0)``."""
     check_prob(switch_prob, "switch_prob")
     prob = check_prob(prob, "prob")
     kw: dict[str, Any] = dict(pairing=pairing, lam_mode=lam_mode, inplace=inplace)
-    return RandomChoiceMixer([Mixup(alpha=mixup_alpha, **kw), CutMix(alpha=cutmix_alpha, **kw)],
-                             probs=[prob * (1 - switch_prob), prob * switch_prob],
-                             generator=generator)
+    return RandomChoiceMixer(
+        [Mixup(alpha=mixup_alpha, **kw), CutMix(alpha=cutmix_alpha, **kw)],
+        probs=[prob * (1 - switch_prob), prob * switch_prob],
+        generator=generator,
+    )
 
 
 DeiTMixer.is_mixer_factory = True  # type: ignore[attr-defined]  # read by mixbench.registry

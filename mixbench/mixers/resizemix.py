@@ -21,6 +21,7 @@ image is resized (nearest) into the clipped box, squeezed when it was clipped. C
 the even span make the pasted area smaller: with scope (0.1, 0.8) on 32 px, a mean of
 0.159 of the image against 0.230 (tests/mixers/test_resizemix.py).
 """
+
 from __future__ import annotations
 
 import torch
@@ -64,12 +65,26 @@ class ResizeMix(MaskMixer):
         correct_lam, prob, pairing, lam_mode, generator: see :mod:`mixbench.mixers.base`.
     """
 
-    def __init__(self, alpha: float = 1.0, scope=(0.1, 0.8), use_alpha: bool = False,
-                 placement: str = "inside", prob: float = 1.0, pairing: str = "random",
-                 lam_mode: str = "batch", correct_lam: bool = True,
-                 generator: torch.Generator | None = None):
-        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
-                         correct_lam=correct_lam, generator=generator)
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        scope=(0.1, 0.8),
+        use_alpha: bool = False,
+        placement: str = "inside",
+        prob: float = 1.0,
+        pairing: str = "random",
+        lam_mode: str = "batch",
+        correct_lam: bool = True,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(
+            alpha=alpha,
+            prob=prob,
+            pairing=pairing,
+            lam_mode=lam_mode,
+            correct_lam=correct_lam,
+            generator=generator,
+        )
         self.scope = check_range(scope, "scope", low=0.0, high=1.0)
         self.use_alpha = check_flag(use_alpha, "use_alpha")
         self.placement = check_choice(placement, PLACEMENTS, "placement")
@@ -88,8 +103,14 @@ class ResizeMix(MaskMixer):
 
         def draw(n: int) -> Tensor:
             tau = self.sample_tau(n)
-            return torch.stack([tau, torch.rand(n, dtype=torch.float64, generator=g),
-                                torch.rand(n, dtype=torch.float64, generator=g)], 1)
+            return torch.stack(
+                [
+                    tau,
+                    torch.rand(n, dtype=torch.float64, generator=g),
+                    torch.rand(n, dtype=torch.float64, generator=g),
+                ],
+                1,
+            )
 
         tau, u_y, u_x = self.per_sample(draw, index).unbind(1)
         if self.placement == "inside":
@@ -112,4 +133,4 @@ class ResizeMix(MaskMixer):
         pasted = x[src, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
         inside = box_inside((y1, y2, x1, x2), h, w, x.device)
         mixed = match_format(torch.where(inside, pasted, x), x)
-        return self.output(x, y, index, (~inside).float(), 1 - tau ** 2, mixed)
+        return self.output(x, y, index, (~inside).float(), 1 - tau**2, mixed)

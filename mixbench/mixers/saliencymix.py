@@ -33,6 +33,7 @@ peak (in ``pair`` mode partners share the box of the lower-indexed partner's sou
 order, as ``np.argmax`` in the official code. The official box spans ``c - cut // 2 ..
 c + cut // 2`` (``box_span='symmetric'``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -81,7 +82,7 @@ def fine_grained_saliency(x: Tensor) -> Tensor:
     # Box sums from an integral image, exact: float32 while they stay below 2**24. Its
     # borders are repeated so that the clipped box corners become plain shifted slices:
     # row min(max(r + s, 0), h) of the integral is row r + s + ph of the padded one.
-    exact = torch.float32 if 255 * h * w < 2 ** 24 else torch.float64
+    exact = torch.float32 if 255 * h * w < 2**24 else torch.float64
     ph, pw = min(max(NEIGHBOURHOODS) + 1, h + 1), min(max(NEIGHBOURHOODS) + 1, w + 1)
     integral = F.pad(g.to(exact).cumsum(1).cumsum(2)[:, None], (1, 0, 1, 0))
     integral = F.pad(integral, (pw, pw, ph, ph), mode="replicate")[:, 0]
@@ -94,8 +95,8 @@ def fine_grained_saliency(x: Tensor) -> Tensor:
         top, bottom = max(1 - n, -h) + ph, min(n + 1, h + 1) + ph
         left, right = max(1 - n, -w) + pw, min(n + 1, w + 1) + pw
         cols = slice(left, right + w)  # the columns both corners read
-        band = integral[:, bottom:bottom + h, cols] - integral[:, top:top + h, cols]
-        box = band[:, :, right - left:] - band[:, :, :w]
+        band = integral[:, bottom : bottom + h, cols] - integral[:, top : top + h, cols]
+        box = band[:, :, right - left :] - band[:, :, :w]
         y1, y2 = (ys - n + 1).clamp(0, h), (ys + n + 1).clamp(0, h)
         x1, x2 = (xs - n + 1).clamp(0, w), (xs + n + 1).clamp(0, w)
         area = ((y2 - y1)[:, None] * (x2 - x1)[None, :] - 1).float()
@@ -108,6 +109,7 @@ def fine_grained_saliency(x: Tensor) -> Tensor:
     def to_byte(t: Tensor) -> Tensor:  # float32 ratio to the image's maximum, times 255.
         ratio = t / t.amax((1, 2), keepdim=True).clamp_(min=1)  # a blank map stays 0
         return ratio.double().mul_(255.0).trunc_()
+
     on, off = to_byte(on), to_byte(off)
     peak = torch.maximum(on.amax((1, 2), keepdim=True), off.amax((1, 2), keepdim=True))
     sal = on.add_(off).mul_(255.0).div_(peak.clamp_(min=1)).trunc_().clamp_(max=255)
@@ -135,23 +137,39 @@ class SaliencyMix(BoxMixer):
         correct_lam, prob, pairing, lam_mode, generator: see :mod:`mixbench.mixers.base`.
     """
 
-    def __init__(self, alpha: float = 0.2, prob: float = 1.0, pairing: str = "random",
-                 lam_mode: str = "batch", correct_lam: bool = True, batch_box: bool = False,
-                 box_span: str = "exact", generator: torch.Generator | None = None):
-        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
-                         correct_lam=correct_lam, generator=generator)
+    def __init__(
+        self,
+        alpha: float = 0.2,
+        prob: float = 1.0,
+        pairing: str = "random",
+        lam_mode: str = "batch",
+        correct_lam: bool = True,
+        batch_box: bool = False,
+        box_span: str = "exact",
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(
+            alpha=alpha,
+            prob=prob,
+            pairing=pairing,
+            lam_mode=lam_mode,
+            correct_lam=correct_lam,
+            generator=generator,
+        )
         self.batch_box = check_flag(batch_box, "batch_box")
         if self.batch_box and lam_mode != "batch":
-            raise ValueError(f"batch_box=True draws one box for the whole batch and needs "
-                             f"lam_mode='batch', got lam_mode={lam_mode!r}; use batch_box=False "
-                             "for a box per sample or pair")
+            raise ValueError(
+                f"batch_box=True draws one box for the whole batch and needs "
+                f"lam_mode='batch', got lam_mode={lam_mode!r}; use batch_box=False "
+                "for a box per sample or pair"
+            )
         self.box_span = check_choice(box_span, BOX_SPANS, "box_span")
 
     def sample_centres(self, x: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-        if self.batch_box:               # the peak of the first sample's partner, for all
+        if self.batch_box:  # the peak of the first sample's partner, for all
             cy, cx = saliency_peaks(x[index[:1].to(x.device)])
             return cy, cx
-        cy, cx = saliency_peaks(x)       # each image's peak; sample i takes its partner's
+        cy, cx = saliency_peaks(x)  # each image's peak; sample i takes its partner's
         source = index.cpu()
         if self.lam_mode == "pair":
             source = source[torch.minimum(torch.arange(index.shape[0]), source)]

@@ -19,6 +19,7 @@ available as options:
 * its Gaussian is centred half a pixel up and left of a uniformly drawn pixel (a 2H x 2H
   grid rolled by the draw and cropped around its centre ``H - 0.5``): ``centre_shift=-0.5``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,8 +33,9 @@ def gaussian_masks(cy: Tensor, cx: Tensor, sigma_y: Tensor, sigma_x: Tensor, h: 
     float64 (so that CPU and CUDA runs share the very same mask)."""
     rows = torch.arange(h, dtype=torch.float64)[None, :, None]
     cols = torch.arange(w, dtype=torch.float64)[None, None, :]
-    dist = ((rows - cy.double()[:, None, None]) ** 2 / (2 * sigma_y.double()[:, None, None] ** 2)
-            + (cols - cx.double()[:, None, None]) ** 2 / (2 * sigma_x.double()[:, None, None] ** 2))
+    dist = (rows - cy.double()[:, None, None]) ** 2 / (2 * sigma_y.double()[:, None, None] ** 2) + (
+        cols - cx.double()[:, None, None]
+    ) ** 2 / (2 * sigma_x.double()[:, None, None] ** 2)
     return (1 - torch.exp(-dist)).float()[:, None]
 
 
@@ -51,12 +53,20 @@ class SmoothMix(MaskMixer):
             (``batch``: one mask per batch, as published; ``elem``/``pair``: per sample/pair).
     """
 
-    def __init__(self, alpha: float = 0.2, sigma_range=(0.25, 0.5),
-                 openmixup_label_bug: bool = False, centre_shift: float = 0.0,
-                 prob: float = 1.0, pairing: str = "random", lam_mode: str = "batch",
-                 generator: torch.Generator | None = None):
-        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
-                         correct_lam=True, generator=generator)
+    def __init__(
+        self,
+        alpha: float = 0.2,
+        sigma_range=(0.25, 0.5),
+        openmixup_label_bug: bool = False,
+        centre_shift: float = 0.0,
+        prob: float = 1.0,
+        pairing: str = "random",
+        lam_mode: str = "batch",
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(
+            alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode, correct_lam=True, generator=generator
+        )
         self.sigma_range = check_range(sigma_range, "sigma_range", low=1e-6)
         self.openmixup_label_bug = check_flag(openmixup_label_bug, "openmixup_label_bug")
         self.centre_shift = check_range(centre_shift, "centre_shift", low=-1.0, high=1.0)[0]
@@ -67,14 +77,18 @@ class SmoothMix(MaskMixer):
         g = self.generator
 
         def draw(n: int) -> Tensor:
-            return torch.stack([randint_sample(0, h, n, g).double(),
-                                randint_sample(0, w, n, g).double(),
-                                uniform_sample(*self.sigma_range, n, g)], 1)
+            return torch.stack(
+                [
+                    randint_sample(0, h, n, g).double(),
+                    randint_sample(0, w, n, g).double(),
+                    uniform_sample(*self.sigma_range, n, g),
+                ],
+                1,
+            )
 
         params = self.per_sample(draw, index, expand=False)
         cy, cx, s = params.unbind(1)
-        mask = gaussian_masks(cy + self.centre_shift, cx + self.centre_shift, s * h, s * h,
-                              h, w).to(x.device)
+        mask = gaussian_masks(cy + self.centre_shift, cx + self.centre_shift, s * h, s * h, h, w).to(x.device)
         index = index.to(x.device)
         mixed = blend_pairs(x, index, mask)
         out = self.output(x, y, index, mask, mask.mean((1, 2, 3)), mixed)

@@ -44,6 +44,7 @@ Differences from the official code (Shaoli-Huang/SnapMix, ``utils/mixmethod.py``
   shares, ``rho_a = 1 - |box_a| / HW`` and ``rho_b = |box_a| / HW``, which is what the
   official NaN replacement gives.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -64,15 +65,19 @@ def class_activation_maps(model, x: Tensor, y: Tensor) -> tuple[Tensor, int]:
     backbone = model_backbone(model, "SnapMix")
     head, neck = getattr(model, "head", None), getattr(model, "neck", None)
     if not callable(head):
-        raise TypeError(f"SnapMix needs the classifier's `head` to compute class activation "
-                        f"maps; {type(model).__name__} has none")
+        raise TypeError(
+            f"SnapMix needs the classifier's `head` to compute class activation "
+            f"maps; {type(model).__name__} has none"
+        )
     guard = frozen_eval(model) if isinstance(model, nn.Module) else contextlib.nullcontext()
     with torch.no_grad(), guard:
         feat = backbone(x)
         if not isinstance(feat, Tensor) or feat.dim() != 4:
             shape = tuple(feat.shape) if isinstance(feat, Tensor) else type(feat).__name__
-            raise ValueError(f"SnapMix needs a (B, C, h, w) feature map from the backbone, got "
-                             f"{shape}; use a convolutional backbone")
+            raise ValueError(
+                f"SnapMix needs a (B, C, h, w) feature map from the backbone, got "
+                f"{shape}; use a convolutional backbone"
+            )
         b, c, h, w = feat.shape
         pooled = feat.mean((2, 3))
         # rounding allowance of the two checks: a few units in the last place of the dtype
@@ -85,19 +90,21 @@ def class_activation_maps(model, x: Tensor, y: Tensor) -> tuple[Tensor, int]:
         if neck is not None and callable(neck):
             neck_out = neck(feat)
             if neck_out.shape != pooled.shape or not close(neck_out, pooled):
-                raise ValueError(f"SnapMix's class activation maps need a global-average-pool "
-                                 f"neck; {type(neck).__name__} computes something else")
+                raise ValueError(
+                    f"SnapMix's class activation maps need a global-average-pool "
+                    f"neck; {type(neck).__name__} computes something else"
+                )
         cams = head(F.relu(feat).permute(0, 2, 3, 1).reshape(b * h * w, c)).view(b, h, w, -1)
         # an affine head commutes with the average: head(mean f) == mean head(f)
         if not close(head(F.relu(feat).mean((2, 3))), cams.float().mean((1, 2))):
-            raise ValueError(f"SnapMix's class activation maps need an affine (linear) head; "
-                             f"{type(head).__name__} is not")
+            raise ValueError(
+                f"SnapMix's class activation maps need an affine (linear) head; {type(head).__name__} is not"
+            )
         cam = cams.gather(3, y.view(b, 1, 1, 1).expand(b, h, w, 1))[..., 0].float()
     cam = F.interpolate(cam[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     cam = cam - cam.amin((1, 2), keepdim=True)
     total = cam.sum((1, 2), keepdim=True)
-    cam = torch.where(total > 0, cam / total.clamp(min=torch.finfo(cam.dtype).tiny),
-                      torch.zeros_like(cam))
+    cam = torch.where(total > 0, cam / total.clamp(min=torch.finfo(cam.dtype).tiny), torch.zeros_like(cam))
     return cam, cams.shape[-1]
 
 
@@ -126,7 +133,7 @@ def resized_boxes(x: Tensor, index: Tensor, src: tuple, dst: tuple) -> Tensor:
     part = x.index_select(0, index).float()
     b = torch.arange(x.shape[0], device=dev)[:, None, None]
 
-    def at(rows: Tensor, cols: Tensor) -> Tensor:   # (B, H, W, C) values of part
+    def at(rows: Tensor, cols: Tensor) -> Tensor:  # (B, H, W, C) values of part
         return part.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]]
 
     fy, fx = fy[:, :, None, None], fx[:, None, :, None]
@@ -151,17 +158,26 @@ class SnapMix(MaskMixer):
     """
 
     needs_model = True
-    requires = ("output_map",)   # the class activation maps come from the backbone's output map
+    requires = ("output_map",)  # the class activation maps come from the backbone's output map
 
-    def __init__(self, alpha: float = 5.0, normalize_labels: bool = False, prob: float = 1.0,
-                 pairing: str = "random", lam_mode: str = "batch",
-                 generator: torch.Generator | None = None):
-        super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode,
-                         correct_lam=True, generator=generator)
+    def __init__(
+        self,
+        alpha: float = 5.0,
+        normalize_labels: bool = False,
+        prob: float = 1.0,
+        pairing: str = "random",
+        lam_mode: str = "batch",
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__(
+            alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode, correct_lam=True, generator=generator
+        )
         if self.alpha == 0:
-            raise ValueError("SnapMix draws its box sizes from Beta(alpha, alpha) and needs "
-                             "alpha > 0 (alpha = 0 would paste empty boxes); use prob: 0 to "
-                             "switch it off")
+            raise ValueError(
+                "SnapMix draws its box sizes from Beta(alpha, alpha) and needs "
+                "alpha > 0 (alpha = 0 would paste empty boxes); use prob: 0 to "
+                "switch it off"
+            )
         self.normalize_labels = check_flag(normalize_labels, "normalize_labels")
 
     def sample_boxes(self, index: Tensor, h: int, w: int) -> tuple:
@@ -172,7 +188,7 @@ class SnapMix(MaskMixer):
             lam = beta_sample(self.alpha, self.alpha, 2 * n, g).view(2, n)
             cy = randint_sample(0, h, 2 * n, g).view(2, n)
             cx = randint_sample(0, w, 2 * n, g).view(2, n)
-            return torch.stack([lam, cy.double(), cx.double()], 2).permute(1, 0, 2)   # (n, 2, 3)
+            return torch.stack([lam, cy.double(), cx.double()], 2).permute(1, 0, 2)  # (n, 2, 3)
 
         draws = self.per_sample(draw, index)
         boxes = []
@@ -195,7 +211,7 @@ class SnapMix(MaskMixer):
         box_a, box_b = self.sample_boxes(index, h, w)
         area_a = (box_a[1] - box_a[0]) * (box_a[3] - box_a[2])
         area_b = (box_b[1] - box_b[0]) * (box_b[3] - box_b[2])
-        keep = (area_a == 0) | (area_b == 0)            # nothing to paste: unmixed
+        keep = (area_a == 0) | (area_b == 0)  # nothing to paste: unmixed
         box_a = tuple(torch.where(keep, 0, t) for t in box_a)
         box_b = tuple(torch.where(keep, torch.tensor([0, 1, 0, 1])[k], t) for k, t in enumerate(box_b))
         index = index.to(x.device)
@@ -206,7 +222,7 @@ class SnapMix(MaskMixer):
         mask = (~inside_a).float()
 
         cams = cams.to(device=x.device, dtype=torch.float32)
-        share = 1 - mask.mean((1, 2, 3))                  # pixel share of the pasted box
+        share = 1 - mask.mean((1, 2, 3))  # pixel share of the pasted box
         rho_a = torch.where(cams.sum((1, 2)) > 0, 1 - (cams * inside_a[:, 0]).sum((1, 2)), 1 - share)
         cams_b = cams.index_select(0, index)
         rho_b = torch.where(cams_b.sum((1, 2)) > 0, (cams_b * inside_b[:, 0]).sum((1, 2)), share)
@@ -217,11 +233,17 @@ class SnapMix(MaskMixer):
         y_b = y.index_select(0, index)
         total = rho_a + rho_b
         lam = torch.where(total > 0, rho_a / total.clamp(min=1e-12), mask.mean((1, 2, 3)))
-        soft = (rho_a[:, None] * F.one_hot(y, num_classes).float()
-                + rho_b[:, None] * F.one_hot(y_b, num_classes).float())
+        soft = (
+            rho_a[:, None] * F.one_hot(y, num_classes).float()
+            + rho_b[:, None] * F.one_hot(y_b, num_classes).float()
+        )
         if self.normalize_labels:
-            soft = torch.where(total[:, None] > 0, soft / total.clamp(min=1e-12)[:, None],
-                               lam[:, None] * F.one_hot(y, num_classes).float()
-                               + (1 - lam[:, None]) * F.one_hot(y_b, num_classes).float())
-        return MixOutput(inputs=mixed, y_a=y, y_b=y_b, lam=lam.float(), index=index,
-                         mask=mask, soft_targets=soft)
+            soft = torch.where(
+                total[:, None] > 0,
+                soft / total.clamp(min=1e-12)[:, None],
+                lam[:, None] * F.one_hot(y, num_classes).float()
+                + (1 - lam[:, None]) * F.one_hot(y_b, num_classes).float(),
+            )
+        return MixOutput(
+            inputs=mixed, y_a=y, y_b=y_b, lam=lam.float(), index=index, mask=mask, soft_targets=soft
+        )

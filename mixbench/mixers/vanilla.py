@@ -1,4 +1,5 @@
 """Vanilla: no mixing (the baseline every table compares against)."""
+
 from torch import Tensor
 
 from .base import BaseMixer, MixOutput

@@ -1,4 +1,5 @@
 """Moves uint8 batches to the device, augments them batched, converts and normalizes."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -34,10 +35,14 @@ class ClassifierDataPreprocessor(BaseDataPreprocessor):
         channels_last: return inputs in channels_last memory format.
     """
 
-    def __init__(self, mean: Sequence[float] = (127.5,), std: Sequence[float] = (127.5,),
-                 batch_augments: Sequence[dict] | None = None,
-                 normalized_batch_augments: Sequence[dict] | None = None,
-                 channels_last: bool = False):
+    def __init__(
+        self,
+        mean: Sequence[float] = (127.5,),
+        std: Sequence[float] = (127.5,),
+        batch_augments: Sequence[dict] | None = None,
+        normalized_batch_augments: Sequence[dict] | None = None,
+        channels_last: bool = False,
+    ):
         super().__init__()
         if len(mean) != len(std):
             raise ValueError(f"mean and std need one value per channel, got {len(mean)} and {len(std)}")
@@ -46,8 +51,9 @@ class ClassifierDataPreprocessor(BaseDataPreprocessor):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), False)
         self.batch_augments = build_augments(batch_augments, "batch_augments")
-        self.normalized_batch_augments = build_augments(normalized_batch_augments,
-                                                        "normalized_batch_augments")
+        self.normalized_batch_augments = build_augments(
+            normalized_batch_augments, "normalized_batch_augments"
+        )
         self.channels_last = channels_last
 
     def forward(self, data: dict, training: bool = False) -> dict:
@@ -56,8 +62,10 @@ class ClassifierDataPreprocessor(BaseDataPreprocessor):
         labels = data["data_samples"]
         labels = torch.as_tensor(labels).to(device, non_blocking=True).long()
         if inputs.shape[1] != self.mean.shape[1]:
-            raise ValueError(f"images have {inputs.shape[1]} channels but the data preprocessor's "
-                             f"mean/std have {self.mean.shape[1]}: set model.data_preprocessor.mean/std")
+            raise ValueError(
+                f"images have {inputs.shape[1]} channels but the data preprocessor's "
+                f"mean/std have {self.mean.shape[1]}: set model.data_preprocessor.mean/std"
+            )
         if training:
             for aug in self.batch_augments:
                 inputs = aug(inputs)

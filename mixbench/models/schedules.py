@@ -15,6 +15,7 @@ run continues exactly. The engine's :class:`mixbench.engine.schedules.MethodSche
 which mixbench's runner installs for every model that is a :class:`ScheduledParts`, is the
 one place where they are applied; configs list no schedule hook.
 """
+
 from __future__ import annotations
 
 import abc

@@ -14,6 +14,7 @@ every model that is a :class:`StagedLosses` (``mixbench/engine/staged.py``,
 Outside mixbench's runner, ``model.train_step`` is mmengine's one-backward step of
 :meth:`StagedLosses.loss` (all stages in one graph): the same gradients, more memory.
 """
+
 from __future__ import annotations
 
 import abc
@@ -42,9 +43,11 @@ class StagedLosses(abc.ABC):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "loss" in vars(cls):
-            raise TypeError(f"{cls.__name__} overrides loss(), but a StagedLosses model's loss() is "
-                            f"all of its loss_stages() in one dict and the engine's training step "
-                            f"uses loss_stages() only: change the losses in loss_stages() instead")
+            raise TypeError(
+                f"{cls.__name__} overrides loss(), but a StagedLosses model's loss() is "
+                f"all of its loss_stages() in one dict and the engine's training step "
+                f"uses loss_stages() only: change the losses in loss_stages() instead"
+            )
 
     @abc.abstractmethod
     def loss_stages(self, inputs: Tensor, labels: Tensor) -> Iterator[dict]:

@@ -1,5 +1,6 @@
 """What every backend does around one launch: write the config, build the command and the
 environment (GPUs, CPU threads, rendezvous port) of ``tools/train.py``."""
+
 from __future__ import annotations
 
 import os
@@ -34,7 +35,8 @@ def prepare_run(run: SweepRun) -> dict:
         raise SweepError(
             f"{wd}: this run already started with another config ({old_hash[:19]}...), and the "
             f"sweep file now resolves to {new_hash[:19]}...; resuming would mix two configs. "
-            "Give the sweep a new name (or a new axis value), or delete the run's work dir to redo it.")
+            "Give the sweep a new name (or a new axis value), or delete the run's work dir to redo it."
+        )
     dump_config(run.config, wd / CONFIG_FILE)
     repaired = repair_checkpoint_pointer(wd)
     if repaired:
@@ -71,8 +73,13 @@ def repair_checkpoint_pointer(work_dir: Path) -> str | None:
     return f"last_checkpoint named the missing {target.name} and no checkpoint is left; starting over"
 
 
-def train_command(run: SweepRun, gpus: int = 0, port: int | None = None,
-                  train_script: Path | None = None, python: str = sys.executable) -> list[str]:
+def train_command(
+    run: SweepRun,
+    gpus: int = 0,
+    port: int | None = None,
+    train_script: Path | None = None,
+    python: str = sys.executable,
+) -> list[str]:
     """``python tools/train.py <wd>/config.yaml --work-dir <wd> --resume auto``; with more
     than one GPU, the same through torchrun (``--launcher pytorch``) on ``port``. An installed
     package without a checkout's ``tools/`` runs ``python -m mixbench.cli.train`` instead."""
@@ -84,18 +91,29 @@ def train_command(run: SweepRun, gpus: int = 0, port: int | None = None,
         program = [str(train_script or TRAIN_SCRIPT)]
     args = [str(wd / CONFIG_FILE), "--work-dir", str(wd), "--resume", "auto"]
     if gpus > 1:
-        return [python, "-m", "torch.distributed.run", "--standalone" if port is None else
-                f"--master_port={port}", f"--nproc_per_node={gpus}", *program, *args,
-                "--launcher", "pytorch"]
+        return [
+            python,
+            "-m",
+            "torch.distributed.run",
+            "--standalone" if port is None else f"--master_port={port}",
+            f"--nproc_per_node={gpus}",
+            *program,
+            *args,
+            "--launcher",
+            "pytorch",
+        ]
     return [python, *program, *args]
 
 
-def run_env(gpu_ids: Sequence[str] | None, threads: int | None, port: int | None,
-            base: dict | None = None) -> dict:
+def run_env(
+    gpu_ids: Sequence[str] | None, threads: int | None, port: int | None, base: dict | None = None
+) -> dict:
     """Environment of one launch: its own GPUs (``CUDA_VISIBLE_DEVICES``; none visible on a
     CPU slot), its share of CPU threads and its own rendezvous port."""
     env = dict(os.environ if base is None else base)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
     env["PYTHONUNBUFFERED"] = "1"
     if gpu_ids is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)

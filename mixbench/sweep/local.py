@@ -8,6 +8,7 @@ sweep dies (Ctrl-C, SIGTERM, even ``kill -9``) its children are stopped with it;
 checkpoints stay, and the next ``tools/sweep.py run`` resumes them with ``--resume auto``. A
 child that outlived a sweep (no PDEATHSIG outside Linux) is adopted, not started twice.
 """
+
 from __future__ import annotations
 
 import collections
@@ -84,10 +85,18 @@ class LocalPool:
     ``on_done(run)`` is called for each run that finishes (ingest into the results DB).
     """
 
-    def __init__(self, runs: list, slots: int = 1, gpus_per_run: int = 0, retries: int = 1,
-                 train_script: Path | None = None, retry_failed: bool = False,
-                 on_done: Callable[[SweepRun], None] | None = None,
-                 echo: Callable[[str], None] = print, poll_s: float = 0.1):
+    def __init__(
+        self,
+        runs: list,
+        slots: int = 1,
+        gpus_per_run: int = 0,
+        retries: int = 1,
+        train_script: Path | None = None,
+        retry_failed: bool = False,
+        on_done: Callable[[SweepRun], None] | None = None,
+        echo: Callable[[str], None] = print,
+        poll_s: float = 0.1,
+    ):
         if slots < 1:
             raise SweepError(f"--slots must be at least 1, got {slots}")
         self.runs, self.slots, self.retries = runs, slots, retries
@@ -101,8 +110,9 @@ class LocalPool:
                 raise SweepError(
                     f"{slots} slots x {gpus_per_run} GPUs per run need {slots * gpus_per_run} GPUs, but "
                     f"{len(gpus)} are visible ({','.join(gpus) or 'none'}); lower --slots or "
-                    "--gpus-per-run, or use --gpus-per-run 0 for CPU")
-            self.slot_gpus = [gpus[i * gpus_per_run:(i + 1) * gpus_per_run] for i in range(slots)]
+                    "--gpus-per-run, or use --gpus-per-run 0 for CPU"
+                )
+            self.slot_gpus = [gpus[i * gpus_per_run : (i + 1) * gpus_per_run] for i in range(slots)]
         else:
             self.slot_gpus = [[] for _ in range(slots)]  # hide GPUs from CPU runs
             self.threads = max(1, cpu_count() // slots)
@@ -116,8 +126,14 @@ class LocalPool:
         state = mark_launched(run.work_dir, state, "local", slot=slot, pid=None)
         log = open_log(run, state["launches"], cmd)
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-            start_new_session=True, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
         state["pid"] = proc.pid
         write_state(run.work_dir, state)
         self.echo(f"start  {run.name}  (slot {slot}, launch {state['launches']}, pid {proc.pid})")
@@ -127,16 +143,23 @@ class LocalPool:
         if act.log is not None:
             act.log.close()
         rc = act.proc.returncode
-        state = mark_ended(act.run.work_dir, read_state(act.run.work_dir) if isinstance(act.proc, _Adopted)
-                           else act.state, rc, self.retries, interrupted=interrupted)
+        state = mark_ended(
+            act.run.work_dir,
+            read_state(act.run.work_dir) if isinstance(act.proc, _Adopted) else act.state,
+            rc,
+            self.retries,
+            interrupted=interrupted,
+        )
         status = state["status"]
         if status == "done":
             self.echo(f"done   {act.run.name}")
             if self.on_done is not None:
                 self.on_done(act.run)
         elif status == "failed":
-            self.echo(f"FAILED {act.run.name} (rc {rc}, {state['failures']} failures); last lines of "
-                      f"{act.run.work_dir / 'train.log'}:\n{state.get('log_tail', '')}")
+            self.echo(
+                f"FAILED {act.run.name} (rc {rc}, {state['failures']} failures); last lines of "
+                f"{act.run.work_dir / 'train.log'}:\n{state.get('log_tail', '')}"
+            )
         elif not interrupted and state.get("failures"):
             self.echo(f"retry  {act.run.name} (rc {rc}, failure {state['failures']} of {self.retries + 1})")
         return status
@@ -199,8 +222,10 @@ class LocalPool:
                     if self._finish(act, interrupted=isinstance(act.proc, _Adopted)) == "pending":
                         todo.append(act.run)
         except (_SweepStopped, KeyboardInterrupt) as e:
-            self.echo(f"sweep stopped ({e or 'SIGINT'}): stopping {len(active)} runs; their checkpoints "
-                      "stay and the next `tools/sweep.py run` resumes them")
+            self.echo(
+                f"sweep stopped ({e or 'SIGINT'}): stopping {len(active)} runs; their checkpoints "
+                "stay and the next `tools/sweep.py run` resumes them"
+            )
             self._stop_all(active)
             raise KeyboardInterrupt from None
         finally:

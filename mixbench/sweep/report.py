@@ -1,5 +1,6 @@
 """What the sweep shows people: the plan, the status table, the end-of-run summary, and the
 bridge to the results database (``mixbench.leaderboard``, when it is installed)."""
+
 from __future__ import annotations
 
 import statistics
@@ -35,8 +36,11 @@ def cost_estimates(sweep: Sweep) -> dict:
         if result and result.get("status") == "finished" and result["cost"].get("wall_s") is not None:
             own[run.name] = float(result["cost"]["wall_s"])
             by_cell.setdefault(run.cell, []).append(own[run.name])
-    return {run.name: own[run.name] if run.name in own else statistics.fmean(by_cell[run.cell])
-            for run in sweep.runs if run.name in own or run.cell in by_cell}
+    return {
+        run.name: own[run.name] if run.name in own else statistics.fmean(by_cell[run.cell])
+        for run in sweep.runs
+        if run.name in own or run.cell in by_cell
+    }
 
 
 def plan_table(sweep: Sweep, live_jobs: dict | None = None) -> Group:
@@ -49,8 +53,15 @@ def plan_table(sweep: Sweep, live_jobs: dict | None = None) -> Group:
     for run in sweep.runs:
         status = effective_status(run.work_dir, live_jobs=live_jobs)
         r = run.resources
-        table.add_row(run.name, f"[{STATUS_STYLE[status]}]{status}", _fmt_s(est.get(run.name)), str(r.gpus),
-                      str(r.cpus), f"{r.mem_gb:g}G", f"{r.time_min}m")
+        table.add_row(
+            run.name,
+            f"[{STATUS_STYLE[status]}]{status}",
+            _fmt_s(est.get(run.name)),
+            str(r.gpus),
+            str(r.cpus),
+            f"{r.mem_gb:g}G",
+            f"{r.time_min}m",
+        )
         if status != "done":
             if run.name in est:
                 remaining += est[run.name] * max(1, r.gpus)
@@ -59,8 +70,10 @@ def plan_table(sweep: Sweep, live_jobs: dict | None = None) -> Group:
     todo = sum(1 for run in sweep.runs if effective_status(run.work_dir, live_jobs=live_jobs) != "done")
     unit = "GPU-time" if any(r.resources.gpus for r in sweep.runs) else "run time"
     known = "no estimate yet" if todo and unknown == todo else f"estimated {unit}: {_fmt_s(remaining)}"
-    footer = (f"{len(sweep.runs)} runs, {todo} to do; {known} (from finished runs of the same "
-              f"cells; {unknown} without an estimate yet)")
+    footer = (
+        f"{len(sweep.runs)} runs, {todo} to do; {known} (from finished runs of the same "
+        f"cells; {unknown} without an estimate yet)"
+    )
     return Group(table, footer)
 
 
@@ -81,21 +94,36 @@ def status_table(sweep: Sweep, live_jobs: dict | None = None) -> Group:
         counts[status] += 1
         result = read_result(run.work_dir) or {}
         metrics, cost = result.get("metrics", {}), result.get("cost", {})
-        where = (f"job {state['job_id']}" if state.get("job_id") else
-                 f"pid {state['pid']}" if state.get("pid") and status == "running" else "")
+        where = (
+            f"job {state['job_id']}"
+            if state.get("job_id")
+            else f"pid {state['pid']}"
+            if state.get("pid") and status == "running"
+            else ""
+        )
         top1 = metrics.get("top1_last")
-        table.add_row(run.name, f"[{STATUS_STYLE[status]}]{status}", str(state.get("launches", 0)),
-                      str(state.get("failures", 0)),
-                      f"{metrics.get('epochs_done', 0)}/{run.axes['epochs']}",
-                      "-" if top1 is None else f"{top1:.2f}", _fmt_s(cost.get("wall_s")), where)
+        table.add_row(
+            run.name,
+            f"[{STATUS_STYLE[status]}]{status}",
+            str(state.get("launches", 0)),
+            str(state.get("failures", 0)),
+            f"{metrics.get('epochs_done', 0)}/{run.axes['epochs']}",
+            "-" if top1 is None else f"{top1:.2f}",
+            _fmt_s(cost.get("wall_s")),
+            where,
+        )
         if status == "failed":
-            failed_tails.append(f"[bold red]{run.name}[/] failed; last lines of "
-                                f"{run.work_dir / LOG_FILE}:\n{state.get('log_tail', '')}")
+            failed_tails.append(
+                f"[bold red]{run.name}[/] failed; last lines of "
+                f"{run.work_dir / LOG_FILE}:\n{state.get('log_tail', '')}"
+            )
     total = len(sweep.runs)
     line = "  ".join(f"{k} {counts.get(k, 0)}" for k in ("done", "running", "pending", "failed"))
     progress = Table.grid(padding=(0, 2))
-    progress.add_row(ProgressBar(total=total, completed=counts.get("done", 0), width=50),
-                     f"{counts.get('done', 0)}/{total} done   {line}")
+    progress.add_row(
+        ProgressBar(total=total, completed=counts.get("done", 0), width=50),
+        f"{counts.get('done', 0)}/{total} done   {line}",
+    )
     return Group(table, progress, *failed_tails)
 
 

@@ -22,6 +22,7 @@ a failure, retried ``--retries`` times, then marked failed with the log tail. A 
 being requeued (its ``Restarts`` count went up), preempted, cancelled or timed out is an
 interruption: not counted, the requeued task resumes from the checkpoint.
 """
+
 from __future__ import annotations
 
 import collections
@@ -42,8 +43,10 @@ from .spec import Resources, SweepError, SweepRun
 from .state import effective_status, mark_ended, mark_launched, read_state, write_state
 
 JOBS_FILE = "slurm_jobs.json"
-START_HINT = ("no Slurm here: `sinfo` is not on PATH or no controller answers. On a laptop or "
-              "in CI start a single-node cluster with `sudo bash tools/ci/start_slurm.sh`")
+START_HINT = (
+    "no Slurm here: `sinfo` is not on PATH or no controller answers. On a laptop or "
+    "in CI start a single-node cluster with `sudo bash tools/ci/start_slurm.sh`"
+)
 
 
 def check_slurm() -> None:
@@ -61,8 +64,12 @@ def check_slurm() -> None:
 def queued_jobs(job_ids=None) -> dict:
     """``{job_id: state}`` of this user's jobs in ``squeue`` (array tasks one per line,
     ``123_4``), restricted to ``job_ids`` when given."""
-    out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i %T"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i %T"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if out.returncode != 0:
         raise SweepError(f"squeue failed: {out.stderr.strip()}. {START_HINT}")
     jobs = dict(line.split(None, 1) for line in out.stdout.splitlines() if line.strip())
@@ -81,8 +88,9 @@ def job_info(job_id: str) -> dict | None:
     None when the controller does not answer. For an array task give ``ARRAYID_TASKID``
     (``37_1``): a bare array id lists every task of the array."""
     try:
-        out = subprocess.run(["scontrol", "show", "job", "-o", str(job_id)], capture_output=True,
-                             text=True, timeout=30)
+        out = subprocess.run(
+            ["scontrol", "show", "job", "-o", str(job_id)], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     lines = out.stdout.strip().splitlines()
@@ -104,7 +112,10 @@ def stopped_by_slurm(job_id: str, restarts_at_start: int, rc: int | None) -> tup
     if info is not None and "JobState" in info:
         state, restarts = info["JobState"], int(info.get("Restarts", "0") or 0)
         stopped = state != RUNNING_STATE or restarts > restarts_at_start
-        return stopped, f"Slurm says job {job_id} is {state} (restarts {restarts}, {restarts_at_start} at start)"
+        return (
+            stopped,
+            f"Slurm says job {job_id} is {state} (restarts {restarts}, {restarts_at_start} at start)",
+        )
     sig = _signal_name(rc)
     stopped = sig in ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2")
     return stopped, f"scontrol did not answer; the trainer ended by {sig or f'exit code {rc}'}"
@@ -136,11 +147,17 @@ class TrainJob:
         gpus = run.resources.gpus
         cmd = train_command(run, gpus, None, self.train_script)
         restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
-        state = mark_launched(run.work_dir, read_state(run.work_dir), "slurm", job_id=env.job_id,
-                              pid=os.getpid())
+        state = mark_launched(
+            run.work_dir, read_state(run.work_dir), "slurm", job_id=env.job_id, pid=os.getpid()
+        )
         log = open_log(run, state["launches"], cmd)
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                env=run_env(None, run.resources.cpus if not gpus else None, None))
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=run_env(None, run.resources.cpus if not gpus else None, None),
+        )
         try:
             rc = proc.wait()
         except BaseException:
@@ -158,12 +175,16 @@ class TrainJob:
         if rc != 0:
             interrupted, evidence = stopped_by_slurm(env.job_id, restarts, rc)  # "37_1" for a task
             how = f"killed by {_signal_name(rc)}" if rc < 0 else f"exited with {rc}"
-            verdict = "stopped by Slurm: resumes when requeued" if interrupted else "a crash: counted as a failure"
+            verdict = (
+                "stopped by Slurm: resumes when requeued" if interrupted else "a crash: counted as a failure"
+            )
             log.write(f"\n===== mixbench sweep: tools/train.py {how}; {evidence}: {verdict}\n".encode())
         log.close()
         state = mark_ended(run.work_dir, read_state(run.work_dir), rc, self.retries, interrupted=interrupted)
         if state["status"] != "done":
-            raise RuntimeError(f"{run.name}: tools/train.py exited with {rc}; see {run.work_dir / 'train.log'}")
+            raise RuntimeError(
+                f"{run.name}: tools/train.py exited with {rc}; see {run.work_dir / 'train.log'}"
+            )
         return run.name
 
     def checkpoint(self, *args, **kwargs):
@@ -172,16 +193,23 @@ class TrainJob:
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
-def _executor(folder: Path, res: Resources, partition: str | None, array_parallelism: int,
-              extra: dict | None = None):
+def _executor(
+    folder: Path, res: Resources, partition: str | None, array_parallelism: int, extra: dict | None = None
+):
     import submitit
 
     ex = submitit.SlurmExecutor(folder=str(folder / "%j"), max_num_timeout=3)
-    params = dict(ntasks_per_node=1, nodes=1, cpus_per_task=max(1, res.cpus),
-                  mem=f"{max(1, int(res.mem_gb * 1024))}M", time=max(1, res.time_min),
-                  array_parallelism=array_parallelism, job_name="mixbench",
-                  signal_delay_s=min(90, max(10, res.time_min * 60 // 4)),
-                  setup=[f"export PYTHONPATH={REPO_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}"])
+    params = dict(
+        ntasks_per_node=1,
+        nodes=1,
+        cpus_per_task=max(1, res.cpus),
+        mem=f"{max(1, int(res.mem_gb * 1024))}M",
+        time=max(1, res.time_min),
+        array_parallelism=array_parallelism,
+        job_name="mixbench",
+        signal_delay_s=min(90, max(10, res.time_min * 60 // 4)),
+        setup=[f"export PYTHONPATH={REPO_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}"],
+    )
     if partition:
         params["partition"] = partition
     if res.gpus:
@@ -194,10 +222,20 @@ def _executor(folder: Path, res: Resources, partition: str | None, array_paralle
 class SlurmSweep:
     """Submit the runs that are not done, wait for them, resubmit failures (``retries``)."""
 
-    def __init__(self, runs: list, work_root: Path, partition: str | None = None,
-                 array_parallelism: int = 32, retries: int = 1, train_script: Path | None = None,
-                 retry_failed: bool = False, on_done: Callable[[SweepRun], None] | None = None,
-                 echo: Callable[[str], None] = print, poll_s: float = 5.0, extra_params: dict | None = None):
+    def __init__(
+        self,
+        runs: list,
+        work_root: Path,
+        partition: str | None = None,
+        array_parallelism: int = 32,
+        retries: int = 1,
+        train_script: Path | None = None,
+        retry_failed: bool = False,
+        on_done: Callable[[SweepRun], None] | None = None,
+        echo: Callable[[str], None] = print,
+        poll_s: float = 5.0,
+        extra_params: dict | None = None,
+    ):
         check_slurm()
         self.runs, self.work_root, self.partition = runs, Path(work_root), partition
         self.array_parallelism, self.retries, self.train_script = array_parallelism, retries, train_script
@@ -213,8 +251,9 @@ class SlurmSweep:
             groups.setdefault(run.resources, []).append(run)
         jobs = load_jobs(self.work_root)
         for res, group in groups.items():
-            ex = _executor(self.work_root / ".submitit", res, self.partition, self.array_parallelism,
-                           self.extra_params)
+            ex = _executor(
+                self.work_root / ".submitit", res, self.partition, self.array_parallelism, self.extra_params
+            )
             with ex.batch():
                 handles = [ex.submit(TrainJob(run, self.retries, self.train_script)) for run in group]
             for run, handle in zip(group, handles):
@@ -258,8 +297,12 @@ class SlurmSweep:
         for _ in range(self.retries + 2):  # first submission + one round per allowed retry
             self._reconcile(jobs)
             live = queued_jobs(jobs.values())
-            todo = [run for run in self.runs if jobs.get(run.name) not in live
-                    and effective_status(run.work_dir, live_jobs=live) == "pending"]
+            todo = [
+                run
+                for run in self.runs
+                if jobs.get(run.name) not in live
+                and effective_status(run.work_dir, live_jobs=live) == "pending"
+            ]
             if not todo and not live:
                 break
             if todo:

@@ -40,6 +40,7 @@ The expansion is deterministic: axes are crossed in the order dataset, backbone,
 max_epochs, other keys (in file order), seed; names contain only the axis names and values,
 so a run keeps its name and work dir however the file is reordered or extended.
 """
+
 from __future__ import annotations
 
 import copy
@@ -67,8 +68,17 @@ NAMED_AXES = ("dataset", "backbone", "method")
 SPECIAL_AXES = NAMED_AXES + ("max_epochs", "seed")
 RESOURCE_KEYS = {"gpus": int, "cpus": int, "mem_gb": float, "time_min": int}
 DEFAULT_RESOURCES = {"gpus": 0, "cpus": 1, "mem_gb": 4.0, "time_min": 60}
-TOP_KEYS = {"name", "work_root", "base", "axes", "options", "exclude", "resources", "description",
-            "leaderboard"}
+TOP_KEYS = {
+    "name",
+    "work_root",
+    "base",
+    "axes",
+    "options",
+    "exclude",
+    "resources",
+    "description",
+    "leaderboard",
+}
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -79,6 +89,7 @@ class SweepError(ConfigError):
 @dataclass(frozen=True)
 class Resources:
     """What one run asks for: GPUs, CPU cores, memory (GB) and a time limit (minutes)."""
+
     gpus: int = 0
     cpus: int = 1
     mem_gb: float = 4.0
@@ -88,10 +99,11 @@ class Resources:
 @dataclass
 class SweepRun:
     """One cell x seed of the grid: a name, a work dir and a resolved config."""
-    name: str                      # "<dataset>/<backbone>/<leaf>", unique in the sweep
+
+    name: str  # "<dataset>/<backbone>/<leaf>", unique in the sweep
     work_dir: Path
-    axes: dict                     # dataset, backbone, method, epochs, seed + other axis values
-    config: dict                   # the resolved config, ready to dump
+    axes: dict  # dataset, backbone, method, epochs, seed + other axis values
+    config: dict  # the resolved config, ready to dump
     resources: Resources = field(default_factory=Resources)
 
     @property
@@ -112,8 +124,7 @@ class Sweep:
     runs: list
     #: the table metric of the leaderboard that ``run`` ends with: ``metric`` (one of
     #: mixbench.results.TABLE_METRICS) and ``last_n`` (N of ``median_last_n``)
-    leaderboard: dict = field(default_factory=lambda: {"metric": "median_last_n",
-                                                       "last_n": DEFAULT_LAST_N})
+    leaderboard: dict = field(default_factory=lambda: {"metric": "median_last_n", "last_n": DEFAULT_LAST_N})
 
     def run_by_name(self, name: str) -> SweepRun:
         for run in self.runs:
@@ -125,8 +136,10 @@ class Sweep:
 def _check_name(value: str, what: str, source: Path) -> str:
     value = str(value)
     if not _NAME_OK.match(value):
-        raise SweepError(f"{source}: {what} name {value!r} must be letters, digits, '_', '.', "
-                         "'+' or '-' (it becomes part of a directory name)")
+        raise SweepError(
+            f"{source}: {what} name {value!r} must be letters, digits, '_', '.', "
+            "'+' or '-' (it becomes part of a directory name)"
+        )
     return value
 
 
@@ -170,8 +183,10 @@ def _method_dict(value: Any, sweep_dir: Path, where: str) -> dict:
         overrides = options_to_dict({k: v for k, v in value.items() if k != "config"})
         value = value["config"]
     if not isinstance(value, (str, Mapping)):
-        raise SweepError(f"{where}: a method is a method file, an inline method section, a mixer "
-                         f"dict with 'type', or {{config: file, ...overrides}}; got {value!r}")
+        raise SweepError(
+            f"{where}: a method is a method file, an inline method section, a mixer "
+            f"dict with 'type', or {{config: file, ...overrides}}; got {value!r}"
+        )
     try:
         if isinstance(value, str):
             method = method_from_fragment(_load_fragment(value, sweep_dir, where), f"{where} ({value})")
@@ -204,11 +219,16 @@ def _named_axis(axis: str, spec: Any, sweep_dir: Path, source: Path) -> list[tup
             payload = {**payload, "name": name}
         else:
             payload = _load_fragment(value, sweep_dir, f"{where}.{name or value}")
-            name = name or get_path(payload, f"meta.{axis}") or (
-                Path(value).stem if isinstance(value, str) else None)
+            name = (
+                name
+                or get_path(payload, f"meta.{axis}")
+                or (Path(value).stem if isinstance(value, str) else None)
+            )
             if name is None:
-                raise SweepError(f"{where}: an inline {axis} in a list needs a name; write it as "
-                                 f"a mapping `{axis}: {{my_name: {{...}}}}`")
+                raise SweepError(
+                    f"{where}: an inline {axis} in a list needs a name; write it as "
+                    f"a mapping `{axis}: {{my_name: {{...}}}}`"
+                )
         out.append((_check_name(name, axis, source), payload))
     names = [n for n, _ in out]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -235,10 +255,12 @@ def _check_axis_key(key: str, cfg: Mapping, source: Path) -> None:
     top = key.split(".")[0]
     if top not in cfg:
         known = sorted(set(SPECIAL_AXES) | {k for k in cfg if not k.startswith("_")})
-        raise SweepError(f"{source}: axes.{key}: {top!r} is neither an axis "
-                         f"({', '.join(SPECIAL_AXES)}) nor a key of the run's config"
-                         f"{closest(top, known)}; other axes are dotted config keys such as "
-                         "optim_wrapper.optimizer.lr")
+        raise SweepError(
+            f"{source}: axes.{key}: {top!r} is neither an axis "
+            f"({', '.join(SPECIAL_AXES)}) nor a key of the run's config"
+            f"{closest(top, known)}; other axes are dotted config keys such as "
+            "optim_wrapper.optimizer.lr"
+        )
 
 
 def _apply_epochs(cfg: dict, epochs: int) -> dict:
@@ -265,8 +287,10 @@ def _matches(axes: Mapping, cond: Mapping, source: Path, what: str) -> bool:
     for key, want in cond.items():
         key = "epochs" if key == "max_epochs" else key
         if key not in axes:
-            raise SweepError(f"{source}: {what} names {key!r}, which is not an axis of this sweep "
-                             f"(axes: {', '.join(sorted(axes))})")
+            raise SweepError(
+                f"{source}: {what} names {key!r}, which is not an axis of this sweep "
+                f"(axes: {', '.join(sorted(axes))})"
+            )
         wants = want if isinstance(want, list) else [want]
         if axes[key] not in wants:
             return False
@@ -277,7 +301,9 @@ def _resources(res_spec: Mapping, axes: Mapping, source: Path) -> Resources:
     values = dict(DEFAULT_RESOURCES)
     entries = [res_spec] + list(res_spec.get("per_cell", []) or [])
     for i, entry in enumerate(entries):
-        if i and not _matches(axes, entry.get("match", {}) or {}, source, f"resources.per_cell[{i - 1}].match"):
+        if i and not _matches(
+            axes, entry.get("match", {}) or {}, source, f"resources.per_cell[{i - 1}].match"
+        ):
             continue
         for key, value in entry.items():
             if key in ("per_cell", "match"):
@@ -296,12 +322,15 @@ def _leaderboard(spec: Any, source: Path) -> dict:
         raise SweepError(f"{source}: unknown leaderboard keys {unknown}; known: last_n, metric")
     metric = spec.get("metric", "median_last_n")
     if metric not in TABLE_METRICS:
-        raise SweepError(f"{source}: leaderboard.metric must be one of {', '.join(TABLE_METRICS)}, "
-                         f"got {metric!r}")
+        raise SweepError(
+            f"{source}: leaderboard.metric must be one of {', '.join(TABLE_METRICS)}, got {metric!r}"
+        )
     last_n = spec.get("last_n", DEFAULT_LAST_N)
     if isinstance(last_n, bool) or not isinstance(last_n, int) or last_n < 1:
-        raise SweepError(f"{source}: leaderboard.last_n must be a positive integer (the N of the "
-                         f"median of the last N evaluations), got {last_n!r}")
+        raise SweepError(
+            f"{source}: leaderboard.last_n must be a positive integer (the N of the "
+            f"median of the last N evaluations), got {last_n!r}"
+        )
     return {"metric": metric, "last_n": last_n}
 
 
@@ -322,12 +351,18 @@ def load_sweep(path: str | Path, work_root: str | Path | None = None) -> Sweep:
         base = merge(base, _load_fragment(b, sweep_dir, f"{source}: base"))
     axes_spec = dict(spec.get("axes") or {})
     if "mixer" in axes_spec:
-        raise SweepError(f"{source}: axes.mixer is now axes.method: a method carries its mixer, "
-                         "loss, classifier, parameter groups and hooks (configs/methods/*.yaml), "
-                         "e.g. `method: {CutMix: ../methods/cutmix.yaml}`")
-    named = {a: (_named_axis(a, axes_spec.pop(a), sweep_dir, source) if a in axes_spec else [(None, None)])
-             for a in NAMED_AXES}
-    epochs = _values("max_epochs", axes_spec.pop("max_epochs"), source) if "max_epochs" in axes_spec else [None]
+        raise SweepError(
+            f"{source}: axes.mixer is now axes.method: a method carries its mixer, "
+            "loss, classifier, parameter groups and hooks (configs/methods/*.yaml), "
+            "e.g. `method: {CutMix: ../methods/cutmix.yaml}`"
+        )
+    named = {
+        a: (_named_axis(a, axes_spec.pop(a), sweep_dir, source) if a in axes_spec else [(None, None)])
+        for a in NAMED_AXES
+    }
+    epochs = (
+        _values("max_epochs", axes_spec.pop("max_epochs"), source) if "max_epochs" in axes_spec else [None]
+    )
     seeds = _values("seed", axes_spec.pop("seed"), source) if "seed" in axes_spec else [None]
     extra = [(k, _values(k, v, source)) for k, v in axes_spec.items()]
     options = options_to_dict(spec.get("options") or {})
@@ -337,7 +372,8 @@ def load_sweep(path: str | Path, work_root: str | Path | None = None) -> Sweep:
 
     runs, seen = [], {}
     for (ds, ds_cfg), (bb, bb_cfg), (mx, mx_cfg), ep, *rest in itertools.product(
-            *named.values(), epochs, *[v for _, v in extra], seeds):
+        *named.values(), epochs, *[v for _, v in extra], seeds
+    ):
         extra_vals, seed = rest[:-1], rest[-1]
         cfg = copy.deepcopy(base)
         for frag in (bb_cfg, ds_cfg):
@@ -359,23 +395,52 @@ def load_sweep(path: str | Path, work_root: str | Path | None = None) -> Sweep:
         epochs_v = get_path(cfg, "train_cfg.max_epochs")
         seed_v = get_path(cfg, "randomness.seed", 0)
         if epochs_v is None:
-            raise SweepError(f"{source}: run {dataset}/{backbone}/{method} has no train_cfg.max_epochs; "
-                             "set it in a base config or add a max_epochs axis")
-        axes = {"dataset": dataset, "backbone": backbone, "method": method, "epochs": epochs_v,
-                "seed": seed_v, **{k: v for (k, _), v in zip(extra, extra_vals)}}
+            raise SweepError(
+                f"{source}: run {dataset}/{backbone}/{method} has no train_cfg.max_epochs; "
+                "set it in a base config or add a max_epochs axis"
+            )
+        axes = {
+            "dataset": dataset,
+            "backbone": backbone,
+            "method": method,
+            "epochs": epochs_v,
+            "seed": seed_v,
+            **{k: v for (k, _), v in zip(extra, extra_vals)},
+        }
         if any(_matches(axes, ex, source, f"exclude[{i}]") for i, ex in enumerate(excludes)):
             continue
-        leaf = "_".join([method] + [f"{k.split('.')[-1]}{_fmt_value(v)}" for (k, _), v in zip(extra, extra_vals)]
-                        + [f"e{epochs_v}", f"s{seed_v}"])
+        leaf = "_".join(
+            [method]
+            + [f"{k.split('.')[-1]}{_fmt_value(v)}" for (k, _), v in zip(extra, extra_vals)]
+            + [f"e{epochs_v}", f"s{seed_v}"]
+        )
         run_name = f"{dataset}/{backbone}/{leaf}"
         if run_name in seen:
-            raise SweepError(f"{source}: two runs would share the name {run_name}; "
-                             "give the axis values distinct names")
+            raise SweepError(
+                f"{source}: two runs would share the name {run_name}; give the axis values distinct names"
+            )
         seen[run_name] = True
-        cfg = merge(cfg, {"meta": {"name": f"{name}/{run_name}", "method": method,
-                                   "dataset": dataset, "backbone": backbone, "sweep": name}})
-        runs.append(SweepRun(name=run_name, work_dir=root / run_name, axes=axes, config=cfg,
-                             resources=_resources(res_spec, axes, source)))
+        cfg = merge(
+            cfg,
+            {
+                "meta": {
+                    "name": f"{name}/{run_name}",
+                    "method": method,
+                    "dataset": dataset,
+                    "backbone": backbone,
+                    "sweep": name,
+                }
+            },
+        )
+        runs.append(
+            SweepRun(
+                name=run_name,
+                work_dir=root / run_name,
+                axes=axes,
+                config=cfg,
+                resources=_resources(res_spec, axes, source),
+            )
+        )
     if not runs:
         raise SweepError(f"{source}: the sweep expands to no runs (everything excluded?)")
     return Sweep(name=name, source=source, work_root=root, runs=runs, leaderboard=leaderboard)

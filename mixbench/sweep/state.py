@@ -22,6 +22,7 @@ The run's own ``result.json`` (written by tools/train.py) is the truth about tra
 file only records what the sweep did. A run whose result.json says ``finished`` is done,
 whatever this file says.
 """
+
 from __future__ import annotations
 
 import json
@@ -140,7 +141,8 @@ def mark_launched(work_dir: Path, state: dict, backend: str, **where) -> dict:
         # the previous launch died without recording its end (its job was killed at once)
         attempts[-1] = {**attempts[-1], "outcome": "interrupted"}
     state["attempts"] = attempts + [
-        {"launch": state["launches"], "start": time.time(), "end": None, "rc": None, "outcome": None}]
+        {"launch": state["launches"], "start": time.time(), "end": None, "rc": None, "outcome": None}
+    ]
     write_state(work_dir, state)
     return state
 

@@ -1,4 +1,5 @@
 """Helpers of the analysis tests."""
+
 import torch
 from mbtest import load_script
 from torch import nn

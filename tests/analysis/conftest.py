@@ -1,4 +1,5 @@
 """Fixtures of the analysis tests: one tiny trained digits run shared by the whole session."""
+
 import pytest
 from mbtest import REPO, run_tool
 
@@ -10,8 +11,15 @@ def trained_dir(tmp_path_factory):
     """Work dir of a 3-epoch Vanilla ResNet-8 on digits (result.json, config.yaml,
     epoch_3.pth), trained once through tools/train.py."""
     wd = tmp_path_factory.mktemp("analysis") / "run"
-    run_tool("tools/train.py", CONFIG, "--work-dir", wd, "--cfg-options", "train_cfg.max_epochs=3",
-             "method={mixer: {type: Vanilla}}")
+    run_tool(
+        "tools/train.py",
+        CONFIG,
+        "--work-dir",
+        wd,
+        "--cfg-options",
+        "train_cfg.max_epochs=3",
+        "method={mixer: {type: Vanilla}}",
+    )
     return wd
 
 
@@ -20,5 +28,4 @@ def trained(trained_dir):
     """The run loaded for analysis: first 200 validation images, on the CPU."""
     from mixbench.analysis.common import load_run
 
-    return load_run(trained_dir / "config.yaml", trained_dir / "epoch_3.pth", max_samples=200,
-                    device="cpu")
+    return load_run(trained_dir / "config.yaml", trained_dir / "epoch_3.pth", max_samples=200, device="cpu")

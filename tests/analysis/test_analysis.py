@@ -1,4 +1,5 @@
 """Analysis toolkit: calibration, attacks, corruptions, occlusion, cost, on a tiny trained model."""
+
 import json
 
 import numpy as np
@@ -82,8 +83,7 @@ def test_occlusion_at_zero_is_clean_accuracy(trained):
 
 def test_calibration_tool_writes_json_and_png(trained, tmp_path):
     wd = trained.work_dir
-    run_tool("tools/analysis/calibration.py", wd / "config.yaml", wd / "epoch_3.pth",
-             "--max-samples", "100")
+    run_tool("tools/analysis/calibration.py", wd / "config.yaml", wd / "epoch_3.pth", "--max-samples", "100")
     out = json.loads((wd / "analysis" / "calibration.json").read_text())
     assert 0 <= out["summary"]["ece"] <= 100 and out["summary"]["nll"] > 0
     assert list((wd / "analysis").glob("*.png"))

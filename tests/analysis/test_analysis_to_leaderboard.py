@@ -1,5 +1,6 @@
 """End to end: the real calibration and FGSM tools on a tiny trained digits run, then
 ingest and report: the leaderboard shows the numbers the tools wrote."""
+
 import json
 import shutil
 
@@ -32,8 +33,9 @@ def test_calibration_and_fgsm_reach_the_leaderboard(trained_dir, tmp_path):
 
     report = ingest_paths([run], db_url=db)  # result.json unchanged, analyses new
     assert report.unchanged == [str(run / "result.json")]
-    assert sorted(report.analyses) == [str(run / "analysis" / n)
-                                       for n in ("adversarial.json", "calibration.json")]
+    assert sorted(report.analyses) == [
+        str(run / "analysis" / n) for n in ("adversarial.json", "calibration.json")
+    ]
     lb = build_leaderboard(db)
     (cell,) = lb.cells
     history = json.loads((run / "result.json").read_text())["history"]

@@ -1,5 +1,6 @@
 """Cost: parameter counts and FLOPs against hand formulas (a multiply-add = 2 FLOPs, bias and
 element-wise operations not counted), throughput positive."""
+
 import pytest
 from torch import nn
 

@@ -1,5 +1,6 @@
 """The analyses on a CUDA device (skipped without one): the same numbers as on the CPU
 where they are exact, attacks inside the eps ball, Grad-CAM maps back on the CPU."""
+
 import pytest
 import torch
 from an_helpers import RegionClassifier, region_mask
@@ -27,8 +28,10 @@ def test_attacks_on_cuda_stay_in_the_ball():
     x = torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(2)).cuda()
     y = torch.randint(0, 3, (8,), generator=torch.Generator().manual_seed(3)).cuda()
     eps = 8 / 255
-    for adv in (fgsm(model, x, y, eps),
-                pgd(model, x, y, eps, steps=5, generator=torch.Generator().manual_seed(0))):
+    for adv in (
+        fgsm(model, x, y, eps),
+        pgd(model, x, y, eps, steps=5, generator=torch.Generator().manual_seed(0)),
+    ):
         assert adv.device == x.device
         assert (adv - x).abs().max() <= eps + 1e-6 and adv.min() >= 0 and adv.max() <= 1
     a = pgd(model, x, y, eps, steps=5, generator=torch.Generator().manual_seed(0))

@@ -1,4 +1,5 @@
 """Training curves of several runs from the results database: one PNG, both runs drawn."""
+
 import json
 
 import numpy as np

@@ -1,5 +1,6 @@
 """Grad-CAM (Selvaraju et al. 2017): maps of the right shape, non-negative, scaled to [0, 1];
 on a model whose logit sees one image region only, the map peaks in that region."""
+
 import torch
 from an_helpers import RegionClassifier, region_mask
 

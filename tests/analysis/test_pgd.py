@@ -1,5 +1,6 @@
 """PGD (Madry et al. 2018) on a tiny trained model: eps 0 is clean accuracy, PGD is at least
 as strong as FGSM, the perturbation stays in the eps ball and in [0, 1]."""
+
 import pytest
 import torch
 

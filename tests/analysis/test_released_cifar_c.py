@@ -1,6 +1,7 @@
 """The released CIFAR-10-C / CIFAR-100-C arrays (Hendrycks & Dietterich 2019): a tiny folder in
 the exact layout, <corruption>.npy uint8 (5 N, 32, 32, 3) with severities 1..5 in consecutive
 blocks of N, and labels.npy (5 N,)."""
+
 import json
 
 import numpy as np
@@ -70,8 +71,7 @@ class BrightCorner(nn.Module):
 
 
 def test_accuracy_per_severity_by_hand(released):
-    clean = [{"inputs": torch.full((3, 32, 32), 255, dtype=torch.uint8),
-              "data_samples": torch.tensor(1)}] * 3
+    clean = [{"inputs": torch.full((3, 32, 32), 255, dtype=torch.uint8), "data_samples": torch.tensor(1)}] * 3
     out = released_corruption_accuracy(BrightCorner(), released, clean, batch_size=3)
     assert out["per_severity"]["fog"] == {"1": 100.0, "2": 100.0, "3": 50.0, "4": 50.0, "5": 50.0}
     assert out["per_severity"]["contrast"] == {str(s): 0.0 for s in range(1, 6)}
@@ -92,9 +92,22 @@ def test_corruption_tool_reads_released_files_of_the_run(trained_dir, tmp_path):
     np.save(tmp_path / "brightness.npy", np.concatenate([images] * 5))  # uncorrupted copies
     np.save(tmp_path / "labels.npy", np.concatenate([labels] * 5))
     wd = tmp_path / "wd"
-    assert tool_main("corruption", trained_dir / "config.yaml", trained_dir / "epoch_3.pth",
-                     "--released", tmp_path, "--max-samples", 20, "--work-dir", wd,
-                     "--device", "cpu") == 0
+    assert (
+        tool_main(
+            "corruption",
+            trained_dir / "config.yaml",
+            trained_dir / "epoch_3.pth",
+            "--released",
+            tmp_path,
+            "--max-samples",
+            20,
+            "--work-dir",
+            wd,
+            "--device",
+            "cpu",
+        )
+        == 0
+    )
     out = json.loads((wd / "analysis" / "corruption.json").read_text())
     assert out["num_samples"] == 20 and list(out["per_corruption"]) == ["brightness"]
     # the "corrupted" images are the clean ones: every severity scores the clean top-1

@@ -4,6 +4,7 @@ names, the same text/.mat/.json/pickle formats), with a few tiny images per clas
 Each ``make_*`` builder writes under ``root`` and returns the dataset folder plus the
 facts a test checks against (classes, which file has which label, split sizes).
 """
+
 from __future__ import annotations
 
 import json
@@ -51,13 +52,21 @@ def make_cifar10(root: Path, per_batch: int = 4, n_test: int = 6) -> Path:
     ships them (dicts with 'data' N x 3072 uint8, 'labels', 'filenames', 'batch_label')."""
     folder = Path(root) / "cifar-10-batches-py"
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    _pickle(folder / "batches.meta", {"label_names": names, "num_cases_per_batch": per_batch,
-                                      "num_vis": 3072})
+    _pickle(
+        folder / "batches.meta", {"label_names": names, "num_cases_per_batch": per_batch, "num_vis": 3072}
+    )
     for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
         n = n_test if name == "test_batch" else per_batch
         data, labels = _cifar_batch(n, 10, i)
-        _pickle(folder / name, {"batch_label": f"{name} of 6", "labels": labels, "data": data,
-                                "filenames": [f"img_{i}_{k}.png" for k in range(n)]})
+        _pickle(
+            folder / name,
+            {
+                "batch_label": f"{name} of 6",
+                "labels": labels,
+                "data": data,
+                "filenames": [f"img_{i}_{k}.png" for k in range(n)],
+            },
+        )
     return folder
 
 
@@ -65,21 +74,33 @@ def make_cifar100(root: Path, n_train: int = 8, n_test: int = 4) -> Path:
     """cifar-100-python/{train, test, meta} ('fine_labels', 'coarse_labels', ...)."""
     folder = Path(root) / "cifar-100-python"
     fine = [f"fine_{i:02d}" for i in range(100)]
-    _pickle(folder / "meta", {"fine_label_names": fine,
-                              "coarse_label_names": [f"coarse_{i}" for i in range(20)]})
+    _pickle(
+        folder / "meta", {"fine_label_names": fine, "coarse_label_names": [f"coarse_{i}" for i in range(20)]}
+    )
     for i, (name, n) in enumerate((("train", n_train), ("test", n_test))):
         data, labels = _cifar_batch(n, 100, 10 + i)
         labels = [(7 * k + i) % 100 for k in range(n)]
-        _pickle(folder / name, {"batch_label": name, "fine_labels": labels,
-                                "coarse_labels": [y // 5 for y in labels], "data": data,
-                                "filenames": [f"{name}_{k}.png" for k in range(n)]})
+        _pickle(
+            folder / name,
+            {
+                "batch_label": name,
+                "fine_labels": labels,
+                "coarse_labels": [y // 5 for y in labels],
+                "data": data,
+                "filenames": [f"{name}_{k}.png" for k in range(n)],
+            },
+        )
     return folder
 
 
 # --- Tiny-ImageNet -----------------------------------------------------------------------
 TINY_WNIDS = ["n02124075", "n01443537", "n04067472"]  # wnids.txt order (not sorted)
-TINY_WORDS = {"n01443537": "goldfish, Carassius auratus", "n02124075": "Egyptian cat",
-              "n04067472": "reel", "n00001740": "entity"}
+TINY_WORDS = {
+    "n01443537": "goldfish, Carassius auratus",
+    "n02124075": "Egyptian cat",
+    "n04067472": "reel",
+    "n00001740": "entity",
+}
 
 
 def make_tiny_imagenet(root: Path, n_train: int = 3, n_val: int = 2, hw=(16, 16)) -> Path:
@@ -105,8 +126,12 @@ def make_tiny_imagenet(root: Path, n_train: int = 3, n_val: int = 2, hw=(16, 16)
 
 # --- ImageNet ----------------------------------------------------------------------------
 IMAGENET_WNIDS = ["n01440764", "n01443537", "n02869837", "n01749939"]  # a few real ids
-IMAGENET_WORDS = {"n01440764": "tench, Tinca tinca", "n01443537": "goldfish, Carassius auratus",
-                  "n02869837": "bonnet, poke bonnet", "n01749939": "green mamba"}
+IMAGENET_WORDS = {
+    "n01440764": "tench, Tinca tinca",
+    "n01443537": "goldfish, Carassius auratus",
+    "n02869837": "bonnet, poke bonnet",
+    "n01749939": "green mamba",
+}
 
 
 def imagenet_val_labels(n_val_per_class: int, wnids=IMAGENET_WNIDS) -> list[str]:
@@ -122,24 +147,43 @@ def _write_devkit(folder: Path, all_wnids: list[str], val_wnids: list[str]) -> N
     # ILSVRC2012_IDs 1..K number the leaf classes in the devkit's own order (not sorted by
     # wnid), followed here by one non-leaf synset as in the real meta.mat.
     order = list(reversed(all_wnids))
-    dtype = [("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("gloss", "O"),
-             ("num_children", "O"), ("children", "O"), ("wordnet_height", "O"),
-             ("num_train_images", "O")]
+    dtype = [
+        ("ILSVRC2012_ID", "O"),
+        ("WNID", "O"),
+        ("words", "O"),
+        ("gloss", "O"),
+        ("num_children", "O"),
+        ("children", "O"),
+        ("wordnet_height", "O"),
+        ("num_train_images", "O"),
+    ]
     synsets = np.zeros((len(order) + 1, 1), dtype=dtype)
     for i, w in enumerate(order + ["n00001740"]):
         leaf = i < len(order)
-        synsets[i, 0] = (np.array([[i + 1 if leaf else 1001]]), w,
-                         IMAGENET_WORDS.get(w, "entity"), "a gloss",
-                         np.array([[0 if leaf else 4]]), np.zeros((1, 0)), np.array([[0]]),
-                         np.array([[1300]]))
+        synsets[i, 0] = (
+            np.array([[i + 1 if leaf else 1001]]),
+            w,
+            IMAGENET_WORDS.get(w, "entity"),
+            "a gloss",
+            np.array([[0 if leaf else 4]]),
+            np.zeros((1, 0)),
+            np.array([[0]]),
+            np.array([[1300]]),
+        )
     savemat(str(data / "meta.mat"), {"synsets": synsets})
-    _lines(data / "ILSVRC2012_validation_ground_truth.txt",
-           [order.index(w) + 1 for w in val_wnids])
+    _lines(data / "ILSVRC2012_validation_ground_truth.txt", [order.index(w) + 1 for w in val_wnids])
 
 
-def make_imagenet(root: Path, n_train: int = 2, n_val: int = 2, val_layout: str = "folders",
-                  meta_lists: bool = False, devkit: bool = False, folder_name="imagenet",
-                  all_wnids=IMAGENET_WNIDS) -> Path:
+def make_imagenet(
+    root: Path,
+    n_train: int = 2,
+    n_val: int = 2,
+    val_layout: str = "folders",
+    meta_lists: bool = False,
+    devkit: bool = False,
+    folder_name="imagenet",
+    all_wnids=IMAGENET_WNIDS,
+) -> Path:
     """``train/<wnid>/<wnid>_<k>.JPEG``; val as ``folders`` (val/<wnid>/...), ``flat_meta``
     (flat + meta/val.txt) or ``flat_devkit`` (flat + the devkit's ground truth and meta.mat).
     ``meta_lists`` also writes meta/train.txt (and meta/val.txt)."""
@@ -221,8 +265,9 @@ def make_aircraft(root: Path) -> Path:
     for level, col in (("variant", 0), ("family", 1), ("manufacturer", 2)):
         for split in ("train", "val", "test"):
             _lines(data / f"images_{level}_{split}.txt", [f"{i} {n[col]}" for i, n in rows[split]])
-        _lines(data / f"images_{level}_trainval.txt",
-               [f"{i} {n[col]}" for i, n in rows["train"] + rows["val"]])
+        _lines(
+            data / f"images_{level}_trainval.txt", [f"{i} {n[col]}" for i, n in rows["train"] + rows["val"]]
+        )
     _lines(data / "images_box.txt", [f"{i} 0 0 39 39" for s in rows.values() for i, _ in s])
     return folder
 
@@ -238,16 +283,22 @@ def _cars_annos(n: int, offset: int) -> tuple[np.ndarray, list[int], list[str]]:
     for k in range(n):
         cls = (k + offset) % len(CARS_CLASSES) + 1
         name = f"{k + 1:05d}.jpg"
-        arr[0, k] = (np.array([[1]], dtype=np.uint8), np.array([[2]], dtype=np.uint8),
-                     np.array([[9]], dtype=np.uint8), np.array([[8]], dtype=np.uint8),
-                     np.array([[cls]], dtype=np.uint8), np.array([name]))
+        arr[0, k] = (
+            np.array([[1]], dtype=np.uint8),
+            np.array([[2]], dtype=np.uint8),
+            np.array([[9]], dtype=np.uint8),
+            np.array([[8]], dtype=np.uint8),
+            np.array([[cls]], dtype=np.uint8),
+            np.array([name]),
+        )
         classes.append(cls)
         names.append(name)
     return arr, classes, names
 
 
-def make_stanford_cars(root: Path, n_train: int = 6, n_test: int = 3,
-                       test_annos_in_devkit: bool = False) -> Path:
+def make_stanford_cars(
+    root: Path, n_train: int = 6, n_test: int = 3, test_annos_in_devkit: bool = False
+) -> Path:
     from scipy.io import savemat
 
     folder = Path(root) / "stanford_cars"
@@ -282,8 +333,10 @@ def make_inaturalist(root: Path, year: int, n_train: int = 2, n_val: int = 1) ->
     listing order, so a reader that labels by list position instead of id fails."""
     folder = Path(root) / f"inat{year}"
     image_dir = "train_val_images" if year == 2017 else "train_val2018"
-    cats = [{"id": len(INAT_SPECIES) - 1 - i, "name": sp, "supercategory": sup}
-            for i, (sup, sp) in enumerate(INAT_SPECIES)]
+    cats = [
+        {"id": len(INAT_SPECIES) - 1 - i, "name": sp, "supercategory": sup}
+        for i, (sup, sp) in enumerate(INAT_SPECIES)
+    ]
     image_id = 0
     for split, n in (("train", n_train), ("val", n_val)):
         images, annos = [], []
@@ -292,16 +345,29 @@ def make_inaturalist(root: Path, year: int, n_train: int = 2, n_val: int = 1) ->
                 image_id += 1
                 rel = f"{image_dir}/{cat['supercategory']}/{cat['name']}/{image_id:06x}.jpg"
                 write_jpeg(folder / rel, 70 * cat["id"])
-                images.append({"id": image_id, "file_name": rel, "width": IMAGE_HW[1],
-                               "height": IMAGE_HW[0], "license": 1, "rights_holder": "x"})
+                images.append(
+                    {
+                        "id": image_id,
+                        "file_name": rel,
+                        "width": IMAGE_HW[1],
+                        "height": IMAGE_HW[0],
+                        "license": 1,
+                        "rights_holder": "x",
+                    }
+                )
                 annos.append({"id": image_id, "image_id": image_id, "category_id": cat["id"]})
-        data = {"info": {"year": year}, "images": images, "annotations": annos,
-                "categories": cats if year == 2017 else [{"id": c["id"], "name": str(c["id"])} for c in cats],
-                "licenses": []}
+        data = {
+            "info": {"year": year},
+            "images": images,
+            "annotations": annos,
+            "categories": cats if year == 2017 else [{"id": c["id"], "name": str(c["id"])} for c in cats],
+            "licenses": [],
+        }
         (folder / f"{split}{year}.json").write_text(json.dumps(data))
     if year == 2018:
-        (folder / "categories.json").write_text(json.dumps(
-            [{"id": c["id"], "name": c["name"], "kingdom": c["supercategory"]} for c in cats]))
+        (folder / "categories.json").write_text(
+            json.dumps([{"id": c["id"], "name": c["name"], "kingdom": c["supercategory"]} for c in cats])
+        )
     return folder
 
 
@@ -354,8 +420,9 @@ def make_all(root: Path) -> dict:
         "FashionMNIST": make_fashion_mnist(root),
         "TinyImageNet": make_tiny_imagenet(root),
         "ImageNet": make_imagenet(root / "in1k"),
-        "ImageNet100": make_imagenet(root / "in100", n_train=1, n_val=1,
-                                     all_wnids=read_class_list(IMAGENET100_CLASSES) + ["n01440764"]),
+        "ImageNet100": make_imagenet(
+            root / "in100", n_train=1, n_val=1, all_wnids=read_class_list(IMAGENET100_CLASSES) + ["n01440764"]
+        ),
         "CUB200": make_cub(root),
         "FGVCAircraft": make_aircraft(root),
         "StanfordCars": make_stanford_cars(root),

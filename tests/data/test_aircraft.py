@@ -35,7 +35,7 @@ def test_banner_is_cropped(fixture_roots):
     assert tuple(full.shape) == (3, h, w) and tuple(cropped.shape) == (3, h - 20, w)
     assert torch.equal(cropped, full[:, : h - 20])
     assert full[:, -20:].float().mean() > 240  # the white banner
-    assert cropped.float().mean() < 40           # gone after cropping
+    assert cropped.float().mean() < 40  # gone after cropping
 
 
 def test_unknown_name_and_missing_files(tmp_path):
@@ -44,7 +44,9 @@ def test_unknown_name_and_missing_files(tmp_path):
     with pytest.raises(DatasetError, match="'747-400', which variants.txt does not list"):
         FGVCAircraft(tmp_path, "test")
     (folder / "data" / "images_variant_test.txt").unlink()
-    with pytest.raises(DatasetError, match="images_variant_test.txt not found: expected .*fgvc-aircraft-2013b.tar.gz"):
+    with pytest.raises(
+        DatasetError, match="images_variant_test.txt not found: expected .*fgvc-aircraft-2013b.tar.gz"
+    ):
         FGVCAircraft(tmp_path, "test")
     (folder / "data" / "families.txt").unlink()
     with pytest.raises(DatasetError, match="families.txt not found: expected the family names"):

@@ -1,4 +1,5 @@
 """The lead's CIFAR readers on miniature archives in the real python-pickle format."""
+
 import pickle
 
 import numpy as np

@@ -1,5 +1,6 @@
 """Every config under configs/ loads, passes the runner's validation, and builds its model
 and its train/val dataset classes (on the miniature fixtures)."""
+
 from __future__ import annotations
 
 import copy
@@ -19,8 +20,16 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # Every non-base YAML under configs/: training configs (model + data), method files (only a
 # `method:` section, combined with a benchmark config) and other tools' specs (e.g. sweeps).
 ALL = sorted(p for p in CONFIG_DIR.rglob("*.yaml") if "_base_" not in p.parts)
-KIND = {p: ("train" if "train_dataloader" in (c := load_config(p)) else
-            "method" if set(c) - {"_source_"} == {"method"} else "other") for p in ALL}
+KIND = {
+    p: (
+        "train"
+        if "train_dataloader" in (c := load_config(p))
+        else "method"
+        if set(c) - {"_source_"} == {"method"}
+        else "other"
+    )
+    for p in ALL
+}
 CONFIGS = [p for p in ALL if KIND[p] == "train"]
 METHOD_FILES = [p for p in ALL if KIND[p] == "method"]
 BASES = sorted((CONFIG_DIR / "_base_").rglob("*.yaml"))
@@ -38,14 +47,16 @@ def test_every_config_loads():
 
 def test_there_are_benchmark_configs():
     names = {str(p.relative_to(CONFIG_DIR)) for p in CONFIGS}
-    for expected in ("benchmarks/cifar100/resnet18_cifar_e800.yaml",
-                     "benchmarks/cifar10/resnext50_cifar_e1200.yaml",
-                     "benchmarks/cifar100/wrn28_8_e400.yaml",
-                     "benchmarks/cifar100/deit_small_e600.yaml",
-                     "benchmarks/tiny_imagenet/resnet18_e400.yaml",
-                     "benchmarks/imagenet1k/resnet50_e300.yaml",
-                     "benchmarks/aircraft/resnext50_e200.yaml",
-                     "benchmarks/places205/resnet50_e100.yaml"):
+    for expected in (
+        "benchmarks/cifar100/resnet18_cifar_e800.yaml",
+        "benchmarks/cifar10/resnext50_cifar_e1200.yaml",
+        "benchmarks/cifar100/wrn28_8_e400.yaml",
+        "benchmarks/cifar100/deit_small_e600.yaml",
+        "benchmarks/tiny_imagenet/resnet18_e400.yaml",
+        "benchmarks/imagenet1k/resnet50_e300.yaml",
+        "benchmarks/aircraft/resnext50_e200.yaml",
+        "benchmarks/places205/resnet50_e100.yaml",
+    ):
         assert expected in names
 
 
@@ -107,8 +118,9 @@ def test_config_builds_model_and_datasets(path, fixture_roots):
         ds = DATASETS.build(ds_cfg)
         item = ds[0]
         assert item["inputs"].dtype == torch.uint8 and item["inputs"].dim() == 3
-        if "pipeline" in ds_cfg and any(s["type"] in ("RandomResizedCrop", "CenterCrop")
-                                        for s in ds_cfg["pipeline"]):
+        if "pipeline" in ds_cfg and any(
+            s["type"] in ("RandomResizedCrop", "CenterCrop") for s in ds_cfg["pipeline"]
+        ):
             assert item["inputs"].shape[-1] == item["inputs"].shape[-2]
     batch = {"inputs": item["inputs"][None], "data_samples": item["data_samples"].reshape(1)}
     with torch.no_grad():
@@ -120,16 +132,22 @@ def train_steps(path: str) -> list:
     """The per-sample train pipeline and the batched augments of a benchmark config."""
     cfg = load_config(CONFIG_DIR / path)
     pre = cfg["model"]["data_preprocessor"]
-    return (cfg["train_dataloader"]["dataset"].get("pipeline", []), pre.get("batch_augments", []),
-            pre.get("normalized_batch_augments", []))
+    return (
+        cfg["train_dataloader"]["dataset"].get("pipeline", []),
+        pre.get("batch_augments", []),
+        pre.get("normalized_batch_augments", []),
+    )
 
 
 def test_published_augmentation_recipes():
     """OpenMixup's CIFAR-100 bases pad the crop by reflection (its CIFAR-10 base with zeros);
     its CIFAR-100 ViT/ConvNeXt bases use 'rand-m7-mstd0.5' over FixMatch's op list and no
     erasing; DeiT on ImageNet uses timm's 'rand-m9-mstd0.5-inc1' and pixel erasing 0.25."""
-    for path in ("cifar100/resnet18_cifar_e800.yaml", "cifar100/resnext50_cifar_e200.yaml",
-                 "cifar100/wrn28_8_e400.yaml"):
+    for path in (
+        "cifar100/resnet18_cifar_e800.yaml",
+        "cifar100/resnext50_cifar_e200.yaml",
+        "cifar100/wrn28_8_e400.yaml",
+    ):
         _, batch, _ = train_steps(f"benchmarks/{path}")
         assert batch[0] == {"type": "RandomCropPad", "padding": 4, "padding_mode": "reflect"}
     _, batch, _ = train_steps("benchmarks/cifar10/resnet18_cifar_e200.yaml")
@@ -137,9 +155,17 @@ def test_published_augmentation_recipes():
     for path in ("deit_small_e200", "swin_tiny_e600", "convnext_tiny_e200"):
         pipeline, batch, post = train_steps(f"benchmarks/cifar100/{path}.yaml")
         ra = [s for s in pipeline if "RandAugment" in s["type"]]
-        assert ra == [{"type": "FixMatchRandAugment", "num_ops": 2, "magnitude": 7,
-                       "magnitude_std": 0.5, "total_level": 10, "fill": [114, 123, 125],
-                       "interpolation": "bicubic"}]
+        assert ra == [
+            {
+                "type": "FixMatchRandAugment",
+                "num_ops": 2,
+                "magnitude": 7,
+                "magnitude_std": 0.5,
+                "total_level": 10,
+                "fill": [114, 123, 125],
+                "interpolation": "bicubic",
+            }
+        ]
         assert not batch and not post and not any("Erasing" in s["type"] for s in pipeline)
     pipeline, batch, post = train_steps("benchmarks/imagenet1k/deit_small_e300.yaml")
     assert [s["type"] for s in pipeline] == ["RandomResizedCrop", "TimmRandAugment"]
@@ -164,8 +190,9 @@ def test_convnext_cifar_backbone_is_openmixups():
         out = backbone(x, lambda i, t: maps.append(t) or t)
     assert sizes == [32, 16, 8, 4] and maps[1].shape == (2, 768, 4, 4)
     pooled = maps[1].mean((2, 3))
-    expected = torch.nn.functional.layer_norm(pooled, (768,), backbone.model.head.norm.weight,
-                                              backbone.model.head.norm.bias, eps=1e-6)
+    expected = torch.nn.functional.layer_norm(
+        pooled, (768,), backbone.model.head.norm.weight, backbone.model.head.norm.bias, eps=1e-6
+    )
     assert out.shape == (2, 768) and torch.allclose(out, expected, atol=1e-5)
     with pytest.raises(ValueError, match="sets its own stem"):
         MODELS.build({"type": "ConvNeXtCIFAR", "patch_size": 2})

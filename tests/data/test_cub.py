@@ -8,6 +8,7 @@ def test_classes_split_and_labels(fixture_roots):
     train, test = CUB200(fixture_roots["CUB200"], "train"), CUB200(fixture_roots["CUB200"], "test")
     assert train.classes == CUB_CLASSES and train.class_names[1] == "Laysan Albatross"
     assert (len(train), len(test)) == (6, 6)
+
     # image ids run 1..12 class by class; train_test_split.txt marks the even ids as train
     def ids(ds):
         return [int(ds.path(i).stem.rsplit("_", 1)[1]) - 1000 for i in range(len(ds))]
@@ -18,8 +19,9 @@ def test_classes_split_and_labels(fixture_roots):
     assert tuple(train[0]["inputs"].shape) == (3, 12, 10)
 
 
-@pytest.mark.parametrize("missing", ["images.txt", "image_class_labels.txt",
-                                     "train_test_split.txt", "classes.txt"])
+@pytest.mark.parametrize(
+    "missing", ["images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt"]
+)
 def test_each_missing_list_file(tmp_path, missing):
     (make_cub(tmp_path) / missing).unlink()
     with pytest.raises(DatasetError, match=f"CUB_200_2011/{missing} not found: expected .*CUB_200_2011.tgz"):

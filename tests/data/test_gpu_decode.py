@@ -1,5 +1,6 @@
 """Batched JPEG decoding on a device (``decode_device``): the option's validation and the
 batched path on the CPU everywhere; nvJPEG against libjpeg-turbo where CUDA exists."""
+
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -60,16 +61,24 @@ def test_in_memory_decodes_once_on_the_cpu_whatever_decode_device_says(photo_tre
     ds = ImageFolder(root, "train", decode_device="cuda", in_memory=True, use_index=False)
     assert ds.decode_device is None
     items = ds.__getitems__([0, 2])  # per-sample CPU items from the cache, no device decode
-    assert [torch.equal(it["inputs"], decode_file(ds.path(i))) for it, i in zip(items, [0, 2])] \
-        == [True, True]
+    assert [torch.equal(it["inputs"], decode_file(ds.path(i))) for it, i in zip(items, [0, 2])] == [
+        True,
+        True,
+    ]
     assert all(it["inputs"].device.type == "cpu" for it in items)
 
 
 def test_batched_decode_equals_per_file_decode_on_cpu(photo_tree, tmp_path):
     _, files = photo_tree
     images = decode_batch(files, torch.device("cpu"))  # JPEGs in one call, the PNG alone
-    assert [tuple(im.shape) for im in images] == [(3, 20, 30), (3, 24, 24), (3, 32, 16),
-                                                    (3, 18, 18), (3, 16, 20), (3, 12, 14)]
+    assert [tuple(im.shape) for im in images] == [
+        (3, 20, 30),
+        (3, 24, 24),
+        (3, 32, 16),
+        (3, 18, 18),
+        (3, 16, 20),
+        (3, 12, 14),
+    ]
     for path, img in zip(files, images):
         assert torch.equal(img, decode_file(path))
     bad = tmp_path / "truncated.jpg"
@@ -82,8 +91,7 @@ def test_batched_decode_equals_per_file_decode_on_cpu(photo_tree, tmp_path):
 
 def test_dataset_yields_whole_batches_from_the_decode_device(photo_tree):
     root, _ = photo_tree
-    ds = ImageFolder(root, "train", use_index=False,
-                     pipeline=[{"type": "RandomResizedCrop", "size": 16}])
+    ds = ImageFolder(root, "train", use_index=False, pipeline=[{"type": "RandomResizedCrop", "size": 16}])
     ds.decode_device = torch.device("cpu")  # the device path's flow, run on the CPU
     loader = DataLoader(ds, batch_size=4, collate_fn=batch_collate, num_workers=0)
     batches = list(loader)
@@ -108,7 +116,12 @@ def test_gpu_decode_matches_cpu_decode(photo_tree):
         diff = (img.cpu().float() - cpu.float()).abs()
         # nvJPEG and libjpeg-turbo differ in IDCT and chroma upsampling by a few levels
         assert diff.mean() < 1.5 and diff.max() <= 32
-    ds = ImageFolder(root, "train", use_index=False, decode_device="cuda",
-                     pipeline=[{"type": "RandomResizedCrop", "size": 16}])
+    ds = ImageFolder(
+        root,
+        "train",
+        use_index=False,
+        decode_device="cuda",
+        pipeline=[{"type": "RandomResizedCrop", "size": 16}],
+    )
     batch = next(iter(DataLoader(ds, batch_size=4, collate_fn=batch_collate, num_workers=0)))
     assert batch["inputs"].is_cuda and batch["inputs"].shape == (4, 3, 16, 16)

@@ -1,5 +1,6 @@
 """ImageFolder, the list-file dataset, the v2 transform pipeline, TransformedDataset and the
 cached index."""
+
 import json
 
 import pytest
@@ -45,8 +46,9 @@ def test_list_file_dataset(folder_tree):
     (folder_tree / "meta").mkdir()
     (folder_tree / "meta" / "val.txt").write_text("zebra/0.jpg 2\ncat/0.jpg 0\n")
     (folder_tree / "meta" / "classes.txt").write_text("cat\ndog\nzebra\n")
-    ds = ListFileDataset(folder_tree, "meta/val.txt", data_prefix="val", classes="meta/classes.txt",
-                         split="val")
+    ds = ListFileDataset(
+        folder_tree, "meta/val.txt", data_prefix="val", classes="meta/classes.txt", split="val"
+    )
     assert ds.classes == ["cat", "dog", "zebra"] and ds.labels.tolist() == [2, 0]
     assert ds.path(0) == folder_tree / "val" / "zebra" / "0.jpg"
     assert ListFileDataset(folder_tree, "meta/val.txt", data_prefix="val").classes == ["0", "1", "2"]
@@ -56,9 +58,13 @@ def test_list_file_dataset(folder_tree):
 
 
 def test_pipeline_builds_v2_transforms_by_name():
-    pipe = build_pipeline([{"type": "Resize", "size": 20, "interpolation": "bicubic"},
-                           {"type": "CenterCrop", "size": 16},
-                           {"type": "RandomHorizontalFlip", "p": 1.0}])
+    pipe = build_pipeline(
+        [
+            {"type": "Resize", "size": 20, "interpolation": "bicubic"},
+            {"type": "CenterCrop", "size": 16},
+            {"type": "RandomHorizontalFlip", "p": 1.0},
+        ]
+    )
     img = torch.arange(3 * 20 * 30, dtype=torch.int64).remainder(256).to(torch.uint8).view(3, 20, 30)
     out = pipe(img)
     assert out.shape == (3, 16, 16) and out.dtype == torch.uint8
@@ -80,8 +86,10 @@ def test_decode_errors(tmp_path):
 
 
 def test_transformed_dataset_wraps_any_dataset(fixture_roots):
-    ds = TransformedDataset({"type": "CIFAR100", "root": str(fixture_roots["CIFAR100"]), "split": "test"},
-                            [{"type": "Resize", "size": [48, 48]}])
+    ds = TransformedDataset(
+        {"type": "CIFAR100", "root": str(fixture_roots["CIFAR100"]), "split": "test"},
+        [{"type": "Resize", "size": [48, 48]}],
+    )
     assert len(ds) == 4 and ds.num_classes == 100 and ds.metainfo["num_classes"] == 100
     item = ds[1]
     assert item["inputs"].shape == (3, 48, 48) and int(item["data_samples"]) == 8
@@ -101,7 +109,9 @@ def test_cached_index_is_used_and_keyed(tmp_path):
     ds = TinyImageNet(folder, "train")
     assert not ds.index_used
     path = ds.write_index()
-    assert path.parent == folder / "mixbench_index" and json.loads(path.read_text())["key"]["split"] == "train"
+    assert (
+        path.parent == folder / "mixbench_index" and json.loads(path.read_text())["key"]["split"] == "train"
+    )
     (folder / "train" / "n01443537" / "images" / "n01443537_0.JPEG").unlink()
     cached = TinyImageNet(folder, "train")  # listed from the index: still 9 files
     assert cached.index_used and len(cached) == 9 and cached.class_names == ds.class_names

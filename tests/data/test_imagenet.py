@@ -62,8 +62,11 @@ def test_imagenet100_cmc_list(fixture_roots):
 def test_flat_val_without_ground_truth(tmp_path):
     root = make_imagenet(tmp_path, val_layout="flat_meta")
     (root / "meta" / "val.txt").unlink()
-    with pytest.raises(DatasetError, match="ILSVRC2012_validation_ground_truth.txt not found: "
-                                           "expected the val ground truth.*image-net.org"):
+    with pytest.raises(
+        DatasetError,
+        match="ILSVRC2012_validation_ground_truth.txt not found: "
+        "expected the val ground truth.*image-net.org",
+    ):
         ImageNet(root, "val")
 
 

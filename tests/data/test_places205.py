@@ -10,7 +10,8 @@ def test_classes_counts_labels(fixture_roots):
     assert train.classes == ["abbey", "airport_terminal", "field/cultivated"] == val.classes
     assert (len(train), len(val)) == (6, 3)
     assert str(val.path(2).relative_to(root)) == (
-        "data/vision/torralba/deeplearning/images256/f/field/cultivated/v00000000.jpg")
+        "data/vision/torralba/deeplearning/images256/f/field/cultivated/v00000000.jpg"
+    )
     assert val.labels.tolist() == [0, 1, 2]
     assert val[2]["inputs"].shape == (3, 12, 10)
 

@@ -1,6 +1,7 @@
 """The published RandAugment policies: FixMatch's op list as OpenMixup samples it (CIFAR-100
 ViT/ConvNeXt recipes) and timm's 'rand-m9-mstd0.5-inc1' (DeiT on ImageNet). Each op is
 checked against its definition on hand-built images."""
+
 import pytest
 import torch
 from PIL import Image, ImageOps
@@ -17,17 +18,44 @@ def const(*rgb, h=6, w=7):
 
 def test_op_list_and_ranges_are_openmixups_fixmatch_policy():
     # configs/classification/_base_/datasets/cifar100/sz224_randaug_bs100.py (OpenMixup)
-    published = {"AutoContrast": None, "Brightness": (0.05, 0.95), "ColorTransform": (0.05, 0.95),
-                 "Contrast": (0.05, 0.95), "Equalize": None, "Identity": None, "Posterize": (4, 8),
-                 "Rotate": (0, 30), "Sharpness": (0.05, 0.95), "ShearX": (0, 0.3),
-                 "ShearY": (0, 0.3), "Solarize": (256, 0), "TranslateX": (0, 0.3),
-                 "TranslateY": (0, 0.3)}
+    published = {
+        "AutoContrast": None,
+        "Brightness": (0.05, 0.95),
+        "ColorTransform": (0.05, 0.95),
+        "Contrast": (0.05, 0.95),
+        "Equalize": None,
+        "Identity": None,
+        "Posterize": (4, 8),
+        "Rotate": (0, 30),
+        "Sharpness": (0.05, 0.95),
+        "ShearX": (0, 0.3),
+        "ShearY": (0, 0.3),
+        "Solarize": (256, 0),
+        "TranslateX": (0, 0.3),
+        "TranslateY": (0, 0.3),
+    }
     assert {name: spec[1] for name, spec in FIXMATCH_OPS.items()} == published
     signed = {n for n, spec in FIXMATCH_OPS.items() if spec[3]}
-    assert signed == {"Brightness", "ColorTransform", "Contrast", "Sharpness", "Rotate",
-                      "ShearX", "ShearY", "TranslateX", "TranslateY"}
-    assert (RA.num_ops, RA.magnitude, RA.magnitude_std, RA.total_level, RA.op_prob,
-            RA.negate_prob, RA.fill) == (2, 7, 0.5, 10, 0.5, 0.5, (114, 123, 125))
+    assert signed == {
+        "Brightness",
+        "ColorTransform",
+        "Contrast",
+        "Sharpness",
+        "Rotate",
+        "ShearX",
+        "ShearY",
+        "TranslateX",
+        "TranslateY",
+    }
+    assert (
+        RA.num_ops,
+        RA.magnitude,
+        RA.magnitude_std,
+        RA.total_level,
+        RA.op_prob,
+        RA.negate_prob,
+        RA.fill,
+    ) == (2, 7, 0.5, 10, 0.5, 0.5, (114, 123, 125))
     assert RA.resample == Image.BICUBIC and RA.ops == list(published)
     at7 = {n: RA.value(n, 7) for n in published}
     assert at7["Brightness"] == pytest.approx(0.68) and at7["Rotate"] == pytest.approx(21)
@@ -37,8 +65,13 @@ def test_op_list_and_ranges_are_openmixups_fixmatch_policy():
 
 
 def test_colour_ops_follow_their_definitions():
-    img = torch.stack([torch.linspace(50, 100, 42).view(6, 7), torch.full((6, 7), 100.0),
-                       torch.full((6, 7), 200.0)]).round().to(torch.uint8)
+    img = (
+        torch.stack(
+            [torch.linspace(50, 100, 42).view(6, 7), torch.full((6, 7), 100.0), torch.full((6, 7), 200.0)]
+        )
+        .round()
+        .to(torch.uint8)
+    )
     out = RA.apply(img, "AutoContrast", None)
     assert out[0].min() == 0 and out[0].max() == 255 and torch.equal(out[1:], img[1:])
     assert torch.equal(RA.apply(const(100, 200, 10), "Brightness", 0.5), const(150, 255, 15))
@@ -84,11 +117,11 @@ def test_geometric_ops_move_pixels_and_fill():
     assert torch.equal(up[:, :-2], img[:, 2:]) and torch.equal(up[:, -1], fill.expand(3, 7))
     sheared = RA.apply(img, "ShearX", 1.0)  # row y slides y px right
     for y in range(6):
-        assert torch.equal(sheared[:, y, y:], img[:, y, :7 - y])
+        assert torch.equal(sheared[:, y, y:], img[:, y, : 7 - y])
         assert torch.equal(sheared[:, y, :y], fill.expand(3, y))
     sheared = RA.apply(img, "ShearY", 1.0)  # column x slides x px down
     for x in range(6):
-        assert torch.equal(sheared[:, x:, x], img[:, :6 - x, x])
+        assert torch.equal(sheared[:, x:, x], img[:, : 6 - x, x])
     square = torch.randint(0, 256, (3, 5, 5), dtype=torch.uint8, generator=g)
     turned = RA.apply(square, "Rotate", 90.0)  # clockwise
     assert (turned.int() - torch.rot90(square, -1, (1, 2)).int()).abs().max() <= 1
@@ -99,8 +132,7 @@ def test_geometric_ops_move_pixels_and_fill():
 def test_sampling_probability_negation_and_magnitude_noise():
     torch.manual_seed(0)
     solarize = FixMatchRandAugment(num_ops=1, ops=["Solarize"], magnitude_std=0)
-    changed = sum(not torch.equal(solarize(const(200, 200, 200)), const(200, 200, 200))
-                  for _ in range(400))
+    changed = sum(not torch.equal(solarize(const(200, 200, 200)), const(200, 200, 200)) for _ in range(400))
     assert 160 < changed < 240  # op_prob 0.5
     bright = FixMatchRandAugment(num_ops=1, ops=["Brightness"], op_prob=1.0, magnitude_std=0)
     seen = {int(bright(const(100, 100, 100))[0, 0, 0]) for _ in range(50)}
@@ -113,8 +145,17 @@ def test_sampling_probability_negation_and_magnitude_noise():
 
 
 def test_full_policy_in_a_pipeline_is_seeded():
-    pipe = build_pipeline([{"type": "FixMatchRandAugment", "num_ops": 2, "magnitude": 7,
-                            "magnitude_std": 0.5, "interpolation": "bicubic"}])
+    pipe = build_pipeline(
+        [
+            {
+                "type": "FixMatchRandAugment",
+                "num_ops": 2,
+                "magnitude": 7,
+                "magnitude_std": 0.5,
+                "interpolation": "bicubic",
+            }
+        ]
+    )
     img = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
     torch.manual_seed(5)
     a = [pipe(img) for _ in range(10)]
@@ -142,14 +183,27 @@ def test_timm_rand_augment_is_deits_imagenet_policy():
     ra = TimmRandAugment("rand-m9-mstd0.5-inc1", img_size=224)
     # timm's _RAND_INCREASING_TRANSFORMS, the 'inc1' list
     assert [op.name for op in ra.transform.ops] == [
-        "AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing",
-        "SolarizeIncreasing", "SolarizeAdd", "ColorIncreasing", "ContrastIncreasing",
-        "BrightnessIncreasing", "SharpnessIncreasing", "ShearX", "ShearY", "TranslateXRel",
-        "TranslateYRel"]
+        "AutoContrast",
+        "Equalize",
+        "Invert",
+        "Rotate",
+        "PosterizeIncreasing",
+        "SolarizeIncreasing",
+        "SolarizeAdd",
+        "ColorIncreasing",
+        "ContrastIncreasing",
+        "BrightnessIncreasing",
+        "SharpnessIncreasing",
+        "ShearX",
+        "ShearY",
+        "TranslateXRel",
+        "TranslateYRel",
+    ]
     assert ra.transform.num_layers == 2
     assert {(op.prob, op.magnitude, op.magnitude_std) for op in ra.transform.ops} == {(0.5, 9, 0.5)}
     assert {tuple(op.kwargs.items()) for op in ra.transform.ops} == {
-        (("fillcolor", (124, 116, 104)), ("resample", Image.BICUBIC))}
+        (("fillcolor", (124, 116, 104)), ("resample", Image.BICUBIC))
+    }
     assert ra.hparams["translate_const"] == 100
     img = torch.randint(0, 256, (3, 24, 20), dtype=torch.uint8)
     assert ra(img).shape == img.shape and ra(img).dtype == torch.uint8

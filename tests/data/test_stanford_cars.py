@@ -23,8 +23,11 @@ def test_labelled_test_annotations_in_devkit(tmp_path):
 def test_missing_files(tmp_path):
     folder = make_stanford_cars(tmp_path)
     (folder / "cars_test_annos_withlabels.mat").unlink()
-    with pytest.raises(DatasetError, match="cars_test_annos_withlabels.mat not found: expected the "
-                                           "labelled test annotations .*has no labels"):
+    with pytest.raises(
+        DatasetError,
+        match="cars_test_annos_withlabels.mat not found: expected the "
+        "labelled test annotations .*has no labels",
+    ):
         StanfordCars(tmp_path, "test")
     (folder / "devkit" / "cars_meta.mat").unlink()
     with pytest.raises(DatasetError, match="cars_meta.mat not found: expected the 196 class names"):

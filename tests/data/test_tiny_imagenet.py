@@ -62,6 +62,7 @@ def test_missing_class_folder_and_image(tmp_path):
     with pytest.raises(DatasetError, match="val_2.JPEG not found"):
         val[2]
     import shutil
+
     shutil.rmtree(folder / "train" / TINY_WNIDS[2])
     with pytest.raises(DatasetError, match=f"{TINY_WNIDS[2]} not found: expected the image folder"):
         TinyImageNet(tmp_path, "train")

@@ -1,5 +1,6 @@
 """One epoch of tools/train.py on every miniature dataset, through its benchmark config
 (the real pipelines), with a tiny backbone and small batches set by --cfg-options."""
+
 import json
 
 import pytest
@@ -35,8 +36,12 @@ def dataset_key(ds_cfg: dict, prefix: str) -> str:
 def test_one_epoch(dataset, fixture_roots, tmp_path):
     config = REPO / "configs" / "benchmarks" / CONFIGS[dataset]
     cfg = load_config(config)
-    options = ["model.backbone={type: ResNetCIFAR, depth: 8, width: 8}", "train_cfg.max_epochs=1",
-               "default_hooks.logger.interval=1", "default_hooks.checkpoint=null"]
+    options = [
+        "model.backbone={type: ResNetCIFAR, depth: 8, width: 8}",
+        "train_cfg.max_epochs=1",
+        "default_hooks.logger.interval=1",
+        "default_hooks.checkpoint=null",
+    ]
     for loader in ("train_dataloader", "val_dataloader"):
         options += [f"{loader}.{o}" for o in LOADER]
         key = dataset_key(cfg[loader]["dataset"], f"{loader}.dataset")

@@ -1,6 +1,7 @@
 """No code runs from a checkpoint (issue 17): every load is weights-only; a crafted .pth whose
 unpickling would write a marker file is refused by the analysis loader, tools/test.py and
 tools/train.py --resume, with how to allow a trusted file; mixbench's own checkpoints load."""
+
 import pathlib
 
 import pytest
@@ -13,8 +14,12 @@ from mixbench.checkpoint import TRUST_ENV, UnsafeCheckpointError
 train_tool = load_script("tools/train.py")
 test_tool = load_script("tools/test.py")
 DEMO = REPO / "configs/digits/resnet8_mixup.yaml"
-TINY = ["train_dataloader.dataset.max_samples=128", "val_dataloader.dataset.max_samples=64",
-        "model.backbone.width=8", "train_cfg.max_epochs=1"]
+TINY = [
+    "train_dataloader.dataset.max_samples=128",
+    "val_dataloader.dataset.max_samples=64",
+    "model.backbone.width=8",
+    "train_cfg.max_epochs=1",
+]
 
 
 class WritesMarker:
@@ -52,8 +57,18 @@ def test_crafted_checkpoint_runs_no_code_anywhere(run, tmp_path, capsys):
     assert not marker.exists()
     assert test_tool.main([str(wd / "config.yaml"), str(evil), "--work-dir", str(tmp_path / "t")]) == 2
     assert "checkpoint refused" in capsys.readouterr().err and not marker.exists()
-    rc = train_tool.main([str(DEMO), "--work-dir", str(tmp_path / "resumed"), "--resume", str(evil),
-                          "--cfg-options", *TINY[:-1], "train_cfg.max_epochs=2"])
+    rc = train_tool.main(
+        [
+            str(DEMO),
+            "--work-dir",
+            str(tmp_path / "resumed"),
+            "--resume",
+            str(evil),
+            "--cfg-options",
+            *TINY[:-1],
+            "train_cfg.max_epochs=2",
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert f"{TRUST_ENV}=" in err and not marker.exists()

@@ -1,6 +1,7 @@
 """mixbench/engine/compat.py: what mixbench relies on beyond mmengine's public API still
 holds in the installed mmengine (else the test lists what changed and where to adapt),
 and the routes it provides behave."""
+
 import pytest
 import torch
 from mmengine.optim import OptimWrapper
@@ -19,8 +20,12 @@ def test_check_names_what_changed(monkeypatch):
 
     monkeypatch.delattr(CheckpointHook, "_save_checkpoint_with_step")
     problems = compat.check_mmengine()
-    assert any("CheckpointHook._save_checkpoint_with_step" in p and "SafeCheckpointHook" in p
-               and "mixbench/engine/compat.py" in p for p in problems), problems
+    assert any(
+        "CheckpointHook._save_checkpoint_with_step" in p
+        and "SafeCheckpointHook" in p
+        and "mixbench/engine/compat.py" in p
+        for p in problems
+    ), problems
 
 
 def test_backward_in_parts_counts_one_iteration():
@@ -52,8 +57,12 @@ def test_collate_functions_are_found_in_mixbench_registry():
     from mixbench.data.base import batch_collate
 
     samples = [{"inputs": torch.full((1, 2, 2), i, dtype=torch.uint8), "data_samples": i} for i in range(4)]
-    cfg = {"dataset": samples, "sampler": {"type": "DefaultSampler", "shuffle": False},
-           "batch_size": 2, "collate_fn": {"type": "batch_collate"}}
+    cfg = {
+        "dataset": samples,
+        "sampler": {"type": "DefaultSampler", "shuffle": False},
+        "batch_size": 2,
+        "collate_fn": {"type": "batch_collate"},
+    }
     loader = compat.RunnerBase.build_dataloader(cfg)
     assert loader.collate_fn.func is batch_collate and cfg["collate_fn"] == {"type": "batch_collate"}
     batch = next(iter(loader))

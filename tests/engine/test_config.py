@@ -1,4 +1,5 @@
 """Config loading: _base_ inheritance, merge rules, overrides, safety."""
+
 import pytest
 
 from mixbench.config import ConfigError, config_hash, dump_config, load_config, merge, options_to_dict
@@ -35,9 +36,17 @@ def test_lists_replace_not_append():
 
 
 def test_cfg_options_parse_types(tmp_path):
-    cfg = load_config(write(tmp_path / "c.yaml", "model: {mixer: {type: Mixup, alpha: 1.0}}\n"),
-                      ["model.mixer.alpha=0.2", "train_cfg.max_epochs=3", "flag=true",
-                       "sizes=[1, 2]", "name=abc", "model.mixer={type: CutMix, alpha: 1}"])
+    cfg = load_config(
+        write(tmp_path / "c.yaml", "model: {mixer: {type: Mixup, alpha: 1.0}}\n"),
+        [
+            "model.mixer.alpha=0.2",
+            "train_cfg.max_epochs=3",
+            "flag=true",
+            "sizes=[1, 2]",
+            "name=abc",
+            "model.mixer={type: CutMix, alpha: 1}",
+        ],
+    )
     assert cfg["model"]["mixer"] == {"type": "CutMix", "alpha": 1}
     assert cfg["train_cfg"]["max_epochs"] == 3 and cfg["flag"] is True
     assert cfg["sizes"] == [1, 2] and cfg["name"] == "abc"

@@ -1,4 +1,5 @@
 """Every bad-config error names the key and the config file, before any training."""
+
 import pytest
 from mbtest import REPO, run_tool
 
@@ -32,8 +33,10 @@ def test_unknown_backbone_and_dataset():
 
 def test_unknown_batch_augment_in_either_preprocessor_list():
     for key in ("batch_augments", "normalized_batch_augments"):
-        msg = check([f"model.data_preprocessor.{key}=[{{type: BatchRandomErasin}}]"],
-                    rf"Unknown transform 'BatchRandomErasin' \(at model.data_preprocessor.{key}\[0\].type")
+        msg = check(
+            [f"model.data_preprocessor.{key}=[{{type: BatchRandomErasin}}]"],
+            rf"Unknown transform 'BatchRandomErasin' \(at model.data_preprocessor.{key}\[0\].type",
+        )
         assert "did you mean 'BatchRandomErasing'" in msg
 
 
@@ -56,8 +59,16 @@ def test_missing_required_section(tmp_path):
 
 
 def test_train_cli_reports_config_error(tmp_path):
-    proc = run_tool("tools/train.py", DEMO, "--work-dir", tmp_path / "wd",
-                    "--cfg-options", "method.mixer.type=CutMx", check=False, timeout=120)
+    proc = run_tool(
+        "tools/train.py",
+        DEMO,
+        "--work-dir",
+        tmp_path / "wd",
+        "--cfg-options",
+        "method.mixer.type=CutMx",
+        check=False,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "config error" in proc.stderr and "Unknown mixer 'CutMx'" in proc.stderr
     assert not (tmp_path / "wd" / "result.json").exists()

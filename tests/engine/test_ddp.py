@@ -1,4 +1,5 @@
 """2-process DDP on CPU (gloo) through tools/dist_train.sh, and rank-0-only result writing."""
+
 import os
 import socket
 import subprocess
@@ -20,10 +21,25 @@ def test_two_process_gloo_run_via_dist_train(tmp_path):
     wd = tmp_path / "ddp"
     env = dict(os.environ, PORT=str(free_port()), PYTHON=os.environ.get("PYTHON", "python"))
     import sys
+
     env["PYTHON"] = sys.executable
-    proc = subprocess.run(["bash", "tools/dist_train.sh", str(REPO / "configs/digits/resnet8_mixup.yaml"), "2",
-                           "--work-dir", str(wd), "--cfg-options", "train_cfg.max_epochs=1"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            "bash",
+            "tools/dist_train.sh",
+            str(REPO / "configs/digits/resnet8_mixup.yaml"),
+            "2",
+            "--work-dir",
+            str(wd),
+            "--cfg-options",
+            "train_cfg.max_epochs=1",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     r = load_result(wd)
     assert r["status"] == "finished" and r["cost"]["num_devices"] == 2
@@ -62,8 +78,11 @@ def test_safe_checkpoint_hook_deletes_old_checkpoint_only_after_saving(tmp_path)
         seen.append((tmp_path / "epoch_1.pth").exists())  # the old one is still there
         (tmp_path / filename).write_bytes(b"new")
 
-    runner = SimpleNamespace(work_dir=str(tmp_path), save_checkpoint=save_checkpoint,
-                             message_hub=MessageHub.get_instance("safe_ckpt_test"))
+    runner = SimpleNamespace(
+        work_dir=str(tmp_path),
+        save_checkpoint=save_checkpoint,
+        message_hub=MessageHub.get_instance("safe_ckpt_test"),
+    )
     hook._save_checkpoint_with_step(runner, 2, meta={"epoch": 2})
     assert seen == [True]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_2.pth", "last_checkpoint"]

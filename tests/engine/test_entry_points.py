@@ -1,6 +1,7 @@
 """The console entry points (pyproject.toml's [project.scripts]) and the tools/*.py scripts run
 the same main(); the torch-free tools import no torch; a missing training dependency is
 explained. The installed entry points themselves run in tests/sweep/test_torch_free_install.py."""
+
 import importlib
 import subprocess
 import sys
@@ -13,8 +14,13 @@ SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scrip
 
 
 def test_every_tool_has_an_entry_point_and_the_script_runs_the_same_main():
-    assert sorted(SCRIPTS) == ["mixbench-leaderboard", "mixbench-prepare-data", "mixbench-sweep",
-                               "mixbench-test", "mixbench-train"]
+    assert sorted(SCRIPTS) == [
+        "mixbench-leaderboard",
+        "mixbench-prepare-data",
+        "mixbench-sweep",
+        "mixbench-test",
+        "mixbench-train",
+    ]
     for name, target in SCRIPTS.items():
         module, func = target.split(":")
         tool = module.rsplit(".", 1)[1]
@@ -33,9 +39,11 @@ def test_help_exits_zero(target, capsys):
 
 
 def test_torch_free_tools_import_no_torch():
-    code = ("import sys, mixbench.cli.sweep, mixbench.cli.leaderboard; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'mmengine')); "
-            "sys.exit(f'imported {bad}' if bad else 0)")
+    code = (
+        "import sys, mixbench.cli.sweep, mixbench.cli.leaderboard; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'mmengine')); "
+        "sys.exit(f'imported {bad}' if bad else 0)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr + proc.stdout
 
@@ -47,6 +55,7 @@ def test_a_missing_training_dependency_names_the_extra(capsys):
         @needs_training_stack("mixbench-x")
         def main(argv=None):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
         return main
 
     assert missing("torch.nn")([]) == 2
@@ -64,13 +73,25 @@ def test_sweep_launches_the_module_where_there_is_no_checkout(tmp_path, monkeypa
         work_dir = tmp_path / "run"
 
     monkeypatch.setattr(launch, "TRAIN_SCRIPT", tmp_path / "tools" / "train.py")  # absent
-    args = [str(tmp_path / "run" / "config.yaml"), "--work-dir", str(tmp_path / "run"),
-            "--resume", "auto"]
+    args = [str(tmp_path / "run" / "config.yaml"), "--work-dir", str(tmp_path / "run"), "--resume", "auto"]
     assert launch.train_command(Run, python="py") == ["py", "-m", "mixbench.cli.train", *args]
     assert launch.train_command(Run, gpus=2, port=29501, python="py") == [
-        "py", "-m", "torch.distributed.run", "--master_port=29501", "--nproc_per_node=2",
-        "-m", "mixbench.cli.train", *args, "--launcher", "pytorch"]
-    proc = subprocess.run([sys.executable, "-m", "mixbench.cli.train", "--help"], cwd=tmp_path,
-                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True)
+        "py",
+        "-m",
+        "torch.distributed.run",
+        "--master_port=29501",
+        "--nproc_per_node=2",
+        "-m",
+        "mixbench.cli.train",
+        *args,
+        "--launcher",
+        "pytorch",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "mixbench.cli.train", "--help"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("usage:"), proc.stderr

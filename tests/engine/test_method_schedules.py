@@ -1,6 +1,7 @@
 """MethodScheduleHook applies what a model declares in schedules() (mixbench.models.schedules):
 values and learning rates from the iteration alone before each iteration, actions after it,
 with clear errors for parameters without groups of their own and for undeclared models."""
+
 from types import SimpleNamespace
 
 import pytest
@@ -19,15 +20,23 @@ class Toy(ScheduledParts, nn.Module):
         self.value, self.actions, self.extra = None, [], list(extra)
 
     def schedules(self):
-        return [ValueSchedule("value", lambda it, total: it / total, lambda v: setattr(self, "value", v)),
-                LearningRateSchedule("part_lr", self.part.parameters, lambda it, total: 1.0 - it / total,
-                                     hint="Give the part a group of its own."),
-                AfterIteration("count", lambda: self.actions.append(self.value)), *self.extra]
+        return [
+            ValueSchedule("value", lambda it, total: it / total, lambda v: setattr(self, "value", v)),
+            LearningRateSchedule(
+                "part_lr",
+                self.part.parameters,
+                lambda it, total: 1.0 - it / total,
+                hint="Give the part a group of its own.",
+            ),
+            AfterIteration("count", lambda: self.actions.append(self.value)),
+            *self.extra,
+        ]
 
 
 def runner(model, optimizer, it=0, total=10):
-    return SimpleNamespace(model=model, iter=it, max_iters=total,
-                           optim_wrapper=SimpleNamespace(optimizer=optimizer))
+    return SimpleNamespace(
+        model=model, iter=it, max_iters=total, optim_wrapper=SimpleNamespace(optimizer=optimizer)
+    )
 
 
 def grouped(model):
@@ -65,13 +74,19 @@ def test_a_wrapped_model_is_reached():
 def test_errors_name_the_model_and_the_schedule():
     model = Toy()
     hook = MethodScheduleHook()
-    with pytest.raises(ValueError, match="Toy's part_lr schedule needs its parameters in optimizer groups "
-                                         "of their own.*Give the part a group of its own"):
+    with pytest.raises(
+        ValueError,
+        match="Toy's part_lr schedule needs its parameters in optimizer groups "
+        "of their own.*Give the part a group of its own",
+    ):
         hook.before_train(runner(model, torch.optim.SGD(model.parameters(), lr=0.1)))
     with pytest.raises(ValueError, match="Toy's part_lr schedule found none of its parameters"):
         hook.before_train(runner(model, torch.optim.SGD(model.body.parameters(), lr=0.1)))
-    with pytest.raises(TypeError, match=r"Toy.schedules\(\) returned 'momentum'; a schedule is one of "
-                                        "ValueSchedule, LearningRateSchedule, AfterIteration"):
+    with pytest.raises(
+        TypeError,
+        match=r"Toy.schedules\(\) returned 'momentum'; a schedule is one of "
+        "ValueSchedule, LearningRateSchedule, AfterIteration",
+    ):
         hook.before_train(runner(Toy(extra=["momentum"]), grouped(model)))
     with pytest.raises(TypeError, match="Linear declares none"):
         hook.before_train(runner(nn.Linear(1, 1), grouped(model)))

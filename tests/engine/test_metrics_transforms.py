@@ -1,4 +1,5 @@
 """Top-k accuracy and the batched augmentations."""
+
 import pytest
 import torch
 
@@ -20,7 +21,7 @@ def test_random_crop_pad_is_a_shifted_window():
     out = RandomCropPad(padding=2)(x)
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     for i in range(4):
-        windows = [padded[i, :, dy:dy + 6, dx:dx + 6] for dy in range(5) for dx in range(5)]
+        windows = [padded[i, :, dy : dy + 6, dx : dx + 6] for dy in range(5) for dx in range(5)]
         assert any(torch.equal(out[i], w) for w in windows)
     assert out.shape == x.shape and out.dtype == x.dtype
 
@@ -43,8 +44,11 @@ def test_random_crop_pad_reflect_and_edge_padding():
         out = RandomCropPad(padding=2, padding_mode=mode)(x)
         padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode=torch_mode)
         for i in range(3):
-            assert any(torch.equal(out[i], padded[i, :, dy:dy + 5, dx:dx + 5])
-                       for dy in range(5) for dx in range(5))
+            assert any(
+                torch.equal(out[i], padded[i, :, dy : dy + 5, dx : dx + 5])
+                for dy in range(5)
+                for dx in range(5)
+            )
     # a row 1..5 padded by 2: reflect gives [3, 2, 1, 2, 3, 4, 5, 4, 3], zeros [0, 0, 1, ...]
     row = torch.arange(1.0, 6.0).view(1, 1, 1, 5).expand(64, 1, 5, 5)
     reflect = RandomCropPad(padding=2, padding_mode="reflect")(row)
@@ -67,7 +71,7 @@ def test_random_erasing_box_statistics():
         rows, cols = m.any(1).nonzero()[:, 0], m.any(0).nonzero()[:, 0]
         h, w = len(rows), len(cols)
         assert h and w, "prob=1: every sample is erased"
-        assert m.sum() == h * w == m[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].sum()  # a rectangle
+        assert m.sum() == h * w == m[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].sum()  # a rectangle
         areas.append(h * w / 1024)
         aspects.append(h / w)
         noise.append(out[i][:, m])
@@ -102,10 +106,15 @@ def test_data_preprocessor_erases_after_normalisation():
     from mixbench.models.data_preprocessor import ClassifierDataPreprocessor
 
     torch.manual_seed(2)
-    pre = ClassifierDataPreprocessor(mean=[100.0], std=[50.0], normalized_batch_augments=[
-        {"type": "BatchRandomErasing", "prob": 1.0, "mode": "const"}])
-    data = {"inputs": torch.full((4, 1, 16, 16), 200, dtype=torch.uint8),
-            "data_samples": torch.zeros(4, dtype=torch.long)}
+    pre = ClassifierDataPreprocessor(
+        mean=[100.0],
+        std=[50.0],
+        normalized_batch_augments=[{"type": "BatchRandomErasing", "prob": 1.0, "mode": "const"}],
+    )
+    data = {
+        "inputs": torch.full((4, 1, 16, 16), 200, dtype=torch.uint8),
+        "data_samples": torch.zeros(4, dtype=torch.long),
+    }
     out = pre(data, training=True)["inputs"]
     assert set(out.unique().tolist()) == {0.0, 2.0}  # erased to the mean, the rest normalised
     assert torch.equal(pre(data, training=False)["inputs"], torch.full((4, 1, 16, 16), 2.0))

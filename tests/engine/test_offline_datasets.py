@@ -1,4 +1,5 @@
 """The offline real datasets: scikit-learn digits and Fashion-MNIST's IDX files."""
+
 import gzip
 import shutil
 import struct
@@ -40,7 +41,9 @@ def test_fashion_mnist_plain_idx_files_and_errors(tmp_path):
             shutil.copyfileobj(src, dst)
     plain = FashionMNIST(root=str(root), split="test")
     assert torch.equal(plain.images, FashionMNIST(split="test").images)
-    with pytest.raises(DatasetError, match="train-images-idx3-ubyte.gz not found.*apt-get install dataset-fashion-mnist"):
+    with pytest.raises(
+        DatasetError, match="train-images-idx3-ubyte.gz not found.*apt-get install dataset-fashion-mnist"
+    ):
         FashionMNIST(root=str(root), split="train")
     with pytest.raises(DatasetError, match="apt-get install dataset-fashion-mnist"):
         FashionMNIST(root=str(tmp_path / "missing"))
@@ -61,13 +64,16 @@ def test_in_memory_batches_are_gathered_once_and_equal_per_sample_collation():
 
     ds = Digits("test", max_samples=100)
     fast = DataLoader(ds, batch_size=32, shuffle=False, collate_fn=batch_collate)
-    slow = DataLoader(ds, batch_size=32, shuffle=False,
-                      collate_fn=lambda items: mmengine_collate(list(items)))
+    slow = DataLoader(
+        ds, batch_size=32, shuffle=False, collate_fn=lambda items: mmengine_collate(list(items))
+    )
     for a, b in zip(fast, slow):
         assert torch.equal(a["inputs"], b["inputs"]) and torch.equal(a["data_samples"], b["data_samples"])
     gathered = ds.__getitems__([3, 1, 2])
     assert isinstance(gathered, GatheredBatch) and len(gathered) == 3
-    assert torch.equal(gathered[0]["inputs"], ds[3]["inputs"]) and int(gathered[1]["data_samples"]) == int(ds[1]["data_samples"])
+    assert torch.equal(gathered[0]["inputs"], ds[3]["inputs"]) and int(gathered[1]["data_samples"]) == int(
+        ds[1]["data_samples"]
+    )
     assert torch.equal(mmengine_collate(gathered)["inputs"], batch_collate(gathered)["inputs"])
 
 

@@ -1,6 +1,7 @@
 """StagedDistributedDataParallel: AutoMix's staged step under 2-process DDP (gloo, CPU)
 updates the model exactly as mmengine's one-backward DDP step does, keeps the processes in
 step, reports mismatched gradients, and is the wrapper of every distributed run."""
+
 import os
 import subprocess
 import sys
@@ -25,8 +26,10 @@ def _tiny_automix():
 
 def _batch(rank: int) -> dict:
     g = torch.Generator().manual_seed(10 + rank)  # each process its own images
-    return {"inputs": torch.randint(0, 256, (6, 1, 16, 16), generator=g, dtype=torch.uint8),
-            "data_samples": torch.arange(6) % 5}
+    return {
+        "inputs": torch.randint(0, 256, (6, 1, 16, 16), generator=g, dtype=torch.uint8),
+        "data_samples": torch.arange(6) % 5,
+    }
 
 
 def _worker(rank: int, world: int, init_file: str) -> None:
@@ -40,12 +43,17 @@ def _worker(rank: int, world: int, init_file: str) -> None:
     try:
         states, steps = [], []
         # the third: gradients averaged in buckets of 1 kB (many all-reduces), not 25 MB
-        for wrapper_cls, cap in ((MMDistributedDataParallel, 25), (StagedDistributedDataParallel, 25),
-                                 (StagedDistributedDataParallel, 0.001)):
-            model = wrapper_cls(module=_tiny_automix(), device_ids=None, forward_sync_buffers=False,
-                                bucket_cap_mb=cap)
-            optim = OptimWrapper(torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
-                                                 lr=0.1, momentum=0.9))
+        for wrapper_cls, cap in (
+            (MMDistributedDataParallel, 25),
+            (StagedDistributedDataParallel, 25),
+            (StagedDistributedDataParallel, 0.001),
+        ):
+            model = wrapper_cls(
+                module=_tiny_automix(), device_ids=None, forward_sync_buffers=False, bucket_cap_mb=cap
+            )
+            optim = OptimWrapper(
+                torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
+            )
             for it in range(2):
                 torch.manual_seed(100 * it + rank)  # the same lambda/pairing draws for both
                 log = model.train_step(_batch(rank + 2 * it), optim)
@@ -73,8 +81,11 @@ def _worker(rank: int, world: int, init_file: str) -> None:
                 p.grad = torch.ones_like(p) if p.requires_grad else None
             if missing[rank] is not None:
                 getattr(model.module.head.fc, missing[rank]).grad = None
-            with pytest.raises(RuntimeError, match="gradients for different parameters .* "
-                                                   r"the first, 'head\.fc\.(weight|bias)'"):
+            with pytest.raises(
+                RuntimeError,
+                match="gradients for different parameters .* "
+                r"the first, 'head\.fc\.(weight|bias)'",
+            ):
                 model.sync_gradients()
     finally:
         dist.destroy_process_group()
@@ -93,8 +104,9 @@ def test_staged_wrapper_is_the_wrapper_of_distributed_runs():
     assert cfg["model_wrapper_cfg"]["type"] == "mixbench.StagedDistributedDataParallel"
     assert cfg["model_wrapper_cfg"]["forward_sync_buffers"] is False
     assert "model_wrapper_cfg" not in prepare_runner_config(base, "/tmp/x", launcher="none")
-    user = prepare_runner_config({**base, "model_wrapper_cfg": {"find_unused_parameters": True}},
-                                 "/tmp/x", launcher="pytorch")
+    user = prepare_runner_config(
+        {**base, "model_wrapper_cfg": {"find_unused_parameters": True}}, "/tmp/x", launcher="pytorch"
+    )
     assert user["model_wrapper_cfg"]["find_unused_parameters"] is True
 
 
@@ -105,18 +117,32 @@ def test_automix_trains_under_dist_train(tmp_path):
     import yaml
     from mbtest import method_of
 
-    bases = [REPO / "configs/_base_/datasets/digits.yaml", REPO / "configs/_base_/models/resnet8_w16_gray.yaml",
-             REPO / "configs/_base_/schedules/sgd_cosine_short.yaml", REPO / "configs/_base_/runtime.yaml"]
-    cfg = {"_base_": [str(b) for b in bases], "train_dataloader": {"dataset": {"max_samples": 128}},
-           "train_cfg": {"max_epochs": 1}, "model": {"backbone": TINY},
-           "method": method_of("automix", {"classifier": {"mask_stage": 2}}),
-           "meta": {"backbone": "resnet8_w8"}}
+    bases = [
+        REPO / "configs/_base_/datasets/digits.yaml",
+        REPO / "configs/_base_/models/resnet8_w16_gray.yaml",
+        REPO / "configs/_base_/schedules/sgd_cosine_short.yaml",
+        REPO / "configs/_base_/runtime.yaml",
+    ]
+    cfg = {
+        "_base_": [str(b) for b in bases],
+        "train_dataloader": {"dataset": {"max_samples": 128}},
+        "train_cfg": {"max_epochs": 1},
+        "model": {"backbone": TINY},
+        "method": method_of("automix", {"classifier": {"mask_stage": 2}}),
+        "meta": {"backbone": "resnet8_w8"},
+    }
     config = tmp_path / "automix_ddp.yaml"
     config.write_text(yaml.safe_dump(cfg))
     env = dict(os.environ, PORT=str(free_port()), PYTHON=sys.executable)
     wd = tmp_path / "work"
-    proc = subprocess.run(["bash", "tools/dist_train.sh", str(config), "2", "--work-dir", str(wd)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        ["bash", "tools/dist_train.sh", str(config), "2", "--work-dir", str(wd)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     from mixbench.results import load_result
 

@@ -2,6 +2,7 @@
 (mixbench.engine.staged): a toy model with two stages gets the gradients and the update of
 one backward done by hand, under gradient accumulation, clipping and bf16 autocast (AMP's
 loss scaling on CUDA); the runner wraps such a model and installs its schedule hook."""
+
 import copy
 
 import pytest
@@ -76,20 +77,20 @@ def test_two_stages_give_the_gradients_and_update_of_one_backward():
         assert torch.allclose(dict(model.named_parameters())[name], start[name] - 0.5 * g, atol=1e-6), name
     # stage 1 was backpropagated (its graph freed) before stage 2 was built
     assert model.seen[1] == ("b", False, True)
-    assert all(p.grad is None for p in model.parameters())          # stepped, zeroed
+    assert all(p.grad is None for p in model.parameters())  # stepped, zeroed
     assert wrapper.inner_count == 1
 
 
 def test_gradient_accumulation_counts_iterations_not_stages():
     model = TwoStages()
     start = copy.deepcopy(model)
-    grads = by_hand(model, [data(0), data(1)], scale=0.5)          # mean over the 2 iterations
+    grads = by_hand(model, [data(0), data(1)], scale=0.5)  # mean over the 2 iterations
     wrapper = sgd(model, accumulative_counts=2)
     wrapper.initialize_count_status(model, 0, 4)
     train_step_in_stages(model, data(0), wrapper)
     assert wrapper.inner_count == 1
-    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), start.parameters()))   # no step yet
-    for name, p in model.named_parameters():                        # half of the first batch's
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), start.parameters()))  # no step yet
+    for name, p in model.named_parameters():  # half of the first batch's
         assert torch.allclose(p.grad, by_hand(start, [data(0)], 0.5)[name], atol=1e-7), name
     train_step_in_stages(model, data(1), wrapper)
     assert wrapper.inner_count == 2
@@ -102,10 +103,10 @@ def test_clipping_applies_to_the_complete_gradients():
     start = copy.deepcopy(model)
     grads = by_hand(model, [data()])
     norm = torch.cat([g.flatten() for g in grads.values()]).norm()
-    max_norm = float(norm) / 4                                       # the clip matters
+    max_norm = float(norm) / 4  # the clip matters
     train_step_in_stages(model, data(), sgd(model, clip_grad={"max_norm": max_norm}))
     for (name, p), q in zip(model.named_parameters(), start.parameters()):
-        clipped = grads[name] * max_norm / (norm + 1e-6)            # torch's clip_grad_norm_
+        clipped = grads[name] * max_norm / (norm + 1e-6)  # torch's clip_grad_norm_
         assert torch.allclose(p, q - 0.5 * clipped, atol=1e-6), name
 
 
@@ -121,7 +122,7 @@ def test_every_stage_is_built_under_the_wrappers_bf16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         total = sum(reference.loss(data()["inputs"], data()["data_samples"]).values())
     total.backward()
-    for name, p in reference.named_parameters():                    # bf16 rounding
+    for name, p in reference.named_parameters():  # bf16 rounding
         assert torch.allclose(seen[name], p.grad, rtol=2e-2, atol=2e-3), name
 
 
@@ -141,14 +142,15 @@ def test_amp_loss_scaling_and_autocast_on_cuda():
         def record(clf=clf, seen=seen, optimizer_step=optimizer_step):
             seen.update({n: p.grad.clone() for n, p in clf.named_parameters()})
             optimizer_step()
+
         wrapper.step = record
         step(clf, cuda, wrapper)
         runs.append((seen, clf))
     (staged, model), (one, reference) = runs
     for name in plain:
-        assert torch.allclose(staged[name], one[name], rtol=5e-3, atol=5e-2), name   # fp16 rounding
+        assert torch.allclose(staged[name], one[name], rtol=5e-3, atol=5e-2), name  # fp16 rounding
         assert torch.allclose(staged[name], 1024 * plain[name], rtol=2e-2, atol=2.0), name  # scaled
-    for p, q in zip(model.parameters(), reference.parameters()):                      # unscaled update
+    for p, q in zip(model.parameters(), reference.parameters()):  # unscaled update
         assert torch.allclose(p, q, atol=1e-3)
 
 
@@ -158,7 +160,9 @@ def test_the_step_and_its_wrapper_refuse_a_model_without_stages():
             return {}
 
     with pytest.raises(TypeError, match="declares its loss stages.*got OneLoss"):
-        train_step_in_stages(OneLoss(), data(), OptimWrapper(torch.optim.SGD([nn.Parameter(torch.ones(1))], lr=1)))
+        train_step_in_stages(
+            OneLoss(), data(), OptimWrapper(torch.optim.SGD([nn.Parameter(torch.ones(1))], lr=1))
+        )
     with pytest.raises(TypeError, match="StagedStep wraps a model that declares its loss stages"):
         StagedStep(OneLoss())
 
@@ -180,18 +184,29 @@ def test_runner_wraps_a_staged_model_and_installs_its_schedule_hook(tmp_path):
     tiny = {"type": "ResNetCIFAR", "depth": 8, "width": 8, "in_channels": 1}
     from mbtest import method_of
 
-    bases = [REPO / "configs/_base_/datasets/digits.yaml", REPO / "configs/_base_/models/resnet8_w16_gray.yaml",
-             REPO / "configs/_base_/schedules/sgd_cosine_short.yaml", REPO / "configs/_base_/runtime.yaml"]
+    bases = [
+        REPO / "configs/_base_/datasets/digits.yaml",
+        REPO / "configs/_base_/models/resnet8_w16_gray.yaml",
+        REPO / "configs/_base_/schedules/sgd_cosine_short.yaml",
+        REPO / "configs/_base_/runtime.yaml",
+    ]
     config = tmp_path / "automix.yaml"
-    config.write_text(yaml.safe_dump({"_base_": [str(b) for b in bases], "meta": {"backbone": "resnet8_w8"},
-                                      "model": {"backbone": tiny},
-                                      "method": method_of("automix", {"classifier": {"mask_stage": 2}})}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "_base_": [str(b) for b in bases],
+                "meta": {"backbone": "resnet8_w8"},
+                "model": {"backbone": tiny},
+                "method": method_of("automix", {"classifier": {"mask_stage": 2}}),
+            }
+        )
+    )
     cfg = load_config(config)
     runner = build_runner(cfg, str(tmp_path / "automix"))
     assert isinstance(runner.model, StagedStep) and type(runner.model.module).__name__ == "AutoMixClassifier"
     assert sum(isinstance(h, MethodScheduleHook) for h in runner.hooks) == 1
     log = "".join(p.read_text() for p in (tmp_path / "automix").rglob("*.log"))
-    assert "environment: python" in log and "System environment" not in log   # compat: log_environment
+    assert "environment: python" in log and "System environment" not in log  # compat: log_environment
     listed = {**cfg, "custom_hooks": [{"type": "MethodScheduleHook"}]}
     with pytest.raises(ValueError, match="lists MethodScheduleHook, which the runner installs itself"):
         build_runner(listed, str(tmp_path / "listed"))

@@ -1,4 +1,5 @@
 """tools/train.py end to end on digits: accuracy floor, result.json, test.py, resume, AMP."""
+
 import json
 import os
 import signal
@@ -36,14 +37,26 @@ def test_result_json_schema(trained):
     r = json.loads((trained / "result.json").read_text())
     assert r["schema"] == SCHEMA_VERSION
     assert r["run"] | {"config_hash": None} == {
-        "name": "digits_mixup", "method": "Mixup", "dataset": "digits", "backbone": "resnet8_w16",
-        "epochs": 2, "seed": 0, "config": "config.yaml", "config_hash": None,
-        "work_dir": str(trained), "tags": {},
+        "name": "digits_mixup",
+        "method": "Mixup",
+        "dataset": "digits",
+        "backbone": "resnet8_w16",
+        "epochs": 2,
+        "seed": 0,
+        "config": "config.yaml",
+        "config_hash": None,
+        "work_dir": str(trained),
+        "tags": {},
         # the settings fingerprint (schema 2): the demo's method and backbone as configured
-        "method_settings": {"classifier": {"type": "MixupClassifier"},
-                            "mixer": {"type": "Mixup", "alpha": 1}, "loss": {"type": "MixedCrossEntropy"},
-                            "paramwise_cfg": {}, "hooks": []},
-        "backbone_settings": {"type": "ResNetCIFAR", "depth": 8, "width": 16, "in_channels": 1}}
+        "method_settings": {
+            "classifier": {"type": "MixupClassifier"},
+            "mixer": {"type": "Mixup", "alpha": 1},
+            "loss": {"type": "MixedCrossEntropy"},
+            "paramwise_cfg": {},
+            "hooks": [],
+        },
+        "backbone_settings": {"type": "ResNetCIFAR", "depth": 8, "width": 16, "in_channels": 1},
+    }
     assert r["run"]["config_hash"].startswith("sha256:")
     assert [h["epoch"] for h in r["history"]] == [1, 2]
     assert all(0 <= h["top1"] <= 100 and h["train_loss"] > 0 for h in r["history"])
@@ -81,12 +94,20 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     run_tool("tools/train.py", DEMO, "--work-dir", full, *args)
     env = dict(os.environ)
-    proc = subprocess.Popen([sys.executable, "tools/train.py", str(DEMO), "--work-dir", str(part), *args],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "tools/train.py", str(DEMO), "--work-dir", str(part), *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline:  # kill -9 once epoch 1 is validated and checkpointed
-        if (part / "epoch_1.pth").exists() and (part / "result.json").exists() and \
-                load_result(part)["history"]:
+        if (
+            (part / "epoch_1.pth").exists()
+            and (part / "result.json").exists()
+            and load_result(part)["history"]
+        ):
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
@@ -102,18 +123,35 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
 
 
 def test_bf16_autocast_on_cpu(tmp_path):
-    run_tool("tools/train.py", DEMO, "--work-dir", tmp_path / "amp", "--amp",
-             "--cfg-options", "train_cfg.max_epochs=1", "train_dataloader.dataset.max_samples=256")
+    run_tool(
+        "tools/train.py",
+        DEMO,
+        "--work-dir",
+        tmp_path / "amp",
+        "--amp",
+        "--cfg-options",
+        "train_cfg.max_epochs=1",
+        "train_dataloader.dataset.max_samples=256",
+    )
     r = load_result(tmp_path / "amp")
     assert r["status"] == "finished" and r["history"][0]["train_loss"] > 0
 
 
 def test_logging_backends_and_ema_from_config(tmp_path):
     wd = tmp_path / "logs"
-    run_tool("tools/train.py", DEMO, "--work-dir", wd, "--cfg-options", "train_cfg.max_epochs=1",
-             "train_dataloader.dataset.max_samples=128", "logging.tensorboard=true",
-             "logging.wandb=true", "custom_hooks=[{type: EMAHook, momentum: 0.01}]",
-             env={"WANDB_MODE": "offline"})
+    run_tool(
+        "tools/train.py",
+        DEMO,
+        "--work-dir",
+        wd,
+        "--cfg-options",
+        "train_cfg.max_epochs=1",
+        "train_dataloader.dataset.max_samples=128",
+        "logging.tensorboard=true",
+        "logging.wandb=true",
+        "custom_hooks=[{type: EMAHook, momentum: 0.01}]",
+        env={"WANDB_MODE": "offline"},
+    )
     assert list(wd.glob("*/vis_data/events.out.tfevents.*")), "no TensorBoard event file"
     assert list(wd.glob("*/vis_data/wandb/offline-run-*")), "no offline wandb run"
     assert list(wd.glob("*/vis_data/scalars.json"))
@@ -135,5 +173,6 @@ def test_resume_runs_the_validation_a_kill_skipped(tmp_path):
     run_tool("tools/train.py", DEMO, "--work-dir", wd, "--resume", *args)
     again = load_result(wd)
     assert again["status"] == "finished"
-    assert [(h["epoch"], h["top1"], h["train_loss"]) for h in again["history"]] == \
-        [(h["epoch"], h["top1"], h["train_loss"]) for h in full["history"]]
+    assert [(h["epoch"], h["top1"], h["train_loss"]) for h in again["history"]] == [
+        (h["epoch"], h["top1"], h["train_loss"]) for h in full["history"]
+    ]

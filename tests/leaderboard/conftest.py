@@ -1,4 +1,5 @@
 """Fixtures of the leaderboard tests."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,10 +26,13 @@ def pg_url():
     except Exception as e:  # noqa: BLE001 - turned into an actionable failure below
         error = str(e).splitlines()[0]
     if error:
-        pytest.fail(f"PostgreSQL is not reachable at {make_url(admin)!r} ({error}).\n"
-                    f"Start it with: sudo bash tools/ci/install_postgres.sh  (it prints the "
-                    f"URL; export {PG_ENV_VAR}=<that URL> if it differs from the default "
-                    f"{PG_DEFAULT_URL})", pytrace=False)
+        pytest.fail(
+            f"PostgreSQL is not reachable at {make_url(admin)!r} ({error}).\n"
+            f"Start it with: sudo bash tools/ci/install_postgres.sh  (it prints the "
+            f"URL; export {PG_ENV_VAR}=<that URL> if it differs from the default "
+            f"{PG_DEFAULT_URL})",
+            pytrace=False,
+        )
     name = f"mixbench_test_{uuid.uuid4().hex[:12]}"
     with engine.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))

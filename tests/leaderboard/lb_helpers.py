@@ -1,5 +1,6 @@
 """Test helpers: hand-made result.json files (the schema mixbench/results.py documents)
 and where the test PostgreSQL server is."""
+
 from __future__ import annotations
 
 import os
@@ -13,15 +14,32 @@ PG_ENV_VAR = "MIXBENCH_TEST_PG_URL"
 PG_DEFAULT_URL = "postgresql://mixbench:mixbench@127.0.0.1:5432/postgres"
 
 
-def make_result(root: Path, method: str, seed: int, top1: list[float], *,
-                dataset: str = "cifar100", backbone: str = "resnet18_cifar",
-                epochs: int | None = None, status: str = "finished", name: str | None = None,
-                config_hash: str | None = None, s_per_iter: float = 0.01,
-                peak_mem_mb: float = 1000.0, wall_s: float = 3600.0,
-                device: str = "NVIDIA H100", num_devices: int = 1, minutes: int = 0,
-                tags: dict | None = None, n: int = 10, method_settings: dict | None = None,
-                backbone_settings: dict | None = None, eval_epochs: list[int] | None = None,
-                heads: list[dict] | None = None, schema: int = SCHEMA_VERSION) -> Path:
+def make_result(
+    root: Path,
+    method: str,
+    seed: int,
+    top1: list[float],
+    *,
+    dataset: str = "cifar100",
+    backbone: str = "resnet18_cifar",
+    epochs: int | None = None,
+    status: str = "finished",
+    name: str | None = None,
+    config_hash: str | None = None,
+    s_per_iter: float = 0.01,
+    peak_mem_mb: float = 1000.0,
+    wall_s: float = 3600.0,
+    device: str = "NVIDIA H100",
+    num_devices: int = 1,
+    minutes: int = 0,
+    tags: dict | None = None,
+    n: int = 10,
+    method_settings: dict | None = None,
+    backbone_settings: dict | None = None,
+    eval_epochs: list[int] | None = None,
+    heads: list[dict] | None = None,
+    schema: int = SCHEMA_VERSION,
+) -> Path:
     """Write ``root/<name>/result.json`` with one validation per entry of ``top1``, at the
     last ``len(top1)`` epochs of the run (or at ``eval_epochs``), and return its path.
     ``minutes`` shifts the ``updated`` time (a later re-run). Settings default to
@@ -30,31 +48,62 @@ def make_result(root: Path, method: str, seed: int, top1: list[float], *,
     epochs = epochs if epochs is not None else len(top1)
     name = name or f"{dataset}_{backbone}_{method.lower()}_e{epochs}_s{seed}"
     at = eval_epochs or [max(1, epochs - len(top1) + 1) + i for i in range(len(top1))]
-    history = [{"epoch": e, "top1": v, "top5": min(100.0, v + 10), "train_loss": 1.0,
-                "lr": 0.1, "wall_s": 10.0 * (i + 1)} for i, (e, v) in enumerate(zip(at, top1))]
+    history = [
+        {
+            "epoch": e,
+            "top1": v,
+            "top5": min(100.0, v + 10),
+            "train_loss": 1.0,
+            "lr": 0.1,
+            "wall_s": 10.0 * (i + 1),
+        }
+        for i, (e, v) in enumerate(zip(at, top1))
+    ]
     for entry, h in zip(history, heads or []):
         entry["heads"] = h
     data = {
         "schema": SCHEMA_VERSION,
         "status": status,
         "updated": (BASE_TIME + timedelta(minutes=minutes)).isoformat(),
-        "run": {"name": name, "method": method, "dataset": dataset, "backbone": backbone,
-                "epochs": epochs, "seed": seed, "config": "config.yaml",
-                "config_hash": config_hash or f"sha256:{name}", "work_dir": str(root / name),
-                "tags": tags or {}},
+        "run": {
+            "name": name,
+            "method": method,
+            "dataset": dataset,
+            "backbone": backbone,
+            "epochs": epochs,
+            "seed": seed,
+            "config": "config.yaml",
+            "config_hash": config_hash or f"sha256:{name}",
+            "work_dir": str(root / name),
+            "tags": tags or {},
+        },
         "metrics": summarize_history(history, n),
         "history": history,
-        "cost": {"wall_s": wall_s, "train_img_per_s": 1000.0, "s_per_iter": s_per_iter,
-                 "peak_mem_mb": peak_mem_mb, "device": device, "num_devices": num_devices,
-                 "iters": 100 * len(top1)},
-        "env": {"mixbench": "0.1.0", "torch": "2.14.1", "cuda": "13.0", "git": "abc1234",
-                "python": "3.11.7", "hostname": "test"},
+        "cost": {
+            "wall_s": wall_s,
+            "train_img_per_s": 1000.0,
+            "s_per_iter": s_per_iter,
+            "peak_mem_mb": peak_mem_mb,
+            "device": device,
+            "num_devices": num_devices,
+            "iters": 100 * len(top1),
+        },
+        "env": {
+            "mixbench": "0.1.0",
+            "torch": "2.14.1",
+            "cuda": "13.0",
+            "git": "abc1234",
+            "python": "3.11.7",
+            "hostname": "test",
+        },
     }
     if schema >= 2:
-        data["run"]["method_settings"] = (method_settings if method_settings is not None
-                                          else settings_of(method))
-        data["run"]["backbone_settings"] = (backbone_settings if backbone_settings is not None
-                                            else RESNET18_CIFAR)
+        data["run"]["method_settings"] = (
+            method_settings if method_settings is not None else settings_of(method)
+        )
+        data["run"]["backbone_settings"] = (
+            backbone_settings if backbone_settings is not None else RESNET18_CIFAR
+        )
     data["schema"] = schema
     if status == "failed":
         data["error"] = {"type": "RuntimeError", "message": "CUDA out of memory"}
@@ -69,8 +118,13 @@ RESNET18_CIFAR = {"type": "ResNetCIFAR", "depth": 18, "width": 64, "in_channels"
 
 def plain_method(mixer: dict) -> dict:
     """method_settings of a MixupClassifier run with ``mixer`` and the default loss."""
-    return {"classifier": {"type": "MixupClassifier"}, "mixer": mixer,
-            "loss": {"type": "MixedCrossEntropy"}, "paramwise_cfg": {}, "hooks": []}
+    return {
+        "classifier": {"type": "MixupClassifier"},
+        "mixer": mixer,
+        "loss": {"type": "MixedCrossEntropy"},
+        "paramwise_cfg": {},
+        "hooks": [],
+    }
 
 
 def reproduction_settings(name: str) -> dict:
@@ -86,20 +140,27 @@ def reproduction_settings(name: str) -> dict:
     return method_settings({"model": recipe, "method": method})
 
 
-SETTINGS = {"Vanilla": reproduction_settings("vanilla"), "Mixup": reproduction_settings("mixup"),
-            "CutMix": reproduction_settings("cutmix"), "PuzzleMix": reproduction_settings("puzzlemix")}
+SETTINGS = {
+    "Vanilla": reproduction_settings("vanilla"),
+    "Mixup": reproduction_settings("mixup"),
+    "CutMix": reproduction_settings("cutmix"),
+    "PuzzleMix": reproduction_settings("puzzlemix"),
+}
 
 
 def settings_of(method: str) -> dict:
     return SETTINGS.get(method) or plain_method({"type": method})
 
 
-def make_analysis(result_path: Path, kind: str, summary: dict, *, minutes: int = 20,
-                  **settings) -> Path:
+def make_analysis(result_path: Path, kind: str, summary: dict, *, minutes: int = 20, **settings) -> Path:
     """Write ``<run dir>/analysis/<kind>.json`` as tools/analysis/*.py do (``analysis``,
     ``updated``, ``summary`` and scalar settings) and return its path."""
-    data = {"analysis": kind, "updated": (BASE_TIME + timedelta(minutes=minutes)).isoformat(),
-            "summary": summary, **settings}
+    data = {
+        "analysis": kind,
+        "updated": (BASE_TIME + timedelta(minutes=minutes)).isoformat(),
+        "summary": summary,
+        **settings,
+    }
     path = Path(result_path).parent / "analysis" / f"{kind}.json"
     atomic_write_json(path, data)
     return path
@@ -142,15 +203,29 @@ def write_reference_runs(root: Path) -> list[Path]:
     for (dataset, epochs, method), values in REFERENCE_VALUES.items():
         cpu = dataset == "cifar10"
         for seed, value in enumerate(values):
-            paths.append(make_result(
-                root, method, seed, history_for(value), dataset=dataset, epochs=epochs,
-                s_per_iter=S_PER_ITER[method], peak_mem_mb=1000.0 + 100 * seed,
-                wall_s=1800.0 if cpu else 7200.0, device="cpu" if cpu else "NVIDIA H100",
-                num_devices=1 if cpu else 2, minutes=10))
-    paths.append(make_result(root, "Mixup", 0, history_for(60.0), epochs=200,
-                             name="old_mixup_s0", s_per_iter=0.011, minutes=0))
-    paths.append(make_result(root, "Mixup", 1, [50.0, 55.0], epochs=200, name="still_running",
-                             status="running"))
-    paths.append(make_result(root, "CutMix", 2, [40.0], epochs=200, name="crashed",
-                             status="failed"))
+            paths.append(
+                make_result(
+                    root,
+                    method,
+                    seed,
+                    history_for(value),
+                    dataset=dataset,
+                    epochs=epochs,
+                    s_per_iter=S_PER_ITER[method],
+                    peak_mem_mb=1000.0 + 100 * seed,
+                    wall_s=1800.0 if cpu else 7200.0,
+                    device="cpu" if cpu else "NVIDIA H100",
+                    num_devices=1 if cpu else 2,
+                    minutes=10,
+                )
+            )
+    paths.append(
+        make_result(
+            root, "Mixup", 0, history_for(60.0), epochs=200, name="old_mixup_s0", s_per_iter=0.011, minutes=0
+        )
+    )
+    paths.append(
+        make_result(root, "Mixup", 1, [50.0, 55.0], epochs=200, name="still_running", status="running")
+    )
+    paths.append(make_result(root, "CutMix", 2, [40.0], epochs=200, name="crashed", status="failed"))
     return paths

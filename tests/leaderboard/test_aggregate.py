@@ -1,4 +1,5 @@
 """Every aggregate of the leaderboard against numbers computed by hand (see lb_helpers)."""
+
 import math
 
 import pytest
@@ -39,8 +40,9 @@ def test_run_metric_median_best_last():
     assert run_metric(h, "median_last_n", 3) == 69.0
     # all 12 sorted: 5, 6, 69 x4, 70, 70, 71 x4 -> middle pair (69, 70)
     assert run_metric(h, "median_last_n", 12) == 69.5
-    assert run_metric([{"epoch": 1, "top1": 1.0}, {"epoch": 2, "top1": 4.0}],
-                      "median_last_n", 10) == 2.5  # fewer than N
+    assert (
+        run_metric([{"epoch": 1, "top1": 1.0}, {"epoch": 2, "top1": 4.0}], "median_last_n", 10) == 2.5
+    )  # fewer than N
     # best of the last 10: [70, 70, 71 x4, 69 x4] -> 71; best of the last 4 (69 x4) -> 69
     assert run_metric(h, "best_last_n", 10) == 71.0 and run_metric(h, "best_last_n", 4) == 69.0
     assert run_metric([], "best", 10) is None
@@ -67,7 +69,7 @@ def test_delta_and_welch_significance(lb):
     # df = (v_a + v_b)^2 / (v_a^2/2 + v_b^2/2) = 3.9546, two-sided p = 0.0101
     va, vb = 0.31 / 3, 0.25 / 3
     assert 2.0 / math.sqrt(va + vb) == pytest.approx(4.62910, abs=1e-5)
-    assert (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2) == pytest.approx(3.95460, abs=1e-5)
+    assert (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2) == pytest.approx(3.95460, abs=1e-5)
     assert m.p_value == pytest.approx(0.01008, abs=5e-5)
     assert m.significant is True
     c = cell(lb, "cifar100", 200, "CutMix")
@@ -80,6 +82,7 @@ def test_delta_and_welch_significance(lb):
 
 def test_welch_matches_scipy_reference():
     from scipy import stats
+
     a, b = [78.0, 78.4, 79.1, 77.2], [76.0, 76.5, 77.0]
     assert welch_p_value(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
     assert welch_p_value([1.0], b) is None
@@ -105,16 +108,26 @@ def test_cost_relative_to_vanilla_memory_and_device_hours(lb):
 
 def test_ranks_ties_dataset_and_average_rank(lb):
     assert [(c.method, c.rank) for c in lb.tables[("cifar100", "resnet18_cifar", 200, "")]] == [
-        ("PuzzleMix", 1.0), ("Mixup", 2.0), ("CutMix", 3.0), ("Vanilla", 4.0)]
+        ("PuzzleMix", 1.0),
+        ("Mixup", 2.0),
+        ("CutMix", 3.0),
+        ("Vanilla", 4.0),
+    ]
     assert [(c.method, c.rank) for c in lb.tables[("cifar10", "resnet18_cifar", 200, "")]] == [
-        ("CutMix", 1.5), ("Mixup", 1.5), ("Vanilla", 3.0)]
-    assert [c.is_best for c in lb.tables[("cifar10", "resnet18_cifar", 200, "")]] == [
-        True, True, False]
+        ("CutMix", 1.5),
+        ("Mixup", 1.5),
+        ("Vanilla", 3.0),
+    ]
+    assert [c.is_best for c in lb.tables[("cifar10", "resnet18_cifar", 200, "")]] == [True, True, False]
     # cifar100: Mixup ranks 2 (200e) and 1 (400e) -> 1.5; Vanilla 4 and 2 -> 3
     assert lb.dataset_ranks["Mixup"] == {"cifar100": 1.5, "cifar10": 1.5}
     assert lb.dataset_ranks["Vanilla"] == {"cifar100": 3.0, "cifar10": 3.0}
-    assert lb.average_rank == [("PuzzleMix", 1.0, 1), ("Mixup", 1.5, 2), ("CutMix", 2.25, 2),
-                               ("Vanilla", 3.0, 2)]
+    assert lb.average_rank == [
+        ("PuzzleMix", 1.0, 1),
+        ("Mixup", 1.5, 2),
+        ("CutMix", 2.25, 2),
+        ("Vanilla", 3.0, 2),
+    ]
     assert average_ranks([3.0, 5.0, 5.0, 1.0]) == [3.0, 1.5, 1.5, 4.0]
 
 
@@ -142,7 +155,8 @@ def test_not_finished_and_duplicates_are_listed_not_counted(lb):
     assert [r.name for r in lb.in_progress] == ["still_running"]
     assert [r.name for r in lb.failed] == ["crashed"]
     assert [(r.name, "only the newer one counts" in why) for r, why in lb.excluded] == [
-        ("old_mixup_s0", True)]
+        ("old_mixup_s0", True)
+    ]
     assert sum(c.n for c in lb.cells) == 15  # 15 finished runs, one per (cell, seed)
 
 

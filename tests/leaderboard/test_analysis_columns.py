@@ -1,5 +1,6 @@
 """Analysis files (analysis/<kind>.json next to result.json): stored at ingest, aggregated
 over seeds into the ECE and FGSM columns, shown only where some cell has them."""
+
 import csv
 import io
 import json
@@ -19,14 +20,24 @@ ECE_HEADER, FGSM_HEADER = "ECE (%)", "FGSM 8/255 top-1 (%)"
 
 
 def calib(path, ece, n_bins=15, **kw):
-    return make_analysis(path, "calibration", {"top1": 90.0, "ece": ece, "adaptive_ece": ece,
-                                               "nll": 0.3, "brier": 0.1},
-                         n_bins=n_bins, num_samples=1000, **kw)
+    return make_analysis(
+        path,
+        "calibration",
+        {"top1": 90.0, "ece": ece, "adaptive_ece": ece, "nll": 0.3, "brier": 0.1},
+        n_bins=n_bins,
+        num_samples=1000,
+        **kw,
+    )
 
 
 def adv(path, fgsm8, **kw):
-    return make_analysis(path, "adversarial", {"clean_top1": 90.0, "fgsm_eps8_top1": fgsm8,
-                                               "fgsm_eps4_top1": fgsm8 + 5}, seed=0, **kw)
+    return make_analysis(
+        path,
+        "adversarial",
+        {"clean_top1": 90.0, "fgsm_eps8_top1": fgsm8, "fgsm_eps4_top1": fgsm8 + 5},
+        seed=0,
+        **kw,
+    )
 
 
 def write_runs(root):
@@ -35,7 +46,7 @@ def write_runs(root):
     m = [make_result(root, "Mixup", s, history_for(72.0 + s)) for s in range(2)]
     make_result(root, "Vanilla", 0, history_for(90.0), dataset="cifar10")
     calib(v[0], 4.0), calib(v[1], 6.0), calib(v[2], 5.0)
-    adv(v[0], 20.0), adv(v[1], 30.0)              # seed 2 has no adversarial.json
+    adv(v[0], 20.0), adv(v[1], 30.0)  # seed 2 has no adversarial.json
     calib(m[0], 2.0), calib(m[1], 1.0, n_bins=10)  # 10 bins: not comparable, left out
     adv(m[0], 40.0), adv(m[1], 44.0)
     return v, m
@@ -71,12 +82,11 @@ def test_columns_appear_where_present_in_every_format(tmp_path):
     ingest_paths([tmp_path / "runs"], db_url=db)
     lb = build_leaderboard(db)
     md = markdown_report(lb)
-    c100 = md[md.index("## cifar100"):md.index("## Overall")]
-    c10 = md[md.index("## cifar10 "):md.index("## cifar100")]
+    c100 = md[md.index("## cifar100") : md.index("## Overall")]
+    c10 = md[md.index("## cifar10 ") : md.index("## cifar100")]
     assert f"| {ECE_HEADER} | {FGSM_HEADER} |" in c100.splitlines()[2]
     assert ECE_HEADER not in c10 and FGSM_HEADER not in c10
-    rows = {r.split(" | ")[1]: r for r in c100.splitlines()
-            if r.startswith("| ") and "---" not in r}
+    rows = {r.split(" | ")[1]: r for r in c100.splitlines() if r.startswith("| ") and "---" not in r}
     assert rows["Vanilla"].startswith("| 2 | Vanilla | 71.00 ± 1.00 | 3 |")
     assert rows["Vanilla"].endswith("| 5.00 ± 1.00 | 25.00 ± 7.07 (2 of 3 seeds) |")
     assert rows["Mixup"].endswith("| 2.00 (1 of 2 seeds) | 42.00 ± 2.83 |")
@@ -110,8 +120,14 @@ def test_no_analysis_no_columns(tmp_path):
     for text in (markdown_report(lb), latex_report(lb), html_report(lb)):
         assert "ECE" not in text and "FGSM" not in text
     header = csv_report(lb).splitlines()[0].split(",")
-    assert header[-6:] == ["ece_mean", "ece_std", "ece_n_seeds", "fgsm8_top1_mean",
-                           "fgsm8_top1_std", "fgsm8_top1_n_seeds"]  # stable CSV header
+    assert header[-6:] == [
+        "ece_mean",
+        "ece_std",
+        "ece_n_seeds",
+        "fgsm8_top1_mean",
+        "fgsm8_top1_std",
+        "fgsm8_top1_n_seeds",
+    ]  # stable CSV header
 
 
 def analysis_dump(db):
@@ -175,7 +191,7 @@ def test_kind_is_the_file_name_a_renamed_copy_does_not_shadow(tmp_path):
 def test_analysis_older_than_the_result_is_stale_not_shown(tmp_path):
     path = make_result(tmp_path, "Vanilla", 0, history_for(70.0), minutes=30)  # re-run
     calib(path, 3.0, minutes=20)  # evaluated the previous attempt's checkpoint
-    adv(path, 50.0, minutes=40)   # evaluated this one
+    adv(path, 50.0, minutes=40)  # evaluated this one
     db = str(tmp_path / "r.db")
     assert len(ingest_paths([tmp_path], db_url=db).analyses) == 2
     lb = build_leaderboard(db)
@@ -183,8 +199,10 @@ def test_analysis_older_than_the_result_is_stale_not_shown(tmp_path):
     assert [(r.name, kind) for r, kind in lb.stale_analyses] == [(path.parent.name, "calibration")]
     md = markdown_report(lb)
     assert ECE_HEADER not in md and f"| {FGSM_HEADER} |" in md
-    assert (f"- stale analysis (not shown): {path.parent.name} [Vanilla seed 0]: "
-            "analysis/calibration.json is older than the run's result.json") in md
+    assert (
+        f"- stale analysis (not shown): {path.parent.name} [Vanilla seed 0]: "
+        "analysis/calibration.json is older than the run's result.json"
+    ) in md
 
 
 def test_database_from_before_the_analysis_table_gains_it(tmp_path):
@@ -204,6 +222,5 @@ def test_postgresql_gives_the_same_analysis_columns(tmp_path, pg_url):
     for db in (sqlite_db, pg_url):
         assert len(ingest_paths([tmp_path / "runs"], db_url=db).analyses) == 9
         assert ingest_paths([tmp_path / "runs"], db_url=db).analyses == []
-    assert markdown_report(build_leaderboard(pg_url)) == markdown_report(
-        build_leaderboard(sqlite_db))
+    assert markdown_report(build_leaderboard(pg_url)) == markdown_report(build_leaderboard(sqlite_db))
     assert json.loads(analysis_dump(pg_url)[0][3]) == json.loads(analysis_dump(sqlite_db)[0][3])

@@ -1,5 +1,6 @@
 """One bad file must not stop everything (issue 17): each bad result.json is reported with its
 path and reason and skipped, the rest is ingested, and no database row can break a report."""
+
 import json
 import math
 import re
@@ -20,8 +21,10 @@ def corrupt_runs(root: Path) -> dict:
     p = make_result(root, "Bytes", 0, [50.0])
     p.write_bytes(p.read_bytes().replace(b'"Bytes"', b'"B\xff\xfetes"'))  # not UTF-8
     bad[p] = "not UTF-8"
-    for method, edit, why in (("NoCost", lambda d: d.update(cost=None), "section 'cost' must be an object"),
-                              ("ListMetrics", lambda d: d.update(metrics=[]), "section 'metrics' must be an object")):
+    for method, edit, why in (
+        ("NoCost", lambda d: d.update(cost=None), "section 'cost' must be an object"),
+        ("ListMetrics", lambda d: d.update(metrics=[]), "section 'metrics' must be an object"),
+    ):
         p = make_result(root, method, 0, [50.0])
         data = json.loads(p.read_text())
         edit(data)
@@ -52,8 +55,16 @@ def test_bad_results_are_reported_and_skipped_the_rest_ingested(tmp_path):
         assert line and why in line[0], (why, proc.stdout)
     assert "calibration.json: summary value ece is not a finite number" in proc.stdout
     for command in ("show", "report"):
-        out = run_tool("tools/leaderboard.py", command, "--db", db, "--metric", "last",
-                       *(["--out", tmp_path / "report"] if command == "report" else []), timeout=120)
+        out = run_tool(
+            "tools/leaderboard.py",
+            command,
+            "--db",
+            db,
+            "--metric",
+            "last",
+            *(["--out", tmp_path / "report"] if command == "report" else []),
+            timeout=120,
+        )
         assert "Traceback" not in out.stderr
     assert "Mixup" in run_tool("tools/leaderboard.py", "show", "--db", db, "--metric", "last").stdout
 
@@ -67,13 +78,20 @@ def test_a_non_finite_database_row_cannot_break_a_report(tmp_path):
     engine = make_engine(str(db))
     with engine.begin() as conn:  # raw SQL: nothing of mixbench in between
         conn.execute(text("UPDATE epochs SET top1 = :inf WHERE idx = 1"), {"inf": math.inf})
-        conn.execute(text("UPDATE runs SET wall_s = :nan, s_per_iter = :inf"),
-                     {"nan": math.nan, "inf": -math.inf})
+        conn.execute(
+            text("UPDATE runs SET wall_s = :nan, s_per_iter = :inf"), {"nan": math.nan, "inf": -math.inf}
+        )
         assert conn.execute(text("SELECT top1 FROM epochs WHERE idx = 1")).scalars().all() == [math.inf] * 2
     engine.dispose()
     lb = build_leaderboard(str(db), metric="best")
     assert [c.values for c in lb.cells] == [[50.0, 50.0]]  # the infinite epochs read as missing
     for command in ("show", "report"):
-        out = run_tool("tools/leaderboard.py", command, "--db", db,
-                       *(["--out", tmp_path / "report"] if command == "report" else []), timeout=120)
+        out = run_tool(
+            "tools/leaderboard.py",
+            command,
+            "--db",
+            db,
+            *(["--out", tmp_path / "report"] if command == "report" else []),
+            timeout=120,
+        )
         assert "Traceback" not in out.stderr

@@ -3,6 +3,7 @@
 The PostgreSQL tests need the server that tools/ci/install_postgres.sh starts; without it
 they fail with that instruction (they never skip).
 """
+
 import subprocess
 import sys
 from pathlib import Path
@@ -34,10 +35,22 @@ def run_writers_at_once(folders: list[Path], db: str) -> None:
     """Start one `tools/leaderboard.py ingest` process per writer, all at the same time;
     writer w ingests its own folder and the shared one (half of them shared first)."""
     shared, own = folders[0], folders[1:]
-    procs = [subprocess.Popen(
-        [sys.executable, str(REPO / "tools" / "leaderboard.py"), "ingest",
-         *([str(shared), str(f)] if w % 2 else [str(f), str(shared)]), "--db", db],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w, f in enumerate(own)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "tools" / "leaderboard.py"),
+                "ingest",
+                *([str(shared), str(f)] if w % 2 else [str(f), str(shared)]),
+                "--db",
+                db,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w, f in enumerate(own)
+    ]
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, f"writer failed:\n{out}\n{err}"
@@ -55,7 +68,8 @@ def assert_every_row_once(db: str) -> None:
     assert n_epochs == expected * len(history_for(0.0))
     lb = build_leaderboard(db)
     assert sorted((c.method, c.n) for c in lb.cells) == sorted(
-        [("Vanilla", SHARED_RUNS)] + [(f"Method{w}", OWN_RUNS) for w in range(WRITERS)])
+        [("Vanilla", SHARED_RUNS)] + [(f"Method{w}", OWN_RUNS) for w in range(WRITERS)]
+    )
 
 
 def test_concurrent_writers_sqlite(tmp_path):
@@ -76,5 +90,4 @@ def test_postgresql_gives_the_same_leaderboard_as_sqlite(tmp_path, pg_url):
         report = ingest_paths([tmp_path / "runs"], db_url=db)
         assert report.ok and len(report.inserted) == 18, report.summary()
         assert len(ingest_paths([tmp_path / "runs"], db_url=db).unchanged) == 18
-    assert markdown_report(build_leaderboard(pg_url)) == markdown_report(
-        build_leaderboard(sqlite))
+    assert markdown_report(build_leaderboard(pg_url)) == markdown_report(build_leaderboard(sqlite))

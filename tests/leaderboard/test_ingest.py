@@ -1,4 +1,5 @@
 """Ingest: idempotent, newer re-runs replace their row, bad files are reported and skipped."""
+
 import json
 import subprocess
 import sys
@@ -31,8 +32,7 @@ def test_same_files_twice_change_nothing(tmp_path):
     first = ingest_paths([tmp_path], db_url=url)
     assert len(first.inserted) == 2 and first.ok
     before = table_dump(url)
-    second = ingest_paths([tmp_path, tmp_path / "cifar100_resnet18_cifar_mixup_e2_s0"],
-                          db_url=url)
+    second = ingest_paths([tmp_path, tmp_path / "cifar100_resnet18_cifar_mixup_e2_s0"], db_url=url)
     assert len(second.unchanged) == 2 and not second.inserted and not second.updated
     assert table_dump(url) == before  # not even ingested_at moved
     assert len(before[0]) == 2 and len(before[1]) == 4
@@ -53,7 +53,10 @@ def test_later_rerun_updates_its_row_and_history_older_is_ignored(tmp_path):
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(runs)).scalar() == 1
         assert conn.execute(select(epochs.c.top1).order_by(epochs.c.idx)).scalars().all() == [
-            50.0, 60.0, 70.0]
+            50.0,
+            60.0,
+            70.0,
+        ]
     engine.dispose()
     atomic_write_json(path, old)  # the stale running file comes back: ignored
     assert ingest_paths([path], db_url=url).unchanged == [str(path)]
@@ -72,6 +75,7 @@ def test_finish_written_in_the_same_second_still_updates(tmp_path):
 
 def test_database_of_an_older_layout_is_refused_with_advice(tmp_path):
     import sqlite3
+
     con = sqlite3.connect(tmp_path / "old.db")
     con.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT)")
     con.commit()
@@ -96,8 +100,7 @@ def test_bad_inputs_are_reported_and_skipped(tmp_path):
     url = str(tmp_path / "r.db")
     report = ingest_paths([tmp_path, tmp_path / "missing_dir"], db_url=url)
     rejected = dict(report.rejected)
-    assert set(rejected) == {str(newer), str(truncated), str(badtype),
-                             str(tmp_path / "missing_dir")}
+    assert set(rejected) == {str(newer), str(truncated), str(badtype), str(tmp_path / "missing_dir")}
     assert "newer than this mixbench understands" in rejected[str(newer)]
     assert "truncated" in rejected[str(truncated)]
     assert "wrong type" in rejected[str(badtype)]
@@ -114,8 +117,11 @@ def test_cli_ingest_exit_code_and_summary(tmp_path):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "result.json").write_text('{"schema": 1, "sta')
     url = str(tmp_path / "r.db")
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "leaderboard.py"), "ingest",
-                           str(tmp_path), "--db", url], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "leaderboard.py"), "ingest", str(tmp_path), "--db", url],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 3, proc.stderr
     assert "ingested 1 new" in proc.stdout and "REJECTED" in proc.stdout
     engine = make_engine(url)
@@ -142,7 +148,7 @@ def test_leaderboard_imports_neither_torch_nor_mmengine(tmp_path):
         f"md = markdown_leaderboard({str(tmp_path / 'r.db')!r})\n"
         "assert 'Vanilla' in md and '| ECE (%) |' in md and '| 3.25 |' in md, md\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'mmengine'))\n"
-        "assert not bad, bad\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                          text=True)
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

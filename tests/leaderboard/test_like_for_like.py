@@ -1,6 +1,7 @@
 """A published number is set against ours only like for like: runs that differ from the
 published cell in each field (method option, dataset, backbone, epochs, metric) get no
 difference, and the reason says which."""
+
 import pytest
 from lb_helpers import RESNET18_CIFAR, SETTINGS, make_result, plain_method
 
@@ -14,19 +15,38 @@ from mixbench.leaderboard.report_md import markdown_report
 MIXUP = lookup_reported("cifar100", "resnet18_cifar", 200, "Mixup")
 
 
-def run(top1=None, name="r", dataset="cifar100", backbone="resnet18_cifar", epochs=200,
-        settings="Mixup", backbone_settings=None, eval_epochs=None, heads=None):
+def run(
+    top1=None,
+    name="r",
+    dataset="cifar100",
+    backbone="resnet18_cifar",
+    epochs=200,
+    settings="Mixup",
+    backbone_settings=None,
+    eval_epochs=None,
+    heads=None,
+):
     """A RunRecord evaluated at each of its last 12 epochs (or at eval_epochs)."""
     top1 = top1 or [70.0] * 12
     at = eval_epochs or list(range(epochs - len(top1) + 1, epochs + 1))
     history = [{"epoch": e, "top1": v} for e, v in zip(at, top1)]
     for h, extra in zip(history, heads or []):
         h["heads"] = extra
-    return RunRecord(id=1, name=name, method="Mixup", dataset=dataset, backbone=backbone,
-                     epochs=epochs, seed=0, status="finished", updated_ts=0.0, source_path=None,
-                     history=history,
-                     method_settings=SETTINGS[settings] if isinstance(settings, str) else settings,
-                     backbone_settings=backbone_settings or RESNET18_CIFAR)
+    return RunRecord(
+        id=1,
+        name=name,
+        method="Mixup",
+        dataset=dataset,
+        backbone=backbone,
+        epochs=epochs,
+        seed=0,
+        status="finished",
+        updated_ts=0.0,
+        source_path=None,
+        history=history,
+        method_settings=SETTINGS[settings] if isinstance(settings, str) else settings,
+        backbone_settings=backbone_settings or RESNET18_CIFAR,
+    )
 
 
 def test_same_settings_compare_and_give_the_difference():
@@ -36,23 +56,30 @@ def test_same_settings_compare_and_give_the_difference():
     assert comp.diff == pytest.approx(79.0 - 78.52)
 
 
-@pytest.mark.parametrize("changed, reason", [
-    (dict(settings=plain_method({"type": "Mixup", "alpha": 0.2})),
-     "mixer.alpha 0.2 vs published 1"),
-    (dict(settings=plain_method({"type": "Mixup", "alpha": 1.0, "prob": 0.5})),
-     "mixer.prob 0.5 set here, not in the published setting"),
-    (dict(settings=plain_method({"type": "CutMix", "alpha": 1.0})),
-     "mixer.type CutMix vs published Mixup"),
-    (dict(dataset="cifar10"), "dataset cifar10 vs published cifar100"),
-    (dict(backbone="resnet34_cifar"), "backbone resnet34_cifar vs published resnet18_cifar"),
-    (dict(backbone_settings={**RESNET18_CIFAR, "width": 32}),
-     "backbone width 32 vs published 64"),
-    (dict(epochs=400), "epochs 400 vs published 200"),
-    (dict(eval_epochs=list(range(145, 201, 5))),  # val_interval 5: 2 of the last 10 epochs
-     "metric differs: median_last10 reads epochs 191-200 of 200, each evaluated; this run "
-     "has no evaluation of 8 of them (first: epoch 191)"),
-    (dict(settings=None), "records no method settings"),
-])
+@pytest.mark.parametrize(
+    "changed, reason",
+    [
+        (dict(settings=plain_method({"type": "Mixup", "alpha": 0.2})), "mixer.alpha 0.2 vs published 1"),
+        (
+            dict(settings=plain_method({"type": "Mixup", "alpha": 1.0, "prob": 0.5})),
+            "mixer.prob 0.5 set here, not in the published setting",
+        ),
+        (
+            dict(settings=plain_method({"type": "CutMix", "alpha": 1.0})),
+            "mixer.type CutMix vs published Mixup",
+        ),
+        (dict(dataset="cifar10"), "dataset cifar10 vs published cifar100"),
+        (dict(backbone="resnet34_cifar"), "backbone resnet34_cifar vs published resnet18_cifar"),
+        (dict(backbone_settings={**RESNET18_CIFAR, "width": 32}), "backbone width 32 vs published 64"),
+        (dict(epochs=400), "epochs 400 vs published 200"),
+        (
+            dict(eval_epochs=list(range(145, 201, 5))),  # val_interval 5: 2 of the last 10 epochs
+            "metric differs: median_last10 reads epochs 191-200 of 200, each evaluated; this run "
+            "has no evaluation of 8 of them (first: epoch 191)",
+        ),
+        (dict(settings=None), "records no method settings"),
+    ],
+)
 def test_each_differing_field_refuses_the_difference(changed, reason):
     comp = compare([run(**changed)], MIXUP)
     assert not comp.comparable and comp.diff is None
@@ -63,24 +90,31 @@ def test_runs_of_one_cell_with_different_settings_are_not_compared():
     other = run(name="b", settings=plain_method({"type": "Mixup", "alpha": 0.4}))
     comp = compare([run(name="a"), other], MIXUP)
     assert comp.diff is None
-    assert any("the cell's runs differ in method settings (a vs b" in r and "mixer.alpha" in r
-               for r in comp.reasons), comp.reasons
+    assert any(
+        "the cell's runs differ in method settings (a vs b" in r and "mixer.alpha" in r for r in comp.reasons
+    ), comp.reasons
 
 
 def test_known_openmixup_differences_are_named_as_people_know_them():
     smooth = lookup_reported("cifar100", "resnet18_cifar", 200, "SmoothMix")
-    ours = plain_method({"type": "SmoothMix", "alpha": 0.2})     # our corrected SmoothMix
+    ours = plain_method({"type": "SmoothMix", "alpha": 0.2})  # our corrected SmoothMix
     comp = compare([run(settings=ours)], smooth)
     assert comp.diff is None
-    assert "SmoothMix label weight corrected (OpenMixup weights y_a by the partner's share, a bug " \
+    assert (
+        "SmoothMix label weight corrected (OpenMixup weights y_a by the partner's share, a bug "
         "in its code)" in comp.reasons
+    )
     assert any(r.startswith("SmoothMix centre: OpenMixup's Gaussian") for r in comp.reasons)
-    same = compare([run(settings=smooth.method_settings)], smooth)   # the reproduction file's
+    same = compare([run(settings=smooth.method_settings)], smooth)  # the reproduction file's
     assert same.comparable and same.diff is not None
     samix = lookup_reported("cifar100", "resnet18_cifar", 200, "SAMix")
-    settings = {**samix.method_settings,
-                "classifier": {**samix.method_settings["classifier"],
-                               "mix_block_loss": {"type": "EtaBalancedMixupLoss", "eta": 0.5}}}
+    settings = {
+        **samix.method_settings,
+        "classifier": {
+            **samix.method_settings["classifier"],
+            "mix_block_loss": {"type": "EtaBalancedMixupLoss", "eta": 0.5},
+        },
+    }
     reasons = compare([run(settings=settings)], samix).reasons
     assert any(r.startswith("SAMix eta: OpenMixup's effective value is 1.0") for r in reasons)
 
@@ -88,8 +122,7 @@ def test_known_openmixup_differences_are_named_as_people_know_them():
 def test_a_cell_without_published_settings_is_never_compared():
     deit = lookup_reported("cifar100", "deit_small", 200, "Mixup")
     assert deit.metric == "best_last10" and deit.method_settings is None
-    comp = compare([run(backbone="deit_small", settings=plain_method(
-        {"type": "Mixup", "alpha": 0.8}))], deit)
+    comp = compare([run(backbone="deit_small", settings=plain_method({"type": "Mixup", "alpha": 0.8}))], deit)
     assert comp.diff is None and comp.reasons[0].startswith("published settings not recorded")
     # our value is still read the published way: the best of the last 10
     assert comp.ours == 70.0
@@ -100,7 +133,8 @@ def test_learnable_cells_read_the_best_of_four_heads():
     assert automix.metric == "best_head_median_last10"
     one_head = compare([run(settings=automix.method_settings)], automix)
     assert one_head.diff is None and one_head.reasons[0].startswith(
-        "metric differs: the published number is the best of OpenMixup's four heads")
+        "metric differs: the published number is the best of OpenMixup's four heads"
+    )
     # epochs 189..200 with heads; the EMA mixed head is best: 77, 78, ..., 87 then 50.
     # OpenMixup's windows: 189..199 -> median 82; 189..200 -> (81 + 82) / 2 = 81.5; it keeps
     # 82 (a plain median of the last 10, 79..87 and 50, would say 82.5)
@@ -114,16 +148,23 @@ def test_learnable_cells_read_the_best_of_four_heads():
 def test_setting_differences_words_and_canonical_numbers():
     assert setting_differences({"a": 1.0, "b": [1, 2]}, {"a": 1, "b": (1, 2)}) == []
     assert setting_differences({"m": {"x": 1}}, {"m": {"x": 2, "y": 3}}) == [
-        "m.x 1 vs published 2", "m.y unset here, published 3"]
-    assert setting_differences({"m": {"x": 1}}, {"m": {"x": 2}}, explain={"m": "M differs"}) == [
-        "M differs"]
+        "m.x 1 vs published 2",
+        "m.y unset here, published 3",
+    ]
+    assert setting_differences({"m": {"x": 1}}, {"m": {"x": 2}}, explain={"m": "M differs"}) == ["M differs"]
 
 
 def test_leaderboard_shows_mismatches_apart_with_the_reason(tmp_path):
     for seed in (0, 1):
         make_result(tmp_path, "Mixup", seed, [78.0] * 12, epochs=200)
-        make_result(tmp_path, "CutMix", seed, [79.0] * 12, epochs=200,
-                    method_settings=plain_method({"type": "CutMix", "alpha": 1.0}))
+        make_result(
+            tmp_path,
+            "CutMix",
+            seed,
+            [79.0] * 12,
+            epochs=200,
+            method_settings=plain_method({"type": "CutMix", "alpha": 1.0}),
+        )
     make_result(tmp_path, "Vanilla", 0, [76.0] * 12, epochs=200, schema=1)
     url = str(tmp_path / "r.db")
     assert ingest_paths([tmp_path], db_url=url).ok
@@ -203,5 +244,15 @@ def test_the_reproduction_sweeps_runs_are_like_for_like_with_their_published_cel
             assert setting_differences(method_settings(r.config), cell.method_settings) == [], r.name
             assert setting_differences(backbone_settings(r.config), cell.backbone_settings) == [], r.name
             checked.add(r.axes["method"])
-    assert {"Vanilla", "Mixup", "CutMix", "SmoothMix", "FMix", "GridMix", "ResizeMix", "PuzzleMix",
-            "AutoMix", "SAMix"} <= checked
+    assert {
+        "Vanilla",
+        "Mixup",
+        "CutMix",
+        "SmoothMix",
+        "FMix",
+        "GridMix",
+        "ResizeMix",
+        "PuzzleMix",
+        "AutoMix",
+        "SAMix",
+    } <= checked

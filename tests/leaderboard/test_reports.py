@@ -1,4 +1,5 @@
 """The reports: Markdown, tidy CSV, LaTeX, and the self-contained page opened in Chromium."""
+
 import csv
 import html
 import json
@@ -48,16 +49,21 @@ def test_markdown_tables_best_bold_average_rank_protocol(reports):
     assert "Protocol: per run, median top-1 of the last 10 evaluations (`median_last10`)" in md
     assert "significant (*) at α = 0.05" in md
     titles = re.findall(r"^## (.*)$", md, flags=re.M)
-    assert titles == ["cifar10 · resnet18_cifar · 200 epochs",
-                      "cifar100 · resnet18_cifar · 200 epochs",
-                      "cifar100 · resnet18_cifar · 400 epochs",
-                      "Overall: average rank across datasets", "Runs not counted"]
+    assert titles == [
+        "cifar10 · resnet18_cifar · 200 epochs",
+        "cifar100 · resnet18_cifar · 200 epochs",
+        "cifar100 · resnet18_cifar · 400 epochs",
+        "Overall: average rank across datasets",
+        "Runs not counted",
+    ]
     rows = [line for line in md.splitlines() if line.startswith("| ")]
     puzzle = next(r for r in rows if "| PuzzleMix |" in r and "80.00" in r)
     assert "**80.00 (1 seed, no error bar)**" in puzzle and "+3.50 |" in puzzle
     mixup = next(r for r in rows if "| Mixup |" in r and "78.50" in r)
-    assert ("| 2 | Mixup | 78.50 ± 0.56 | 3 | [77.12, 79.88] | +2.00* | 0.010 | 1.10× | 1100 "
-            "| 4 GPU-h | 78.50 (median_last10) | 78.52 (median_last10) | -0.02 | +2.10 |") == mixup
+    assert (
+        "| 2 | Mixup | 78.50 ± 0.56 | 3 | [77.12, 79.88] | +2.00* | 0.010 | 1.10× | 1100 "
+        "| 4 GPU-h | 78.50 (median_last10) | 78.52 (median_last10) | -0.02 | +2.10 |"
+    ) == mixup
     assert md.count("Top-1, Δ, CI and ranks: median_last10") == 3  # under every table
     assert "| 2 | Mixup | 1.50 | 2 | 1.50 | 1.50 |" in md  # average-rank table
     assert "- in progress (not counted): still_running" in md
@@ -69,10 +75,11 @@ def test_csv_is_tidy_one_row_per_cell(reports):
     with open(paths["csv"], newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 9
-    m = next(r for r in rows if r["dataset"] == "cifar100" and r["epochs"] == "200"
-             and r["method"] == "Mixup")
+    m = next(
+        r for r in rows if r["dataset"] == "cifar100" and r["epochs"] == "200" and r["method"] == "Mixup"
+    )
     assert m["metric"] == "median_last10" and m["seeds"] == "0 1 2"
-    assert float(m["mean"]) == pytest.approx(78.5) and float(m["std"]) == pytest.approx(0.31 ** .5)
+    assert float(m["mean"]) == pytest.approx(78.5) and float(m["std"]) == pytest.approx(0.31**0.5)
     assert float(m["delta_vs_vanilla"]) == pytest.approx(2.0) and m["significant"] == "True"
     assert float(m["reported_top1"]) == 78.52 and m["reported_metric"] == "median_last10"
     p = next(r for r in rows if r["method"] == "PuzzleMix")
@@ -93,7 +100,7 @@ def test_page_is_self_contained(reports):
     page = paths["html"].read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", page)
     assert "<link" not in page and "<script src" not in page
-    assert page.count("<img src=\"data:image/svg+xml;base64,") == 8  # 1 heatmap, 1 budget,
+    assert page.count('<img src="data:image/svg+xml;base64,') == 8  # 1 heatmap, 1 budget,
     # 3 tables x (accuracy vs cost + validation curves)
 
 
@@ -133,12 +140,26 @@ window.addEventListener('load', function () {
 
 def chromium(*args, user_data_dir: Path) -> subprocess.CompletedProcess:
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: install it with sudo bash tools/ci/install_chromium.sh "
-                    "(or set MIXBENCH_CHROMIUM)", pytrace=False)
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-           "--no-first-run", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars",
-           f"--user-data-dir={user_data_dir}", *args]
+        pytest.fail(
+            f"{CHROMIUM} not found: install it with sudo bash tools/ci/install_chromium.sh "
+            "(or set MIXBENCH_CHROMIUM)",
+            pytrace=False,
+        )
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        f"--user-data-dir={user_data_dir}",
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -150,8 +171,9 @@ def test_page_renders_in_headless_chromium(reports, tmp_path):
     _, paths = reports
     probed = tmp_path / "probed.html"
     probed.write_text(paths["html"].read_text().replace("<head>", "<head>" + PROBE, 1))
-    proc = chromium("--virtual-time-budget=5000", "--dump-dom", probed.as_uri(),
-                    user_data_dir=tmp_path / "profile")
+    proc = chromium(
+        "--virtual-time-budget=5000", "--dump-dom", probed.as_uri(), user_data_dir=tmp_path / "profile"
+    )
     match = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, flags=re.S)
     assert match, "the page's load event never ran:\n" + proc.stdout[-2000:]
     probe = json.loads(html.unescape(match.group(1)))
@@ -163,8 +185,12 @@ def test_page_renders_in_headless_chromium(reports, tmp_path):
     assert asc == ["CutMix", "Mixup", "PuzzleMix", "Vanilla"] and desc == asc[::-1]
 
     shot = tmp_path / "leaderboard.png"
-    chromium("--window-size=1400,1800", f"--screenshot={shot}", paths["html"].as_uri(),
-             user_data_dir=tmp_path / "profile")
+    chromium(
+        "--window-size=1400,1800",
+        f"--screenshot={shot}",
+        paths["html"].as_uri(),
+        user_data_dir=tmp_path / "profile",
+    )
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000  # a page, not a blank
     if os.environ.get("MIXBENCH_TEST_ARTIFACTS"):
@@ -176,18 +202,25 @@ def test_page_renders_in_headless_chromium(reports, tmp_path):
 def test_cli_report_and_show(reports, tmp_path):
     db, _ = reports
     tool = [sys.executable, str(REPO / "tools" / "leaderboard.py")]
-    proc = subprocess.run(tool + ["show", "--db", db, "--metric", "last",
-                                  "--filter", "dataset=cifar10"], capture_output=True, text=True)
+    proc = subprocess.run(
+        tool + ["show", "--db", db, "--metric", "last", "--filter", "dataset=cifar10"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     md = proc.stdout
     assert "(`last`)" in md and "cifar100" not in md.split("## Overall")[0]
     # last of history_for(v) is v - 1: Vanilla 89, Mixup and CutMix 90
     assert "| 3 | Vanilla | 89.00 (1 seed, no error bar) |" in md
-    proc = subprocess.run(tool + ["show", "--db", db, "--filter", "colour=red"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        tool + ["show", "--db", db, "--filter", "colour=red"], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "cannot filter on colour" in proc.stderr
-    proc = subprocess.run(tool + ["report", "--db", str(tmp_path / "new.db"), "--out",
-                                  str(tmp_path / "o")], capture_output=True, text=True)
+    proc = subprocess.run(
+        tool + ["report", "--db", str(tmp_path / "new.db"), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     printed = dict(line.strip().split(": ", 1) for line in proc.stdout.splitlines())
     assert printed == {k: str(tmp_path / "o" / name) for k, name in REPORT_FILES.items()}
@@ -198,8 +231,7 @@ def test_columns_empty_for_a_whole_table_are_left_out(tmp_path):
     make_result(tmp_path / "runs", "Mixup", 0, [50.0, 60.0], dataset="digits")
     db = str(tmp_path / "r.db")
     ingest_paths([tmp_path / "runs"], db_url=db)
-    header = next(line for line in markdown_leaderboard(db).splitlines()
-                  if line.startswith("| Rank"))
+    header = next(line for line in markdown_leaderboard(db).splitlines() if line.startswith("| Rank"))
     assert header == ("| Rank | Method | Top-1 (%) | Seeds | Peak mem (MB) | Time/run |")
 
 

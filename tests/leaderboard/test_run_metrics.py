@@ -1,4 +1,5 @@
 """The named per-run metrics of mixbench.results and the settings fingerprint of a config."""
+
 import pytest
 
 from mixbench.fingerprint import method_settings
@@ -40,7 +41,7 @@ def test_labels_round_trip_and_published_names():
 
 def test_best_of_last_n():
     h = hist([90.0, 10.0, 20.0, 30.0])
-    assert metric_value(h, "best_last_n", 3) == 30.0   # 90 is older than the last 3
+    assert metric_value(h, "best_last_n", 3) == 30.0  # 90 is older than the last 3
     assert metric_value(h, "best", 3) == 90.0
     assert metric_value(h, "best_last_n", 10) == 90.0  # fewer than N: all of them
 
@@ -82,15 +83,21 @@ def test_shortfall_names_the_epochs_a_published_number_reads():
     assert metric_shortfall(full, "median_last_n", 10, 200) is None
     assert metric_shortfall(full, "last", 10, 200) is None
     assert "no evaluation of 1 of them (first: epoch 200)" in metric_shortfall(
-        full[:-1], "median_last_n", 10, 200)
+        full[:-1], "median_last_n", 10, 200
+    )
     assert "recorded its online head only" in metric_shortfall(full, "best_head_median_last_n", 10, 200)
 
 
 def test_schema_two_requires_the_settings_and_reads_schema_one():
-    data = {"schema": SCHEMA_VERSION, "status": "finished",
-            "run": {k: 1 for k in ("name", "method", "dataset", "backbone", "epochs", "seed",
-                                   "config_hash")},
-            "metrics": {}, "history": [], "cost": {}, "env": {}}
+    data = {
+        "schema": SCHEMA_VERSION,
+        "status": "finished",
+        "run": {k: 1 for k in ("name", "method", "dataset", "backbone", "epochs", "seed", "config_hash")},
+        "metrics": {},
+        "history": [],
+        "cost": {},
+        "env": {},
+    }
     with pytest.raises(ResultFileError, match="method_settings must be an object"):
         validate_result(data)
     validate_result({**data, "schema": 1})  # the first schema has no settings
@@ -99,19 +106,38 @@ def test_schema_two_requires_the_settings_and_reads_schema_one():
 
 
 def test_method_settings_of_the_method_section():
-    new = {"model": {"backbone": {"type": "ResNetCIFAR"}, "head": {"type": "LinearHead"},
-                     "loss": {"type": "LabelSmoothingCrossEntropy", "smoothing": 0.1}},
-           "method": {"name": "DecoupleMix", "mixer": {"type": "Mixup", "alpha": 0.2},
-                      "loss": {"type": "DecoupledMixupLoss", "eta": 0.1}}}
+    new = {
+        "model": {
+            "backbone": {"type": "ResNetCIFAR"},
+            "head": {"type": "LinearHead"},
+            "loss": {"type": "LabelSmoothingCrossEntropy", "smoothing": 0.1},
+        },
+        "method": {
+            "name": "DecoupleMix",
+            "mixer": {"type": "Mixup", "alpha": 0.2},
+            "loss": {"type": "DecoupledMixupLoss", "eta": 0.1},
+        },
+    }
     assert method_settings(new) == {
-        "classifier": {"type": "MixupClassifier"}, "mixer": {"type": "Mixup", "alpha": 0.2},
+        "classifier": {"type": "MixupClassifier"},
+        "mixer": {"type": "Mixup", "alpha": 0.2},
         "loss": {"type": "DecoupledMixupLoss", "eta": 0.1},  # another type replaces the recipe's
-        "paramwise_cfg": {}, "hooks": []}
+        "paramwise_cfg": {},
+        "hooks": [],
+    }
     keeps = {**new, "method": {"mixer": {"type": "Mixup", "alpha": 0.2}}}
     assert method_settings(keeps)["loss"] == {"type": "LabelSmoothingCrossEntropy", "smoothing": 0.1}
-    automix = {"model": new["model"], "method": {"classifier": {"type": "AutoMixClassifier", "alpha": 2.0},
-                                                 "paramwise_cfg": {"custom_keys": {"mix_block": {"lr_mult": 1.0}}}}}
+    automix = {
+        "model": new["model"],
+        "method": {
+            "classifier": {"type": "AutoMixClassifier", "alpha": 2.0},
+            "paramwise_cfg": {"custom_keys": {"mix_block": {"lr_mult": 1.0}}},
+        },
+    }
     assert method_settings(automix) == {
-        "classifier": {"type": "AutoMixClassifier", "alpha": 2}, "mixer": {"type": "Vanilla"},
+        "classifier": {"type": "AutoMixClassifier", "alpha": 2},
+        "mixer": {"type": "Vanilla"},
         "loss": {"type": "LabelSmoothingCrossEntropy", "smoothing": 0.1},
-        "paramwise_cfg": {"custom_keys": {"mix_block": {"lr_mult": 1}}}, "hooks": []}
+        "paramwise_cfg": {"custom_keys": {"mix_block": {"lr_mult": 1}}},
+        "hooks": [],
+    }

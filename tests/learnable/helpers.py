@@ -1,4 +1,5 @@
 """Shared helpers for the learnable-method tests: a 2-epoch digits run through tools/train.py."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,15 @@ import yaml
 from mbtest import REPO, method_of, run_tool
 
 
-def train_on_digits(tmp_path, fragment: str, overrides: dict, epochs: int = 2, name: str = "work",
-                    extra_args=(), first_epoch: int = 1) -> dict:
+def train_on_digits(
+    tmp_path,
+    fragment: str,
+    overrides: dict,
+    epochs: int = 2,
+    name: str = "work",
+    extra_args=(),
+    first_epoch: int = 1,
+) -> dict:
     """Train the method ``configs/methods/<fragment>.yaml`` on the tiny ResNet-8 recipe
     (``overrides["model"]`` changes it, e.g. to a ViT) on 128 digits images for ``epochs``
     epochs with ``overrides`` merged on top (``overrides["method"]`` patches the method);
@@ -17,12 +25,19 @@ def train_on_digits(tmp_path, fragment: str, overrides: dict, epochs: int = 2, n
     dir validates the checkpoint's epoch first, so its history starts at ``first_epoch`` = 1
     too unless told otherwise."""
     overrides = dict(overrides)
-    bases = [REPO / "configs/_base_/datasets/digits.yaml", REPO / "configs/_base_/models/resnet8_w16_gray.yaml",
-             REPO / "configs/_base_/schedules/sgd_cosine_short.yaml", REPO / "configs/_base_/runtime.yaml"]
-    cfg = {"_base_": [str(b) for b in bases],
-           "train_dataloader": {"dataset": {"max_samples": 128}},   # 2 iterations per epoch
-           "train_cfg": {"max_epochs": epochs},
-           "method": method_of(fragment, overrides.pop("method", None)), **overrides}
+    bases = [
+        REPO / "configs/_base_/datasets/digits.yaml",
+        REPO / "configs/_base_/models/resnet8_w16_gray.yaml",
+        REPO / "configs/_base_/schedules/sgd_cosine_short.yaml",
+        REPO / "configs/_base_/runtime.yaml",
+    ]
+    cfg = {
+        "_base_": [str(b) for b in bases],
+        "train_dataloader": {"dataset": {"max_samples": 128}},  # 2 iterations per epoch
+        "train_cfg": {"max_epochs": epochs},
+        "method": method_of(fragment, overrides.pop("method", None)),
+        **overrides,
+    }
     config = tmp_path / f"digits_{fragment}.yaml"
     config.write_text(yaml.safe_dump(cfg))
     return train_config(config, tmp_path / name, epochs, extra_args, first_epoch)
@@ -64,6 +79,7 @@ def train_step_both_ways(model, data: dict, seed: int = 3, make_wrapper=None) ->
         def record(clf=clf, grads=grads, optimizer_step=optimizer_step, **kwargs):
             grads.update({n: p.grad.clone() for n, p in clf.named_parameters() if p.grad is not None})
             optimizer_step(**kwargs)
+
         wrapper.step = record
         torch.manual_seed(seed)
         log_vars = step(clf, data, wrapper)
@@ -79,8 +95,9 @@ def train_then_resume(tmp_path, fragment: str, overrides: dict) -> tuple:
 
     result = train_on_digits(tmp_path, fragment, overrides)
     first = tmp_path / "work"
-    resumed = train_on_digits(tmp_path, fragment, overrides, name="resumed",
-                              extra_args=("--resume", first / "epoch_1.pth"))
+    resumed = train_on_digits(
+        tmp_path, fragment, overrides, name="resumed", extra_args=("--resume", first / "epoch_1.pth")
+    )
     assert resumed["history"][-1] | {"wall_s": 0} == result["history"][-1] | {"wall_s": 0}
     load = lambda path: torch.load(path, map_location="cpu", weights_only=False)  # noqa: E731
     return result, load(first / "epoch_2.pth"), load(tmp_path / "resumed" / "epoch_2.pth")
@@ -97,18 +114,28 @@ def assert_same_training_state(a: dict, b: dict, parts) -> None:
         for k in keys:
             assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
     sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
-    assert sa.keys() == sb.keys() and all(torch.equal(sa[i]["momentum_buffer"], sb[i]["momentum_buffer"]) for i in sa)
+    assert sa.keys() == sb.keys() and all(
+        torch.equal(sa[i]["momentum_buffer"], sb[i]["momentum_buffer"]) for i in sa
+    )
 
 
-def assert_mix_block_gradient_routing(clf, losses: dict, classifier_losses=("loss_mix", "loss_one"),
-                                      mix_block_losses=("loss_mix_block", "loss_mask")) -> None:
+def assert_mix_block_gradient_routing(
+    clf,
+    losses: dict,
+    classifier_losses=("loss_mix", "loss_one"),
+    mix_block_losses=("loss_mix_block", "loss_mask"),
+) -> None:
     """AutoMix-style gradient routing on one step's ``losses`` (``clf.loss``, with exactly
     the keys ``classifier_losses`` and ``mix_block_losses``): the classifier's losses reach
     the classifier and not the Mix Block; the Mix Block's losses reach every Mix Block
     parameter and neither the classifier nor the EMA encoder."""
     assert set(losses) == {*classifier_losses, *mix_block_losses}
-    classifier = [*clf.backbone.parameters(), *clf.neck.parameters(), *clf.head.parameters(),
-                  *clf.head_one.parameters()]
+    classifier = [
+        *clf.backbone.parameters(),
+        *clf.neck.parameters(),
+        *clf.head.parameters(),
+        *clf.head_one.parameters(),
+    ]
     sum(losses[k] for k in classifier_losses).backward(retain_graph=True)
     assert all(p.grad is None for p in clf.mix_block.parameters())
     assert all(p.grad is not None for p in classifier)
@@ -129,7 +156,7 @@ def assert_ema_encoder_follows_momentum(clf, losses, update, atol: float = 1e-7)
 
     k_params, q_params = clf.ema_pairs()
     assert all(not p.requires_grad for p in k_params)
-    assert all(torch.equal(k, q) for k, q in zip(k_params, q_params))      # starts as a copy
+    assert all(torch.equal(k, q) for k, q in zip(k_params, q_params))  # starts as a copy
     sum(losses().values()).backward()
     assert all(p.grad is None for p in k_params)
     with torch.no_grad():
@@ -152,6 +179,7 @@ def scaled_pool_neck() -> dict:
     from mixbench.registry import MODELS
 
     if "TestScaledPool" not in MODELS.module_dict:
+
         @MODELS.register_module(name="TestScaledPool")
         class ScaledPool(nn.Module):
             def __init__(self, channels: int = 32):
@@ -160,6 +188,7 @@ def scaled_pool_neck() -> dict:
 
             def forward(self, x):
                 return x.mean((2, 3)) * self.scale
+
     return {"type": "TestScaledPool"}
 
 

@@ -2,6 +2,7 @@
 for pixel, the laws of the chains and of the mixing weight, the Jensen-Shannon term worked by
 hand, one forward of clean + two views, errors, the method file, reproducibility, CPU/CUDA,
 digits training and exact resume."""
+
 import math
 
 import numpy as np
@@ -58,7 +59,9 @@ def test_every_op_equals_pillow_pixel_for_pixel(channels):
             arr = rng.randint(0, 256, shape) if trial % 3 else rng.rand(*shape) * 120 + 40
             arr = arr.astype(np.uint8)
             level, negate = rng.uniform(0.1, 10), bool(rng.rand() > 0.5)
-            ref = np.asarray(pillow(name, Image.fromarray(arr[..., 0] if channels == 1 else arr), level, negate))
+            ref = np.asarray(
+                pillow(name, Image.fromarray(arr[..., 0] if channels == 1 else arr), level, negate)
+            )
             x = torch.from_numpy(arr).permute(2, 0, 1)[None].float()
             signed = -level if negate and name in SIGNED else level
             got = OP_FUNCTIONS[name](x, torch.tensor([signed], dtype=torch.float64))[0]
@@ -90,7 +93,9 @@ def test_identity_chains_give_the_image_back():
     clf = classifier(data_preprocessor={"type": "ClassifierDataPreprocessor", "mean": [100.0], "std": [50.0]})
     clf.ops = ("autocontrast",)
     inputs = (x[:, :1] - 100) / 50
-    torch.testing.assert_close(clf.views(inputs, 2), inputs[None].expand(2, -1, -1, -1, -1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        clf.views(inputs, 2), inputs[None].expand(2, -1, -1, -1, -1), atol=1e-5, rtol=0
+    )
 
 
 def test_depth_op_choice_and_mixing_weight_follow_their_laws(monkeypatch):
@@ -101,17 +106,23 @@ def test_depth_op_choice_and_mixing_weight_follow_their_laws(monkeypatch):
         def op(img, level):
             calls.setdefault(name, []).append(img.shape[0])
             return img
+
         return op
+
     for name in ("autocontrast", "equalize"):
         monkeypatch.setitem(OP_FUNCTIONS, name, recorder(name))
-    augmix_views(torch.zeros(1000, 1, 2, 2), 2, width=3, ops=("autocontrast", "equalize"), generator=seeded(1))
+    augmix_views(
+        torch.zeros(1000, 1, 2, 2), 2, width=3, ops=("autocontrast", "equalize"), generator=seeded(1)
+    )
     chains = 2 * 1000 * 3
     per_step = [a + e for a, e in zip(calls["autocontrast"], calls["equalize"])]
-    assert per_step[0] == chains                       # depth uniform in 1..3: 1, 2/3, 1/3 go on
+    assert per_step[0] == chains  # depth uniform in 1..3: 1, 2/3, 1/3 go on
     assert abs(per_step[1] / chains - 2 / 3) < 0.02 and abs(per_step[2] / chains - 1 / 3) < 0.02
-    assert abs(sum(calls["autocontrast"]) / sum(per_step) - 1 / 2) < 0.02     # ops drawn uniformly
+    assert abs(sum(calls["autocontrast"]) / sum(per_step) - 1 / 2) < 0.02  # ops drawn uniformly
     calls.clear()
-    augmix_views(torch.zeros(10, 1, 2, 2), 1, width=2, depth=2, ops=("autocontrast", "equalize"), generator=seeded(1))
+    augmix_views(
+        torch.zeros(10, 1, 2, 2), 1, width=2, depth=2, ops=("autocontrast", "equalize"), generator=seeded(1)
+    )
     assert sum(calls["autocontrast"]) + sum(calls["equalize"]) == 10 * 2 * 2
     # a white pixel solarized is black (every threshold is <= 254) and stays black, so with
     # one chain view = (1 - m) 255: m ~ Beta(alpha, alpha)
@@ -142,8 +153,11 @@ def test_views_are_reproducible_from_a_seed():
 
 
 def test_jensen_shannon_worked_by_hand():
-    logits = torch.tensor([[0.0, 1.0], [2.0, 0.0], [0.5, 0.5]])       # clean, view 1, view 2 (B = 1)
-    p = [[math.exp(a) / (math.exp(a) + math.exp(b)), math.exp(b) / (math.exp(a) + math.exp(b))] for a, b in logits.tolist()]
+    logits = torch.tensor([[0.0, 1.0], [2.0, 0.0], [0.5, 0.5]])  # clean, view 1, view 2 (B = 1)
+    p = [
+        [math.exp(a) / (math.exp(a) + math.exp(b)), math.exp(b) / (math.exp(a) + math.exp(b))]
+        for a, b in logits.tolist()
+    ]
     mix = [(p[0][k] + p[1][k] + p[2][k]) / 3 for k in range(2)]
     kl = [sum(q[k] * math.log(q[k] / mix[k]) for k in range(2)) for q in p]
     assert jensen_shannon(logits, 2).item() == pytest.approx(sum(kl) / 3, rel=1e-5)
@@ -166,8 +180,15 @@ def test_step_is_one_forward_of_clean_and_two_views_with_the_official_loss():
     clean, aug1, aug2 = torch.split(logits_all, 4)
     p_clean, p_aug1, p_aug2 = clean.softmax(1), aug1.softmax(1), aug2.softmax(1)
     p_mixture = torch.clamp((p_clean + p_aug1 + p_aug2) / 3.0, 1e-7, 1).log()
-    official = 12 * (F.kl_div(p_mixture, p_clean, reduction="batchmean") + F.kl_div(p_mixture, p_aug1, reduction="batchmean")
-                     + F.kl_div(p_mixture, p_aug2, reduction="batchmean")) / 3.0
+    official = (
+        12
+        * (
+            F.kl_div(p_mixture, p_clean, reduction="batchmean")
+            + F.kl_div(p_mixture, p_aug1, reduction="batchmean")
+            + F.kl_div(p_mixture, p_aug2, reduction="batchmean")
+        )
+        / 3.0
+    )
     torch.testing.assert_close(again["loss"], F.cross_entropy(clean, y))
     torch.testing.assert_close(again["jsd_loss"], official)
     # the views are 8-bit images mixed in float, normalised back with the preprocessor's stats
@@ -192,7 +213,9 @@ def test_cuda_equals_cpu():
         clf = classifier().eval().to(device)
         clf.generator = seeded(4)
         xs = torch.randn(6, 1, 16, 16, generator=seeded(0)).clamp(-1, 1)
-        losses.append({k: v.item() for k, v in clf.loss(xs.to(device), (torch.arange(6) % 3).to(device)).items()})
+        losses.append(
+            {k: v.item() for k, v in clf.loss(xs.to(device), (torch.arange(6) % 3).to(device)).items()}
+        )
     for k in losses[0]:
         assert losses[1][k] == pytest.approx(losses[0][k], rel=1e-4, abs=1e-5), k
 
@@ -217,7 +240,14 @@ def test_method_file_builds_the_published_setting():
     assert method["name"] == "AugMix" and set(method) == {"name", "classifier"}
     clf = MODELS.build(model_of("augmix", head={"num_classes": 10}))
     assert isinstance(clf, AugMixClassifier) and type(clf.mixer).__name__ == "Vanilla"
-    assert (clf.severity, clf.width, clf.depth, clf.alpha, clf.jsd, clf.jsd_weight) == (3, 3, None, 1.0, True, 12.0)
+    assert (clf.severity, clf.width, clf.depth, clf.alpha, clf.jsd, clf.jsd_weight) == (
+        3,
+        3,
+        None,
+        1.0,
+        True,
+        12.0,
+    )
     assert clf.ops == ALL_OPS[:9]
 
 

@@ -1,5 +1,6 @@
 """AutoMix (ECCV 2022): Mix Block, mask loss, lambda margin, EMA encoder, gradient routing,
 schedules, digits training and exact resume."""
+
 from types import SimpleNamespace
 
 import pytest
@@ -24,8 +25,7 @@ TINY = {"type": "ResNetCIFAR", "depth": 8, "width": 8, "in_channels": 1}
 
 def tiny(**kw):
     torch.manual_seed(0)
-    return AutoMixClassifier(backbone=TINY, head={"type": "LinearHead", "num_classes": 5},
-                             mask_stage=2, **kw)
+    return AutoMixClassifier(backbone=TINY, head={"type": "LinearHead", "num_classes": 5}, mask_stage=2, **kw)
 
 
 def batch(b=6):
@@ -51,22 +51,26 @@ def test_mix_block_mask_shape_range_and_upsampling(upsampling):
     torch.manual_seed(0)
     cat = PixelMixBlock(16, lam_concat=True)
     assert cat.query.in_channels == 17
-    assert not torch.equal(cat(feat, torch.arange(4), 0.1, (16, 16)), cat(feat, torch.arange(4), 0.9, (16, 16)))
+    assert not torch.equal(
+        cat(feat, torch.arange(4), 0.1, (16, 16)), cat(feat, torch.arange(4), 0.9, (16, 16))
+    )
 
 
 def test_mask_loss_is_l1_with_margin_on_the_batch_mean():
     block = PixelMixBlock(8, mask_loss_margin=0.1)
     mask = torch.full((2, 1, 4, 4), 0.7)
     assert block.mask_loss(mask, 0.5).item() == pytest.approx(0.1)
-    assert block.mask_loss(mask, 0.75).item() == 0.0          # inside the margin
-    mask[1] = 0.1                                              # batch mean 0.4
+    assert block.mask_loss(mask, 0.75).item() == 0.0  # inside the margin
+    mask[1] = 0.1  # batch mean 0.4
     assert block.mask_loss(mask, 0.8).item() == pytest.approx(0.3)
 
 
 def test_lambda_margin_falls_back_to_mixup(monkeypatch):
     clf = tiny(lam_margin=0.08)
     x, _ = batch()
-    monkeypatch.setattr(automix_module, "beta_sample", lambda a, b, n: torch.tensor([0.4, 0.05], dtype=torch.float64))
+    monkeypatch.setattr(
+        automix_module, "beta_sample", lambda a, b, n: torch.tensor([0.4, 0.05], dtype=torch.float64)
+    )
     torch.manual_seed(0)
     (x_mb, mask_mb, _, lam_mb), (x_bb, mask_bb, index_bb, lam_bb), mask_loss = clf.generate_masks(x)
     assert (lam_mb, lam_bb) == (0.4, 0.05)
@@ -75,9 +79,11 @@ def test_lambda_margin_falls_back_to_mixup(monkeypatch):
     assert mask_mb.requires_grad
     expected = 0.1 * (mask_mb.mean() - 0.4).abs().sub(0.1).clamp_min(0)
     assert torch.allclose(mask_loss, expected)
-    monkeypatch.setattr(automix_module, "beta_sample", lambda a, b, n: torch.tensor([0.4, 0.3], dtype=torch.float64))
+    monkeypatch.setattr(
+        automix_module, "beta_sample", lambda a, b, n: torch.tensor([0.4, 0.3], dtype=torch.float64)
+    )
     _, (_, mask_bb, _, _), _ = clf.generate_masks(x)
-    assert mask_bb.std() > 0 and not mask_bb.requires_grad   # the Mix Block's own mask, detached
+    assert mask_bb.std() > 0 and not mask_bb.requires_grad  # the Mix Block's own mask, detached
 
 
 def test_ema_encoder_gets_no_gradient_and_updates_by_the_momentum():
@@ -88,6 +94,7 @@ def test_ema_encoder_gets_no_gradient_and_updates_by_the_momentum():
         clf.momentum = 0.9
         clf.momentum_update()
         return 0.9
+
     assert_ema_encoder_follows_momentum(clf, lambda: clf.loss(x, y), update, atol=1e-6)
 
 
@@ -119,16 +126,19 @@ def test_without_the_clean_sample_loss_there_is_no_head_one():
 
 
 def test_schedules():
-    assert cosine_momentum(0.999, 0.999999, 5, 100) == 0.999               # first 10%: constant
+    assert cosine_momentum(0.999, 0.999999, 5, 100) == 0.999  # first 10%: constant
     assert cosine_momentum(0.999, 0.999999, 100, 100) == pytest.approx(0.999999)
     assert cosine_momentum(0.999, 0.999999, 50, 100) == pytest.approx((0.999 + 0.999999) / 2)
-    assert cosine_lr(0.1, 0.05, 0, 10) == pytest.approx(0.1) and cosine_lr(0.1, 0.05, 10, 10) == pytest.approx(0.05)
+    assert cosine_lr(0.1, 0.05, 0, 10) == pytest.approx(0.1) and cosine_lr(
+        0.1, 0.05, 10, 10
+    ) == pytest.approx(0.05)
     assert cosine_lr(0.1, 0.05, 5, 10) == pytest.approx(0.075)
 
 
 def fake_runner(clf, optimizer, it, max_iters):
-    return SimpleNamespace(model=clf, iter=it, max_iters=max_iters,
-                           optim_wrapper=SimpleNamespace(optimizer=optimizer))
+    return SimpleNamespace(
+        model=clf, iter=it, max_iters=max_iters, optim_wrapper=SimpleNamespace(optimizer=optimizer)
+    )
 
 
 def test_hook_sets_momentum_and_mix_block_lr_then_updates_the_ema():
@@ -166,15 +176,21 @@ def test_errors_are_explained():
 
 def uint8_batch(b=8):
     g = torch.Generator().manual_seed(1)
-    return {"inputs": torch.randint(0, 256, (b, 1, 16, 16), generator=g, dtype=torch.uint8),
-            "data_samples": torch.arange(b) % 5}
+    return {
+        "inputs": torch.randint(0, 256, (b, 1, 16, 16), generator=g, dtype=torch.uint8),
+        "data_samples": torch.arange(b) % 5,
+    }
 
 
 def test_staged_train_step_computes_the_single_backward_gradients():
     clf = tiny()
-    (g_staged, log_staged, w_staged, _), (g_one, log_one, w_one, one) = train_step_both_ways(clf, uint8_batch())
-    assert list(log_staged) == list(log_one) == ["loss", "loss_mix", "loss_mix_block", "loss_mask", "loss_one"]
-    assert all(torch.equal(log_staged[k], log_one[k]) for k in log_one)      # same forward values
+    (g_staged, log_staged, w_staged, _), (g_one, log_one, w_one, one) = train_step_both_ways(
+        clf, uint8_batch()
+    )
+    assert (
+        list(log_staged) == list(log_one) == ["loss", "loss_mix", "loss_mix_block", "loss_mask", "loss_one"]
+    )
+    assert all(torch.equal(log_staged[k], log_one[k]) for k in log_one)  # same forward values
     assert g_staged.keys() == g_one.keys()
     assert {k.split(".")[0] for k in g_one} == {"backbone", "head", "head_one", "mix_block"}
     for name in g_one:
@@ -191,7 +207,9 @@ def test_staged_train_step_under_bf16_autocast():
 
     clf = tiny()
     make = lambda params: AutocastOptimWrapper(optimizer=torch.optim.SGD(params, lr=0.1))  # noqa: E731
-    (g_staged, log_staged, _, _), (g_one, log_one, _, _) = train_step_both_ways(clf, uint8_batch(), make_wrapper=make)
+    (g_staged, log_staged, _, _), (g_one, log_one, _, _) = train_step_both_ways(
+        clf, uint8_batch(), make_wrapper=make
+    )
     assert all(torch.equal(log_staged[k], log_one[k]) and torch.isfinite(log_one[k]) for k in log_one)
     # bf16 rounding: one backward sums the two classifier passes' weight gradients in bf16 at
     # autocast's cached weight cast; the staged step sums them in float32
@@ -203,40 +221,47 @@ def test_staged_train_step_keeps_gradient_accumulation():
     from mmengine.optim import OptimWrapper
 
     clf = tiny()
-    wrapper = OptimWrapper(torch.optim.SGD([p for p in clf.parameters() if p.requires_grad], lr=0.1),
-                           accumulative_counts=2)
+    wrapper = OptimWrapper(
+        torch.optim.SGD([p for p in clf.parameters() if p.requires_grad], lr=0.1), accumulative_counts=2
+    )
     wrapper.initialize_count_status(clf, 0, 4)
     before = clf.head.fc.weight.clone()
     train_step_in_stages(clf, uint8_batch(), wrapper)
-    assert wrapper.inner_count == 1 and torch.equal(clf.head.fc.weight, before)   # accumulated only
+    assert wrapper.inner_count == 1 and torch.equal(clf.head.fc.weight, before)  # accumulated only
     assert clf.head.fc.weight.grad is not None
     train_step_in_stages(clf, uint8_batch(), wrapper)
     assert wrapper.inner_count == 2 and not torch.equal(clf.head.fc.weight, before)
-    assert clf.head.fc.weight.grad is None                                        # stepped, zeroed
+    assert clf.head.fc.weight.grad is None  # stepped, zeroed
 
 
 def test_a_subclass_cannot_override_loss_instead_of_loss_stages():
     """loss() is all the stages in one dict; the engine's step uses loss_stages() only, so a
     subclass that changed loss() alone would train on something else than it reports."""
     with pytest.raises(TypeError, match="overrides loss.*loss_stages"):
+
         class Custom(AutoMixClassifier):
             def loss(self, inputs, labels):
                 return super().loss(inputs, labels)
 
 
 def test_trains_two_epochs_on_digits_and_resumes_exactly(tmp_path):
-    overrides = {"model": {"backbone": TINY}, "method": {"classifier": {"mask_stage": 2}},
-                 "meta": {"backbone": "resnet8_w8"},
-                 "default_hooks": {"checkpoint": {"max_keep_ckpts": 3}}}
+    overrides = {
+        "model": {"backbone": TINY},
+        "method": {"classifier": {"mask_stage": 2}},
+        "meta": {"backbone": "resnet8_w8"},
+        "default_hooks": {"checkpoint": {"max_keep_ckpts": 3}},
+    }
     result, a, b = train_then_resume(tmp_path, "automix", overrides)
     assert result["run"]["method"] == "AutoMix"
     assert set(result) >= {"schema", "status", "run", "metrics", "history", "cost", "env"}
     assert_same_training_state(a, b, ("backbone_k.", "head_k.", "mix_block.", "backbone.", "head."))
     # the EMA encoder moved towards the online one but is not a copy of it
     sd = a["state_dict"]
-    assert any(not torch.equal(sd[k], sd["backbone." + k[len("backbone_k."):]])
-               for k in sd if k.startswith("backbone_k.") and "running" not in k and sd[k].is_floating_point())
-
+    assert any(
+        not torch.equal(sd[k], sd["backbone." + k[len("backbone_k.") :]])
+        for k in sd
+        if k.startswith("backbone_k.") and "running" not in k and sd[k].is_floating_point()
+    )
 
 
 def test_a_neck_with_parameters_is_part_of_the_ema_classifier():

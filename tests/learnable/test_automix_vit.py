@@ -1,19 +1,27 @@
 """AutoMix on a ViT: the Mix Block reads a hidden stage of ViTBackbone as a patch-token map."""
+
 import torch
 
 from mixbench.models import AutoMixClassifier
 from mixbench.models.classifiers.automix import stage_features
 from tests.learnable.helpers import train_on_digits
 
-TINY_VIT4 = {"type": "ViTBackbone", "model_name": "vit_tiny_patch16_224", "img_size": 16,
-             "patch_size": 4, "embed_dim": 32, "depth": 4, "num_heads": 2, "in_chans": 1,
-             "num_stages": 2}
+TINY_VIT4 = {
+    "type": "ViTBackbone",
+    "model_name": "vit_tiny_patch16_224",
+    "img_size": 16,
+    "patch_size": 4,
+    "embed_dim": 32,
+    "depth": 4,
+    "num_heads": 2,
+    "in_chans": 1,
+    "num_stages": 2,
+}
 
 
 def test_mix_block_reads_the_vits_stage_map():
     torch.manual_seed(0)
-    clf = AutoMixClassifier(backbone=TINY_VIT4, head={"type": "LinearHead", "num_classes": 5},
-                            mask_stage=1)
+    clf = AutoMixClassifier(backbone=TINY_VIT4, head={"type": "LinearHead", "num_classes": 5}, mask_stage=1)
     x = torch.randn(4, 1, 16, 16)
     feat = stage_features(clf.backbone_k, x, 1)
     assert feat.shape == (4, 32, 4, 4) and clf.mix_block.query.in_channels == 32
@@ -22,7 +30,13 @@ def test_mix_block_reads_the_vits_stage_map():
 
 
 def test_tiny_vit_automix_trains_two_epochs_on_digits(tmp_path):
-    result = train_on_digits(tmp_path, "automix", {
-        "model": {"backbone": TINY_VIT4}, "method": {"classifier": {"mask_stage": 1}},
-        "meta": {"backbone": "vit_tiny_d4"}})
+    result = train_on_digits(
+        tmp_path,
+        "automix",
+        {
+            "model": {"backbone": TINY_VIT4},
+            "method": {"classifier": {"mask_stage": 1}},
+            "meta": {"backbone": "vit_tiny_d4"},
+        },
+    )
     assert result["run"]["method"] == "AutoMix" and result["run"]["backbone"] == "vit_tiny_d4"

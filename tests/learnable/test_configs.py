@@ -1,4 +1,5 @@
 """The published-default configs of the learnable methods build what they say."""
+
 from mbtest import method_of, model_of
 
 from mixbench.models import AutoMixClassifier, TransMixClassifier
@@ -13,14 +14,28 @@ def build(fragment, base):
 def test_automix_config_is_the_published_cifar100_resnet18_setting():
     cfg, clf = build("automix", "resnet18_cifar")
     assert isinstance(clf, AutoMixClassifier)
-    assert (clf.alpha, clf.base_momentum, clf.mask_stage, clf.mask_loss_weight, clf.lam_margin) == \
-        (2.0, 0.999, 3, 0.1, 0.08)
+    assert (clf.alpha, clf.base_momentum, clf.mask_stage, clf.mask_loss_weight, clf.lam_margin) == (
+        2.0,
+        0.999,
+        3,
+        0.1,
+        0.08,
+    )
     block = clf.mix_block
-    assert (block.in_channels, block.inter_channels, block.upsampling, block.lam_concat,
-            block.mask_loss_margin) == (256, 128, "nearest", False, 0.1)
-    assert (clf.end_momentum, clf.momentum_start, clf.mix_block_lr, clf.mix_block_min_lr) == \
-        (0.999999, 0.1, 0.1, 0.05)
-    assert "hooks" not in cfg      # the schedules are the classifier's own
+    assert (
+        block.in_channels,
+        block.inter_channels,
+        block.upsampling,
+        block.lam_concat,
+        block.mask_loss_margin,
+    ) == (256, 128, "nearest", False, 0.1)
+    assert (clf.end_momentum, clf.momentum_start, clf.mix_block_lr, clf.mix_block_min_lr) == (
+        0.999999,
+        0.1,
+        0.1,
+        0.05,
+    )
+    assert "hooks" not in cfg  # the schedules are the classifier's own
     assert cfg["paramwise_cfg"] == {"custom_keys": {"mix_block": {"lr_mult": 1.0}}}
     assert cfg["name"] == "AutoMix"
 

@@ -1,4 +1,5 @@
 """DecoupledMixupLoss (DecoupleMix, NeurIPS 2023) against the paper's formula."""
+
 import math
 
 import pytest
@@ -11,9 +12,14 @@ from tests.mixers.helpers import train_two_epochs_on_digits
 
 def mix(y_a, y_b, lam, soft=None):
     y_a, y_b = torch.tensor(y_a), torch.tensor(y_b)
-    return MixOutput(inputs=torch.zeros(len(y_a), 1, 2, 2), y_a=y_a, y_b=y_b,
-                     lam=torch.tensor(lam, dtype=torch.float32), index=torch.arange(len(y_a)),
-                     soft_targets=soft)
+    return MixOutput(
+        inputs=torch.zeros(len(y_a), 1, 2, 2),
+        y_a=y_a,
+        y_b=y_b,
+        lam=torch.tensor(lam, dtype=torch.float32),
+        index=torch.arange(len(y_a)),
+        soft_targets=soft,
+    )
 
 
 def test_equals_formula_on_hand_computed_logits():
@@ -77,7 +83,11 @@ def test_mixup_method_builds_the_loss():
 
     model = model_of("decouple_mixup")
     loss = MODELS.build(model["loss"])
-    assert isinstance(loss, DecoupledMixupLoss) and (loss.eta, loss.mode, loss.lam_power) == (0.1, "both", 1.0)
+    assert isinstance(loss, DecoupledMixupLoss) and (loss.eta, loss.mode, loss.lam_power) == (
+        0.1,
+        "both",
+        1.0,
+    )
     assert model["mixer"] == {"type": "Mixup", "alpha": 0.2}
 
 
@@ -101,8 +111,11 @@ def test_openmixup_eta_order_bug(mode, power):
     skips the term when len(set(lam_k)) < 2 (lam = 0.5)."""
     logits = torch.randn(4, 6, generator=torch.Generator().manual_seed(1))
     eta, lam = 0.2, 0.3
-    w = {"less": (eta * lam ** power, 0.0), "more": (0.0, eta * (1 - lam) ** power),
-         "both": (eta * lam ** power, eta * (1 - lam) ** power)}[mode]
+    w = {
+        "less": (eta * lam**power, 0.0),
+        "more": (0.0, eta * (1 - lam) ** power),
+        "both": (eta * lam**power, eta * (1 - lam) ** power),
+    }[mode]
     loss = DecoupledMixupLoss(eta=eta, mode=mode, lam_power=power, openmixup_eta_order_bug=True)
     right = DecoupledMixupLoss(eta=eta, mode=mode, lam_power=power)
     # the first sample is unmixed (same class): the second one decides; 1 < 4: in order

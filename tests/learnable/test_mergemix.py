@@ -1,6 +1,7 @@
 """MergeMix: ToMe's schedule and bipartite matching by hand, the merged forward against
 timm's attention, the recovered scores, the token mask (area vs lambda), the re-scaled
 label weights, the two-term loss, errors, the method file, digits training and resume."""
+
 import math
 
 import pytest
@@ -29,7 +30,7 @@ HEAD = {"type": "LinearHead", "num_classes": 5}
 
 def tiny_mergemix(**kw):
     torch.manual_seed(0)
-    kw.setdefault("attn_block", -1)                 # the tiny ViT has 2 blocks
+    kw.setdefault("attn_block", -1)  # the tiny ViT has 2 blocks
     return MergeMixClassifier(backbone=TINY_VIT, head=HEAD, **kw)
 
 
@@ -39,7 +40,7 @@ def test_decreasing_schedule_by_hand():
     assert merge_schedule(4, 8) == [4, 2, 1, 1]
     rs = merge_schedule(12, 98)
     assert sum(rs) == 98 and len(rs) == 12 and rs[1:] == sorted(rs[1:], reverse=True)
-    assert rs[0] == 8 and rs[1] == 12                 # the base sums to 102: the first block gives 4 back
+    assert rs[0] == 8 and rs[1] == 12  # the base sums to 102: the first block gives 4 back
     assert merge_schedule(2, 0) == [0, 0]
 
 
@@ -75,7 +76,7 @@ def test_without_merging_the_scores_are_timms_attention_to_the_class_token():
     x = torch.randn(3, 1, 16, 16)
     for block in (0, 1):
         scores = merged_cls_scores(clf.backbone.model, x, [0, 0], block)
-        attn = unfused_attention(clf.backbone.model, x, block).sum(1)   # (B, 17, 17), heads summed
+        attn = unfused_attention(clf.backbone.model, x, block).sum(1)  # (B, 17, 17), heads summed
         assert torch.allclose(scores, attn[:, 1:, 0], atol=1e-6)
 
 
@@ -94,7 +95,7 @@ def test_merged_patches_share_their_tokens_score():
     hook = blk.attn.qkv.register_forward_hook(lambda m, i, o: keys.append(o))
     h = h + blk.attn(blk.norm1(h))
     hook.remove()
-    k = keys[0].reshape(2, 17, 3, 2, 16)[:, :, 1].mean(2)              # keys, mean over heads
+    k = keys[0].reshape(2, 17, 3, 2, 16)[:, :, 1].mean(2)  # keys, mean over heads
     token_map, n_new = bipartite_merge_map(k, 6)
     h, size = merge_tokens(h, torch.ones(2, 17, 1), token_map, n_new)
     h = h + blk.mlp(blk.norm2(h))
@@ -111,7 +112,7 @@ def test_token_mask_keeps_the_top_int_lambda_l_patches(lam):
     p = int(lam * 8)
     assert mask.sum().item() == p
     expected = torch.zeros(8)
-    expected[[5, 1, 2, 7, 3, 6, 0, 4][:p]] = 1                      # by score; the tie: 1 first
+    expected[[5, 1, 2, 7, 3, 6, 0, 4][:p]] = 1  # by score; the tie: 1 first
     assert torch.equal(mask[0], expected)
 
 
@@ -124,7 +125,9 @@ def test_rescaled_label_weights_by_hand():
 
 
 def test_loss_is_the_definition_step_by_step():
-    clf = tiny_mergemix(merge_ratio=0.25, attn_block=1, loss={"type": "MixedCrossEntropy", "label_smoothing": 0.1})
+    clf = tiny_mergemix(
+        merge_ratio=0.25, attn_block=1, loss={"type": "MixedCrossEntropy", "label_smoothing": 0.1}
+    )
     assert clf.schedule == merge_schedule(2, 4)
     x, y = torch.randn(6, 1, 16, 16), torch.tensor([0, 1, 2, 3, 4, 0])
     clf.generator = torch.Generator().manual_seed(7)
@@ -135,9 +138,9 @@ def test_loss_is_the_definition_step_by_step():
     lam = float(beta_sample(1.0, 1.0, 1, g)[0])
     scores = merged_cls_scores(clf.backbone.model, x, clf.schedule, 1)
     tokens = top_token_mask(scores, lam)
-    assert tokens.sum(1).tolist() == [int(16 * lam)] * 6           # area = int(lam L) / L
+    assert tokens.sum(1).tolist() == [int(16 * lam)] * 6  # area = int(lam L) / L
     index = torch.randperm(6, generator=g)
-    for _ in range(10):                                            # no_repeat pairing
+    for _ in range(10):  # no_repeat pairing
         if not bool((index == torch.arange(6)).any()):
             break
         index = torch.randperm(6, generator=g)
@@ -175,7 +178,9 @@ def test_same_seed_same_loss_and_area_labels():
 
 def test_needs_a_plain_vit_and_valid_options():
     with pytest.raises(ValueError, match="ViTBackbone"):
-        MergeMixClassifier(backbone={"type": "ResNetCIFAR", "depth": 8, "width": 4, "in_channels": 1}, head=HEAD)
+        MergeMixClassifier(
+            backbone={"type": "ResNetCIFAR", "depth": 8, "width": 4, "in_channels": 1}, head=HEAD
+        )
     with pytest.raises(ValueError, match="patch dropout"):
         MergeMixClassifier(backbone={**TINY_VIT, "patch_drop_rate": 0.5}, head=HEAD)
     for bad in (2, -3, 1.0):
@@ -198,9 +203,12 @@ def test_method_file_is_the_published_deit_small_setting():
 
 
 def test_tiny_vit_trains_two_epochs_on_digits_and_resumes_exactly(tmp_path):
-    overrides = {"model": {"backbone": TINY_VIT}, "meta": {"backbone": "vit_tiny_d2"},
-                 "method": {"classifier": {"attn_block": -1}},
-                 "default_hooks": {"checkpoint": {"max_keep_ckpts": 3}}}
+    overrides = {
+        "model": {"backbone": TINY_VIT},
+        "meta": {"backbone": "vit_tiny_d2"},
+        "method": {"classifier": {"attn_block": -1}},
+        "default_hooks": {"checkpoint": {"max_keep_ckpts": 3}},
+    }
     result, a, b = train_then_resume(tmp_path, "mergemix", overrides)
     assert result["run"]["method"] == "MergeMix" and result["run"]["backbone"] == "vit_tiny_d2"
     assert_same_training_state(a, b, ["backbone", "head"])
@@ -215,7 +223,9 @@ def test_cuda_equals_cpu_and_runs_under_autocast():
     clf = clf.cuda()
     clf.generator = torch.Generator().manual_seed(1)
     out_cuda = clf.mergemix(x.cuda(), y.cuda())
-    assert torch.equal(out_cuda.mask.cpu(), out.mask) and torch.allclose(out_cuda.lam.cpu(), out.lam, atol=1e-6)
+    assert torch.equal(out_cuda.mask.cpu(), out.mask) and torch.allclose(
+        out_cuda.lam.cpu(), out.lam, atol=1e-6
+    )
     with torch.autocast("cuda", dtype=torch.float16):
         losses = clf.train().loss(x.cuda(), y.cuda())
     assert all(torch.isfinite(v) for v in losses.values())

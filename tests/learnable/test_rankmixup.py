@@ -1,6 +1,7 @@
 """RankMixupClassifier (RankMixup, Noh et al., ICCV 2023): MRL and M-NDCG against values
 worked by hand, against the official code's formulas, the mixes and forwards of one step,
 errors, the method files, reproducibility, CPU/CUDA, digits training and exact resume."""
+
 import math
 
 import pytest
@@ -20,8 +21,9 @@ RESNET = {"type": "ResNetCIFAR", "depth": 8, "width": 4, "in_channels": 1}
 
 def classifier(mixer=None, num_classes=3, **kw):
     torch.manual_seed(0)
-    return RankMixupClassifier(backbone=RESNET, head={"type": "LinearHead", "num_classes": num_classes},
-                               mixer=mixer, **kw)
+    return RankMixupClassifier(
+        backbone=RESNET, head={"type": "LinearHead", "num_classes": num_classes}, mixer=mixer, **kw
+    )
 
 
 def identity_network(clf):
@@ -68,8 +70,8 @@ def test_mndcg_is_a_ranking_with_a_stable_order_on_ties():
 
 def test_mrl_worked_by_hand_and_the_official_reduction():
     raw = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, -1.0], [0.5, 0.5, 3.0]])
-    mixed = torch.tensor([[[2.5, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 1.0, 0.0]]])   # (M=1, B, K)
-    relevance = torch.tensor([[0.6, 1.0, 0.8]])          # sample 1 is paired with its own class
+    mixed = torch.tensor([[[2.5, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 1.0, 0.0]]])  # (M=1, B, K)
+    relevance = torch.tensor([[0.6, 1.0, 0.8]])  # sample 1 is paired with its own class
     hinge = [max(0.0, 2.5 - 1.0 + 2.0), max(0.0, 0.5 - 2.0 + 2.0), max(0.0, 1.0 - 3.0 + 2.0)]
     assert hinge == [3.5, 0.5, 0.0]
     got = mixup_ranking_loss(raw, mixed, relevance, margin=2.0)
@@ -88,19 +90,25 @@ def test_mrl_step_hand_computed_with_the_identity_network():
     y = torch.tensor([0, 1, 0])
     lam = Mixup(alpha=2.0, pairing="reverse", generator=seeded(3))(x, y).lam[0].item()
     pixels = [[1.0, 0.0, 0.0], [0.0, 2.0, -1.0], [0.5, 0.5, 3.0]]
-    partner = [2, 1, 0]                                    # reverse pairing of 3 samples
+    partner = [2, 1, 0]  # reverse pairing of 3 samples
     mixed = [[lam * a + (1 - lam) * b for a, b in zip(pixels[i], pixels[partner[i]])] for i in range(3)]
     is_mixed = [y[i] != y[partner[i]] for i in range(3)]  # all pairs are of class 0: none mixed
     assert is_mixed == [False, False, False]
-    clf = identity_network(classifier(Mixup(alpha=2.0, pairing="reverse", generator=seeded(3)),
-                                      ranking="mrl", margin=0.5))
+    clf = identity_network(
+        classifier(Mixup(alpha=2.0, pairing="reverse", generator=seeded(3)), ranking="mrl", margin=0.5)
+    )
     losses = clf.loss(x, y)
     assert set(losses) == {"loss", "rank_loss"}
-    assert losses["loss"].item() == pytest.approx(sum(ce(p, c) for p, c in zip(pixels, [0, 1, 0])) / 3, rel=1e-6)
+    assert losses["loss"].item() == pytest.approx(
+        sum(ce(p, c) for p, c in zip(pixels, [0, 1, 0])) / 3, rel=1e-6
+    )
     assert losses["rank_loss"].item() == 0.0
-    y = torch.tensor([0, 1, 2])                            # now samples 0 and 2 are mixed
-    clf = identity_network(classifier(Mixup(alpha=2.0, pairing="reverse", generator=seeded(3)),
-                                      ranking="mrl", margin=0.5, weight=0.3))
+    y = torch.tensor([0, 1, 2])  # now samples 0 and 2 are mixed
+    clf = identity_network(
+        classifier(
+            Mixup(alpha=2.0, pairing="reverse", generator=seeded(3)), ranking="mrl", margin=0.5, weight=0.3
+        )
+    )
     losses = clf.loss(x, y)
     hinge = [max(0.0, max(mixed[i]) - max(pixels[i]) + 0.5) for i in range(3)]
     assert losses["rank_loss"].item() == pytest.approx(0.3 * (hinge[0] + hinge[2]) / 3, rel=1e-6)
@@ -111,7 +119,7 @@ def test_mndcg_step_hand_computed_with_the_identity_network():
     y = torch.tensor([0, 1])
     pixels = [[1.0, 0.0, 0.0], [0.0, 2.0, -1.0]]
     draws = Mixup(alpha=2.0, pairing="reverse", generator=seeded(7))
-    lams = [draws(x, y).lam[0].item() for _ in range(3)]   # the three mixes draw in turn
+    lams = [draws(x, y).lam[0].item() for _ in range(3)]  # the three mixes draw in turn
     assert len(set(lams)) == 3
     expected = []
     for i in range(2):
@@ -167,7 +175,7 @@ def test_one_raw_forward_one_forward_of_the_mixes_and_both_terms_train():
     clf = classifier(Mixup(alpha=2.0, generator=seeded(0)))
     x = torch.randn(4, 1, 8, 8, generator=seeded(2))
     batches, losses = forward_batches_and_train(clf, x, torch.tensor([0, 1, 2, 0]))
-    assert batches == [4, 12]                      # the raw batch, then the 3 mixes together
+    assert batches == [4, 12]  # the raw batch, then the 3 mixes together
     assert set(losses) == {"loss", "rank_loss"}
     # the mixes draw their own lambdas and pairings
     outs = clf.mixes(x, torch.tensor([0, 1, 2, 0]))

@@ -1,5 +1,6 @@
 """RegMixupClassifier (RegMixup, Pinto et al., NeurIPS 2022) against the paper's loss and
 the official code's mean over the concatenated batch."""
+
 import math
 
 import pytest
@@ -14,8 +15,12 @@ from tests.mixers.helpers import seeded
 
 def classifier(mixer, **kw):
     torch.manual_seed(0)
-    return RegMixupClassifier(backbone={"type": "ResNetCIFAR", "depth": 8, "width": 4, "in_channels": 1},
-                              head={"type": "LinearHead", "num_classes": 3}, mixer=mixer, **kw)
+    return RegMixupClassifier(
+        backbone={"type": "ResNetCIFAR", "depth": 8, "width": 4, "in_channels": 1},
+        head={"type": "LinearHead", "num_classes": 3},
+        mixer=mixer,
+        **kw,
+    )
 
 
 def ce(z, c):
@@ -27,8 +32,10 @@ def test_loss_hand_computed():
     x = torch.tensor([[[[1.0, 0.0, 0.0]]], [[[0.0, 2.0, -1.0]]]])
     y = torch.tensor([0, 1])
     lam = Mixup(alpha=10.0, pairing="reverse", generator=seeded(3))(x, y).lam[0].item()
-    mixed = [[lam * a + (1 - lam) * b for a, b in zip(p, q)]
-             for p, q in (([1, 0, 0], [0, 2, -1]), ([0, 2, -1], [1, 0, 0]))]
+    mixed = [
+        [lam * a + (1 - lam) * b for a, b in zip(p, q)]
+        for p, q in (([1, 0, 0], [0, 2, -1]), ([0, 2, -1], [1, 0, 0]))
+    ]
     clean = (ce([1, 0, 0], 0) + ce([0, 2, -1], 1)) / 2
     mix = sum(lam * ce(z, ya) + (1 - lam) * ce(z, yb) for z, ya, yb in zip(mixed, (0, 1), (1, 0))) / 2
     for kw, factor in (({}, 0.5), ({"mean_over_both": False}, 1.0)):
@@ -61,7 +68,7 @@ def test_one_forward_of_clean_and_mixed_and_both_terms_train():
     clf = classifier(Mixup(alpha=10.0, generator=seeded(0)))
     x = torch.randn(4, 1, 8, 8, generator=seeded(2))
     batches, losses = forward_batches_and_train(clf, x, torch.tensor([0, 1, 2, 0]))
-    assert batches == [8]                         # one forward, BatchNorm sees all 2B
+    assert batches == [8]  # one forward, BatchNorm sees all 2B
     assert set(losses) == {"loss", "mix_loss"}
     # eta = 0: ordinary training on the clean batch (the mixed term is zero)
     losses = classifier(Mixup(alpha=10.0, generator=seeded(0)), eta=0.0).loss(x, torch.tensor([0, 1, 2, 0]))
@@ -83,9 +90,12 @@ def test_method_file_builds_the_published_setting():
     method = method_of("regmixup")
     assert method["name"] == "RegMixup" and set(method) == {"name", "classifier", "mixer"}
     assert method["mixer"] == {"type": "Mixup", "alpha": 10.0}
-    cfg = dict(method["classifier"], mixer=method["mixer"],
-               backbone={"type": "ResNetCIFAR", "depth": 8, "width": 4},
-               head={"type": "LinearHead", "num_classes": 10})
+    cfg = dict(
+        method["classifier"],
+        mixer=method["mixer"],
+        backbone={"type": "ResNetCIFAR", "depth": 8, "width": 4},
+        head={"type": "LinearHead", "num_classes": 10},
+    )
     clf = MODELS.build(cfg)
     assert isinstance(clf, RegMixupClassifier) and (clf.eta, clf.mean_over_both) == (1.0, True)
     assert isinstance(clf.mixer, Mixup) and clf.mixer.alpha == 10.0

@@ -1,5 +1,6 @@
 """SMMix (ICCV 2023): max-min window selection, region mixing, label weights, token labels,
 consistency loss, the ViT's patch attention and tokens, digits training and exact resume."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -26,10 +27,10 @@ def tiny_smmix(**kw):
 
 def test_windows_with_least_and_most_attention_on_a_hand_built_map():
     attn = torch.full((2, 4, 4), 0.05)
-    attn[0, 2:4, 0:2] = 0.0           # least attended 2x2 window: rows 2-3, columns 0-1
-    attn[0, 0, 3], attn[0, 1, 3] = 0.3, 0.2   # most: a window covering column 3, rows 0-1
-    attn[1, 1:3, 1:3] = 0.2           # image 1: the centre is the most attended window
-    attn[1, 0, 3] = 0.0               # and the top-right corner the least
+    attn[0, 2:4, 0:2] = 0.0  # least attended 2x2 window: rows 2-3, columns 0-1
+    attn[0, 0, 3], attn[0, 1, 3] = 0.3, 0.2  # most: a window covering column 3, rows 0-1
+    attn[1, 1:3, 1:3] = 0.2  # image 1: the centre is the most attended window
+    attn[1, 0, 3] = 0.0  # and the top-right corner the least
     low, high = window_corners(attn, 2)
     assert low.tolist() == [[2, 0], [0, 2]]
     assert high.tolist() == [[0, 2], [1, 1]]
@@ -44,15 +45,15 @@ def test_min_window_of_each_image_receives_the_partners_max_window():
     # 2 images, 8x8 pixels on a 4x4 grid of 2x2-pixel patches; every pixel value distinct
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
     attn = torch.full((2, 4, 4), 0.05)
-    attn[0, 2:4, 0:2] = 0.0          # image 0: least at patch (2, 0); most anywhere else
-    attn[0, 0:2, 2:4] = 0.2          # image 0: most at patch (0, 2)
-    attn[1, 0:2, 0:2] = 0.0          # image 1: least at patch (0, 0)
-    attn[1, 1:3, 1:3] = 0.3          # image 1: most at patch (1, 1)
+    attn[0, 2:4, 0:2] = 0.0  # image 0: least at patch (2, 0); most anywhere else
+    attn[0, 0:2, 2:4] = 0.2  # image 0: most at patch (0, 2)
+    attn[1, 0:2, 0:2] = 0.0  # image 1: least at patch (0, 0)
+    attn[1, 1:3, 1:3] = 0.3  # image 1: most at patch (1, 1)
     index = torch.tensor([1, 0])
     mixed, keep = smmix_images(x, attn, index, 2)
     expected = x.clone()
-    expected[0, :, 4:8, 0:4] = x[1, :, 2:6, 2:6]   # image 1's most attended window
-    expected[1, :, 0:4, 0:4] = x[0, :, 0:4, 4:8]   # image 0's most attended window
+    expected[0, :, 4:8, 0:4] = x[1, :, 2:6, 2:6]  # image 1's most attended window
+    expected[1, :, 0:4, 0:4] = x[0, :, 0:4, 4:8]  # image 0's most attended window
     assert torch.equal(mixed, expected)
     keep_expected = torch.ones(2, 4, 4)
     keep_expected[0, 2:4, 0:2] = 0
@@ -65,7 +66,7 @@ def test_min_window_of_each_image_receives_the_partners_max_window():
 
 def test_label_weights_pairing_and_consistency_target_on_hand_built_attention(monkeypatch):
     clf = tiny_smmix(prob=1.0)
-    assert clf.sides == (1, 3)                      # int(4 * 0.25), int(4 * 0.75)
+    assert clf.sides == (1, 3)  # int(4 * 0.25), int(4 * 0.75)
     x, y = torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 3])
     attn = torch.rand(4, 4, 4)
     clean = torch.randn(4, 5)
@@ -74,9 +75,9 @@ def test_label_weights_pairing_and_consistency_target_on_hand_built_attention(mo
     side = int(torch.randint(1, 4, ()))
     torch.manual_seed(5)
     out, keep, clean_logits = clf.smmix(x, y)
-    lam = 1 - side ** 2 / 16
+    lam = 1 - side**2 / 16
     assert torch.allclose(out.lam, torch.full((4,), lam))
-    assert keep.sum((1, 2)).tolist() == [16 - side ** 2] * 4   # one side x side window pasted
+    assert keep.sum((1, 2)).tolist() == [16 - side**2] * 4  # one side x side window pasted
     assert out.index.tolist() == [3, 2, 1, 0] and out.y_b.tolist() == [3, 2, 1, 0]
     mixed, keep_ref = smmix_images(x, attn, out.index, side)
     assert torch.equal(out.inputs, mixed) and torch.equal(keep, keep_ref)
@@ -85,10 +86,10 @@ def test_label_weights_pairing_and_consistency_target_on_hand_built_attention(mo
     losses = clf.loss(x, y)
     assert set(losses) == {"loss", "fine_loss", "con_loss"}
     torch.manual_seed(4)
-    torch.rand(())                                  # the SMMix-or-Mixup draw, then the side
+    torch.rand(())  # the SMMix-or-Mixup draw, then the side
     side = int(torch.randint(1, 4, ()))
     mixed, keep = smmix_images(x, attn, out.index, side)
-    lam = 1 - side ** 2 / 16
+    lam = 1 - side**2 / 16
     feats, tokens = clf.backbone(mixed, return_tokens=True)
     logits = clf.head(feats)
     soft = lam * F.one_hot(y, 5) + (1 - lam) * F.one_hot(y.flip(0), 5)
@@ -99,7 +100,7 @@ def test_label_weights_pairing_and_consistency_target_on_hand_built_attention(mo
 
 
 def test_token_labels_on_a_hand_built_case():
-    tokens = torch.zeros(1, 4, 2)                    # a 2x2 grid of 2-d tokens
+    tokens = torch.zeros(1, 4, 2)  # a 2x2 grid of 2-d tokens
     tokens[0, :, 0] = torch.tensor([1.0, 2.0, 3.0, 4.0])
     tokens[0, :, 1] = torch.tensor([10.0, 20.0, 30.0, 40.0])
     keep = torch.tensor([[[1.0, 0.0], [1.0, 1.0]]])  # token 1 pasted from the partner
@@ -132,6 +133,7 @@ def test_other_batches_use_the_mixer_and_its_loss_only():
     losses = clf.loss(x, y)
     assert set(losses) == {"loss"}
     from mixbench.mixers import Mixup
+
     out = Mixup(alpha=1.0, generator=torch.Generator().manual_seed(2))(x, y)
     assert torch.allclose(losses["loss"], MixedCrossEntropy()(clf.logits(out.inputs), out), atol=1e-6)
 
@@ -150,8 +152,9 @@ def test_vit_patch_attention_and_tokens():
     vit(x)
     expected = seen["attn"][:, :, 1:, 1:].mean((1, 2)).reshape(3, 4, 4)
     assert torch.allclose(attn, expected, atol=1e-6) and not attn.requires_grad
-    assert torch.allclose(vit(x, return_attn="cls")[1], seen["attn"].mean(1)[:, 0, 1:].reshape(3, 4, 4),
-                          atol=1e-6)
+    assert torch.allclose(
+        vit(x, return_attn="cls")[1], seen["attn"].mean(1)[:, 0, 1:].reshape(3, 4, 4), atol=1e-6
+    )
     with pytest.raises(ValueError, match="return_attn"):
         vit(x, return_attn="rows")
 
@@ -168,8 +171,10 @@ def test_motivation_runs_in_eval_mode_without_gradient_and_restores_training():
 
 def test_bad_settings_are_explained():
     with pytest.raises(ValueError, match="ViTBackbone"):
-        SMMixClassifier(backbone={"type": "ResNetCIFAR", "depth": 8, "width": 4, "in_channels": 1},
-                        head={"type": "LinearHead", "num_classes": 5})
+        SMMixClassifier(
+            backbone={"type": "ResNetCIFAR", "depth": 8, "width": 4, "in_channels": 1},
+            head={"type": "LinearHead", "num_classes": 5},
+        )
     with pytest.raises(ValueError, match="0 < min <= max < 1"):
         window_sides(14, (0.5, 1.0))
     with pytest.raises(ValueError, match="0 patches"):
@@ -188,15 +193,19 @@ def test_config_is_openmixups_deit_small_setting():
 
 
 def test_tiny_vit_trains_two_epochs_on_digits_and_resumes_exactly(tmp_path):
-    overrides = {"model": {"backbone": TINY_VIT}, "meta": {"backbone": "vit_tiny_d2"},
-                 "default_hooks": {"checkpoint": {"max_keep_ckpts": 3}}}
+    overrides = {
+        "model": {"backbone": TINY_VIT},
+        "meta": {"backbone": "vit_tiny_d2"},
+        "default_hooks": {"checkpoint": {"max_keep_ckpts": 3}},
+    }
     result = train_on_digits(tmp_path, "smmix", overrides)
     assert result["run"]["method"] == "SMMix" and result["run"]["backbone"] == "vit_tiny_d2"
     first = tmp_path / "work"
     logged = "".join(p.read_text() for p in first.rglob("scalars.json"))
-    assert "fine_loss" in logged and "con_loss" in logged     # SMMix batches ran
-    resumed = train_on_digits(tmp_path, "smmix", overrides, name="resumed",
-                              extra_args=("--resume", first / "epoch_1.pth"))
+    assert "fine_loss" in logged and "con_loss" in logged  # SMMix batches ran
+    resumed = train_on_digits(
+        tmp_path, "smmix", overrides, name="resumed", extra_args=("--resume", first / "epoch_1.pth")
+    )
     assert resumed["history"][-1] | {"wall_s": 0} == result["history"][-1] | {"wall_s": 0}
     a = torch.load(first / "epoch_2.pth", map_location="cpu", weights_only=False)
     b = torch.load(tmp_path / "resumed" / "epoch_2.pth", map_location="cpu", weights_only=False)

@@ -1,5 +1,6 @@
 """SUMix (ECCV 2024): semantic distance, mix-ratio learning, uncertainty term, errors, the
 method file, digits training and exact resume."""
+
 import math
 
 import pytest
@@ -33,7 +34,7 @@ def test_semantic_distance_on_hand_computed_probabilities():
     expected = [2.0 * s / norm for s in soft]
     got = semantic_distance(p_mix, p_own, torch.tensor([1]), 2.0)
     assert got[0].tolist() == pytest.approx(expected, rel=1e-6)
-    assert expected == pytest.approx([0.97294, 1.45146, 0.97294], abs=1e-4)   # worked by hand
+    assert expected == pytest.approx([0.97294, 1.45146, 0.97294], abs=1e-4)  # worked by hand
 
 
 def test_lambda_is_the_reweighted_quotient_and_survives_underflow():
@@ -59,8 +60,9 @@ def test_direction_of_the_official_distance_on_a_hand_built_pair():
     # most -- here class 1 for both samples (documented in docs/learnable.md).
     clf = tiny_sumix()
     y_a, index = torch.tensor([0, 1]), torch.tensor([1, 0])
-    out = MixOutput(inputs=torch.zeros(2, 1, 4, 4), y_a=y_a, y_b=y_a[index], lam=torch.full((2,), 0.5),
-                    index=index)
+    out = MixOutput(
+        inputs=torch.zeros(2, 1, 4, 4), y_a=y_a, y_b=y_a[index], lam=torch.full((2,), 0.5), index=index
+    )
     clean = torch.tensor([[6.0, 0, 0, 0, 0], [0, 6.0, 0, 0, 0]])
     mixed = torch.tensor([[5.0, 1.0, 0, 0, 0], [5.0, 1.0, 0, 0, 0]])
     lam_hat, alpha_a, alpha_b = clf.semantic_weights(clean, mixed, out)
@@ -69,27 +71,29 @@ def test_direction_of_the_official_distance_on_a_hand_built_pair():
     qa, qb = p[0].clone(), p[1].clone()
     qa[1], qb[0] = 0, 0
     da, db = (pm[0] - qa).softmax(0), (pm[0] - qb).softmax(0)
-    dist_a, dist_b = 2 * da[0] / da.norm(), 2 * db[1] / db.norm()       # scale = batch size 2
+    dist_a, dist_b = 2 * da[0] / da.norm(), 2 * db[1] / db.norm()  # scale = batch size 2
     assert alpha_a[0, 0] == pytest.approx(dist_a.item(), rel=1e-6)
     assert alpha_b[0, 1] == pytest.approx(dist_b.item(), rel=1e-6)
     expected = 0.5 * math.exp(-dist_a) / (0.5 * math.exp(-dist_a) + 0.5 * math.exp(-dist_b))
     assert lam_hat[0].item() == pytest.approx(expected, rel=1e-6)
-    assert lam_hat[0] < 0.5 < lam_hat[1]            # class 1 gets the larger weight in both
+    assert lam_hat[0] < 0.5 < lam_hat[1]  # class 1 gets the larger weight in both
     assert torch.allclose(lam_hat[0] + lam_hat[1], torch.tensor(1.0), atol=1e-6)  # mirrored pair
 
 
 def reference_loss(clf, x, y, out, gamma, batch_mean=False):
     """SUMix's loss written sample by sample after the official IN_loss (direct quotient)."""
+
     def heads(inp):
         feats = clf.neck(clf.backbone(inp))
         z = clf.head(feats)
         u = clf.uncertainty(feats).softmax(1)
         return z, u / u.norm(dim=1, keepdim=True)
+
     z1, u1 = heads(x)
     zm, um = heads(out.inputs)
     b = x.shape[0]
     s1, sm = z1.detach().softmax(1), zm.detach().softmax(1)
-    ce = lambda logits, c: -logits.log_softmax(0)[c]   # noqa: E731
+    ce = lambda logits, c: -logits.log_softmax(0)[c]  # noqa: E731
     lam_hat, ce_a, ce_b, unc = [], [], [], []
     for i in range(b):
         j, a, c, lam = out.index[i].item(), y[i].item(), y[out.index[i]].item(), out.lam[i].item()
@@ -101,8 +105,10 @@ def reference_loss(clf, x, y, out, gamma, batch_mean=False):
         lam_hat.append(wa / (wa + wb))
         ce_a.append(ce(zm[i], a))
         ce_b.append(ce(zm[i], c))
-        unc.append(lam * ce(torch.exp(-(alpha_a + u1[i] + um[i])), a)
-                   + (1 - lam) * ce(torch.exp(-(alpha_b + u1[j] + um[i])), c))
+        unc.append(
+            lam * ce(torch.exp(-(alpha_a + u1[i] + um[i])), a)
+            + (1 - lam) * ce(torch.exp(-(alpha_b + u1[j] + um[i])), c)
+        )
     lam_hat, ce_a, ce_b = torch.stack(lam_hat), torch.stack(ce_a), torch.stack(ce_b)
     if batch_mean:
         mix = ce_a.mean() * lam_hat.mean() + ce_b.mean() * (1 - lam_hat).mean()
@@ -113,7 +119,7 @@ def reference_loss(clf, x, y, out, gamma, batch_mean=False):
 
 @pytest.mark.parametrize("weighting", ["sample", "batch_mean"])
 def test_loss_equals_the_definition_sample_by_sample(weighting):
-    clf = tiny_sumix(gamma=0.7, label_weighting=weighting).eval()   # eval: BN as a function
+    clf = tiny_sumix(gamma=0.7, label_weighting=weighting).eval()  # eval: BN as a function
     x, y = torch.randn(6, 1, 16, 16), torch.tensor([0, 1, 2, 3, 4, 0])
     clf.mixer.generator = torch.Generator().manual_seed(3)
     losses = clf.loss(x, y)
@@ -123,7 +129,7 @@ def test_loss_equals_the_definition_sample_by_sample(weighting):
     mix, unc, lam_hat = reference_loss(clf, x, y, out, 0.7, batch_mean=weighting == "batch_mean")
     assert torch.allclose(losses["loss"], mix, atol=1e-5)
     assert torch.allclose(losses["uncertain_loss"], unc, atol=1e-5)
-    assert not torch.allclose(lam_hat, out.lam, atol=1e-3)     # the labels were reweighted
+    assert not torch.allclose(lam_hat, out.lam, atol=1e-3)  # the labels were reweighted
     assert bool(((lam_hat >= 0) & (lam_hat <= 1)).all())
 
 
@@ -136,8 +142,8 @@ def test_gradients_reach_the_uncertainty_layer_only_through_its_term():
     clf.zero_grad(set_to_none=True)
     losses["uncertain_loss"].backward()
     assert clf.uncertainty.weight.grad.abs().sum() > 0
-    assert all(p.grad is not None for p in clf.backbone.parameters())   # clean and mixed passes
-    assert clf.head.fc.weight.grad is None          # alpha is detached: the head gets nothing
+    assert all(p.grad is not None for p in clf.backbone.parameters())  # clean and mixed passes
+    assert clf.head.fc.weight.grad is None  # alpha is detached: the head gets nothing
 
 
 def test_unmixed_batch_and_no_uncertainty_layer():
@@ -145,7 +151,7 @@ def test_unmixed_batch_and_no_uncertainty_layer():
     x, y = torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 3])
     losses = clf.loss(x, y)
     z = clf.logits(x)
-    assert torch.allclose(losses["loss"], F.cross_entropy(z, y), atol=1e-6)   # lam^ = 1
+    assert torch.allclose(losses["loss"], F.cross_entropy(z, y), atol=1e-6)  # lam^ = 1
     # without the layer beta is built from the logits themselves (official is_norm=False)
     bare = tiny_sumix(uncertainty_layer=False)
     assert bare.uncertainty is None
@@ -179,16 +185,20 @@ def test_bad_settings_are_explained():
 
 def test_method_file_is_the_official_cifar100_setting():
     assert method_of("sumix")["name"] == "SUMix"
-    clf = MODELS.build(model_of("sumix", "resnet18_cifar", head={"num_classes": 100},
-                                backbone={**RESNET, "width": 8}))
+    clf = MODELS.build(
+        model_of("sumix", "resnet18_cifar", head={"num_classes": 100}, backbone={**RESNET, "width": 8})
+    )
     assert isinstance(clf, SUMixClassifier) and clf.gamma == 0.5 and clf.distance_scale is None
     assert clf.label_weighting == "sample" and clf.uncertainty.out_features == 100
     assert type(clf.mixer).__name__ == "CutMix" and clf.mixer.alpha == 0.2
 
 
 def test_resnet_trains_two_epochs_on_digits_and_resumes_exactly(tmp_path):
-    overrides = {"model": {"backbone": RESNET}, "meta": {"backbone": "resnet8_w4"},
-                 "default_hooks": {"checkpoint": {"max_keep_ckpts": 3}}}
+    overrides = {
+        "model": {"backbone": RESNET},
+        "meta": {"backbone": "resnet8_w4"},
+        "default_hooks": {"checkpoint": {"max_keep_ckpts": 3}},
+    }
     result, a, b = train_then_resume(tmp_path, "sumix", overrides)
     assert result["run"]["method"] == "SUMix"
     logged = "".join(p.read_text() for p in (tmp_path / "work").rglob("scalars.json"))

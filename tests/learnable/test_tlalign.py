@@ -1,6 +1,7 @@
 """TL-Align (ICCV 2023): initial token labels, one alignment step by hand, the whole trace
 against timm's attention matrices and against the official (B, N, K) label propagation,
 the loss, errors, the method file, digits training and exact resume."""
+
 import dataclasses
 
 import pytest
@@ -31,9 +32,9 @@ def test_initial_weights_are_each_patchs_share_of_the_first_image():
     lam = mask.mean((1, 2, 3))
     w = initial_token_weights(mask, lam, (4, 4), prefix=1)
     expected = torch.ones(17)
-    expected[0] = 1 - 12 / 64                     # the class token: the area weight
-    expected[1 + 2], expected[1 + 3] = 0.0, 0.0   # row 0, columns 2, 3
-    expected[1 + 6], expected[1 + 7] = 0.5, 0.5   # row 1, columns 2, 3: half their pixels
+    expected[0] = 1 - 12 / 64  # the class token: the area weight
+    expected[1 + 2], expected[1 + 3] = 0.0, 0.0  # row 0, columns 2, 3
+    expected[1 + 6], expected[1 + 7] = 0.5, 0.5  # row 1, columns 2, 3: half their pixels
     assert torch.equal(w[0], expected)
     with pytest.raises(ValueError, match="tile"):
         initial_token_weights(mask[..., :7], lam, (4, 4), prefix=1)
@@ -73,18 +74,18 @@ def test_trace_equals_the_official_label_propagation_through_timms_attention():
     assert 0.3 < out.lam[0] < 0.7
     w0 = initial_token_weights(out.mask, out.lam, (4, 4), 1)
     feats, lam = clf.aligned_forward(out.inputs, w0)
-    assert torch.equal(feats, clf.backbone(out.inputs))        # alignment does not touch the forward
+    assert torch.equal(feats, clf.backbone(out.inputs))  # alignment does not touch the forward
     # the official code: (B, N, K) token labels, Y <- (mean_h(A) @ Y + Y) / 2 block by block
     attns = unfused_attentions(clf, out.inputs)
     ya, yb = F.one_hot(y, 5).float(), F.one_hot(out.y_b, 5).float()
     labels = w0[:, :, None] * ya[:, None] + (1 - w0[:, :, None]) * yb[:, None]
     for a in attns:
         labels = (a.mean(1) @ labels + labels) / 2
-    target = labels[:, 0]                                      # the class token's label
+    target = labels[:, 0]  # the class token's label
     expected = lam[:, None] * ya + (1 - lam[:, None]) * yb
     assert torch.allclose(expected, target, atol=1e-6)
     assert torch.allclose(target.sum(1), torch.ones(4), atol=1e-6)
-    assert (lam - out.lam).abs().max() > 0.01                 # the labels moved with attention
+    assert (lam - out.lam).abs().max() > 0.01  # the labels moved with attention
 
 
 def test_loss_is_mixed_ce_with_the_aligned_weights_and_mixup_keeps_its_lambda():
@@ -99,7 +100,7 @@ def test_loss_is_mixed_ce_with_the_aligned_weights_and_mixup_keeps_its_lambda():
     assert bool(((lam >= 0) & (lam <= 1)).all())
     loss.backward()
     assert clf.backbone.model.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
-    assert clf._weights is None                                # nothing left behind
+    assert clf._weights is None  # nothing left behind
     clf = tiny_tlalign(mixer={"type": "Mixup", "alpha": 1.0})
     clf.mixer.generator = torch.Generator().manual_seed(3)
     out = Mixup(alpha=1.0, generator=torch.Generator().manual_seed(3))(x, y)
@@ -132,7 +133,9 @@ def test_same_seed_same_loss_and_avg_pooling():
 
 def test_needs_a_vit_without_patch_dropout():
     with pytest.raises(ValueError, match="ViTBackbone"):
-        TLAlignClassifier(backbone={"type": "ResNetCIFAR", "depth": 8, "width": 4, "in_channels": 1}, head=HEAD)
+        TLAlignClassifier(
+            backbone={"type": "ResNetCIFAR", "depth": 8, "width": 4, "in_channels": 1}, head=HEAD
+        )
     with pytest.raises(ValueError, match="patch dropout"):
         TLAlignClassifier(backbone={**TINY_VIT, "patch_drop_rate": 0.5}, head=HEAD)
     clf = tiny_tlalign(mixer={"type": "ManifoldMix", "alpha": 1.0, "stages": [1]})
@@ -149,8 +152,11 @@ def test_method_file_is_the_official_deit_small_setting():
 
 
 def test_tiny_vit_trains_two_epochs_on_digits_and_resumes_exactly(tmp_path):
-    overrides = {"model": {"backbone": TINY_VIT}, "meta": {"backbone": "vit_tiny_d2"},
-                 "default_hooks": {"checkpoint": {"max_keep_ckpts": 3}}}
+    overrides = {
+        "model": {"backbone": TINY_VIT},
+        "meta": {"backbone": "vit_tiny_d2"},
+        "default_hooks": {"checkpoint": {"max_keep_ckpts": 3}},
+    }
     result, a, b = train_then_resume(tmp_path, "tlalign", overrides)
     assert result["run"]["method"] == "TL-Align" and result["run"]["backbone"] == "vit_tiny_d2"
     assert_same_training_state(a, b, ["backbone", "head"])

@@ -1,4 +1,5 @@
 """TransMix (CVPR 2022): attention lambda, the ViT backbone's attention, training."""
+
 import dataclasses
 
 import pytest
@@ -9,8 +10,16 @@ from mixbench.models import MixedCrossEntropy, TransMixClassifier, transmix_lamb
 from mixbench.models.backbones import ViTBackbone
 from tests.learnable.helpers import train_on_digits
 
-TINY_VIT = {"type": "ViTBackbone", "model_name": "vit_tiny_patch16_224", "img_size": 16,
-            "patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 2, "in_chans": 1}
+TINY_VIT = {
+    "type": "ViTBackbone",
+    "model_name": "vit_tiny_patch16_224",
+    "img_size": 16,
+    "patch_size": 4,
+    "embed_dim": 32,
+    "depth": 2,
+    "num_heads": 2,
+    "in_chans": 1,
+}
 
 
 def test_lambda_is_attention_mass_in_the_box_on_a_hand_built_map():
@@ -19,8 +28,8 @@ def test_lambda_is_attention_mass_in_the_box_on_a_hand_built_map():
     mask = torch.ones(1, 1, 16, 16)
     mask[..., 0:8, 8:16] = 0
     attn = torch.zeros(1, 4, 4)
-    attn[0, 0, 2], attn[0, 1, 3] = 0.3, 0.1        # 0.4 of the mass inside the box
-    attn[0, 3, 0] = 0.6                             # 0.6 outside
+    attn[0, 0, 2], attn[0, 1, 3] = 0.3, 0.1  # 0.4 of the mass inside the box
+    attn[0, 3, 0] = 0.6  # 0.6 outside
     area = mask.mean((1, 2, 3))
     lam = transmix_lambda(mask, attn, area)
     # first image: attention mass outside the box 0.6 / 1.0, area 0.75, ratio 0.5
@@ -51,8 +60,7 @@ def test_vit_attention_equals_the_last_blocks_class_token_row():
 
 
 def tiny_transmix(mixer):
-    return TransMixClassifier(backbone=TINY_VIT, head={"type": "LinearHead", "num_classes": 5},
-                              mixer=mixer)
+    return TransMixClassifier(backbone=TINY_VIT, head={"type": "LinearHead", "num_classes": 5}, mixer=mixer)
 
 
 def test_loss_uses_the_attention_lambda_for_cutmix_and_keeps_mixup_lambda():
@@ -79,14 +87,16 @@ def test_loss_uses_the_attention_lambda_for_cutmix_and_keeps_mixup_lambda():
 
 def test_needs_an_attention_backbone():
     with pytest.raises(ValueError, match="ViTBackbone"):
-        TransMixClassifier(backbone={"type": "ResNetCIFAR", "depth": 8, "width": 4, "in_channels": 1},
-                           head={"type": "LinearHead", "num_classes": 5})
+        TransMixClassifier(
+            backbone={"type": "ResNetCIFAR", "depth": 8, "width": 4, "in_channels": 1},
+            head={"type": "LinearHead", "num_classes": 5},
+        )
     with pytest.raises(ValueError, match="class token"):
         ViTBackbone("resnet18")
 
 
 def test_tiny_vit_trains_two_epochs_on_digits(tmp_path):
-    result = train_on_digits(tmp_path, "transmix", {
-        "model": {"backbone": TINY_VIT},
-        "meta": {"backbone": "vit_tiny_d2"}})
+    result = train_on_digits(
+        tmp_path, "transmix", {"model": {"backbone": TINY_VIT}, "meta": {"backbone": "vit_tiny_d2"}}
+    )
     assert result["run"]["method"] == "TransMix" and result["run"]["backbone"] == "vit_tiny_d2"

@@ -1,5 +1,6 @@
 """Mixer tests run many tiny tensor ops: one intra-op thread avoids oversubscribing the
 shared CPU (and is restored after each test)."""
+
 import pytest
 import torch
 

@@ -23,6 +23,7 @@ The contract checked (docs/mixers.md, mixbench/mixers/base.py):
 * same generator seed -> identical output; lambda ~ Beta(a, b) by a KS test (fixed seed);
 * CPU and CUDA give the same output for the same generator state.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,8 +34,9 @@ import torch
 from scipy import stats
 from torch import Tensor, nn
 
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
-                                   reason="CPU/CUDA equality needs a CUDA device")
+requires_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="CPU/CUDA equality needs a CUDA device"
+)
 
 
 def seeded(seed: int = 0) -> torch.Generator:
@@ -42,9 +44,17 @@ def seeded(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def make_batch(b: int = 6, c: int = 3, h: int = 16, w: int = 16, num_classes: int = 5,
-               seed: int = 0, dtype: torch.dtype = torch.float32, device="cpu",
-               channels_last: bool = False) -> tuple[Tensor, Tensor]:
+def make_batch(
+    b: int = 6,
+    c: int = 3,
+    h: int = 16,
+    w: int = 16,
+    num_classes: int = 5,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device="cpu",
+    channels_last: bool = False,
+) -> tuple[Tensor, Tensor]:
     """A random normalised image batch and int64 labels."""
     g = seeded(seed)
     x = torch.randn(b, c, h, w, generator=g).to(device=device, dtype=dtype)
@@ -69,8 +79,13 @@ class TinyBackbone(nn.Module):
         stages, prev = [], widths[0]
         for i, wd in enumerate(widths):
             stride = 1 if i == 0 else 2
-            stages.append(nn.Sequential(nn.Conv2d(prev, wd, 3, stride=stride, padding=1, bias=False),
-                                        nn.BatchNorm2d(wd), nn.ReLU()))
+            stages.append(
+                nn.Sequential(
+                    nn.Conv2d(prev, wd, 3, stride=stride, padding=1, bias=False),
+                    nn.BatchNorm2d(wd),
+                    nn.ReLU(),
+                )
+            )
             prev = wd
         self.stages = nn.ModuleList(stages)
 
@@ -104,12 +119,14 @@ class TinyClassifier(nn.Module):
 
 def _assert_same_format(a: Tensor, like: Tensor, what: str) -> None:
     if like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
-        assert a.is_contiguous(memory_format=torch.channels_last), \
+        assert a.is_contiguous(memory_format=torch.channels_last), (
             f"{what}: channels_last input gave an output that is not channels_last"
+        )
 
 
-def check_output(mixer, x: Tensor, y: Tensor, model=None, pairwise: bool = True,
-                 mask_method: bool | None = None):
+def check_output(
+    mixer, x: Tensor, y: Tensor, model=None, pairwise: bool = True, mask_method: bool | None = None
+):
     """Run ``mixer(x, y, model=model)`` and check the MixOutput contract; return the output.
 
     ``pairwise``: check ``y_b == y_a[index]``. ``mask_method``: True -> a mask must be
@@ -125,22 +142,28 @@ def check_output(mixer, x: Tensor, y: Tensor, model=None, pairwise: bool = True,
     _assert_same_format(out.inputs, x, type(mixer).__name__)
     for name in ("y_a", "y_b", "index"):
         t = getattr(out, name)
-        assert t.dtype == torch.int64 and t.shape == (b,), \
+        assert t.dtype == torch.int64 and t.shape == (b,), (
             f"{name}: expected int64 ({b},), got {t.dtype} {tuple(t.shape)}"
+        )
         assert t.device == x.device, f"{name} on {t.device}, inputs on {x.device}"
     assert torch.equal(out.y_a, y), "y_a must be the input labels"
-    assert torch.equal(out.index.sort().values, torch.arange(b, device=x.device)), \
+    assert torch.equal(out.index.sort().values, torch.arange(b, device=x.device)), (
         f"index is not a permutation: {out.index.tolist()}"
+    )
     if pairwise:
         assert torch.equal(out.y_b, y[out.index]), "y_b != y_a[index]"
-    assert out.lam.dtype == torch.float32 and out.lam.shape == (b,), \
+    assert out.lam.dtype == torch.float32 and out.lam.shape == (b,), (
         f"lam: expected float32 ({b},), got {out.lam.dtype} {tuple(out.lam.shape)}"
+    )
     assert out.lam.device == x.device, f"lam on {out.lam.device}, inputs on {x.device}"
     assert bool(((out.lam >= 0) & (out.lam <= 1)).all()), f"lam outside [0, 1]: {out.lam.tolist()}"
     num_classes = int(y.max()) + 1 if out.soft_targets is None else out.soft_targets.shape[1]
     target = out.target(num_classes)
-    torch.testing.assert_close(target.sum(1), torch.ones(b, device=x.device, dtype=target.dtype),
-                               msg="label weights of a sample do not sum to 1")
+    torch.testing.assert_close(
+        target.sum(1),
+        torch.ones(b, device=x.device, dtype=target.dtype),
+        msg="label weights of a sample do not sum to 1",
+    )
     assert bool((target >= 0).all()), "negative label weight"
     if mask_method is True:
         assert out.mask is not None, f"{type(mixer).__name__} returned no mask"
@@ -154,8 +177,7 @@ def check_output(mixer, x: Tensor, y: Tensor, model=None, pairwise: bool = True,
     return out
 
 
-def check_mask_identity(out, x: Tensor, second: Tensor | None = None,
-                        lam_is_mask_mean: bool = True) -> None:
+def check_mask_identity(out, x: Tensor, second: Tensor | None = None, lam_is_mask_mean: bool = True) -> None:
     """``inputs == mask*x + (1-mask)*second`` exactly (``second`` defaults to ``x[index]``),
     computed in ``x``'s dtype; and ``lam == mask.mean((1,2,3))`` exactly when asked."""
     assert out.mask is not None, "no mask to check"
@@ -164,18 +186,22 @@ def check_mask_identity(out, x: Tensor, second: Tensor | None = None,
     m = out.mask.to(x.dtype)
     expected = m * x + (1 - m) * second
     diff = (out.inputs.float() - expected.float()).abs().max().item()
-    assert torch.equal(out.inputs, expected), \
+    assert torch.equal(out.inputs, expected), (
         f"inputs != mask*x + (1-mask)*x[index] (max abs difference {diff:.3g})"
+    )
     if lam_is_mask_mean:
-        assert torch.equal(out.lam, out.mask.mean((1, 2, 3))), \
+        assert torch.equal(out.lam, out.mask.mean((1, 2, 3))), (
             f"lam {out.lam.tolist()} != mask.mean {out.mask.mean((1, 2, 3)).tolist()}"
+        )
 
 
 def check_lerp_identity(out, x: Tensor) -> None:
     """For interpolating methods: ``inputs == lam*x + (1-lam)*x[index]`` (same formula as
     timm/torchvision: lambda and 1 - lambda cast from float64)."""
     lam64 = out.lam.double()
-    expected = x * lam64.to(x.dtype).view(-1, 1, 1, 1) + x[out.index] * (1 - lam64).to(x.dtype).view(-1, 1, 1, 1)
+    expected = x * lam64.to(x.dtype).view(-1, 1, 1, 1) + x[out.index] * (1 - lam64).to(x.dtype).view(
+        -1, 1, 1, 1
+    )
     torch.testing.assert_close(out.inputs, expected, msg="inputs != lam*x + (1-lam)*x[index]")
 
 
@@ -186,8 +212,9 @@ def assert_outputs_equal(a, b, what: str = "outputs") -> None:
         assert (ta is None) == (tb is None), f"{what}: {name} is None in one output only"
         if ta is not None:
             ta, tb = ta.cpu(), tb.cpu()
-            assert torch.equal(ta, tb), \
+            assert torch.equal(ta, tb), (
                 f"{what}: {name} differs (max abs diff {(ta.double() - tb.double()).abs().max().item():.3g})"
+            )
 
 
 def check_reproducible(mixer, x: Tensor, y: Tensor, model=None, seed: int = 0) -> None:
@@ -197,12 +224,14 @@ def check_reproducible(mixer, x: Tensor, y: Tensor, model=None, seed: int = 0) -
         mixer.generator = seeded(s)
         outs.append(mixer(x, y, model=model) if model is not None else mixer(x, y))
     assert_outputs_equal(outs[0], outs[1], "two runs from the same seed")
-    assert not torch.equal(outs[0].inputs, outs[2].inputs), \
+    assert not torch.equal(outs[0].inputs, outs[2].inputs), (
         "two different seeds gave the same mixed batch (is the generator used?)"
+    )
 
 
-def collect_lams(mixer, n_calls: int = 400, x: Tensor | None = None,
-                 y: Tensor | None = None, seed: int = 0) -> Tensor:
+def collect_lams(
+    mixer, n_calls: int = 400, x: Tensor | None = None, y: Tensor | None = None, seed: int = 0
+) -> Tensor:
     """Lambdas over ``n_calls`` calls: lam[0] per call in ``batch`` mode, all of them else."""
     if x is None:
         x, y = make_batch(b=4, c=1, h=8, w=8)
@@ -214,15 +243,17 @@ def collect_lams(mixer, n_calls: int = 400, x: Tensor | None = None,
     return torch.cat(lams).double()
 
 
-def check_beta_distribution(lams: Tensor, a: float, b: float | None = None,
-                            min_pvalue: float = 0.01) -> float:
+def check_beta_distribution(
+    lams: Tensor, a: float, b: float | None = None, min_pvalue: float = 0.01
+) -> float:
     """Kolmogorov-Smirnov test of ``lams`` against Beta(a, b) (b defaults to a); the caller
     fixes the seed, so the outcome is deterministic. Returns the p-value."""
     b = a if b is None else b
     result = stats.kstest(lams.cpu().numpy(), "beta", args=(a, b))
-    assert result.pvalue > min_pvalue, \
-        (f"lambda does not follow Beta({a}, {b}): KS statistic {result.statistic:.3f}, "
-         f"p = {result.pvalue:.2g} over {lams.numel()} draws")
+    assert result.pvalue > min_pvalue, (
+        f"lambda does not follow Beta({a}, {b}): KS statistic {result.statistic:.3f}, "
+        f"p = {result.pvalue:.2g} over {lams.numel()} draws"
+    )
     return float(result.pvalue)
 
 
@@ -238,8 +269,9 @@ def check_batch_size_one(mixer, model=None) -> None:
 ALL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def check_dtypes_and_formats(mixer, mask_identity: bool = True, model=None, dtypes=ALL_DTYPES,
-                             **batch) -> None:
+def check_dtypes_and_formats(
+    mixer, mask_identity: bool = True, model=None, dtypes=ALL_DTYPES, **batch
+) -> None:
     """float32/float16/bfloat16 and channels_last batches keep dtype and format, and (for
     mask methods) the mask identity holds in that dtype. A ``model`` is cast to each dtype."""
     for dtype in dtypes:
@@ -253,8 +285,9 @@ def check_dtypes_and_formats(mixer, mask_identity: bool = True, model=None, dtyp
                 check_mask_identity(out, x, lam_is_mask_mean=getattr(mixer, "correct_lam", True))
 
 
-def check_cpu_cuda_equal(mixer, x: Tensor, y: Tensor, model_factory: Callable | None = None,
-                         seed: int = 0, exact: bool = True) -> None:
+def check_cpu_cuda_equal(
+    mixer, x: Tensor, y: Tensor, model_factory: Callable | None = None, seed: int = 0, exact: bool = True
+) -> None:
     """Same generator state on CPU and CUDA -> the same output (call under requires_cuda).
 
     ``model_factory`` builds a fresh model (seeded inside) for model-based mixers; it is
@@ -269,8 +302,13 @@ def check_cpu_cuda_equal(mixer, x: Tensor, y: Tensor, model_factory: Callable | 
         xd, yd = x.to(device), y.to(device)
         outs.append(mixer(xd, yd, model=model) if model is not None else mixer(xd, yd))
     if exact:
-        torch.testing.assert_close(outs[0].lam, outs[1].lam.cpu(), rtol=1e-6, atol=1e-7,
-                                   msg="CPU vs CUDA: lam differs beyond the last bit")
+        torch.testing.assert_close(
+            outs[0].lam,
+            outs[1].lam.cpu(),
+            rtol=1e-6,
+            atol=1e-7,
+            msg="CPU vs CUDA: lam differs beyond the last bit",
+        )
         assert_outputs_equal(outs[0], dataclasses.replace(outs[1], lam=outs[0].lam), "CPU vs CUDA")
     else:
         for name in ("inputs", "lam", "mask", "soft_targets"):
@@ -280,8 +318,9 @@ def check_cpu_cuda_equal(mixer, x: Tensor, y: Tensor, model_factory: Callable | 
         assert torch.equal(outs[0].index, outs[1].index.cpu())
 
 
-def check_stage_hook_cpu_cuda_equal(make_mixer: Callable[[], object], x: Tensor, y: Tensor,
-                                    feat: Tensor, model_factory: Callable, **close) -> None:
+def check_stage_hook_cpu_cuda_equal(
+    make_mixer: Callable[[], object], x: Tensor, y: Tensor, feat: Tensor, model_factory: Callable, **close
+) -> None:
     """For mixers that mix at a hidden stage (ManifoldMix, AlignMix): the same seed on CPU
     and CUDA draws the same stage, lambda and pairing, and the returned stage hook mixes a
     given feature map ``feat`` to the same result (``close``: tolerances of assert_close).
@@ -298,9 +337,15 @@ def check_stage_hook_cpu_cuda_equal(make_mixer: Callable[[], object], x: Tensor,
     torch.testing.assert_close(outs[0][3], outs[1][3], **close)
 
 
-def check_standard(make_mixer: Callable[..., object], mask_method: bool, alpha: float | None = None,
-                   model_factory: Callable | None = None, pairwise: bool = True,
-                   lam_is_mask_mean: bool = True, dtypes=ALL_DTYPES) -> None:
+def check_standard(
+    make_mixer: Callable[..., object],
+    mask_method: bool,
+    alpha: float | None = None,
+    model_factory: Callable | None = None,
+    pairwise: bool = True,
+    lam_is_mask_mean: bool = True,
+    dtypes=ALL_DTYPES,
+) -> None:
     """The whole common contract in one call, for a mixer built by ``make_mixer(**kw)``
     (e.g. ``functools.partial(CutMix, alpha=1.0)``; it must accept ``alpha``, ``lam_mode``,
     ``pairing``, ``generator`` and, for mask methods, ``correct_lam`` as keywords):
@@ -309,8 +354,13 @@ def check_standard(make_mixer: Callable[..., object], mask_method: bool, alpha: 
     given (with ``correct_lam=False`` for mask methods, so lam is the raw draw)."""
     model = model_factory() if model_factory is not None else None
     x, y = make_batch()
-    for lam_mode, pairing in (("batch", "random"), ("elem", "random"), ("pair", "reverse"),
-                              ("pair", "random"), ("batch", "roll")):
+    for lam_mode, pairing in (
+        ("batch", "random"),
+        ("elem", "random"),
+        ("pair", "reverse"),
+        ("pair", "random"),
+        ("batch", "roll"),
+    ):
         mixer = make_mixer(lam_mode=lam_mode, pairing=pairing, generator=seeded(0))
         out = check_output(mixer, x, y, model=model, pairwise=pairwise, mask_method=mask_method)
         if mask_method:
@@ -319,12 +369,17 @@ def check_standard(make_mixer: Callable[..., object], mask_method: bool, alpha: 
             assert torch.equal(out.lam, out.lam[out.index]), "partners must share lambda in pair mode"
     check_reproducible(make_mixer(), x, y, model=model)
     check_batch_size_one(make_mixer(), model=model)
-    check_dtypes_and_formats(make_mixer(), mask_identity=mask_method, dtypes=dtypes,
-                             model=model_factory() if model_factory is not None else None)
+    check_dtypes_and_formats(
+        make_mixer(),
+        mask_identity=mask_method,
+        dtypes=dtypes,
+        model=model_factory() if model_factory is not None else None,
+    )
     if torch.cuda.is_available():  # CPU/CUDA equality wherever a GPU is present
         for lam_mode in ("batch", "elem"):
-            check_cpu_cuda_equal(make_mixer(lam_mode=lam_mode), x, y, model_factory=model_factory,
-                                 exact=model_factory is None)
+            check_cpu_cuda_equal(
+                make_mixer(lam_mode=lam_mode), x, y, model_factory=model_factory, exact=model_factory is None
+            )
     if alpha is not None:
         kw = {"correct_lam": False} if mask_method else {}
         check_beta_distribution(collect_lams(make_mixer(alpha=alpha, lam_mode="elem", **kw), 50), alpha)
@@ -340,15 +395,20 @@ def train_two_epochs_on_digits(tmp_path, fragment: str) -> dict:
 
     from mbtest import REPO, run_tool
 
-    bases = ["datasets/digits.yaml", "models/resnet8_w16_gray.yaml",
-             "schedules/sgd_cosine_short.yaml", "runtime.yaml"]
+    bases = [
+        "datasets/digits.yaml",
+        "models/resnet8_w16_gray.yaml",
+        "schedules/sgd_cosine_short.yaml",
+        "runtime.yaml",
+    ]
     config = tmp_path / f"digits_{fragment}.yaml"
     config.write_text(
         "_base_:\n"
         + "".join(f"  - {REPO / 'configs/_base_' / b}\n" for b in bases)
         + f"  - {REPO / 'configs/methods' / fragment}.yaml\n"
-        + "train_dataloader: {dataset: {max_samples: 128}}\n"   # 2 iterations per epoch
-        + "train_cfg: {max_epochs: 2}\n")
+        + "train_dataloader: {dataset: {max_samples: 128}}\n"  # 2 iterations per epoch
+        + "train_cfg: {max_epochs: 2}\n"
+    )
     work_dir = tmp_path / "work"
     run_tool("tools/train.py", config, "--work-dir", work_dir)
     result = json.loads((work_dir / "result.json").read_text())

@@ -1,4 +1,5 @@
 """AlignMix: Sinkhorn plan, alignment, hook placement, gradients, the common contract."""
+
 import math
 import types
 
@@ -80,22 +81,28 @@ def test_official_stopping_rule():
     feat = torch.randn(4, 3, 4, 4, generator=seeded(7))
     model = tiny_classifier().eval()
     out = AlignMix(official_stop=True, input_prob=0.0, align="self", generator=seeded(0))(
-        *make_batch(b=4), model=model)
-    r = sinkhorn_plan(torch.cdist(feat.flatten(2).mT, feat[out.index].flatten(2).mT).square(),
-                      tol=0, potential_tol=0.1) * 16
-    expected = out.lam.view(-1, 1, 1) * (feat.flatten(2) @ r) + \
-        (1 - out.lam.view(-1, 1, 1)) * feat[out.index].flatten(2)
+        *make_batch(b=4), model=model
+    )
+    r = (
+        sinkhorn_plan(
+            torch.cdist(feat.flatten(2).mT, feat[out.index].flatten(2).mT).square(), tol=0, potential_tol=0.1
+        )
+        * 16
+    )
+    expected = out.lam.view(-1, 1, 1) * (feat.flatten(2) @ r) + (1 - out.lam.view(-1, 1, 1)) * feat[
+        out.index
+    ].flatten(2)
     torch.testing.assert_close(out.stage_hook(3, feat).flatten(2), expected)
 
 
 def test_clamped_logsumexp_equals_torch():
     from mixbench.mixers._sinkhorn import _logsumexp
+
     t = -torch.rand(4, 9, 7, generator=seeded(8), dtype=torch.float64) * 5000
-    t[:, :, 0] = 0.5       # one dominant term per row, the rest underflowing
+    t[:, :, 0] = 0.5  # one dominant term per row, the rest underflowing
     for dim in (1, 2):
         torch.testing.assert_close(_logsumexp(t, dim), torch.logsumexp(t, dim), atol=1e-12, rtol=0)
-        torch.testing.assert_close(_logsumexp(t.float() / 100, dim),
-                                   torch.logsumexp(t.float() / 100, dim))
+        torch.testing.assert_close(_logsumexp(t.float() / 100, dim), torch.logsumexp(t.float() / 100, dim))
 
 
 def test_sinkhorn_is_stable_for_large_costs():
@@ -123,7 +130,7 @@ def test_identical_inputs_align_to_identity():
 def test_alignment_undoes_a_spatial_permutation():
     feat = distinct_features()
     perm = torch.randperm(9, generator=seeded(3))
-    partner = feat.flatten(2)[:, :, perm].view_as(feat)   # same features, shuffled positions
+    partner = feat.flatten(2)[:, :, perm].view_as(feat)  # same features, shuffled positions
     r = assignment_matrix(feat, partner)
     # position k of feat is partner's position perm^-1(k)
     expected = torch.zeros(9, 9)
@@ -206,8 +213,9 @@ def test_gradients_flow_to_both_samples_of_a_pair():
         assert torch.all(grad_norm[[k for k in range(6) if k not in (i, j)]] == 0)
 
 
-@pytest.mark.parametrize("lam_mode,pairing", [("batch", "random"), ("elem", "random"),
-                                              ("pair", "reverse"), ("batch", "roll")])
+@pytest.mark.parametrize(
+    "lam_mode,pairing", [("batch", "random"), ("elem", "random"), ("pair", "reverse"), ("batch", "roll")]
+)
 def test_output_contract(lam_mode, pairing):
     x, y = make_batch()
     mixer = AlignMix(lam_mode=lam_mode, pairing=pairing, input_prob=0.0, generator=seeded(0))
@@ -265,9 +273,11 @@ def test_real_resnet_training_step():
     from mixbench.models.classifiers.mixup_classifier import MixupClassifier
 
     torch.manual_seed(0)
-    model = MixupClassifier(backbone={"type": "ResNetCIFAR", "depth": 18, "width": 4},
-                            head={"type": "LinearHead", "num_classes": 5},
-                            mixer={"type": "AlignMix", "input_prob": 0.0})
+    model = MixupClassifier(
+        backbone={"type": "ResNetCIFAR", "depth": 18, "width": 4},
+        head={"type": "LinearHead", "num_classes": 5},
+        mixer={"type": "AlignMix", "input_prob": 0.0},
+    )
     x, y = make_batch(b=4)
     out = model.mixer(x, y, model=model)
     assert out.stage_hook.stage == model.backbone.num_stages == 4
@@ -279,6 +289,12 @@ def test_real_resnet_training_step():
 @requires_cuda
 def test_cpu_and_cuda_agree():
     x, y = make_batch()
-    check_stage_hook_cpu_cuda_equal(lambda: AlignMix(input_prob=0.0, generator=seeded(3)), x, y,
-                                    torch.randn(6, 8, 4, 4, generator=seeded(1)), tiny_classifier,
-                                    atol=1e-4, rtol=1e-4)
+    check_stage_hook_cpu_cuda_equal(
+        lambda: AlignMix(input_prob=0.0, generator=seeded(3)),
+        x,
+        y,
+        torch.randn(6, 8, 4, 4, generator=seeded(1)),
+        tiny_classifier,
+        atol=1e-4,
+        rtol=1e-4,
+    )

@@ -1,5 +1,6 @@
 """AttentiveMix / AttentiveMix+: grid-cell masks from the most activated cells, lam = mask
 mean, BN-safe extraction with the trained model, local-checkpoint extractors, the contract."""
+
 import functools
 
 import pytest
@@ -66,16 +67,16 @@ def test_mask_is_the_union_of_the_most_activated_cells(hw, g):
     expected = torch.zeros(b, g * g)
     expected.scatter_(1, act.flatten(1).topk(6, dim=1).indices, 1.0)
     assert torch.equal(cells.flatten(1), expected)
-    check_mask_identity(out, x)   # inputs == M x + (1 - M) x[index], lam == mask.mean
+    check_mask_identity(out, x)  # inputs == M x + (1 - M) x[index], lam == mask.mean
     if hw % g == 0:
-        assert torch.allclose(out.lam, torch.full((b,), 6 / g ** 2))
+        assert torch.allclose(out.lam, torch.full((b,), 6 / g**2))
 
 
 def test_patches_of_each_image_are_pasted_onto_its_partner():
     g, hw = 4, 16
     act = torch.zeros(2, 1, g, g)
-    act[0, 0, 0, 0] = act[0, 0, 3, 3] = 5.0      # image 0: two hot cells
-    act[1, 0, 1, 2] = 7.0                        # image 1: one hot cell
+    act[0, 0, 0, 0] = act[0, 0, 3, 3] = 5.0  # image 0: two hot cells
+    act[1, 0, 1, 2] = 7.0  # image 1: one hot cell
     x, y = make_batch(b=2, h=hw, w=hw)
     out = AttentiveMix(top_k=2, pairing="reverse")(x, y, model=HandBuiltModel(act))
     assert out.index.tolist() == [1, 0]
@@ -84,26 +85,26 @@ def test_patches_of_each_image_are_pasted_onto_its_partner():
     assert torch.equal(m[0, :, 12:16, 12:16], x[0, :, 12:16, 12:16])
     assert torch.equal(m[0, :, 4:12], x[1, :, 4:12])
     assert torch.equal(m[1, :, 4:8, 8:12], x[1, :, 4:8, 8:12])
-    assert torch.equal(m[1, :, 0:4, 0:4], x[1, :, 0:4, 0:4])   # tie among zeros: first cell
+    assert torch.equal(m[1, :, 0:4, 0:4], x[1, :, 0:4, 0:4])  # tie among zeros: first cell
     assert torch.equal(m[1, :, 8:16], x[0, :, 8:16])
     assert out.lam.tolist() == [0.125, 0.125]
 
 
 def test_grid_resizes_the_activation_map():
     act = torch.zeros(3, 1, 2, 2)
-    act[:, 0, 1, 0] = 1.0                         # bottom-left quarter is hot
+    act[:, 0, 1, 0] = 1.0  # bottom-left quarter is hot
     x, y = make_batch(b=3, h=16, w=16)
     out = AttentiveMix(top_k=4, grid=8, generator=seeded(0))(x, y, model=HandBuiltModel(act))
     cells = mask_cells(out.mask, 8)
     assert cells.sum((1, 2)).tolist() == [4.0] * 3
-    assert bool((cells[:, 4:, :4].sum((1, 2)) == 4).all())   # all inside the hot quarter
+    assert bool((cells[:, 4:, :4].sum((1, 2)) == 4).all())  # all inside the hot quarter
     out = AttentiveMix(top_k=1, grid=1, generator=seeded(0))(x, y, model=HandBuiltModel(act))
     assert torch.equal(out.inputs, x) and out.lam.tolist() == [1.0] * 3
 
 
 def test_trained_model_extraction_leaves_no_trace():
     model = tiny_classifier().train()
-    model.backbone.stages[1].eval()                 # a deliberately frozen part stays frozen
+    model.backbone.stages[1].eval()  # a deliberately frozen part stays frozen
     before = {k: v.clone() for k, v in model.state_dict().items()}
     flags = [m.training for m in model.modules()]
     x, y = make_batch(b=6)
@@ -123,7 +124,7 @@ def test_trained_model_extraction_leaves_no_trace():
 
 
 def test_plus_variant_draws_the_number_of_cells_from_beta():
-    model = HandBuiltModel(torch.randn(4, 1, 4, 4, generator=seeded(0)))   # 16 cells
+    model = HandBuiltModel(torch.randn(4, 1, 4, 4, generator=seeded(0)))  # 16 cells
     x, y = make_batch(b=4, h=8, w=8)
     mixer = AttentiveMixPlus(correct_lam=False, lam_mode="elem", generator=seeded(0))
     lams, ks = [], []
@@ -142,8 +143,13 @@ def test_plus_variant_draws_the_number_of_cells_from_beta():
 def test_shared_contract(make):
     x, y = make_batch()
     model = tiny_classifier()
-    for lam_mode, pairing in (("batch", "random"), ("elem", "random"), ("pair", "reverse"),
-                              ("pair", "random"), ("batch", "roll")):
+    for lam_mode, pairing in (
+        ("batch", "random"),
+        ("elem", "random"),
+        ("pair", "reverse"),
+        ("pair", "random"),
+        ("batch", "roll"),
+    ):
         mixer = make(lam_mode=lam_mode, pairing=pairing, generator=seeded(0))
         out = check_output(mixer, x, y, model=model, mask_method=True)
         check_mask_identity(out, x)
@@ -159,27 +165,30 @@ def save_state(net, path):
     return str(path)
 
 
-@pytest.mark.parametrize("library,name", [("timm", "test_resnet"),
-                                          ("torchvision", "mobilenet_v3_small"),
-                                          ("torchvision", "resnet18")])
+@pytest.mark.parametrize(
+    "library,name",
+    [("timm", "test_resnet"), ("torchvision", "mobilenet_v3_small"), ("torchvision", "resnet18")],
+)
 def test_local_checkpoint_extractor(tmp_path, library, name):
     torch.manual_seed(0)
     if library == "timm":
         import timm
+
         net = timm.create_model(name, pretrained=False)
         features = net.forward_features
     else:
         import torchvision
+
         net = torchvision.models.get_model(name, weights=None)
-        features = (net.features if hasattr(net, "features")
-                    else nn.Sequential(*list(net.children())[:-2]))
+        features = net.features if hasattr(net, "features") else nn.Sequential(*list(net.children())[:-2])
     net.eval()
     path = save_state(net, tmp_path / "extractor.pth")
     x, y = make_batch(b=3, h=64, w=64)
-    mixer = AttentiveMix(top_k=2, extractor={"library": library, "name": name, "checkpoint": path},
-                         generator=seeded(0))
+    mixer = AttentiveMix(
+        top_k=2, extractor={"library": library, "name": name, "checkpoint": path}, generator=seeded(0)
+    )
     assert not mixer.needs_model
-    out = mixer(x, y)                                  # no model needed
+    out = mixer(x, y)  # no model needed
     with torch.no_grad():
         act = features(x).mean(1)
     cells = mask_cells(out.mask, act.shape[1])
@@ -221,8 +230,9 @@ def test_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="needs the model"):
         AttentiveMix()(x, y)
     with pytest.raises(FileNotFoundError, match="never"):
-        AttentiveMix(extractor={"library": "timm", "name": "test_resnet",
-                                "checkpoint": str(tmp_path / "missing.pth")})
+        AttentiveMix(
+            extractor={"library": "timm", "name": "test_resnet", "checkpoint": str(tmp_path / "missing.pth")}
+        )
     with pytest.raises(ValueError, match="library"):
         AttentiveMix(extractor={"library": "keras", "name": "x", "checkpoint": "y"})
     with pytest.raises(ValueError, match="keys"):
@@ -248,9 +258,11 @@ def test_real_resnet_training_step():
     from mixbench.models.classifiers.mixup_classifier import MixupClassifier
 
     torch.manual_seed(0)
-    model = MixupClassifier(backbone={"type": "ResNetCIFAR", "depth": 18, "width": 4},
-                            head={"type": "LinearHead", "num_classes": 5},
-                            mixer={"type": "AttentiveMix", "top_k": 6, "grid": 8})
+    model = MixupClassifier(
+        backbone={"type": "ResNetCIFAR", "depth": 18, "width": 4},
+        head={"type": "LinearHead", "num_classes": 5},
+        mixer={"type": "AttentiveMix", "top_k": 6, "grid": 8},
+    )
     x, y = make_batch(b=4, h=32, w=32)
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     out = model.mixer(x, y, model=model)
@@ -275,10 +287,9 @@ def test_openmixups_attentivemix_plus_is_beta_2_2():
     swallowed by **kwargs, augments/attentivemix.py:46) and keeps
     top_k = min(max(1, int(cells * lam)), cells) cells of x_i (lines 49-50, 78): beta=2 with
     alpha=2 reproduces it, half the cells on average instead of a fifth."""
-    model = HandBuiltModel(torch.randn(4, 1, 7, 7, generator=seeded(0)))   # 49 cells
+    model = HandBuiltModel(torch.randn(4, 1, 7, 7, generator=seeded(0)))  # 49 cells
     x, y = make_batch(b=4, h=14, w=14)
-    mixer = AttentiveMixPlus(alpha=2.0, beta=2.0, correct_lam=False, lam_mode="elem",
-                             generator=seeded(0))
+    mixer = AttentiveMixPlus(alpha=2.0, beta=2.0, correct_lam=False, lam_mode="elem", generator=seeded(0))
     outs = [mixer(x, y, model=model) for _ in range(150)]
     lams = torch.cat([o.lam.double() for o in outs])
     check_beta_distribution(lams, 2.0, 2.0)
@@ -289,9 +300,11 @@ def test_openmixups_attentivemix_plus_is_beta_2_2():
 
 def test_extractor_batch_stats_runs_the_extractor_in_training_mode():
     """OpenMixup's backbone_k has frozen weights but BatchNorm in training mode."""
+
     def extractor():
         torch.manual_seed(0)
         return nn.Sequential(nn.Conv2d(3, 4, 4, stride=4), nn.BatchNorm2d(4))
+
     x, y = make_batch(b=4, h=16, w=16)
     frozen, live = extractor(), extractor()
     eval_map = AttentiveMix(top_k=2, extractor=frozen).activation_map(x)

@@ -1,5 +1,6 @@
 """The shared mixer machinery: input validation, pairings, lam modes, registration and the
 config fragments of the static mixers."""
+
 from pathlib import Path
 
 import pytest
@@ -24,34 +25,48 @@ from mixbench.mixers.base import BaseMixer, MixOutput, pairing_index
 from tests.mixers.helpers import assert_outputs_equal, make_batch, seeded
 
 ROOT = Path(__file__).resolve().parents[2]
-STATIC = {"vanilla": Vanilla, "mixup": Mixup, "cutmix": CutMix, "deit": RandomChoiceMixer,
-          "smoothmix": SmoothMix, "saliencymix": SaliencyMix, "fmix": FMix,
-          "gridmix": GridMix, "resizemix": ResizeMix}
+STATIC = {
+    "vanilla": Vanilla,
+    "mixup": Mixup,
+    "cutmix": CutMix,
+    "deit": RandomChoiceMixer,
+    "smoothmix": SmoothMix,
+    "saliencymix": SaliencyMix,
+    "fmix": FMix,
+    "gridmix": GridMix,
+    "resizemix": ResizeMix,
+}
 
 
-@pytest.mark.parametrize("x, y, message", [
-    (torch.zeros(3, 8, 8), torch.zeros(3, dtype=torch.long), r"\(B, C, H, W\) tensor"),
-    (torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.zeros(2, dtype=torch.long), "floating-point"),
-    (torch.zeros(2, 3, 8, 8), torch.zeros(2), "int64 tensor of shape"),
-    (torch.zeros(2, 3, 8, 8), torch.zeros(2, 5, dtype=torch.long), "one-hot labels are not accepted"),
-    (torch.zeros(2, 3, 8, 8), torch.zeros(3, dtype=torch.long), "2 images but 3 labels"),
-    (torch.zeros(0, 3, 8, 8), torch.zeros(0, dtype=torch.long), "empty batch"),
-    ("images", torch.zeros(2, dtype=torch.long), "got str"),
-])
+@pytest.mark.parametrize(
+    "x, y, message",
+    [
+        (torch.zeros(3, 8, 8), torch.zeros(3, dtype=torch.long), r"\(B, C, H, W\) tensor"),
+        (torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.zeros(2, dtype=torch.long), "floating-point"),
+        (torch.zeros(2, 3, 8, 8), torch.zeros(2), "int64 tensor of shape"),
+        (torch.zeros(2, 3, 8, 8), torch.zeros(2, 5, dtype=torch.long), "one-hot labels are not accepted"),
+        (torch.zeros(2, 3, 8, 8), torch.zeros(3, dtype=torch.long), "2 images but 3 labels"),
+        (torch.zeros(0, 3, 8, 8), torch.zeros(0, dtype=torch.long), "empty batch"),
+        ("images", torch.zeros(2, dtype=torch.long), "got str"),
+    ],
+)
 def test_bad_inputs_are_explained(x, y, message):
     with pytest.raises(ValueError, match=message):
         CutMix()(x, y)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(alpha=-1), "alpha must be a finite number >= 0"),
-    (dict(alpha="big"), "alpha must be a number"),
-    (dict(prob=1.5), "prob is a probability"),
-    (dict(pairing="shuffle"), "pairing must be one of"),
-    (dict(lam_mode="sample"), "lam_mode must be one of"),
-    (dict(lam_mode="pair", pairing="roll"), "lam_mode='pair' needs partners"),
-    (dict(generator="seed"), "generator must be a CPU torch.Generator"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(alpha=-1), "alpha must be a finite number >= 0"),
+        (dict(alpha="big"), "alpha must be a number"),
+        (dict(prob=1.5), "prob is a probability"),
+        (dict(pairing="shuffle"), "pairing must be one of"),
+        (dict(lam_mode="sample"), "lam_mode must be one of"),
+        (dict(lam_mode="pair", pairing="roll"), "lam_mode='pair' needs partners"),
+        (dict(generator="seed"), "generator must be a CPU torch.Generator"),
+    ],
+)
 def test_bad_options_are_explained(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Mixup(**kwargs)
@@ -72,8 +87,11 @@ def test_bad_method_options_are_explained():
     for eps in ("a", None, 0):
         with pytest.raises(ValueError, match=r"eps \(Sinkhorn regularisation\) must be a finite number > 0"):
             AlignMix(eps=eps)
-    for make in (lambda: CutMix(correct_lam="no"), lambda: Mixup(inplace="False"),
-                 lambda: AlignMix(official_stop=1)):
+    for make in (
+        lambda: CutMix(correct_lam="no"),
+        lambda: Mixup(inplace="False"),
+        lambda: AlignMix(official_stop=1),
+    ):
         with pytest.raises(ValueError, match="must be true or false"):
             make()  # a non-empty string would read as True
 
@@ -112,20 +130,20 @@ def test_no_repeat_pairing_is_openmixups_redraw_rule():
     q = 1 - 14833 / 40320
     n = 4000
     g = seeded(11)
-    kept = sum(bool((pairing_index(8, "no_repeat", g) == torch.arange(8)).any())
-               for _ in range(n))
-    expected, sd = n * q ** 11, (n * q ** 11 * (1 - q ** 11)) ** 0.5
+    kept = sum(bool((pairing_index(8, "no_repeat", g) == torch.arange(8)).any()) for _ in range(n))
+    expected, sd = n * q**11, (n * q**11 * (1 - q**11)) ** 0.5
     assert abs(kept - expected) < 4 * sd, (kept, expected)
     g = seeded(11)
-    plain = sum(bool((pairing_index(8, "random", g) == torch.arange(8)).any())
-                for _ in range(n))
+    plain = sum(bool((pairing_index(8, "random", g) == torch.arange(8)).any()) for _ in range(n))
     assert abs(plain - n * q) < 4 * (n * q * (1 - q)) ** 0.5
     perm = pairing_index(8, "no_repeat", seeded(0))
     assert sorted(perm.tolist()) == list(range(8))
     match = pairing_index(8, "no_repeat", seeded(1), involution=True)  # lam_mode='pair'
     assert torch.equal(match[match], torch.arange(8))
-    assert torch.equal(CutMix(pairing="no_repeat", generator=seeded(2))(*make_batch()).index,
-                       pairing_index(6, "no_repeat", seeded(2)))
+    assert torch.equal(
+        CutMix(pairing="no_repeat", generator=seeded(2))(*make_batch()).index,
+        pairing_index(6, "no_repeat", seeded(2)),
+    )
 
 
 def test_lam_modes_share_draws_as_documented():
@@ -150,9 +168,13 @@ def test_one_lambda_value_is_the_batch_mode_draw():
 
 
 def test_target_sums_to_one_and_weights_labels():
-    out = MixOutput(inputs=torch.zeros(2, 1, 2, 2), y_a=torch.tensor([0, 1]),
-                    y_b=torch.tensor([1, 1]), lam=torch.tensor([0.25, 0.5]),
-                    index=torch.tensor([1, 0]))
+    out = MixOutput(
+        inputs=torch.zeros(2, 1, 2, 2),
+        y_a=torch.tensor([0, 1]),
+        y_b=torch.tensor([1, 1]),
+        lam=torch.tensor([0.25, 0.5]),
+        index=torch.tensor([1, 0]),
+    )
     assert torch.equal(out.target(3), torch.tensor([[0.25, 0.75, 0.0], [0.0, 1.0, 0.0]]))
 
 
@@ -175,8 +197,15 @@ def test_config_alphas_are_openmixups_cifar100_defaults():
     """alpha column of OpenMixup's CIFAR-100 ResNet-18 table (docs/en/mixup_benchmarks/Mixup_cifar.md)."""
     from mixbench.config import load_config
 
-    published = {"mixup": 1.0, "cutmix": 0.2, "smoothmix": 0.2, "saliencymix": 0.2, "fmix": 0.2,
-                 "gridmix": 0.2, "resizemix": 1.0}
+    published = {
+        "mixup": 1.0,
+        "cutmix": 0.2,
+        "smoothmix": 0.2,
+        "saliencymix": 0.2,
+        "fmix": 0.2,
+        "gridmix": 0.2,
+        "resizemix": 1.0,
+    }
     for name, alpha in published.items():
         cfg = load_config(ROOT / "configs" / "methods" / f"{name}.yaml")["method"]["mixer"]
         assert cfg["alpha"] == alpha, name
@@ -184,8 +213,22 @@ def test_config_alphas_are_openmixups_cifar100_defaults():
 
 def test_visualize_mixers_writes_a_png(tmp_path):
     tool = load_script("tools/analysis/visualize_mixers.py")
-    out = tool.main(["--dataset", "Digits", "--methods", "Mixup", "CutMix", "FMix",
-                     "--num-samples", "3", "--alpha", "1.0", "--out", str(tmp_path / "grid.png")])
+    out = tool.main(
+        [
+            "--dataset",
+            "Digits",
+            "--methods",
+            "Mixup",
+            "CutMix",
+            "FMix",
+            "--num-samples",
+            "3",
+            "--alpha",
+            "1.0",
+            "--out",
+            str(tmp_path / "grid.png"),
+        ]
+    )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     mixer = tool.build_method("CutMix", use_configs=True)
     assert mixer.alpha == 0.2  # configs/methods/cutmix.yaml
@@ -220,8 +263,14 @@ def test_deit_recipe_trains_two_epochs_on_digits_through_train_py(tmp_path):
     train_two_epochs_on_digits(tmp_path, "deit")
 
 
-CHUNKED = {"mixup": Mixup, "cutmix": CutMix, "deit": DeiTMixer, "smoothmix": SmoothMix,
-           "fmix": FMix, "gridmix": GridMix}
+CHUNKED = {
+    "mixup": Mixup,
+    "cutmix": CutMix,
+    "deit": DeiTMixer,
+    "smoothmix": SmoothMix,
+    "fmix": FMix,
+    "gridmix": GridMix,
+}
 
 
 @pytest.mark.parametrize("name", sorted(CHUNKED))
@@ -257,6 +306,7 @@ def test_mix_pairs_chunks_cover_the_batch_once(monkeypatch):
         assert s is shared and w.shape[0] == first.shape[0]
         res = first * 100 + second + w + s
         return res if out is None else out.copy_(res)
+
     for chunk_bytes, sizes in ((10**9, [35]), (1, [3] * 11 + [2])):
         monkeypatch.setattr(base, "CHUNK_BYTES", chunk_bytes)
         calls.clear()
@@ -283,8 +333,7 @@ def test_scatter_pairs_equals_gathering_the_partners(dtype, per_sample):
         w_second = 1 - w_first
     else:
         w_first, w_second = 0.3, 0.7
-    gathered = base.weighted_pair(x, x.index_select(0, index), torch.empty_like(x),
-                                  w_first, w_second)
+    gathered = base.weighted_pair(x, x.index_select(0, index), torch.empty_like(x), w_first, w_second)
     out = base.scatter_pairs(x, index, w_first, w_second, out=torch.empty_like(x))
     assert torch.equal(out, gathered)
     x_in = x.clone()

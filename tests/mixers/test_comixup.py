@@ -3,6 +3,7 @@ mass equals the soft targets, block-constant weights, exact small-grid DP (brute
 the objective against its definition, monotone descent, two-way summary, no side effects of
 the saliency pass, partitions, reproducibility, errors, a real ResNet step, and 2 epochs on
 digits through tools/train.py."""
+
 import itertools
 import subprocess
 import sys
@@ -50,34 +51,35 @@ def check_convex_combination(out, x):
     """inputs == sum_i up(z)_i x_i, weights >= 0 summing to 1 per pixel, and each input's
     pixel mass equals its weight in ``out.weights``."""
     b, _, h, w = x.shape
-    z = out.block_weights                                           # (B, m, m, P)
-    up = F.interpolate(z.permute(0, 3, 1, 2), size=(h, w), mode="nearest")   # (B, P, H, W)
+    z = out.block_weights  # (B, m, m, P)
+    up = F.interpolate(z.permute(0, 3, 1, 2), size=(h, w), mode="nearest")  # (B, P, H, W)
     assert bool((up >= 0).all())
     torch.testing.assert_close(up.sum(1), torch.ones(b, h, w))
     expected = torch.zeros_like(x)
     for o in range(b):
         s0 = int(out.partition_start[o])
         k = int((out.partition_start == s0).sum())
-        expected[o] = (up[o, :k, None] * x[s0:s0 + k]).sum(0)
+        expected[o] = (up[o, :k, None] * x[s0 : s0 + k]).sum(0)
         mass = torch.zeros(b)
-        mass[s0:s0 + k] = up[o, :k].mean((1, 2))
+        mass[s0 : s0 + k] = up[o, :k].mean((1, 2))
         torch.testing.assert_close(out.weights[o], mass)
     torch.testing.assert_close(out.inputs, expected)
 
 
 def test_contract_soft_targets_and_no_side_effects():
     model = tiny_classifier()
-    model.backbone.stages[0][1].eval()          # a submodule deliberately in eval mode
+    model.backbone.stages[0][1].eval()  # a submodule deliberately in eval mode
     state = {k: v.clone() for k, v in model.state_dict().items()}
     x, y = make_batch(b=10, h=16, w=16)
     out = check_output(CoMixup(m_part=4, generator=seeded(0)), x, y, model=model)
     assert out.soft_targets.shape == (10, 5)
-    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items()), \
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items()), (
         "BN running statistics (or parameters) changed"
+    )
     assert all(p.grad is None for p in model.parameters())
     assert model.training and not model.backbone.stages[0][1].training
     assert list(out.extra_losses) == ["clean_loss"] and out.extra_losses["clean_loss"].requires_grad
-    out.extra_losses["clean_loss"].backward()   # the clean-input loss trains the model
+    out.extra_losses["clean_loss"].backward()  # the clean-input loss trains the model
     assert model.head.weight.grad is not None
     assert CoMixup(m_part=4, clean_lam=0.0)(x, y, model=tiny_classifier()).extra_losses == {}
 
@@ -86,9 +88,10 @@ def test_contract_soft_targets_and_no_side_effects():
 def test_mixed_images_are_convex_combinations_matching_soft_targets(b, m_part, size):
     # size 18: blocks of unequal size (nearest upsampling of the 4 x 4 grid)
     x, _ = make_batch(b=b, h=size, w=size)
-    y = torch.arange(b)                          # one class per input: targets == weights
+    y = torch.arange(b)  # one class per input: targets == weights
     out = CoMixup(m_part=m_part, generator=seeded(1)).mix_with_saliency(
-        x, y, blob_saliency(b, size, size), num_classes=b)
+        x, y, blob_saliency(b, size, size), num_classes=b
+    )
     check_convex_combination(out, x)
     torch.testing.assert_close(out.soft_targets, out.weights)
     torch.testing.assert_close(out.soft_targets.sum(1), torch.ones(b))
@@ -101,13 +104,14 @@ def test_mixed_images_are_convex_combinations_matching_soft_targets(b, m_part, s
 
 
 def test_block_weights_are_constant_per_block_and_half_or_whole():
-    x = torch.arange(8.0).view(8, 1, 1, 1).expand(8, 3, 16, 16).contiguous()   # flat images
+    x = torch.arange(8.0).view(8, 1, 1, 1).expand(8, 3, 16, 16).contiguous()  # flat images
     y = torch.arange(8)
     out = CoMixup(m_part=8, generator=seeded(2)).mix_with_saliency(
-        x, y, blob_saliency(8, 16, 16, seed=2), num_classes=8)
+        x, y, blob_saliency(8, 16, 16, seed=2), num_classes=8
+    )
     vals = set(out.block_weights.unique().tolist())
     assert vals <= {0.0, 0.5, 1.0}
-    blocks = out.inputs[:, 0].reshape(8, 4, 4, 4, 4)                 # 4x4 blocks of 4x4 px
+    blocks = out.inputs[:, 0].reshape(8, 4, 4, 4, 4)  # 4x4 blocks of 4x4 px
     assert torch.equal(blocks, blocks[:, :, :1, :, :1].expand_as(blocks))
 
 
@@ -115,7 +119,8 @@ def test_soft_targets_merge_inputs_of_the_same_class():
     x, _ = make_batch(b=8, h=16, w=16)
     y = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
     out = CoMixup(m_part=8, generator=seeded(3)).mix_with_saliency(
-        x, y, blob_saliency(8, 16, 16, seed=3), num_classes=4)
+        x, y, blob_saliency(8, 16, 16, seed=3), num_classes=4
+    )
     expected = out.weights @ F.one_hot(y, 4).float()
     torch.testing.assert_close(out.soft_targets, expected / expected.sum(1, keepdim=True))
 
@@ -124,7 +129,8 @@ def test_two_way_summary():
     x, _ = make_batch(b=8, h=16, w=16)
     y = torch.arange(8)
     out = CoMixup(m_part=8, generator=seeded(4)).mix_with_saliency(
-        x, y, blob_saliency(8, 16, 16, seed=4), num_classes=8)
+        x, y, blob_saliency(8, 16, 16, seed=4), num_classes=8
+    )
     assert torch.equal(out.y_a, y) and torch.equal(out.y_b, y[out.index])
     assert bool((out.index != torch.arange(8)).all())
     w_a = out.weights.diagonal()
@@ -136,9 +142,20 @@ def test_two_way_summary():
         assert wts[i, i] + wts[j, j] >= wts[i, j] + wts[j, i] - 1e-6
 
 
-@pytest.mark.parametrize("shape,n_labels", [((2, 2), 3), ((3, 3), 3), ((2, 4), 4), ((4, 4), 2),
-                                            ((3, 2), 5), ((2, 3), 6), ((1, 3), 4), ((4, 1), 3),
-                                            ((3, 3), 1)])
+@pytest.mark.parametrize(
+    "shape,n_labels",
+    [
+        ((2, 2), 3),
+        ((3, 3), 3),
+        ((2, 4), 4),
+        ((4, 4), 2),
+        ((3, 2), 5),
+        ((2, 3), 6),
+        ((1, 3), 4),
+        ((4, 1), 3),
+        ((3, 3), 1),
+    ],
+)
 @pytest.mark.parametrize("table", ["random", "potts_with_half_labels"])
 def test_grid_dp_is_exact_against_brute_force(shape, n_labels, table):
     rng = np.random.default_rng(n_labels)
@@ -146,7 +163,7 @@ def test_grid_dp_is_exact_against_brute_force(shape, n_labels, table):
     unary = rng.normal(size=(5, h, w, n_labels))
     if table == "random":
         pair = rng.random((n_labels, n_labels))
-    else:   # Potts, with a label at 0.25 beta from labels 0 and 1 (Co-Mixup's structure)
+    else:  # Potts, with a label at 0.25 beta from labels 0 and 1 (Co-Mixup's structure)
         pair = 0.7 * (1 - np.eye(n_labels))
         if n_labels > 2:
             pair[-1, :2] = pair[:2, -1] = 0.175
@@ -154,8 +171,8 @@ def test_grid_dp_is_exact_against_brute_force(shape, n_labels, table):
     assert labels.shape == (5, h, w) and labels.min() >= 0 and labels.max() < n_labels
     every = np.array(list(itertools.product(range(n_labels), repeat=h * w))).reshape(-1, h, w)
     for i in range(5):
-        best = grid_energy(np.repeat(unary[i:i + 1], len(every), 0), pair, every).min()
-        assert grid_energy(unary[i:i + 1], pair, labels[i:i + 1])[0] == pytest.approx(best, abs=1e-9)
+        best = grid_energy(np.repeat(unary[i : i + 1], len(every), 0), pair, every).min()
+        assert grid_energy(unary[i : i + 1], pair, labels[i : i + 1])[0] == pytest.approx(best, abs=1e-9)
 
 
 def test_grid_dp_breaks_ties_towards_the_smallest_label():
@@ -171,11 +188,16 @@ def test_objective_matches_its_definition():
     p, o, n, m = 2, 3, 3, 2
     cost = torch.randn(p, n, m, m, generator=g, dtype=torch.float64)
     z = F.one_hot(torch.randint(0, n, (p, o, m, m), generator=g), n).double()
-    z[0, 0, 0, 0] = torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64)   # a half-half block
+    z[0, 0, 0, 0] = torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64)  # a half-half block
     beta, gamma, thres = 0.3, 0.7, 1.5
     for q in range(p):
-        data = sum(float(cost[q, i, r, c] * z[q, k, r, c, i]) for k in range(o)
-                   for r in range(m) for c in range(m) for i in range(n))
+        data = sum(
+            float(cost[q, i, r, c] * z[q, k, r, c, i])
+            for k in range(o)
+            for r in range(m)
+            for c in range(m)
+            for i in range(n)
+        )
         smooth = 0.0
         for k in range(o):
             for r, c in itertools.product(range(m), range(m)):
@@ -183,7 +205,7 @@ def test_objective_matches_its_definition():
                     smooth += float(((z[q, k, r, c] - z[q, k, r + 1, c]) ** 2).sum())
                 if c + 1 < m:
                     smooth += float(((z[q, k, r, c] - z[q, k, r, c + 1]) ** 2).sum())
-        counts = z[q].sum((1, 2))                                      # (O, n)
+        counts = z[q].sum((1, 2))  # (O, n)
         plain = sum(float(counts[k] @ counts[k2]) for k in range(o) for k2 in range(o) if k != k2)
         others = counts.sum(0) - counts
         thresholded = float(((others > thres) * others * counts).sum())
@@ -212,32 +234,35 @@ def test_monotone_sweeps_never_increase_the_objective(monkeypatch):
     monkeypatch.setattr(module, "_objective", lambda *a: seen.append(original(*a)) or seen[-1])
     sal = F.adaptive_avg_pool2d(blob_saliency(40, 16, 16, seed=8)[:, None], 4)[:, 0]
     CoMixup(generator=seeded(8)).solve(sal.view(2, 20, 4, 4), torch.rand(2, 20, 20))
-    seen = np.stack(seen)                        # (sweeps + 1, partitions)
+    seen = np.stack(seen)  # (sweeps + 1, partitions)
     assert len(seen) >= 3
     assert bool((np.diff(seen, axis=0) <= 1e-12).all()), seen
 
 
 def test_importing_the_mixers_does_not_import_numba():
-    code = ("import sys, mixbench.mixers, mixbench.mixers.comixup; "
-            "sys.exit('numba imported' if 'numba' in sys.modules else 0)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
-                          capture_output=True, text=True)
+    code = (
+        "import sys, mixbench.mixers, mixbench.mixers.comixup; "
+        "sys.exit('numba imported' if 'numba' in sys.modules else 0)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
 
 
 def test_reproducible_and_seed_dependent():
     x, y = make_batch(b=8, h=16, w=16)
     sal = blob_saliency(8, 16, 16, seed=7)
-    outs = [CoMixup(m_part=8, generator=seeded(s)).mix_with_saliency(x, y, sal, num_classes=5)
-            for s in (0, 0, 1)]
+    outs = [
+        CoMixup(m_part=8, generator=seeded(s)).mix_with_saliency(x, y, sal, num_classes=5) for s in (0, 0, 1)
+    ]
     assert_outputs_equal(outs[0], outs[1], "same seed")
     assert not torch.equal(outs[0].inputs, outs[2].inputs)
 
 
 def test_batch_of_one_dtypes_and_channels_last():
     check_batch_size_one(CoMixup(), model=tiny_classifier())
-    check_dtypes_and_formats(CoMixup(m_part=3), mask_identity=False, model=tiny_classifier(),
-                             h=16, w=16)
+    check_dtypes_and_formats(CoMixup(m_part=3), mask_identity=False, model=tiny_classifier(), h=16, w=16)
 
 
 def test_random_grid_side():
@@ -279,7 +304,6 @@ def test_real_resnet_training_step():
     check_convex_combination(out, x)
 
 
-
 def test_two_epochs_on_digits_through_train_py(tmp_path):
     result = train_two_epochs_on_digits(tmp_path, "comixup")
     assert result["run"]["method"] == "CoMixup"
@@ -289,8 +313,10 @@ def test_two_epochs_on_digits_through_train_py(tmp_path):
 def test_cpu_and_cuda_agree_for_the_same_saliency():
     x, y = make_batch(b=8, h=16, w=16)
     sal = blob_saliency(8, 16, 16)
-    outs = [CoMixup(m_part=4, generator=seeded(0)).mix_with_saliency(
-        x.to(d), y.to(d), sal.to(d), num_classes=5) for d in ("cpu", "cuda")]
+    outs = [
+        CoMixup(m_part=4, generator=seeded(0)).mix_with_saliency(x.to(d), y.to(d), sal.to(d), num_classes=5)
+        for d in ("cpu", "cuda")
+    ]
     assert_outputs_equal(outs[0], outs[1], "CPU vs CUDA")
 
 

@@ -1,5 +1,6 @@
 """CutMix: the common contract, box geometry, lambda correction, and bit-equality with timm
 (pairing=reverse, batch/pair/elem modes) and torchvision (pairing=roll)."""
+
 import functools
 
 import numpy as np
@@ -29,7 +30,7 @@ def test_mask_is_one_box_of_the_right_size():
         hole = out.mask[0, 0] == 0
         rows, cols = hole.any(1).nonzero().flatten(), hole.any(0).nonzero().flatten()
         if rows.numel():  # the hole is a full rectangle
-            assert hole[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all()
+            assert hole[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].all()
             assert hole.sum() == (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
         assert torch.equal(out.mask, out.mask[:1].expand_as(out.mask))  # one box per batch
 
@@ -37,8 +38,9 @@ def test_mask_is_one_box_of_the_right_size():
 def test_box_size_and_clipping():
     lam = torch.tensor([0.75, 0.75, 0.0, 1.0], dtype=torch.float64)
     assert cut_size(lam, 16).tolist() == [8, 8, 16, 0]
-    y1, y2, x1, x2 = centred_box(torch.tensor([8, 0, 3, 5]), torch.tensor([8, 15, 3, 5]),
-                                 cut_size(lam, 16), cut_size(lam, 16), 16, 16)
+    y1, y2, x1, x2 = centred_box(
+        torch.tensor([8, 0, 3, 5]), torch.tensor([8, 15, 3, 5]), cut_size(lam, 16), cut_size(lam, 16), 16, 16
+    )
     assert (y1.tolist(), y2.tolist()) == ([4, 0, 0, 5], [12, 4, 11, 5])
     assert (x1.tolist(), x2.tolist()) == ([4, 11, 0, 5], [12, 16, 11, 5])
 
@@ -64,7 +66,7 @@ def expected_pasted_area(size: int, span: str) -> float:
     for k in range(size):
         end = (k + 1) // 2 if span == "exact" else k // 2
         side = np.mean([min(c + end, size) - max(c - k // 2, 0) for c in range(size)])
-        total += ((k + 1) ** 2 - k ** 2) / size ** 2 * (side / size) ** 2
+        total += ((k + 1) ** 2 - k**2) / size**2 * (side / size) ** 2
     return total
 
 
@@ -126,12 +128,10 @@ def test_equals_timm_with_reverse_pairing(monkeypatch, mode):
     ours = mixer(x, y)
 
     n = {"batch": 1, "pair": 3, "elem": 6}[mode]
-    monkeypatch.setattr(np.random, "beta",
-                        lambda a, b_, size=None: lam[0] if size is None else lam[:size])
+    monkeypatch.setattr(np.random, "beta", lambda a, b_, size=None: lam[0] if size is None else lam[:size])
     centres = iter(np.stack([cy[:n], cx[:n]], 1).flatten().tolist())  # cy, cx per box
     monkeypatch.setattr(np.random, "randint", lambda lo, hi=None, size=None: next(centres))
-    timm = TimmMixup(mixup_alpha=0.0, cutmix_alpha=1.0, mode=mode, label_smoothing=0.0,
-                     num_classes=5)
+    timm = TimmMixup(mixup_alpha=0.0, cutmix_alpha=1.0, mode=mode, label_smoothing=0.0, num_classes=5)
     x_timm, target = timm(x.clone(), y.clone())
     assert torch.equal(ours.inputs, x_timm)
     torch.testing.assert_close(ours.target(5), target)
@@ -157,8 +157,6 @@ def test_equals_torchvision_with_roll_pairing(monkeypatch):
         torch.testing.assert_close(ours.target(5), target)
 
 
-
-
 def test_inplace_writes_the_same_result_into_the_input():
     check_inplace(functools.partial(CutMix, alpha=1.0))
 
@@ -174,8 +172,8 @@ def test_elem_mode_empty_and_full_boxes_inplace_and_channels_last():
 
     out = mixed(x)
     check_mask_identity(out, x)
-    assert torch.equal(out.inputs[0], x[0])                      # lam 1: no box
-    assert torch.equal(out.inputs[1], x[out.index[1]])           # lam 0: the whole image
+    assert torch.equal(out.inputs[0], x[0])  # lam 1: no box
+    assert torch.equal(out.inputs[1], x[out.index[1]])  # lam 0: the whole image
     assert out.lam[0] == 1 and out.lam[1] == 0
     x_in = x.clone()
     out_in = mixed(x_in, inplace=True)

@@ -1,5 +1,6 @@
 """FMix: the common contract, binary masks with mean exactly lambda, low-frequency masks,
 soft edges."""
+
 import functools
 
 import numpy as np
@@ -20,8 +21,9 @@ def test_mask_is_binary_with_mean_exactly_the_rounded_lambda():
     raw = FMix(alpha=1.0, lam_mode="elem", correct_lam=False, generator=seeded(1))(x, y)
     out = check_output(FMix(alpha=1.0, lam_mode="elem", generator=seeded(1)), x, y)
     assert set(out.mask.unique().tolist()) <= {0.0, 1.0}
-    torch.testing.assert_close(out.mask.mean((1, 2, 3)),
-                               torch.round(raw.lam.double() * 1024).float() / 1024, rtol=0, atol=0)
+    torch.testing.assert_close(
+        out.mask.mean((1, 2, 3)), torch.round(raw.lam.double() * 1024).float() / 1024, rtol=0, atol=0
+    )
     assert (out.lam - raw.lam).abs().max() <= 0.5 / 1024 + 1e-7
 
 
@@ -66,7 +68,7 @@ def official_reference_noise(normals: np.ndarray, h: int, w: int, decay: float) 
     and ``irfftn(., (h, w))``. Rows 0 and 1 of the parameters are ``normals``; the other
     rows are filled with values that must not matter."""
     fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.fftfreq(w)[:w // 2 + 1 + w % 2]
+    fx = np.fft.fftfreq(w)[: w // 2 + 1 + w % 2]
     freqs = np.sqrt(fx * fx + fy * fy)
     scale = 1.0 / np.maximum(freqs, 1.0 / max(w, h)) ** decay
     param = np.full((1, h, fx.shape[0], 2), 123.0)
@@ -103,9 +105,10 @@ def test_random_rounding_takes_ceil_or_floor_half_the_time():
     rand = pixel_count(lam, 35, "random", seeded(2))
     ups = int((rand == 11).sum())
     assert int(((rand == 10) | (rand == 11)).sum()) == 4000
-    assert abs(ups - 2000) < 4 * 1000 ** 0.5
+    assert abs(ups - 2000) < 4 * 1000**0.5
     x, y = make_batch(b=4, h=8, w=8)
-    out = FMix(alpha=1.0, rounding="random", official_spectrum_bug=True, correct_lam=False,
-               generator=seeded(3))(x, y)
+    out = FMix(
+        alpha=1.0, rounding="random", official_spectrum_bug=True, correct_lam=False, generator=seeded(3)
+    )(x, y)
     count = out.mask[0].sum()
     assert count in (torch.floor(out.lam[0] * 64), torch.ceil(out.lam[0] * 64))

@@ -1,4 +1,5 @@
 """GridMix: the common contract and grid geometry (holes aligned on a regular grid)."""
+
 import functools
 import math
 
@@ -21,8 +22,9 @@ def one(v, dtype=torch.float64):
 def test_grid_geometry_by_hand():
     # 32x32 image, whole image as crop (area 1, aspect 1, origin 0), 4 cells of 8 px, lam = 0.75:
     # holes of int(8 * 0.5) = 4 px at the top-left of every cell.
-    mask = grid_masks(one(0.75), one(4), one(1.0), one(1.0), one(1.0), one(0.0), one(0.0),
-                      32, 32, "cpu")[0, 0]
+    mask = grid_masks(one(0.75), one(4), one(1.0), one(1.0), one(1.0), one(0.0), one(0.0), 32, 32, "cpu")[
+        0, 0
+    ]
     hole = mask == 0
     cell = torch.zeros(8, 8, dtype=torch.bool)
     cell[:4, :4] = True
@@ -37,8 +39,7 @@ def test_holes_are_aligned_cells():
         rows = hole.any(1).nonzero().flatten()
         cols = hole.any(0).nonzero().flatten()
         # the holes form a product of row runs and column runs: a grid
-        assert torch.equal(hole[rows][:, cols],
-                           hole.any(1)[rows][:, None] & hole.any(0)[cols][None, :])
+        assert torch.equal(hole[rows][:, cols], hole.any(1)[rows][:, None] & hole.any(0)[cols][None, :])
         assert torch.equal(hole, hole.any(1)[:, None] & hole.any(0)[None, :])
         # runs start at a fixed period
         starts = cols[torch.cat([torch.tensor([True]), cols.diff() > 1])]
@@ -48,8 +49,9 @@ def test_holes_are_aligned_cells():
 
 def test_n_holes_range_is_honoured():
     x, y = make_batch(b=64, h=64, w=64)
-    out = GridMix(alpha=1.0, n_holes=3, cut_area_ratio=1.0, cut_aspect_ratio=1.0,
-                  lam_mode="elem", generator=seeded(1))(x, y)
+    out = GridMix(
+        alpha=1.0, n_holes=3, cut_area_ratio=1.0, cut_aspect_ratio=1.0, lam_mode="elem", generator=seeded(1)
+    )(x, y)
     for m in out.mask[:, 0]:
         cols = (m == 0).any(0).nonzero().flatten()
         runs = 1 + int((cols.diff() > 1).sum()) if cols.numel() else 0
@@ -74,7 +76,7 @@ def openmixup_grid(lam, n_holes, hole_aspect, area, aspect, u_y, u_x, size):
         for j in range(ny + 1):
             x1, y1 = min(pw * i, cut_w), min(ph * j, cut_h)
             x2, y2 = min(x1 + hw, cut_w), min(y1 + hh, cut_h)
-            mask[yc1 + y1:yc1 + y2, xc1 + x1:xc1 + x2] = 1
+            mask[yc1 + y1 : yc1 + y2, xc1 + x1 : xc1 + x2] = 1
     return mask, cut_w > size or cut_h > size
 
 
@@ -83,8 +85,15 @@ def test_openmixup_wrap_bug_equals_openmixups_mask():
     overflow = differs = 0
     n = 400
     for _ in range(n):
-        draw = (rng.beta(0.2, 0.2), int(rng.integers(2, 7)), 1.0, rng.uniform(0.5, 1.0),
-                rng.uniform(0.5, 2.0), rng.random(), rng.random())
+        draw = (
+            rng.beta(0.2, 0.2),
+            int(rng.integers(2, 7)),
+            1.0,
+            rng.uniform(0.5, 1.0),
+            rng.uniform(0.5, 2.0),
+            rng.random(),
+            rng.random(),
+        )
         expected, big = openmixup_grid(*draw, 32)
         args = [one(v) for v in draw]
         ours = grid_masks(*args, 32, 32, "cpu", openmixup_wrap_bug=True)[0, 0]

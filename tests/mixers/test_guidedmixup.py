@@ -1,5 +1,6 @@
 """GuidedMixup (Kang & Kim, AAAI 2023) against its definition: blur, spectral residual,
 greedy pairing and the per-pixel ratio, each checked against an independent computation."""
+
 import numpy as np
 import pytest
 import torch
@@ -33,19 +34,18 @@ def model():
 @pytest.mark.parametrize("shape", [(3, 16, 16), (2, 9, 13), (1, 3, 5)])
 def test_gaussian_blur_equals_torchvision(shape):
     maps = torch.rand(*shape, generator=seeded(1))
-    expected = TF.gaussian_blur(maps[:, None], [7, 7], [3.0, 3.0])[:, 0] if min(shape[1:]) > 3 \
-        else None
+    expected = TF.gaussian_blur(maps[:, None], [7, 7], [3.0, 3.0])[:, 0] if min(shape[1:]) > 3 else None
     got = gaussian_blur(maps, 7, 3.0)
     assert got.shape == maps.shape
     if expected is not None:
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
-    else:   # too small to mirror 3 pixels (torchvision refuses): replicated border
+    else:  # too small to mirror 3 pixels (torchvision refuses): replicated border
         padded = np.pad(maps.numpy(), ((0, 0), (3, 3), (3, 3)), mode="edge")
         k = np.exp(-0.5 * (np.arange(-3, 4) / 3.0) ** 2)
         k /= k.sum()
         ref = ndimage.correlate1d(ndimage.correlate1d(padded, k, axis=1), k, axis=2)[:, 3:-3, 3:-3]
         np.testing.assert_allclose(got.numpy(), ref, rtol=1e-5, atol=1e-6)
-    assert torch.allclose(got.sum(), maps.sum(), rtol=0.2)   # a blur, not a rescale
+    assert torch.allclose(got.sum(), maps.sum(), rtol=0.2)  # a blur, not a rescale
 
 
 def spectral_residual_reference(x: torch.Tensor) -> np.ndarray:
@@ -69,8 +69,9 @@ def spectral_residual_reference(x: torch.Tensor) -> np.ndarray:
 @pytest.mark.parametrize("shape", [(2, 3, 20, 24), (2, 1, 16, 16), (1, 3, 136, 140)])
 def test_spectral_residual_equals_reference(shape):
     x = torch.randn(*shape, generator=seeded(2))
-    np.testing.assert_allclose(spectral_residual(x).numpy(), spectral_residual_reference(x),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        spectral_residual(x).numpy(), spectral_residual_reference(x), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_greedy_cycle_hand_computed():
@@ -102,7 +103,7 @@ def test_mask_is_the_saliency_ratio_on_a_hand_computed_batch():
     sal = torch.tensor([[[1.0, 0.0], [0.0, 3.0]], [[5.0, 5.0], [5.0, 5.0]]])
     out = GuidedMixup(blur_size=1, prob=1.0).mix_with_saliency(x, y, sal)
     assert out.index.tolist() == [1, 0]
-    m0 = torch.tensor([[0.5, 0.0], [0.0, 0.75]])          # (1/4) / (1/4 + 1/4), 0, 0, (3/4) / 1
+    m0 = torch.tensor([[0.5, 0.0], [0.0, 0.75]])  # (1/4) / (1/4 + 1/4), 0, 0, (3/4) / 1
     m1 = torch.tensor([[0.5, 1.0], [1.0, 0.25]])
     torch.testing.assert_close(out.mask[:, 0], torch.stack([m0, m1]))
     torch.testing.assert_close(out.lam, torch.tensor([1.25 / 4, 2.75 / 4]))
@@ -129,8 +130,8 @@ def test_greedy_pairs_images_whose_salient_regions_differ():
     for i in range(6):
         own = (1, 5) if i % 2 == 0 else (11, 15)
         other = (11, 15) if i % 2 == 0 else (1, 5)
-        assert out.mask[i, 0, own[0]:own[1], own[0]:own[1]].min() > 0.5
-        assert out.mask[i, 0, other[0]:other[1], other[0]:other[1]].max() < 0.5
+        assert out.mask[i, 0, own[0] : own[1], own[0] : own[1]].min() > 0.5
+        assert out.mask[i, 0, other[0] : other[1], other[0] : other[1]].max() < 0.5
 
 
 # -- contract ---------------------------------------------------------------------------
@@ -139,11 +140,16 @@ def test_greedy_pairs_images_whose_salient_regions_differ():
 def test_output_contract(saliency, pairing):
     x, y = make_batch()
     clf = model() if saliency == "gradient" else None
-    out = check_output(GuidedMixup(saliency=saliency, pairing=pairing, prob=1.0,
-                                   generator=seeded(0)), x, y, model=clf, mask_method=True)
-    check_mask_identity(out, x)       # inputs == M x + (1 - M) x[index], lam == mean(M)
+    out = check_output(
+        GuidedMixup(saliency=saliency, pairing=pairing, prob=1.0, generator=seeded(0)),
+        x,
+        y,
+        model=clf,
+        mask_method=True,
+    )
+    check_mask_identity(out, x)  # inputs == M x + (1 - M) x[index], lam == mean(M)
     assert not torch.equal(out.inputs, x)
-    assert ((out.mask > 0) & (out.mask < 1)).float().mean() > 0.5   # a soft, per-pixel ratio
+    assert ((out.mask > 0) & (out.mask < 1)).float().mean() > 0.5  # a soft, per-pixel ratio
 
 
 def test_batch_size_one_dtypes_formats_and_prob_zero():
@@ -167,7 +173,7 @@ def test_prob_is_the_fraction_of_mixed_batches():
     x, y = make_batch(b=4, h=8, w=8)
     mixer = GuidedMixup(saliency="spectral", prob=0.5, generator=seeded(4))
     mixed = sum(mixer(x, y).mask is not None for _ in range(400))
-    assert 160 <= mixed <= 240        # Binomial(400, 0.5): mean 200, sd 10
+    assert 160 <= mixed <= 240  # Binomial(400, 0.5): mean 200, sd 10
 
 
 def test_gradient_saliency_leaves_the_model_untouched():
@@ -195,8 +201,7 @@ def test_cpu_cuda_equal():
     x, y = make_batch()
     check_cpu_cuda_equal(GuidedMixup(saliency="spectral", prob=1.0), x, y, exact=False)
     check_cpu_cuda_equal(GuidedMixup(prob=1.0), x, y, model_factory=model, exact=False)
-    check_cpu_cuda_equal(GuidedMixup(pairing="random", prob=1.0), x, y, model_factory=model,
-                         exact=False)
+    check_cpu_cuda_equal(GuidedMixup(pairing="random", prob=1.0), x, y, model_factory=model, exact=False)
 
 
 # -- config and training ----------------------------------------------------------------
@@ -206,8 +211,13 @@ def test_method_file_builds_the_published_setting():
     method = method_of("guidedmixup")
     assert method["name"] == "GuidedMixup" and set(method) == {"name", "mixer"}
     mixer = build_mixer(method["mixer"])
-    assert (mixer.saliency, mixer.pairing, mixer.prob, mixer.blur_size, mixer.blur_sigma) == \
-        ("gradient", "greedy", 0.8, 7, 3.0)
+    assert (mixer.saliency, mixer.pairing, mixer.prob, mixer.blur_size, mixer.blur_sigma) == (
+        "gradient",
+        "greedy",
+        0.8,
+        7,
+        3.0,
+    )
 
 
 def test_trains_two_epochs_on_digits_and_resumes(tmp_path):

@@ -74,8 +74,7 @@ def test_default_stages_are_the_published_ones():
 def test_lam_index_and_labels_are_those_of_mixup():
     x, y = batch()
     model = tiny_classifier()
-    out = ManifoldMix(alpha=2.0, stages=[0], generator=seeded(3))(
-        x, y, model=model)
+    out = ManifoldMix(alpha=2.0, stages=[0], generator=seeded(3))(x, y, model=model)
     ref = Mixup(alpha=2.0, generator=seeded(3))(x, y)
     assert torch.equal(out.lam, ref.lam) and torch.equal(out.index, ref.index)
     assert torch.equal(out.y_a, y) and torch.equal(out.y_b, y[out.index])
@@ -103,8 +102,7 @@ def test_gradients_flow_to_both_samples_of_a_pair():
 def test_reproducible_from_a_seed():
     model = tiny_classifier().eval()
     x, y = batch()
-    outs = [ManifoldMix(generator=seeded(7))(x, y, model=model)
-            for _ in range(2)]
+    outs = [ManifoldMix(generator=seeded(7))(x, y, model=model) for _ in range(2)]
     assert outs[0].stage_hook.stage == outs[1].stage_hook.stage
     assert torch.equal(outs[0].lam, outs[1].lam) and torch.equal(outs[0].index, outs[1].index)
     logits = [model.logits(o.inputs, stage_hook=o.stage_hook) for o in outs]
@@ -130,9 +128,10 @@ def test_dtypes_are_preserved(dtype):
     assert out.stage_hook(1, feat).dtype == dtype
 
 
-@pytest.mark.parametrize("lam_mode,pairing", [("batch", "random"), ("elem", "random"),
-                                              ("pair", "reverse"), ("pair", "random"),
-                                              ("batch", "roll")])
+@pytest.mark.parametrize(
+    "lam_mode,pairing",
+    [("batch", "random"), ("elem", "random"), ("pair", "reverse"), ("pair", "random"), ("batch", "roll")],
+)
 def test_output_contract(lam_mode, pairing):
     x, y = batch()
     mixer = ManifoldMix(lam_mode=lam_mode, pairing=pairing, generator=seeded(0))
@@ -171,8 +170,11 @@ def real_classifier(mixer: dict):
     from mixbench.models.classifiers.mixup_classifier import MixupClassifier
 
     torch.manual_seed(0)
-    return MixupClassifier(backbone={"type": "ResNetCIFAR", "depth": 18, "width": 4},
-                           head={"type": "LinearHead", "num_classes": 5}, mixer=mixer)
+    return MixupClassifier(
+        backbone={"type": "ResNetCIFAR", "depth": 18, "width": 4},
+        head={"type": "LinearHead", "num_classes": 5},
+        mixer=mixer,
+    )
 
 
 @pytest.mark.parametrize("stage", [0, 1, 2, 3, 4])
@@ -192,5 +194,10 @@ def test_real_resnet_mixes_at_the_drawn_stage(stage):
 @requires_cuda
 def test_cpu_and_cuda_agree():
     x, y = batch()
-    check_stage_hook_cpu_cuda_equal(lambda: ManifoldMix(lam_mode="elem", generator=seeded(3)), x, y,
-                                    torch.randn(8, 4, 8, 8, generator=seeded(1)), tiny_classifier)
+    check_stage_hook_cpu_cuda_equal(
+        lambda: ManifoldMix(lam_mode="elem", generator=seeded(3)),
+        x,
+        y,
+        torch.randn(8, 4, 8, 8, generator=seeded(1)),
+        tiny_classifier,
+    )

@@ -1,5 +1,6 @@
 """Mixup: the common contract, Beta(alpha, alpha) lambda, and bit-equality with timm and
 torchvision given the same lambda."""
+
 import functools
 
 import numpy as np
@@ -50,8 +51,7 @@ def float32_exact_beta(monkeypatch):
     """Make our Beta draws float32-representable: timm stores per-sample lambdas as float32
     and forms ``1 - lam`` in float32, which then rounds exactly as our float64 ``1 - lam``."""
     real = base.beta_sample
-    monkeypatch.setattr(base, "beta_sample",
-                        lambda *args: real(*args).float().double())
+    monkeypatch.setattr(base, "beta_sample", lambda *args: real(*args).float().double())
 
 
 @pytest.mark.parametrize("inplace", [False, True])
@@ -67,15 +67,15 @@ def test_equals_timm_with_reverse_pairing(monkeypatch, mode, dtype, inplace):
     float32_exact_beta(monkeypatch)
     x, y = make_batch(b=6)
     x = x.to(dtype)
-    ours = Mixup(alpha=1.0, pairing="reverse", lam_mode=mode, inplace=inplace,
-                 generator=seeded(5))(x.clone(), y)
+    ours = Mixup(alpha=1.0, pairing="reverse", lam_mode=mode, inplace=inplace, generator=seeded(5))(
+        x.clone(), y
+    )
     # timm draws lambda with np.random.beta: one per batch, per pair (first half) or per
     # sample. Hand it ours.
     lam = ours.lam.double().numpy()
     drawn = {"batch": lam[0], "pair": lam[:3], "elem": lam}[mode]
     monkeypatch.setattr(np.random, "beta", lambda a, b, size=None: drawn)
-    timm = TimmMixup(mixup_alpha=1.0, cutmix_alpha=0.0, mode=mode, label_smoothing=0.0,
-                     num_classes=5)
+    timm = TimmMixup(mixup_alpha=1.0, cutmix_alpha=0.0, mode=mode, label_smoothing=0.0, num_classes=5)
     x_timm, target = timm(x.clone(), y.clone())
     assert torch.equal(ours.inputs, x_timm)
     eps = torch.finfo(dtype).eps if mode != "batch" else 0.0
@@ -95,8 +95,6 @@ def test_equals_torchvision_with_roll_pairing(monkeypatch):
     x_tv, target = tv(x.clone(), y.clone())
     assert torch.equal(ours.inputs, x_tv)
     torch.testing.assert_close(ours.target(5), target)
-
-
 
 
 def test_inplace_writes_the_same_result_into_the_input():

@@ -2,6 +2,7 @@
 identity with transport, side-effect-free saliency, exact graph-cut solver (brute force),
 the folded energy against the paper's form, reproducibility, errors, a real ResNet step, and
 2 epochs on digits through tools/train.py."""
+
 import itertools
 
 import numpy as np
@@ -47,8 +48,9 @@ def cells(x, grid):
     return x.reshape(b, c, th, h // th, tw, w // tw).permute(0, 2, 4, 1, 3, 5).reshape(b, th * tw, -1)
 
 
-@pytest.mark.parametrize("lam_mode,pairing", [("batch", "random"), ("elem", "random"),
-                                              ("pair", "reverse"), ("batch", "roll")])
+@pytest.mark.parametrize(
+    "lam_mode,pairing", [("batch", "random"), ("elem", "random"), ("pair", "reverse"), ("batch", "roll")]
+)
 def test_contract_and_transport_identity(lam_mode, pairing):
     x, y = make_batch(b=6, h=16, w=16)
     mixer = PuzzleMix(block_num=4, lam_mode=lam_mode, pairing=pairing, generator=seeded(0))
@@ -82,8 +84,9 @@ def test_transport_permutes_cells_and_keeps_pixel_values():
             assert torch.equal(perm.sort(1).values, torch.arange(n).expand_as(perm))
         x_a, x_b = out.sources(x)
         for moved, src in ((x_a, x), (x_b, x[out.index])):
-            assert torch.equal(cells(moved, out.transport_grid).sort(1).values,
-                               cells(src, out.transport_grid).sort(1).values)
+            assert torch.equal(
+                cells(moved, out.transport_grid).sort(1).values, cells(src, out.transport_grid).sort(1).values
+            )
         check_transport_identity(out, x)
 
 
@@ -91,10 +94,11 @@ def test_transport_moves_salient_cell_into_kept_region():
     """A single salient cell outside the kept region is moved inside it."""
     x, y = make_batch(b=2, h=8, w=8)
     sal = torch.zeros(2, 8, 8)
-    sal[0, 0:2, 0:2] = 10.0   # salient top-left cell of image 0
-    mixer = PuzzleMix(block_num=(2, 3), t_size=2, eta=0.0, beta=0.0, gamma=0.0,
-                      pairing="reverse", generator=seeded(0))
-    out = mixer.mix_with_saliency(x, y, sal)   # 4x4 grid of 2x2 cells
+    sal[0, 0:2, 0:2] = 10.0  # salient top-left cell of image 0
+    mixer = PuzzleMix(
+        block_num=(2, 3), t_size=2, eta=0.0, beta=0.0, gamma=0.0, pairing="reverse", generator=seeded(0)
+    )
+    out = mixer.mix_with_saliency(x, y, sal)  # 4x4 grid of 2x2 cells
     keep = out.mask[0, 0, ::2, ::2].reshape(-1) > 0
     src_cells = out.perm_a[0][keep]
     assert 0 in src_cells.tolist(), "the salient cell 0 of image 0 is not in its kept region"
@@ -102,8 +106,9 @@ def test_transport_moves_salient_cell_into_kept_region():
 
 def test_without_transport_the_plain_mask_identity_holds():
     x, y = make_batch(b=6, h=16, w=16)
-    out = check_output(PuzzleMix(transport=False, generator=seeded(1)), x, y,
-                       model=tiny_classifier(), mask_method=True)
+    out = check_output(
+        PuzzleMix(transport=False, generator=seeded(1)), x, y, model=tiny_classifier(), mask_method=True
+    )
     check_mask_identity(out, x)
 
 
@@ -124,13 +129,14 @@ class BNNet(nn.Module):
 def test_saliency_pass_leaves_no_gradients_bn_statistics_or_mode_changes():
     torch.manual_seed(0)
     model = BNNet().train()
-    model.frozen_bn.eval()   # a submodule deliberately kept in eval mode
-    model.fc.weight.grad = torch.ones_like(model.fc.weight)   # an existing gradient
+    model.frozen_bn.eval()  # a submodule deliberately kept in eval mode
+    model.fc.weight.grad = torch.ones_like(model.fc.weight)  # an existing gradient
     state = {k: v.clone() for k, v in model.state_dict().items()}
     x, y = make_batch(b=6, h=16, w=16, num_classes=4)
     out = PuzzleMix(generator=seeded(0))(x, y, model=model)
-    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items()), \
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items()), (
         "BN running statistics (or parameters) changed"
+    )
     assert torch.equal(model.fc.weight.grad, torch.ones_like(model.fc.weight))
     assert all(p.grad is None for n, p in model.named_parameters() if n != "fc.weight")
     assert model.training and model.bn.training and model.drop.training
@@ -159,11 +165,12 @@ def test_solver_is_exact_against_brute_force(n_labels, shape, backend):
     labels = solve_chain_grid(unary, w_v, w_h, backend=backend)
     every = np.array(list(itertools.product(range(n_labels), repeat=gh * gw))).reshape(-1, gh, gw)
     for i in range(b):
+
         def rep(a, i=i):
-            return np.repeat(a[i:i + 1], len(every), 0)
+            return np.repeat(a[i : i + 1], len(every), 0)
 
         best = chain_grid_energy(rep(unary), rep(w_v), rep(w_h), every).min()
-        got = chain_grid_energy(unary[i:i + 1], w_v[i:i + 1], w_h[i:i + 1], labels[i:i + 1])[0]
+        got = chain_grid_energy(unary[i : i + 1], w_v[i : i + 1], w_h[i : i + 1], labels[i : i + 1])[0]
         assert got == pytest.approx(best, abs=1e-7)
 
 
@@ -178,11 +185,12 @@ def test_puzzlemix_mask_is_the_global_minimum_of_its_energy():
         labels = solve_chain_grid(unary, w_v, w_h)
         every = np.array(list(itertools.product(range(n_labels), repeat=g * g))).reshape(-1, g, g)
         for i in range(4):
+
             def rep(a, i=i, every=every):
-                return np.repeat(a[i:i + 1], len(every), 0)
+                return np.repeat(a[i : i + 1], len(every), 0)
 
             best = chain_grid_energy(rep(unary), rep(w_v), rep(w_h), every).min()
-            got = chain_grid_energy(unary[i:i + 1], w_v[i:i + 1], w_h[i:i + 1], labels[i:i + 1])[0]
+            got = chain_grid_energy(unary[i : i + 1], w_v[i : i + 1], w_h[i : i + 1], labels[i : i + 1])[0]
             assert got == pytest.approx(best, abs=1e-9)
 
 
@@ -197,24 +205,33 @@ def test_folded_energy_equals_the_papers_pairwise_form_up_to_a_constant():
     unary, w_v, w_h, sal_norm = mixer.graph_terms(x, sal, index, lam, g)
     # the direct form, built independently
     mean, std = mixer._norm_stats(x)
-    img = torch.nn.functional.avg_pool2d(x * std + mean, 4).double()   # 4x4 cells = blocks
+    img = torch.nn.functional.avg_pool2d(x * std + mean, 4).double()  # 4x4 cells = blocks
     beta = 1.2 / g / 16
     src = {1: img, 0: img[index]}
-    pen_v = {(s, t): beta * 0.5 * (src[s][:, :, :-1] - src[t][:, :, 1:]).abs().mean(1).numpy()
-             for s in (0, 1) for t in (0, 1)}
-    pen_h = {(s, t): beta * 0.5 * (src[s][..., :-1] - src[t][..., 1:]).abs().mean(1).numpy()
-             for s in (0, 1) for t in (0, 1)}
+    pen_v = {
+        (s, t): beta * 0.5 * (src[s][:, :, :-1] - src[t][:, :, 1:]).abs().mean(1).numpy()
+        for s in (0, 1)
+        for t in (0, 1)
+    }
+    pen_h = {
+        (s, t): beta * 0.5 * (src[s][..., :-1] - src[t][..., 1:]).abs().mean(1).numpy()
+        for s in (0, 1)
+        for t in (0, 1)
+    }
     u1, u2 = sal_norm.numpy(), sal_norm[index].numpy()
     prior = -0.2 / g**2 * np.log(np.stack([1 - lam.numpy(), lam.numpy()], 1) + 1e-8)
     rng = np.random.default_rng(0)
     diffs = []
     for _ in range(20):
         z = rng.integers(0, 2, size=(2, g, g))
-        e = ((1 - z) * u1 + z * u2).sum((1, 2)) + np.take_along_axis(
-            prior, z.reshape(2, -1), 1).sum(1)
+        e = ((1 - z) * u1 + z * u2).sum((1, 2)) + np.take_along_axis(prior, z.reshape(2, -1), 1).sum(1)
         for pen, a, b in ((pen_v, z[:, :-1], z[:, 1:]), (pen_h, z[:, :, :-1], z[:, :, 1:])):
-            e += (pen[1, 1] * a * b + (pen[0, 1] + beta) * (1 - a) * b
-                  + (pen[1, 0] + beta) * a * (1 - b) + pen[0, 0] * (1 - a) * (1 - b)).sum((1, 2))
+            e += (
+                pen[1, 1] * a * b
+                + (pen[0, 1] + beta) * (1 - a) * b
+                + (pen[1, 0] + beta) * a * (1 - b)
+                + pen[0, 0] * (1 - a) * (1 - b)
+            ).sum((1, 2))
         diffs.append(chain_grid_energy(unary, w_v, w_h, z) - e)
     diffs = np.array(diffs)
     np.testing.assert_allclose(diffs, np.broadcast_to(diffs[:1], diffs.shape), atol=1e-12)
@@ -224,8 +241,9 @@ def test_both_min_cut_backends_give_the_same_masks():
     pytest.importorskip("maxflow", reason="optional PyMaxflow backend not installed")
     x, y = make_batch(b=8, h=32, w=32)
     sal = torch.rand(8, 32, 32, generator=seeded(9)) ** 4
-    outs = [PuzzleMix(solver=s, generator=seeded(3)).mix_with_saliency(x, y, sal)
-            for s in ("scipy", "pymaxflow")]
+    outs = [
+        PuzzleMix(solver=s, generator=seeded(3)).mix_with_saliency(x, y, sal) for s in ("scipy", "pymaxflow")
+    ]
     assert_outputs_equal(outs[0], outs[1], "scipy vs pymaxflow")
 
 
@@ -249,7 +267,7 @@ def test_grid_sides_follow_block_num_and_image_size():
     mixer = PuzzleMix(generator=seeded(0))
     sides = {mixer.sample_grid(32, 32) for _ in range(200)}
     assert sides == {2, 4, 8, 16}
-    assert {mixer.sample_grid(28, 28) for _ in range(100)} == {2, 4}   # 8, 16 do not divide 28
+    assert {mixer.sample_grid(28, 28) for _ in range(100)} == {2, 4}  # 8, 16 do not divide 28
     out = mixer.mix_with_saliency(*make_batch(b=3, h=28, w=20), torch.rand(3, 28, 20))
     check_transport_identity(out, make_batch(b=3, h=28, w=20)[0])
 
@@ -286,8 +304,11 @@ def real_resnet_step(mixer_cfg: dict, b: int):
     from mixbench.models.classifiers.mixup_classifier import MixupClassifier
 
     torch.manual_seed(0)
-    model = MixupClassifier(backbone={"type": "ResNetCIFAR", "depth": 18, "width": 4},
-                            head={"type": "LinearHead", "num_classes": 5}, mixer=mixer_cfg)
+    model = MixupClassifier(
+        backbone={"type": "ResNetCIFAR", "depth": 18, "width": 4},
+        head={"type": "LinearHead", "num_classes": 5},
+        mixer=mixer_cfg,
+    )
     x, y = make_batch(b=b, h=32, w=32)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     out = model.mixer(x, y, model=model)
@@ -302,7 +323,6 @@ def real_resnet_step(mixer_cfg: dict, b: int):
 def test_real_resnet_training_step():
     x, out = real_resnet_step({"type": "PuzzleMix"}, b=4)
     check_transport_identity(out, x)
-
 
 
 def test_two_epochs_on_digits_through_train_py(tmp_path):

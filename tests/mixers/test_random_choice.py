@@ -1,5 +1,6 @@
 """RandomChoiceMixer and the DeiT recipe: choice frequencies, the no-mixing remainder,
 generator sharing, config building, errors."""
+
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,7 @@ def chosen(out):
 
 def test_choice_frequencies_follow_probs_and_remainder_is_unmixed():
     x, y = make_batch(b=4, h=8, w=8)
-    mixer = RandomChoiceMixer([Mixup(alpha=1.0), CutMix(alpha=1.0)], probs=[0.2, 0.5],
-                              generator=seeded(0))
+    mixer = RandomChoiceMixer([Mixup(alpha=1.0), CutMix(alpha=1.0)], probs=[0.2, 0.5], generator=seeded(0))
     counts = {"mixup": 0, "cutmix": 0, "none": 0}
     for _ in range(600):
         out = check_output(mixer, x, y) if not counts["none"] else mixer(x, y)
@@ -70,13 +70,16 @@ def test_deit_recipe_and_its_config_build_the_same_mixer():
     assert torch.equal(built(x, y).inputs, deit(x, y).inputs)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(mixers=[]), "at least one mixer"),
-    (dict(mixers=[Mixup()], probs=[0.5, 0.5]), "1 mixers but 2 probs"),
-    (dict(mixers=[Mixup(), CutMix()], probs=[0.7, 0.6]), "sum to at most 1"),
-    (dict(mixers=[Mixup()], probs=[1.5]), r"probs\[0\] is a probability"),
-    (dict(mixers=[{"type": "Mixup"}]), "must be a mixer instance"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(mixers=[]), "at least one mixer"),
+        (dict(mixers=[Mixup()], probs=[0.5, 0.5]), "1 mixers but 2 probs"),
+        (dict(mixers=[Mixup(), CutMix()], probs=[0.7, 0.6]), "sum to at most 1"),
+        (dict(mixers=[Mixup()], probs=[1.5]), r"probs\[0\] is a probability"),
+        (dict(mixers=[{"type": "Mixup"}]), "must be a mixer instance"),
+    ],
+)
 def test_bad_arguments_are_explained(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RandomChoiceMixer(**kwargs)
@@ -105,8 +108,7 @@ def test_deit_recipe_equals_timm_given_the_same_draws(monkeypatch, branch):
     monkeypatch.setattr(np.random, "beta", lambda a, b, size=None: lam)
     centres = iter([3, 12])
     monkeypatch.setattr(np.random, "randint", lambda lo, hi=None, size=None: next(centres))
-    timm = TimmMixup(mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=0.5, label_smoothing=0.0,
-                     num_classes=5)
+    timm = TimmMixup(mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=0.5, label_smoothing=0.0, num_classes=5)
     x_timm, target = timm(x.clone(), y.clone())
     assert torch.equal(ours.inputs, x_timm)
     torch.testing.assert_close(ours.target(5), target)

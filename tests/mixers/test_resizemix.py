@@ -1,4 +1,5 @@
 """ResizeMix: the common contract; the whole paired image, resized, is pasted."""
+
 import torch
 import torch.nn.functional as F
 
@@ -21,15 +22,16 @@ def pasted_reference(x, out):
         rows = (m == 0).any(1).nonzero().flatten()
         cols = (m == 0).any(0).nonzero().flatten()
         small = F.interpolate(x[out.index[i]][None], size=(len(rows), len(cols)), mode="nearest")
-        ref[i, :, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = small[0]
+        ref[i, :, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = small[0]
     return ref
 
 
 def test_contract_and_whole_resized_image_pasted():
     x, y = make_batch(b=8, h=32, w=32)
     for lam_mode, pairing in (("batch", "random"), ("elem", "random"), ("pair", "reverse")):
-        out = check_output(ResizeMix(lam_mode=lam_mode, pairing=pairing, generator=seeded(0)),
-                           x, y, mask_method=True)
+        out = check_output(
+            ResizeMix(lam_mode=lam_mode, pairing=pairing, generator=seeded(0)), x, y, mask_method=True
+        )
         check_mask_identity(out, x, second=pasted_reference(x, out))
 
 
@@ -40,13 +42,12 @@ def test_tau_range_and_lambda():
     tau = torch.sqrt(1 - raw.lam.double())
     assert bool(((tau >= 0.1) & (tau <= 0.8)).all())
     side = (40 * tau).floor()
-    torch.testing.assert_close(out.lam.double(), 1 - side ** 2 / 1600)
+    torch.testing.assert_close(out.lam.double(), 1 - side**2 / 1600)
 
 
 def test_use_alpha_draws_tau_from_beta_inside_scope():
     x, y = make_batch(b=200, h=8, w=8)
-    raw = ResizeMix(alpha=2.0, use_alpha=True, correct_lam=False, lam_mode="elem",
-                    generator=seeded(2))(x, y)
+    raw = ResizeMix(alpha=2.0, use_alpha=True, correct_lam=False, lam_mode="elem", generator=seeded(2))(x, y)
     tau = torch.sqrt(1 - raw.lam.double())
     assert bool(((tau >= 0.1 - 1e-9) & (tau <= 0.8 + 1e-9)).all())
 
@@ -78,14 +79,16 @@ def expected_pasted_area(size: int, scope, placement: str) -> float:
 
 def test_centred_placement_is_openmixups_clipped_and_squeezed_box():
     x, y = make_batch(b=8, h=32, w=32)
-    out = check_output(ResizeMix(lam_mode="elem", placement="centred", generator=seeded(2)),
-                       x, y, mask_method=True)
+    out = check_output(
+        ResizeMix(lam_mode="elem", placement="centred", generator=seeded(2)), x, y, mask_method=True
+    )
     check_mask_identity(out, x, second=pasted_reference(x, out))  # squeezed into the box
     big, labels = make_batch(b=20000, c=1, h=32, w=32)
     means = {}
     for placement in ("inside", "centred"):
-        area = 1 - ResizeMix(lam_mode="elem", placement=placement,
-                             generator=seeded(3))(big, labels).lam.double()
+        area = (
+            1 - ResizeMix(lam_mode="elem", placement=placement, generator=seeded(3))(big, labels).lam.double()
+        )
         se = float(area.std()) / len(area) ** 0.5
         expected = expected_pasted_area(32, (0.1, 0.8), placement)
         assert abs(float(area.mean()) - expected) < 4 * se, (placement, float(area.mean()))

@@ -1,5 +1,6 @@
 """SaliencyMix: the common contract; the saliency map equals OpenCV's fine-grained one value
 for value and finds an odd blob; the box is centred on the paired image's peak."""
+
 import functools
 
 import cv2
@@ -32,7 +33,7 @@ def square_images(centres, size=32):
     """Flat black images with one 3x3 white square at each centre."""
     x = torch.zeros(len(centres), 3, size, size)
     for i, (r, c) in enumerate(centres):
-        x[i, :, r - 1:r + 2, c - 1:c + 2] = 1.0
+        x[i, :, r - 1 : r + 2, c - 1 : c + 2] = 1.0
     return x
 
 
@@ -47,8 +48,9 @@ def test_a_white_square_is_the_most_salient():
 def opencv_fine_grained(img: np.ndarray) -> np.ndarray:
     """OpenCV's map of an (H, W, C) RGB uint8 image (it reads colour as BGR)."""
     detector = cv2.saliency.StaticSaliencyFineGrained_create()
-    ok, sal = detector.computeSaliency(np.ascontiguousarray(img[..., ::-1]) if img.shape[2] == 3
-                                       else img[..., 0])
+    ok, sal = detector.computeSaliency(
+        np.ascontiguousarray(img[..., ::-1]) if img.shape[2] == 3 else img[..., 0]
+    )
     assert ok
     return sal
 
@@ -115,14 +117,19 @@ def test_batch_box_is_the_first_partners_peak_for_everyone():
     y = torch.arange(6)
     cy, cx = saliency_peaks(x)
     for seed in range(6):
-        out = check_output(SaliencyMix(alpha=1.0, batch_box=True, box_span="symmetric",
-                                       correct_lam=False, generator=seeded(seed)), x, y)
+        out = check_output(
+            SaliencyMix(
+                alpha=1.0, batch_box=True, box_span="symmetric", correct_lam=False, generator=seeded(seed)
+            ),
+            x,
+            y,
+        )
         assert torch.equal(out.mask, out.mask[:1].expand_as(out.mask))
         src = int(out.index[0])
         cut = cut_size(out.lam[:1], 32)
-        box = centred_box(cy[src:src + 1], cx[src:src + 1], cut, cut, 32, 32, span="symmetric")
+        box = centred_box(cy[src : src + 1], cx[src : src + 1], cut, cut, 32, 32, span="symmetric")
         expected = torch.ones(32, 32)
-        expected[int(box[0]):int(box[1]), int(box[2]):int(box[3])] = 0
+        expected[int(box[0]) : int(box[1]), int(box[2]) : int(box[3])] = 0
         assert torch.equal(out.mask[0, 0], expected)
     with pytest.raises(ValueError, match="lam_mode='batch'"):
         SaliencyMix(batch_box=True, lam_mode="elem")

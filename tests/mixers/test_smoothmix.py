@@ -1,4 +1,5 @@
 """SmoothMix: the common contract and the Gaussian mask."""
+
 import functools
 
 import torch
@@ -13,8 +14,9 @@ def test_contract():
 
 
 def test_mask_is_one_minus_a_gaussian_bump():
-    mask = gaussian_masks(torch.tensor([3.0]), torch.tensor([5.0]), torch.tensor([4.0]),
-                          torch.tensor([4.0]), 16, 16)[0, 0].double()
+    mask = gaussian_masks(
+        torch.tensor([3.0]), torch.tensor([5.0]), torch.tensor([4.0]), torch.tensor([4.0]), 16, 16
+    )[0, 0].double()
     assert mask[3, 5] == 0  # the paired image fully at the centre
     r, c = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
     expected = 1 - torch.exp(-((r.double() - 3) ** 2 + (c.double() - 5) ** 2) / 32)
@@ -37,9 +39,10 @@ def openmixup_kernel(h: int, roll_rows: int, roll_cols: int, sigma: float) -> to
     draws along rows and columns, cropped to its central h x h, Gaussian around h - 0.5."""
     s = 2 * h
     coords = torch.stack(torch.meshgrid(torch.arange(s), torch.arange(s), indexing="xy"), -1)
-    coords = torch.roll(torch.roll(coords, roll_rows, 0), roll_cols, 1)[h // 2:s - h // 2,
-                                                                       h // 2:s - h // 2]
-    return torch.exp(-((coords.double() - (s - 1) / 2) ** 2).sum(-1) / (2 * sigma ** 2))
+    coords = torch.roll(torch.roll(coords, roll_rows, 0), roll_cols, 1)[
+        h // 2 : s - h // 2, h // 2 : s - h // 2
+    ]
+    return torch.exp(-((coords.double() - (s - 1) / 2) ** 2).sum(-1) / (2 * sigma**2))
 
 
 def test_centre_shift_gives_openmixups_half_pixel_centre():
@@ -47,9 +50,14 @@ def test_centre_shift_gives_openmixups_half_pixel_centre():
     # centre_shift = -0.5 put the bump at the same place: row c - 0.5 = roll + h / 2 - 0.5
     h = 16
     for roll_rows, roll_cols, s in ((-8, 7, 0.25), (0, 0, 0.5), (5, -3, 0.37), (7, -8, 0.3)):
-        ours = gaussian_masks(torch.tensor([roll_rows + h / 2 - 0.5]),
-                              torch.tensor([roll_cols + h / 2 - 0.5]),
-                              torch.tensor([s * h]), torch.tensor([s * h]), h, h)[0, 0]
+        ours = gaussian_masks(
+            torch.tensor([roll_rows + h / 2 - 0.5]),
+            torch.tensor([roll_cols + h / 2 - 0.5]),
+            torch.tensor([s * h]),
+            torch.tensor([s * h]),
+            h,
+            h,
+        )[0, 0]
         torch.testing.assert_close(ours, (1 - openmixup_kernel(h, roll_rows, roll_cols, s * h)).float())
     x, y = make_batch(b=4, h=16, w=16)
     for seed in range(10):
@@ -57,7 +65,7 @@ def test_centre_shift_gives_openmixups_half_pixel_centre():
         m = out.mask[0, 0]
         r, c = divmod(int(m.argmin()), 16)
         if 0 < r < 15 and 0 < c < 15:  # centre between pixels: a 2 x 2 block of minima
-            assert torch.equal(m[r:r + 2, c:c + 2], m[r, c].expand(2, 2))
+            assert torch.equal(m[r : r + 2, c : c + 2], m[r, c].expand(2, 2))
 
 
 def test_openmixup_label_bug_weights_y_a_by_the_partners_share():

@@ -1,5 +1,6 @@
 """SnapMix (Huang et al., AAAI 2021) against its definition: CAMs, resized boxes and the
 semantic label weights, on hand-computed inputs."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -48,7 +49,7 @@ def test_class_activation_maps_by_hand():
     # two channels on a 2x2 map; class 0 reads channel 0 - channel 1 + 1, class 1 channel 1
     feat = torch.tensor([[[[2.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [3.0, -5.0]]]])
     clf = FixedFeatures(feat, torch.tensor([[1.0, -1.0], [0.0, 1.0]]), torch.tensor([1.0, 0.0]))
-    x = torch.zeros(1, 1, 2, 2)                 # 2x2 image: the upsampling is the identity
+    x = torch.zeros(1, 1, 2, 2)  # 2x2 image: the upsampling is the identity
     # class 0 on relu(f): 2-0+1, 0-1+1, 0-3+1, 1-0+1 = 3, 0, -2, 2 -> minus min: 5, 2, 0, 4
     cams, k = class_activation_maps(clf, x, torch.tensor([0]))
     torch.testing.assert_close(cams[0], torch.tensor([[5.0, 2.0], [0.0, 4.0]]) / 11)
@@ -58,8 +59,9 @@ def test_class_activation_maps_by_hand():
     torch.testing.assert_close(cams[0], torch.tensor([[0.0, 1.0], [3.0, 0.0]]) / 4)
     # upsampled bilinearly (align_corners=False) before the min is taken
     cams, _ = class_activation_maps(clf, torch.zeros(1, 1, 4, 4), torch.tensor([1]))
-    up = F.interpolate(torch.tensor([[[[0.0, 1.0], [3.0, 0.0]]]]), size=(4, 4), mode="bilinear",
-                       align_corners=False)[0, 0]
+    up = F.interpolate(
+        torch.tensor([[[[0.0, 1.0], [3.0, 0.0]]]]), size=(4, 4), mode="bilinear", align_corners=False
+    )[0, 0]
     torch.testing.assert_close(cams[0], (up - up.min()) / (up - up.min()).sum())
     # a constant map is all zeros (the mixer then falls back to pixel shares)
     clf = FixedFeatures(torch.ones(1, 2, 2, 2), torch.eye(2), torch.zeros(2))
@@ -80,15 +82,26 @@ def test_cams_refuse_a_non_linear_head_or_another_neck():
 def test_resized_boxes_equal_interpolate():
     x = torch.randn(3, 2, 12, 10, generator=seeded(1))
     index = torch.tensor([2, 0, 1])
-    src = (torch.tensor([1, 0, 5]), torch.tensor([7, 1, 12]), torch.tensor([2, 3, 0]), torch.tensor([9, 5, 4]))
-    dst = (torch.tensor([0, 4, 3]), torch.tensor([3, 12, 4]), torch.tensor([1, 0, 2]), torch.tensor([10, 4, 3]))
+    src = (
+        torch.tensor([1, 0, 5]),
+        torch.tensor([7, 1, 12]),
+        torch.tensor([2, 3, 0]),
+        torch.tensor([9, 5, 4]),
+    )
+    dst = (
+        torch.tensor([0, 4, 3]),
+        torch.tensor([3, 12, 4]),
+        torch.tensor([1, 0, 2]),
+        torch.tensor([10, 4, 3]),
+    )
     out = resized_boxes(x, index, src, dst)
     for i in range(3):
-        crop = x[index[i]:index[i] + 1, :, src[0][i]:src[1][i], src[2][i]:src[3][i]]
+        crop = x[index[i] : index[i] + 1, :, src[0][i] : src[1][i], src[2][i] : src[3][i]]
         size = (int(dst[1][i] - dst[0][i]), int(dst[3][i] - dst[2][i]))
         expected = F.interpolate(crop, size=size, mode="bilinear", align_corners=True)[0]
-        torch.testing.assert_close(out[i, :, dst[0][i]:dst[1][i], dst[2][i]:dst[3][i]], expected,
-                                   rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            out[i, :, dst[0][i] : dst[1][i], dst[2][i] : dst[3][i]], expected, rtol=1e-5, atol=1e-6
+        )
 
 
 class FixedBoxes(SnapMix):
@@ -114,7 +127,7 @@ def test_label_weights_and_image_hand_computed():
     # rho_a(0) = 1 - 1 = 0, rho_b(0) = CAM 1 in box_b = 4/16; rho_a(1) = 1 - 4/16, rho_b(1) = 0
     torch.testing.assert_close(out.soft_targets, torch.tensor([[0.0, 0.25, 0.0], [0.0, 0.75, 0.0]]))
     torch.testing.assert_close(out.lam, torch.tensor([0.0, 1.0]))
-    assert torch.equal(out.inputs[0, 0, :2, :2], x[1, 0, 2:, 2:])      # same size: a copy
+    assert torch.equal(out.inputs[0, 0, :2, :2], x[1, 0, 2:, 2:])  # same size: a copy
     assert torch.equal(out.inputs[1, 0, :2, :2], x[0, 0, 2:, 2:])
     outside = out.mask[:, 0] == 1
     assert torch.equal(out.inputs[:, 0][outside], x[:, 0][outside]) and int((~outside).sum()) == 8
@@ -124,15 +137,16 @@ def test_label_weights_and_image_hand_computed():
     # the loss is rho_a CE(y_a) + rho_b CE(y_b), weights not normalised
     logits = torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
     out = mixer.mix_with_cams(x, torch.tensor([0, 2]), cams, num_classes=3)
-    ce = lambda z, c: -torch.log_softmax(z, 0)[c]                        # noqa: E731
+    ce = lambda z, c: -torch.log_softmax(z, 0)[c]  # noqa: E731
     expected = (0 * ce(logits[0], 0) + 0.25 * ce(logits[0], 2) + 0.75 * ce(logits[1], 2)) / 2
     torch.testing.assert_close(MixedCrossEntropy()(logits, out), expected)
     # constant CAMs: pixel shares, rho_a = 1 - 4/16, rho_b = 4/16
     out = mixer.mix_with_cams(x, torch.tensor([0, 1]), torch.zeros(2, 4, 4), num_classes=2)
     torch.testing.assert_close(out.soft_targets, torch.tensor([[0.75, 0.25], [0.25, 0.75]]))
     # normalize_labels: divided by rho_a + rho_b
-    norm = FixedBoxes(([0, 0], [2, 2], [0, 0], [2, 2]), ([2, 2], [4, 4], [2, 2], [4, 4]),
-                      normalize_labels=True)
+    norm = FixedBoxes(
+        ([0, 0], [2, 2], [0, 0], [2, 2]), ([2, 2], [4, 4], [2, 2], [4, 4]), normalize_labels=True
+    )
     cams[1] = 0.5 / 16
     cams[1, 3, 3] += 0.5
     out = norm.mix_with_cams(x, torch.tensor([0, 1]), cams, num_classes=2)
@@ -151,22 +165,22 @@ def test_boxes_of_different_sizes_and_empty_boxes():
     torch.testing.assert_close(out.inputs[0, :, 1:7, 3:7], expected)
     torch.testing.assert_close(out.soft_targets[0], torch.tensor([1 - 24 / 64, 4 / 64]))
     assert torch.equal(out.inputs[1], x[1]) and out.lam[1] == 1 and out.mask[1].min() == 1
-    torch.testing.assert_close(out.soft_targets[1], torch.tensor([0.0, 1.0]))   # y_a = 1, weight 1
+    torch.testing.assert_close(out.soft_targets[1], torch.tensor([0.0, 1.0]))  # y_a = 1, weight 1
 
 
 # -- contract ---------------------------------------------------------------------------
-@pytest.mark.parametrize("lam_mode,pairing", [("batch", "random"), ("elem", "random"),
-                                              ("pair", "reverse"), ("pair", "random")])
+@pytest.mark.parametrize(
+    "lam_mode,pairing", [("batch", "random"), ("elem", "random"), ("pair", "reverse"), ("pair", "random")]
+)
 def test_output_contract(lam_mode, pairing):
     x, y = make_batch()
-    mixer = SnapMix(alpha=1.0, normalize_labels=True, lam_mode=lam_mode, pairing=pairing,
-                    generator=seeded(0))
+    mixer = SnapMix(alpha=1.0, normalize_labels=True, lam_mode=lam_mode, pairing=pairing, generator=seeded(0))
     out = check_output(mixer, x, y, model=model(), mask_method=True)
     keep = out.mask[:, :1].expand_as(x) == 1
     assert torch.equal(out.inputs[keep], x[keep]) and not torch.equal(out.inputs, x)
     assert set(out.mask.unique().tolist()) <= {0.0, 1.0}
     if lam_mode == "pair":
-        assert torch.equal(out.mask, out.mask[out.index])     # partners share box_a
+        assert torch.equal(out.mask, out.mask[out.index])  # partners share box_a
     raw = SnapMix(alpha=1.0, lam_mode=lam_mode, pairing=pairing, generator=seeded(0))(x, y, model=model())
     totals = raw.soft_targets.sum(1)
     assert bool(((totals >= 0) & (totals <= 2)).all()) and not torch.allclose(totals, torch.ones(6))
@@ -178,8 +192,7 @@ def test_reproducible_batch_size_one_dtypes_formats():
     x, y = make_batch()
     check_reproducible(SnapMix(), x, y, model=model())
     check_batch_size_one(SnapMix(), model=model())
-    check_dtypes_and_formats(SnapMix(alpha=1.0, normalize_labels=True), mask_identity=False,
-                             model=model())
+    check_dtypes_and_formats(SnapMix(alpha=1.0, normalize_labels=True), mask_identity=False, model=model())
 
 
 def test_cam_pass_leaves_the_model_untouched():
@@ -202,8 +215,7 @@ def test_errors_name_the_problem():
 def test_cpu_cuda_equal():
     x, y = make_batch()
     for lam_mode in ("batch", "elem"):
-        check_cpu_cuda_equal(SnapMix(alpha=1.0, lam_mode=lam_mode), x, y, model_factory=model,
-                             exact=False)
+        check_cpu_cuda_equal(SnapMix(alpha=1.0, lam_mode=lam_mode), x, y, model_factory=model, exact=False)
 
 
 # -- config and training ----------------------------------------------------------------

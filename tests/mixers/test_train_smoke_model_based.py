@@ -1,12 +1,17 @@
 """Training smoke for the mixers that use the network (ManifoldMix, AlignMix, AttentiveMix,
 AttentiveMix+): each trains a width-16 ResNet-8 on digits for 2 epochs through
 tools/train.py, with the method's own config fragment from configs/methods/."""
+
 import pytest
 
 from tests.mixers.helpers import train_two_epochs_on_digits
 
-METHODS = {"manifoldmix": "ManifoldMix", "alignmix": "AlignMix",
-           "attentivemix": "AttentiveMix", "attentivemix_plus": "AttentiveMixPlus"}
+METHODS = {
+    "manifoldmix": "ManifoldMix",
+    "alignmix": "AlignMix",
+    "attentivemix": "AttentiveMix",
+    "attentivemix_plus": "AttentiveMixPlus",
+}
 
 
 @pytest.mark.parametrize("fragment", sorted(METHODS))

@@ -1,4 +1,5 @@
 """Vanilla: returns the batch untouched, lam = 1, identity pairing."""
+
 import torch
 
 from mixbench.mixers import Vanilla

@@ -1,4 +1,5 @@
 """Backbones: output shapes, parameter counts cross-checked against torchvision, stage hooks."""
+
 import pytest
 import torch
 import torchvision
@@ -28,29 +29,38 @@ def test_resnet18_cifar_has_11_2m_params_for_100_classes():
     assert round(n_params(clf) / 1e6, 1) == 11.2
 
 
-@pytest.mark.parametrize("ours,theirs", [
-    ({"type": "ResNetCIFAR", "depth": 34}, torchvision.models.resnet34),
-    ({"type": "ResNetCIFAR", "depth": 50}, torchvision.models.resnet50),
-    ({"type": "ResNeXtCIFAR", "depth": 50}, torchvision.models.resnext50_32x4d),
-])
+@pytest.mark.parametrize(
+    "ours,theirs",
+    [
+        ({"type": "ResNetCIFAR", "depth": 34}, torchvision.models.resnet34),
+        ({"type": "ResNetCIFAR", "depth": 50}, torchvision.models.resnet50),
+        ({"type": "ResNeXtCIFAR", "depth": 50}, torchvision.models.resnext50_32x4d),
+    ],
+)
 def test_param_counts_match_torchvision_layouts(ours, theirs):
     assert n_params(classifier(ours, 10)) == cifar_stem_adjust(theirs(num_classes=10))
 
 
 def test_wrn_28_8_and_preact18_param_counts():
     # WRN-28-8: 16 -> 128 -> 256 -> 512 channels, 4 pre-activation blocks per stage
-    assert round(n_params(classifier({"type": "WideResNet", "depth": 28, "widen_factor": 8}, 100)) / 1e6, 1) == 23.4
+    assert (
+        round(n_params(classifier({"type": "WideResNet", "depth": 28, "widen_factor": 8}, 100)) / 1e6, 1)
+        == 23.4
+    )
     assert round(n_params(classifier({"type": "PreActResNetCIFAR"}, 100)) / 1e6, 1) == 11.2
 
 
-@pytest.mark.parametrize("cfg,channels,hw", [
-    ({"type": "ResNetCIFAR", "depth": 18, "width": 8}, 64, 4),
-    ({"type": "ResNetCIFAR", "depth": 8, "width": 16}, 64, 8),
-    ({"type": "ResNetCIFAR", "depth": 20, "width": 16}, 64, 8),
-    ({"type": "PreActResNetCIFAR", "width": 8}, 64, 4),
-    ({"type": "WideResNet", "depth": 10, "widen_factor": 1}, 64, 8),
-    ({"type": "ResNeXtCIFAR", "width": 16, "groups": 4, "base_width": 16}, 512, 4),
-])
+@pytest.mark.parametrize(
+    "cfg,channels,hw",
+    [
+        ({"type": "ResNetCIFAR", "depth": 18, "width": 8}, 64, 4),
+        ({"type": "ResNetCIFAR", "depth": 8, "width": 16}, 64, 8),
+        ({"type": "ResNetCIFAR", "depth": 20, "width": 16}, 64, 8),
+        ({"type": "PreActResNetCIFAR", "width": 8}, 64, 4),
+        ({"type": "WideResNet", "depth": 10, "widen_factor": 1}, 64, 8),
+        ({"type": "ResNeXtCIFAR", "width": 16, "groups": 4, "base_width": 16}, 512, 4),
+    ],
+)
 def test_output_shapes_and_out_channels(cfg, channels, hw):
     net = MODELS.build(cfg)
     out = net(torch.randn(2, 3, 32, 32))
@@ -69,8 +79,13 @@ def test_stage_hook_sees_every_stage_and_can_replace():
     x = torch.randn(2, 3, 32, 32)
     ref = net(x)
     assert torch.equal(net(x, stage_hook=hook), ref)
-    assert seen == [(0, (2, 3, 32, 32)), (1, (2, 8, 32, 32)), (2, (2, 16, 16, 16)),
-                    (3, (2, 32, 8, 8)), (4, (2, 64, 4, 4))]
+    assert seen == [
+        (0, (2, 3, 32, 32)),
+        (1, (2, 8, 32, 32)),
+        (2, (2, 16, 16, 16)),
+        (3, (2, 32, 8, 8)),
+        (4, (2, 64, 4, 4)),
+    ]
     zeroed = net(x, stage_hook=lambda k, f: f * 0 if k == 4 else f)
     assert torch.count_nonzero(zeroed) == 0
     assert [o.shape[1] for o in net.stage_outputs(x)] == net.out_channels
@@ -87,8 +102,9 @@ def test_timm_backbone_local_weights_only(tmp_path):
     net = MODELS.build({"type": "TimmBackbone", "model_name": "resnet18"})
     assert net(torch.randn(1, 3, 64, 64)).shape == (1, 512, 2, 2)
     ckpt = tmp_path / "w.pth"
-    state = {k: torch.full_like(v, 0.5) if v.is_floating_point() else v
-             for k, v in net.model.state_dict().items()}
+    state = {
+        k: torch.full_like(v, 0.5) if v.is_floating_point() else v for k, v in net.model.state_dict().items()
+    }
     torch.save({"state_dict": state}, ckpt)
     loaded = MODELS.build({"type": "TimmBackbone", "model_name": "resnet18", "pretrained": str(ckpt)})
     assert torch.all(loaded.model.conv1.weight == 0.5)
@@ -101,15 +117,31 @@ def test_timm_backbone_local_weights_only(tmp_path):
 
 
 def test_timm_vit_features_are_pooled_tokens():
-    clf = classifier({"type": "TimmBackbone", "model_name": "vit_tiny_patch16_224", "img_size": 32,
-                      "patch_size": 8, "depth": 2}, 10)
+    clf = classifier(
+        {
+            "type": "TimmBackbone",
+            "model_name": "vit_tiny_patch16_224",
+            "img_size": 32,
+            "patch_size": 8,
+            "depth": 2,
+        },
+        10,
+    )
     assert clf.logits(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
 def test_timm_swin_nhwc_features_become_nchw():
-    net = MODELS.build({"type": "TimmBackbone", "model_name": "swin_tiny_patch4_window7_224",
-                        "img_size": 32, "window_size": 2, "embed_dim": 16, "depths": [1, 1],
-                        "num_heads": [1, 1]})
+    net = MODELS.build(
+        {
+            "type": "TimmBackbone",
+            "model_name": "swin_tiny_patch4_window7_224",
+            "img_size": 32,
+            "window_size": 2,
+            "embed_dim": 16,
+            "depths": [1, 1],
+            "num_heads": [1, 1],
+        }
+    )
     out = net(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 32, 4, 4) and net.out_channels == [32]
 
@@ -122,7 +154,7 @@ def test_timm_convnext_keeps_its_head_layernorm():
     with torch.no_grad():
         out = net(x)
         assert out.shape == (2, 320) and net.out_channels == [320]
-        torch.testing.assert_close(out, net.model(x))   # num_classes=0: pooled + normalised
+        torch.testing.assert_close(out, net.model(x))  # num_classes=0: pooled + normalised
         unnormed = net.model.forward_features(x).mean((2, 3))
         assert not torch.allclose(out, unnormed, atol=1e-3)
         seen = {}  # the stage hook sees the map before pooling (AutoMix, AlignMix need it)
@@ -131,8 +163,17 @@ def test_timm_convnext_keeps_its_head_layernorm():
         torch.testing.assert_close(hooked, out)
 
 
-VIT4 = {"type": "ViTBackbone", "model_name": "vit_tiny_patch16_224", "img_size": 16, "patch_size": 4,
-        "embed_dim": 16, "depth": 4, "num_heads": 2, "in_chans": 1, "num_stages": 2}
+VIT4 = {
+    "type": "ViTBackbone",
+    "model_name": "vit_tiny_patch16_224",
+    "img_size": 16,
+    "patch_size": 4,
+    "embed_dim": 16,
+    "depth": 4,
+    "num_heads": 2,
+    "in_chans": 1,
+    "num_stages": 2,
+}
 
 
 def test_vit_stages_are_block_groups_seen_as_patch_maps():
@@ -140,7 +181,7 @@ def test_vit_stages_are_block_groups_seen_as_patch_maps():
     vit = MODELS.build(VIT4).eval()
     assert vit.num_stages == 2 and vit.stage_ends == [2, 4] and vit.out_channels == [16, 16]
     assert MODELS.build({**VIT4, "depth": 12, "num_stages": 4}).stage_ends == [3, 6, 9, 12]
-    single = MODELS.build({**VIT4, "num_stages": None})     # default: TimmBackbone's one stage
+    single = MODELS.build({**VIT4, "num_stages": None})  # default: TimmBackbone's one stage
     assert single.num_stages == 1 and single.out_channels == [16]
     x = torch.randn(3, 1, 16, 16)
     seen = {}
@@ -150,7 +191,7 @@ def test_vit_stages_are_block_groups_seen_as_patch_maps():
         return feat
 
     out = vit(x, stage_hook=record)
-    assert torch.allclose(out, vit(x), atol=1e-6)            # an identity hook changes nothing
+    assert torch.allclose(out, vit(x), atol=1e-6)  # an identity hook changes nothing
     m = vit.model
     tokens = m.blocks[:2](m._pos_embed(m.patch_embed(x)))
     assert torch.equal(seen[0], x) and seen[2].shape == (3, 16)
@@ -162,8 +203,9 @@ def test_vit_stages_are_block_groups_seen_as_patch_maps():
     # is carried unchanged
     zeroed = vit(x, stage_hook=lambda k, f: torch.zeros_like(f) if k == 1 else f)
     cls = tokens[:, :1]
-    expected = m.forward_head(m.norm(m.blocks[2:](torch.cat([cls, torch.zeros_like(tokens[:, 1:])], 1))),
-                              pre_logits=True)
+    expected = m.forward_head(
+        m.norm(m.blocks[2:](torch.cat([cls, torch.zeros_like(tokens[:, 1:])], 1))), pre_logits=True
+    )
     assert torch.allclose(zeroed, expected, atol=1e-6)
     with pytest.raises(ValueError, match="patch map's shape"):
         vit(x, stage_hook=lambda k, f: f[:, :, :2] if k == 1 else f)
@@ -175,8 +217,11 @@ def test_manifoldmix_mixes_a_hidden_vit_stage():
     from mixbench.mixers import ManifoldMix
 
     torch.manual_seed(0)
-    clf = MixupClassifier(backbone=VIT4, head={"type": "LinearHead", "num_classes": 5},
-                          mixer={"type": "ManifoldMix", "alpha": 1.0, "stages": [1]})
+    clf = MixupClassifier(
+        backbone=VIT4,
+        head={"type": "LinearHead", "num_classes": 5},
+        mixer={"type": "ManifoldMix", "alpha": 1.0, "stages": [1]},
+    )
     x, y = torch.randn(4, 1, 16, 16), torch.arange(4)
     clf.mixer.generator = torch.Generator().manual_seed(0)
     loss = clf.loss(x, y)["loss"]
@@ -186,9 +231,14 @@ def test_manifoldmix_mixes_a_hidden_vit_stage():
     assert not torch.allclose(clf.logits(x, stage_hook=out.stage_hook), clf.logits(x))
 
 
-@pytest.mark.parametrize("cls, kw", [("ResNetCIFAR", {"depth": 18, "width": 16}),
-                                     ("WideResNet", {"depth": 16, "widen_factor": 2}),
-                                     ("PreActResNetCIFAR", {"depth": 18, "width": 16})])
+@pytest.mark.parametrize(
+    "cls, kw",
+    [
+        ("ResNetCIFAR", {"depth": 18, "width": 16}),
+        ("WideResNet", {"depth": 16, "widen_factor": 2}),
+        ("PreActResNetCIFAR", {"depth": 18, "width": 16}),
+    ],
+)
 def test_init_schemes_give_the_documented_weight_scales(cls, kw):
     """kaiming: conv weights ~ N(0, 2 / (out * k * k)) (fan_out, ReLU gain); pytorch: the
     layer's default, uniform in +-1/sqrt(in * k * k), std = bound / sqrt(3). Checked on every

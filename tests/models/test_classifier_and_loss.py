@@ -1,4 +1,5 @@
 """MixupClassifier's training step and the mixed cross-entropy."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,8 +9,11 @@ from mixbench.models import MixedCrossEntropy, MixupClassifier
 
 
 def tiny(mixer=None):
-    return MixupClassifier(backbone={"type": "ResNetCIFAR", "depth": 8, "width": 4, "in_channels": 1},
-                           head={"type": "LinearHead", "num_classes": 5}, mixer=mixer)
+    return MixupClassifier(
+        backbone={"type": "ResNetCIFAR", "depth": 8, "width": 4, "in_channels": 1},
+        head={"type": "LinearHead", "num_classes": 5},
+        mixer=mixer,
+    )
 
 
 def mix_output(b=6, k=5, lam=None, soft=None):
@@ -17,8 +21,9 @@ def mix_output(b=6, k=5, lam=None, soft=None):
     y_a = torch.randint(0, k, (b,), generator=g)
     index = torch.randperm(b, generator=g)
     lam = torch.rand(b, generator=g) if lam is None else lam
-    return MixOutput(inputs=torch.zeros(b, 1, 4, 4), y_a=y_a, y_b=y_a[index], lam=lam, index=index,
-                     soft_targets=soft)
+    return MixOutput(
+        inputs=torch.zeros(b, 1, 4, 4), y_a=y_a, y_b=y_a[index], lam=lam, index=index, soft_targets=soft
+    )
 
 
 def test_mixed_ce_equals_ce_against_mixed_one_hot():
@@ -80,14 +85,21 @@ def test_preprocessor_normalizes_and_rejects_channel_mismatch():
 def test_extra_losses_of_the_mix_are_added_to_the_losses():
     """MixOutput.extra_losses (Co-Mixup's clean_loss) is part of the training loss; a name
     that mmengine would not sum into it is refused."""
+
     class CleanMixer:
         def __init__(self, name):
             self.name = name
 
         def __call__(self, x, y, model=None):
             b = x.shape[0]
-            return MixOutput(inputs=x, y_a=y, y_b=y, lam=torch.ones(b), index=torch.arange(b),
-                             extra_losses={self.name: torch.tensor(0.25, requires_grad=True)})
+            return MixOutput(
+                inputs=x,
+                y_a=y,
+                y_b=y,
+                lam=torch.ones(b),
+                index=torch.arange(b),
+                extra_losses={self.name: torch.tensor(0.25, requires_grad=True)},
+            )
 
     clf = tiny()
     clf.mixer = CleanMixer("clean_loss")

@@ -1,5 +1,6 @@
 """Corrupt dataset files (issue 17): a truncated or bad-CRC .gz IDX file and labels outside the
 classes fail `tools/prepare_data.py check` and training with a message naming the file."""
+
 import gzip
 import shutil
 import struct
@@ -55,11 +56,14 @@ def labels_out_of_range(path: Path) -> None:
     write_idx(path, labels)
 
 
-@pytest.mark.parametrize("damage, name, message", [
-    (truncate, TEST_IMAGES, "corrupt or truncated gzip file"),
-    (bad_crc, TEST_LABELS, "corrupt or truncated gzip file"),
-    (labels_out_of_range, TEST_LABELS, "label 12 of sample 5 is outside 0..9"),
-])
+@pytest.mark.parametrize(
+    "damage, name, message",
+    [
+        (truncate, TEST_IMAGES, "corrupt or truncated gzip file"),
+        (bad_crc, TEST_LABELS, "corrupt or truncated gzip file"),
+        (labels_out_of_range, TEST_LABELS, "label 12 of sample 5 is outside 0..9"),
+    ],
+)
 def test_check_names_the_bad_file(root, capsys, damage, name, message):
     damage(root / name)
     assert prepare_data.check("fashion_mnist", str(root)) == 1
@@ -75,9 +79,17 @@ def test_training_stops_with_the_file_named(root, tmp_path, capsys):
         FashionMNIST(root=str(root), split="test")
     config = REPO / "configs/fashion_mnist/resnet18_w16_vanilla.yaml"
     wd = tmp_path / "wd"
-    rc = train_tool.main([str(config), "--work-dir", str(wd), "--cfg-options",
-                          f"train_dataloader.dataset.root={root}", f"val_dataloader.dataset.root={root}",
-                          "train_cfg.max_epochs=1"])
+    rc = train_tool.main(
+        [
+            str(config),
+            "--work-dir",
+            str(wd),
+            "--cfg-options",
+            f"train_dataloader.dataset.root={root}",
+            f"val_dataloader.dataset.root={root}",
+            "train_cfg.max_epochs=1",
+        ]
+    )
     assert rc == 1
     err = capsys.readouterr().err
     assert "training failed:" in err and str(root / TEST_IMAGES) in err and "download it again" in err

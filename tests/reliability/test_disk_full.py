@@ -2,6 +2,7 @@
 where the machine allows mounting (root in CI), else by making the checkpoint write fail
 with ENOSPC half-way. No torn file stays, result.json records the failure, and once there
 is space again the run completes."""
+
 import errno
 import subprocess
 import uuid
@@ -15,8 +16,12 @@ from mixbench.results import load_result
 train_tool = load_script("tools/train.py")
 DEMO = REPO / "configs/digits/resnet8_mixup.yaml"
 # width 16: a ~650 kB checkpoint, which does not fit the 256 kB disk
-ARGS = ["--cfg-options", "train_cfg.max_epochs=1", "train_dataloader.dataset.max_samples=128",
-        "val_dataloader.dataset.max_samples=64"]
+ARGS = [
+    "--cfg-options",
+    "train_cfg.max_epochs=1",
+    "train_dataloader.dataset.max_samples=128",
+    "val_dataloader.dataset.max_samples=64",
+]
 
 
 @pytest.fixture
@@ -25,13 +30,19 @@ def small_disk(tmp_path, monkeypatch):
     mnt = tmp_path / f"tmpfs_{uuid.uuid4().hex[:6]}"
     mnt.mkdir()
     try:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
-                                 capture_output=True).returncode == 0
+        mounted = (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True
+            ).returncode
+            == 0
+        )
     except OSError:  # no mount(8) here
         mounted = False
     if mounted:
+
         def make_room():
             subprocess.run(["mount", "-o", "remount,size=8m", str(mnt)], check=True)
+
         yield mnt, make_room
         subprocess.run(["umount", "-l", str(mnt)], check=False)
         return

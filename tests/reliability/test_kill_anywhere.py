@@ -1,6 +1,7 @@
 """Fault injection: SIGKILL at random instants (seeded, a bounded number of times) of a real
 training run and of a sweep; whatever the instant, what is on disk stays usable and the
 next launch ends where the uninterrupted one does, redoing nothing that was recorded."""
+
 import json
 import random
 import signal
@@ -17,9 +18,16 @@ from tests.sweep.helpers import FAKE_TRAIN, env, fake_sweep, run_sweep, sweep_cm
 
 DEMO = REPO / "configs/digits/resnet8_mixup.yaml"
 EPOCHS = 3
-ARGS = ["--deterministic", "--seed", "3", "--cfg-options", f"train_cfg.max_epochs={EPOCHS}",
-        "train_dataloader.dataset.max_samples=128", "val_dataloader.dataset.max_samples=64",
-        "model.backbone.width=8"]
+ARGS = [
+    "--deterministic",
+    "--seed",
+    "3",
+    "--cfg-options",
+    f"train_cfg.max_epochs={EPOCHS}",
+    "train_dataloader.dataset.max_samples=128",
+    "val_dataloader.dataset.max_samples=64",
+    "model.backbone.width=8",
+]
 RUN_KILLS, SWEEP_KILLS = 2, 3  # each run launch costs a few seconds of start-up
 
 
@@ -47,9 +55,12 @@ def test_run_killed_at_random_instants_resumes_to_the_uninterrupted_result(tmp_p
     for _ in range(RUN_KILLS):
         # anywhere from start-up to the end of an uninterrupted run (it may even finish first)
         delay = rng.uniform(0.3, 1.0) * duration
-        proc = subprocess.Popen([sys.executable, "tools/train.py", str(DEMO), "--work-dir", str(part),
-                                 "--resume", *ARGS], cwd=REPO, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "tools/train.py", str(DEMO), "--work-dir", str(part), "--resume", *ARGS],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
@@ -79,9 +90,14 @@ def test_sweep_killed_at_random_instants_and_corrupt_files_lose_nothing(tmp_path
     rng = random.Random(5)
     corrupted = []
     for _ in range(SWEEP_KILLS):
-        proc = subprocess.Popen(sweep_cmd("run", path, "--slots", "2", "--no-ingest", "--poll-s", "0.05",
-                                          "--train-script", FAKE_TRAIN),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
+        proc = subprocess.Popen(
+            sweep_cmd(
+                "run", path, "--slots", "2", "--no-ingest", "--poll-s", "0.05", "--train-script", FAKE_TRAIN
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env(),
+        )
         try:
             proc.wait(timeout=rng.uniform(0.5, 2.5))
         except subprocess.TimeoutExpired:
@@ -91,8 +107,9 @@ def test_sweep_killed_at_random_instants_and_corrupt_files_lose_nothing(tmp_path
         corrupted.append(_corrupt_one(rng, sweep.runs))
         status = run_sweep("status", path)
         assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
-    final = run_sweep("run", path, "--slots", "2", "--no-ingest", "--poll-s", "0.05",
-                      "--train-script", FAKE_TRAIN)
+    final = run_sweep(
+        "run", path, "--slots", "2", "--no-ingest", "--poll-s", "0.05", "--train-script", FAKE_TRAIN
+    )
     assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
     for run in sweep.runs:
         result = load_result(run.work_dir)
@@ -100,7 +117,9 @@ def test_sweep_killed_at_random_instants_and_corrupt_files_lose_nothing(tmp_path
         # (a sweep_state.json corrupted after its run finished stays so: result.json decides)
         assert effective_status(run.work_dir) == "done"
         assert read_state(run.work_dir).get("failures", 0) == 0  # a kill is no failure
-        starts = [json.loads(ln)["start_epoch"] for ln in (run.work_dir / "fake_launches").read_text().splitlines()]
+        starts = [
+            json.loads(ln)["start_epoch"] for ln in (run.work_dir / "fake_launches").read_text().splitlines()
+        ]
         # every launch resumed from the last checkpoint it found: epochs only go forward
         assert starts == sorted(starts)
     assert corrupted

@@ -1,6 +1,7 @@
 """Fault injection under the real single-node Slurm (tools/ci/start_slurm.sh): a trainer killed
 by a signal inside its job is a crash (retried, then failed with its log tail), told apart
 from a preemption by what Slurm says about the job, not by the sign of the return code."""
+
 import pytest
 
 from mixbench.sweep import SweepError, check_slurm, load_sweep, queued_jobs
@@ -20,8 +21,20 @@ def test_a_signal_killed_trainer_is_a_crash_not_a_preemption(tmp_path, sig):
     _require_slurm()
     path = fake_sweep(tmp_path, f"killed_{sig.lower()}", epochs=3, epoch_s=0.05, seeds=(0,), die_by=sig)
     sweep = load_sweep(path)
-    proc = run_sweep("run", path, "--backend", "slurm", "--no-ingest", "--poll-s", "0.5", "--retries", "1",
-                     "--train-script", FAKE_TRAIN, timeout=240)
+    proc = run_sweep(
+        "run",
+        path,
+        "--backend",
+        "slurm",
+        "--no-ingest",
+        "--poll-s",
+        "0.5",
+        "--retries",
+        "1",
+        "--train-script",
+        FAKE_TRAIN,
+        timeout=240,
+    )
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     for run in sweep.runs:
         st = state(run.work_dir)

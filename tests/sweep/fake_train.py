@@ -8,6 +8,7 @@ and a valid result.json (running, then finished), resuming from ``fake_ckpt``. C
 ``fake.die_by: SIGSEGV`` (any signal name) kills itself with that signal after its first epoch.
 Every launch appends a line to ``fake_launches`` (start epoch and environment it saw).
 """
+
 import json
 import os
 import signal
@@ -33,9 +34,17 @@ def main() -> int:
     launches = wd / "fake_launches"
     n = len(launches.read_text().splitlines()) if launches.exists() else 0
     with open(launches, "a") as f:
-        f.write(json.dumps({"start_epoch": start, "omp": os.environ.get("OMP_NUM_THREADS"),
-                            "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                            "port": os.environ.get("MASTER_PORT")}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "start_epoch": start,
+                    "omp": os.environ.get("OMP_NUM_THREADS"),
+                    "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                    "port": os.environ.get("MASTER_PORT"),
+                }
+            )
+            + "\n"
+        )
     if fake.get("fail_always") or n < fake.get("fail_first", 0):
         print(f"fake failure on launch {n + 1}", file=sys.stderr)
         return 1
@@ -44,14 +53,28 @@ def main() -> int:
     t0 = time.time()
 
     def write(status):
-        atomic_write_json(wd / "result.json", {
-            "schema": SCHEMA_VERSION, "status": status,
-            "run": {"name": meta.get("name"), "method": meta.get("method"), "dataset": meta.get("dataset"),
-                    "backbone": meta.get("backbone"), "epochs": epochs,
-                    "seed": cfg.get("randomness", {}).get("seed", 0), "config_hash": "sha256:fake",
-                    "method_settings": method_settings(cfg), "backbone_settings": backbone_settings(cfg)},
-            "metrics": summarize_history(history), "history": history,
-            "cost": {"wall_s": time.time() - t0}, "env": {}})
+        atomic_write_json(
+            wd / "result.json",
+            {
+                "schema": SCHEMA_VERSION,
+                "status": status,
+                "run": {
+                    "name": meta.get("name"),
+                    "method": meta.get("method"),
+                    "dataset": meta.get("dataset"),
+                    "backbone": meta.get("backbone"),
+                    "epochs": epochs,
+                    "seed": cfg.get("randomness", {}).get("seed", 0),
+                    "config_hash": "sha256:fake",
+                    "method_settings": method_settings(cfg),
+                    "backbone_settings": backbone_settings(cfg),
+                },
+                "metrics": summarize_history(history),
+                "history": history,
+                "cost": {"wall_s": time.time() - t0},
+                "env": {},
+            },
+        )
 
     write("running")
     for epoch in range(start + 1, epochs + 1):

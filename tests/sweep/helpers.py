@@ -1,4 +1,5 @@
 """Shared pieces of the sweep tests: writing sweep files, running tools/sweep.py, reading state."""
+
 from __future__ import annotations
 
 import json
@@ -23,37 +24,64 @@ def write_sweep(tmp_path: Path, spec: dict, name: str = "sweep.yaml") -> Path:
     return path
 
 
-def fake_sweep(tmp_path: Path, name: str = "fake", epochs: int = 2, epoch_s: float = 0.05,
-               seeds=(0, 1), **fake) -> Path:
+def fake_sweep(
+    tmp_path: Path, name: str = "fake", epochs: int = 2, epoch_s: float = 0.05, seeds=(0, 1), **fake
+) -> Path:
     """Two methods x ``seeds`` run by tests/sweep/fake_train.py."""
-    return write_sweep(tmp_path, {
-        "name": name,
-        "base": {"train_cfg": {"max_epochs": epochs}},
-        "axes": {"method": {"Vanilla": {"type": "Vanilla"}, "Mixup": {"type": "Mixup", "alpha": 1.0}},
-                 "seed": list(seeds)},
-        "options": {"fake": {"epoch_s": epoch_s, **fake}},
-    }, f"{name}.yaml")
-
-
-def real_digits_sweep(tmp_path: Path, name: str, methods: dict, seeds, epochs: int,
-                      train_samples: int, resources: dict | None = None) -> Path:
-    """A tiny real sweep: digits, ResNet-8 at width 8, ``train_samples`` training images."""
-    return write_sweep(tmp_path, {
-        "name": name,
-        "base": [str(CONFIGS / "_base_/schedules/sgd_cosine_short.yaml"), str(CONFIGS / "_base_/runtime.yaml")],
-        "axes": {
-            "dataset": {"digits": str(CONFIGS / "_base_/datasets/digits.yaml")},
-            "backbone": {"resnet8_w8": {"_base_": str(CONFIGS / "_base_/models/resnet8_w16_gray.yaml"),
-                                        "model": {"backbone": {"width": 8}}}},
-            "method": methods,
-            "max_epochs": [epochs],
-            "seed": list(seeds),
+    return write_sweep(
+        tmp_path,
+        {
+            "name": name,
+            "base": {"train_cfg": {"max_epochs": epochs}},
+            "axes": {
+                "method": {"Vanilla": {"type": "Vanilla"}, "Mixup": {"type": "Mixup", "alpha": 1.0}},
+                "seed": list(seeds),
+            },
+            "options": {"fake": {"epoch_s": epoch_s, **fake}},
         },
-        "options": {"train_dataloader.dataset.max_samples": train_samples,
-                    "val_dataloader.dataset.max_samples": 128,
-                    "default_hooks.logger.interval": 5},
-        "resources": resources or {"gpus": 0, "cpus": 1, "mem_gb": 2, "time_min": 10},
-    }, f"{name}.yaml")
+        f"{name}.yaml",
+    )
+
+
+def real_digits_sweep(
+    tmp_path: Path,
+    name: str,
+    methods: dict,
+    seeds,
+    epochs: int,
+    train_samples: int,
+    resources: dict | None = None,
+) -> Path:
+    """A tiny real sweep: digits, ResNet-8 at width 8, ``train_samples`` training images."""
+    return write_sweep(
+        tmp_path,
+        {
+            "name": name,
+            "base": [
+                str(CONFIGS / "_base_/schedules/sgd_cosine_short.yaml"),
+                str(CONFIGS / "_base_/runtime.yaml"),
+            ],
+            "axes": {
+                "dataset": {"digits": str(CONFIGS / "_base_/datasets/digits.yaml")},
+                "backbone": {
+                    "resnet8_w8": {
+                        "_base_": str(CONFIGS / "_base_/models/resnet8_w16_gray.yaml"),
+                        "model": {"backbone": {"width": 8}},
+                    }
+                },
+                "method": methods,
+                "max_epochs": [epochs],
+                "seed": list(seeds),
+            },
+            "options": {
+                "train_dataloader.dataset.max_samples": train_samples,
+                "val_dataloader.dataset.max_samples": 128,
+                "default_hooks.logger.interval": 5,
+            },
+            "resources": resources or {"gpus": 0, "cpus": 1, "mem_gb": 2, "time_min": 10},
+        },
+        f"{name}.yaml",
+    )
 
 
 def sweep_cmd(*args) -> list:

@@ -1,5 +1,6 @@
 """configs/sweeps/all_methods.yaml: every shipped method, on every backbone that can carry
 it, trains end to end through the sweep and reaches the leaderboard under its own name."""
+
 import json
 
 import yaml
@@ -20,8 +21,9 @@ def test_every_method_file_is_in_the_all_methods_sweep():
 
 def test_all_methods_run_to_a_leaderboard(tmp_path):
     db = tmp_path / "results.db"
-    out = run_sweep("run", SWEEP, "--work-root", tmp_path / "work_dirs", "--slots", "2", "--db", db,
-                    timeout=1800)
+    out = run_sweep(
+        "run", SWEEP, "--work-root", tmp_path / "work_dirs", "--slots", "2", "--db", db, timeout=1800
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     from mixbench.leaderboard import build_leaderboard
     from mixbench.sweep import load_sweep
@@ -33,7 +35,7 @@ def test_all_methods_run_to_a_leaderboard(tmp_path):
         assert result["status"] == "finished", (run.name, result.get("error"))
         assert result["run"]["method"] == run.axes["method"]
         written = load_config(run.work_dir / "config.yaml")["method"]
-        assert written == run.config["method"]         # the whole method, as the file says
+        assert written == run.config["method"]  # the whole method, as the file says
         ran.setdefault(run.axes["backbone"], set()).add(run.axes["method"])
     methods = set(yaml.safe_load(SWEEP.read_text())["axes"]["method"])
     assert ran["resnet8_w8"] == methods - {"TransMix", "SMMix", "TL-Align", "MixPro", "MergeMix", "TokenMix"}

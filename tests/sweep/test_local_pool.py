@@ -1,5 +1,6 @@
 """The local pool's bookkeeping with a fake trainer (tests/sweep/fake_train.py, no torch):
 slots, idempotence, retries, resume after kill -9 and Ctrl-C, adoption of a live run."""
+
 import json
 import os
 import signal
@@ -87,9 +88,15 @@ def test_failing_run_is_retried_then_marked_failed_with_its_log_tail(tmp_path):
 def test_kill_9_of_the_sweep_then_restart_finishes_only_the_missing_runs(tmp_path):
     path = fake_sweep(tmp_path, "killed", epochs=6, epoch_s=0.3, seeds=(0, 1, 2))
     sweep = load_sweep(path)
-    proc = subprocess.Popen(sweep_cmd("run", path, "--slots", "2", "--no-ingest", "--train-script", FAKE_TRAIN,
-                                      "--poll-s", "0.02"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env())
+    proc = subprocess.Popen(
+        sweep_cmd(
+            "run", path, "--slots", "2", "--no-ingest", "--train-script", FAKE_TRAIN, "--poll-s", "0.02"
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env(),
+    )
 
     def progress():
         done = [r for r in sweep.runs if result_status(r.work_dir) == "finished"]
@@ -97,21 +104,29 @@ def test_kill_9_of_the_sweep_then_restart_finishes_only_the_missing_runs(tmp_pat
         return len(done) >= 2 and mid
 
     wait_for(progress, 120, "two runs done and one mid-training", proc)
-    children = [state(r.work_dir).get("pid") for r in sweep.runs
-                if (r.work_dir / "sweep_state.json").exists() and state(r.work_dir)["status"] == "running"]
+    children = [
+        state(r.work_dir).get("pid")
+        for r in sweep.runs
+        if (r.work_dir / "sweep_state.json").exists() and state(r.work_dir)["status"] == "running"
+    ]
     proc.kill()  # kill -9: no chance to clean up
     proc.wait()
     # the training processes die with the sweep (PR_SET_PDEATHSIG) ...
     wait_for(lambda: all(pid_gone(p) for p in children if p), 30, "the orphaned trainers to stop")
     done_before = {r.name for r in sweep.runs if result_status(r.work_dir) == "finished"}
     started_before = {r.name for r in sweep.runs if _launches(r)}
-    ckpt_at_kill = {r.name: int((r.work_dir / "fake_ckpt").read_text()) for r in sweep.runs
-                    if r.name in started_before - done_before and (r.work_dir / "fake_ckpt").exists()}
+    ckpt_at_kill = {
+        r.name: int((r.work_dir / "fake_ckpt").read_text())
+        for r in sweep.runs
+        if r.name in started_before - done_before and (r.work_dir / "fake_ckpt").exists()
+    }
     assert ckpt_at_kill  # at least one run was killed mid-training
     assert 2 <= len(done_before) < len(sweep.runs)
 
     # ... and a new sweep finishes the rest, resuming the interrupted runs
-    rerun = run_sweep("run", path, "--slots", "2", "--no-ingest", "--train-script", FAKE_TRAIN, "--poll-s", "0.02")
+    rerun = run_sweep(
+        "run", path, "--slots", "2", "--no-ingest", "--train-script", FAKE_TRAIN, "--poll-s", "0.02"
+    )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     for run in sweep.runs:
         launches = _launches(run)
@@ -131,9 +146,16 @@ def test_kill_9_of_the_sweep_then_restart_finishes_only_the_missing_runs(tmp_pat
 def test_ctrl_c_stops_the_runs_without_counting_a_failure(tmp_path):
     path = fake_sweep(tmp_path, "interrupted", epochs=50, epoch_s=0.2, seeds=(0,))
     sweep = load_sweep(path)
-    proc = subprocess.Popen(sweep_cmd("run", path, "--slots", "2", "--no-ingest", "--train-script", FAKE_TRAIN),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env())
-    wait_for(lambda: all((r.work_dir / "fake_ckpt").exists() for r in sweep.runs), 60, "both runs training", proc)
+    proc = subprocess.Popen(
+        sweep_cmd("run", path, "--slots", "2", "--no-ingest", "--train-script", FAKE_TRAIN),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env(),
+    )
+    wait_for(
+        lambda: all((r.work_dir / "fake_ckpt").exists() for r in sweep.runs), 60, "both runs training", proc
+    )
     pids = [state(r.work_dir)["pid"] for r in sweep.runs]
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
@@ -177,7 +199,7 @@ def test_plan_estimates_cost_from_finished_runs_of_the_same_cell(tmp_path):
     assert "done" in lines["dataset/backbone/Vanilla_e2_s0"]
     assert "pending" in lines["dataset/backbone/Vanilla_e2_s1"]
     est = lines["dataset/backbone/Vanilla_e2_s1"].split("│")[3].strip()
-    assert est.endswith("s") and est != "-"                      # known from seed 0
+    assert est.endswith("s") and est != "-"  # known from seed 0
     assert lines["dataset/backbone/Mixup_e2_s0"].split("│")[3].strip() == "-"  # another cell
     assert "4 runs, 3 to do" in out.stdout and "2 without an estimate" in out.stdout
     status = run_sweep("status", path)

@@ -1,6 +1,7 @@
 """The Slurm backend against a real single-node Slurm (start it with tools/ci/start_slurm.sh):
 a small sweep submitted through submitit, waited for with squeue, one job requeued mid-run
 (``scontrol requeue``) and resumed from its checkpoint."""
+
 import json
 import subprocess
 
@@ -32,12 +33,23 @@ def _wait_until_relaunched(job: str, work_dir, proc, what: str) -> None:
 
 def test_slurm_sweep_completes_and_a_requeued_job_resumes_from_its_checkpoint(tmp_path):
     _require_slurm()
-    path = real_digits_sweep(tmp_path, "e2e_slurm", {"Mixup": {"type": "Mixup", "alpha": 1.0}}, seeds=(0, 1),
-                             epochs=EPOCHS, train_samples=256)
+    path = real_digits_sweep(
+        tmp_path,
+        "e2e_slurm",
+        {"Mixup": {"type": "Mixup", "alpha": 1.0}},
+        seeds=(0, 1),
+        epochs=EPOCHS,
+        train_samples=256,
+    )
     sweep = load_sweep(path)
     victim, other = sweep.runs
-    proc = subprocess.Popen(sweep_cmd("run", path, "--backend", "slurm", "--no-ingest", "--poll-s", "1"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env())
+    proc = subprocess.Popen(
+        sweep_cmd("run", path, "--backend", "slurm", "--no-ingest", "--poll-s", "1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env(),
+    )
     jobs_file = sweep.work_root / "slurm_jobs.json"
 
     def mid_training():
@@ -63,8 +75,10 @@ def test_slurm_sweep_completes_and_a_requeued_job_resumes_from_its_checkpoint(tm
     st = state(victim.work_dir)
     assert st["launches"] == 2 and [a["outcome"] for a in st["attempts"]] == ["interrupted", "done"]
     assert st["job_id"] == job  # the same array task, requeued
-    assert "resumed epoch: 1" in (victim.work_dir / "train.log").read_text() or \
-        "resumed epoch: 2" in (victim.work_dir / "train.log").read_text()
+    assert (
+        "resumed epoch: 1" in (victim.work_dir / "train.log").read_text()
+        or "resumed epoch: 2" in (victim.work_dir / "train.log").read_text()
+    )
     assert state(other.work_dir)["launches"] == 1
 
     status = run_sweep("status", path)
@@ -80,9 +94,15 @@ def test_preemption_signal_checkpoints_requeues_and_resumes_through_submitit(tmp
     path = fake_sweep(tmp_path, "preempted", epochs=8, epoch_s=0.5, seeds=(0,))
     sweep = load_sweep(path)
     run = sweep.runs[0]
-    proc = subprocess.Popen(sweep_cmd("run", path, "--backend", "slurm", "--no-ingest", "--poll-s", "1",
-                                      "--train-script", FAKE_TRAIN),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env())
+    proc = subprocess.Popen(
+        sweep_cmd(
+            "run", path, "--backend", "slurm", "--no-ingest", "--poll-s", "1", "--train-script", FAKE_TRAIN
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env(),
+    )
     wait_for(lambda: (run.work_dir / "fake_ckpt").exists(), 120, "the job to start training", proc)
     job = json.loads((sweep.work_root / "slurm_jobs.json").read_text())[run.name]
     subprocess.run(["scancel", "--signal", "USR2", job], check=True)

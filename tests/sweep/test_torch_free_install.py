@@ -5,6 +5,7 @@ install instead of a traceback.
 
 pip resolves against requirements.txt as constraints, so it takes the pinned releases (the ones
 `make setup` installed, usually already in pip's cache)."""
+
 from __future__ import annotations
 
 import os
@@ -21,13 +22,16 @@ pytestmark = pytest.mark.slow
 
 def _run(cmd, cwd, timeout=600):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
     return proc
 
 
 def _ok(proc):
-    assert proc.returncode == 0, f"{proc.args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"{proc.args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc
 
 
@@ -36,14 +40,29 @@ def test_sweep_and_leaderboard_install_and_run_without_torch(tmp_path):
     src.mkdir()
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(REPO / name, src / name)
-    shutil.copytree(REPO / "mixbench", src / "mixbench",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        REPO / "mixbench", src / "mixbench", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
     venv = tmp_path / "venv"
     _ok(_run([sys.executable, "-m", "venv", venv], tmp_path))
     bin_ = venv / "bin"
     # --no-compile: writing .pyc files of scipy and matplotlib took most of the install's time
-    _ok(_run([bin_ / "python", "-m", "pip", "install", "--quiet", "--no-compile", f"{src}[sweep]",
-              "-c", REPO / "requirements.txt"], tmp_path))
+    _ok(
+        _run(
+            [
+                bin_ / "python",
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-compile",
+                f"{src}[sweep]",
+                "-c",
+                REPO / "requirements.txt",
+            ],
+            tmp_path,
+        )
+    )
 
     no_torch = _run([bin_ / "python", "-c", "import torch"], tmp_path)
     assert no_torch.returncode != 0 and "No module named 'torch'" in no_torch.stderr
@@ -52,13 +71,28 @@ def test_sweep_and_leaderboard_install_and_run_without_torch(tmp_path):
     db = tmp_path / "results.db"
     plan = _ok(_run([bin_ / "mixbench-sweep", "plan", sweep], tmp_path))
     assert plan.stdout.count("pending") >= 4, plan.stdout  # 2 methods x 2 seeds
-    run = _ok(_run([bin_ / "mixbench-sweep", "run", sweep, "--slots", "2", "--db", db,
-                    "--train-script", FAKE_TRAIN, "--poll-s", "0.05"], tmp_path))
+    run = _ok(
+        _run(
+            [
+                bin_ / "mixbench-sweep",
+                "run",
+                sweep,
+                "--slots",
+                "2",
+                "--db",
+                db,
+                "--train-script",
+                FAKE_TRAIN,
+                "--poll-s",
+                "0.05",
+            ],
+            tmp_path,
+        )
+    )
     assert "Leaderboard report" in run.stdout, run.stdout
 
     out = tmp_path / "report"
-    report = _ok(_run([bin_ / "mixbench-leaderboard", "report", "--db", db, "--out", out],
-                      tmp_path))
+    report = _ok(_run([bin_ / "mixbench-leaderboard", "report", "--db", db, "--out", out], tmp_path))
     assert "html" in report.stdout
     md = (out / "leaderboard.md").read_text()
     # the stand-in trainer validates 10% then 20% top-1: the median of the last (up to) 10 is 15

@@ -4,6 +4,7 @@ reliability diagram, written to <work_dir>/analysis/calibration.{json,png}.
 
     python tools/analysis/calibration.py work_dirs/RUN/config.yaml work_dirs/RUN/epoch_200.pth
 """
+
 import sys
 from pathlib import Path
 
@@ -19,7 +20,9 @@ def main(argv=None) -> int:
 
     def go():
         from mixbench.analysis.calibration import run_calibration
+
         return run_calibration(load_from_args(args), args.bins, args.batch_size)
+
     return main_wrapper(go)
 
 

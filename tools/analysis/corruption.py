@@ -6,6 +6,7 @@
     python tools/analysis/corruption.py CONFIG CHECKPOINT --corruptions fog contrast
     python tools/analysis/corruption.py CONFIG CHECKPOINT --released data/CIFAR-10-C
 """
+
 import sys
 from pathlib import Path
 
@@ -18,19 +19,27 @@ def main(argv=None) -> int:
     from mixbench.analysis.corruptions import CORRUPTIONS
 
     p = run_parser(__doc__.splitlines()[0])
-    p.add_argument("--corruptions", nargs="+", choices=CORRUPTIONS,
-                   help="default: all 15 (with --released: those with a file)")
+    p.add_argument(
+        "--corruptions",
+        nargs="+",
+        choices=CORRUPTIONS,
+        help="default: all 15 (with --released: those with a file)",
+    )
     p.add_argument("--severities", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--released", metavar="DIR",
-                   help="folder with <corruption>.npy and labels.npy (CIFAR-10-C/100-C)")
+    p.add_argument(
+        "--released", metavar="DIR", help="folder with <corruption>.npy and labels.npy (CIFAR-10-C/100-C)"
+    )
     args = p.parse_args(argv)
 
     def go():
         from mixbench.analysis.corruptions import run_corruption
+
         names = args.corruptions or (None if args.released else CORRUPTIONS)
-        return run_corruption(load_from_args(args), names, args.severities, args.seed,
-                              args.batch_size, args.released)
+        return run_corruption(
+            load_from_args(args), names, args.severities, args.seed, args.batch_size, args.released
+        )
+
     return main_wrapper(go)
 
 

@@ -4,6 +4,7 @@ inference throughput, written to <work_dir>/analysis/cost.json.
 
     python tools/analysis/cost.py CONFIG CHECKPOINT --input-sizes 32 64 --batch-size 128
 """
+
 import sys
 from pathlib import Path
 
@@ -14,8 +15,13 @@ from mixbench.analysis.cli import load_from_args, main_wrapper, run_parser  # no
 
 def main(argv=None) -> int:
     p = run_parser(__doc__.splitlines()[0])
-    p.add_argument("--input-sizes", type=int, nargs="+", default=[],
-                   help="extra square input sizes (the validation size is always included)")
+    p.add_argument(
+        "--input-sizes",
+        type=int,
+        nargs="+",
+        default=[],
+        help="extra square input sizes (the validation size is always included)",
+    )
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--no-throughput", action="store_true", help="count parameters and FLOPs only")
@@ -23,8 +29,16 @@ def main(argv=None) -> int:
 
     def go():
         from mixbench.analysis.cost import run_cost
-        return run_cost(load_from_args(args), args.input_sizes, args.batch_size, args.warmup,
-                        args.iters, not args.no_throughput)
+
+        return run_cost(
+            load_from_args(args),
+            args.input_sizes,
+            args.batch_size,
+            args.warmup,
+            args.iters,
+            not args.no_throughput,
+        )
+
     return main_wrapper(go)
 
 

@@ -5,6 +5,7 @@ result.json files (work dirs or files) or from the results database.
     python tools/analysis/curves.py work_dirs/run_a work_dirs/run_b --out curves.png
     python tools/analysis/curves.py --db work_dirs/results.db --filter dataset=cifar100 --out c.png
 """
+
 import argparse
 import sys
 from pathlib import Path
@@ -16,8 +17,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="*", help="run work dirs or result.json files")
     p.add_argument("--db", help="results database (SQLite path or URL) instead of paths")
-    p.add_argument("--filter", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="with --db: runs column = value (dataset, backbone, method, ...)")
+    p.add_argument(
+        "--filter",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --db: runs column = value (dataset, backbone, method, ...)",
+    )
     p.add_argument("--out", required=True, help="PNG to write")
     p.add_argument("--title", default="")
     args = p.parse_args(argv)

@@ -4,6 +4,7 @@
 
     python tools/analysis/gradcam.py CONFIG CHECKPOINT --num-images 8
 """
+
 import sys
 from pathlib import Path
 
@@ -21,7 +22,9 @@ def main(argv=None) -> int:
 
     def go():
         from mixbench.analysis.gradcam import run_gradcam
+
         return run_gradcam(load_from_args(args), args.num_images, args.seed, args.stage)
+
     return main_wrapper(go)
 
 

@@ -4,6 +4,7 @@ dropped, written to <work_dir>/analysis/occlusion.{json,png}.
 
     python tools/analysis/occlusion.py CONFIG CHECKPOINT --patch-size 8
 """
+
 import sys
 from pathlib import Path
 
@@ -24,8 +25,11 @@ def main(argv=None) -> int:
 
     def go():
         from mixbench.analysis.occlusion import run_occlusion
-        return run_occlusion(load_from_args(args), args.fractions, args.patch_size, args.seed,
-                             args.fill, args.batch_size)
+
+        return run_occlusion(
+            load_from_args(args), args.fractions, args.patch_size, args.seed, args.fill, args.batch_size
+        )
+
     return main_wrapper(go)
 
 

@@ -12,6 +12,7 @@ from configs/methods/<name>.yaml with ``--use-configs``). Methods that need a mo
 untrained width-16 CIFAR ResNet-18 (``--model`` to pass another model config); methods that
 mix hidden features show the clean input, marked "(feature space)".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,10 +75,11 @@ def default_model(in_channels: int, num_classes: int, model_cfg: str | None):
 
         cfg = resolve_method(load_config(model_cfg))["model"]
     else:
-        cfg = {"type": "MixupClassifier",
-               "backbone": {"type": "ResNetCIFAR", "depth": 18, "width": 16,
-                            "in_channels": in_channels},
-               "head": {"type": "LinearHead", "num_classes": num_classes}}
+        cfg = {
+            "type": "MixupClassifier",
+            "backbone": {"type": "ResNetCIFAR", "depth": 18, "width": 16, "in_channels": in_channels},
+            "head": {"type": "LinearHead", "num_classes": num_classes},
+        }
     torch.manual_seed(0)
     return MODELS.build(cfg).eval()
 
@@ -89,8 +91,9 @@ def render(images, labels, classes, rows, out_path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     n = images.shape[0]
-    fig, axes = plt.subplots(len(rows) + 1, n, figsize=(1.25 * n + 1.2, 1.35 * (len(rows) + 1)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows) + 1, n, figsize=(1.25 * n + 1.2, 1.35 * (len(rows) + 1)), squeeze=False
+    )
 
     def show(ax, img, text):
         img = img.clamp(0, 1)
@@ -111,8 +114,7 @@ def render(images, labels, classes, rows, out_path: Path, title: str) -> None:
                 show(axes[i, j], images[j], "")
                 continue
             mixed = out.inputs[j].float()
-            text = (f"λ={float(out.lam[j]):.2f}" if out.stage_hook is None
-                    else "(feature space)")
+            text = f"λ={float(out.lam[j]):.2f}" if out.stage_hook is None else "(feature space)"
             if int(out.index[j]) == j:  # a random permutation leaves about one in place
                 text += " (self)"
             show(axes[i, j], mixed, text)
@@ -128,16 +130,24 @@ def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="FashionMNIST")
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--methods", nargs="+",
-                        default=["Mixup", "CutMix", "SmoothMix", "SaliencyMix", "FMix",
-                                 "GridMix", "ResizeMix"])
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["Mixup", "CutMix", "SmoothMix", "SaliencyMix", "FMix", "GridMix", "ResizeMix"],
+    )
     parser.add_argument("--num-samples", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--use-configs", action="store_true",
-                        help="build methods from configs/methods/<name>.yaml (published alphas)")
-    parser.add_argument("--alpha", type=float, default=None,
-                        help="override alpha of every method that takes one (e.g. 1.0 to see "
-                             "mid-range mixes)")
+    parser.add_argument(
+        "--use-configs",
+        action="store_true",
+        help="build methods from configs/methods/<name>.yaml (published alphas)",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="override alpha of every method that takes one (e.g. 1.0 to see mid-range mixes)",
+    )
     parser.add_argument("--model", default=None, help="config whose 'model' feeds model-based mixers")
     parser.add_argument("--out", default="mixers.png")
     args = parser.parse_args(argv)
@@ -155,9 +165,15 @@ def main(argv=None) -> Path:
         rows.append((name, out))
     out_path = Path(args.out)
     alpha = f", alpha {args.alpha:g}" if args.alpha is not None else ""
-    render(images, labels, classes, rows, out_path,
-           f"{args.dataset}: mixed images (λ = weight of the column's own label; "
-           f"(self): paired with itself, so unmixed), seed {args.seed}{alpha}")
+    render(
+        images,
+        labels,
+        classes,
+        rows,
+        out_path,
+        f"{args.dataset}: mixed images (λ = weight of the column's own label; "
+        f"(self): paired with itself, so unmixed), seed {args.seed}{alpha}",
+    )
     print(f"wrote {out_path}")
     return out_path
 

@@ -4,5 +4,12 @@ from .resnet_cifar import ResNetCIFAR, ResNeXtCIFAR
 from .timm_backbone import TimmBackbone
 from .vit import ViTBackbone
 
-__all__ = ["StagedBackbone", "ResNetCIFAR", "ResNeXtCIFAR", "PreActResNetCIFAR", "WideResNet",
-           "TimmBackbone", "ViTBackbone"]
+__all__ = [
+    "StagedBackbone",
+    "ResNetCIFAR",
+    "ResNeXtCIFAR",
+    "PreActResNetCIFAR",
+    "WideResNet",
+    "TimmBackbone",
+    "ViTBackbone",
+]

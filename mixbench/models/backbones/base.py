@@ -6,6 +6,7 @@ Every mixbench backbone returns its final feature map (B, C, h, w) and, given
 hook returns. ManifoldMix and AlignMix mix hidden features this way; saliency methods read
 stage outputs the same way.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -24,19 +25,18 @@ StageHook = Callable[[int, Tensor], Tensor] | None
 #: A method may ask for ``feature_map:last``, the map after the backbone's last stage.
 CAPABILITY_HELP = {
     "feature_map": "a backbone whose stage {k} gives a (B, C, h, w) feature map: ResNetCIFAR, "
-                   "ResNeXtCIFAR, WideResNet, PreActResNetCIFAR (a map after each stage), "
-                   "TimmBackbone or ConvNeXtCIFAR on a CNN (stage 1), or ViTBackbone with "
-                   "num_stages > {k} (patch tokens as a map)",
+    "ResNeXtCIFAR, WideResNet, PreActResNetCIFAR (a map after each stage), "
+    "TimmBackbone or ConvNeXtCIFAR on a CNN (stage 1), or ViTBackbone with "
+    "num_stages > {k} (patch tokens as a map)",
     "output_map": "a backbone that returns a (B, C, h, w) feature map: ResNetCIFAR, ResNeXtCIFAR, "
-                  "WideResNet, PreActResNetCIFAR, TimmBackbone on a CNN without a norm head",
+    "WideResNet, PreActResNetCIFAR, TimmBackbone on a CNN without a norm head",
     "stage": "a backbone with at least {k} stages: ResNetCIFAR, ResNeXtCIFAR, WideResNet, "
-             "PreActResNetCIFAR, or ViTBackbone with num_stages >= {k} (TimmBackbone has one)",
-    "cls_attention": "ViTBackbone (a timm VisionTransformer with a class token, e.g. "
-                     "deit_small_patch16_224)",
+    "PreActResNetCIFAR, or ViTBackbone with num_stages >= {k} (TimmBackbone has one)",
+    "cls_attention": "ViTBackbone (a timm VisionTransformer with a class token, e.g. deit_small_patch16_224)",
     "patch_attention": "ViTBackbone (a timm VisionTransformer with a class token, e.g. "
-                       "deit_small_patch16_224)",
+    "deit_small_patch16_224)",
     "patch_tokens": "ViTBackbone (a timm VisionTransformer: the final patch tokens on its patch "
-                    "grid, backbone(x, return_tokens=True), and grid_size)",
+    "grid, backbone(x, return_tokens=True), and grid_size)",
 }
 
 
@@ -50,9 +50,11 @@ def _describe_need(need: str) -> str:
         return f"a (B, C, h, w) feature map after stage {k} (stage hook)"
     if kind == "stage":
         return f"at least {k} hookable stages"
-    return {"output_map": "a (B, C, h, w) feature map as the backbone's output",
-            "cls_attention": "class-token attention",
-            "patch_attention": "the patches' attention"}.get(kind, need)
+    return {
+        "output_map": "a (B, C, h, w) feature map as the backbone's output",
+        "cls_attention": "class-token attention",
+        "patch_attention": "the patches' attention",
+    }.get(kind, need)
 
 
 def check_capabilities(who: str, needs: Iterable[str], backbone: nn.Module) -> None:
@@ -72,7 +74,8 @@ def check_capabilities(who: str, needs: Iterable[str], backbone: nn.Module) -> N
         has = ", ".join(sorted(offered)) or "nothing a method can ask for"
         raise CapabilityError(
             f"{who} needs {_describe_need(need)} ('{need}'); {label} offers {has}. Use "
-            + CAPABILITY_HELP.get(kind, "another backbone").format(k=k))
+            + CAPABILITY_HELP.get(kind, "another backbone").format(k=k)
+        )
 
 
 class StagedBackbone(nn.Module):

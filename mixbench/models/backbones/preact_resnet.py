@@ -1,6 +1,7 @@
 """Pre-activation ResNets (He et al., "Identity Mappings in Deep Residual Networks", ECCV
 2016): PreAct-ResNet-18 with a CIFAR stem, and Wide ResNets (Zagoruyko & Komodakis,
 "Wide Residual Networks", BMVC 2016) such as WRN-28-8."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -20,8 +21,7 @@ class PreActBlock(nn.Module):
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.relu = nn.ReLU(inplace=False)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.shortcut = (nn.Conv2d(cin, cout, 1, stride, bias=False)
-                         if stride != 1 or cin != cout else None)
+        self.shortcut = nn.Conv2d(cin, cout, 1, stride, bias=False) if stride != 1 or cin != cout else None
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(x))
@@ -32,8 +32,9 @@ class PreActBlock(nn.Module):
 
 
 class _PreActNet(StagedBackbone):
-    def __init__(self, stem_channels: int, widths, blocks, in_channels: int, dropout: float,
-                 init: str = "kaiming"):
+    def __init__(
+        self, stem_channels: int, widths, blocks, in_channels: int, dropout: float, init: str = "kaiming"
+    ):
         super().__init__()
         self.stem = nn.Conv2d(in_channels, stem_channels, 3, 1, 1, bias=False)
         stages, cin = [], stem_channels
@@ -58,8 +59,7 @@ class PreActResNetCIFAR(_PreActNet):
         blocks = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
         if depth not in blocks:
             raise ValueError(f"PreActResNetCIFAR depth must be 18 or 34, got {depth}")
-        super().__init__(width, [width * 2 ** i for i in range(4)], blocks[depth], in_channels, 0.0,
-                         init)
+        super().__init__(width, [width * 2**i for i in range(4)], blocks[depth], in_channels, 0.0, init)
 
 
 @MODELS.register_module()
@@ -74,10 +74,22 @@ class WideResNet(_PreActNet):
         init: as :class:`ResNetCIFAR`'s.
     """
 
-    def __init__(self, depth: int = 28, widen_factor: int = 8, dropout: float = 0.0,
-                 in_channels: int = 3, init: str = "kaiming"):
+    def __init__(
+        self,
+        depth: int = 28,
+        widen_factor: int = 8,
+        dropout: float = 0.0,
+        in_channels: int = 3,
+        init: str = "kaiming",
+    ):
         if (depth - 4) % 6 != 0 or depth < 10:
             raise ValueError(f"WideResNet depth must be 6n + 4 (e.g. 16, 22, 28, 40), got {depth}")
         n = (depth - 4) // 6
-        super().__init__(16, [16 * widen_factor, 32 * widen_factor, 64 * widen_factor],
-                         (n, n, n), in_channels, dropout, init)
+        super().__init__(
+            16,
+            [16 * widen_factor, 32 * widen_factor, 64 * widen_factor],
+            (n, n, n),
+            in_channels,
+            dropout,
+            init,
+        )

@@ -2,6 +2,7 @@
 2016): a 3x3 stride-1 stem and no max-pool, as in OpenMixup's ``ResNet_CIFAR``, and the
 ResNeXt variant (Xie et al., "Aggregated Residual Transformations", CVPR 2017); plus the
 same CIFAR stem on timm's ConvNeXt (OpenMixup's ``ConvNeXt_CIFAR``)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -23,10 +24,12 @@ class BasicBlock(nn.Module):
 
     def __init__(self, cin: int, planes: int, stride: int = 1, groups: int = 1, base_width: int = 64):
         super().__init__()
-        self.body = nn.Sequential(*conv_bn(cin, planes, 3, stride), nn.ReLU(inplace=True),
-                                  *conv_bn(planes, planes, 3))
-        self.shortcut = (nn.Sequential(*conv_bn(cin, planes, 1, stride))
-                         if stride != 1 or cin != planes else nn.Identity())
+        self.body = nn.Sequential(
+            *conv_bn(cin, planes, 3, stride), nn.ReLU(inplace=True), *conv_bn(planes, planes, 3)
+        )
+        self.shortcut = (
+            nn.Sequential(*conv_bn(cin, planes, 1, stride)) if stride != 1 or cin != planes else nn.Identity()
+        )
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -40,14 +43,20 @@ class Bottleneck(nn.Module):
         super().__init__()
         mid = int(planes * (base_width / 64.0)) * groups
         if mid == 0:
-            raise ValueError(f"bottleneck width is 0 (planes {planes}, base_width {base_width}): "
-                             "raise width or base_width")
+            raise ValueError(
+                f"bottleneck width is 0 (planes {planes}, base_width {base_width}): raise width or base_width"
+            )
         cout = planes * self.expansion
-        self.body = nn.Sequential(*conv_bn(cin, mid, 1), nn.ReLU(inplace=True),
-                                  *conv_bn(mid, mid, 3, stride, groups), nn.ReLU(inplace=True),
-                                  *conv_bn(mid, cout, 1))
-        self.shortcut = (nn.Sequential(*conv_bn(cin, cout, 1, stride))
-                         if stride != 1 or cin != cout else nn.Identity())
+        self.body = nn.Sequential(
+            *conv_bn(cin, mid, 1),
+            nn.ReLU(inplace=True),
+            *conv_bn(mid, mid, 3, stride, groups),
+            nn.ReLU(inplace=True),
+            *conv_bn(mid, cout, 1),
+        )
+        self.shortcut = (
+            nn.Sequential(*conv_bn(cin, cout, 1, stride)) if stride != 1 or cin != cout else nn.Identity()
+        )
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -68,8 +77,16 @@ ARCHS = {
 
 
 class _ResNet(StagedBackbone):
-    def __init__(self, block, stage_blocks: Sequence[int], width: int, in_channels: int,
-                 groups: int = 1, base_width: int = 64, init: str = "kaiming"):
+    def __init__(
+        self,
+        block,
+        stage_blocks: Sequence[int],
+        width: int,
+        in_channels: int,
+        groups: int = 1,
+        base_width: int = 64,
+        init: str = "kaiming",
+    ):
         super().__init__()
         if width <= 0:
             raise ValueError(f"width must be positive, got {width}")
@@ -77,7 +94,7 @@ class _ResNet(StagedBackbone):
         stages, cin = [], width
         self.out_channels = []
         for i, n in enumerate(stage_blocks):
-            planes = width * 2 ** i
+            planes = width * 2**i
             blocks = []
             for j in range(n):
                 blocks.append(block(cin, planes, 2 if (j == 0 and i > 0) else 1, groups, base_width))
@@ -103,8 +120,14 @@ class ResNetCIFAR(_ResNet):
             OpenMixup's CIFAR runs); see :data:`mixbench.models.backbones.base.INIT_SCHEMES`.
     """
 
-    def __init__(self, depth: int = 18, width: int = 64, in_channels: int = 3,
-                 stage_blocks: Sequence[int] | None = None, init: str = "kaiming"):
+    def __init__(
+        self,
+        depth: int = 18,
+        width: int = 64,
+        in_channels: int = 3,
+        stage_blocks: Sequence[int] | None = None,
+        init: str = "kaiming",
+    ):
         if depth not in ARCHS:
             raise ValueError(f"ResNetCIFAR depth must be one of {sorted(ARCHS)}, got {depth}")
         block, blocks = ARCHS[depth]
@@ -116,8 +139,15 @@ class ResNeXtCIFAR(_ResNet):
     """ResNeXt with a CIFAR stem; default ResNeXt-50 (32x4d): bottlenecks (3, 4, 6, 3),
     cardinality 32, base width 4; ``init`` as :class:`ResNetCIFAR`'s."""
 
-    def __init__(self, depth: int = 50, groups: int = 32, base_width: int = 4, width: int = 64,
-                 in_channels: int = 3, init: str = "kaiming"):
+    def __init__(
+        self,
+        depth: int = 50,
+        groups: int = 32,
+        base_width: int = 4,
+        width: int = 64,
+        in_channels: int = 3,
+        init: str = "kaiming",
+    ):
         if depth not in (50, 101):
             raise ValueError(f"ResNeXtCIFAR depth must be 50 or 101, got {depth}")
         super().__init__(Bottleneck, ARCHS[depth][1], width, in_channels, groups, base_width, init)

@@ -1,4 +1,5 @@
 """Any timm model as a backbone (never downloads weights)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,13 +42,14 @@ class TimmBackbone(nn.Module):
             close = timm.list_models(f"*{model_name.split('_')[0]}*")[:8]
             raise ValueError(f"timm has no model {model_name!r}; similar: {', '.join(close)}")
         if isinstance(pretrained, bool):
-            raise ValueError("TimmBackbone.pretrained takes a local checkpoint path, not a bool: "
-                             "mixbench never downloads weights")
+            raise ValueError(
+                "TimmBackbone.pretrained takes a local checkpoint path, not a bool: "
+                "mixbench never downloads weights"
+            )
         self.model_name = model_name
         self.model = timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
         self.out_channels = [self.model.num_features]
-        self._head_pools = isinstance(getattr(self.model, "head", None),
-                                      timm.layers.NormMlpClassifierHead)
+        self._head_pools = isinstance(getattr(self.model, "head", None), timm.layers.NormMlpClassifierHead)
         self._features_are_map: bool | None = None  # see capabilities
         if pretrained:
             self.load_local(pretrained)
@@ -55,8 +57,10 @@ class TimmBackbone(nn.Module):
     def load_local(self, path: str) -> None:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"pretrained checkpoint {path} not found (TimmBackbone only "
-                                    "loads local files; download the weights yourself)")
+            raise FileNotFoundError(
+                f"pretrained checkpoint {path} not found (TimmBackbone only "
+                "loads local files; download the weights yourself)"
+            )
         state = torch.load(path, map_location="cpu", weights_only=True)
         for key in ("state_dict", "model"):
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
@@ -93,7 +97,8 @@ class TimmBackbone(nn.Module):
         self.model.eval()
         try:
             feats = self.model.forward_features(
-                torch.zeros(1, chans, *size, device=param.device, dtype=param.dtype))
+                torch.zeros(1, chans, *size, device=param.device, dtype=param.dtype)
+            )
         finally:
             self.model.train(was_training)
         return feats.dim() == 4

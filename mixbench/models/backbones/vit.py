@@ -1,5 +1,6 @@
 """Vision Transformer backbone: stages of blocks seen as patch-token maps, and the last
 block's attention on request."""
+
 from __future__ import annotations
 
 import torch
@@ -49,20 +50,29 @@ class ViTBackbone(TimmBackbone):
             ``img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2, in_chans=1``.
     """
 
-    def __init__(self, model_name: str = "deit_small_patch16_224", pretrained: str | None = None,
-                 num_stages: int | None = None, **kwargs):
+    def __init__(
+        self,
+        model_name: str = "deit_small_patch16_224",
+        pretrained: str | None = None,
+        num_stages: int | None = None,
+        **kwargs,
+    ):
         super().__init__(model_name, pretrained=pretrained, **kwargs)
         from timm.models.vision_transformer import VisionTransformer
 
         if not isinstance(self.model, VisionTransformer) or getattr(self.model, "cls_token", None) is None:
-            raise ValueError(f"ViTBackbone needs a timm VisionTransformer with a class token; "
-                             f"{model_name!r} builds {type(self.model).__name__}. Use TimmBackbone "
-                             "for other timm models")
+            raise ValueError(
+                f"ViTBackbone needs a timm VisionTransformer with a class token; "
+                f"{model_name!r} builds {type(self.model).__name__}. Use TimmBackbone "
+                "for other timm models"
+            )
         depth = len(self.model.blocks)
         num_stages = 1 if num_stages is None else num_stages
         if not isinstance(num_stages, int) or isinstance(num_stages, bool) or not 1 <= num_stages <= depth:
-            raise ValueError(f"ViTBackbone.num_stages must be an integer from 1 to the depth "
-                             f"({depth} blocks), got {num_stages!r}")
+            raise ValueError(
+                f"ViTBackbone.num_stages must be an integer from 1 to the depth "
+                f"({depth} blocks), got {num_stages!r}"
+            )
         self.stage_ends = [round(depth * k / num_stages) for k in range(1, num_stages + 1)]
         self.out_channels = [self.model.num_features] * num_stages
         self._qkv: Tensor | None = None
@@ -80,8 +90,14 @@ class ViTBackbone(TimmBackbone):
         """Class-token and patch attention, the final patch tokens on the patch grid; a
         (B, C, gh, gw) patch map after every stage but the last (the last gives the pooled
         features)."""
-        return frozenset({"cls_attention", "patch_attention", "patch_tokens",
-                          *(f"feature_map:{k}" for k in range(1, self.num_stages))})
+        return frozenset(
+            {
+                "cls_attention",
+                "patch_attention",
+                "patch_tokens",
+                *(f"feature_map:{k}" for k in range(1, self.num_stages)),
+            }
+        )
 
     @property
     def grid_size(self) -> tuple:
@@ -105,14 +121,14 @@ class ViTBackbone(TimmBackbone):
         b, n, _ = qkv.shape
         qkv = qkv.detach().reshape(b, n, 3, attn_mod.num_heads, attn_mod.head_dim).permute(2, 0, 3, 1, 4)
         q, k = attn_mod.q_norm(qkv[0][:, :, queries]), attn_mod.k_norm(qkv[1])
-        scores = (q.float() * attn_mod.scale) @ k.float().transpose(-2, -1)    # (B, heads, Q, N)
+        scores = (q.float() * attn_mod.scale) @ k.float().transpose(-2, -1)  # (B, heads, Q, N)
         return scores.softmax(-1).mean(1)
 
     def cls_attention(self, qkv: Tensor) -> Tensor:
         """(B, gh, gw) head-averaged attention of the class token over the patches, from the
         last block's qkv projection output (B, N, 3 * heads * head_dim)."""
         prefix = self.model.num_prefix_tokens
-        attn = self._last_block_attention(qkv, slice(0, 1))[:, 0, prefix:]      # (B, patches)
+        attn = self._last_block_attention(qkv, slice(0, 1))[:, 0, prefix:]  # (B, patches)
         return attn.reshape(qkv.shape[0], *self.grid_size)
 
     def patch_attention(self, qkv: Tensor) -> Tensor:
@@ -123,8 +139,9 @@ class ViTBackbone(TimmBackbone):
         attn = self._last_block_attention(qkv, slice(prefix, None))[:, :, prefix:].mean(1)
         return attn.reshape(qkv.shape[0], *self.grid_size)
 
-    def forward(self, x: Tensor, stage_hook: StageHook = None, return_attn=False,
-                return_tokens: bool = False):
+    def forward(
+        self, x: Tensor, stage_hook: StageHook = None, return_attn=False, return_tokens: bool = False
+    ):
         """Pooled features (B, C); with ``return_attn`` (``True``/``"cls"``: the class
         token's row, :meth:`cls_attention`; ``"patches"``: :meth:`patch_attention`) and/or
         ``return_tokens`` (the final-normed patch tokens (B, gh * gw, C)) a tuple
@@ -147,7 +164,7 @@ class ViTBackbone(TimmBackbone):
             with torch.no_grad():
                 out.append(attn_fn(qkv))
         if return_tokens:
-            out.append(tokens[:, self.model.num_prefix_tokens:])
+            out.append(tokens[:, self.model.num_prefix_tokens :])
         return out[0] if len(out) == 1 else tuple(out)
 
     def _staged_features(self, x: Tensor, stage_hook) -> Tensor:
@@ -170,15 +187,19 @@ class ViTBackbone(TimmBackbone):
         b, n, c = tokens.shape
         gh, gw = self.grid_size
         if n - prefix != gh * gw:
-            raise ValueError(f"ViTBackbone: {n - prefix} patch tokens do not tile the {gh}x{gw} grid; "
-                             "stage hooks need the img_size the model was built for")
+            raise ValueError(
+                f"ViTBackbone: {n - prefix} patch tokens do not tile the {gh}x{gw} grid; "
+                "stage hooks need the img_size the model was built for"
+            )
         fmap = tokens[:, prefix:].transpose(1, 2).reshape(b, c, gh, gw)
         out = stage_hook(k, fmap)
         if out is fmap:
             return tokens
         if out.shape != fmap.shape:
-            raise ValueError(f"a stage hook must return the patch map's shape {tuple(fmap.shape)} at "
-                             f"stage {k} of ViTBackbone, got {tuple(out.shape)}")
+            raise ValueError(
+                f"a stage hook must return the patch map's shape {tuple(fmap.shape)} at "
+                f"stage {k} of ViTBackbone, got {tuple(out.shape)}"
+            )
         return torch.cat([tokens[:, :prefix], out.flatten(2).transpose(1, 2)], dim=1)
 
     def _attention_fn(self, return_attn):
@@ -188,6 +209,8 @@ class ViTBackbone(TimmBackbone):
             return self.cls_attention
         if return_attn == "patches":
             return self.patch_attention
-        raise ValueError(f"ViTBackbone.forward: return_attn must be False, True/'cls' (the class "
-                         f"token's attention) or 'patches' (the patches' mean attention), got "
-                         f"{return_attn!r}")
+        raise ValueError(
+            f"ViTBackbone.forward: return_attn must be False, True/'cls' (the class "
+            f"token's attention) or 'patches' (the patches' mean attention), got "
+            f"{return_attn!r}"
+        )

@@ -4,6 +4,7 @@ arXiv:2312.11954; official code github.com/JinXins/Adversarial-AutoMixup, also O
 images, trained *against* the classifier (it maximises the EMA classifier's mixed loss) on
 alternate iterations, with a cosine-similarity term and the EMA teacher against collapse.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -50,8 +51,14 @@ class AdaptiveMaskBlock(FeatureMaskBlock):
     Weights: normal(0, 0.01), zero biases (the official initialisation).
     """
 
-    def __init__(self, in_channels: int, reduction: int = 2, use_scale: bool = True,
-                 upsampling: str = "bilinear", lam_concat: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        reduction: int = 2,
+        use_scale: bool = True,
+        upsampling: str = "bilinear",
+        lam_concat: bool = False,
+    ):
         super().__init__(in_channels, reduction, use_scale, upsampling, lam_concat)
         c = self.feature_channels
         self.query = nn.Conv2d(c, self.inter_channels, 1)
@@ -59,25 +66,25 @@ class AdaptiveMaskBlock(FeatureMaskBlock):
         self.value = nn.Conv2d(c, 1, 1)
         self.init_weights_small_normal()
 
-    def forward(self, feat: Tensor, indices: Sequence[Tensor], lams: Sequence[float],
-                size: tuple) -> Tensor:
+    def forward(self, feat: Tensor, indices: Sequence[Tensor], lams: Sequence[float], size: tuple) -> Tensor:
         """The (B, N, *size) masks of the images ``x[indices[i]]``, ``i = 0..N-1``."""
         n = len(indices)
         if n < 2 or len(lams) != n:
-            raise ValueError(f"AdaptiveMaskBlock needs N >= 2 index tensors and N lambdas, got "
-                             f"{n} and {len(lams)}")
+            raise ValueError(
+                f"AdaptiveMaskBlock needs N >= 2 index tensors and N lambdas, got {n} and {len(lams)}"
+            )
         self.check_feature_map(feat)
         b, _, h, w = feat.shape
-        f = feat[torch.stack(list(indices))]                          # (N, B, C, h, w)
+        f = feat[torch.stack(list(indices))]  # (N, B, C, h, w)
         if self.lam_concat:
             lam = torch.as_tensor(list(lams), dtype=f.dtype, device=f.device)
             f = torch.cat([f, lam.view(n, 1, 1, 1, 1).expand(n, b, 1, h, w)], 2)
-        f = f.flatten(0, 1)                                           # (N*B, C', h, w)
+        f = f.flatten(0, 1)  # (N*B, C', h, w)
         q = F.relu(self.query(f)).view(n, b, self.inter_channels, h * w).float()
         k = F.relu(self.key(f)).view(n, b, self.inter_channels, h * w).float()
         v = self.value(f).view(n, b, h * w, 1).float()
-        others = k.sum(0, keepdim=True) - k                           # sum_{j != i} k_j
-        logits = self.scale(q.transpose(-1, -2) @ others)             # (N, B, hw, hw)
+        others = k.sum(0, keepdim=True) - k  # sum_{j != i} k_j
+        logits = self.scale(q.transpose(-1, -2) @ others)  # (N, B, hw, hw)
         s = (logits.softmax(-1) @ v).view(n, b, h, w).transpose(0, 1)  # (B, N, h, w)
         return F.interpolate(s, size=size, mode=self.upsampling).softmax(1)
 
@@ -85,7 +92,7 @@ class AdaptiveMaskBlock(FeatureMaskBlock):
 def mix_images(x: Tensor, indices: Sequence[Tensor], masks: Tensor) -> Tensor:
     """``sum_i masks[:, i] * x[indices[i]]`` in ``x``'s dtype (masks (B or 1, N, H, W))."""
     m = masks.to(device=x.device, dtype=x.dtype)
-    out = sum(m[:, i:i + 1] * x.index_select(0, idx) for i, idx in enumerate(indices))
+    out = sum(m[:, i : i + 1] * x.index_select(0, idx) for i, idx in enumerate(indices))
     return match_format(out, x)
 
 
@@ -181,27 +188,43 @@ class AdAutoMixClassifier(MixBlockClassifier):
     """
 
     mix_block_type = "AdaptiveMaskBlock"
-    absent_options = {"mask_loss": "AdAutoMix's masks sum to one at every pixel by construction, "
-                                   "so it has no mask loss (AutoMix's and SAMix's option); remove it",
-                      "mix_block_loss": "the generator's loss is the classifier's own loss, "
-                                        "adversarial on every adv_interval-th step; remove it"}
+    absent_options = {
+        "mask_loss": "AdAutoMix's masks sum to one at every pixel by construction, "
+        "so it has no mask loss (AutoMix's and SAMix's option); remove it",
+        "mix_block_loss": "the generator's loss is the classifier's own loss, "
+        "adversarial on every adv_interval-th step; remove it",
+    }
 
-    def __init__(self, backbone: dict, head: dict, alpha: float = 1.0, mix_num: int = 3,
-                 random_num: bool = False, lam_margin: float = 0.03, beta: float = 0.3,
-                 mixup_ratio: float = 0.5, adv_interval: int = 2, correct_lam: bool = False,
-                 **kwargs):
+    def __init__(
+        self,
+        backbone: dict,
+        head: dict,
+        alpha: float = 1.0,
+        mix_num: int = 3,
+        random_num: bool = False,
+        lam_margin: float = 0.03,
+        beta: float = 0.3,
+        mixup_ratio: float = 0.5,
+        adv_interval: int = 2,
+        correct_lam: bool = False,
+        **kwargs,
+    ):
         super().__init__(backbone=backbone, head=head, alpha=alpha, lam_margin=lam_margin, **kwargs)
         if not self.alpha > 0:
             raise ValueError("AdAutoMixClassifier.alpha must be > 0 (the generator always mixes), got 0")
         if not isinstance(mix_num, int) or isinstance(mix_num, bool) or mix_num < 2:
-            raise ValueError(f"AdAutoMixClassifier.mix_num is the number of images per mixed sample, "
-                             f"an integer >= 2 (3 published), got {mix_num!r}")
+            raise ValueError(
+                f"AdAutoMixClassifier.mix_num is the number of images per mixed sample, "
+                f"an integer >= 2 (3 published), got {mix_num!r}"
+            )
         for name, value in (("beta", beta), ("mixup_ratio", mixup_ratio)):
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"AdAutoMixClassifier.{name} is a weight in [0, 1], got {value!r}")
         if not isinstance(adv_interval, int) or adv_interval < 1:
-            raise ValueError(f"AdAutoMixClassifier.adv_interval must be an integer >= 1 (1: adversarial "
-                             f"at every step, 2: every other step as published), got {adv_interval!r}")
+            raise ValueError(
+                f"AdAutoMixClassifier.adv_interval must be an integer >= 1 (1: adversarial "
+                f"at every step, 2: every other step as published), got {adv_interval!r}"
+            )
         self.mix_num, self.random_num = mix_num, bool(random_num)
         self.beta, self.mixup_ratio = float(beta), float(mixup_ratio)
         self.adv_interval, self.correct_lam = adv_interval, bool(correct_lam)
@@ -220,8 +243,7 @@ class AdAutoMixClassifier(MixBlockClassifier):
     @staticmethod
     def draw_indices(n: int, batch: int, device) -> list:
         """The identity and ``n - 1`` random permutations of the batch."""
-        return [torch.arange(batch, device=device)] + \
-            [torch.randperm(batch).to(device) for _ in range(n - 1)]
+        return [torch.arange(batch, device=device)] + [torch.randperm(batch).to(device) for _ in range(n - 1)]
 
     def label_weights(self, weights: list, mask: Tensor) -> Tensor:
         """(B, N) label weight of each image in each mixed sample: the drawn ``weights``, or
@@ -231,18 +253,25 @@ class AdAutoMixClassifier(MixBlockClassifier):
         w = torch.tensor(weights, dtype=torch.float32, device=mask.device)
         return w.expand(mask.shape[0], -1)
 
-    def mix_output(self, x: Tensor, labels: Tensor, indices: list, weights: list,
-                   mask: Tensor) -> MixOutput:
+    def mix_output(self, x: Tensor, labels: Tensor, indices: list, weights: list, mask: Tensor) -> MixOutput:
         """The mixed sample's MixOutput: label weights ``w`` (or the masks' areas with
         ``correct_lam``), as ``lam``/``y_b`` for two images and as ``soft_targets`` for more."""
         lam = self.label_weights(weights, mask)
         soft = None
         if len(indices) > 2:
-            soft = sum(lam[:, i:i + 1] * F.one_hot(labels.index_select(0, idx), self.num_classes)
-                       for i, idx in enumerate(indices))
-        return MixOutput(inputs=x, y_a=labels, y_b=labels.index_select(0, indices[1]),
-                         lam=lam[:, 0].contiguous(), index=indices[1], mask=mask[:, :1],
-                         soft_targets=soft)
+            soft = sum(
+                lam[:, i : i + 1] * F.one_hot(labels.index_select(0, idx), self.num_classes)
+                for i, idx in enumerate(indices)
+            )
+        return MixOutput(
+            inputs=x,
+            y_a=labels,
+            y_b=labels.index_select(0, indices[1]),
+            lam=lam[:, 0].contiguous(),
+            index=indices[1],
+            mask=mask[:, :1],
+            soft_targets=soft,
+        )
 
     def generate_masks(self, inputs: Tensor, adversarial: bool) -> dict:
         """Draw ``N``, the weights and indices; return the masks and mixed images of the
@@ -254,17 +283,26 @@ class AdAutoMixClassifier(MixBlockClassifier):
         index_mb = self.draw_indices(n, b, inputs.device)
         index_bb = self.draw_indices(n, b, inputs.device)
         with torch.no_grad():
-            feat, clean_logits = self.ema_features(inputs, logits=True) if adversarial else \
-                (self.ema_features(inputs), None)
+            feat, clean_logits = (
+                self.ema_features(inputs, logits=True) if adversarial else (self.ema_features(inputs), None)
+            )
             if min(w_bb) <= self.lam_margin:
                 mask_bb = torch.tensor(w_bb, device=inputs.device).view(1, n, 1, 1).expand(b, n, *size)
             else:
                 mask_bb = self.mix_block(feat, index_bb, w_bb, size)
         mask_mb = self.mix_block(feat, index_mb, w_mb, size)
-        return {"n": n, "w_mb": w_mb, "w_bb": w_bb, "index_mb": index_mb, "index_bb": index_bb,
-                "mask_mb": mask_mb, "mask_bb": mask_bb, "clean_logits_k": clean_logits,
-                "x_mb": mix_images(inputs, index_mb, mask_mb),
-                "x_bb": mix_images(inputs, index_bb, mask_bb)}
+        return {
+            "n": n,
+            "w_mb": w_mb,
+            "w_bb": w_bb,
+            "index_mb": index_mb,
+            "index_bb": index_bb,
+            "mask_mb": mask_mb,
+            "mask_bb": mask_bb,
+            "clean_logits_k": clean_logits,
+            "x_mb": mix_images(inputs, index_mb, mask_mb),
+            "x_bb": mix_images(inputs, index_bb, mask_bb),
+        }
 
     def loss_stages(self, inputs: Tensor, labels: Tensor):
         """The step's losses in groups, built lazily one group per ``next()``, in the
@@ -279,13 +317,16 @@ class AdAutoMixClassifier(MixBlockClassifier):
         self.step += 1
         g = self.generate_masks(inputs, adversarial)
         logits_mb = self.ema_logits(g["x_mb"])
-        ce_k = self.loss_module(logits_mb, self.mix_output(g["x_mb"], labels, g["index_mb"], g["w_mb"],
-                                                           g["mask_mb"]))
+        ce_k = self.loss_module(
+            logits_mb, self.mix_output(g["x_mb"], labels, g["index_mb"], g["w_mb"], g["mask_mb"])
+        )
         if adversarial:
             lam = self.label_weights(g["w_mb"], g["mask_mb"])
             clean = g["clean_logits_k"].float()
-            cos = sum(lam[:, i] * F.cosine_similarity(logits_mb.float(), clean.index_select(0, idx), dim=-1)
-                      for i, idx in enumerate(g["index_mb"])).mean()
+            cos = sum(
+                lam[:, i] * F.cosine_similarity(logits_mb.float(), clean.index_select(0, idx), dim=-1)
+                for i, idx in enumerate(g["index_mb"])
+            ).mean()
             yield {"loss_mix_block": self.mix_block_weight * (-self.beta * ce_k + (1 - self.beta) * cos)}
         else:
             yield {"loss_mix_block": self.mix_block_weight * ce_k}
@@ -293,15 +334,24 @@ class AdAutoMixClassifier(MixBlockClassifier):
         out_bb = self.mix_output(g["x_bb"], labels, g["index_bb"], g["w_bb"], g["mask_bb"])
         if self.head_one is not None:
             plain = self.mixup_ratio if g["n"] > 2 else 0.0
-            yield {"loss_one": self.one_hot_weight * (1 - plain) * self.loss_module(
-                self.head_one(self.neck(self.backbone(inputs))), MixOutput.unmixed(inputs, labels))}
+            yield {
+                "loss_one": self.one_hot_weight
+                * (1 - plain)
+                * self.loss_module(
+                    self.head_one(self.neck(self.backbone(inputs))), MixOutput.unmixed(inputs, labels)
+                )
+            }
             if plain > 0:
                 w = torch.tensor(g["w_bb"], device=inputs.device).view(1, -1, 1, 1)
                 x_plain = mix_images(inputs, g["index_bb"], w)
-                out_plain = self.mix_output(x_plain, labels, g["index_bb"], g["w_bb"],
-                                            w.expand(len(labels), -1, *inputs.shape[-2:]))
-                yield {"loss_plain_mix": self.one_hot_weight * plain * self.loss_module(
-                    self.logits(x_plain), out_plain)}
+                out_plain = self.mix_output(
+                    x_plain, labels, g["index_bb"], g["w_bb"], w.expand(len(labels), -1, *inputs.shape[-2:])
+                )
+                yield {
+                    "loss_plain_mix": self.one_hot_weight
+                    * plain
+                    * self.loss_module(self.logits(x_plain), out_plain)
+                }
         yield {"loss_mix": self.loss_module(self.logits(g["x_bb"]), out_bb)}
 
     def set_step(self, step: int) -> None:
@@ -311,5 +361,4 @@ class AdAutoMixClassifier(MixBlockClassifier):
         """:class:`MixBlockClassifier`'s (EMA momentum, optional generator learning rate,
         EMA update), and ``self.step = iteration`` before each iteration, so that the
         adversarial/cooperative alternation is a function of the iteration alone."""
-        return super().schedules() + [ValueSchedule("adversarial_step", lambda it, total: it,
-                                                    self.set_step)]
+        return super().schedules() + [ValueSchedule("adversarial_step", lambda it, total: it, self.set_step)]

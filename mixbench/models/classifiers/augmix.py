@@ -49,6 +49,7 @@ equal for square CIFAR images); views are made after every preprocessor augment,
 ``normalized_batch_augments`` such as random erasing (whose values are clipped to 0..255);
 the random draws differ in order (not in law) from NumPy's global state.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,8 +65,17 @@ from mixbench.registry import MODELS
 from .mixup_classifier import MixupClassifier
 
 #: the official default op list (``augmentations.augmentations``)
-OPS = ("autocontrast", "equalize", "posterize", "rotate", "solarize", "shear_x", "shear_y",
-       "translate_x", "translate_y")
+OPS = (
+    "autocontrast",
+    "equalize",
+    "posterize",
+    "rotate",
+    "solarize",
+    "shear_x",
+    "shear_y",
+    "translate_x",
+    "translate_y",
+)
 #: ``--all-ops`` adds the ops that overlap with the -C corruptions
 ALL_OPS = OPS + ("color", "contrast", "brightness", "sharpness")
 #: ops whose magnitude is negated with probability 1/2
@@ -97,7 +107,8 @@ def histogram(img: Tensor) -> Tensor:
     """(n, C, 256) int64 counts of each value per image and channel."""
     idx = img.long().flatten(2)
     return torch.zeros(*idx.shape[:2], 256, dtype=torch.long, device=img.device).scatter_add_(
-        2, idx, torch.ones_like(idx))
+        2, idx, torch.ones_like(idx)
+    )
 
 
 def autocontrast(img: Tensor, _level=None) -> Tensor:
@@ -105,7 +116,7 @@ def autocontrast(img: Tensor, _level=None) -> Tensor:
     clipped to 0..255; a constant channel is left as is."""
     flat = img.flatten(2).double()
     lo, hi = flat.amin(2, keepdim=True), flat.amax(2, keepdim=True)
-    scale = torch.full_like(hi, 255.0) / (hi - lo).clamp_min(1)     # not 255.0 / t: a reciprocal
+    scale = torch.full_like(hi, 255.0) / (hi - lo).clamp_min(1)  # not 255.0 / t: a reciprocal
     offset = -lo * scale
     out = torch.trunc(flat * scale + offset).clamp(0, 255)
     return torch.where(hi > lo, out, flat).to(img.dtype).view_as(img)
@@ -146,7 +157,7 @@ def pil_affine(img: Tensor, coeffs: Tensor) -> Tensor:
     a, b, cx, d, e, f = (coeffs[:, k].view(n, 1, 1) for k in range(6))
     xs = (torch.arange(w, device=img.device, dtype=torch.float64) + 0.5).view(1, 1, w)
     ys = (torch.arange(h, device=img.device, dtype=torch.float64) + 0.5).view(1, h, 1)
-    xin, yin = a * xs + b * ys + cx, d * xs + e * ys + f           # (n, H, W)
+    xin, yin = a * xs + b * ys + cx, d * xs + e * ys + f  # (n, H, W)
     inside = (xin >= 0) & (xin < w) & (yin >= 0) & (yin < h)
     xin, yin = xin - 0.5, yin - 0.5
     x0, y0 = torch.floor(xin), torch.floor(yin)
@@ -218,7 +229,9 @@ def grey(img: Tensor) -> Tensor:
     if img.shape[1] == 1:
         return img
     w = torch.tensor([19595, 38470, 7471], device=img.device).view(1, 3, 1, 1)
-    return torch.div((img.long() * w).sum(1, keepdim=True) + 0x8000, 65536, rounding_mode="floor").to(img.dtype)
+    return torch.div((img.long() * w).sum(1, keepdim=True) + 0x8000, 65536, rounding_mode="floor").to(
+        img.dtype
+    )
 
 
 def blend(degenerate: Tensor, img: Tensor, factor: Tensor) -> Tensor:
@@ -258,22 +271,40 @@ def sharpness(img, level):
     total = 4 * inner
     for dy in (0, 1, 2):
         for dx in (0, 1, 2):
-            total = total + img.float()[:, :, dy:h - 2 + dy, dx:w - 2 + dx]
+            total = total + img.float()[:, :, dy : h - 2 + dy, dx : w - 2 + dx]
     smooth = torch.floor(total / 13 + 0.5).clamp(0, 255)
     degenerate = img.float().clone()
     degenerate[:, :, 1:-1, 1:-1] = smooth
     return blend(degenerate, img, enhance_factor(level))
 
 
-OP_FUNCTIONS = {"autocontrast": autocontrast, "equalize": equalize, "posterize": posterize,
-                "rotate": rotate, "solarize": solarize, "shear_x": shear_x, "shear_y": shear_y,
-                "translate_x": translate_x, "translate_y": translate_y, "color": color,
-                "contrast": contrast, "brightness": brightness, "sharpness": sharpness}
+OP_FUNCTIONS = {
+    "autocontrast": autocontrast,
+    "equalize": equalize,
+    "posterize": posterize,
+    "rotate": rotate,
+    "solarize": solarize,
+    "shear_x": shear_x,
+    "shear_y": shear_y,
+    "translate_x": translate_x,
+    "translate_y": translate_y,
+    "color": color,
+    "contrast": contrast,
+    "brightness": brightness,
+    "sharpness": sharpness,
+}
 
 
-def augmix_views(images: Tensor, num_views: int, severity: float = 3.0, width: int = 3,
-                 depth: int | None = None, alpha: float = 1.0, ops=OPS,
-                 generator: torch.Generator | None = None) -> Tensor:
+def augmix_views(
+    images: Tensor,
+    num_views: int,
+    severity: float = 3.0,
+    width: int = 3,
+    depth: int | None = None,
+    alpha: float = 1.0,
+    ops=OPS,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """``num_views`` independent AugMix images of each image, (V, B, C, H, W) float.
 
     ``images``: (B, C, H, W) float holding the integers 0..255. Every chain of every view
@@ -283,8 +314,11 @@ def augmix_views(images: Tensor, num_views: int, severity: float = 3.0, width: i
     b = images.shape[0]
     chains = num_views * b * width
     op_index = torch.randint(0, len(ops), (chains, MAX_DEPTH), generator=generator)
-    depths = (torch.randint(1, MAX_DEPTH + 1, (chains,), generator=generator) if depth is None
-              else torch.full((chains,), depth))
+    depths = (
+        torch.randint(1, MAX_DEPTH + 1, (chains,), generator=generator)
+        if depth is None
+        else torch.full((chains,), depth)
+    )
     levels = 0.1 + (severity - 0.1) * torch.rand(chains, MAX_DEPTH, dtype=torch.float64, generator=generator)
     negate = torch.rand(chains, MAX_DEPTH, generator=generator) > 0.5
     seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator))
@@ -341,23 +375,39 @@ class AugMixClassifier(MixupClassifier):
     reproducible, as a mixer's.
     """
 
-    def __init__(self, backbone: dict, head: dict, severity: float = 3.0, width: int = 3,
-                 depth: int | None = None, alpha: float = 1.0, all_ops: bool = False, jsd: bool = True,
-                 jsd_weight: float = 12.0, **kwargs):
+    def __init__(
+        self,
+        backbone: dict,
+        head: dict,
+        severity: float = 3.0,
+        width: int = 3,
+        depth: int | None = None,
+        alpha: float = 1.0,
+        all_ops: bool = False,
+        jsd: bool = True,
+        jsd_weight: float = 12.0,
+        **kwargs,
+    ):
         super().__init__(backbone=backbone, head=head, **kwargs)
         if type(self.mixer).__name__ != "Vanilla":
-            raise ValueError(f"AugMix trains on clean labels and makes its own views; method.mixer must be "
-                             f"Vanilla (or left out), got {type(self.mixer).__name__}")
+            raise ValueError(
+                f"AugMix trains on clean labels and makes its own views; method.mixer must be "
+                f"Vanilla (or left out), got {type(self.mixer).__name__}"
+            )
         for name in ("mean", "std"):
             if not isinstance(getattr(self.data_preprocessor, name, None), Tensor):
-                raise ValueError(f"AugMix takes the batch back to 0..255 with the data preprocessor's "
-                                 f"mean and std; {type(self.data_preprocessor).__name__} has no `{name}`: "
-                                 "use ClassifierDataPreprocessor")
+                raise ValueError(
+                    f"AugMix takes the batch back to 0..255 with the data preprocessor's "
+                    f"mean and std; {type(self.data_preprocessor).__name__} has no `{name}`: "
+                    "use ClassifierDataPreprocessor"
+                )
         self.severity = check_number(severity, "AugMixClassifier.severity", low=0.1, strict=True)
         for name, value, low in (("width", width, 1), ("depth", depth, 1)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-                raise ValueError(f"AugMixClassifier.{name} must be an integer >= {low}"
-                                 f"{' or null (1..3 at random)' if name == 'depth' else ''}, got {value!r}")
+                raise ValueError(
+                    f"AugMixClassifier.{name} must be an integer >= {low}"
+                    f"{' or null (1..3 at random)' if name == 'depth' else ''}, got {value!r}"
+                )
         self.width, self.depth = width, depth
         self.alpha = check_number(alpha, "AugMixClassifier.alpha", strict=True)
         self.ops = ALL_OPS if check_flag(all_ops, "AugMixClassifier.all_ops") else OPS
@@ -369,13 +419,18 @@ class AugMixClassifier(MixupClassifier):
         """(V, B, C, H, W) normalised AugMix views of a normalised batch."""
         mean, std = self.data_preprocessor.mean.float(), self.data_preprocessor.std.float()
         if inputs.shape[1] != mean.shape[1]:
-            raise ValueError(f"images have {inputs.shape[1]} channels but the data preprocessor's mean/std "
-                             f"have {mean.shape[1]}")
+            raise ValueError(
+                f"images have {inputs.shape[1]} channels but the data preprocessor's mean/std "
+                f"have {mean.shape[1]}"
+            )
         if self.ops is ALL_OPS and inputs.shape[1] not in (1, 3):
-            raise ValueError(f"all_ops' color and contrast need grey or RGB images, got {inputs.shape[1]} channels")
+            raise ValueError(
+                f"all_ops' color and contrast need grey or RGB images, got {inputs.shape[1]} channels"
+            )
         images = (inputs.float() * std + mean).round().clamp(0, 255)
-        views = augmix_views(images, num_views, self.severity, self.width, self.depth, self.alpha,
-                             self.ops, self.generator)
+        views = augmix_views(
+            images, num_views, self.severity, self.width, self.depth, self.alpha, self.ops, self.generator
+        )
         return ((views - mean) / std).to(inputs.dtype)
 
     def loss(self, inputs: Tensor, labels: Tensor) -> dict:
@@ -384,5 +439,5 @@ class AugMixClassifier(MixupClassifier):
             return {"loss": self.loss_module(self.logits(self.views(inputs, 1)[0]), clean)}
         views = self.views(inputs, 2)
         logits = self.logits(torch.cat([inputs, *views]))
-        ce = self.loss_module(logits[:inputs.shape[0]], clean)
+        ce = self.loss_module(logits[: inputs.shape[0]], clean)
         return {"loss": ce, "jsd_loss": self.jsd_weight * jensen_shannon(logits, 2)}

@@ -2,6 +2,7 @@
 Classifiers", ECCV 2022, arXiv:2103.13027): a Mix Block learns the mixing mask from the
 features of a momentum (EMA) encoder, trained jointly with the classifier (bi-level).
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,7 +35,7 @@ def rescale_lambda(lam: float, k: float) -> float:
     ``k / (k + 1/3)`` at 1/2: small ``k`` pulls lambdas away from 0 and 1 towards 1/2."""
     if k < 0:
         raise ValueError(f"rescale_lambda needs k >= 0, got {k}")
-    return (4 / 3 * lam ** 3 - 2 * lam ** 2 + (k + 1) * lam) / (k + 1 / 3)
+    return (4 / 3 * lam**3 - 2 * lam**2 + (k + 1) * lam) / (k + 1 / 3)
 
 
 def init_small_normal(module: nn.Module) -> None:
@@ -64,15 +65,15 @@ class FeatureMaskBlock(nn.Module):
     :meth:`init_weights_small_normal`.
     """
 
-    def __init__(self, in_channels: int, reduction: int, use_scale: bool, upsampling: str,
-                 lam_concat: bool):
+    def __init__(self, in_channels: int, reduction: int, use_scale: bool, upsampling: str, lam_concat: bool):
         super().__init__()
         name = type(self).__name__
         if upsampling not in UPSAMPLING:
             raise ValueError(f"{name}.upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
         if int(in_channels) < 1 or int(reduction) < 1:
-            raise ValueError(f"{name} needs in_channels >= 1 and reduction >= 1, got "
-                             f"{in_channels} and {reduction}")
+            raise ValueError(
+                f"{name} needs in_channels >= 1 and reduction >= 1, got {in_channels} and {reduction}"
+            )
         self.in_channels, self.lam_concat = int(in_channels), bool(lam_concat)
         self.inter_channels = max(self.in_channels // int(reduction), 1)
         self.use_scale, self.upsampling = bool(use_scale), upsampling
@@ -90,10 +91,12 @@ class FeatureMaskBlock(nn.Module):
         """A clear error unless ``feat`` is a (B, in_channels, h, w) map (a ViT stage gives
         tokens)."""
         if feat.dim() != 4 or feat.shape[1] != self.in_channels:
-            raise ValueError(f"{type(self).__name__} needs a (B, {self.in_channels}, h, w) feature map "
-                             f"from the backbone's mask stage, got shape {tuple(feat.shape)}; a "
-                             "backbone whose stages give tokens must reshape them to a map at its "
-                             "stage hook")
+            raise ValueError(
+                f"{type(self).__name__} needs a (B, {self.in_channels}, h, w) feature map "
+                f"from the backbone's mask stage, got shape {tuple(feat.shape)}; a "
+                "backbone whose stages give tokens must reshape them to a map at its "
+                "stage hook"
+            )
 
     def scale(self, logits: Tensor) -> Tensor:
         """The attention logits divided by ``sqrt(inter_channels)`` with ``use_scale``."""
@@ -147,20 +150,33 @@ class PixelMixBlock(FeatureMaskBlock):
     Weights: normal(0, 0.01), zero biases (the official initialisation).
     """
 
-    def __init__(self, in_channels: int, reduction: int = 2, use_scale: bool = True,
-                 upsampling: str = "nearest", lam_concat: bool = False,
-                 mask_loss_margin: float = 0.1, lam_mul: float = 0.0, lam_residual: bool = False,
-                 lam_mul_k: float = -1.0, x_qk_concat: bool = False,
-                 value_hidden: int | None = None, mask_loss_mode: str = "L1"):
+    def __init__(
+        self,
+        in_channels: int,
+        reduction: int = 2,
+        use_scale: bool = True,
+        upsampling: str = "nearest",
+        lam_concat: bool = False,
+        mask_loss_margin: float = 0.1,
+        lam_mul: float = 0.0,
+        lam_residual: bool = False,
+        lam_mul_k: float = -1.0,
+        x_qk_concat: bool = False,
+        value_hidden: int | None = None,
+        mask_loss_mode: str = "L1",
+    ):
         super().__init__(in_channels, reduction, use_scale, upsampling, lam_concat)
         if mask_loss_mode not in MASK_LOSS_MODES:
-            raise ValueError(f"PixelMixBlock.mask_loss_mode must be one of {MASK_LOSS_MODES}, "
-                             f"got {mask_loss_mode!r}")
+            raise ValueError(
+                f"PixelMixBlock.mask_loss_mode must be one of {MASK_LOSS_MODES}, got {mask_loss_mode!r}"
+            )
         if not 0.0 <= float(lam_mul) <= 1.0:
             raise ValueError(f"PixelMixBlock.lam_mul is a weight in [0, 1] (0: off), got {lam_mul!r}")
         if lam_concat and (lam_mul or x_qk_concat):
-            raise ValueError("PixelMixBlock.lam_concat cannot be combined with lam_mul or x_qk_concat "
-                             "(both already encode lambda / the pair in the query and key); pick one")
+            raise ValueError(
+                "PixelMixBlock.lam_concat cannot be combined with lam_mul or x_qk_concat "
+                "(both already encode lambda / the pair in the query and key); pick one"
+            )
         if value_hidden is not None and int(value_hidden) < 1:
             raise ValueError(f"PixelMixBlock.value_hidden must be >= 1 or None, got {value_hidden!r}")
         self.mask_loss_margin, self.mask_loss_mode = float(mask_loss_margin), mask_loss_mode
@@ -173,9 +189,12 @@ class PixelMixBlock(FeatureMaskBlock):
         if value_hidden is None:
             self.value = nn.Conv2d(c, 1, 1)
         else:
-            self.value = nn.Sequential(nn.Conv2d(c, int(value_hidden), 1, bias=False),
-                                       nn.BatchNorm2d(int(value_hidden)), nn.ELU(),
-                                       nn.Conv2d(int(value_hidden), 1, 1, bias=False))
+            self.value = nn.Sequential(
+                nn.Conv2d(c, int(value_hidden), 1, bias=False),
+                nn.BatchNorm2d(int(value_hidden)),
+                nn.ELU(),
+                nn.Conv2d(int(value_hidden), 1, 1, bias=False),
+            )
         self.init_weights_small_normal()
 
     def encode_lambda(self, f_a: Tensor, f_b: Tensor, lam: float) -> tuple:
@@ -202,9 +221,9 @@ class PixelMixBlock(FeatureMaskBlock):
             q, k = self.query(pair), self.key(pair)
         else:
             q, k = self.query(f_a), self.query(f_b)
-        q = q.flatten(2).transpose(1, 2).float()                       # (B, hw, c)
-        k = k.flatten(2).float()                                       # (B, c, hw)
-        v = self.value(f_b).flatten(2).transpose(1, 2).float()         # (B, hw, 1)
+        q = q.flatten(2).transpose(1, 2).float()  # (B, hw, c)
+        k = k.flatten(2).float()  # (B, c, hw)
+        v = self.value(f_b).flatten(2).transpose(1, 2).float()  # (B, hw, 1)
         m_b = (self.scale(q @ k).softmax(-1) @ v).view(n, 1, h, w)
         m_b = torch.sigmoid(F.interpolate(m_b, size=size, mode=self.upsampling))
         return 1 - m_b
@@ -230,8 +249,9 @@ class _StopForward(Exception):
         self.feat = feat
 
 
-def stage_features(backbone: nn.Module, x: Tensor, stage: int,
-                   finish: Callable[[Tensor], Tensor] | None = None):
+def stage_features(
+    backbone: nn.Module, x: Tensor, stage: int, finish: Callable[[Tensor], Tensor] | None = None
+):
     """The output of stage ``stage`` of a backbone following the stage-hook contract.
 
     Without ``finish`` the stages after ``stage`` are not run. With ``finish`` the whole
@@ -245,13 +265,16 @@ def stage_features(backbone: nn.Module, x: Tensor, stage: int,
                 raise _StopForward(feat)
             kept["feat"] = feat
         return feat
+
     try:
         out = backbone(x, stage_hook=hook)
     except _StopForward as done:
         return done.feat
     if "feat" not in kept:
-        raise ValueError(f"backbone {type(backbone).__name__} never called its stage hook with "
-                         f"stage {stage} (it has {getattr(backbone, 'num_stages', '?')} stages)")
+        raise ValueError(
+            f"backbone {type(backbone).__name__} never called its stage hook with "
+            f"stage {stage} (it has {getattr(backbone, 'num_stages', '?')} stages)"
+        )
     return kept["feat"], finish(out)
 
 
@@ -269,8 +292,10 @@ def cosine_lr(base: float, end: float, it: int, max_iters: int) -> float:
     return end + (base - end) * (1 + math.cos(math.pi * it / max_iters)) / 2
 
 
-MIX_BLOCK_GROUPS = ("give the Mix Block optimizer groups of its own: optim_wrapper.paramwise_cfg: "
-                    "{custom_keys: {mix_block: {lr_mult: 1.0}}}")
+MIX_BLOCK_GROUPS = (
+    "give the Mix Block optimizer groups of its own: optim_wrapper.paramwise_cfg: "
+    "{custom_keys: {mix_block: {lr_mult: 1.0}}}"
+)
 
 
 class MixBlockClassifier(StagedLosses, ScheduledParts, MixupClassifier):
@@ -321,28 +346,53 @@ class MixBlockClassifier(StagedLosses, ScheduledParts, MixupClassifier):
 
     mix_block_type = ""
 
-    def __init__(self, backbone: dict, head: dict, neck: dict | None = None,
-                 loss: dict | None = None, mix_block: dict | None = None,
-                 alpha: float = 2.0, momentum: float = 0.999, end_momentum: float = 0.999999,
-                 momentum_start: float = 0.1, mask_stage: int = 3, lam_margin: float = 0.08,
-                 one_hot_weight: float = 1.0, mix_block_weight: float = 1.0,
-                 mix_block_lr: float | None = None, mix_block_min_lr: float = 0.0,
-                 data_preprocessor: dict | None = None, init_cfg: dict | None = None,
-                 **unknown):
+    def __init__(
+        self,
+        backbone: dict,
+        head: dict,
+        neck: dict | None = None,
+        loss: dict | None = None,
+        mix_block: dict | None = None,
+        alpha: float = 2.0,
+        momentum: float = 0.999,
+        end_momentum: float = 0.999999,
+        momentum_start: float = 0.1,
+        mask_stage: int = 3,
+        lam_margin: float = 0.08,
+        one_hot_weight: float = 1.0,
+        mix_block_weight: float = 1.0,
+        mix_block_lr: float | None = None,
+        mix_block_min_lr: float = 0.0,
+        data_preprocessor: dict | None = None,
+        init_cfg: dict | None = None,
+        **unknown,
+    ):
         self.refuse_unknown_options(unknown)
-        super().__init__(backbone=backbone, head=head, neck=neck, loss=loss, mixer=None,
-                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        super().__init__(
+            backbone=backbone,
+            head=head,
+            neck=neck,
+            loss=loss,
+            mixer=None,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg,
+        )
         name = type(self).__name__
         self.alpha = check_alpha(alpha)
-        for key, value in (("momentum", momentum), ("end_momentum", end_momentum),
-                           ("momentum_start", momentum_start)):
+        for key, value in (
+            ("momentum", momentum),
+            ("end_momentum", end_momentum),
+            ("momentum_start", momentum_start),
+        ):
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name}.{key} must lie in [0, 1], got {value!r}")
         if isinstance(mask_stage, bool) or not isinstance(mask_stage, int) or mask_stage < 1:
-            raise ValueError(f"{name}.mask_stage must be a stage of the backbone (an integer "
-                             f">= 1), got {mask_stage!r}")
-        self.check_backbone(f"{name.removesuffix('Classifier')} (mask_stage {mask_stage})",
-                            f"feature_map:{mask_stage}")
+            raise ValueError(
+                f"{name}.mask_stage must be a stage of the backbone (an integer >= 1), got {mask_stage!r}"
+            )
+        self.check_backbone(
+            f"{name.removesuffix('Classifier')} (mask_stage {mask_stage})", f"feature_map:{mask_stage}"
+        )
         if not 0.0 <= float(lam_margin) < 0.5:
             raise ValueError(f"{name}.lam_margin must lie in [0, 0.5), got {lam_margin!r}")
         for key, value in (("mix_block_lr", mix_block_lr), ("mix_block_min_lr", mix_block_min_lr)):
@@ -356,14 +406,18 @@ class MixBlockClassifier(StagedLosses, ScheduledParts, MixupClassifier):
         self.mix_block_min_lr = float(mix_block_min_lr)
         # no head for the clean-sample CE when it is switched off (DDP needs every trainable
         # parameter to receive a gradient)
-        self.head_one = (build_module(head, "model.head", in_channels=self.backbone.out_channels[-1])
-                         if self.one_hot_weight > 0 else None)
+        self.head_one = (
+            build_module(head, "model.head", in_channels=self.backbone.out_channels[-1])
+            if self.one_hot_weight > 0
+            else None
+        )
         self.backbone_k = copy.deepcopy(self.backbone).requires_grad_(False)
         self.neck_k = copy.deepcopy(self.neck).requires_grad_(False)
         self.head_k = copy.deepcopy(self.head).requires_grad_(False)
         # the EMA one-hot head: evaluated only (predict), as OpenMixup's head_one_k
-        self.head_one_k = (copy.deepcopy(self.head_one).requires_grad_(False)
-                           if self.head_one is not None else None)
+        self.head_one_k = (
+            copy.deepcopy(self.head_one).requires_grad_(False) if self.head_one is not None else None
+        )
         mix_block = dict(mix_block or {})
         mix_block.setdefault("type", self.mix_block_type)
         in_channels = self.backbone.out_channels[mask_stage - 1]
@@ -383,9 +437,15 @@ class MixBlockClassifier(StagedLosses, ScheduledParts, MixupClassifier):
         key = sorted(unknown)[0]
         if key in self.absent_options:
             raise ValueError(f"{name} has no option {key!r}: {self.absent_options[key]}")
-        options = sorted({p for cls in type(self).__mro__ if issubclass(cls, MixBlockClassifier)
-                          for p in inspect.signature(cls.__init__).parameters
-                          if p not in ("self", "unknown", "kwargs")})
+        options = sorted(
+            {
+                p
+                for cls in type(self).__mro__
+                if issubclass(cls, MixBlockClassifier)
+                for p in inspect.signature(cls.__init__).parameters
+                if p not in ("self", "unknown", "kwargs")
+            }
+        )
         close = difflib.get_close_matches(key, options, n=3)
         hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
         raise ValueError(f"{name} has no option {key!r}; {hint}Its options: {', '.join(options)}")
@@ -398,8 +458,7 @@ class MixBlockClassifier(StagedLosses, ScheduledParts, MixupClassifier):
     def ema_modules(self) -> tuple:
         """(EMA module, online module) pairs: the encoder, the neck, the head and, with a
         one-hot head, its EMA copy (which only :meth:`predict` uses)."""
-        pairs = ((self.backbone_k, self.backbone), (self.neck_k, self.neck),
-                 (self.head_k, self.head))
+        pairs = ((self.backbone_k, self.backbone), (self.neck_k, self.neck), (self.head_k, self.head))
         if self.head_one_k is not None:
             pairs += ((self.head_one_k, self.head_one),)
         return pairs
@@ -417,8 +476,10 @@ class MixBlockClassifier(StagedLosses, ScheduledParts, MixupClassifier):
     def ema_pairs(self) -> tuple:
         """(EMA parameters, online parameters) in matching order."""
         pairs = self.ema_modules()
-        return ([p for ema, _ in pairs for p in ema.parameters()],
-                [p for _, online in pairs for p in online.parameters()])
+        return (
+            [p for ema, _ in pairs for p in ema.parameters()],
+            [p for _, online in pairs for p in online.parameters()],
+        )
 
     def ema_head(self, feats: Tensor) -> Tensor:
         """The EMA neck and head on the EMA backbone's output."""
@@ -432,8 +493,9 @@ class MixBlockClassifier(StagedLosses, ScheduledParts, MixupClassifier):
     def ema_features(self, inputs: Tensor, logits: bool = False):
         """The EMA encoder's features at ``mask_stage`` (the stages after it are not run);
         with ``logits``, ``(features, EMA logits)`` from the same pass."""
-        return stage_features(self.backbone_k, inputs, self.mask_stage,
-                              finish=self.ema_head if logits else None)
+        return stage_features(
+            self.backbone_k, inputs, self.mask_stage, finish=self.ema_head if logits else None
+        )
 
     @torch.no_grad()
     def momentum_update(self) -> None:
@@ -448,15 +510,25 @@ class MixBlockClassifier(StagedLosses, ScheduledParts, MixupClassifier):
     def schedules(self) -> list:
         """The EMA momentum, the optional Mix Block learning rate and the EMA update (see
         the class docstring)."""
-        out = [ValueSchedule("ema_momentum", lambda it, total: cosine_momentum(
-                   self.base_momentum, self.end_momentum, it, total, self.momentum_start),
-                   self.set_momentum),
-               AfterIteration("ema_update", self.momentum_update)]
+        out = [
+            ValueSchedule(
+                "ema_momentum",
+                lambda it, total: cosine_momentum(
+                    self.base_momentum, self.end_momentum, it, total, self.momentum_start
+                ),
+                self.set_momentum,
+            ),
+            AfterIteration("ema_update", self.momentum_update),
+        ]
         if self.mix_block_lr is not None:
-            out.append(LearningRateSchedule(
-                "mix_block_lr", self.mix_block.parameters,
-                lambda it, total: cosine_lr(self.mix_block_lr, self.mix_block_min_lr, it, total),
-                hint=f"With mix_block_lr set, {MIX_BLOCK_GROUPS}."))
+            out.append(
+                LearningRateSchedule(
+                    "mix_block_lr",
+                    self.mix_block.parameters,
+                    lambda it, total: cosine_lr(self.mix_block_lr, self.mix_block_min_lr, it, total),
+                    hint=f"With mix_block_lr set, {MIX_BLOCK_GROUPS}.",
+                )
+            )
         return out
 
     @torch.no_grad()
@@ -476,15 +548,17 @@ class MixBlockClassifier(StagedLosses, ScheduledParts, MixupClassifier):
         heads = {"mix_q": mix_q, "mix_k": self.head_k(feat_k)}
         if self.head_one is not None:
             heads.update(one_q=self.head_one(feat_q), one_k=self.head_one_k(feat_k))
-        return [{"logits": mix_q.float(), "labels": labels,
-                 "heads": {k: v.float() for k, v in heads.items()}}]
+        return [
+            {"logits": mix_q.float(), "labels": labels, "heads": {k: v.float() for k, v in heads.items()}}
+        ]
 
     def check_batch(self, inputs: Tensor) -> None:
         """A clear error for a batch too small to mix."""
         if inputs.shape[0] < 2:
             name = type(self).__name__.replace("Classifier", "")
-            raise ValueError(f"{name} needs batches of at least 2 samples to mix; "
-                             "set drop_last or a larger batch size")
+            raise ValueError(
+                f"{name} needs batches of at least 2 samples to mix; set drop_last or a larger batch size"
+            )
 
 
 @MODELS.register_module()
@@ -528,13 +602,15 @@ class AutoMixClassifier(MixBlockClassifier):
 
     mix_block_type = "PixelMixBlock"
 
-    def __init__(self, backbone: dict, head: dict, mask_loss: float = 0.1,
-                 mix_block_loss: dict | None = None, **kwargs):
+    def __init__(
+        self, backbone: dict, head: dict, mask_loss: float = 0.1, mix_block_loss: dict | None = None, **kwargs
+    ):
         super().__init__(backbone=backbone, head=head, **kwargs)
         self.mask_loss_weight = float(mask_loss)
         # the Mix Block's classification loss: the classifier's own unless given (SAMix)
-        self.mix_block_loss = (build_module(mix_block_loss, "model.mix_block_loss")
-                               if mix_block_loss is not None else None)
+        self.mix_block_loss = (
+            build_module(mix_block_loss, "model.mix_block_loss") if mix_block_loss is not None else None
+        )
 
     def generate_masks(self, inputs: Tensor) -> tuple:
         """Draw the two lambdas and pairings and return ``(mix_mb, mix_bb, mask_loss)``:
@@ -564,19 +640,31 @@ class AutoMixClassifier(MixBlockClassifier):
         ``one_hot_weight > 0``). No stage's graph shares a node with a later stage's except
         the Mix Block's mask, which only the second stage uses."""
         self.check_batch(inputs)
-        (x_mb, mask_mb, index_mb, lam_mb), (x_bb, mask_bb, index_bb, lam_bb), mask_loss = \
-            self.generate_masks(inputs)
+        (x_mb, mask_mb, index_mb, lam_mb), (x_bb, mask_bb, index_bb, lam_bb), mask_loss = self.generate_masks(
+            inputs
+        )
 
         def mix_output(x, mask, index, lam):
-            return MixOutput(inputs=x, y_a=labels, y_b=labels.index_select(0, index),
-                             lam=torch.full(labels.shape, lam, device=labels.device),
-                             index=index, mask=mask)
+            return MixOutput(
+                inputs=x,
+                y_a=labels,
+                y_b=labels.index_select(0, index),
+                lam=torch.full(labels.shape, lam, device=labels.device),
+                index=index,
+                mask=mask,
+            )
 
         yield {"loss_mix": self.loss_module(self.logits(x_bb), mix_output(x_bb, mask_bb, index_bb, lam_bb))}
         criterion = self.mix_block_loss if self.mix_block_loss is not None else self.loss_module
-        yield {"loss_mix_block": self.mix_block_weight * criterion(
-                   self.ema_logits(x_mb), mix_output(x_mb, mask_mb, index_mb, lam_mb)),
-               "loss_mask": mask_loss}
+        yield {
+            "loss_mix_block": self.mix_block_weight
+            * criterion(self.ema_logits(x_mb), mix_output(x_mb, mask_mb, index_mb, lam_mb)),
+            "loss_mask": mask_loss,
+        }
         if self.head_one is not None:
-            yield {"loss_one": self.one_hot_weight * self.loss_module(
-                self.head_one(self.neck(self.backbone(inputs))), MixOutput.unmixed(inputs, labels))}
+            yield {
+                "loss_one": self.one_hot_weight
+                * self.loss_module(
+                    self.head_one(self.neck(self.backbone(inputs))), MixOutput.unmixed(inputs, labels)
+                )
+            }

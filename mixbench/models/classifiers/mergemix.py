@@ -1,6 +1,7 @@
 """MergeMix (Jin, Li, Jian, Yu, Wang, "MergeMix: A Unified Augmentation Paradigm for Visual
 and Multi-Modal Understanding", arXiv:2510.23479; code github.com/JinXins/MergeMix and
 OpenMixup's ``openmixup/models/classifiers/mergemix.py``)."""
+
 from __future__ import annotations
 
 import torch
@@ -56,10 +57,10 @@ def bipartite_merge_map(metric: Tensor, r: int) -> tuple:
     if r <= 0:
         return torch.arange(n, device=metric.device).expand(b, n), n
     unit = metric / metric.norm(dim=-1, keepdim=True)
-    scores = unit[:, 0::2] @ unit[:, 1::2].transpose(1, 2)          # (B, Na, Nb)
-    scores[:, 0, :] = -torch.inf                                     # the class token stays
+    scores = unit[:, 0::2] @ unit[:, 1::2].transpose(1, 2)  # (B, Na, Nb)
+    scores[:, 0, :] = -torch.inf  # the class token stays
     best, match = scores.max(-1)
-    order = best.argsort(dim=-1, descending=True, stable=True)           # most similar first
+    order = best.argsort(dim=-1, descending=True, stable=True)  # most similar first
     merged, kept = order[:, :r], order[:, r:].sort(-1).values
     na, nb = scores.shape[1:]
     token_map = torch.empty(b, n, dtype=torch.long, device=metric.device)
@@ -97,7 +98,7 @@ def merged_cls_scores(vit, inputs: Tensor, schedule: list, block: int) -> Tensor
     b, n, _ = x.shape
     size = x.new_ones(b, n, 1)
     source = torch.arange(n, device=x.device).expand(b, n)
-    for k, blk in enumerate(m.blocks[:block + 1]):
+    for k, blk in enumerate(m.blocks[: block + 1]):
         attn_mod = blk.attn
         h = blk.norm1(x)
         qkv = attn_mod.qkv(h).reshape(b, x.shape[1], 3, attn_mod.num_heads, attn_mod.head_dim)
@@ -105,8 +106,8 @@ def merged_cls_scores(vit, inputs: Tensor, schedule: list, block: int) -> Tensor
         q, key = attn_mod.q_norm(q), attn_mod.k_norm(key)
         attn = ((q.float() * attn_mod.scale) @ key.float().transpose(-2, -1)).softmax(-1)
         if k == block:
-            summed = attn.sum(1)                                        # (B, n, n)
-            return summed[:, :, 0].gather(1, source[:, m.num_prefix_tokens:])
+            summed = attn.sum(1)  # (B, n, n)
+            return summed[:, :, 0].gather(1, source[:, m.num_prefix_tokens :])
         out = (attn.to(v.dtype) @ v).transpose(1, 2).reshape(b, x.shape[1], -1)
         x = x + blk.drop_path1(blk.ls1(attn_mod.proj(attn_mod.norm(out))))
         token_map, n_new = bipartite_merge_map(key.mean(1), schedule[k])
@@ -186,28 +187,53 @@ class MergeMixClassifier(MixupClassifier):
         generator: optional CPU generator for MergeMix's draws (default: the global one).
     """
 
-    def __init__(self, backbone: dict, head: dict, mixer: dict | None = None, alpha: float = 1.0,
-                 merge_ratio: float = 0.5, attn_block: int = -4, lam_scale: bool = True,
-                 generator: torch.Generator | None = None, **kwargs):
-        super().__init__(backbone=backbone, head=head,
-                         mixer=mixer if mixer is not None else {"type": "Mixup", "alpha": 0.8}, **kwargs)
+    def __init__(
+        self,
+        backbone: dict,
+        head: dict,
+        mixer: dict | None = None,
+        alpha: float = 1.0,
+        merge_ratio: float = 0.5,
+        attn_block: int = -4,
+        lam_scale: bool = True,
+        generator: torch.Generator | None = None,
+        **kwargs,
+    ):
+        super().__init__(
+            backbone=backbone,
+            head=head,
+            mixer=mixer if mixer is not None else {"type": "Mixup", "alpha": 0.8},
+            **kwargs,
+        )
         self.check_backbone("MergeMix", "cls_attention")
         model = self.backbone.model
         if model.num_prefix_tokens != 1 or getattr(model.patch_drop, "prob", 0.0):
-            raise ValueError("MergeMixClassifier needs a ViT with one class token and no patch dropout "
-                             "(build it with patch_drop_rate=0 and no register tokens)")
+            raise ValueError(
+                "MergeMixClassifier needs a ViT with one class token and no patch dropout "
+                "(build it with patch_drop_rate=0 and no register tokens)"
+            )
         if any(getattr(blk.attn, "gate", None) is not None for blk in model.blocks):
-            raise ValueError("MergeMixClassifier's token-merging pass knows timm's plain attention "
-                             "blocks; this ViT's attention has a gate")
+            raise ValueError(
+                "MergeMixClassifier's token-merging pass knows timm's plain attention "
+                "blocks; this ViT's attention has a gate"
+            )
         self.alpha = check_alpha(alpha, "MergeMixClassifier.alpha")
         ratio = check_number(merge_ratio, "MergeMixClassifier.merge_ratio")
         if ratio >= 1:
-            raise ValueError(f"MergeMixClassifier.merge_ratio is the share of patch tokens merged, "
-                             f"in [0, 1) (0.5: 98 of DeiT-S's 196), got {merge_ratio!r}")
+            raise ValueError(
+                f"MergeMixClassifier.merge_ratio is the share of patch tokens merged, "
+                f"in [0, 1) (0.5: 98 of DeiT-S's 196), got {merge_ratio!r}"
+            )
         depth = len(model.blocks)
-        if isinstance(attn_block, bool) or not isinstance(attn_block, int) or not -depth <= attn_block < depth:
-            raise ValueError(f"MergeMixClassifier.attn_block must be a block index of the ViT's "
-                             f"{depth} blocks (negative counts from the end), got {attn_block!r}")
+        if (
+            isinstance(attn_block, bool)
+            or not isinstance(attn_block, int)
+            or not -depth <= attn_block < depth
+        ):
+            raise ValueError(
+                f"MergeMixClassifier.attn_block must be a block index of the ViT's "
+                f"{depth} blocks (negative counts from the end), got {attn_block!r}"
+            )
         self.attn_block = attn_block % depth
         self.num_patches = self.backbone.grid_size[0] * self.backbone.grid_size[1]
         self.merged = int(ratio * self.num_patches)
@@ -230,15 +256,23 @@ class MergeMixClassifier(MixupClassifier):
         if self.lam_scale:
             noise = torch.randn(b, generator=self.generator, dtype=torch.float64).to(inputs.device)
             lam_mix = rescaled_lambda(area, self.merged / self.num_patches, noise)
-        return MixOutput(inputs=blend_pairs(inputs, index, mask, binary=True), y_a=labels,
-                         y_b=labels[index], lam=lam_mix, index=index, mask=mask)
+        return MixOutput(
+            inputs=blend_pairs(inputs, index, mask, binary=True),
+            y_a=labels,
+            y_b=labels[index],
+            lam=lam_mix,
+            index=index,
+            mask=mask,
+        )
 
     def loss(self, inputs: Tensor, labels: Tensor) -> dict:
         h, w = inputs.shape[-2:]
         gh, gw = self.backbone.grid_size
         if h % gh or w % gw or (h // gh, w // gw) != tuple(self.backbone.model.patch_embed.patch_size):
-            raise ValueError(f"MergeMix mixes whole patches: feed images of the ViT's img_size "
-                             f"({gh} x {gw} patches), got {h} x {w}")
+            raise ValueError(
+                f"MergeMix mixes whole patches: feed images of the ViT's img_size "
+                f"({gh} x {gw} patches), got {h} x {w}"
+            )
         out = self.mergemix(inputs, labels)
         losses = {"loss": self.loss_module(self.logits(out.inputs), out)}
         base = self.mixer(inputs, labels, model=self)

@@ -1,6 +1,7 @@
 """MixPro (Zhao, Huang, Hu, Zhang, Liu, "MixPro: Data Augmentation with MaskMix and
 Progressive Attention Labeling for Vision Transformer", ICLR 2023, arXiv:2304.12043;
 official code github.com/fistyee/MixPro)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,9 @@ from .mixup_classifier import MixupClassifier
 from .transmix import transmix_lambda
 
 
-def maskmix_mask(batch: int, size: tuple, cell: int, lam: float,
-                 generator: torch.Generator | None = None) -> Tensor:
+def maskmix_mask(
+    batch: int, size: tuple, cell: int, lam: float, generator: torch.Generator | None = None
+) -> Tensor:
     """MaskMix's per-pixel weight of the first image, (B, 1, H, W) float32 of 0/1.
 
     The image is covered by a grid of ``cell x cell``-pixel squares, ``ceil(H / cell) x
@@ -42,13 +44,12 @@ def maskmix_mask(batch: int, size: tuple, cell: int, lam: float,
     gh, gw = -(-h // cell), -(-w // cell)
     cells = gh * gw
     count = min(cells, max(0, math.ceil(cells * float(lam))))
-    ranks = torch.rand(batch, cells, generator=generator).argsort(1).argsort(1)   # a random order
+    ranks = torch.rand(batch, cells, generator=generator).argsort(1).argsort(1)  # a random order
     keep = (ranks < count).float().reshape(batch, 1, gh, gw)
     return keep.repeat_interleave(cell, 2).repeat_interleave(cell, 3)[..., :h, :w].contiguous()
 
 
-def pal_lambda(mask: Tensor, attn: Tensor, area_lam: Tensor, probs: Tensor,
-               area_target: Tensor) -> Tensor:
+def pal_lambda(mask: Tensor, attn: Tensor, area_lam: Tensor, probs: Tensor, area_target: Tensor) -> Tensor:
     """Progressive attention labelling: the label weight of the first image, (B,).
 
     ``mask`` (B, 1, H, W) and ``area_lam`` (B,) are MaskMix's mask and area weight,
@@ -116,19 +117,34 @@ class MixProClassifier(MixupClassifier):
         generator: optional CPU generator for MixPro's own draws (default: the global one).
     """
 
-    def __init__(self, backbone: dict, head: dict, mixer: dict | None = None, prob: float = 0.5,
-                 alpha: float = 1.0, mask_cell: int = 4, progressive: bool = True,
-                 pairing: str = "random", generator: torch.Generator | None = None, **kwargs):
+    def __init__(
+        self,
+        backbone: dict,
+        head: dict,
+        mixer: dict | None = None,
+        prob: float = 0.5,
+        alpha: float = 1.0,
+        mask_cell: int = 4,
+        progressive: bool = True,
+        pairing: str = "random",
+        generator: torch.Generator | None = None,
+        **kwargs,
+    ):
         if mixer is None:
-            mixer = {"type": "RandomChoiceMixer", "probs": [0.5, 0.5],
-                     "mixers": [{"type": "Mixup", "alpha": 0.8}, {"type": "CutMix", "alpha": 1.0}]}
+            mixer = {
+                "type": "RandomChoiceMixer",
+                "probs": [0.5, 0.5],
+                "mixers": [{"type": "Mixup", "alpha": 0.8}, {"type": "CutMix", "alpha": 1.0}],
+            }
         super().__init__(backbone=backbone, head=head, mixer=mixer, **kwargs)
         self.check_backbone("MixPro", "cls_attention")
         self.prob = check_prob(prob, "MixProClassifier.prob")
         self.alpha = check_alpha(alpha, "MixProClassifier.alpha")
         if isinstance(mask_cell, bool) or not isinstance(mask_cell, int) or mask_cell < 1:
-            raise ValueError(f"MixProClassifier.mask_cell is the side of a mask cell in ViT patches, "
-                             f"an integer >= 1 (the paper's DeiT setting: 4), got {mask_cell!r}")
+            raise ValueError(
+                f"MixProClassifier.mask_cell is the side of a mask cell in ViT patches, "
+                f"an integer >= 1 (the paper's DeiT setting: 4), got {mask_cell!r}"
+            )
         ph, pw = self.backbone.model.patch_embed.patch_size
         if ph != pw:
             raise ValueError(f"MixPro's mask cells are square; the ViT's patches are {ph}x{pw}")
@@ -146,8 +162,9 @@ class MixProClassifier(MixupClassifier):
         mask = maskmix_mask(b, inputs.shape[-2:], self.cell_px, lam0, self.generator).to(inputs.device)
         index = index.to(inputs.device)
         mixed = blend_pairs(inputs, index, mask, binary=True)
-        return MixOutput(inputs=mixed, y_a=labels, y_b=labels[index], lam=mask.mean((1, 2, 3)),
-                         index=index, mask=mask)
+        return MixOutput(
+            inputs=mixed, y_a=labels, y_b=labels[index], lam=mask.mean((1, 2, 3)), index=index, mask=mask
+        )
 
     def loss(self, inputs: Tensor, labels: Tensor) -> dict:
         if not bool(torch.rand((), generator=self.generator) < self.prob):

@@ -1,4 +1,5 @@
 """MixupClassifier: backbone + neck + head + loss, with a mixer applied inside ``loss()``."""
+
 from __future__ import annotations
 
 import torch
@@ -38,9 +39,16 @@ class MixupClassifier(BaseModel):
         data_preprocessor: default ``ClassifierDataPreprocessor``.
     """
 
-    def __init__(self, backbone: dict, head: dict, neck: dict | None = None,
-                 loss: dict | None = None, mixer: dict | None = None,
-                 data_preprocessor: dict | None = None, init_cfg: dict | None = None):
+    def __init__(
+        self,
+        backbone: dict,
+        head: dict,
+        neck: dict | None = None,
+        loss: dict | None = None,
+        mixer: dict | None = None,
+        data_preprocessor: dict | None = None,
+        init_cfg: dict | None = None,
+    ):
         data_preprocessor = dict(data_preprocessor or {})
         data_preprocessor.setdefault("type", "ClassifierDataPreprocessor")
         check_type(MODELS, data_preprocessor["type"], "model.data_preprocessor.type")
@@ -83,9 +91,11 @@ class MixupClassifier(BaseModel):
         terms, each name containing ``loss``, which mmengine sums into the training loss)."""
         for name in out.extra_losses:
             if name == "loss" or "loss" not in name:
-                raise ValueError(f"{type(self.mixer).__name__} returned an extra loss named {name!r}; "
-                                 "extra_losses names must contain 'loss' (mmengine sums only those "
-                                 "into the training loss) and differ from 'loss' itself")
+                raise ValueError(
+                    f"{type(self.mixer).__name__} returned an extra loss named {name!r}; "
+                    "extra_losses names must contain 'loss' (mmengine sums only those "
+                    "into the training loss) and differ from 'loss' itself"
+                )
         return {"loss": loss, **out.extra_losses}
 
     @torch.no_grad()

@@ -62,6 +62,7 @@ What the official code does differently:
 
 Cost: one forward of the raw batch and one of the M mixed copies (M = 3: four batches).
 """
+
 from __future__ import annotations
 
 import torch
@@ -81,8 +82,9 @@ UNMIXED_TOL = 1e-6
 DEFAULT_MIXES = {"mndcg": 3, "mrl": 1}
 
 
-def mixup_ranking_loss(raw_logits: Tensor, mixed_logits: Tensor, relevance: Tensor, margin: float,
-                       reduction: str = "sample") -> Tensor:
+def mixup_ranking_loss(
+    raw_logits: Tensor, mixed_logits: Tensor, relevance: Tensor, margin: float, reduction: str = "sample"
+) -> Tensor:
     """MRL: ``raw_logits`` (B, K), ``mixed_logits`` (M, B, K), ``relevance`` (M, B) the largest
     label weight of each mix. The hinge ``max(0, max z~ - max z + margin)`` of the truly mixed
     samples (relevance < 1), averaged over all M*B mixes (``sample``), or the official product
@@ -125,17 +127,32 @@ class RankMixupClassifier(MixupClassifier):
         mrl_reduction: ``sample`` (default) or ``official`` (the official broadcast, see above).
     """
 
-    def __init__(self, backbone: dict, head: dict, mixer: dict | None = None, ranking: str = "mndcg",
-                 num_mixes: int | None = None, weight: float = 0.1, margin: float = 2.0,
-                 mrl_reduction: str = "sample", **kwargs):
-        super().__init__(backbone=backbone, head=head,
-                         mixer=mixer if mixer is not None else {"type": "Mixup", "alpha": 2.0}, **kwargs)
+    def __init__(
+        self,
+        backbone: dict,
+        head: dict,
+        mixer: dict | None = None,
+        ranking: str = "mndcg",
+        num_mixes: int | None = None,
+        weight: float = 0.1,
+        margin: float = 2.0,
+        mrl_reduction: str = "sample",
+        **kwargs,
+    ):
+        super().__init__(
+            backbone=backbone,
+            head=head,
+            mixer=mixer if mixer is not None else {"type": "Mixup", "alpha": 2.0},
+            **kwargs,
+        )
         self.ranking = check_choice(ranking, RANKINGS, "RankMixupClassifier.ranking")
         if num_mixes is None:
             num_mixes = DEFAULT_MIXES[ranking]
         if isinstance(num_mixes, bool) or not isinstance(num_mixes, int) or num_mixes < 1:
-            raise ValueError(f"RankMixupClassifier.num_mixes must be an integer >= 1 (the paper: 3 for "
-                             f"M-NDCG, 1 for MRL), got {num_mixes!r}")
+            raise ValueError(
+                f"RankMixupClassifier.num_mixes must be an integer >= 1 (the paper: 3 for "
+                f"M-NDCG, 1 for MRL), got {num_mixes!r}"
+            )
         self.num_mixes = num_mixes
         self.weight = check_number(weight, "RankMixupClassifier.weight")
         self.margin = check_number(margin, "RankMixupClassifier.margin")
@@ -145,9 +162,11 @@ class RankMixupClassifier(MixupClassifier):
         """The ``num_mixes`` MixOutputs of one step, each drawn anew from the mixer."""
         outs = [self.mixer(inputs, labels, model=self) for _ in range(self.num_mixes)]
         if any(out.stage_hook is not None for out in outs):
-            raise ValueError(f"RankMixup ranks mixed input images against the raw ones; the hidden-stage "
-                             f"mixer {type(self.mixer).__name__} does not make them. Use an input mixer "
-                             "(Mixup, the published one; CutMix, ...)")
+            raise ValueError(
+                f"RankMixup ranks mixed input images against the raw ones; the hidden-stage "
+                f"mixer {type(self.mixer).__name__} does not make them. Use an input mixer "
+                "(Mixup, the published one; CutMix, ...)"
+            )
         return outs
 
     def rank_loss(self, raw_logits: Tensor, mixed_logits: Tensor, relevance: Tensor) -> Tensor:

@@ -23,6 +23,7 @@ Any input mixer can provide ``x~`` (the mixer's own target is used: CutMix, soft
 hidden-stage mixers (ManifoldMix, AlignMix) are refused, since the clean half would be
 mixed too. The losses are logged as ``loss`` (clean) and ``mix_loss`` (weighted mixed term).
 """
+
 from __future__ import annotations
 
 import torch
@@ -48,23 +49,24 @@ class RegMixupClassifier(MixupClassifier):
             the loss of the unmixed batch).
     """
 
-    def __init__(self, backbone: dict, head: dict, eta: float = 1.0, mean_over_both: bool = True,
-                 **kwargs):
+    def __init__(self, backbone: dict, head: dict, eta: float = 1.0, mean_over_both: bool = True, **kwargs):
         super().__init__(backbone=backbone, head=head, **kwargs)
-        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not eta >= 0 \
-                or eta == float("inf"):
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not eta >= 0 or eta == float("inf"):
             raise ValueError(f"RegMixupClassifier.eta must be a finite number >= 0, got {eta!r}")
         if not isinstance(mean_over_both, bool):
-            raise ValueError(f"RegMixupClassifier.mean_over_both must be true or false, got "
-                             f"{mean_over_both!r}")
+            raise ValueError(
+                f"RegMixupClassifier.mean_over_both must be true or false, got {mean_over_both!r}"
+            )
         self.eta, self.mean_over_both = float(eta), mean_over_both
 
     def loss(self, inputs: Tensor, labels: Tensor) -> dict:
         out = self.mixer(inputs, labels, model=self)
         if out.stage_hook is not None:
-            raise ValueError(f"RegMixup trains on clean and mixed images in one forward; the "
-                             f"hidden-stage mixer {type(self.mixer).__name__} would mix the "
-                             "clean half too. Use an input mixer (Mixup, CutMix, ...)")
+            raise ValueError(
+                f"RegMixup trains on clean and mixed images in one forward; the "
+                f"hidden-stage mixer {type(self.mixer).__name__} would mix the "
+                "clean half too. Use an input mixer (Mixup, CutMix, ...)"
+            )
         b = inputs.shape[0]
         logits = self.logits(torch.cat([inputs, out.inputs.to(inputs.dtype)]))
         scale = 0.5 if self.mean_over_both else 1.0

@@ -3,6 +3,7 @@ with Scenario-Agnostic Mixup", arXiv:2111.15454): AutoMix whose Mix Block ("Mixe
 lambda in its features, attends over the concatenated pair, and is trained with the
 eta-balanced mixup loss and an L1 + variance mask loss.
 """
+
 from __future__ import annotations
 
 import torch
@@ -54,12 +55,14 @@ class EtaBalancedMixupLoss(nn.Module):
 
     def forward(self, logits: Tensor, mix) -> Tensor:
         if mix.soft_targets is not None:
-            raise ValueError("EtaBalancedMixupLoss needs the two classes of each sample (y_a, y_b, "
-                             "lam); this mix carries soft_targets. Use MixedCrossEntropy for it")
+            raise ValueError(
+                "EtaBalancedMixupLoss needs the two classes of each sample (y_a, y_b, "
+                "lam); this mix carries soft_targets. Use MixedCrossEntropy for it"
+            )
         logp = F.log_softmax(logits.float(), dim=1)
         log_a = logp.gather(1, mix.y_a[:, None])[:, 0]
         log_b = logp.gather(1, mix.y_b[:, None])[:, 0]
-        log_pair = torch.logaddexp(log_a, log_b)                 # log(p_a + p_b)
+        log_pair = torch.logaddexp(log_a, log_b)  # log(p_a + p_b)
         lam = mix.lam.to(logp.dtype)
         local = -(lam * (log_a - log_pair) + (1 - lam) * (log_b - log_pair))
         loss = local - self.eta * log_pair
@@ -99,14 +102,25 @@ class SAMixClassifier(AutoMixClassifier):
     """
 
     def __init__(self, backbone: dict, head: dict, mix_block_loss: dict | None = None, **kwargs):
-        super().__init__(backbone=backbone, head=head,
-                         mix_block_loss=mix_block_loss or {"type": "EtaBalancedMixupLoss", "eta": 0.5},
-                         **kwargs)
+        super().__init__(
+            backbone=backbone,
+            head=head,
+            mix_block_loss=mix_block_loss or {"type": "EtaBalancedMixupLoss", "eta": 0.5},
+            **kwargs,
+        )
 
     def mix_block_defaults(self, in_channels: int) -> dict:
         """SAMix's Mixer (see the class docstring); the value network is half as wide as
         its input (128 channels on stage 3 of a ResNet-18)."""
-        return {"reduction": 2, "use_scale": True, "upsampling": "bilinear", "lam_mul": 1.0,
-                "lam_residual": True, "lam_mul_k": 0.25, "x_qk_concat": True,
-                "value_hidden": max(in_channels // 2, 1), "mask_loss_mode": "L1+Variance",
-                "mask_loss_margin": 0.1}
+        return {
+            "reduction": 2,
+            "use_scale": True,
+            "upsampling": "bilinear",
+            "lam_mul": 1.0,
+            "lam_residual": True,
+            "lam_mul_k": 0.25,
+            "x_qk_concat": True,
+            "value_hidden": max(in_channels // 2, 1),
+            "mask_loss_mode": "L1+Variance",
+            "mask_loss_margin": 0.1,
+        }

@@ -1,5 +1,6 @@
 """SMMix (Chen, Lin, Lin, Zhang, Chao, Ji, "SMMix: Self-Motivated Image Mixing for Vision
 Transformers", ICCV 2023, arXiv:2212.12977; official code github.com/ChenMnZ/SMMix)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,9 +26,11 @@ def window_corners(attn: Tensor, side: int) -> tuple:
     window in row-major order. Returns ``(min_corner, max_corner)``.
     """
     if attn.dim() != 3 or not 1 <= side <= min(attn.shape[-2:]):
-        raise ValueError(f"window_corners needs attn (B, gh, gw) and 1 <= side <= min(gh, gw), got "
-                         f"{tuple(attn.shape)} and side {side}")
-    sums = F.avg_pool2d(attn[:, None].float(), side, stride=1)[:, 0].flatten(1)   # (B, windows)
+        raise ValueError(
+            f"window_corners needs attn (B, gh, gw) and 1 <= side <= min(gh, gw), got "
+            f"{tuple(attn.shape)} and side {side}"
+        )
+    sums = F.avg_pool2d(attn[:, None].float(), side, stride=1)[:, 0].flatten(1)  # (B, windows)
     cols = attn.shape[-1] - side + 1
 
     def corner(flat: Tensor) -> Tensor:
@@ -52,21 +55,24 @@ def smmix_images(x: Tensor, attn: Tensor, index: Tensor, side: int) -> tuple:
     b, _, h, w = x.shape
     gh, gw = attn.shape[-2:]
     if attn.shape[0] != b or h % gh or w % gw or h // gh != w // gw:
-        raise ValueError(f"smmix_images needs images (B, C, H, W) tiled exactly by the attention "
-                         f"grid (B, gh, gw) with square patches, got {tuple(x.shape)} and "
-                         f"{tuple(attn.shape)}")
+        raise ValueError(
+            f"smmix_images needs images (B, C, H, W) tiled exactly by the attention "
+            f"grid (B, gh, gw) with square patches, got {tuple(x.shape)} and "
+            f"{tuple(attn.shape)}"
+        )
     patch = h // gh
     low, high = window_corners(attn, side)
-    dst, src = low, high[index]                                     # (B, 2) each, in patches
+    dst, src = low, high[index]  # (B, 2) each, in patches
     rows = torch.arange(gh, device=x.device)
     cols = torch.arange(gw, device=x.device)
-    inside = (((rows >= dst[:, :1]) & (rows < dst[:, :1] + side))[:, :, None]
-              & ((cols >= dst[:, 1:]) & (cols < dst[:, 1:] + side))[:, None, :])   # (B, gh, gw)
+    inside = ((rows >= dst[:, :1]) & (rows < dst[:, :1] + side))[:, :, None] & (
+        (cols >= dst[:, 1:]) & (cols < dst[:, 1:] + side)
+    )[:, None, :]  # (B, gh, gw)
     keep = (~inside).to(x.dtype)
     # each pixel of the pasted window reads the partner at the same offset in its window
-    shift = (src - dst).to(x.device) * patch                       # (B, 2) in pixels
-    pix_r = (torch.arange(h, device=x.device) + shift[:, :1]).clamp(0, h - 1)   # (B, H)
-    pix_c = (torch.arange(w, device=x.device) + shift[:, 1:]).clamp(0, w - 1)   # (B, W)
+    shift = (src - dst).to(x.device) * patch  # (B, 2) in pixels
+    pix_r = (torch.arange(h, device=x.device) + shift[:, :1]).clamp(0, h - 1)  # (B, H)
+    pix_c = (torch.arange(w, device=x.device) + shift[:, 1:]).clamp(0, w - 1)  # (B, W)
     batch = index.to(x.device)[:, None, None]
     moved = x[batch, :, pix_r[:, :, None], pix_c[:, None, :]].permute(0, 3, 1, 2)  # (B, C, H, W)
     keep_px = keep.repeat_interleave(patch, 1).repeat_interleave(patch, 2)[:, None]
@@ -79,8 +85,10 @@ def region_token_means(tokens: Tensor, keep: Tensor) -> tuple:
     (``keep`` (B, gh, gw) or (B, N)): the inputs of SMMix's fine-grained token labels."""
     keep = keep.reshape(keep.shape[0], -1, 1).to(tokens.dtype)
     paste = 1 - keep
-    return ((tokens * keep).sum(1) / keep.sum(1).clamp_min(1),
-            (tokens * paste).sum(1) / paste.sum(1).clamp_min(1))
+    return (
+        (tokens * keep).sum(1) / keep.sum(1).clamp_min(1),
+        (tokens * paste).sum(1) / paste.sum(1).clamp_min(1),
+    )
 
 
 def window_sides(grid: int, side_ratio: Sequence[float]) -> tuple:
@@ -90,12 +98,16 @@ def window_sides(grid: int, side_ratio: Sequence[float]) -> tuple:
     except (TypeError, ValueError):
         raise ValueError(f"side_ratio must be a (min, max) pair, got {side_ratio!r}") from None
     if not 0 < low <= high < 1:
-        raise ValueError(f"side_ratio must satisfy 0 < min <= max < 1 (the window side as a "
-                         f"fraction of the patch grid's side), got {side_ratio!r}")
+        raise ValueError(
+            f"side_ratio must satisfy 0 < min <= max < 1 (the window side as a "
+            f"fraction of the patch grid's side), got {side_ratio!r}"
+        )
     sides = int(grid * low), int(grid * high)
     if sides[0] < 1:
-        raise ValueError(f"side_ratio {side_ratio!r} gives windows of 0 patches on a {grid}x{grid} "
-                         f"patch grid; raise the minimum ratio to at least {1 / grid:.3g}")
+        raise ValueError(
+            f"side_ratio {side_ratio!r} gives windows of 0 patches on a {grid}x{grid} "
+            f"patch grid; raise the minimum ratio to at least {1 / grid:.3g}"
+        )
     return sides
 
 
@@ -149,16 +161,30 @@ class SMMixClassifier(MixupClassifier):
         con_weight: weight of the consistency loss (1.0).
     """
 
-    def __init__(self, backbone: dict, head: dict, mixer: dict | None = None, prob: float = 0.8,
-                 side_ratio: Sequence[float] = (0.25, 0.75), fine_weight: float = 1.0,
-                 con_weight: float = 1.0, **kwargs):
-        super().__init__(backbone=backbone, head=head,
-                         mixer=mixer if mixer is not None else {"type": "Mixup", "alpha": 1.0}, **kwargs)
+    def __init__(
+        self,
+        backbone: dict,
+        head: dict,
+        mixer: dict | None = None,
+        prob: float = 0.8,
+        side_ratio: Sequence[float] = (0.25, 0.75),
+        fine_weight: float = 1.0,
+        con_weight: float = 1.0,
+        **kwargs,
+    ):
+        super().__init__(
+            backbone=backbone,
+            head=head,
+            mixer=mixer if mixer is not None else {"type": "Mixup", "alpha": 1.0},
+            **kwargs,
+        )
         self.check_backbone("SMMix", "cls_attention", "patch_attention")
         gh, gw = self.backbone.grid_size
         if gh != gw:
-            raise ValueError(f"SMMix mixes square windows of a square patch grid; the backbone's "
-                             f"grid is {gh}x{gw}: use a square img_size")
+            raise ValueError(
+                f"SMMix mixes square windows of a square patch grid; the backbone's "
+                f"grid is {gh}x{gw}: use a square img_size"
+            )
         self.prob = check_prob(prob, "SMMixClassifier.prob")
         self.sides = window_sides(gh, side_ratio)
         for name, weight in (("fine_weight", fine_weight), ("con_weight", con_weight)):
@@ -193,14 +219,16 @@ class SMMixClassifier(MixupClassifier):
         if self.fine_weight:
             kept, pasted = region_token_means(tokens, keep)
             ones = torch.ones_like(out.lam)
-            own = dataclasses.replace(out, y_b=out.y_a, lam=ones)       # the kept tokens' label
-            partner = dataclasses.replace(out, y_a=out.y_b, lam=ones)   # the pasted tokens'
-            fine = (self.loss_module(self.head(self.neck(kept)), own)
-                    + self.loss_module(self.head(self.neck(pasted)), partner))
+            own = dataclasses.replace(out, y_b=out.y_a, lam=ones)  # the kept tokens' label
+            partner = dataclasses.replace(out, y_a=out.y_b, lam=ones)  # the pasted tokens'
+            fine = self.loss_module(self.head(self.neck(kept)), own) + self.loss_module(
+                self.head(self.neck(pasted)), partner
+            )
             losses["fine_loss"] = self.fine_weight * fine / 2
         if self.con_weight:
             lam = out.lam.to(clean_logits.dtype)[:, None]
             target = (lam * clean_logits + (1 - lam) * clean_logits[out.index]).float().softmax(1)
             losses["con_loss"] = self.con_weight * F.kl_div(
-                F.log_softmax(logits.float(), 1), target, reduction="batchmean")
+                F.log_softmax(logits.float(), 1), target, reduction="batchmean"
+            )
         return losses

@@ -1,6 +1,7 @@
 """SUMix (Qin, Jin, Zhu, Liao, El-Yacoubi, Gao, "SUMix: Mixup with Semantic and Uncertain
 Information", ECCV 2024, arXiv:2407.07805; official code github.com/JinXins/SUMix, an
 OpenMixup fork: ``ClsUncertainMixupHead.IN_loss`` and ``MixUpClassification(is_IN=True)``)."""
+
 from __future__ import annotations
 
 import torch
@@ -114,23 +115,44 @@ class SUMixClassifier(MixupClassifier):
         label_weighting: ``sample`` (default) or ``batch_mean`` (official reduction).
     """
 
-    def __init__(self, backbone: dict, head: dict, mixer: dict | None = None, gamma: float = 0.5,
-                 uncertainty_layer: bool = True, distance_scale: float | None = None,
-                 label_weighting: str = "sample", **kwargs):
-        super().__init__(backbone=backbone, head=head,
-                         mixer=mixer if mixer is not None else {"type": "CutMix", "alpha": 0.2}, **kwargs)
+    def __init__(
+        self,
+        backbone: dict,
+        head: dict,
+        mixer: dict | None = None,
+        gamma: float = 0.5,
+        uncertainty_layer: bool = True,
+        distance_scale: float | None = None,
+        label_weighting: str = "sample",
+        **kwargs,
+    ):
+        super().__init__(
+            backbone=backbone,
+            head=head,
+            mixer=mixer if mixer is not None else {"type": "CutMix", "alpha": 0.2},
+            **kwargs,
+        )
         if type(self.loss_module).__name__ != "MixedCrossEntropy":
-            raise ValueError(f"SUMixClassifier weights its own cross-entropies: model.loss must be "
-                             f"MixedCrossEntropy (label smoothing allowed), got {type(self.loss_module).__name__}")
+            raise ValueError(
+                f"SUMixClassifier weights its own cross-entropies: model.loss must be "
+                f"MixedCrossEntropy (label smoothing allowed), got {type(self.loss_module).__name__}"
+            )
         self.gamma = check_number(gamma, "SUMixClassifier.gamma")
-        self.distance_scale = None if distance_scale is None else check_number(
-            distance_scale, "SUMixClassifier.distance_scale", strict=True)
-        self.label_weighting = check_choice(label_weighting, LABEL_WEIGHTINGS, "SUMixClassifier.label_weighting")
+        self.distance_scale = (
+            None
+            if distance_scale is None
+            else check_number(distance_scale, "SUMixClassifier.distance_scale", strict=True)
+        )
+        self.label_weighting = check_choice(
+            label_weighting, LABEL_WEIGHTINGS, "SUMixClassifier.label_weighting"
+        )
         self.uncertainty = None
         if check_flag(uncertainty_layer, "SUMixClassifier.uncertainty_layer"):
             if not isinstance(getattr(self.head, "fc", None), nn.Linear):
-                raise ValueError(f"SUMixClassifier's uncertainty layer takes the head's input features; "
-                                 f"it needs a LinearHead (a head with a linear .fc), got {type(self.head).__name__}")
+                raise ValueError(
+                    f"SUMixClassifier's uncertainty layer takes the head's input features; "
+                    f"it needs a LinearHead (a head with a linear .fc), got {type(self.head).__name__}"
+                )
             self.uncertainty = nn.Linear(self.head.fc.in_features, self.num_classes)
 
     def forward_both(self, inputs: Tensor) -> tuple:
@@ -143,18 +165,22 @@ class SUMixClassifier(MixupClassifier):
 
     def check_mix(self, out: MixOutput) -> None:
         if out.stage_hook is not None or out.soft_targets is not None:
-            raise ValueError(f"SUMix reweights a two-image mix of the input images; the mixer "
-                             f"{type(self.mixer).__name__} mixes hidden features or returns soft targets. "
-                             "Use an input mixer such as CutMix, SaliencyMix, FMix or ResizeMix")
+            raise ValueError(
+                f"SUMix reweights a two-image mix of the input images; the mixer "
+                f"{type(self.mixer).__name__} mixes hidden features or returns soft targets. "
+                "Use an input mixer such as CutMix, SaliencyMix, FMix or ResizeMix"
+            )
         if not torch.equal(out.y_b, out.y_a[out.index]):
-            raise ValueError(f"SUMix needs a pairwise mixer (y_b == y_a[index]); "
-                             f"{type(self.mixer).__name__} is not one")
+            raise ValueError(
+                f"SUMix needs a pairwise mixer (y_b == y_a[index]); {type(self.mixer).__name__} is not one"
+            )
 
     def weighted_ce(self, logits: Tensor, labels: Tensor, weights: Tensor) -> Tensor:
         """``weights * CE(logits, labels)`` averaged over the batch (``batch_mean``: the product
         of the two batch means, the official reduction)."""
-        ce = F.cross_entropy(logits.float(), labels, reduction="none",
-                             label_smoothing=self.loss_module.label_smoothing)
+        ce = F.cross_entropy(
+            logits.float(), labels, reduction="none", label_smoothing=self.loss_module.label_smoothing
+        )
         if self.label_weighting == "batch_mean":
             return ce.mean() * weights.mean()
         return (ce * weights).mean()
@@ -167,8 +193,9 @@ class SUMixClassifier(MixupClassifier):
             scale = float(p.shape[0]) if self.distance_scale is None else self.distance_scale
             alpha_a = semantic_distance(p_mix, p, out.y_b, scale)
             alpha_b = semantic_distance(p_mix, p[out.index], out.y_a, scale)
-            lam_hat = sumix_lambda(out.lam, alpha_a.gather(1, out.y_a[:, None])[:, 0],
-                                   alpha_b.gather(1, out.y_b[:, None])[:, 0])
+            lam_hat = sumix_lambda(
+                out.lam, alpha_a.gather(1, out.y_a[:, None])[:, 0], alpha_b.gather(1, out.y_b[:, None])[:, 0]
+            )
         return lam_hat, alpha_a, alpha_b
 
     def loss(self, inputs: Tensor, labels: Tensor) -> dict:
@@ -178,10 +205,10 @@ class SUMixClassifier(MixupClassifier):
         logits, u_mix = self.forward_both(out.inputs)
         lam = out.lam.float()
         lam_hat, alpha_a, alpha_b = self.semantic_weights(clean_logits, logits, out)
-        mix_loss = (self.weighted_ce(logits, out.y_a, lam_hat)
-                    + self.weighted_ce(logits, out.y_b, 1 - lam_hat))
+        mix_loss = self.weighted_ce(logits, out.y_a, lam_hat) + self.weighted_ce(logits, out.y_b, 1 - lam_hat)
         beta_a = u_clean.float() + u_mix.float()
         beta_b = u_clean.float()[out.index] + u_mix.float()
-        uncertain = (self.weighted_ce(torch.exp(-(alpha_a + beta_a)), out.y_a, lam)
-                     + self.weighted_ce(torch.exp(-(alpha_b + beta_b)), out.y_b, 1 - lam))
+        uncertain = self.weighted_ce(torch.exp(-(alpha_a + beta_a)), out.y_a, lam) + self.weighted_ce(
+            torch.exp(-(alpha_b + beta_b)), out.y_b, 1 - lam
+        )
         return {"loss": mix_loss, "uncertain_loss": self.gamma * uncertain}

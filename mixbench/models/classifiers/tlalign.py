@@ -1,5 +1,6 @@
 """TL-Align (Xiao, Zheng, Zhu, Zhou, Lu, "Token-Label Alignment for Vision Transformers",
 ICCV 2023, arXiv:2210.06455; official code github.com/Euphoria16/TL-Align)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,9 +28,11 @@ def initial_token_weights(mask: Tensor, lam: Tensor, grid: tuple, prefix: int) -
     b, _, h, w = mask.shape
     gh, gw = grid
     if h % gh or w % gw:
-        raise ValueError(f"TL-Align needs the patch grid {gh}x{gw} to tile the {h}x{w} images "
-                         "exactly; use the img_size the ViT was built for")
-    patches = F.avg_pool2d(mask.float(), (h // gh, w // gw)).flatten(1)          # (B, gh*gw)
+        raise ValueError(
+            f"TL-Align needs the patch grid {gh}x{gw} to tile the {h}x{w} images "
+            "exactly; use the img_size the ViT was built for"
+        )
+    patches = F.avg_pool2d(mask.float(), (h // gh, w // gw)).flatten(1)  # (B, gh*gw)
     return torch.cat([lam.float()[:, None].expand(b, prefix), patches], dim=1)
 
 
@@ -82,16 +85,24 @@ class TLAlignClassifier(MixupClassifier):
     """
 
     def __init__(self, backbone: dict, head: dict, mixer: dict | None = None, **kwargs):
-        super().__init__(backbone=backbone, head=head, mixer=mixer if mixer is not None else
-                         {"type": "CutMix", "alpha": 1.0, "pairing": "reverse"}, **kwargs)
-        self.check_backbone("TL-Align", "cls_attention")   # every block's attention of a ViT
+        super().__init__(
+            backbone=backbone,
+            head=head,
+            mixer=mixer if mixer is not None else {"type": "CutMix", "alpha": 1.0, "pairing": "reverse"},
+            **kwargs,
+        )
+        self.check_backbone("TL-Align", "cls_attention")  # every block's attention of a ViT
         model = self.backbone.model
         if not isinstance(getattr(model, "patch_drop", nn.Identity()), nn.Identity):
-            raise ValueError("TLAlignClassifier traces each patch token's label; patch dropout removes "
-                             "tokens: build the ViT with patch_drop_rate=0")
+            raise ValueError(
+                "TLAlignClassifier traces each patch token's label; patch dropout removes "
+                "tokens: build the ViT with patch_drop_rate=0"
+            )
         if model.global_pool not in ("token", "avg"):
-            raise ValueError(f"TLAlignClassifier knows the label of class-token ('token') and mean "
-                             f"('avg') pooling; the ViT pools with {model.global_pool!r}")
+            raise ValueError(
+                f"TLAlignClassifier knows the label of class-token ('token') and mean "
+                f"('avg') pooling; the ViT pools with {model.global_pool!r}"
+            )
         self._weights: Tensor | None = None
         for k, block in enumerate(model.blocks):
             block.attn.qkv.register_forward_hook(functools.partial(self._align_hook, k))
@@ -102,8 +113,10 @@ class TLAlignClassifier(MixupClassifier):
         with torch.no_grad():
             attn = self.backbone.block_attention(qkv, block)
             if attn.shape[-1] != self._weights.shape[1]:
-                raise ValueError(f"TL-Align: block {block} sees {attn.shape[-1]} tokens, the labels "
-                                 f"{self._weights.shape[1]}: feed images of the ViT's img_size")
+                raise ValueError(
+                    f"TL-Align: block {block} sees {attn.shape[-1]} tokens, the labels "
+                    f"{self._weights.shape[1]}: feed images of the ViT's img_size"
+                )
             self._weights = align_step(attn, self._weights)
 
     def aligned_forward(self, inputs: Tensor, weights: Tensor) -> tuple:
@@ -121,12 +134,15 @@ class TLAlignClassifier(MixupClassifier):
     def loss(self, inputs: Tensor, labels: Tensor) -> dict:
         out = self.mixer(inputs, labels, model=self)
         if out.stage_hook is not None or out.soft_targets is not None:
-            raise ValueError(f"TL-Align traces a two-image token mix of the input; the mixer "
-                             f"{type(self.mixer).__name__} mixes hidden features or returns soft targets")
+            raise ValueError(
+                f"TL-Align traces a two-image token mix of the input; the mixer "
+                f"{type(self.mixer).__name__} mixes hidden features or returns soft targets"
+            )
         if out.mask is None:
             return {"loss": self.loss_module(self.logits(out.inputs), out)}
-        weights = initial_token_weights(out.mask, out.lam, self.backbone.grid_size,
-                                        self.backbone.model.num_prefix_tokens)
+        weights = initial_token_weights(
+            out.mask, out.lam, self.backbone.grid_size, self.backbone.model.num_prefix_tokens
+        )
         feats, lam = self.aligned_forward(out.inputs, weights)
         logits = self.head(self.neck(feats))
         return {"loss": self.loss_module(logits, dataclasses.replace(out, lam=lam))}

@@ -1,6 +1,7 @@
 """TokenMix (Liu, Liu, Zhou, Li, Liu, "TokenMix: Rethinking Image Mixing for Data
 Augmentation in Vision Transformers", ECCV 2022, arXiv:2207.08409; official code
 github.com/Sense-X/TokenMix)."""
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,9 @@ def masked_token_count(tokens: int, mask_ratio: float, min_tokens: int) -> int:
     return min(tokens, int(mask_ratio * tokens) + min_tokens)
 
 
-def block_token_mask(grid: tuple, count: int, min_aspect: float = 0.3,
-                     generator: torch.Generator | None = None) -> Tensor:
+def block_token_mask(
+    grid: tuple, count: int, min_aspect: float = 0.3, generator: torch.Generator | None = None
+) -> Tensor:
     """BEiT's block-wise masking (Bao et al., ICLR 2022) as TokenMix uses it: a (gh, gw)
     float32 mask of 0/1 with (at most) ``count`` ones, built of rectangles.
 
@@ -60,9 +62,9 @@ def block_token_mask(grid: tuple, count: int, min_aspect: float = 0.3,
             if w < gw and h < gh:
                 top = int(torch.randint(0, gh - h + 1, (), generator=generator))
                 left = int(torch.randint(0, gw - w + 1, (), generator=generator))
-                new = h * w - int(mask[top:top + h, left:left + w].sum())
+                new = h * w - int(mask[top : top + h, left : left + w].sum())
                 if 0 < new <= budget:
-                    mask[top:top + h, left:left + w] = 1
+                    mask[top : top + h, left : left + w] = 1
                     added = new
                     break
         if added == 0:
@@ -129,10 +131,12 @@ class TeacherScores(nn.Module):
         super().__init__()
         fc = net.get_classifier() if library == "timm" else getattr(net, "fc", None)
         if not isinstance(fc, nn.Linear):
-            raise TypeError(f"TokenMix's teacher needs a final linear classifier to score every "
-                            f"position of its feature map; {type(net).__name__} has "
-                            f"{type(fc).__name__}. Use a ResNet-style model (timm or torchvision) "
-                            "or a timm model whose get_classifier() is an nn.Linear")
+            raise TypeError(
+                f"TokenMix's teacher needs a final linear classifier to score every "
+                f"position of its feature map; {type(net).__name__} has "
+                f"{type(fc).__name__}. Use a ResNet-style model (timm or torchvision) "
+                "or a timm model whose get_classifier() is an nn.Linear"
+            )
         self.features = _Features(net, library)
         self.fc = fc
         self.prefix = int(getattr(net, "num_prefix_tokens", 0))
@@ -143,16 +147,18 @@ class TeacherScores(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         feat = self.features(x)
-        if feat.dim() == 3:                                   # ViT tokens (B, P + N, C)
-            tokens = feat[:, self.prefix:]
+        if feat.dim() == 3:  # ViT tokens (B, P + N, C)
+            tokens = feat[:, self.prefix :]
             side = math.isqrt(tokens.shape[1])
             if side * side != tokens.shape[1]:
-                raise ValueError(f"TokenMix's teacher returned {tokens.shape[1]} patch tokens, "
-                                 "not a square grid")
+                raise ValueError(
+                    f"TokenMix's teacher returned {tokens.shape[1]} patch tokens, not a square grid"
+                )
             return self.fc(tokens.reshape(feat.shape[0], side, side, -1))
         if feat.dim() != 4:
-            raise ValueError(f"TokenMix's teacher must give a (B, C, h, w) map or ViT tokens, "
-                             f"got {tuple(feat.shape)}")
+            raise ValueError(
+                f"TokenMix's teacher must give a (B, C, h, w) map or ViT tokens, got {tuple(feat.shape)}"
+            )
         return self.fc(feat.permute(0, 2, 3, 1))
 
 
@@ -217,21 +223,42 @@ class TokenMixClassifier(MixupClassifier):
         generator: optional CPU generator for TokenMix's own draws (default: the global one).
     """
 
-    def __init__(self, backbone: dict, head: dict, mixer: dict | None = None,
-                 teacher: None | dict = None, teacher_input_size: int | None = None,
-                 prob: float = 0.5, mask_ratio: float = 0.5, min_tokens: int = 14,
-                 mask_type: str = "block", top_k: int | None = 5, normalize_labels: bool = True,
-                 pairing: str = "reverse", generator: torch.Generator | None = None, **kwargs):
-        super().__init__(backbone=backbone, head=head, mixer=mixer if mixer is not None else
-                         {"type": "Mixup", "alpha": 0.8, "pairing": "reverse"}, **kwargs)
+    def __init__(
+        self,
+        backbone: dict,
+        head: dict,
+        mixer: dict | None = None,
+        teacher: None | dict = None,
+        teacher_input_size: int | None = None,
+        prob: float = 0.5,
+        mask_ratio: float = 0.5,
+        min_tokens: int = 14,
+        mask_type: str = "block",
+        top_k: int | None = 5,
+        normalize_labels: bool = True,
+        pairing: str = "reverse",
+        generator: torch.Generator | None = None,
+        **kwargs,
+    ):
+        super().__init__(
+            backbone=backbone,
+            head=head,
+            mixer=mixer if mixer is not None else {"type": "Mixup", "alpha": 0.8, "pairing": "reverse"},
+            **kwargs,
+        )
         self.check_backbone("TokenMix", "patch_tokens")
         self.prob = check_prob(prob, "TokenMixClassifier.prob")
         self.mask_ratio = check_prob(mask_ratio, "TokenMixClassifier.mask_ratio")
-        for value, what, low in ((min_tokens, "min_tokens", 0), (top_k, "top_k", 1),
-                                 (teacher_input_size, "teacher_input_size", 1)):
+        for value, what, low in (
+            (min_tokens, "min_tokens", 0),
+            (top_k, "top_k", 1),
+            (teacher_input_size, "teacher_input_size", 1),
+        ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-                raise ValueError(f"TokenMixClassifier.{what} must be an integer >= {low}"
-                                 f"{'' if what == 'min_tokens' else ' or null'}, got {value!r}")
+                raise ValueError(
+                    f"TokenMixClassifier.{what} must be an integer >= {low}"
+                    f"{'' if what == 'min_tokens' else ' or null'}, got {value!r}"
+                )
         if min_tokens is None:
             raise ValueError("TokenMixClassifier.min_tokens must be an integer >= 0, got None")
         self.min_tokens, self.top_k, self.teacher_input_size = min_tokens, top_k, teacher_input_size
@@ -245,15 +272,21 @@ class TokenMixClassifier(MixupClassifier):
             raise ValueError(
                 f"TokenMixClassifier: int({self.mask_ratio} * {gh * gw}) + min_tokens={min_tokens} "
                 f"covers all {gh * gw} tokens of the {gh}x{gw} grid, so no image would stay; "
-                f"lower min_tokens (14 is for a 14x14 grid, about {max(gh * gw // 14, 0)} here)")
+                f"lower min_tokens (14 is for a 14x14 grid, about {max(gh * gw // 14, 0)} here)"
+            )
         if teacher is not None and (not isinstance(teacher, dict) or set(teacher) != set(TEACHER_KEYS)):
-            raise ValueError("TokenMixClassifier.teacher must be null (the model being trained) or a "
-                             f"dict with exactly the keys {', '.join(TEACHER_KEYS)}, got {teacher!r}")
+            raise ValueError(
+                "TokenMixClassifier.teacher must be null (the model being trained) or a "
+                f"dict with exactly the keys {', '.join(TEACHER_KEYS)}, got {teacher!r}"
+            )
         self.teacher_net: TeacherScores | None = None
         if teacher is not None:
-            net = load_pretrained(**teacher, who="TokenMix teacher",
-                                  unset="set `teacher: null` to use the model being trained",
-                                  num_classes=self.num_classes)
+            net = load_pretrained(
+                **teacher,
+                who="TokenMix teacher",
+                unset="set `teacher: null` to use the model being trained",
+                num_classes=self.num_classes,
+            )
             self.teacher_net = TeacherScores(net, teacher["library"]).requires_grad_(False).eval()
 
     def train(self, mode: bool = True):
@@ -276,7 +309,7 @@ class TokenMixClassifier(MixupClassifier):
         with frozen_eval(self):
             _, tokens = self.backbone(inputs, return_tokens=True)
             b, n, c = tokens.shape
-            tokens = self.backbone.model.fc_norm(tokens)    # the pooled features' norm, per token
+            tokens = self.backbone.model.fc_norm(tokens)  # the pooled features' norm, per token
             scores = self.head(self.neck(tokens.reshape(b * n, c)))
         return scores.float().view(b, *self.backbone.grid_size, -1)
 
@@ -298,8 +331,10 @@ class TokenMixClassifier(MixupClassifier):
         b, _, h, w = inputs.shape
         gh, gw = self.backbone.grid_size
         if h % gh or w % gw:
-            raise ValueError(f"TokenMix mixes whole patches: the {gh}x{gw} patch grid must tile "
-                             f"the {h}x{w} images; feed the img_size the ViT was built for")
+            raise ValueError(
+                f"TokenMix mixes whole patches: the {gh}x{gw} patch grid must tile "
+                f"the {h}x{w} images; feed the img_size the ViT was built for"
+            )
         index = pairing_index(b, self.pairing, self.generator)
         token_mask = self.token_mask()
         maps = self.score_maps(inputs, labels)
@@ -316,9 +351,10 @@ class TokenMixClassifier(MixupClassifier):
         if self.normalize_labels:
             w_a, w_b = lam, 1 - lam
         k = self.num_classes
-        soft = (w_a[:, None] * F.one_hot(labels, k).float() + w_b[:, None] * F.one_hot(y_b, k).float())
-        return MixOutput(inputs=mixed, y_a=labels, y_b=y_b, lam=lam.float(), index=index,
-                         mask=keep, soft_targets=soft)
+        soft = w_a[:, None] * F.one_hot(labels, k).float() + w_b[:, None] * F.one_hot(y_b, k).float()
+        return MixOutput(
+            inputs=mixed, y_a=labels, y_b=y_b, lam=lam.float(), index=index, mask=keep, soft_targets=soft
+        )
 
     def loss(self, inputs: Tensor, labels: Tensor) -> dict:
         if inputs.shape[0] < 2 or not bool(torch.rand((), generator=self.generator) < self.prob):

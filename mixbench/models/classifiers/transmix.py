@@ -1,4 +1,5 @@
 """TransMix (Chen et al., "TransMix: Attend to Mix for Vision Transformers", CVPR 2022)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,10 @@ def transmix_lambda(mask: Tensor, attn: Tensor, area_lam: Tensor, ratio: float =
     complement, the weight of the first image.
     """
     if mask.dim() != 4 or attn.dim() != 3 or mask.shape[0] != attn.shape[0]:
-        raise ValueError(f"transmix_lambda needs mask (B, 1, H, W) and attn (B, gh, gw), got "
-                         f"{tuple(mask.shape)} and {tuple(attn.shape)}")
+        raise ValueError(
+            f"transmix_lambda needs mask (B, 1, H, W) and attn (B, gh, gw), got "
+            f"{tuple(mask.shape)} and {tuple(attn.shape)}"
+        )
     grid = F.interpolate(mask.float(), size=attn.shape[-2:], mode="nearest")[:, 0]
     attn = attn.float()
     lam_attn = (attn * grid).sum((1, 2)) / attn.sum((1, 2)).clamp_min(1e-12)
@@ -67,8 +70,10 @@ class TransMixClassifier(MixupClassifier):
     def loss(self, inputs: Tensor, labels: Tensor) -> dict:
         out = self.mixer(inputs, labels, model=self)
         if out.stage_hook is not None:
-            raise ValueError("TransMix mixes input images; a hidden-stage mixer "
-                             f"({type(self.mixer).__name__}) cannot be used with it")
+            raise ValueError(
+                "TransMix mixes input images; a hidden-stage mixer "
+                f"({type(self.mixer).__name__}) cannot be used with it"
+            )
         feats, attn = self.backbone(out.inputs, return_attn=True)
         logits = self.head(self.neck(feats))
         if out.mask is not None and out.soft_targets is None:

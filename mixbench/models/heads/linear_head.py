@@ -1,4 +1,5 @@
 """Global-average-pool neck and linear classification head."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn

@@ -3,6 +3,7 @@
 Liu, Li, Wang, Lei, Wu, Tan, Li, "Harnessing Hard Mixed Samples with Decoupled
 Regularizer", NeurIPS 2023 (arXiv:2203.10761).
 """
+
 from __future__ import annotations
 
 import torch
@@ -71,13 +72,21 @@ class DecoupledMixupLoss(MixedCrossEntropy):
     Mixes that carry ``soft_targets`` (more than two classes per sample) are refused.
     """
 
-    def __init__(self, eta: float = 0.1, mode: str = "both", thr: float = 0.5,
-                 lam_power: float = 1.0, label_smoothing: float = 0.0,
-                 openmixup_eta_order_bug: bool = False):
+    def __init__(
+        self,
+        eta: float = 0.1,
+        mode: str = "both",
+        thr: float = 0.5,
+        lam_power: float = 1.0,
+        label_smoothing: float = 0.0,
+        openmixup_eta_order_bug: bool = False,
+    ):
         super().__init__(label_smoothing=label_smoothing)
         if not isinstance(openmixup_eta_order_bug, bool):
-            raise ValueError("DecoupledMixupLoss.openmixup_eta_order_bug must be true or false, "
-                             f"got {openmixup_eta_order_bug!r}")
+            raise ValueError(
+                "DecoupledMixupLoss.openmixup_eta_order_bug must be true or false, "
+                f"got {openmixup_eta_order_bug!r}"
+            )
         self.openmixup_eta_order_bug = openmixup_eta_order_bug
         if mode not in ETA_MODES:
             raise ValueError(f"DecoupledMixupLoss.mode must be one of {ETA_MODES}, got {mode!r}")
@@ -123,9 +132,11 @@ class DecoupledMixupLoss(MixedCrossEntropy):
 
     def forward(self, logits: Tensor, mix) -> Tensor:
         if mix.soft_targets is not None:
-            raise ValueError("DecoupledMixupLoss needs a two-class mix (y_a, y_b, lam); this mixer "
-                             "returned soft_targets (more than two classes per sample). Use "
-                             "MixedCrossEntropy with it, or a pairwise mixer (Mixup, CutMix, ...)")
+            raise ValueError(
+                "DecoupledMixupLoss needs a two-class mix (y_a, y_b, lam); this mixer "
+                "returned soft_targets (more than two classes per sample). Use "
+                "MixedCrossEntropy with it, or a pairwise mixer (Mixup, CutMix, ...)"
+            )
         mixup_ce = super().forward(logits, mix)
         if self.eta == 0:
             return mixup_ce

@@ -1,4 +1,5 @@
 """Cross-entropy for mixed targets."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F
