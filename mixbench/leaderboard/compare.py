@@ -48,7 +48,9 @@ class Comparison:
     @property
     def diff(self) -> float | None:
         """ours - published, only like for like (None otherwise)."""
-        return self.ours - self.reported.top1 if self.comparable else None
+        if not self.comparable or self.ours is None:
+            return None
+        return self.ours - self.reported.top1
 
     @property
     def metric_label(self) -> str:
@@ -122,8 +124,9 @@ def compare(runs: Sequence, reported: ReportedCell) -> Comparison:
     n_used = n if n is not None else 1
     comp = Comparison(reported, metric, n)
     values = [metric_value(r.history, metric, n_used) for r in runs]
-    if runs and all(v is not None for v in values):
-        comp.ours = statistics.fmean(values)
+    known = [v for v in values if v is not None]
+    if runs and len(known) == len(values):
+        comp.ours = statistics.fmean(known)
     comp.reasons = settings_reasons(runs, reported)
     comp.reasons += _dedupe(
         s for s in (metric_shortfall(r.history, metric, n_used, r.epochs) for r in runs) if s

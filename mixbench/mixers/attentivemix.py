@@ -235,7 +235,7 @@ class AttentiveMix(MaskMixer):
             self._net.train(self.extractor_batch_stats).requires_grad_(False)
 
     @property
-    def requires(self) -> tuple:
+    def requires(self) -> tuple:  # type: ignore[override]  # BaseMixer's class attribute, computed here
         """The model's backbone output map, unless an external extractor is given."""
         return ("output_map",) if self._net is None else ()
 

@@ -205,7 +205,7 @@ class GuidedMixup(MaskMixer):
         self.blur_sigma = check_number(blur_sigma, "blur_sigma", strict=True)
 
     @property
-    def needs_model(self) -> bool:
+    def needs_model(self) -> bool:  # type: ignore[override]  # BaseMixer's class attribute, computed here
         """Gradient saliency needs the model; the spectral residual does not."""
         return self.saliency == "gradient"
 
