@@ -257,7 +257,13 @@ def plain_init(model: nn.Module, mode: str) -> None:
 
 def augment(x: Tensor) -> Tensor:
     """Reflect-pad by PAD, crop a random window and flip with FLIP_PROB, per image; uint8
-    in, uint8 out."""
+    in, uint8 out, in the standard (N, C, H, W) layout.
+
+    The layout is set explicitly: the gathered crops come out with strides
+    ``(HW, 1, W, 1)``, which for one channel PyTorch counts as contiguous *and* channels-last
+    (``.contiguous()`` keeps them), and convolutions then run channels-last, about 20-30%
+    faster here; a mixed batch built with indexing gets the standard strides again, so
+    without this the methods would run on different layouts."""
     b, _, h, w = x.shape
     padded = F.pad(x.float(), (PAD,) * 4, mode="reflect")
     dy, dx = torch.randint(0, 2 * PAD + 1, (b,)), torch.randint(0, 2 * PAD + 1, (b,))
@@ -265,7 +271,8 @@ def augment(x: Tensor) -> Tensor:
     cols = (dx[:, None] + torch.arange(w))[:, None, :]          # (B, 1, W)
     crops = padded[torch.arange(b)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
     flip = torch.rand(b) < FLIP_PROB
-    return torch.where(flip[:, None, None, None], crops.flip(3), crops).to(torch.uint8)
+    out = torch.where(flip[:, None, None, None], crops.flip(3), crops).to(torch.uint8)
+    return out.clone(memory_format=torch.contiguous_format)
 
 
 def mixed_ce(logits: Tensor, y_a: Tensor, y_b: Tensor, lam) -> Tensor:

@@ -67,3 +67,17 @@ def test_engine_config_with_another_recipe_is_refused(bench):
         bench.check_recipe(cfg)
     with pytest.raises(SystemExit, match="did you mean 'CutMix'"):
         bench.parse_args(["--methods", "Cutmix"])
+
+
+def test_plain_augment_keeps_pixels_and_gives_the_standard_layout(bench):
+    import torch
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8)
+    out = bench.augment(x)
+    # the standard (N, C, H, W) strides, not the ambiguous channels-last ones of the gather
+    assert out.dtype == torch.uint8 and out.stride() == (784, 784, 28, 1)
+    # every output is a (possibly flipped) 28x28 window of the image reflect-padded by 2
+    padded = torch.nn.functional.pad(x.float(), (2, 2, 2, 2), mode="reflect").to(torch.uint8)
+    for img, src in zip(out, padded):
+        windows = [src[:, dy:dy + 28, dx:dx + 28] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(img, w) or torch.equal(img, w.flip(2)) for w in windows)
