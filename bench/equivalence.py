@@ -527,7 +527,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=positive, default=3)
-    p.add_argument("--seeds", type=positive, default=3, help="seeds 0..N-1 per method and side")
+    p.add_argument("--seeds", type=positive, default=3, help="N seeds per method and side")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds first-seed .. first-seed + N - 1 (to extend an earlier run)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), help=f"of {', '.join(METHODS)}")
     p.add_argument("--subset", type=positive, default=None,
                    help="training images (the first N of the 60,000; default all)")
@@ -539,6 +541,8 @@ def parse_args(argv=None):
     p.add_argument("--out", help="write the runs and the summary here (JSON), after every run")
     args = p.parse_args(argv)
     args.methods = check_methods(args.methods)
+    if args.first_seed < 0:
+        p.error(f"--first-seed must be >= 0, got {args.first_seed}")
     if args.subset is not None and args.subset % BATCH == 1:
         p.error(f"--subset {args.subset} leaves a last batch of 1 image, which batch norm "
                 "cannot train on; pick another size")
@@ -553,7 +557,7 @@ def main(argv=None) -> dict:
               "threads": args.threads, "plain_init": args.plain_init,
               "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
               "torch": torch.__version__, "runs": [], "summary": {}}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for i, method in enumerate(args.methods):
             cfg = engine_config(method, args.epochs, seed, args.subset, args.val_subset)
             settings = plain_settings(cfg, method)
