@@ -298,24 +298,44 @@ def mean_std_ci(values: list[float], confidence: float = CONFIDENCE):
     return mean, std, mean - half, mean + half
 
 
-def welch_p_value(a: list[float], b: list[float]) -> float | None:
-    """Two-sided p-value of Welch's unequal-variance t-test (Welch 1947).
-
-    ``t = (mean_a - mean_b) / sqrt(s_a^2/n_a + s_b^2/n_b)``, degrees of freedom by
-    Welch-Satterthwaite ``(v_a + v_b)^2 / (v_a^2/(n_a-1) + v_b^2/(n_b-1))`` with
-    ``v = s^2/n``; ``p = 2 * P(T_df <= -|t|)``. None when a side has fewer than 2 seeds or
-    both sides have zero variance (the test is undefined).
-    """
+def welch_t(a: list[float], b: list[float]) -> tuple[float, float, float] | None:
+    """Welch's unequal-variance t statistic parts (Welch 1947): ``(mean_a - mean_b, se, df)``
+    with ``se = sqrt(s_a^2/n_a + s_b^2/n_b)`` and the Welch-Satterthwaite degrees of freedom
+    ``(v_a + v_b)^2 / (v_a^2/(n_a-1) + v_b^2/(n_b-1))``, ``v = s^2/n``. None when a side has
+    fewer than 2 values or both sides have zero variance (the test is undefined)."""
     if len(a) < 2 or len(b) < 2:
         return None
-    from scipy.special import stdtr  # CDF of Student's t
-
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
     if va + vb == 0:
         return None
-    t = (statistics.fmean(a) - statistics.fmean(b)) / math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    return float(2 * stdtr(df, -abs(t)))
+    return statistics.fmean(a) - statistics.fmean(b), math.sqrt(va + vb), df
+
+
+def welch_p_value(a: list[float], b: list[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test: ``p = 2 * P(T_df <= -|t|)``, ``t = diff / se``
+    (:func:`welch_t`); None where the test is undefined."""
+    parts = welch_t(a, b)
+    if parts is None:
+        return None
+    from scipy.special import stdtr  # CDF of Student's t
+
+    diff, se, df = parts
+    return float(2 * stdtr(df, -abs(diff / se)))
+
+
+def welch_interval(a: list[float], b: list[float], confidence: float = CONFIDENCE):
+    """(mean_a - mean_b, low, high): the Welch confidence interval of the difference of
+    means, ``diff +- t_{(1+confidence)/2, df} * se`` (:func:`welch_t`); low and high are
+    None where Welch's test is undefined (fewer than 2 values a side, or no variance)."""
+    parts = welch_t(a, b)
+    if parts is None:
+        return statistics.fmean(a) - statistics.fmean(b), None, None
+    from scipy.special import stdtrit  # inverse CDF of Student's t
+
+    diff, se, df = parts
+    half = float(stdtrit(df, 0.5 + confidence / 2)) * se
+    return diff, diff - half, diff + half
 
 
 def average_ranks(scores: list[float]) -> list[float]:

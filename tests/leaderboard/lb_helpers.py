@@ -112,8 +112,7 @@ def make_result(
     return path
 
 
-# the backbone of OpenMixup's CIFAR ResNet-18 cells: PyTorch's default init (docs/protocol.md)
-RESNET18_CIFAR = {"type": "ResNetCIFAR", "depth": 18, "width": 64, "in_channels": 3, "init": "pytorch"}
+RESNET18_CIFAR = {"type": "ResNetCIFAR", "depth": 18, "width": 64, "in_channels": 3}
 
 
 def plain_method(mixer: dict) -> dict:

@@ -6,7 +6,7 @@ import pytest
 from lb_helpers import history_for, write_reference_runs
 
 from mixbench.leaderboard import build_leaderboard, canonical_method, ingest_paths, lookup_reported
-from mixbench.leaderboard.aggregate import average_ranks, run_metric, welch_p_value
+from mixbench.leaderboard.aggregate import average_ranks, run_metric, welch_interval, welch_p_value
 
 T_975_DF2 = 4.302652729911275  # Student's t 97.5% quantile, 2 degrees of freedom (tables)
 
@@ -87,6 +87,25 @@ def test_welch_matches_scipy_reference():
     assert welch_p_value(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
     assert welch_p_value([1.0], b) is None
     assert welch_p_value([1.0, 1.0], [2.0, 2.0]) is None  # no variance: undefined
+
+
+def test_welch_interval_matches_hand_values_and_scipy():
+    from scipy import stats
+
+    a, b = [78.0, 78.4, 79.1, 77.2], [76.0, 76.5, 77.0]
+    diff, low, high = welch_interval(a, b)
+    ref = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert diff == pytest.approx(78.175 - 76.5)
+    assert (low, high) == (pytest.approx(ref.low), pytest.approx(ref.high))
+    # the cell of test_delta_and_welch_significance: diff 2, se sqrt(0.31/3 + 0.25/3),
+    # df 3.9546; t_{0.975, 3.9546} = 2.789 (between the tables' 3.182 at 3 and 2.776 at 4)
+    diff, low, high = welch_interval([80.0, 80.4, 81.1], [78.0, 78.5, 79.0])
+    half = 2.0 - low
+    assert high - 2.0 == pytest.approx(half)
+    assert half / math.sqrt(0.31 / 3 + 0.25 / 3) == pytest.approx(
+        float(stats.t.ppf(0.975, 3.95460)), abs=1e-4
+    )
+    assert welch_interval([1.0], b) == (pytest.approx(1.0 - 76.5), None, None)
 
 
 def test_one_seed_says_so_without_error_bar(lb):
