@@ -104,7 +104,10 @@ def test_accuracy_refuses_heads_on_some_batches_only():
 
 def test_result_json_records_the_heads_and_openmixups_reading(tmp_path):
     result = train_on_digits(
-        tmp_path, "automix", {"model": {"backbone": copy.deepcopy(TINY), "mask_stage": 2}}, epochs=2
+        tmp_path,
+        "automix",
+        {"model": {"backbone": copy.deepcopy(TINY)}, "method": {"classifier": {"mask_stage": 2}}},
+        epochs=2,
     )
     history = result["history"]
     assert all(set(h["heads"]) == {"mix_q", "one_q", "mix_k", "one_k"} for h in history)

@@ -306,7 +306,7 @@ def test_real_resnet_training_step():
 
 def test_two_epochs_on_digits_through_train_py(tmp_path):
     result = train_two_epochs_on_digits(tmp_path, "comixup")
-    assert result["run"]["method"] == "CoMixup"
+    assert result["run"]["method"] == "Co-Mixup"
 
 
 @requires_cuda
@@ -330,4 +330,4 @@ def test_clean_loss_is_clean_lam_times_the_clean_cross_entropy():
         out = CoMixup(m_part=4, clean_lam=clean_lam, generator=seeded(0))(x, y, model=model)
         with torch.no_grad():
             reference = F.cross_entropy(tiny_classifier().train()(x), y)
-        torch.testing.assert_close(out.clean_loss.detach(), clean_lam * reference)
+        torch.testing.assert_close(out.extra_losses["clean_loss"].detach(), clean_lam * reference)

@@ -59,8 +59,8 @@ def test_deit_recipe_and_its_config_build_the_same_mixer():
     from mixbench.config import load_config
     from mixbench.registry import build_mixer
 
-    cfg = load_config(ROOT / "configs" / "mixers" / "deit.yaml")
-    built = build_mixer(cfg["model"]["mixer"])
+    cfg = load_config(ROOT / "configs" / "methods" / "deit.yaml")
+    built = build_mixer(cfg["method"]["mixer"])
     deit = DeiTMixer()
     assert isinstance(built, RandomChoiceMixer) and built.probs == deit.probs == [0.5, 0.5]
     assert [(type(m), m.alpha) for m in built.mixers] == [(Mixup, 0.8), (CutMix, 1.0)]

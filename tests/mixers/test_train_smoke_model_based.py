@@ -10,7 +10,7 @@ METHODS = {
     "manifoldmix": "ManifoldMix",
     "alignmix": "AlignMix",
     "attentivemix": "AttentiveMix",
-    "attentivemix_plus": "AttentiveMixPlus",
+    "attentivemix_plus": "AttentiveMix+",
 }
 
 

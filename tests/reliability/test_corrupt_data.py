@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mbtest import REPO, load_script
+from mbtest import REPO
 
+from mixbench.cli import prepare_data
+from mixbench.cli import train as train_tool
 from mixbench.data.base import DatasetError
 from mixbench.data.fashion_mnist import FashionMNIST
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
-prepare_data = load_script("tools/prepare_data.py")
-train_tool = load_script("tools/train.py")
 
 TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
 TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
