@@ -112,7 +112,14 @@ def make_result(
     return path
 
 
-RESNET18_CIFAR = {"type": "ResNetCIFAR", "depth": 18, "width": 64, "in_channels": 3}
+# OpenMixup's CIFAR ResNet-18 (its zero-initialised residual BN, docs/protocol.md)
+RESNET18_CIFAR = {
+    "type": "ResNetCIFAR",
+    "depth": 18,
+    "width": 64,
+    "in_channels": 3,
+    "zero_init_residual": True,
+}
 
 
 def plain_method(mixer: dict) -> dict:

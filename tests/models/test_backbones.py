@@ -261,3 +261,34 @@ def test_init_schemes_give_the_documented_weight_scales(cls, kw):
             assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
     with pytest.raises(ValueError, match="init must be one of kaiming, pytorch"):
         MODELS.build({"type": cls, "init": "xavier", **kw})
+
+
+def test_zero_init_residual_makes_every_block_its_shortcut_and_the_head_init_std():
+    """zero_init_residual: the last BN of each residual branch has weight 0, so at init every
+    block's branch outputs its BN bias (0): the block equals relu(shortcut(x)). init_std: the
+    head's weights ~ N(0, std^2), bias 0."""
+    for cfg in (
+        {"type": "ResNetCIFAR", "depth": 18, "width": 8},
+        {"type": "ResNeXtCIFAR", "width": 16, "base_width": 4, "groups": 2},
+    ):
+        torch.manual_seed(0)
+        net = MODELS.build({**cfg, "zero_init_residual": True}).eval()
+        x = torch.randn(2, 3, 16, 16)
+        feat = net.stem(x)
+        for stage in net.stages:
+            for blk in stage:
+                assert torch.count_nonzero(blk.body[-1].weight) == 0
+                assert torch.count_nonzero(blk.body(feat)) == 0
+                assert torch.equal(blk(feat), torch.relu(blk.shortcut(feat)))
+                feat = blk(feat)
+        plain = MODELS.build(cfg)
+        assert all(torch.count_nonzero(s[0].body[-1].weight) > 0 for s in plain.stages)
+    with pytest.raises(ValueError, match="zero_init_residual must be true or false"):
+        MODELS.build({"type": "ResNetCIFAR", "depth": 8, "zero_init_residual": "yes"})
+    torch.manual_seed(0)
+    head = MODELS.build({"type": "LinearHead", "num_classes": 100, "in_channels": 256, "init_std": 0.01})
+    assert head.fc.weight.std().item() == pytest.approx(0.01, rel=0.05) and torch.all(head.fc.bias == 0)
+    default = MODELS.build({"type": "LinearHead", "num_classes": 100, "in_channels": 256})
+    assert default.fc.weight.abs().max() <= 1 / 16 and default.fc.weight.std().item() > 0.02
+    with pytest.raises(ValueError, match="init_std must be a positive number"):
+        MODELS.build({"type": "LinearHead", "num_classes": 10, "in_channels": 8, "init_std": 0})

@@ -86,6 +86,7 @@ class _ResNet(StagedBackbone):
         groups: int = 1,
         base_width: int = 64,
         init: str = "kaiming",
+        zero_init_residual: bool = False,
     ):
         super().__init__()
         if width <= 0:
@@ -104,6 +105,12 @@ class _ResNet(StagedBackbone):
         self.stages = nn.ModuleList(stages)
         self.post = nn.Identity()
         init_weights(self, init)
+        if not isinstance(zero_init_residual, bool):
+            raise ValueError(f"zero_init_residual must be true or false, got {zero_init_residual!r}")
+        if zero_init_residual:  # the last BN of every residual branch at 0: each block starts as its shortcut
+            for stage in self.stages:
+                for blk in stage:
+                    nn.init.zeros_(blk.body[-1].weight)
 
 
 @MODELS.register_module()
@@ -117,7 +124,10 @@ class ResNetCIFAR(_ResNet):
         in_channels: image channels (3 for RGB, 1 for greyscale).
         stage_blocks: override the blocks per stage (keeps the depth's block type).
         init: ``kaiming`` (default, torchvision's) or ``pytorch`` (the layers' defaults, as
-            OpenMixup's CIFAR runs); see :data:`mixbench.models.backbones.base.INIT_SCHEMES`.
+            OpenMixup's current code); see :data:`mixbench.models.backbones.base.INIT_SCHEMES`.
+        zero_init_residual: start the last BN of every residual branch at weight 0, so each
+            block starts as its shortcut (Goyal et al., 2017; OpenMixup's and mmcls' ResNet
+            default, ``zero_init_residual=True``, behind its CIFAR tables). Default False.
     """
 
     def __init__(
@@ -127,17 +137,25 @@ class ResNetCIFAR(_ResNet):
         in_channels: int = 3,
         stage_blocks: Sequence[int] | None = None,
         init: str = "kaiming",
+        zero_init_residual: bool = False,
     ):
         if depth not in ARCHS:
             raise ValueError(f"ResNetCIFAR depth must be one of {sorted(ARCHS)}, got {depth}")
         block, blocks = ARCHS[depth]
-        super().__init__(block, stage_blocks or blocks, width, in_channels, init=init)
+        super().__init__(
+            block,
+            stage_blocks or blocks,
+            width,
+            in_channels,
+            init=init,
+            zero_init_residual=zero_init_residual,
+        )
 
 
 @MODELS.register_module()
 class ResNeXtCIFAR(_ResNet):
     """ResNeXt with a CIFAR stem; default ResNeXt-50 (32x4d): bottlenecks (3, 4, 6, 3),
-    cardinality 32, base width 4; ``init`` as :class:`ResNetCIFAR`'s."""
+    cardinality 32, base width 4; ``init`` and ``zero_init_residual`` as :class:`ResNetCIFAR`'s."""
 
     def __init__(
         self,
@@ -147,10 +165,13 @@ class ResNeXtCIFAR(_ResNet):
         width: int = 64,
         in_channels: int = 3,
         init: str = "kaiming",
+        zero_init_residual: bool = False,
     ):
         if depth not in (50, 101):
             raise ValueError(f"ResNeXtCIFAR depth must be 50 or 101, got {depth}")
-        super().__init__(Bottleneck, ARCHS[depth][1], width, in_channels, groups, base_width, init)
+        super().__init__(
+            Bottleneck, ARCHS[depth][1], width, in_channels, groups, base_width, init, zero_init_residual
+        )
 
 
 @MODELS.register_module()
