@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import difflib
 import hashlib
 import json
 import re
@@ -231,3 +232,19 @@ def get_path(cfg: Mapping, dotted: str, default: Any | None = None) -> Any:
             return default
         node = node[part]
     return node
+
+
+def closest(name: str, names, n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """The names closest to ``name`` (difflib), case-insensitively as a fallback: the one
+    suggestion every "unknown key/option/type" message of mixbench makes."""
+    names = list(names)
+    close = difflib.get_close_matches(name, names, n=n, cutoff=cutoff)
+    if not close:
+        lower = {x.lower(): x for x in names}
+        close = [lower[x] for x in difflib.get_close_matches(name.lower(), list(lower), n=n, cutoff=cutoff)]
+    return close
+
+
+def did_you_mean(name: str, names) -> str:
+    close = closest(name, names)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."

@@ -33,10 +33,9 @@ Only the standard library: the sweep and the leaderboard read methods without to
 from __future__ import annotations
 
 import copy
-import difflib
 from collections.abc import Mapping
 
-from mixbench.config import ConfigError, merge
+from mixbench.config import ConfigError, did_you_mean, merge
 
 METHOD_KEY = "method"
 #: keys of a ``method:`` section
@@ -50,12 +49,6 @@ RECIPE_KEYS = ("backbone", "neck", "head", "loss", "data_preprocessor", "init_cf
 
 def _where(cfg: Mapping) -> str:
     return str(cfg.get("_source_", "<config>"))
-
-
-def closest(name: str, choices) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
-    match = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)
-    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 def method_section(cfg: Mapping) -> dict:
@@ -77,8 +70,8 @@ def method_section(cfg: Mapping) -> dict:
     if unknown:
         key = unknown[0]
         raise ConfigError(
-            f"{src}: unknown key method.{key}{closest(key, METHOD_KEYS)}; "
-            f"a method section has {', '.join(METHOD_KEYS)}"
+            f"{src}: unknown key method.{key}{did_you_mean(key, METHOD_KEYS)} "
+            f"A method section has {', '.join(METHOD_KEYS)}."
         )
     classifier = raw.get("classifier") or {"type": DEFAULT_CLASSIFIER}
     mixer = raw.get("mixer")
@@ -149,7 +142,7 @@ def check_model_section(cfg: Mapping) -> None:
     if unknown:
         key = unknown[0]
         raise ConfigError(
-            f"{_where(cfg)}: unknown key model.{key}{closest(key, RECIPE_KEYS)}; the model "
+            f"{_where(cfg)}: unknown key model.{key}{did_you_mean(key, RECIPE_KEYS)} The model "
             f"section is the backbone's recipe ({', '.join(RECIPE_KEYS)}); an option of the "
             f"method's classifier goes under method.classifier (method.classifier.{key})"
         )
@@ -183,13 +176,6 @@ def resolve_method(cfg: Mapping) -> dict:
     if method["hooks"]:
         out["custom_hooks"] = list(out.get("custom_hooks") or []) + method["hooks"]
     out[METHOD_KEY] = method
-    return out
-
-
-def with_method(cfg: Mapping, method: Mapping) -> dict:
-    """``cfg`` with its method section replaced whole by ``method``."""
-    out = copy.deepcopy(dict(cfg))
-    out[METHOD_KEY] = copy.deepcopy(dict(method))
     return out
 
 

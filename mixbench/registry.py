@@ -8,7 +8,6 @@ mmengine) are registered here in bulk from ``mixbench.mixers.__all__``.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -34,7 +33,7 @@ from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import WEIGHT_INITIALIZERS as MMENGINE_WEIGHT_INITIALIZERS
 from mmengine.registry import Registry
 
-from mixbench.config import ConfigError
+from mixbench.config import ConfigError, closest, did_you_mean
 
 if TYPE_CHECKING:  # the mixers import no mmengine; this module imports them lazily
     from mixbench.mixers.base import BaseMixer
@@ -188,21 +187,6 @@ def constructor_options(obj) -> tuple[dict, bool] | None:
         if not found[1]:
             return params, False
     return params, True
-
-
-def closest(name: str, names, n: int = 3, cutoff: float = 0.6) -> list[str]:
-    """The names closest to ``name`` (difflib), case-insensitively as a fallback."""
-    names = list(names)
-    close = difflib.get_close_matches(name, names, n=n, cutoff=cutoff)
-    if not close:
-        lower = {x.lower(): x for x in names}
-        close = [lower[x] for x in difflib.get_close_matches(name.lower(), list(lower), n=n, cutoff=cutoff)]
-    return close
-
-
-def did_you_mean(name: str, names) -> str:
-    close = closest(name, names)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
 
 
 def check_options(

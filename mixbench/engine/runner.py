@@ -17,7 +17,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 from mixbench.checkpoint import use_for_mmengine
-from mixbench.config import ConfigError, config_hash, dump_config, get_path
+from mixbench.config import ConfigError, config_hash, did_you_mean, dump_config, get_path
 from mixbench.fingerprint import backbone_settings, method_settings
 from mixbench.method import check_model_section, method_name, resolve_method
 from mixbench.models.stages import StagedLosses
@@ -38,7 +38,6 @@ from mixbench.registry import (
     UnknownTypeError,
     build_mixer,
     check_options,
-    did_you_mean,
 )
 
 from .compat import RunnerBase

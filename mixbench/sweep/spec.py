@@ -55,13 +55,14 @@ from mixbench.config import (
     ConfigError,
     _read_yaml,
     config_hash,
+    did_you_mean,
     get_path,
     load_config,
     merge,
     merge_config,
     options_to_dict,
 )
-from mixbench.method import METHOD_KEY, closest, method_from_fragment, method_section
+from mixbench.method import METHOD_KEY, method_from_fragment, method_section
 from mixbench.results import DEFAULT_LAST_N, TABLE_METRICS
 
 NAMED_AXES = ("dataset", "backbone", "method")
@@ -257,9 +258,8 @@ def _check_axis_key(key: str, cfg: Mapping, source: Path) -> None:
         known = sorted(set(SPECIAL_AXES) | {k for k in cfg if not k.startswith("_")})
         raise SweepError(
             f"{source}: axes.{key}: {top!r} is neither an axis "
-            f"({', '.join(SPECIAL_AXES)}) nor a key of the run's config"
-            f"{closest(top, known)}; other axes are dotted config keys such as "
-            "optim_wrapper.optimizer.lr"
+            f"({', '.join(SPECIAL_AXES)}) nor a key of the run's config{did_you_mean(top, known)} "
+            "Other axes are dotted config keys such as optim_wrapper.optimizer.lr."
         )
 
 
