@@ -114,25 +114,14 @@ def test_automix_trains_under_dist_train(tmp_path):
     """tools/dist_train.sh, 2 CPU processes: AutoMix runs the staged step under DDP and
     finishes with the same weights on both processes (checked by the test above); here the
     whole run: config, wrapper, EMA hook, result.json."""
-    import yaml
-    from mbtest import method_of
+    from tests.learnable.helpers import digits_config
 
-    bases = [
-        REPO / "configs/_base_/datasets/digits.yaml",
-        REPO / "configs/_base_/models/resnet8_w16_gray.yaml",
-        REPO / "configs/_base_/schedules/sgd_cosine_short.yaml",
-        REPO / "configs/_base_/runtime.yaml",
-    ]
-    cfg = {
-        "_base_": [str(b) for b in bases],
-        "train_dataloader": {"dataset": {"max_samples": 128}},
-        "train_cfg": {"max_epochs": 1},
+    overrides = {
         "model": {"backbone": TINY},
-        "method": method_of("automix", {"classifier": {"mask_stage": 2}}),
+        "method": {"classifier": {"mask_stage": 2}},
         "meta": {"backbone": "resnet8_w8"},
     }
-    config = tmp_path / "automix_ddp.yaml"
-    config.write_text(yaml.safe_dump(cfg))
+    config = digits_config(tmp_path, "automix", overrides, epochs=1)
     env = dict(os.environ, PORT=str(free_port()), PYTHON=sys.executable)
     wd = tmp_path / "work"
     proc = subprocess.run(

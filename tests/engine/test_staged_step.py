@@ -8,7 +8,6 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from mbtest import REPO
 from mmengine.model import BaseModel, is_model_wrapper
 from mmengine.optim import OptimWrapper
@@ -180,27 +179,15 @@ def test_staged_step_wrapper_trains_in_stages_and_validates_through_the_model():
 def test_runner_wraps_a_staged_model_and_installs_its_schedule_hook(tmp_path):
     from mixbench.config import load_config
     from mixbench.engine import MethodScheduleHook, build_runner
+    from tests.learnable.helpers import digits_config
 
     tiny = {"type": "ResNetCIFAR", "depth": 8, "width": 8, "in_channels": 1}
-    from mbtest import method_of
-
-    bases = [
-        REPO / "configs/_base_/datasets/digits.yaml",
-        REPO / "configs/_base_/models/resnet8_w16_gray.yaml",
-        REPO / "configs/_base_/schedules/sgd_cosine_short.yaml",
-        REPO / "configs/_base_/runtime.yaml",
-    ]
-    config = tmp_path / "automix.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "_base_": [str(b) for b in bases],
-                "meta": {"backbone": "resnet8_w8"},
-                "model": {"backbone": tiny},
-                "method": method_of("automix", {"classifier": {"mask_stage": 2}}),
-            }
-        )
-    )
+    overrides = {
+        "meta": {"backbone": "resnet8_w8"},
+        "model": {"backbone": tiny},
+        "method": {"classifier": {"mask_stage": 2}},
+    }
+    config = digits_config(tmp_path, "automix", overrides)
     cfg = load_config(config)
     runner = build_runner(cfg, str(tmp_path / "automix"))
     assert isinstance(runner.model, StagedStep) and type(runner.model.module).__name__ == "AutoMixClassifier"

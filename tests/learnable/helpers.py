@@ -24,6 +24,15 @@ def train_on_digits(
     check it finished with a finite loss; return result.json. A run resumed into a fresh work
     dir validates the checkpoint's epoch first, so its history starts at ``first_epoch`` = 1
     too unless told otherwise."""
+    config = digits_config(tmp_path, fragment, overrides, epochs)
+    return train_config(config, tmp_path / name, epochs, extra_args, first_epoch)
+
+
+def digits_config(tmp_path, fragment: str, overrides: dict, epochs: int = 2):
+    """Write ``tmp_path/digits_<fragment>.yaml``: digits (128 training images, 2 iterations
+    per epoch), the tiny ResNet-8 recipe, the short schedule, the method
+    ``configs/methods/<fragment>.yaml`` patched by ``overrides["method"]``, and the other
+    ``overrides`` on top; return its path."""
     overrides = dict(overrides)
     bases = [
         REPO / "configs/_base_/datasets/digits.yaml",
@@ -33,14 +42,14 @@ def train_on_digits(
     ]
     cfg = {
         "_base_": [str(b) for b in bases],
-        "train_dataloader": {"dataset": {"max_samples": 128}},  # 2 iterations per epoch
+        "train_dataloader": {"dataset": {"max_samples": 128}},
         "train_cfg": {"max_epochs": epochs},
         "method": method_of(fragment, overrides.pop("method", None)),
         **overrides,
     }
     config = tmp_path / f"digits_{fragment}.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    return train_config(config, tmp_path / name, epochs, extra_args, first_epoch)
+    return config
 
 
 def train_config(config, work_dir, epochs: int, extra_args=(), first_epoch: int = 1) -> dict:
