@@ -26,8 +26,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from mixbench.config import get_path
-from mixbench.method import resolve_method
+from mixbench.config import get_path, merge
+from mixbench.method import method_section
 
 DEFAULT_MIXER = {"type": "Vanilla"}
 DEFAULT_LOSS = {"type": "MixedCrossEntropy"}
@@ -56,14 +56,14 @@ def method_settings(cfg: Mapping) -> dict:
          "loss": {"type": ..., every option},                    # the loss that is trained
          "paramwise_cfg": {...}, "hooks": [...]}
 
-    From the ``method:`` section as :func:`mixbench.method.resolve_method` completes it (the
-    method name is a label, not a setting, and is left out); ``loss`` is the loss of the model
-    it assembles (the recipe's ``model.loss`` merged with ``method.loss``), so a method that
-    keeps the recipe's loss records that loss. Canonical (:func:`canonical`) and
+    From the ``method:`` section (:func:`mixbench.method.method_section`; the method name is
+    a label, not a setting, and is left out); ``loss`` is the recipe's ``model.loss`` merged
+    with ``method.loss`` (:func:`mixbench.config.merge`, as the model is built), so a
+    method that keeps the recipe's loss records that loss. Canonical (:func:`canonical`) and
     JSON-plain."""
-    resolved = resolve_method(cfg)  # the model as it is built: its loss is the one trained
-    method = resolved["method"]
-    loss = get_path(resolved, "model.loss") or DEFAULT_LOSS
+    method = method_section(cfg)
+    recipe_loss = get_path(cfg, "model.loss") or DEFAULT_LOSS
+    loss = merge(recipe_loss, method["loss"]) if method["loss"] else recipe_loss
     return canonical(
         {
             "classifier": method["classifier"],
