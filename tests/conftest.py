@@ -26,7 +26,7 @@ def repo():
 # no longer exists is an error, so that a rename never silently drops a mark. The slow ones were
 # measured on 2 busy cores (> ~5 s); most train through tools/train.py or start processes.
 MARKED = {
-    "slurm": ["engine/test_slurm_train.py", "sweep/test_slurm.py"],
+    "slurm": ["engine/test_slurm_train.py", "sweep/test_slurm.py", "reliability/test_slurm_signal_kill.py"],
     "chromium": ["leaderboard/test_reports.py::test_page_renders_in_headless_chromium"],
     "slow": [
         "engine/test_train_cli.py",
@@ -53,13 +53,26 @@ MARKED = {
         "models/test_backbones.py::test_param_counts_match_torchvision_layouts",
         "learnable/test_smmix.py::test_label_weights_pairing_and_consistency_target_on_hand_built_attention",
         "data/test_rand_augment.py::test_timm_rand_augment_is_deits_imagenet_policy",
+        "sweep/test_all_methods.py",
+        "reliability/test_kill_anywhere.py",
+        "reliability/test_disk_full.py",
+        "reliability/test_slurm_signal_kill.py",
+        "bench/test_equivalence.py::test_tiny_run_trains_both_sides_and_writes_the_summary",
+        "engine/test_run_failures.py::test_max_keep_ckpts_holds_across_resumes_and_torn_temp_files_go",
+        "engine/test_staged_step.py::test_runner_wraps_a_staged_model_and_installs_its_schedule_hook",
     ],
 }
 # Marks by fixture: a test that uses the fixture (directly or through another one) gets the mark.
 FIXTURE_MARKS = {"pg_url": "postgres", "trained_dir": "slow"}
 # A test whose body calls one of these (a tool run as a process, a training run through
 # tools/train.py) is slow.
-SLOW_CALLS = {"run_tool", "train_on_digits", "train_then_resume", "train_two_epochs_on_digits"}
+SLOW_CALLS = {
+    "run_tool",
+    "train_on_digits",
+    "train_then_resume",
+    "train_two_epochs_on_digits",
+    "train_and_resume",
+}
 TESTS = Path(__file__).resolve().parent
 
 
