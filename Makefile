@@ -24,8 +24,9 @@ system:
 demo: setup
 	$(PY) tools/sweep.py run configs/sweeps/demo_digits.yaml --backend local --slots 2
 
+# 2 processes of one thread each (the machines have 2 cores); the Slurm tests share one.
 test: setup system
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadgroup
 
 # The markers are registered in pyproject.toml and applied in tests/conftest.py.
 FAST := not slow and not slurm and not postgres and not chromium

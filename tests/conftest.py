@@ -92,6 +92,10 @@ def pytest_collection_modifyitems(config, items):
         code = getattr(getattr(item, "function", None), "__code__", None)
         if code is not None and SLOW_CALLS & set(code.co_names):
             item.add_marker("slow")
+        if item.get_closest_marker("slurm"):
+            # one localhost node with 2 CPUs: under `-n 2 --dist loadgroup` the Slurm tests run
+            # one after another on one worker instead of queueing behind each other's jobs
+            item.add_marker(pytest.mark.xdist_group("slurm"))
         if any(
             m.name == "skipif" and "cuda" in str(m.kwargs.get("reason", "")).lower()
             for m in item.iter_markers()
