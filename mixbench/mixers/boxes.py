@@ -12,7 +12,9 @@ import math
 import torch
 from torch import Tensor
 
-from .base import MaskMixer, MixOutput, match_format, mix_pairs, pick_pair, randint_sample
+from .base import MaskMixer, MixOutput
+from .kernels import match_format, mix_pairs, pick_pair
+from .sampling import randint_sample
 
 Box = tuple[Tensor, Tensor, Tensor, Tensor]
 
