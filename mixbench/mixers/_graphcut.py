@@ -63,8 +63,9 @@ def solve_chain_grid(
 
     Negative edge weights would make the energy non-convex; they are clipped to 0.
     ``backend``: ``scipy`` (Dinic, integer capacities), ``pymaxflow`` (Boykov-Kolmogorov,
-    float capacities; ~4x faster on 16x16 grids; ``pip install PyMaxflow``) or ``auto``
-    (PyMaxflow when installed). Both give a global minimum.
+    float capacities, faster on these small grids: docs/benchmarks_puzzle_comixup.md;
+    ``pip install PyMaxflow``) or ``auto`` (PyMaxflow when installed). Both give a global
+    minimum.
     """
     if backend not in ("auto", "scipy", "pymaxflow"):
         raise ValueError(f"backend must be 'auto', 'scipy' or 'pymaxflow', got {backend!r}")

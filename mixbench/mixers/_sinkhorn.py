@@ -18,9 +18,10 @@ import math
 import torch
 from torch import Tensor
 
-# exp() of arguments that underflow runs ~100x slower on CPUs (subnormal/underflow path), and
-# the log-kernel -C/eps is routinely in the thousands: arguments are clamped at these floors,
-# which changes a logsumexp by less than n * exp(-700) (float64) or n * exp(-80) (float32).
+# exp() of arguments that underflow runs an order of magnitude slower on CPUs (the subnormal
+# and underflow path; docs/benchmarks_mixers.md), and the log-kernel -C/eps is routinely in
+# the thousands: arguments are clamped at these floors, which changes a logsumexp by less
+# than n * exp(-700) (float64) or n * exp(-80) (float32).
 EXP_FLOOR = {torch.float64: -700.0, torch.float32: -80.0}
 
 

@@ -43,16 +43,9 @@ from torch import Tensor
 
 from ._feature_mix import StageHook, backbone_num_stages
 from ._sinkhorn import sinkhorn_plan
-from .base import (
-    BaseMixer,
-    MixOutput,
-    check_choice,
-    check_flag,
-    check_number,
-    check_prob,
-    lerp_images,
-    match_format,
-)
+from .base import BaseMixer, MixOutput
+from .checks import check_choice, check_flag, check_number, check_prob
+from .kernels import lerp_images, match_format
 
 ALIGNS = ("random", "partner", "self")
 OFFICIAL_POTENTIAL_TOL = 0.1  # the official code's Sinkhorn stopping threshold

@@ -39,7 +39,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._feature_mix import frozen_eval, model_backbone
-from .base import MaskMixer, MixOutput, beta_sample, blend_pairs, check_alpha, check_flag
+from .base import MaskMixer, MixOutput
+from .checks import check_alpha, check_flag
+from .kernels import blend_pairs
+from .sampling import beta_sample
 
 LIBRARIES = ("timm", "torchvision")
 

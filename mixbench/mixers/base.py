@@ -1,8 +1,12 @@
-"""The mixer contract shared by every method: :class:`MixOutput`, :class:`BaseMixer` and
-:class:`MaskMixer`.
+"""The mixer contract shared by every method: :class:`MixOutput` (what a mixer returns),
+:class:`BaseMixer` (the shared options and ``mixer(x, y, model=None)``) and :class:`MaskMixer`
+(mask methods: ``correct_lam``).
 
-Pure PyTorch (plus NumPy for Beta draws): nothing here imports mmengine or the rest of
-mixbench, so ``from mixbench.mixers import Mixup`` works in any training loop.
+Like the whole package, pure PyTorch (plus NumPy for the Beta draws): nothing here imports
+mmengine or the rest of mixbench, so ``from mixbench.mixers import Mixup`` works in any training loop. The pieces a
+mixer is built from live beside it: :mod:`~mixbench.mixers.checks` (validators),
+:mod:`~mixbench.mixers.sampling` (lambdas and pairings), :mod:`~mixbench.mixers.kernels`
+(mixing a batch with its partners) and :mod:`~mixbench.mixers.boxes` (CutMix-style boxes).
 
 Randomness convention (one rule for every mixer): all random draws -- lambda, the pairing
 permutation, box positions, noise -- come from a *CPU* ``torch.Generator`` (the one given
@@ -41,18 +45,16 @@ Batch size 1: no pair can be formed, so every mixer returns the batch unmixed wi
 from __future__ import annotations
 
 import abc
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-PAIRINGS = ("random", "no_repeat", "reverse", "roll")
-#: Checks of OpenMixup's ``_no_repeat_shuffle_idx`` (pairing ``no_repeat``).
-NO_REPEAT_CHECKS = 10
+from .checks import check_alpha, check_choice, check_flag, check_inputs, check_prob
+from .sampling import PAIRINGS, beta_sample, pairing_index
+
+#: The ``lam_mode`` option's values (:meth:`BaseMixer.per_sample`).
 LAM_MODES = ("batch", "pair", "elem")
 
 
@@ -115,339 +117,6 @@ class MixOutput:
         return lam * one_a + (1 - lam) * one_b
 
 
-# -- input validation -------------------------------------------------------------------
-def check_inputs(x: Tensor, y: Tensor) -> None:
-    """Raise a clear error unless ``x`` is a float (B, C, H, W) batch and ``y`` int64 (B,)."""
-    if not isinstance(x, Tensor) or x.dim() != 4:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(
-            f"mixer inputs must be a (B, C, H, W) tensor, got {shape}; "
-            "add a batch dimension with x[None] for a single image"
-        )
-    if not x.is_floating_point():
-        raise ValueError(
-            f"mixer inputs must be a floating-point batch, got {x.dtype}; "
-            "mix after the data preprocessor has converted and normalised "
-            "the images (e.g. x.float() / 255)"
-        )
-    if not isinstance(y, Tensor) or y.dtype != torch.int64 or y.dim() != 1:
-        desc = f"{y.dtype} tensor of shape {tuple(y.shape)}" if isinstance(y, Tensor) else type(y).__name__
-        raise ValueError(
-            "mixer labels must be an int64 tensor of shape (B,) holding class indices, "
-            f"got {desc}; convert with labels.long() (one-hot labels are not accepted)"
-        )
-    if y.shape[0] != x.shape[0]:
-        raise ValueError(f"batch size mismatch: {x.shape[0]} images but {y.shape[0]} labels")
-    if x.shape[0] == 0:
-        raise ValueError("mixer got an empty batch (B = 0); drop empty batches before mixing")
-    if y.device != x.device:
-        raise ValueError(f"images are on {x.device} but labels on {y.device}; move both to the same device")
-
-
-def check_alpha(alpha: float, name: str = "alpha") -> float:
-    try:
-        alpha = float(alpha)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number >= 0, got {alpha!r}") from None
-    if not alpha >= 0 or alpha == float("inf"):
-        raise ValueError(
-            f"{name} must be a finite number >= 0 (lambda ~ Beta({name}, {name}); "
-            f"0 disables mixing), got {alpha}"
-        )
-    return alpha
-
-
-def check_prob(prob: float, name: str = "prob") -> float:
-    try:
-        prob = float(prob)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a probability in [0, 1], got {prob!r}") from None
-    if not 0.0 <= prob <= 1.0:
-        raise ValueError(f"{name} is a probability and must lie in [0, 1], got {prob}")
-    return prob
-
-
-def check_number(value, name: str, low: float = 0.0, strict: bool = False) -> float:
-    """A finite float ``>= low`` (``> low`` when ``strict``), or a clear error."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    bound = f"{'>' if strict else '>='} {low:g}"
-    if isinstance(value, bool) or not (number > low if strict else number >= low) or number == float("inf"):
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return number
-
-
-def check_flag(value, name: str) -> bool:
-    """``True`` or ``False`` only: a string such as ``'no'`` would read as true."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
-    return bool(value)
-
-
-def check_choice(value: str, choices, name: str) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
-
-
-def check_range(
-    value, name: str, low: float = 0.0, high: float = float("inf"), integer: bool = False
-) -> tuple[Any, Any]:
-    """A (min, max) pair (a single number means (v, v)) inside [low, high], min <= max."""
-    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    kind = "integers" if integer else "numbers"
-    if len(pair) != 2:
-        raise ValueError(f"{name} must be a number or a (min, max) pair, got {value!r}")
-    try:
-        numbers = tuple(float(v) for v in pair)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must hold {kind}, got {value!r}") from None
-    if integer and any(v != int(v) for v in numbers):  # 2.7 would be truncated to 2
-        raise ValueError(f"{name} must hold {kind}, got {value!r}")
-    pair = tuple(int(v) for v in numbers) if integer else numbers
-    if not (low <= pair[0] <= pair[1] <= high):
-        raise ValueError(f"{name} must be {kind} with {low} <= min <= max <= {high}, got {value!r}")
-    return pair[0], pair[1]
-
-
-# -- random draws -----------------------------------------------------------------------
-def beta_sample(a: float, b: float, n: int, generator: torch.Generator | None = None) -> Tensor:
-    """``n`` draws of Beta(a, b) as a float64 CPU tensor, reproducible from ``generator``.
-
-    torch's Beta distribution cannot take a generator, so two 63-bit words drawn from the
-    (CPU) torch generator set the state of a NumPy PCG64 generator that does the Beta draw.
-    The PCG64 object is reused (one per thread) and its state written directly: building a
-    seeded NumPy generator per call costs 15-20 us, the state write under 2 us.
-    """
-    state, inc = torch.randint(0, 2**63 - 1, (2,), generator=generator).tolist()
-    rng = getattr(_beta_rng, "rng", None)
-    if rng is None:
-        rng = _beta_rng.rng = np.random.Generator(np.random.PCG64())
-    rng.bit_generator.state = {
-        "bit_generator": "PCG64",
-        "has_uint32": 0,
-        "uinteger": 0,
-        "state": {"state": state, "inc": 2 * inc + 1},
-    }  # inc odd
-    return torch.from_numpy(rng.beta(a, b, size=n))
-
-
-_beta_rng = threading.local()
-
-
-def uniform_sample(low: float, high: float, n: int, generator: torch.Generator | None = None) -> Tensor:
-    """``n`` draws of U(low, high) as a float64 CPU tensor."""
-    return low + (high - low) * torch.rand(n, dtype=torch.float64, generator=generator)
-
-
-def randint_sample(low: int, high: int, n: int, generator: torch.Generator | None = None) -> Tensor:
-    """``n`` integers uniform in [low, high) (int64, CPU)."""
-    return torch.randint(low, high, (n,), generator=generator)
-
-
-def pairing_index(
-    batch_size: int, pairing: str, generator: torch.Generator | None = None, involution: bool = False
-) -> Tensor:
-    """The permutation that pairs sample ``i`` with ``index[i]`` (int64, CPU).
-
-    ``random``: a uniformly random permutation (OpenMixup, the Mixup paper's code), or with
-    ``involution=True`` a uniformly random perfect matching (``index[index[i]] == i``; with
-    an odd batch one sample is left paired with itself);
-    ``no_repeat``: OpenMixup's ``_no_repeat_shuffle_idx(ignore_failure=True)`` (its CutMix
-    and FMix): the permutation is checked for fixed points (``index[i] == i``) and redrawn,
-    at most :data:`NO_REPEAT_CHECKS` times, the last redraw kept unchecked; with
-    ``involution=True`` the same random matching as ``random`` (it has no fixed point for
-    an even batch);
-    ``reverse``: the batch flipped, ``index[i] = B - 1 - i`` (timm);
-    ``roll``: shifted by one, ``index[i] = i - 1`` (torchvision's ``batch.roll(1, 0)``).
-    """
-    if pairing in ("random", "no_repeat"):
-        perm = torch.randperm(batch_size, generator=generator)
-        if not involution:
-            if pairing == "no_repeat":
-                identity = torch.arange(batch_size)
-                for _ in range(NO_REPEAT_CHECKS):
-                    if not bool((perm == identity).any()):
-                        break
-                    perm = torch.randperm(batch_size, generator=generator)
-            return perm
-        index = torch.arange(batch_size)
-        n = batch_size // 2 * 2
-        index[perm[0:n:2]] = perm[1:n:2]
-        index[perm[1:n:2]] = perm[0:n:2]
-        return index
-    if pairing == "reverse":
-        return torch.arange(batch_size - 1, -1, -1)
-    if pairing == "roll":
-        return torch.arange(batch_size).roll(1, 0)
-    raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
-
-
-# -- tensor helpers -----------------------------------------------------------------------
-def match_format(out: Tensor, like: Tensor) -> Tensor:
-    """Give ``out`` the memory format of ``like`` (keeps channels_last batches channels_last)."""
-    if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
-        return out.contiguous(memory_format=torch.channels_last)
-    return out
-
-
-#: CPU chunk size of :func:`mix_pairs`: the operands of one chunk (its rows of the batch,
-#: of the partners and of the output) stay in a core's L2 cache.
-CHUNK_BYTES = 512 * 1024
-
-
-def mix_pairs(
-    x: Tensor, index: Tensor, combine: Callable, *args, inplace: bool = False, autograd: bool = False
-) -> Tensor:
-    """``out[i] = combine(x[i], x[index[i]], ...)`` for the whole batch: the one place where
-    a batch meets its partners.
-
-    ``combine(first, second, out, *chunk_args)`` mixes some rows of the batch: ``first``
-    (those rows of ``x``), ``second`` (their partners, a scratch buffer it may overwrite),
-    ``out`` (the output rows to write; then its return value is ignored) or None (then it
-    returns a new tensor, differentiable: the ``autograd`` case), and ``args`` cut to the
-    same rows (each tensor whose first dimension is the batch's; anything else, a scalar or a
-    batch-shared (1, ...) tensor, is passed whole). It must be elementwise along the batch,
-    so that chunking cannot change any value.
-
-    On the CPU the batch is processed in equal chunks of about :data:`CHUNK_BYTES` (at
-    most 16 chunks): an elementwise op that reads one batch-sized buffer and writes another
-    spills the L2 cache at 32 px already (a 128-image batch is 1.5 MiB). Measured for
-    Mixup (docs/benchmarks_mixers.md), chunked against one chunk: 1.43-1.54x faster at
-    224 px, 0.92-1.56x at 32 px (1 and 2 threads). On CUDA the batch is one chunk. With
-    ``autograd`` (some operand needs a gradient: out= writes cannot be differentiated) it
-    is one out-of-place call of ``combine``. ``inplace=True`` writes into ``x`` in one call:
-    the partners must be gathered whole first (later rows may be the sources of earlier
-    ones), and then chunking measured no faster (0.83-1.01x, 32 and 224 px, 1 and 2
-    threads; docs/benchmarks_mixers.md).
-    """
-    b = x.shape[0]
-    if inplace:
-        combine(x, x.index_select(0, index), x, *args)
-        return x
-    if autograd:
-        return match_format(combine(x, x.index_select(0, index), None, *args), x)
-    n = b
-    if x.device.type == "cpu":
-        chunks = min(16, max(1, round(x.numel() * x.element_size() / CHUNK_BYTES)))
-        n = -(-b // chunks)  # balanced: 43 + 43 + 42 images at 32 px, not 42 x 3 + 2
-    pieces = [
-        a.split(n) if isinstance(a, Tensor) and a.dim() and a.shape[0] == b and b > 1 else None for a in args
-    ]
-    out = torch.empty_like(x)  # keeps x's memory format
-    scratch = x.new_empty((n, *x.shape[1:]))
-    for k, (first, idx, dest) in enumerate(zip(x.split(n), index.split(n), out.split(n))):
-        second = torch.index_select(x, 0, idx, out=scratch[: idx.shape[0]])
-        combine(first, second, dest, *[a if p is None else p[k] for a, p in zip(args, pieces)])
-    return out
-
-
-def weighted_pair(first: Tensor, second: Tensor, out: Tensor | None, w_first, w_second) -> Tensor:
-    """``w_first * first + w_second * second`` (a :func:`mix_pairs` combine): each product is
-    rounded before the sum (no fused multiply-add), as timm and torchvision compute a mixup,
-    so the result is bit-identical to theirs and the same on CPU and CUDA. Weights of a
-    higher precision than the images (float32 on a half batch) multiply in that precision,
-    and each product is rounded to the images' dtype, in both forms. With ``out``: written
-    there, ``second`` overwritten; without: out of place, differentiable in every operand."""
-    if out is None:
-        # products in the weights' precision, rounded to the images' (no-op when the same)
-        return (first * w_first).to(first.dtype) + (second * w_second).to(first.dtype)
-    second.mul_(w_second)
-    return torch.mul(first, w_first, out=out).add_(second)
-
-
-def pick_pair(first: Tensor, second: Tensor, out: Tensor | None, keep: Tensor) -> Tensor:
-    """``first`` where ``keep``, else ``second`` (a :func:`mix_pairs` combine)."""
-    if out is None:
-        return torch.where(keep, first, second)
-    return torch.where(keep, first, second, out=out)
-
-
-def scatter_pairs(x: Tensor, index: Tensor, w_first, w_second, out: Tensor) -> Tensor:
-    """``out[i] = w_first[i] * x[i] + w_second[i] * x[index[i]]`` in three passes over the
-    batch, for a permutation ``index``; ``out`` may be ``x`` itself (in place).
-
-    Each sample's product as a partner, ``x[k] * w_second[i]`` with ``index[i] = k``, is
-    formed in the sample's own row, and ``index_add_`` adds it to row ``i``: a multiply, a
-    multiply and a scatter-add, where gathering the partners first takes a fourth pass.
-    The arithmetic is :func:`weighted_pair`'s (each product rounded to ``x``'s dtype, then
-    one add), so the values are the same bit for bit. Weights are Python floats or (B, 1,
-    ...) tensors. An ``index`` that is not a permutation leaves a row without a partner,
-    whose inverse stays -1: indexing with it raises an out-of-range error.
-    """
-    b = x.shape[0]
-    inverse = torch.full_like(index, -1).scatter_(0, index, torch.arange(b, device=index.device))
-    if isinstance(w_second, Tensor) and w_second.shape[0] == b:
-        w_second = w_second.index_select(0, inverse)  # row k as a partner of sample inverse[k]
-    second = torch.mul(x, w_second, out=torch.empty_like(x))  # before ``out`` overwrites x
-    return torch.mul(x, w_first, out=out).index_add_(0, inverse, second)
-
-
-def lerp_images(x: Tensor, index: Tensor, lam: float | Tensor, inplace: bool = False) -> Tensor:
-    """``lam * x + (1 - lam) * x[index]``, in ``x``'s dtype, with one lambda (a Python
-    float) or one per sample (a (B,) tensor).
-
-    The weights ``lam`` and ``1 - lam`` are formed in float64 and then rounded to the
-    precision the multiply computes in: float32 for a float16 or bfloat16 batch (PyTorch's
-    op math; a Python-float lambda is converted the same way), else ``x``'s dtype. Each
-    product is rounded to ``x``'s dtype before the sum (:func:`weighted_pair`): exactly
-    timm's and torchvision's arithmetic, bit-identical to theirs for the same lambda, on
-    CPU and CUDA alike. ``inplace=True`` writes the result into ``x`` with
-    :func:`scatter_pairs` (``index`` must then be a permutation, as every pairing is): three
-    passes over the batch instead of four. Out of place, :func:`mix_pairs` gathers the
-    partners chunk by chunk, which keeps the work in the CPU's cache and measured faster at
-    224 px. Differentiable in ``x`` (ManifoldMix and AlignMix mix features).
-    """
-    lam_a: float | Tensor
-    lam_b: float | Tensor
-    if isinstance(lam, Tensor):
-        shape = (-1,) + (1,) * (x.dim() - 1)
-        dtype = torch.promote_types(x.dtype, torch.float32)  # op math: float32 for half
-        lam_a = lam.to(device=x.device, dtype=dtype).view(shape)
-        lam_b = (1 - lam).to(device=x.device, dtype=dtype).view(shape)
-    else:
-        lam_a, lam_b = float(lam), 1.0 - float(lam)
-    if inplace:
-        return scatter_pairs(x, index, lam_a, lam_b, out=x)
-    return mix_pairs(
-        x, index, weighted_pair, lam_a, lam_b, autograd=torch.is_grad_enabled() and x.requires_grad
-    )
-
-
-def blend(x: Tensor, second: Tensor, mask: Tensor, binary: bool = False) -> Tensor:
-    """``mask * x + (1 - mask) * second`` in ``x``'s dtype, for a (B or 1, 1, H, W) mask.
-
-    With ``binary=True`` (a 0/1 mask) a single ``torch.where`` gives the same values.
-    """
-    if binary:
-        out = pick_pair(x, second, None, mask.to(x.device) > 0.5)
-    else:
-        m = mask.to(device=x.device, dtype=x.dtype)
-        out = weighted_pair(x, second, None, m, 1 - m)
-    return match_format(out, x)
-
-
-def blend_pairs(x: Tensor, index: Tensor, mask: Tensor, binary: bool = False) -> Tensor:
-    """:func:`blend` of ``x`` with its partners ``x[index]`` through :func:`mix_pairs`
-    (chunked on the CPU; the same values)."""
-    if binary:
-        return mix_pairs(
-            x, index, pick_pair, mask.to(x.device) > 0.5, autograd=torch.is_grad_enabled() and x.requires_grad
-        )
-    m = mask.to(device=x.device, dtype=x.dtype)  # the mask may need a gradient (AutoMix)
-    return mix_pairs(
-        x,
-        index,
-        weighted_pair,
-        m,
-        1 - m,
-        autograd=torch.is_grad_enabled() and (x.requires_grad or m.requires_grad),
-    )
-
-
-# -- base classes ---------------------------------------------------------------------------
 class BaseMixer(abc.ABC):
     """Base class of all mixers (the shared options are documented in this module's docstring).
 
@@ -463,11 +132,11 @@ class BaseMixer(abc.ABC):
     Subclasses implement :meth:`mix`.
     """
 
-    needs_model = False
+    needs_model: bool = False
     #: what the mixer needs from the model's backbone, as capability names checked before
     #: training (``mixbench.models.backbones.base.CAPABILITY_HELP``): e.g. ``feature_map:last``
     #: (a feature map after the last stage), ``output_map``, ``stage:2`` (at least 2 stages)
-    requires: tuple = ()
+    requires: tuple[str, ...] = ()
 
     def __init__(
         self,

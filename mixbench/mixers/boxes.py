@@ -12,7 +12,9 @@ import math
 import torch
 from torch import Tensor
 
-from .base import MaskMixer, MixOutput, match_format, mix_pairs, pick_pair, randint_sample
+from .base import MaskMixer, MixOutput
+from .kernels import match_format, mix_pairs, pick_pair
+from .sampling import randint_sample
 
 Box = tuple[Tensor, Tensor, Tensor, Tensor]
 
@@ -59,7 +61,7 @@ def box_inside(box: Box, h: int, w: int, device) -> Tensor:
     cols = torch.arange(w, device=device)[None]
     in_rows = ((rows >= y1) & (rows < y2)).to(torch.uint8)
     in_cols = ((cols >= x1) & (cols < x2)).to(torch.uint8)
-    # a product of 0/1 bytes, read as bool: several times faster than a broadcast bool `&`
+    # a product of 0/1 bytes, read as bool: faster than a broadcast bool `&` (docs/benchmarks_mixers.md)
     return torch.mul(in_rows[:, None, :, None], in_cols[:, None, None, :]).view(torch.bool)
 
 

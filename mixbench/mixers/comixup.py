@@ -67,7 +67,9 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from ._saliency import input_gradient_saliency
-from .base import BaseMixer, MixOutput, check_flag, check_inputs, match_format
+from .base import BaseMixer, MixOutput
+from .checks import check_flag, check_inputs
+from .kernels import match_format
 
 
 @dataclass

@@ -11,8 +11,8 @@ the DeiT recipe), alpha = 0.2 in OpenMixup's CIFAR-100 benchmark configs.
 
 import torch
 
-from .base import check_choice, check_flag
 from .boxes import BOX_SPANS, BoxMixer
+from .checks import check_choice, check_flag
 
 
 class CutMix(BoxMixer):

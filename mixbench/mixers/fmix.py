@@ -32,7 +32,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import MaskMixer, MixOutput, blend_pairs, check_choice, check_flag, check_number, check_range
+from .base import MaskMixer, MixOutput
+from .checks import check_choice, check_flag, check_number, check_range
+from .kernels import blend_pairs
 
 ROUNDINGS = ("nearest", "random")
 

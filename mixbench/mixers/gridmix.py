@@ -27,7 +27,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import MaskMixer, MixOutput, blend_pairs, check_flag, check_range, randint_sample, uniform_sample
+from .base import MaskMixer, MixOutput
+from .checks import check_flag, check_range
+from .kernels import blend_pairs
+from .sampling import randint_sample, uniform_sample
 
 
 def python_slices(start: Tensor, end: Tensor, length: int, device) -> Tensor:

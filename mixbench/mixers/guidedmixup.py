@@ -57,7 +57,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._saliency import input_gradient_saliency
-from .base import PAIRINGS, MaskMixer, MixOutput, blend_pairs, check_choice, check_number
+from .base import MaskMixer, MixOutput
+from .checks import check_choice, check_number
+from .kernels import blend_pairs
+from .sampling import PAIRINGS
 
 SALIENCIES = ("gradient", "spectral")
 GUIDED_PAIRINGS = ("greedy",) + PAIRINGS

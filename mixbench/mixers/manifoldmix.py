@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from ._feature_mix import StageHook, backbone_num_stages
-from .base import BaseMixer, MixOutput, lerp_images
+from .base import BaseMixer, MixOutput
+from .kernels import lerp_images
 
 
 def check_stages(stages: Sequence[int]) -> tuple:

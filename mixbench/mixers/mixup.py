@@ -9,7 +9,9 @@ the paper's ImageNet setting.
 import torch
 from torch import Tensor
 
-from .base import BaseMixer, MixOutput, check_flag, lerp_images
+from .base import BaseMixer, MixOutput
+from .checks import check_flag
+from .kernels import lerp_images
 
 
 class Mixup(BaseMixer):

@@ -57,7 +57,9 @@ from torch import Tensor
 
 from ._graphcut import solve_chain_grid
 from ._saliency import input_gradient_saliency
-from .base import BaseMixer, MixOutput, blend, check_inputs, match_format
+from .base import BaseMixer, MixOutput
+from .checks import check_inputs
+from .kernels import blend, match_format
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import BaseMixer, MixOutput, check_prob
+from .base import BaseMixer, MixOutput
+from .checks import check_prob
 from .cutmix import CutMix
 from .mixup import Mixup
 

@@ -27,17 +27,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import (
-    MaskMixer,
-    MixOutput,
-    beta_sample,
-    check_choice,
-    check_flag,
-    check_range,
-    match_format,
-    uniform_sample,
-)
+from .base import MaskMixer, MixOutput
 from .boxes import box_inside
+from .checks import check_choice, check_flag, check_range
+from .kernels import match_format
+from .sampling import beta_sample, uniform_sample
 
 PLACEMENTS = ("inside", "centred")
 

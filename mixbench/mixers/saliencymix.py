@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import check_choice, check_flag
 from .boxes import BOX_SPANS, BoxMixer
+from .checks import check_choice, check_flag
 
 #: Half-sides of the six centre-surround boxes of OpenCV's fine-grained saliency.
 NEIGHBOURHOODS = (12, 24, 48, 28, 56, 112)

@@ -25,7 +25,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import MaskMixer, MixOutput, blend_pairs, check_flag, check_range, randint_sample, uniform_sample
+from .base import MaskMixer, MixOutput
+from .checks import check_flag, check_range
+from .kernels import blend_pairs
+from .sampling import randint_sample, uniform_sample
 
 
 def gaussian_masks(cy: Tensor, cx: Tensor, sigma_y: Tensor, sigma_x: Tensor, h: int, w: int) -> Tensor:

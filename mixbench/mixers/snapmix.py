@@ -54,8 +54,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._feature_mix import frozen_eval, model_backbone
-from .base import MaskMixer, MixOutput, beta_sample, check_flag, match_format, randint_sample
+from .base import MaskMixer, MixOutput
 from .boxes import box_inside, centred_box, cut_size
+from .checks import check_flag
+from .kernels import match_format
+from .sampling import beta_sample, randint_sample
 
 
 def class_activation_maps(model, x: Tensor, y: Tensor) -> tuple[Tensor, int]:

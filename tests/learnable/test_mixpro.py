@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from mbtest import method_of, model_of
 
 from mixbench.mixers import Mixup
-from mixbench.mixers.base import beta_sample
+from mixbench.mixers.sampling import beta_sample
 from mixbench.models import MixedCrossEntropy
 from mixbench.models.classifiers.mixpro import MixProClassifier, maskmix_mask, pal_lambda
 from mixbench.registry import MODELS

@@ -19,9 +19,10 @@ from mixbench.mixers import (
     SaliencyMix,
     SmoothMix,
     Vanilla,
-    base,
+    kernels,
 )
-from mixbench.mixers.base import BaseMixer, MixOutput, pairing_index
+from mixbench.mixers.base import BaseMixer, MixOutput
+from mixbench.mixers.sampling import pairing_index
 from tests.mixers.helpers import assert_outputs_equal, make_batch, seeded
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -283,7 +284,7 @@ def test_cpu_chunking_changes_no_value(monkeypatch, name, lam_mode, channels_las
     x, y = make_batch(b=35, h=12, w=12, channels_last=channels_last)
     outs = []
     for chunk_bytes in (10**9, 1):  # one chunk; the minimum, ceil(35 / 16) = 3 images
-        monkeypatch.setattr(base, "CHUNK_BYTES", chunk_bytes)
+        monkeypatch.setattr(kernels, "CHUNK_BYTES", chunk_bytes)
         out = CHUNKED[name](generator=seeded(3), lam_mode=lam_mode)(x.clone(), y)
         if channels_last:
             assert out.inputs.is_contiguous(memory_format=torch.channels_last)
@@ -308,15 +309,15 @@ def test_mix_pairs_chunks_cover_the_batch_once(monkeypatch):
         return res if out is None else out.copy_(res)
 
     for chunk_bytes, sizes in ((10**9, [35]), (1, [3] * 11 + [2])):
-        monkeypatch.setattr(base, "CHUNK_BYTES", chunk_bytes)
+        monkeypatch.setattr(kernels, "CHUNK_BYTES", chunk_bytes)
         calls.clear()
-        out = base.mix_pairs(x, index, combine, per_sample, shared)
+        out = kernels.mix_pairs(x, index, combine, per_sample, shared)
         assert calls == sizes
         expected = torch.arange(35.0) * 100 + index.float() + torch.arange(35.0) / 1000 + 0.5
         assert torch.equal(out[:, 0, 0, 0], expected)
         calls.clear()  # in place: one call (the partners are gathered whole first)
         x_in = x.clone()
-        assert base.mix_pairs(x_in, index, combine, per_sample, shared, inplace=True) is x_in
+        assert kernels.mix_pairs(x_in, index, combine, per_sample, shared, inplace=True) is x_in
         assert calls == [35] and torch.equal(x_in, out)
 
 
@@ -333,11 +334,11 @@ def test_scatter_pairs_equals_gathering_the_partners(dtype, per_sample):
         w_second = 1 - w_first
     else:
         w_first, w_second = 0.3, 0.7
-    gathered = base.weighted_pair(x, x.index_select(0, index), torch.empty_like(x), w_first, w_second)
-    out = base.scatter_pairs(x, index, w_first, w_second, out=torch.empty_like(x))
+    gathered = kernels.weighted_pair(x, x.index_select(0, index), torch.empty_like(x), w_first, w_second)
+    out = kernels.scatter_pairs(x, index, w_first, w_second, out=torch.empty_like(x))
     assert torch.equal(out, gathered)
     x_in = x.clone()
-    assert base.scatter_pairs(x_in, index, w_first, w_second, out=x_in) is x_in
+    assert kernels.scatter_pairs(x_in, index, w_first, w_second, out=x_in) is x_in
     assert torch.equal(x_in, gathered)
     assert x_in.is_contiguous(memory_format=torch.channels_last)
 
@@ -346,4 +347,4 @@ def test_scatter_pairs_equals_gathering_the_partners(dtype, per_sample):
 def test_scatter_pairs_refuses_an_index_that_is_not_a_permutation(w):
     x = torch.randn(4, 1, 2, 2)
     with pytest.raises((IndexError, RuntimeError), match="out of (range|bounds)"):
-        base.scatter_pairs(x, torch.tensor([1, 1, 2, 3]), w, w, out=torch.empty_like(x))
+        kernels.scatter_pairs(x, torch.tensor([1, 1, 2, 3]), w, w, out=torch.empty_like(x))

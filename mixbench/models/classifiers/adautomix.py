@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixbench.mixers.base import MixOutput, beta_sample, match_format
+from mixbench.mixers.base import MixOutput
+from mixbench.mixers.kernels import match_format
+from mixbench.mixers.sampling import beta_sample
 from mixbench.registry import MODELS
 
 from ..schedules import ValueSchedule

@@ -59,7 +59,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mixbench.mixers.base import MixOutput, beta_sample, check_flag, check_number
+from mixbench.mixers.base import MixOutput
+from mixbench.mixers.checks import check_flag, check_number
+from mixbench.mixers.sampling import beta_sample
 from mixbench.registry import MODELS
 
 from .mixup_classifier import MixupClassifier

@@ -15,7 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixbench.mixers.base import MixOutput, beta_sample, blend_pairs, check_alpha
+from mixbench.mixers.base import MixOutput
+from mixbench.mixers.checks import check_alpha
+from mixbench.mixers.kernels import blend_pairs
+from mixbench.mixers.sampling import beta_sample
 from mixbench.registry import MODELS
 
 from ..schedules import AfterIteration, LearningRateSchedule, ScheduledParts, ValueSchedule

@@ -7,15 +7,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mixbench.mixers.base import (
-    MixOutput,
-    beta_sample,
-    blend_pairs,
-    check_alpha,
-    check_flag,
-    check_number,
-    pairing_index,
-)
+from mixbench.mixers.base import MixOutput
+from mixbench.mixers.checks import check_alpha, check_flag, check_number
+from mixbench.mixers.kernels import blend_pairs
+from mixbench.mixers.sampling import beta_sample, pairing_index
 from mixbench.registry import MODELS
 
 from .mixup_classifier import MixupClassifier

@@ -11,17 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mixbench.mixers.base import (
-    PAIRINGS,
-    MixOutput,
-    beta_sample,
-    blend_pairs,
-    check_alpha,
-    check_choice,
-    check_flag,
-    check_prob,
-    pairing_index,
-)
+from mixbench.mixers.base import MixOutput
+from mixbench.mixers.checks import check_alpha, check_choice, check_flag, check_prob
+from mixbench.mixers.kernels import blend_pairs
+from mixbench.mixers.sampling import PAIRINGS, beta_sample, pairing_index
 from mixbench.registry import MODELS
 
 from .mixup_classifier import MixupClassifier

@@ -69,7 +69,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mixbench.mixers.base import MixOutput, check_choice, check_number
+from mixbench.mixers.base import MixOutput
+from mixbench.mixers.checks import check_choice, check_number
 from mixbench.registry import MODELS
 
 from .mixup_classifier import MixupClassifier

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mixbench.mixers._feature_mix import frozen_eval
-from mixbench.mixers.base import MixOutput, check_prob
+from mixbench.mixers.base import MixOutput
+from mixbench.mixers.checks import check_prob
 from mixbench.registry import MODELS
 
 from .mixup_classifier import MixupClassifier

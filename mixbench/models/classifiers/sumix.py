@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixbench.mixers.base import MixOutput, check_choice, check_flag, check_number
+from mixbench.mixers.base import MixOutput
+from mixbench.mixers.checks import check_choice, check_flag, check_number
 from mixbench.registry import MODELS
 
 from .mixup_classifier import MixupClassifier

@@ -12,15 +12,10 @@ from torch import Tensor, nn
 
 from mixbench.mixers._feature_mix import frozen_eval
 from mixbench.mixers.attentivemix import _Features, load_pretrained, resize_map
-from mixbench.mixers.base import (
-    PAIRINGS,
-    MixOutput,
-    blend_pairs,
-    check_choice,
-    check_flag,
-    check_prob,
-    pairing_index,
-)
+from mixbench.mixers.base import MixOutput
+from mixbench.mixers.checks import check_choice, check_flag, check_prob
+from mixbench.mixers.kernels import blend_pairs
+from mixbench.mixers.sampling import PAIRINGS, pairing_index
 from mixbench.registry import MODELS
 
 from .mixup_classifier import MixupClassifier
