@@ -53,6 +53,7 @@ MARKED = {
         "models/test_backbones.py::test_param_counts_match_torchvision_layouts",
         "learnable/test_smmix.py::test_label_weights_pairing_and_consistency_target_on_hand_built_attention",
         "data/test_rand_augment.py::test_timm_rand_augment_is_deits_imagenet_policy",
+        "learnable/test_adamixup.py::test_trains_two_epochs_on_digits_and_resumes",
     ],
 }
 # Marks by fixture: a test that uses the fixture (directly or through another one) gets the mark.

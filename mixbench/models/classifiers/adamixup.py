@@ -87,6 +87,7 @@ has no other).
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -112,6 +113,24 @@ def linear_layers(sizes, init_std: float) -> nn.Sequential:
 def truncated_normal(shape, generator: torch.Generator | None = None) -> Tensor:
     """Standard normal values truncated to [-2, 2] (TensorFlow's ``truncated_normal``), CPU."""
     return nn.init.trunc_normal_(torch.empty(shape), 0.0, 1.0, -2.0, 2.0, generator=generator)
+
+
+class AdaMix(NamedTuple):
+    """One AdaMixUp step's samples, for a batch of B and ``n = ceil(B/2)`` mixed pairs.
+
+    Attributes:
+        target: the classifier's batch: ``inputs`` the n mixed images then their n first
+            images ``x_i``; ``y_a``, ``y_b``, ``lam`` their labels (``lam = 1`` for the
+            originals); ``index`` the partners' places in the input batch.
+        images: the discriminator's batch, ``[mixed (n), x_i (n), held-out (B - n)]``:
+            the first n are its negatives, the rest its positives.
+        alpha, delta: (n,) the PRG's region of each pair, ``lam in [alpha, alpha + delta]``.
+    """
+
+    target: MixOutput
+    images: Tensor
+    alpha: Tensor
+    delta: Tensor
 
 
 @MODELS.register_module()
@@ -170,7 +189,9 @@ class AdaMixUpClassifier(MixupClassifier):
         region = logits.float().softmax(1)
         return region[:, 0], region[:, 1]
 
-    def loss(self, inputs: Tensor, labels: Tensor) -> dict:
+    def mix(self, inputs: Tensor, labels: Tensor) -> AdaMix:
+        """One step's samples: the first ``n = ceil(B/2)`` images mixed with partners drawn
+        by a uniform permutation of the batch, lambdas from the PRG's regions."""
         b, n = inputs.shape[0], (inputs.shape[0] + 1) // 2
         device = inputs.device
         index = pairing_index(b, "random", self.generator)[:n].to(device)
@@ -181,13 +202,7 @@ class AdaMixUpClassifier(MixupClassifier):
         lam = alpha + u * delta
         w = lam.view(-1, *(1,) * (inputs.dim() - 1))
         mixed = (w * x_i + (1 - w) * x_j).to(inputs.dtype)
-        images = torch.cat([mixed, x_i, inputs[n:]])  # the discriminator's: 2n + (b - n)
-        if self.one_forward:
-            feats = self.neck(self.backbone(images))
-            logits = self.head(feats[: 2 * n])
-        else:
-            logits = self.logits(images[: 2 * n])
-            feats = self.neck(self.backbone(images))
+        images = torch.cat([mixed, x_i, inputs[n:]])
         target = MixOutput(
             inputs=images[: 2 * n],
             y_a=torch.cat([y_i, y_i]),
@@ -195,7 +210,18 @@ class AdaMixUpClassifier(MixupClassifier):
             lam=torch.cat([lam, torch.ones_like(lam)]),
             index=torch.cat([index, torch.arange(n, device=device)]),  # partners' places in `inputs`
         )
-        original = torch.ones(b + n, dtype=torch.long, device=device)
+        return AdaMix(target, images, alpha, delta)
+
+    def loss(self, inputs: Tensor, labels: Tensor) -> dict:
+        mix = self.mix(inputs, labels)
+        n = mix.alpha.shape[0]
+        if self.one_forward:
+            feats = self.neck(self.backbone(mix.images))
+            logits = self.head(feats[: 2 * n])
+        else:
+            logits = self.logits(mix.target.inputs)
+            feats = self.neck(self.backbone(mix.images))
+        original = torch.ones(mix.images.shape[0], dtype=torch.long, device=inputs.device)
         original[:n] = 0  # the mixed images
         intrusion = F.cross_entropy(self.intrusion_head(feats).float(), original)
-        return {"loss": self.loss_module(logits, target), "intrusion_loss": intrusion}
+        return {"loss": self.loss_module(logits, mix.target), "intrusion_loss": intrusion}
