@@ -7,8 +7,8 @@ mixed image ``lam x_i + (1 - lam) x_j`` lands on the data manifold ("manifold in
 a fixed Beta(alpha, alpha) cannot avoid it. AdaMixUp learns the mixing policy per pair and
 penalises intrusion with a discriminator.
 
-The paper's definition (mixing fold k = 2, the setting of its CIFAR tables and of the
-official code)::
+The paper's definition for mixing fold k = 2 (pairs; the paper also defines policies for
+k > 2 images, which the official code does not implement and neither does this class)::
 
     (alpha, delta, _) = softmax(PRG(x_i, x_j))       the Policy Region Generator: 3 outputs,
                                                      the third discarded, so alpha + delta <= 1
@@ -45,7 +45,10 @@ follows:
   cross-entropy averaged over the 3B/2 images.
 * ``loss = CE_classifier + CE_discriminator`` (+ weight decay), one optimiser step on every
   network; no gradient is stopped: both losses reach the PRG through ``x~`` (and the
-  classifier's also through ``y~``, which depends on ``lam``).
+  classifier's also through ``y~``, which depends on ``lam``). Being means over the
+  concatenated samples, these weigh the paper's terms as ``(L_D + L_D~) / 2`` and
+  ``(2 E_D[-log phi] + E_D~[-log(1 - phi)]) / 3`` (B originals, B/2 mixed); this class
+  computes the same means.
 * Initialisation of the linear layers (the classifier's, the PRG's and the
   discriminator's): N(0, 1e-3), zero bias.
 * Published setting (CIFAR-10; the paper also reports CIFAR-100 with the same network):
@@ -80,8 +83,7 @@ the same; the intrusion loss is what pushes the PRG away from it).
 Backbone: the PRG and the discriminator read the pooled feature vector that every
 classifier reads (the neck's output), and the PRG's trunk is a second backbone built from
 the same config, so AdaMixUp asks a backbone for nothing more (no capability to check):
-it runs on CNNs and ViTs alike. Only the fold-2 policy is implemented (the official code
-has no other).
+it runs on CNNs and ViTs alike.
 """
 
 from __future__ import annotations
