@@ -18,7 +18,8 @@ batch, in one run; ``<method>, one backward`` rows step AutoMix/SAMix with mmeng
   hide the next one's.
 
 Ratios are against Vanilla with the same backbone (ResNet-18 CIFAR for Mixup, DecoupleMix,
-AutoMix, SAMix; a ViT for TransMix).
+AutoMix, SAMix, AdAutoMix, AdaMixUp -- its official two forward passes and ``one_forward``;
+a ViT for TransMix).
 
     python bench/learnable.py [--device cpu|cuda] [--batch 64] [--width 16] [--size 32]
                               [--vit-dim 192] [--vit-depth 12] [--patch 4] [--rounds 5] [--iters 3]
@@ -51,6 +52,8 @@ CNN_METHODS = (
     "SAMix, one backward",
     "AdAutoMix",
     "AdAutoMix, one backward",
+    "AdaMixUp",  # issue 18 (adamixup)
+    "AdaMixUp, one forward",
 )
 ONE_BACKWARD = ", one backward"  # the same model stepped by mmengine's default train_step
 VIT_METHODS = ("Vanilla-ViT", "CutMix-ViT", "TransMix", "SMMix", "TokenMix")  # issue 18 (methods-e)
@@ -89,6 +92,13 @@ def model_config(method: str, args) -> dict:
         return {"type": "SAMixClassifier", "backbone": resnet, "head": head, "mask_stage": 3}
     if method.removesuffix(ONE_BACKWARD) == "AdAutoMix":  # the class defaults are the published ones
         return {"type": "AdAutoMixClassifier", "backbone": resnet, "head": head, "mask_stage": 3}
+    if method.startswith("AdaMixUp"):  # the class defaults are the official code's (2 passes)
+        return {
+            "type": "AdaMixUpClassifier",
+            "backbone": resnet,
+            "head": head,
+            "one_forward": method.endswith("one forward"),
+        }
     if method == "SMMix":  # every step an SMMix step (the 0.8/0.2 switch averages it with Mixup)
         return {
             "type": "SMMixClassifier",

@@ -18,3 +18,8 @@ __all__ += ["MixProClassifier", "MergeMixClassifier"]
 from .tokenmix import TokenMixClassifier  # noqa: E402
 
 __all__ += ["TokenMixClassifier"]
+
+# issue 18 (adamixup)
+from .adamixup import AdaMixUpClassifier  # noqa: E402
+
+__all__ += ["AdaMixUpClassifier"]

@@ -391,11 +391,7 @@ class AugMixClassifier(MixupClassifier):
         **kwargs,
     ):
         super().__init__(backbone=backbone, head=head, **kwargs)
-        if type(self.mixer).__name__ != "Vanilla":
-            raise ValueError(
-                f"AugMix trains on clean labels and makes its own views; method.mixer must be "
-                f"Vanilla (or left out), got {type(self.mixer).__name__}"
-            )
+        self.require_vanilla_mixer("AugMix", "trains on clean labels and makes its own views")
         for name in ("mean", "std"):
             if not isinstance(getattr(self.data_preprocessor, name, None), Tensor):
                 raise ValueError(

@@ -65,6 +65,14 @@ class MixupClassifier(BaseModel):
         of :data:`mixbench.models.backbones.base.CAPABILITY_HELP`)."""
         check_capabilities(who, needs, self.backbone)
 
+    def require_vanilla_mixer(self, who: str, why: str) -> None:
+        """Fail unless the mixer is Vanilla: for methods that make their own views or mixed
+        samples (``why`` says so in the message)."""
+        if type(self.mixer).__name__ != "Vanilla":
+            raise ValueError(
+                f"{who} {why}; method.mixer must be Vanilla (or left out), got {type(self.mixer).__name__}"
+            )
+
     @property
     def num_classes(self) -> int:
         return self.head.num_classes
