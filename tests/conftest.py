@@ -11,7 +11,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
-from mbtest import REPO  # noqa: E402
+from mbtest.repo import REPO  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -66,13 +66,7 @@ MARKED = {
 FIXTURE_MARKS = {"pg_url": "postgres", "trained_dir": "slow"}
 # A test whose body calls one of these (a tool run as a process, a training run through
 # tools/train.py) is slow.
-SLOW_CALLS = {
-    "run_tool",
-    "train_on_digits",
-    "train_then_resume",
-    "train_two_epochs_on_digits",
-    "train_and_resume",
-}
+SLOW_CALLS = {"run_tool", "train_on_digits", "train_then_resume", "train_and_resume"}
 TESTS = Path(__file__).resolve().parent
 
 

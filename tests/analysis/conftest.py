@@ -1,7 +1,7 @@
 """Fixtures of the analysis tests: one tiny trained digits run shared by the whole session."""
 
 import pytest
-from mbtest import REPO, run_tool
+from mbtest.repo import REPO, run_tool
 
 CONFIG = REPO / "configs/digits/resnet8_mixup.yaml"
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from mbtest import run_tool
+from mbtest.repo import run_tool
 from torchmetrics.classification import MulticlassCalibrationError
 
 from mixbench.analysis.adversarial import fgsm

@@ -5,7 +5,7 @@ import json
 import shutil
 
 import pytest
-from an_helpers import tool_main
+from mbtest.analysis import tool_main
 
 from mixbench.leaderboard import build_leaderboard, ingest_paths
 from mixbench.leaderboard.report_md import csv_rows, markdown_report

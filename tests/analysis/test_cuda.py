@@ -3,7 +3,7 @@ where they are exact, attacks inside the eps ball, Grad-CAM maps back on the CPU
 
 import pytest
 import torch
-from an_helpers import RegionClassifier, region_mask
+from mbtest.analysis import RegionClassifier, region_mask
 
 from mixbench.analysis.adversarial import fgsm, pgd
 from mixbench.analysis.calibration import calibration_metrics

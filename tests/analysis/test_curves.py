@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from an_helpers import tool_main
+from mbtest.analysis import tool_main
 from PIL import Image
 
 from mixbench.analysis.curves import histories_from_db

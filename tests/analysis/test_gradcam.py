@@ -2,7 +2,7 @@
 on a model whose logit sees one image region only, the map peaks in that region."""
 
 import torch
-from an_helpers import RegionClassifier, region_mask
+from mbtest.analysis import RegionClassifier, region_mask
 
 from mixbench.analysis.common import PixelSpaceClassifier
 from mixbench.analysis.gradcam import cam_grid, grad_cam

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from an_helpers import tool_main
+from mbtest.analysis import tool_main
 from torch import nn
 
 from mixbench.analysis.corruptions import ReleasedCorruptionSet, released_corruption_accuracy

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from mbtest import REPO
+from mbtest.repo import REPO
 
 DATA = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 

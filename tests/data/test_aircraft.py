@@ -1,6 +1,6 @@
 import pytest
 import torch
-from fixtures import AIRCRAFT, AIRCRAFT_HW, make_aircraft
+from mbtest.datasets import AIRCRAFT, AIRCRAFT_HW, make_aircraft
 
 from mixbench.data import DatasetError, FGVCAircraft
 

@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from fixtures import make_cifar10, make_cifar100
+from mbtest.datasets import make_cifar10, make_cifar100
 
 from mixbench.data import CIFAR10, CIFAR100, DatasetError
 

@@ -1,5 +1,5 @@
 import pytest
-from fixtures import CUB_CLASSES, make_cub
+from mbtest.datasets import CUB_CLASSES, make_cub
 
 from mixbench.data import CUB200, DatasetError
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from fixtures import write_jpeg
+from mbtest.datasets import write_jpeg
 
 from mixbench.data import (
     CUB200,
@@ -103,7 +103,7 @@ def test_max_samples_spreads_over_the_list(fixture_roots):
 
 
 def test_cached_index_is_used_and_keyed(tmp_path):
-    from fixtures import make_tiny_imagenet
+    from mbtest.datasets import make_tiny_imagenet
 
     folder = make_tiny_imagenet(tmp_path)
     ds = TinyImageNet(folder, "train")

@@ -1,7 +1,7 @@
 import shutil
 
 import pytest
-from fixtures import IMAGENET_WNIDS, imagenet_val_labels, make_imagenet
+from mbtest.datasets import IMAGENET_WNIDS, imagenet_val_labels, make_imagenet
 
 from mixbench.data import DatasetError, ImageNet, ImageNet100
 from mixbench.data.imagenet import IMAGENET100_CLASSES, read_class_list

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from fixtures import INAT_SPECIES, make_inaturalist
+from mbtest.datasets import INAT_SPECIES, make_inaturalist
 
 from mixbench.data import DatasetError, INaturalist2017, INaturalist2018
 

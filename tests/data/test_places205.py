@@ -1,5 +1,5 @@
 import pytest
-from fixtures import PLACES_CATEGORIES, make_places205
+from mbtest.datasets import PLACES_CATEGORIES, make_places205
 
 from mixbench.data import DatasetError, Places205
 

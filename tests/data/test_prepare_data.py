@@ -1,5 +1,5 @@
-from fixtures import make_cub
-from mbtest import load_script
+from mbtest.datasets import make_cub
+from mbtest.repo import load_script
 
 prepare_data = load_script("tools/prepare_data.py")
 

@@ -1,5 +1,5 @@
 import pytest
-from fixtures import CARS_CLASSES, make_stanford_cars
+from mbtest.datasets import CARS_CLASSES, make_stanford_cars
 
 from mixbench.data import DatasetError, StanfordCars
 

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from fixtures import TINY_WNIDS, make_tiny_imagenet
+from mbtest.datasets import TINY_WNIDS, make_tiny_imagenet
 
 from mixbench.data import DatasetError, TinyImageNet
 

@@ -4,7 +4,7 @@
 import json
 
 import pytest
-from mbtest import REPO, load_script
+from mbtest.repo import REPO, load_script
 
 from mixbench.config import load_config
 

@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 import torch
-from mbtest import REPO, load_script
+from mbtest.repo import REPO, load_script
 
 from mixbench.analysis.common import load_checkpoint_state
 from mixbench.checkpoint import TRUST_ENV, UnsafeCheckpointError

@@ -1,7 +1,7 @@
 """Every bad-config error names the key and the config file, before any training."""
 
 import pytest
-from mbtest import REPO, run_tool
+from mbtest.repo import REPO, run_tool
 
 from mixbench.config import ConfigError, load_config
 from mixbench.engine.runner import validate_config

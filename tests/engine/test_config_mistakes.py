@@ -3,7 +3,7 @@ raw tracebacks at runner.train(): each fails before training, naming the key, th
 the fix (issue 17)."""
 
 import pytest
-from mbtest import REPO, run_tool
+from mbtest.repo import REPO, run_tool
 
 from mixbench.config import ConfigError, load_config, options_to_dict
 from mixbench.engine.runner import TOP_LEVEL_KEYS, validate_config

@@ -1,20 +1,14 @@
 """2-process DDP on CPU (gloo) through tools/dist_train.sh, and rank-0-only result writing."""
 
 import os
-import socket
 import subprocess
 from types import SimpleNamespace
 
-from mbtest import REPO
+from mbtest.repo import REPO
 
 from mixbench.engine import hooks as hooks_mod
 from mixbench.results import load_result
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from mixbench.sweep.launch import free_port
 
 
 def test_two_process_gloo_run_via_dist_train(tmp_path):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import tomllib
-from mbtest import REPO, load_script
+from mbtest.repo import REPO, load_script
 
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
 

@@ -5,7 +5,7 @@ torn temp files from a full disk are cleaned at the next start."""
 import json
 import re
 
-from mbtest import REPO, load_script
+from mbtest.repo import REPO, load_script
 
 from mixbench.results import load_result
 from mixbench.sweep.state import mark_ended, mark_launched, read_state

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 
-from mbtest import REPO
+from mbtest.repo import REPO
 
 from mixbench.results import load_result
 

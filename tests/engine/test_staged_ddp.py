@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from mbtest import REPO
+from mbtest.repo import REPO
 
-from tests.engine.test_ddp import free_port
+from mixbench.sweep.launch import free_port
 
 TINY = {"type": "ResNetCIFAR", "depth": 8, "width": 8, "in_channels": 1}
 
@@ -114,7 +114,7 @@ def test_automix_trains_under_dist_train(tmp_path):
     """tools/dist_train.sh, 2 CPU processes: AutoMix runs the staged step under DDP and
     finishes with the same weights on both processes (checked by the test above); here the
     whole run: config, wrapper, EMA hook, result.json."""
-    from tests.learnable.helpers import digits_config
+    from mbtest.training import digits_config
 
     overrides = {
         "model": {"backbone": TINY},

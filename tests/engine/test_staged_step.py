@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from mbtest import REPO
+from mbtest.repo import REPO
 from mmengine.model import BaseModel, is_model_wrapper
 from mmengine.optim import OptimWrapper
 from torch import nn
@@ -177,9 +177,10 @@ def test_staged_step_wrapper_trains_in_stages_and_validates_through_the_model():
 
 
 def test_runner_wraps_a_staged_model_and_installs_its_schedule_hook(tmp_path):
+    from mbtest.training import digits_config
+
     from mixbench.config import load_config
     from mixbench.engine import MethodScheduleHook, build_runner
-    from tests.learnable.helpers import digits_config
 
     tiny = {"type": "ResNetCIFAR", "depth": 8, "width": 8, "in_channels": 1}
     overrides = {

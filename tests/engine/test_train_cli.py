@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from mbtest import REPO, run_tool
+from mbtest.repo import REPO, run_tool
 
 from mixbench.results import SCHEMA_VERSION, load_result
 

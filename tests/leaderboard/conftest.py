@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from lb_helpers import PG_DEFAULT_URL, PG_ENV_VAR, pg_admin_url
+from mbtest.leaderboard import PG_DEFAULT_URL, PG_ENV_VAR, pg_admin_url
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
-"""Every aggregate of the leaderboard against numbers computed by hand (see lb_helpers)."""
+"""Every aggregate of the leaderboard against numbers computed by hand (see mbtest.leaderboard)."""
 
 import math
 
 import pytest
-from lb_helpers import history_for, write_reference_runs
+from mbtest.leaderboard import history_for, write_reference_runs
 
 from mixbench.leaderboard import build_leaderboard, canonical_method, ingest_paths, lookup_reported
 from mixbench.leaderboard.aggregate import average_ranks, run_metric, welch_interval, welch_p_value

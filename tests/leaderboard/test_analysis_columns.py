@@ -8,7 +8,7 @@ import math
 import sqlite3
 
 import pytest
-from lb_helpers import history_for, make_analysis, make_result
+from mbtest.leaderboard import history_for, make_analysis, make_result
 from sqlalchemy import select
 
 from mixbench.leaderboard import build_leaderboard, ingest_paths, make_engine

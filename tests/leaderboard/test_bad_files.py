@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-from lb_helpers import make_analysis, make_result
-from mbtest import run_tool
+from mbtest.leaderboard import make_analysis, make_result
+from mbtest.repo import run_tool
 from sqlalchemy import text
 
 from mixbench.leaderboard import build_leaderboard, ingest_paths, make_engine

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lb_helpers import history_for, make_result, write_reference_runs
+from mbtest.leaderboard import history_for, make_result, write_reference_runs
 from sqlalchemy import func, select
 
 from mixbench.leaderboard import build_leaderboard, ingest_paths, make_engine

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from lb_helpers import make_analysis, make_result
+from mbtest.leaderboard import make_analysis, make_result
 from sqlalchemy import func, select
 
 from mixbench.leaderboard import build_leaderboard, ingest_paths, make_engine, normalize_db_url

@@ -3,7 +3,7 @@ published cell in each field (method option, dataset, backbone, epochs, metric) 
 difference, and the reason says which."""
 
 import pytest
-from lb_helpers import RESNET18_CIFAR, SETTINGS, make_result, plain_method
+from mbtest.leaderboard import RESNET18_CIFAR, SETTINGS, make_result, plain_method
 
 from mixbench.fingerprint import setting_differences
 from mixbench.leaderboard import build_leaderboard, ingest_paths, lookup_reported
@@ -230,7 +230,7 @@ def test_the_reproduction_sweeps_runs_are_like_for_like_with_their_published_cel
     """Every run of configs/sweeps/reproduce_cifar100_r18*.yaml whose published cell states its
     settings records exactly those settings (method and backbone): the reproduction configs
     are the ones the leaderboard can set beside OpenMixup's numbers."""
-    from mbtest import REPO
+    from mbtest.repo import REPO
 
     from mixbench.fingerprint import backbone_settings, method_settings
     from mixbench.sweep import load_sweep

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from lb_helpers import make_result, write_reference_runs
+from mbtest.leaderboard import make_result, write_reference_runs
 
 from mixbench.leaderboard import (
     REPORT_FILES,

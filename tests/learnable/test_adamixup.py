@@ -8,15 +8,15 @@ import math
 
 import pytest
 import torch
-from mbtest import method_of, model_of
+from mbtest.mixers import seeded
+from mbtest.repo import method_of, model_of
+from mbtest.training import train_and_resume
 from scipy import stats
 from torch import nn
 
 from mixbench.models.classifiers import AdaMixUpClassifier
 from mixbench.models.classifiers.adamixup import truncated_normal
 from mixbench.registry import MODELS
-from tests.method_helpers import train_and_resume
-from tests.mixers.helpers import seeded
 
 RESNET = {"type": "ResNetCIFAR", "depth": 8, "width": 4, "in_channels": 1}
 

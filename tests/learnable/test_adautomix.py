@@ -8,21 +8,21 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from mbtest import method_of, model_of
+from mbtest.learnable import (
+    assert_ema_encoder_follows_momentum,
+    assert_mix_block_gradient_routing,
+    assert_neck_is_part_of_the_ema_classifier,
+    assert_same_training_state,
+    train_step_both_ways,
+)
+from mbtest.repo import method_of, model_of
+from mbtest.training import train_then_resume
 
 from mixbench.engine import MethodScheduleHook
 from mixbench.models.classifiers import adautomix as adautomix_module
 from mixbench.models.classifiers.adautomix import AdaptiveMaskBlock, AdAutoMixClassifier
 from mixbench.models.classifiers.automix import cosine_momentum
 from mixbench.registry import MODELS
-from tests.learnable.helpers import (
-    assert_ema_encoder_follows_momentum,
-    assert_mix_block_gradient_routing,
-    assert_neck_is_part_of_the_ema_classifier,
-    assert_same_training_state,
-    train_step_both_ways,
-    train_then_resume,
-)
 
 TINY = {"type": "ResNetCIFAR", "depth": 8, "width": 8, "in_channels": 1}
 

@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from mbtest import method_of, model_of
+from mbtest.learnable import forward_batches_and_train
+from mbtest.mixers import seeded
+from mbtest.repo import method_of, model_of
+from mbtest.training import train_and_resume
 from PIL import Image, ImageEnhance, ImageOps
 from scipy import stats
 
 from mixbench.models import AugMixClassifier
 from mixbench.models.classifiers.augmix import ALL_OPS, OP_FUNCTIONS, SIGNED, augmix_views, jensen_shannon
 from mixbench.registry import MODELS
-from tests.method_helpers import forward_batches_and_train, train_and_resume
-from tests.mixers.helpers import seeded
 
 RESNET = {"type": "ResNetCIFAR", "depth": 8, "width": 4, "in_channels": 1}
 

@@ -5,20 +5,20 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from mbtest.learnable import (
+    assert_ema_encoder_follows_momentum,
+    assert_mix_block_gradient_routing,
+    assert_neck_is_part_of_the_ema_classifier,
+    assert_same_training_state,
+    train_step_both_ways,
+)
+from mbtest.training import train_then_resume
 
 from mixbench.engine import MethodScheduleHook
 from mixbench.engine.staged import train_step_in_stages
 from mixbench.models import AutoMixClassifier, PixelMixBlock
 from mixbench.models.classifiers import automix as automix_module
 from mixbench.models.classifiers.automix import cosine_lr, cosine_momentum
-from tests.learnable.helpers import (
-    assert_ema_encoder_follows_momentum,
-    assert_mix_block_gradient_routing,
-    assert_neck_is_part_of_the_ema_classifier,
-    assert_same_training_state,
-    train_step_both_ways,
-    train_then_resume,
-)
 
 TINY = {"type": "ResNetCIFAR", "depth": 8, "width": 8, "in_channels": 1}
 

@@ -1,22 +1,13 @@
 """AutoMix on a ViT: the Mix Block reads a hidden stage of ViTBackbone as a patch-token map."""
 
 import torch
+from mbtest.learnable import TINY_VIT
+from mbtest.training import train_on_digits
 
 from mixbench.models import AutoMixClassifier
 from mixbench.models.classifiers.automix import stage_features
-from tests.learnable.helpers import train_on_digits
 
-TINY_VIT4 = {
-    "type": "ViTBackbone",
-    "model_name": "vit_tiny_patch16_224",
-    "img_size": 16,
-    "patch_size": 4,
-    "embed_dim": 32,
-    "depth": 4,
-    "num_heads": 2,
-    "in_chans": 1,
-    "num_stages": 2,
-}
+TINY_VIT4 = {**TINY_VIT, "depth": 4, "num_stages": 2}
 
 
 def test_mix_block_reads_the_vits_stage_map():

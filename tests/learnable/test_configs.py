@@ -1,6 +1,6 @@
 """The published-default configs of the learnable methods build what they say."""
 
-from mbtest import method_of, model_of
+from mbtest.repo import method_of, model_of
 
 from mixbench.models import AutoMixClassifier, TransMixClassifier
 from mixbench.registry import MODELS

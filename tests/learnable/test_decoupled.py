@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
+from mbtest.training import train_on_digits
 
 from mixbench.mixers import MixOutput
 from mixbench.models import DecoupledMixupLoss, MixedCrossEntropy
-from tests.mixers.helpers import train_two_epochs_on_digits
 
 
 def mix(y_a, y_b, lam, soft=None):
@@ -72,12 +72,12 @@ def test_gradient_flows_and_errors():
 
 
 def test_trains_two_epochs_on_digits(tmp_path):
-    result = train_two_epochs_on_digits(tmp_path, "decouple_cutmix")
+    result = train_on_digits(tmp_path, "decouple_cutmix")
     assert result["run"]["method"] == "DecoupleMix+CutMix"
 
 
 def test_mixup_method_builds_the_loss():
-    from mbtest import model_of
+    from mbtest.repo import model_of
 
     from mixbench.registry import MODELS
 

@@ -5,11 +5,11 @@ import copy
 
 import pytest
 import torch
+from mbtest.training import train_on_digits
 
 from mixbench.engine.metrics import Accuracy, head_top1
 from mixbench.models import AdAutoMixClassifier, AutoMixClassifier, SAMixClassifier
 from mixbench.results import best_head_median
-from tests.learnable.helpers import train_on_digits
 
 TINY = {"type": "ResNetCIFAR", "depth": 8, "width": 8, "in_channels": 1}
 HEAD = {"type": "LinearHead", "num_classes": 5}

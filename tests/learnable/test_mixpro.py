@@ -7,15 +7,15 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from mbtest import method_of, model_of
+from mbtest.learnable import TINY_VIT, assert_cuda_loss_equals_cpu, assert_same_training_state
+from mbtest.repo import method_of, model_of
+from mbtest.training import train_then_resume
 
 from mixbench.mixers import Mixup
 from mixbench.mixers.sampling import beta_sample
 from mixbench.models import MixedCrossEntropy
 from mixbench.models.classifiers.mixpro import MixProClassifier, maskmix_mask, pal_lambda
 from mixbench.registry import MODELS
-from tests.learnable.helpers import assert_cuda_loss_equals_cpu, assert_same_training_state, train_then_resume
-from tests.learnable.test_transmix import TINY_VIT
 
 HEAD = {"type": "LinearHead", "num_classes": 5}
 

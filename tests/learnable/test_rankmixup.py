@@ -7,14 +7,15 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from mbtest import method_of, model_of
+from mbtest.learnable import forward_batches_and_train
+from mbtest.mixers import seeded
+from mbtest.repo import method_of, model_of
+from mbtest.training import train_and_resume
 
 from mixbench.mixers import ManifoldMix, Mixup
 from mixbench.models import RankMixupClassifier
 from mixbench.models.classifiers.rankmixup import mixup_ranking_loss, mndcg
 from mixbench.registry import MODELS
-from tests.method_helpers import forward_batches_and_train, train_and_resume
-from tests.mixers.helpers import seeded
 
 RESNET = {"type": "ResNetCIFAR", "depth": 8, "width": 4, "in_channels": 1}
 

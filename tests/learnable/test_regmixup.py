@@ -5,12 +5,13 @@ import math
 
 import pytest
 import torch
-from mbtest import method_of
+from mbtest.learnable import forward_batches_and_train
+from mbtest.mixers import seeded
+from mbtest.repo import method_of
+from mbtest.training import train_and_resume
 
 from mixbench.mixers import ManifoldMix, Mixup
 from mixbench.models import RegMixupClassifier
-from tests.method_helpers import forward_batches_and_train, train_and_resume
-from tests.mixers.helpers import seeded
 
 
 def classifier(mixer, **kw):

@@ -7,7 +7,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from mbtest import method_of, model_of
+from mbtest.learnable import (
+    assert_ema_encoder_follows_momentum,
+    assert_mix_block_gradient_routing,
+    assert_same_training_state,
+    train_step_both_ways,
+)
+from mbtest.repo import method_of, model_of
+from mbtest.training import train_then_resume
 
 from mixbench.engine import MethodScheduleHook
 from mixbench.mixers.base import MixOutput
@@ -15,13 +22,6 @@ from mixbench.models import MixedCrossEntropy, PixelMixBlock
 from mixbench.models.classifiers.automix import cosine_lr, cosine_momentum, rescale_lambda
 from mixbench.models.classifiers.samix import EtaBalancedMixupLoss, SAMixClassifier
 from mixbench.registry import MODELS
-from tests.learnable.helpers import (
-    assert_ema_encoder_follows_momentum,
-    assert_mix_block_gradient_routing,
-    assert_same_training_state,
-    train_step_both_ways,
-    train_then_resume,
-)
 
 TINY = {"type": "ResNetCIFAR", "depth": 8, "width": 8, "in_channels": 1}
 

@@ -4,7 +4,9 @@ consistency loss, the ViT's patch attention and tokens, digits training and exac
 import pytest
 import torch
 import torch.nn.functional as F
-from mbtest import method_of, model_of
+from mbtest.learnable import TINY_VIT
+from mbtest.repo import method_of, model_of
+from mbtest.training import train_on_digits
 
 from mixbench.models import MixedCrossEntropy
 from mixbench.models.backbones import ViTBackbone
@@ -16,8 +18,6 @@ from mixbench.models.classifiers.smmix import (
     window_sides,
 )
 from mixbench.registry import MODELS
-from tests.learnable.helpers import train_on_digits
-from tests.learnable.test_transmix import TINY_VIT
 
 
 def tiny_smmix(**kw):

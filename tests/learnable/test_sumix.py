@@ -6,13 +6,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from mbtest import method_of, model_of
+from mbtest.learnable import assert_same_training_state
+from mbtest.repo import method_of, model_of
+from mbtest.training import train_then_resume
 
 from mixbench.mixers import CutMix
 from mixbench.mixers.base import MixOutput
 from mixbench.models.classifiers.sumix import SUMixClassifier, semantic_distance, sumix_lambda
 from mixbench.registry import MODELS
-from tests.learnable.helpers import assert_same_training_state, train_then_resume
 
 RESNET = {"type": "ResNetCIFAR", "depth": 8, "width": 4, "in_channels": 1}
 HEAD = {"type": "LinearHead", "num_classes": 5}

@@ -7,14 +7,14 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
-from mbtest import method_of, model_of
+from mbtest.learnable import TINY_VIT, assert_same_training_state
+from mbtest.repo import method_of, model_of
+from mbtest.training import train_then_resume
 
 from mixbench.mixers import CutMix, Mixup
 from mixbench.models import MixedCrossEntropy
 from mixbench.models.classifiers.tlalign import TLAlignClassifier, align_step, initial_token_weights
 from mixbench.registry import MODELS
-from tests.learnable.helpers import assert_same_training_state, train_then_resume
-from tests.learnable.test_transmix import TINY_VIT
 
 HEAD = {"type": "LinearHead", "num_classes": 5}
 

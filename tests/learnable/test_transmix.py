@@ -4,22 +4,12 @@ import dataclasses
 
 import pytest
 import torch
+from mbtest.learnable import TINY_VIT
+from mbtest.training import train_on_digits
 
 from mixbench.mixers import CutMix, Mixup
 from mixbench.models import MixedCrossEntropy, TransMixClassifier, transmix_lambda
 from mixbench.models.backbones import ViTBackbone
-from tests.learnable.helpers import train_on_digits
-
-TINY_VIT = {
-    "type": "ViTBackbone",
-    "model_name": "vit_tiny_patch16_224",
-    "img_size": 16,
-    "patch_size": 4,
-    "embed_dim": 32,
-    "depth": 2,
-    "num_heads": 2,
-    "in_chans": 1,
-}
 
 
 def test_lambda_is_attention_mass_in_the_box_on_a_hand_built_map():

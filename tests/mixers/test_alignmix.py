@@ -5,12 +5,7 @@ import types
 
 import pytest
 import torch
-from scipy import stats
-
-from mixbench.mixers import AlignMix, Mixup
-from mixbench.mixers._sinkhorn import sinkhorn_plan
-from mixbench.mixers.alignmix import aligned_mix, assignment_matrix
-from tests.mixers.helpers import (
+from mbtest.mixers import (
     TinyClassifier,
     check_batch_size_one,
     check_dtypes_and_formats,
@@ -20,6 +15,11 @@ from tests.mixers.helpers import (
     requires_cuda,
     seeded,
 )
+from scipy import stats
+
+from mixbench.mixers import AlignMix, Mixup
+from mixbench.mixers._sinkhorn import sinkhorn_plan
+from mixbench.mixers.alignmix import aligned_mix, assignment_matrix
 
 
 def tiny_classifier(seed=0):

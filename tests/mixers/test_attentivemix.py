@@ -5,11 +5,8 @@ import functools
 
 import pytest
 import torch
-from torch import nn
-
-from mixbench.mixers import AttentiveMix, AttentiveMixPlus
-from mixbench.mixers.attentivemix import cells_to_pixels
-from tests.mixers.helpers import (
+from mbtest.mixers import (
+    LAM_MODES_PAIRINGS,
     TinyClassifier,
     check_batch_size_one,
     check_beta_distribution,
@@ -22,6 +19,10 @@ from tests.mixers.helpers import (
     requires_cuda,
     seeded,
 )
+from torch import nn
+
+from mixbench.mixers import AttentiveMix, AttentiveMixPlus
+from mixbench.mixers.attentivemix import cells_to_pixels
 
 
 def tiny_classifier(seed=0):
@@ -143,13 +144,7 @@ def test_plus_variant_draws_the_number_of_cells_from_beta():
 def test_shared_contract(make):
     x, y = make_batch()
     model = tiny_classifier()
-    for lam_mode, pairing in (
-        ("batch", "random"),
-        ("elem", "random"),
-        ("pair", "reverse"),
-        ("pair", "random"),
-        ("batch", "roll"),
-    ):
+    for lam_mode, pairing in LAM_MODES_PAIRINGS:
         mixer = make(lam_mode=lam_mode, pairing=pairing, generator=seeded(0))
         out = check_output(mixer, x, y, model=model, mask_method=True)
         check_mask_identity(out, x)

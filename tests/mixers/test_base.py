@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from mbtest import load_script
+from mbtest.mixers import assert_outputs_equal, make_batch, seeded
+from mbtest.repo import load_script
 
 from mixbench.mixers import (
     AlignMix,
@@ -23,7 +24,6 @@ from mixbench.mixers import (
 )
 from mixbench.mixers.base import BaseMixer, MixOutput
 from mixbench.mixers.sampling import pairing_index
-from tests.mixers.helpers import assert_outputs_equal, make_batch, seeded
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = {
@@ -239,7 +239,7 @@ def test_visualize_mixers_writes_a_png(tmp_path):
 def test_classifier_trains_with_the_config_fragment(name):
     """Every static method, built from its config fragment inside a MixupClassifier
     (width-16 ResNet-8), gives a finite loss and gradients for 3 SGD steps."""
-    from mbtest import model_of
+    from mbtest.repo import model_of
 
     from mixbench.registry import MODELS
 
@@ -259,9 +259,9 @@ def test_classifier_trains_with_the_config_fragment(name):
 
 
 def test_deit_recipe_trains_two_epochs_on_digits_through_train_py(tmp_path):
-    from tests.mixers.helpers import train_two_epochs_on_digits
+    from mbtest.training import train_on_digits
 
-    train_two_epochs_on_digits(tmp_path, "deit")
+    train_on_digits(tmp_path, "deit")
 
 
 CHUNKED = {

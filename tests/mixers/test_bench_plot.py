@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from mbtest import REPO, load_script
+from mbtest.repo import REPO, load_script
 
 
 def _results():

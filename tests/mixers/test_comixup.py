@@ -13,23 +13,23 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from mixbench.mixers import CoMixup
-from mixbench.mixers._grid_dp import grid_energy, solve_grid
-from mixbench.mixers.comixup import comixup_objective
-from tests.mixers.helpers import (
+from mbtest.mixers import (
     TinyClassifier,
     assert_outputs_equal,
     check_batch_size_one,
     check_dtypes_and_formats,
     check_output,
     make_batch,
+    real_resnet_step,
     requires_cuda,
     seeded,
-    train_two_epochs_on_digits,
 )
-from tests.mixers.test_puzzlemix import real_resnet_step
+from mbtest.training import train_on_digits
+from torch import nn
+
+from mixbench.mixers import CoMixup
+from mixbench.mixers._grid_dp import grid_energy, solve_grid
+from mixbench.mixers.comixup import comixup_objective
 
 
 def tiny_classifier(seed=0, num_classes=5):
@@ -305,7 +305,7 @@ def test_real_resnet_training_step():
 
 
 def test_two_epochs_on_digits_through_train_py(tmp_path):
-    result = train_two_epochs_on_digits(tmp_path, "comixup")
+    result = train_on_digits(tmp_path, "comixup")
     assert result["run"]["method"] == "Co-Mixup"
 
 

@@ -6,17 +6,10 @@ import functools
 import numpy as np
 import pytest
 import torch
+from mbtest.mixers import check_inplace, check_mask_identity, check_output, check_standard, make_batch, seeded
 
 from mixbench.mixers import CutMix
 from mixbench.mixers.boxes import centred_box, cut_size
-from tests.mixers.helpers import (
-    check_inplace,
-    check_mask_identity,
-    check_output,
-    check_standard,
-    make_batch,
-    seeded,
-)
 
 
 def test_contract_and_lambda_distribution():

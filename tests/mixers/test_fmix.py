@@ -6,10 +6,10 @@ import functools
 import numpy as np
 import pytest
 import torch
+from mbtest.mixers import check_mask_identity, check_output, check_standard, make_batch, seeded
 
 from mixbench.mixers import FMix
 from mixbench.mixers.fmix import binarise, fourier_noise, pixel_count
-from tests.mixers.helpers import check_mask_identity, check_output, check_standard, make_batch, seeded
 
 
 def test_contract_and_lambda_distribution():

@@ -5,10 +5,10 @@ import math
 
 import numpy as np
 import torch
+from mbtest.mixers import check_output, check_standard, make_batch, seeded
 
 from mixbench.mixers import GridMix
 from mixbench.mixers.gridmix import grid_masks
-from tests.mixers.helpers import check_output, check_standard, make_batch, seeded
 
 
 def test_contract_and_lambda_distribution():

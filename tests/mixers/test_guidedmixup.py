@@ -5,24 +5,25 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
-from mbtest import method_of
-from scipy import ndimage
-
-from mixbench.mixers import GuidedMixup
-from mixbench.mixers.guidedmixup import gaussian_blur, greedy_cycle, spectral_residual
-from tests.method_helpers import check_model_untouched, train_and_resume
-from tests.mixers.helpers import (
+from mbtest.mixers import (
     TinyClassifier,
     check_batch_size_one,
     check_cpu_cuda_equal,
     check_dtypes_and_formats,
     check_mask_identity,
+    check_model_untouched,
     check_output,
     check_reproducible,
     make_batch,
     requires_cuda,
     seeded,
 )
+from mbtest.repo import method_of
+from mbtest.training import train_and_resume
+from scipy import ndimage
+
+from mixbench.mixers import GuidedMixup
+from mixbench.mixers.guidedmixup import gaussian_blur, greedy_cycle, spectral_residual
 
 
 def model():

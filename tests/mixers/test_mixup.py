@@ -6,16 +6,9 @@ import functools
 import numpy as np
 import pytest
 import torch
+from mbtest.mixers import check_inplace, check_lerp_identity, check_output, check_standard, make_batch, seeded
 
 from mixbench.mixers import Mixup, base
-from tests.mixers.helpers import (
-    check_inplace,
-    check_lerp_identity,
-    check_output,
-    check_standard,
-    make_batch,
-    seeded,
-)
 
 
 def test_contract_and_lambda_distribution():

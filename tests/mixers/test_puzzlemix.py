@@ -8,12 +8,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-from mixbench.mixers import PuzzleMix
-from mixbench.mixers._graphcut import chain_grid_energy, solve_chain_grid
-from mixbench.mixers._saliency import input_gradient_saliency
-from tests.mixers.helpers import (
+from mbtest.mixers import (
     TinyClassifier,
     assert_outputs_equal,
     check_batch_size_one,
@@ -22,10 +17,16 @@ from tests.mixers.helpers import (
     check_output,
     check_reproducible,
     make_batch,
+    real_resnet_step,
     requires_cuda,
     seeded,
-    train_two_epochs_on_digits,
 )
+from mbtest.training import train_on_digits
+from torch import nn
+
+from mixbench.mixers import PuzzleMix
+from mixbench.mixers._graphcut import chain_grid_energy, solve_chain_grid
+from mixbench.mixers._saliency import input_gradient_saliency
 
 
 def tiny_classifier(seed=0):
@@ -297,36 +298,13 @@ def test_errors_are_explained():
         PuzzleMix().mix_with_saliency(*make_batch(b=2), torch.rand(2, 8, 8))
 
 
-def real_resnet_step(mixer_cfg: dict, b: int):
-    """Mix a batch with a width-4 CIFAR ResNet-18 classifier holding the mixer: the mixer
-    leaves its state and gradients alone, and a training step gives a finite loss.
-    Returns ``(x, out)`` for method-specific checks (also used by test_comixup.py)."""
-    from mixbench.models.classifiers.mixup_classifier import MixupClassifier
-
-    torch.manual_seed(0)
-    model = MixupClassifier(
-        backbone={"type": "ResNetCIFAR", "depth": 18, "width": 4},
-        head={"type": "LinearHead", "num_classes": 5},
-        mixer=mixer_cfg,
-    )
-    x, y = make_batch(b=b, h=32, w=32)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    out = model.mixer(x, y, model=model)
-    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
-    assert all(p.grad is None for p in model.parameters())
-    loss = model.loss(x, y)["loss"]
-    loss.backward()
-    assert torch.isfinite(loss)
-    return x, out
-
-
 def test_real_resnet_training_step():
     x, out = real_resnet_step({"type": "PuzzleMix"}, b=4)
     check_transport_identity(out, x)
 
 
 def test_two_epochs_on_digits_through_train_py(tmp_path):
-    result = train_two_epochs_on_digits(tmp_path, "puzzlemix")
+    result = train_on_digits(tmp_path, "puzzlemix")
     assert result["run"]["method"] == "PuzzleMix"
 
 

@@ -5,9 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from mixbench.mixers import CutMix, DeiTMixer, Mixup, RandomChoiceMixer
-from tests.mixers.helpers import (
+from mbtest.mixers import (
     check_batch_size_one,
     check_mask_identity,
     check_output,
@@ -15,6 +13,8 @@ from tests.mixers.helpers import (
     make_batch,
     seeded,
 )
+
+from mixbench.mixers import CutMix, DeiTMixer, Mixup, RandomChoiceMixer
 
 ROOT = Path(__file__).resolve().parents[2]
 

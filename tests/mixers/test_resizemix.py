@@ -2,9 +2,7 @@
 
 import torch
 import torch.nn.functional as F
-
-from mixbench.mixers import ResizeMix
-from tests.mixers.helpers import (
+from mbtest.mixers import (
     check_batch_size_one,
     check_dtypes_and_formats,
     check_mask_identity,
@@ -13,6 +11,8 @@ from tests.mixers.helpers import (
     make_batch,
     seeded,
 )
+
+from mixbench.mixers import ResizeMix
 
 
 def pasted_reference(x, out):

@@ -7,11 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
-from mixbench.mixers import SaliencyMix
-from mixbench.mixers.boxes import centred_box, cut_size
-from mixbench.mixers.saliencymix import fine_grained_saliency, saliency_peaks
-from tests.mixers.helpers import (
+from mbtest.mixers import (
     check_beta_distribution,
     check_output,
     check_standard,
@@ -19,6 +15,10 @@ from tests.mixers.helpers import (
     make_batch,
     seeded,
 )
+
+from mixbench.mixers import SaliencyMix
+from mixbench.mixers.boxes import centred_box, cut_size
+from mixbench.mixers.saliencymix import fine_grained_saliency, saliency_peaks
 
 
 def test_contract_and_lambda_distribution():

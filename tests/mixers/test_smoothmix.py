@@ -3,10 +3,10 @@
 import functools
 
 import torch
+from mbtest.mixers import check_output, check_standard, make_batch, seeded
 
 from mixbench.mixers import SmoothMix
 from mixbench.mixers.smoothmix import gaussian_masks
-from tests.mixers.helpers import check_output, check_standard, make_batch, seeded
 
 
 def test_contract():

@@ -4,24 +4,25 @@ semantic label weights, on hand-computed inputs."""
 import pytest
 import torch
 import torch.nn.functional as F
-from mbtest import method_of
-from torch import nn
-
-from mixbench.mixers import SnapMix
-from mixbench.mixers.snapmix import class_activation_maps, resized_boxes
-from mixbench.models import MixedCrossEntropy
-from tests.method_helpers import check_model_untouched, train_and_resume
-from tests.mixers.helpers import (
+from mbtest.mixers import (
     TinyClassifier,
     check_batch_size_one,
     check_cpu_cuda_equal,
     check_dtypes_and_formats,
+    check_model_untouched,
     check_output,
     check_reproducible,
     make_batch,
     requires_cuda,
     seeded,
 )
+from mbtest.repo import method_of
+from mbtest.training import train_and_resume
+from torch import nn
+
+from mixbench.mixers import SnapMix
+from mixbench.mixers.snapmix import class_activation_maps, resized_boxes
+from mixbench.models import MixedCrossEntropy
 
 
 def model():

@@ -3,8 +3,7 @@ AttentiveMix+): each trains a width-16 ResNet-8 on digits for 2 epochs through
 tools/train.py, with the method's own config fragment from configs/methods/."""
 
 import pytest
-
-from tests.mixers.helpers import train_two_epochs_on_digits
+from mbtest.training import train_on_digits
 
 METHODS = {
     "manifoldmix": "ManifoldMix",
@@ -16,5 +15,5 @@ METHODS = {
 
 @pytest.mark.parametrize("fragment", sorted(METHODS))
 def test_two_epochs_on_digits(tmp_path, fragment):
-    result = train_two_epochs_on_digits(tmp_path, fragment)
+    result = train_on_digits(tmp_path, fragment)
     assert result["run"]["method"] == METHODS[fragment]

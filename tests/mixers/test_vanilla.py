@@ -1,9 +1,9 @@
 """Vanilla: returns the batch untouched, lam = 1, identity pairing."""
 
 import torch
+from mbtest.mixers import check_batch_size_one, check_output, make_batch
 
 from mixbench.mixers import Vanilla
-from tests.mixers.helpers import check_batch_size_one, check_output, make_batch
 
 
 def test_returns_the_batch_unmixed():

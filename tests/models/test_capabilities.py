@@ -2,23 +2,15 @@
 the method, the need, what the backbone offers and the backbones that have it."""
 
 import pytest
-from mbtest import REPO, model_of, run_tool
+from mbtest.learnable import TINY_VIT as TWO_BLOCK_VIT
+from mbtest.repo import REPO, model_of, run_tool
 
 from mixbench.models.backbones import ResNetCIFAR, TimmBackbone, ViTBackbone
 from mixbench.models.backbones.base import CapabilityError
 from mixbench.registry import MODELS
 
 TINY_CNN = {"type": "ResNetCIFAR", "depth": 8, "width": 4, "in_channels": 1}
-TINY_VIT = {
-    "type": "ViTBackbone",
-    "model_name": "vit_tiny_patch16_224",
-    "img_size": 16,
-    "patch_size": 4,
-    "embed_dim": 32,
-    "depth": 4,
-    "num_heads": 2,
-    "in_chans": 1,
-}
+TINY_VIT = {**TWO_BLOCK_VIT, "depth": 4}  # 4 blocks: up to 4 hookable stages
 HEAD = {"num_classes": 5}
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mbtest import REPO
+from mbtest.repo import REPO
 
 from mixbench.cli import prepare_data
 from mixbench.cli import train as train_tool

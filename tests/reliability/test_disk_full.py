@@ -8,7 +8,7 @@ import subprocess
 import uuid
 
 import pytest
-from mbtest import REPO, load_script
+from mbtest.repo import REPO, load_script
 from mmengine.fileio.backends.local_backend import LocalBackend
 
 from mixbench.results import load_result

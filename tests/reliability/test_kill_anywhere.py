@@ -9,12 +9,12 @@ import subprocess
 import sys
 import time
 
-from mbtest import REPO, run_tool
+from mbtest.repo import REPO, run_tool
+from mbtest.sweep import FAKE_TRAIN, env, fake_sweep, run_sweep, sweep_cmd
 
 from mixbench.results import load_result
 from mixbench.sweep import load_sweep
 from mixbench.sweep.state import effective_status, read_state
-from tests.sweep.helpers import FAKE_TRAIN, env, fake_sweep, run_sweep, sweep_cmd
 
 DEMO = REPO / "configs/digits/resnet8_mixup.yaml"
 EPOCHS = 3

@@ -3,10 +3,10 @@ by a signal inside its job is a crash (retried, then failed with its log tail), 
 from a preemption by what Slurm says about the job, not by the sign of the return code."""
 
 import pytest
+from mbtest.sweep import FAKE_TRAIN, fake_sweep, run_sweep, state
 
 from mixbench.sweep import SweepError, check_slurm, load_sweep, queued_jobs
 from mixbench.sweep.slurm import load_jobs, stopped_by_slurm
-from tests.sweep.helpers import FAKE_TRAIN, fake_sweep, run_sweep, state
 
 
 def _require_slurm() -> None:

@@ -4,10 +4,9 @@ it, trains end to end through the sweep and reaches the leaderboard under its ow
 import json
 
 import yaml
+from mbtest.sweep import CONFIGS, run_sweep
 
 from mixbench.config import load_config
-
-from .helpers import CONFIGS, run_sweep
 
 SWEEP = CONFIGS / "sweeps" / "all_methods.yaml"
 

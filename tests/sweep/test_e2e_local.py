@@ -4,10 +4,19 @@ with kill -9 half-way and restarted; it finishes only the missing runs."""
 import subprocess
 from pathlib import Path
 
+from mbtest.sweep import (
+    env,
+    pid_gone,
+    real_digits_sweep,
+    result_status,
+    run_sweep,
+    state,
+    sweep_cmd,
+    wait_for,
+)
+
 from mixbench.results import load_result
 from mixbench.sweep import load_sweep
-
-from .helpers import env, pid_gone, real_digits_sweep, result_status, run_sweep, state, sweep_cmd, wait_for
 
 METHODS = {
     "Vanilla": {"type": "Vanilla"},

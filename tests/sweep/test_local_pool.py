@@ -7,12 +7,7 @@ import signal
 import subprocess
 
 import yaml
-
-from mixbench.sweep import LocalPool, load_sweep
-from mixbench.sweep.report import console, plan_table, status_table
-from mixbench.sweep.state import mark_launched, read_state
-
-from .helpers import (
+from mbtest.sweep import (
     FAKE_TRAIN,
     env,
     fake_sweep,
@@ -23,6 +18,10 @@ from .helpers import (
     sweep_cmd,
     wait_for,
 )
+
+from mixbench.sweep import LocalPool, load_sweep
+from mixbench.sweep.report import console, plan_table, status_table
+from mixbench.sweep.state import mark_launched, read_state
 
 
 def _launches(run):

@@ -6,11 +6,10 @@ import json
 import subprocess
 
 import pytest
+from mbtest.sweep import FAKE_TRAIN, env, fake_sweep, real_digits_sweep, run_sweep, state, sweep_cmd, wait_for
 
 from mixbench.results import load_result
 from mixbench.sweep import SweepError, check_slurm, load_sweep, queued_jobs
-
-from .helpers import FAKE_TRAIN, env, fake_sweep, real_digits_sweep, run_sweep, state, sweep_cmd, wait_for
 
 EPOCHS = 3
 

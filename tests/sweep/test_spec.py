@@ -5,11 +5,11 @@ import sys
 
 import pytest
 import yaml
+from mbtest.repo import REPO
+from mbtest.sweep import CONFIGS, write_sweep
 
 from mixbench.sweep import SweepError, load_sweep
 from mixbench.sweep.launch import prepare_run, train_command
-
-from .helpers import CONFIGS, REPO, write_sweep
 
 
 def _spec(**extra):

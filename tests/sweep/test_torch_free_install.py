@@ -14,8 +14,8 @@ import subprocess
 import sys
 
 import pytest
-
-from .helpers import FAKE_TRAIN, REPO, fake_sweep
+from mbtest.repo import REPO
+from mbtest.sweep import FAKE_TRAIN, fake_sweep
 
 pytestmark = pytest.mark.slow
 

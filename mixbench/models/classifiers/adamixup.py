@@ -95,7 +95,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixbench.mixers.base import MixOutput, check_flag, check_number, pairing_index
+from mixbench.mixers.base import MixOutput
+from mixbench.mixers.checks import check_flag, check_number
+from mixbench.mixers.sampling import pairing_index
 from mixbench.registry import MODELS
 
 from .mixup_classifier import MixupClassifier, build_module

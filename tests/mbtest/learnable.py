@@ -1,67 +1,20 @@
-"""Shared helpers for the learnable-method tests: a 2-epoch digits run through tools/train.py."""
+"""Checks of the learnable and label-mixing methods (AutoMix-style classifiers, TransMix
+and its ViT): the staged training step against mmengine's, gradient routing, the EMA
+encoder, and CPU/CUDA agreement."""
 
 from __future__ import annotations
 
-import json
-import math
-
-import yaml
-from mbtest import REPO, method_of, run_tool
-
-
-def train_on_digits(
-    tmp_path,
-    fragment: str,
-    overrides: dict,
-    epochs: int = 2,
-    name: str = "work",
-    extra_args=(),
-    first_epoch: int = 1,
-) -> dict:
-    """Train the method ``configs/methods/<fragment>.yaml`` on the tiny ResNet-8 recipe
-    (``overrides["model"]`` changes it, e.g. to a ViT) on 128 digits images for ``epochs``
-    epochs with ``overrides`` merged on top (``overrides["method"]`` patches the method);
-    check it finished with a finite loss; return result.json. A run resumed into a fresh work
-    dir validates the checkpoint's epoch first, so its history starts at ``first_epoch`` = 1
-    too unless told otherwise."""
-    config = digits_config(tmp_path, fragment, overrides, epochs)
-    return train_config(config, tmp_path / name, epochs, extra_args, first_epoch)
-
-
-def digits_config(tmp_path, fragment: str, overrides: dict, epochs: int = 2):
-    """Write ``tmp_path/digits_<fragment>.yaml``: digits (128 training images, 2 iterations
-    per epoch), the tiny ResNet-8 recipe, the short schedule, the method
-    ``configs/methods/<fragment>.yaml`` patched by ``overrides["method"]``, and the other
-    ``overrides`` on top; return its path."""
-    overrides = dict(overrides)
-    bases = [
-        REPO / "configs/_base_/datasets/digits.yaml",
-        REPO / "configs/_base_/models/resnet8_w16_gray.yaml",
-        REPO / "configs/_base_/schedules/sgd_cosine_short.yaml",
-        REPO / "configs/_base_/runtime.yaml",
-    ]
-    cfg = {
-        "_base_": [str(b) for b in bases],
-        "train_dataloader": {"dataset": {"max_samples": 128}},
-        "train_cfg": {"max_epochs": epochs},
-        "method": method_of(fragment, overrides.pop("method", None)),
-        **overrides,
-    }
-    config = tmp_path / f"digits_{fragment}.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    return config
-
-
-def train_config(config, work_dir, epochs: int, extra_args=(), first_epoch: int = 1) -> dict:
-    """Run tools/train.py on ``config`` into ``work_dir``; check that it finished epochs
-    ``first_epoch..epochs`` with finite losses; return its result.json."""
-    run_tool("tools/train.py", config, "--work-dir", work_dir, *extra_args)
-    result = json.loads((work_dir / "result.json").read_text())
-    assert result["status"] == "finished", result["status"]
-    assert [h["epoch"] for h in result["history"]] == list(range(first_epoch, epochs + 1))
-    assert all(math.isfinite(h["train_loss"]) and h["train_loss"] > 0 for h in result["history"])
-    assert 0 <= result["metrics"]["top1_last"] <= 100
-    return result
+# The ViT of the label-mixing tests: 16 x 16 grey images in 4 x 4 patches, 2 blocks of width 32.
+TINY_VIT = {
+    "type": "ViTBackbone",
+    "model_name": "vit_tiny_patch16_224",
+    "img_size": 16,
+    "patch_size": 4,
+    "embed_dim": 32,
+    "depth": 2,
+    "num_heads": 2,
+    "in_chans": 1,
+}
 
 
 def train_step_both_ways(model, data: dict, seed: int = 3, make_wrapper=None) -> tuple:
@@ -94,22 +47,6 @@ def train_step_both_ways(model, data: dict, seed: int = 3, make_wrapper=None) ->
         log_vars = step(clf, data, wrapper)
         runs.append((grads, log_vars, wrapper, clf))
     return runs
-
-
-def train_then_resume(tmp_path, fragment: str, overrides: dict) -> tuple:
-    """Train ``fragment`` 2 epochs on digits, then again resumed from the epoch-1 checkpoint
-    into a fresh work dir; check both end with the same validation record and return
-    ``(result, checkpoint, resumed_checkpoint)`` (the epoch-2 checkpoints, loaded)."""
-    import torch
-
-    result = train_on_digits(tmp_path, fragment, overrides)
-    first = tmp_path / "work"
-    resumed = train_on_digits(
-        tmp_path, fragment, overrides, name="resumed", extra_args=("--resume", first / "epoch_1.pth")
-    )
-    assert resumed["history"][-1] | {"wall_s": 0} == result["history"][-1] | {"wall_s": 0}
-    load = lambda path: torch.load(path, map_location="cpu", weights_only=False)  # noqa: E731
-    return result, load(first / "epoch_2.pth"), load(tmp_path / "resumed" / "epoch_2.pth")
 
 
 def assert_same_training_state(a: dict, b: dict, parts) -> None:
@@ -241,3 +178,17 @@ def assert_cuda_loss_equals_cpu(clf, x, y, atol: float = 1e-5, seed: int = 1):
         loss = clf.train().loss(x.cuda(), y.cuda())["loss"]
     assert torch.isfinite(loss)
     return clf
+
+
+def forward_batches_and_train(clf, x, y) -> tuple:
+    """One ``clf.loss(x, y)``: the batch sizes the backbone saw, in order, and the losses;
+    checks that every loss term alone sends a gradient to the head."""
+    batches = []
+    handle = clf.backbone.register_forward_hook(lambda m, args, out: batches.append(args[0].shape[0]))
+    losses = clf.loss(x, y)
+    handle.remove()
+    for key in losses:
+        clf.zero_grad(set_to_none=True)
+        losses[key].backward(retain_graph=True)
+        assert clf.head.fc.weight.grad.abs().sum() > 0, key
+    return batches, losses

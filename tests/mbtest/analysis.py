@@ -1,9 +1,10 @@
-"""Helpers of the analysis tests."""
+"""The analysis tests' support: tools/analysis/*.py called in-process, and a tiny classifier
+that looks only at one image region (so where its Grad-CAM may be non-zero is known)."""
 
 import torch
-from mbtest import load_script
 from torch import nn
 
+from mbtest.repo import load_script
 from mixbench.models.backbones.base import StagedBackbone
 
 

@@ -1,4 +1,4 @@
-"""Test helpers: hand-made result.json files (the schema mixbench/results.py documents)
+"""The leaderboard tests' data: hand-made result.json files (the schema mixbench/results.py documents)
 and where the test PostgreSQL server is."""
 
 from __future__ import annotations
@@ -136,8 +136,7 @@ def plain_method(mixer: dict) -> dict:
 def reproduction_settings(name: str) -> dict:
     """method_settings of configs/methods/openmixup/<name>.yaml on the CIFAR ResNet-18 recipe:
     OpenMixup's settings of that method, as our reproduction configs write them."""
-    from mbtest import REPO
-
+    from mbtest.repo import REPO
     from mixbench.config import load_config
     from mixbench.fingerprint import method_settings
 

@@ -2,7 +2,7 @@
 
 Typical use in a test file::
 
-    from tests.mixers.helpers import make_batch, check_output, check_mask_identity, ...
+    from mbtest.mixers import make_batch, check_output, check_mask_identity, ...
 
     def test_properties():
         x, y = make_batch()
@@ -267,6 +267,14 @@ def check_batch_size_one(mixer, model=None) -> None:
 
 
 ALL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# The (lam_mode, pairing) combinations the common contract is checked in.
+LAM_MODES_PAIRINGS = (
+    ("batch", "random"),
+    ("elem", "random"),
+    ("pair", "reverse"),
+    ("pair", "random"),
+    ("batch", "roll"),
+)
 
 
 def check_dtypes_and_formats(
@@ -354,13 +362,7 @@ def check_standard(
     given (with ``correct_lam=False`` for mask methods, so lam is the raw draw)."""
     model = model_factory() if model_factory is not None else None
     x, y = make_batch()
-    for lam_mode, pairing in (
-        ("batch", "random"),
-        ("elem", "random"),
-        ("pair", "reverse"),
-        ("pair", "random"),
-        ("batch", "roll"),
-    ):
+    for lam_mode, pairing in LAM_MODES_PAIRINGS:
         mixer = make_mixer(lam_mode=lam_mode, pairing=pairing, generator=seeded(0))
         out = check_output(mixer, x, y, model=model, pairwise=pairwise, mask_method=mask_method)
         if mask_method:
@@ -386,39 +388,6 @@ def check_standard(
         check_beta_distribution(collect_lams(make_mixer(alpha=alpha, **kw), 300), alpha)
 
 
-def train_two_epochs_on_digits(tmp_path, fragment: str) -> dict:
-    """Train a width-16 ResNet-8 on 128 digits images for 2 epochs through tools/train.py
-    with the method ``configs/methods/<fragment>.yaml``; check the run finished with a finite loss and
-    return its result.json."""
-    import json
-    import math
-
-    from mbtest import REPO, run_tool
-
-    bases = [
-        "datasets/digits.yaml",
-        "models/resnet8_w16_gray.yaml",
-        "schedules/sgd_cosine_short.yaml",
-        "runtime.yaml",
-    ]
-    config = tmp_path / f"digits_{fragment}.yaml"
-    config.write_text(
-        "_base_:\n"
-        + "".join(f"  - {REPO / 'configs/_base_' / b}\n" for b in bases)
-        + f"  - {REPO / 'configs/methods' / fragment}.yaml\n"
-        + "train_dataloader: {dataset: {max_samples: 128}}\n"  # 2 iterations per epoch
-        + "train_cfg: {max_epochs: 2}\n"
-    )
-    work_dir = tmp_path / "work"
-    run_tool("tools/train.py", config, "--work-dir", work_dir)
-    result = json.loads((work_dir / "result.json").read_text())
-    assert result["status"] == "finished", result["status"]
-    assert [h["epoch"] for h in result["history"]] == [1, 2]
-    assert all(math.isfinite(h["train_loss"]) and h["train_loss"] > 0 for h in result["history"])
-    assert 0 <= result["metrics"]["top1_last"] <= 100
-    return result
-
-
 def check_inplace(make_mixer: Callable[..., object]) -> None:
     """``inplace=True`` writes exactly the out-of-place result into the input tensor, in
     every lam_mode."""
@@ -430,3 +399,38 @@ def check_inplace(make_mixer: Callable[..., object]) -> None:
         assert out2.inputs is x2, "inplace=True must return the input tensor itself"
         assert torch.equal(x2, out.inputs), "inplace result differs from the out-of-place one"
         assert_outputs_equal(dataclasses.replace(out2, inputs=out.inputs), out, "inplace")
+
+
+def check_model_untouched(mixer, clf) -> None:
+    """A mixer's extra pass through ``clf`` (in train mode) leaves no gradient, no changed
+    weight or BatchNorm statistic, and every train/eval flag as it was."""
+    clf.train()
+    stats = {k: v.clone() for k, v in clf.state_dict().items()}
+    x, y = make_batch()
+    mixer(x, y, model=clf)
+    assert clf.training and all(m.training for m in clf.modules())
+    assert all(p.grad is None for p in clf.parameters())
+    assert all(torch.equal(v, clf.state_dict()[k]) for k, v in stats.items())
+
+
+def real_resnet_step(mixer_cfg: dict, b: int):
+    """Mix a batch with a width-4 CIFAR ResNet-18 classifier holding the mixer: the mixer
+    leaves its state and gradients alone, and a training step gives a finite loss.
+    Returns ``(x, out)`` for method-specific checks."""
+    from mixbench.models.classifiers.mixup_classifier import MixupClassifier
+
+    torch.manual_seed(0)
+    model = MixupClassifier(
+        backbone={"type": "ResNetCIFAR", "depth": 18, "width": 4},
+        head={"type": "LinearHead", "num_classes": 5},
+        mixer=mixer_cfg,
+    )
+    x, y = make_batch(b=b, h=32, w=32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = model.mixer(x, y, model=model)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+    loss = model.loss(x, y)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
+    return x, out

@@ -1,4 +1,5 @@
-"""Helpers for tests: run the command-line tools as a user would."""
+"""The repository as a test sees it: its root, its method and model configs, its scripts
+(imported by path) and its command-line tools (run as a user would)."""
 
 import importlib.util
 import os
@@ -6,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def method_of(name: str, patch=None) -> dict:

@@ -1,4 +1,4 @@
-"""Shared pieces of the sweep tests: writing sweep files, running tools/sweep.py, reading state."""
+"""The sweep tests' support: writing sweep files, running tools/sweep.py, reading state."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-FAKE_TRAIN = Path(__file__).resolve().parent / "fake_train.py"
+from mbtest.repo import REPO
+
+FAKE_TRAIN = REPO / "tests" / "sweep" / "fake_train.py"  # a script (run, never imported)
 SWEEP_TOOL = REPO / "tools" / "sweep.py"
 CONFIGS = REPO / "configs"
 
