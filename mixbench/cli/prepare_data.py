@@ -32,8 +32,8 @@ def build(entry, root: str, split: str, **kwargs):
 
 
 def check(name: str, root: str, files: bool = True) -> int:
-    from mixbench.data.base import DatasetError
     from mixbench.data.catalog import catalog_entry
+    from mixbench.data.io import DatasetError
 
     entry = catalog_entry(name)
     problems = 0

@@ -1,9 +1,10 @@
 """mixbench.data: datasets (registered in DATASETS) and batched transforms."""
 
-from .base import DatasetError, InMemoryDataset
+from .base import InMemoryDataset
 from .cifar import CIFAR10, CIFAR100
 from .digits import Digits
 from .fashion_mnist import FashionMNIST
+from .io import DatasetError
 from .rand_augment import FixMatchRandAugment, TimmRandAugment
 from .transforms import BatchRandomErasing, RandomCropPad, RandomFlip
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, ImageFileDataset
-from .io import read_text_lines, split_columns
+from .base import ImageFileDataset
+from .io import DatasetError, read_text_lines, split_columns
 
 HOW_TO_GET = (
     "Download fgvc-aircraft-2013b.tar.gz from "

@@ -28,7 +28,7 @@ from torch.utils.data import default_collate as torch_default_collate
 
 from mixbench.registry import DATASETS, FUNCTIONS
 
-from .io import DatasetError, decode_batch, decode_file, missing_file_error, resolve_decode_device  # noqa: F401
+from .io import DatasetError, decode_batch, decode_file, resolve_decode_device
 from .pipeline import build_pipeline
 
 SPLITS = ("train", "test")

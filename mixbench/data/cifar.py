@@ -10,7 +10,8 @@ import torch
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, InMemoryDataset, check_split, missing_file_error
+from .base import InMemoryDataset, check_split
+from .io import DatasetError, missing_file_error
 
 HOW_TO_GET = (
     "Download the python version from https://www.cs.toronto.edu/~kriz/cifar.html "

@@ -12,7 +12,8 @@ import torch
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, InMemoryDataset, check_split, missing_file_error
+from .base import InMemoryDataset, check_split
+from .io import DatasetError, missing_file_error
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 HOW_TO_GET = (

@@ -6,8 +6,16 @@ from collections.abc import Sequence
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, ImageFileDataset, missing_file_error
-from .io import class_folder_samples, list_class_folders, parse_int, read_text_lines, split_columns
+from .base import ImageFileDataset
+from .io import (
+    DatasetError,
+    class_folder_samples,
+    list_class_folders,
+    missing_file_error,
+    parse_int,
+    read_text_lines,
+    split_columns,
+)
 
 
 @DATASETS.register_module()

@@ -8,11 +8,13 @@ from pathlib import Path
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, ImageFileDataset, missing_file_error
+from .base import ImageFileDataset
 from .io import (
+    DatasetError,
     class_folder_samples,
     list_class_folders,
     list_image_files,
+    missing_file_error,
     parse_int,
     read_mat_struct,
     read_text_lines,

@@ -7,7 +7,8 @@ import json
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, ImageFileDataset, missing_file_error
+from .base import ImageFileDataset
+from .io import DatasetError, missing_file_error
 
 HOW_TO_GET = (
     "Download the iNaturalist {year} competition images and train/val annotations "

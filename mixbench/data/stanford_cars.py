@@ -7,8 +7,8 @@ from pathlib import Path
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, ImageFileDataset, missing_file_error
-from .io import read_mat_struct
+from .base import ImageFileDataset
+from .io import DatasetError, missing_file_error, read_mat_struct
 
 HOW_TO_GET = (
     "The original site (ai.stanford.edu/~jkrause/cars/car_dataset.html) is offline; "
