@@ -22,6 +22,7 @@ from mixbench.fingerprint import backbone_settings, method_settings
 from mixbench.method import check_model_section, method_name, resolve_method
 from mixbench.models.stages import StagedLosses
 from mixbench.registry import (
+    BATCH_AUGMENTS,
     DATA_SAMPLERS,
     DATASETS,
     HOOKS,
@@ -129,8 +130,11 @@ LIST_SLOTS = {
     "param_scheduler": (PARAM_SCHEDULERS, ("optimizer",), ("convert_to_iter_based",)),
     "custom_hooks": (HOOKS, (), ()),
     "method.hooks": (HOOKS, (), ()),
-    "model.data_preprocessor.batch_augments": (TRANSFORMS, (), ()),
-    "model.data_preprocessor.normalized_batch_augments": (TRANSFORMS, (), ()),
+    "model.data_preprocessor.batch_augments": (BATCH_AUGMENTS, (), ()),
+    "model.data_preprocessor.normalized_batch_augments": (BATCH_AUGMENTS, (), ()),
+    "train_dataloader.dataset.pipeline": (TRANSFORMS, (), ()),
+    "val_dataloader.dataset.pipeline": (TRANSFORMS, (), ()),
+    "test_dataloader.dataset.pipeline": (TRANSFORMS, (), ()),
     "visualizer.vis_backends": (VISBACKENDS, (), ()),
 }
 
