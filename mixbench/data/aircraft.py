@@ -33,8 +33,6 @@ class FGVCAircraft(ImageFileDataset):
     decoding (``crop_banner: false`` keeps it).
     """
 
-    splits = ("train", "val", "trainval", "test")
-    official_counts = {"train": 3_334, "val": 3_333, "trainval": 6_667, "test": 3_333}
     folder_names = ("fgvc-aircraft-2013b",)
     how_to_get = HOW_TO_GET
 

@@ -37,8 +37,6 @@ class CUB200(ImageFileDataset):
     readable species (``Black footed Albatross``). Labels are class id - 1.
     """
 
-    splits = ("train", "test")
-    official_counts = {"train": 5_994, "test": 5_794}
     folder_names = ("CUB_200_2011",)
     how_to_get = HOW_TO_GET
 

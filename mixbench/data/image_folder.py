@@ -27,7 +27,6 @@ class ImageFolder(ImageFileDataset):
     their positions. ``split=""`` reads class folders directly under ``root``.
     """
 
-    splits = None
     how_to_get = "Arrange the images as <root>/<split>/<class name>/<image file>."
 
     def __init__(
@@ -65,7 +64,6 @@ class ListFileDataset(ImageFileDataset):
         split: a free-form name, used for the cached index only.
     """
 
-    splits = None
     how_to_get = "Write one '<relative image path> <integer label>' line per image."
 
     def __init__(

@@ -57,8 +57,6 @@ class ImageNet(ImageFileDataset):
             relabelled 0..K-1 in sorted order. None: all classes.
     """
 
-    splits = ("train", "val")
-    official_counts = {"train": 1_281_167, "val": 50_000}
     folder_names = ("imagenet", "ImageNet", "ILSVRC2012")
     how_to_get = HOW_TO_GET
 
@@ -198,8 +196,6 @@ class ImageNet100(ImageNet):
     ``mixbench/data/imagenet100_classes.txt`` (the list of Tian, Krishnan & Isola, CMC,
     ECCV 2020: https://github.com/HobbitLong/CMC/blob/master/imagenet100.txt), 50 val
     images per class. Labels 0..99 follow the sorted WordNet ids."""
-
-    official_counts = {"val": 5_000}
 
     def __init__(
         self,

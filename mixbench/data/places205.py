@@ -29,8 +29,6 @@ class Places205(ImageFileDataset):
     (``a/abbey/...`` -> ``abbey``, ``f/field/cultivated/...`` -> ``field/cultivated``).
     """
 
-    splits = ("train", "val")
-    official_counts = {"train": 2_448_873, "val": 20_500}
     folder_names = ("places205", "Places205")
     how_to_get = HOW_TO_GET
     num_categories = 205

@@ -33,8 +33,6 @@ class StanfordCars(ImageFileDataset):
     used (bounding boxes are not cropped), as in the mixup benchmarks.
     """
 
-    splits = ("train", "test")
-    official_counts = {"train": 8_144, "test": 8_041}
     folder_names = ("stanford_cars", "StanfordCars")
     how_to_get = HOW_TO_GET
 

@@ -31,8 +31,6 @@ class TinyImageNet(ImageFileDataset):
     for train).
     """
 
-    splits = ("train", "val")
-    official_counts = {"train": 100_000, "val": 10_000}
     folder_names = ("tiny-imagenet-200",)
     how_to_get = HOW_TO_GET
 
