@@ -43,7 +43,12 @@ SCOPE = "mixbench"
 MODELS = Registry("model", parent=MMENGINE_MODELS, scope=SCOPE, locations=["mixbench.models"])
 MIXERS = Registry("mixer", scope=SCOPE, locations=["mixbench.mixers"])
 DATASETS = Registry("dataset", parent=MMENGINE_DATASETS, scope=SCOPE, locations=["mixbench.data"])
+# per-sample transforms of a dataset's ``pipeline`` (run in the loader, on one uint8 image)
 TRANSFORMS = Registry("transform", parent=MMENGINE_TRANSFORMS, scope=SCOPE, locations=["mixbench.data"])
+# batched augments of ``model.data_preprocessor.batch_augments`` / ``normalized_batch_augments``
+# (run on the device, on a whole (B, C, H, W) batch); kept apart from TRANSFORMS so that a
+# config cannot list one where the other belongs (mmpretrain's BATCH_AUGMENTS does the same)
+BATCH_AUGMENTS = Registry("batch augment", scope=SCOPE, locations=["mixbench.data"])
 METRICS = Registry("metric", parent=MMENGINE_METRICS, scope=SCOPE, locations=["mixbench.engine"])
 EVALUATOR = Registry("evaluator", parent=MMENGINE_EVALUATOR, scope=SCOPE)
 HOOKS = Registry("hook", parent=MMENGINE_HOOKS, scope=SCOPE, locations=["mixbench.engine"])
@@ -102,6 +107,46 @@ class UnknownTypeError(KeyError):
         return str(self.args[0])
 
 
+class MisplacedTypeError(UnknownTypeError):
+    """A config lists a per-sample transform among the batch augments or the other way
+    round: the type is registered, but in the other registry."""
+
+
+#: The two places a config lists augmentations: (registry, what its members are, where
+#: they go, how the other place is called). A type asked for in one and registered in the
+#: other is misplaced: the message says where it belongs.
+AUGMENT_PLACES = (
+    (
+        TRANSFORMS,
+        "a per-sample transform",
+        "in the dataset pipeline (train_dataloader.dataset.pipeline)",
+        "in the dataset pipeline",
+    ),
+    (
+        BATCH_AUGMENTS,
+        "a batch augment",
+        "under model.data_preprocessor.batch_augments (normalized_batch_augments if it acts on "
+        "normalised images)",
+        "among the batch augments",
+    ),
+)
+
+
+def misplaced_message(registry: Registry, name: str, where: str = "") -> str | None:
+    """The message for ``name`` asked for in ``registry`` (one of :data:`AUGMENT_PLACES`)
+    while the other one holds it, e.g. "RandomCropPad is a batch augment: put it under
+    model.data_preprocessor.batch_augments (...), not in the dataset pipeline (at
+    train_dataloader.dataset.pipeline[0])"; None when that is not the case."""
+    here = [place for reg, _, _, place in AUGMENT_PLACES if reg is registry]
+    if not here:
+        return None
+    for other, kind, belongs, _ in AUGMENT_PLACES:
+        if other is not registry and other.get(name) is not None:
+            loc = f" (at {where})" if where else ""
+            return f"{name} is {kind}: put it {belongs}, not {here[0]}{loc}"
+    return None
+
+
 def unknown_type_message(registry: Registry, name: str, where: str = "") -> str:
     names = registered_names(registry)
     close = closest(name, names, cutoff=0.5)
@@ -113,10 +158,15 @@ def unknown_type_message(registry: Registry, name: str, where: str = "") -> str:
 
 
 def check_type(registry: Registry, name, where: str = "") -> None:
-    """Raise :class:`UnknownTypeError` naming the closest registered names."""
+    """Raise :class:`UnknownTypeError` naming the closest registered names, or
+    :class:`MisplacedTypeError` saying where an augmentation belongs when the other
+    augmentation registry holds it."""
     if not isinstance(name, str):
         return  # a class object given directly
     if registry.get(name) is None:
+        misplaced = misplaced_message(registry, name, where)
+        if misplaced is not None:
+            raise MisplacedTypeError(misplaced)
         raise UnknownTypeError(unknown_type_message(registry, name, where))
 
 

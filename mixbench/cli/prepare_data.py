@@ -11,8 +11,9 @@
         the dataset then reads that file instead of listing folders or parsing large
         annotation files on every run.
 
-DATASET is a short name: cifar10, cifar100, fashion_mnist, tiny_imagenet, imagenet1k,
-imagenet100, cub200, aircraft, stanford_cars, inat2017, inat2018, places205.
+DATASET is a short name of mixbench/data/catalog.py: cifar10, cifar100, fashion_mnist,
+tiny_imagenet, imagenet1k, imagenet100, cub200, aircraft, stanford_cars, inat2017, inat2018,
+places205, and digits (shipped with scikit-learn: it takes no ROOT).
 The installed package runs the same as ``mixbench-prepare-data``.
 """
 
@@ -24,20 +25,32 @@ import sys
 from mixbench.cli import needs_training_stack
 
 
-def build(entry, root: str, split: str, **kwargs):
+def dataset_class(entry):
     import mixbench.data  # noqa: F401  (registers the datasets)
     from mixbench.registry import DATASETS
 
-    return DATASETS.get(entry.type)(root=root, split=split, **entry.kwargs, **kwargs)
+    return DATASETS.get(entry.type)
 
 
-def check(name: str, root: str, files: bool = True) -> int:
-    from mixbench.data.base import DatasetError
+def build(entry, root: str | None, split: str, **kwargs):
+    if root is not None:
+        kwargs["root"] = root
+    return dataset_class(entry)(split=split, **entry.kwargs, **kwargs)
+
+
+def takes_root(entry) -> bool:
+    import inspect
+
+    return "root" in inspect.signature(dataset_class(entry)).parameters
+
+
+def check(name: str, root: str | None, files: bool = True) -> int:
     from mixbench.data.catalog import catalog_entry
+    from mixbench.data.io import DatasetError
 
     entry = catalog_entry(name)
     problems = 0
-    print(f"{name} ({entry.type}) under {root}")
+    print(f"{name} ({entry.type})" + (f" under {root}" if root is not None else ""))
     for split, expected in entry.counts.items():
         kwargs = {"use_index": False} if _is_file_dataset(entry) else {}
         try:
@@ -48,12 +61,12 @@ def check(name: str, root: str, files: bool = True) -> int:
             continue
         n, k = len(ds), len(ds.classes)
         ok_count = expected is None or n == expected
-        ok_classes = k == entry.num_classes
+        official_classes = entry.classes_with(entry.kwargs)
+        ok_classes = k == official_classes
         status = "ok" if ok_count and ok_classes else "DIFFERS"
         exp = "unchecked" if expected is None else f"{expected}"
         print(
-            f"  {split:9s} {status:8s} {n} images (official {exp}), {k} classes "
-            f"(official {entry.num_classes})"
+            f"  {split:9s} {status:8s} {n} images (official {exp}), {k} classes (official {official_classes})"
         )
         problems += not (ok_count and ok_classes)
         if files and hasattr(ds, "missing_files"):
@@ -67,14 +80,12 @@ def check(name: str, root: str, files: bool = True) -> int:
 
 
 def _is_file_dataset(entry) -> bool:
-    import mixbench.data  # noqa: F401
     from mixbench.data.base import ImageFileDataset
-    from mixbench.registry import DATASETS
 
-    return issubclass(DATASETS.get(entry.type), ImageFileDataset)
+    return issubclass(dataset_class(entry), ImageFileDataset)
 
 
-def index(name: str, root: str) -> int:
+def index(name: str, root: str | None) -> int:
     from mixbench.data.catalog import catalog_entry
 
     entry = catalog_entry(name)
@@ -93,12 +104,19 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=["check", "index"])
     p.add_argument("dataset", help="short name, e.g. cub200")
-    p.add_argument("root", help="the dataset folder (or its parent)")
+    p.add_argument("root", nargs="?", help="the dataset folder (or its parent); none for digits")
     p.add_argument(
         "--no-files", action="store_true", help="check: do not test that every listed image exists (faster)"
     )
     args = p.parse_args(argv)
     try:
+        from mixbench.data.catalog import catalog_entry
+
+        needs_root = takes_root(catalog_entry(args.dataset))
+        if needs_root and args.root is None:
+            p.error(f"{args.dataset} is read from files: give ROOT, the dataset folder (or its parent)")
+        if not needs_root and args.root is not None:
+            p.error(f"{args.dataset} reads no files (scikit-learn ships it): leave out ROOT")
         if args.command == "check":
             return check(args.dataset, args.root, files=not args.no_files)
         return index(args.dataset, args.root)

@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         print(f"config error: {e}", file=sys.stderr)
         return 2
     from mixbench.checkpoint import UnsafeCheckpointError
-    from mixbench.data.base import DatasetError
+    from mixbench.data.io import DatasetError
     from mixbench.engine.hooks import DivergenceError
 
     try:

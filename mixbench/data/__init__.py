@@ -1,11 +1,13 @@
-"""mixbench.data: datasets (registered in DATASETS) and batched transforms."""
+"""mixbench.data: datasets (registered in DATASETS, their facts in catalog.py), the per-sample
+pipeline (TRANSFORMS, pipeline.py) and the batch augments (BATCH_AUGMENTS, batch_augments.py)."""
 
-from .base import DatasetError, InMemoryDataset
+from .base import InMemoryDataset
+from .batch_augments import BatchRandomErasing, RandomCropPad, RandomFlip
 from .cifar import CIFAR10, CIFAR100
 from .digits import Digits
 from .fashion_mnist import FashionMNIST
+from .io import DatasetError
 from .rand_augment import FixMatchRandAugment, TimmRandAugment
-from .transforms import BatchRandomErasing, RandomCropPad, RandomFlip
 
 __all__ = [
     "DatasetError",

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, ImageFileDataset
-from .io import read_text_lines, split_columns
+from .base import ImageFileDataset
+from .io import DatasetError, read_text_lines, split_columns
 
 HOW_TO_GET = (
     "Download fgvc-aircraft-2013b.tar.gz from "
@@ -33,8 +33,6 @@ class FGVCAircraft(ImageFileDataset):
     decoding (``crop_banner: false`` keeps it).
     """
 
-    splits = ("train", "val", "trainval", "test")
-    official_counts = {"train": 3_334, "val": 3_333, "trainval": 6_667, "test": 3_333}
     folder_names = ("fgvc-aircraft-2013b",)
     how_to_get = HOW_TO_GET
 

@@ -28,18 +28,21 @@ from torch.utils.data import default_collate as torch_default_collate
 
 from mixbench.registry import DATASETS, FUNCTIONS
 
-from .io import DatasetError, decode_batch, decode_file, missing_file_error, resolve_decode_device  # noqa: F401
+from .catalog import entry_of
+from .io import DatasetError, decode_batch, decode_file, resolve_decode_device
 from .pipeline import build_pipeline
 
-SPLITS = ("train", "test")
 INDEX_DIR = "mixbench_index"
 INDEX_FORMAT = "mixbench-index"
 INDEX_VERSION = 1
 
 
-def check_split(split: str, splits: Sequence[str] = SPLITS) -> str:
-    if split not in splits:
-        raise ValueError(f"split must be one of {', '.join(map(repr, splits))}, got {split!r}")
+def check_split(cls: type, split: str) -> str:
+    """``split`` must be one of the splits that the catalog lists for the dataset class
+    ``cls`` (any name for a class outside the catalog, e.g. ImageFolder)."""
+    entry = entry_of(cls)
+    if entry is not None and split not in entry.splits:
+        raise ValueError(f"split must be one of {', '.join(map(repr, entry.splits))}, got {split!r}")
     return split
 
 
@@ -152,21 +155,24 @@ class InMemoryDataset(Dataset):
 class ImageFileDataset(Dataset, abc.ABC):
     """Base class of datasets whose samples are image files named by a list.
 
-    Subclasses set ``splits``, ``official_counts`` ({split: number of images}),
-    ``how_to_get`` (where the dataset is obtained, for error messages) and implement
-    :meth:`list_samples` -> ``(classes, relative paths, labels)``.
+    Subclasses set ``how_to_get`` (where the dataset is obtained, for error messages) and
+    implement :meth:`list_samples` -> ``(classes, relative paths, labels)``. Their splits,
+    official image counts and number of classes are the catalog's
+    (:mod:`mixbench.data.catalog`, by class name); a class outside it takes any split name
+    and checks no counts.
 
     Items are ``{"inputs": uint8 (3, H, W), "data_samples": int64 label}``.
 
     Args:
         root: the dataset folder (or its parent, when the folder has its official name).
-        split: one of ``splits``.
+        split: one of the catalog's splits of the dataset (any name outside the catalog).
         pipeline: list of transform configs (see module docstring); the output of the last
             step must have the same size for every image. None: images as decoded.
         in_memory: decode every image once at construction and keep the uint8 tensors
             (for small-image sets such as Tiny-ImageNet, 100k x 3 x 64 x 64 = 1.2 GB).
         max_samples: keep ``max_samples`` images evenly spread over the list (quick runs).
-        check_counts: raise if the split does not have its official number of images.
+        check_counts: raise if the split does not have its official number of images and
+            classes (the catalog's).
         use_index: read the cached index written by ``tools/prepare_data.py index``.
         decode_device: None (default): decode on the CPU, per sample, in the loader
             workers. ``cuda``: decode each batch of JPEGs at once on the GPU (nvJPEG) and run
@@ -177,8 +183,6 @@ class ImageFileDataset(Dataset, abc.ABC):
             once on the CPU whatever this says.
     """
 
-    splits: tuple | None = ("train", "test")  # None: any split name (generic datasets)
-    official_counts: dict = {}
     folder_names: tuple = ()
     how_to_get = ""
     crop_bottom = 0  # pixels removed from the bottom of every image after decoding
@@ -194,7 +198,7 @@ class ImageFileDataset(Dataset, abc.ABC):
         use_index: bool = True,
         decode_device: str | None = None,
     ):
-        self.split = check_split(split, self.splits) if self.splits else split
+        self.split = check_split(type(self), split)
         device = resolve_decode_device(decode_device)  # checked even when in_memory
         self.decode_device = None if in_memory else device  # in memory: decoded once, CPU
         self._cache: list | None = None
@@ -213,7 +217,7 @@ class ImageFileDataset(Dataset, abc.ABC):
         if len(labels) and (labels.min() < 0 or labels.max() >= len(self.classes)):
             raise DatasetError(f"{self.root}: labels outside 0..{len(self.classes) - 1}")
         if check_counts:
-            self.check_count(len(paths))
+            self.check_count(len(paths), len(self.classes))
         if max_samples is not None:
             if max_samples <= 0:
                 raise ValueError(f"max_samples must be positive, got {max_samples}")
@@ -253,13 +257,25 @@ class ImageFileDataset(Dataset, abc.ABC):
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def check_count(self, n: int) -> None:
-        expected = self.official_counts.get(self.split)
+    def check_count(self, n: int, num_classes: int) -> None:
+        """``n`` images and ``num_classes`` classes must be the catalog's numbers for this
+        split (and options); raise :class:`DatasetError` otherwise."""
+        entry = entry_of(type(self))
+        if entry is None:
+            return
+        expected = entry.counts.get(self.split)
         if expected is not None and n != expected:
             raise DatasetError(
                 f"{self.root}: the {self.split!r} split lists {n} images, the official "
                 f"{type(self).__name__} {self.split!r} split has {expected}. The copy is "
                 f"incomplete or a different version. {self.how_to_get}"
+            )
+        expected = entry.classes_with(self.index_options())
+        if expected is not None and num_classes != expected:
+            raise DatasetError(
+                f"{self.root}: the {self.split!r} split lists {num_classes} classes, the official "
+                f"{entry.title} has {expected}. The copy is incomplete or a different version. "
+                f"{self.how_to_get}"
             )
 
     def index_key(self) -> dict:

@@ -10,7 +10,9 @@ import torch
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, InMemoryDataset, check_split, missing_file_error
+from .base import InMemoryDataset, check_split
+from .catalog import entry_of
+from .io import DatasetError, missing_file_error
 
 HOW_TO_GET = (
     "Download the python version from https://www.cs.toronto.edu/~kriz/cifar.html "
@@ -28,11 +30,13 @@ def _load_pickle(path: Path, how: str) -> dict:
         raise DatasetError(f"{path}: not a readable CIFAR pickle ({e}). {how}") from e
 
 
-def _images(batch: dict, path: Path) -> np.ndarray:
+def _images(batch: dict, path: Path, shape: tuple) -> np.ndarray:
+    """The batch's ``data`` (N rows of C*H*W bytes, channel-major) as uint8 (N, C, H, W)."""
     data = np.asarray(batch.get("data"))
-    if data.ndim != 2 or data.shape[1] != 3072:
-        raise DatasetError(f"{path}: 'data' should be N x 3072 uint8, got {data.shape}")
-    return data.reshape(-1, 3, 32, 32).astype(np.uint8)
+    size = int(np.prod(shape))
+    if data.ndim != 2 or data.shape[1] != size:
+        raise DatasetError(f"{path}: 'data' should be N x {size} uint8, got {data.shape}")
+    return data.reshape(-1, *shape).astype(np.uint8)
 
 
 class _CIFAR(InMemoryDataset):
@@ -45,11 +49,12 @@ class _CIFAR(InMemoryDataset):
     names_key = ""
 
     def __init__(self, root: str = "data/cifar", split: str = "train", max_samples=None, device=None):
-        check_split(split)
+        check_split(type(self), split)
         base = Path(root)
         if (base / self.folder).is_dir():
             base = base / self.folder
         how = HOW_TO_GET.format(archive=self.archive, folder=self.folder)
+        shape = entry_of(type(self)).image_shape
         meta = _load_pickle(base / self.meta_file, how)
         classes = list(meta[self.names_key])
         xs, ys = [], []
@@ -57,7 +62,7 @@ class _CIFAR(InMemoryDataset):
             batch = _load_pickle(base / name, how)
             if self.label_key not in batch:
                 raise DatasetError(f"{base / name}: no {self.label_key!r} entry")
-            xs.append(_images(batch, base / name))
+            xs.append(_images(batch, base / name, shape))
             ys.append(np.asarray(batch[self.label_key], dtype=np.int64))
         images, labels = np.concatenate(xs), np.concatenate(ys)
         if labels.min() < 0 or labels.max() >= len(classes):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, ImageFileDataset
-from .io import parse_int, read_text_lines, split_columns
+from .base import ImageFileDataset
+from .io import DatasetError, parse_int, read_text_lines, split_columns
 
 HOW_TO_GET = (
     "Download CUB_200_2011.tgz from https://www.vision.caltech.edu/datasets/cub_200_2011/ "
@@ -37,8 +37,6 @@ class CUB200(ImageFileDataset):
     readable species (``Black footed Albatross``). Labels are class id - 1.
     """
 
-    splits = ("train", "test")
-    official_counts = {"train": 5_994, "test": 5_794}
     folder_names = ("CUB_200_2011",)
     how_to_get = HOW_TO_GET
 

@@ -30,7 +30,7 @@ class Digits(InMemoryDataset):
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
 
-        check_split(split)
+        check_split(type(self), split)
         if scale < 1:
             raise ValueError(f"scale must be >= 1, got {scale}")
         data = load_digits()
@@ -46,4 +46,4 @@ class Digits(InMemoryDataset):
         if scale > 1:
             images = images.repeat_interleave(scale, 2).repeat_interleave(scale, 3)
         labels = torch.from_numpy(data.target[idx].astype(np.int64))
-        super().__init__(images, labels, [str(i) for i in range(10)], max_samples, device)
+        super().__init__(images, labels, [str(c) for c in data.target_names], max_samples, device)

@@ -12,7 +12,9 @@ import torch
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, InMemoryDataset, check_split, missing_file_error
+from .base import InMemoryDataset, check_split
+from .catalog import entry_of
+from .io import DatasetError, missing_file_error
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 HOW_TO_GET = (
@@ -84,16 +86,17 @@ class FashionMNIST(InMemoryDataset):
     """
 
     def __init__(self, root: str = DEFAULT_ROOT, split: str = "train", max_samples=None, device=None):
-        check_split(split)
+        check_split(type(self), split)
         root = Path(root)
         if not root.is_dir():
             raise missing_file_error(root, "a folder with the Fashion-MNIST IDX files", HOW_TO_GET)
         img_file, lbl_file = (find_idx(root, s) for s in FILES[split])
         images = read_idx(img_file)
         labels = read_idx(lbl_file)
-        if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+        _, h, w = entry_of(type(self)).image_shape
+        if images.shape[1:] != (h, w) or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
             raise DatasetError(
-                f"{img_file} / {lbl_file}: expected N x 28 x 28 images and N labels, "
+                f"{img_file} / {lbl_file}: expected N x {h} x {w} images and N labels, "
                 f"got {images.shape} and {labels.shape}"
             )
         self.source = str(lbl_file)

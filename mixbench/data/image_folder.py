@@ -6,8 +6,16 @@ from collections.abc import Sequence
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, ImageFileDataset, missing_file_error
-from .io import class_folder_samples, list_class_folders, parse_int, read_text_lines, split_columns
+from .base import ImageFileDataset
+from .io import (
+    DatasetError,
+    class_folder_samples,
+    list_class_folders,
+    missing_file_error,
+    parse_int,
+    read_text_lines,
+    split_columns,
+)
 
 
 @DATASETS.register_module()
@@ -19,7 +27,6 @@ class ImageFolder(ImageFileDataset):
     their positions. ``split=""`` reads class folders directly under ``root``.
     """
 
-    splits = None
     how_to_get = "Arrange the images as <root>/<split>/<class name>/<image file>."
 
     def __init__(
@@ -57,7 +64,6 @@ class ListFileDataset(ImageFileDataset):
         split: a free-form name, used for the cached index only.
     """
 
-    splits = None
     how_to_get = "Write one '<relative image path> <integer label>' line per image."
 
     def __init__(

@@ -8,11 +8,13 @@ from pathlib import Path
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, ImageFileDataset, missing_file_error
+from .base import ImageFileDataset
 from .io import (
+    DatasetError,
     class_folder_samples,
     list_class_folders,
     list_image_files,
+    missing_file_error,
     parse_int,
     read_mat_struct,
     read_text_lines,
@@ -55,8 +57,6 @@ class ImageNet(ImageFileDataset):
             relabelled 0..K-1 in sorted order. None: all classes.
     """
 
-    splits = ("train", "val")
-    official_counts = {"train": 1_281_167, "val": 50_000}
     folder_names = ("imagenet", "ImageNet", "ILSVRC2012")
     how_to_get = HOW_TO_GET
 
@@ -196,8 +196,6 @@ class ImageNet100(ImageNet):
     ``mixbench/data/imagenet100_classes.txt`` (the list of Tian, Krishnan & Isola, CMC,
     ECCV 2020: https://github.com/HobbitLong/CMC/blob/master/imagenet100.txt), 50 val
     images per class. Labels 0..99 follow the sorted WordNet ids."""
-
-    official_counts = {"val": 5_000}
 
     def __init__(
         self,

@@ -7,7 +7,8 @@ import json
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, ImageFileDataset, missing_file_error
+from .base import ImageFileDataset
+from .io import DatasetError, missing_file_error
 
 HOW_TO_GET = (
     "Download the iNaturalist {year} competition images and train/val annotations "
@@ -20,7 +21,6 @@ HOW_TO_GET = (
 class _INaturalist(ImageFileDataset):
     year = 0
     image_folder = ""
-    splits = ("train", "val")
 
     @property
     def how_to_get(self) -> str:
@@ -72,7 +72,6 @@ class INaturalist2017(_INaturalist):
 
     year = 2017
     image_folder = "train_val_images"
-    official_counts = {"train": 579_184, "val": 95_986}
     folder_names = ("inat2017", "iNat2017")
 
 
@@ -85,5 +84,4 @@ class INaturalist2018(_INaturalist):
 
     year = 2018
     image_folder = "train_val2018"
-    official_counts = {"train": 437_513, "val": 24_426}
     folder_names = ("inat2018", "iNat2018")

@@ -8,7 +8,7 @@ classes, registered by name in ``TRANSFORMS`` so a dataset config lists them::
 They act on uint8 (C, H, W) tensors in the loader and must end with a fixed size, so that
 the default collate stacks a batch; conversion to float and normalisation happen on the
 device in the model's data preprocessor, with the batch augments of
-:mod:`mixbench.data.transforms`.
+:mod:`mixbench.data.batch_augments`.
 """
 
 from __future__ import annotations

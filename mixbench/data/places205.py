@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, ImageFileDataset
-from .io import parse_int, read_text_lines, split_columns
+from .base import ImageFileDataset
+from .io import DatasetError, parse_int, read_text_lines, split_columns
 
 HOW_TO_GET = (
     "Download imagesPlaces205_resize.tar.gz and trainvalsplit_places205.tar.gz from "
@@ -29,8 +29,6 @@ class Places205(ImageFileDataset):
     (``a/abbey/...`` -> ``abbey``, ``f/field/cultivated/...`` -> ``field/cultivated``).
     """
 
-    splits = ("train", "val")
-    official_counts = {"train": 2_448_873, "val": 20_500}
     folder_names = ("places205", "Places205")
     how_to_get = HOW_TO_GET
     num_categories = 205

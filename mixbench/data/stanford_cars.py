@@ -7,8 +7,8 @@ from pathlib import Path
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, ImageFileDataset, missing_file_error
-from .io import read_mat_struct
+from .base import ImageFileDataset
+from .io import DatasetError, missing_file_error, read_mat_struct
 
 HOW_TO_GET = (
     "The original site (ai.stanford.edu/~jkrause/cars/car_dataset.html) is offline; "
@@ -33,8 +33,6 @@ class StanfordCars(ImageFileDataset):
     used (bounding boxes are not cropped), as in the mixup benchmarks.
     """
 
-    splits = ("train", "test")
-    official_counts = {"train": 8_144, "test": 8_041}
     folder_names = ("stanford_cars", "StanfordCars")
     how_to_get = HOW_TO_GET
 

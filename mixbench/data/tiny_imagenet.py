@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from mixbench.registry import DATASETS
 
-from .base import DatasetError, ImageFileDataset
-from .io import class_folder_samples, read_text_lines, split_columns
+from .base import ImageFileDataset
+from .io import DatasetError, class_folder_samples, read_text_lines, split_columns
 
 HOW_TO_GET = (
     "Download http://cs231n.stanford.edu/tiny-imagenet-200.zip and extract it, "
@@ -31,8 +31,6 @@ class TinyImageNet(ImageFileDataset):
     for train).
     """
 
-    splits = ("train", "val")
-    official_counts = {"train": 100_000, "val": 10_000}
     folder_names = ("tiny-imagenet-200",)
     how_to_get = HOW_TO_GET
 

@@ -18,10 +18,12 @@ from mmengine.runner import Runner
 
 from mixbench.checkpoint import use_for_mmengine
 from mixbench.config import ConfigError, config_hash, did_you_mean, dump_config, get_path
+from mixbench.data.catalog import check_num_classes
 from mixbench.fingerprint import backbone_settings, method_settings
 from mixbench.method import check_model_section, method_name, resolve_method
 from mixbench.models.stages import StagedLosses
 from mixbench.registry import (
+    BATCH_AUGMENTS,
     DATA_SAMPLERS,
     DATASETS,
     HOOKS,
@@ -129,8 +131,11 @@ LIST_SLOTS = {
     "param_scheduler": (PARAM_SCHEDULERS, ("optimizer",), ("convert_to_iter_based",)),
     "custom_hooks": (HOOKS, (), ()),
     "method.hooks": (HOOKS, (), ()),
-    "model.data_preprocessor.batch_augments": (TRANSFORMS, (), ()),
-    "model.data_preprocessor.normalized_batch_augments": (TRANSFORMS, (), ()),
+    "model.data_preprocessor.batch_augments": (BATCH_AUGMENTS, (), ()),
+    "model.data_preprocessor.normalized_batch_augments": (BATCH_AUGMENTS, (), ()),
+    "train_dataloader.dataset.pipeline": (TRANSFORMS, (), ()),
+    "val_dataloader.dataset.pipeline": (TRANSFORMS, (), ()),
+    "test_dataloader.dataset.pipeline": (TRANSFORMS, (), ()),
     "visualizer.vis_backends": (VISBACKENDS, (), ()),
 }
 
@@ -188,9 +193,10 @@ def validate_config(cfg: dict) -> None:
     """Fail before training, naming the key and the config file, on: a missing required
     section, an unknown top-level key, an unknown ``type`` (with the closest registered
     names), an option a component does not take or a required one it lacks (with the
-    closest names, :func:`mixbench.registry.check_options`), a wrong value type, or an
-    impossible value (epochs/batch size <= 0, a mixer's alpha < 0, ...). ``cfg`` is the
-    config as written (with its ``method:`` section); its values are checked as it will run,
+    closest names, :func:`mixbench.registry.check_options`), a wrong value type, an
+    impossible value (epochs/batch size <= 0, a mixer's alpha < 0, ...), or a head whose
+    number of classes is not the dataset's (:func:`mixbench.data.catalog.check_num_classes`).
+    ``cfg`` is the config as written (with its ``method:`` section); its values are checked as it will run,
     with the method assembled into the model (:func:`mixbench.method.resolve_method`)."""
     src = _where(cfg)
     check_model_section(cfg)
@@ -216,6 +222,7 @@ def validate_config(cfg: dict) -> None:
     for name, node in (cfg.get("default_hooks") or {}).items():
         if isinstance(node, dict):  # None disables a default hook
             _check_component(HOOKS, node, f"default_hooks.{name}", src)
+    check_num_classes(cfg)
     cfg = resolve_method(cfg)
     _positive_int(cfg, "train_cfg.max_epochs")
     _positive_int(cfg, "train_cfg.val_interval", required=False)

@@ -7,16 +7,18 @@ from collections.abc import Sequence
 import torch
 from mmengine.model import BaseDataPreprocessor
 
-from mixbench.registry import MODELS, TRANSFORMS, check_type
+from mixbench.registry import BATCH_AUGMENTS, MODELS, check_type
 
 
 def build_augments(cfgs: Sequence[dict] | None, key: str) -> list:
-    """Build the registered transforms listed under ``model.data_preprocessor.<key>``."""
+    """Build the batch augments (``BATCH_AUGMENTS``) listed under
+    ``model.data_preprocessor.<key>``; a per-sample transform there is an error that says it
+    belongs in the dataset pipeline."""
     augments = []
     for i, aug in enumerate(cfgs or []):
         aug = dict(aug)
-        check_type(TRANSFORMS, aug.get("type"), f"model.data_preprocessor.{key}[{i}]")
-        augments.append(TRANSFORMS.build(aug))
+        check_type(BATCH_AUGMENTS, aug.get("type"), f"model.data_preprocessor.{key}[{i}]")
+        augments.append(BATCH_AUGMENTS.build(aug))
     return augments
 
 
@@ -27,7 +29,7 @@ class ClassifierDataPreprocessor(BaseDataPreprocessor):
 
     Args:
         mean, std: per-channel statistics in 0..255 units (one value per channel).
-        batch_augments: registered batched transforms (``RandomCropPad``, ``RandomFlip``)
+        batch_augments: batch augments (registry ``BATCH_AUGMENTS``: ``RandomCropPad``, ``RandomFlip``)
             applied in training only, on the device, before conversion to float.
         normalized_batch_augments: batched transforms applied in training only, after
             normalisation (``BatchRandomErasing``, whose noise is N(0, 1) in normalised space,

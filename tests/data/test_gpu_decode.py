@@ -8,7 +8,7 @@ from torchvision.io import encode_jpeg, encode_png
 
 from mixbench.data import DatasetError, ImageFolder
 from mixbench.data.base import batch_collate
-from mixbench.data.image_pipeline import decode_batch, decode_file, resolve_decode_device
+from mixbench.data.io import decode_batch, decode_file, resolve_decode_device
 
 
 def photo(h, w, channels=3, seed=0):

@@ -16,7 +16,7 @@ from mixbench.data import (
     TransformedDataset,
     build_pipeline,
 )
-from mixbench.data.image_pipeline import decode_file
+from mixbench.data.io import decode_file
 from mixbench.registry import UnknownTypeError
 
 

@@ -35,9 +35,51 @@ def test_unknown_batch_augment_in_either_preprocessor_list():
     for key in ("batch_augments", "normalized_batch_augments"):
         msg = check(
             [f"model.data_preprocessor.{key}=[{{type: BatchRandomErasin}}]"],
-            rf"Unknown transform 'BatchRandomErasin' \(at model.data_preprocessor.{key}\[0\].type",
+            rf"Unknown batch augment 'BatchRandomErasin' \(at model.data_preprocessor.{key}\[0\].type",
         )
         assert "did you mean 'BatchRandomErasing'" in msg
+
+
+def test_a_per_sample_transform_among_the_batch_augments_says_where_it_belongs():
+    for key in ("batch_augments", "normalized_batch_augments"):
+        msg = check(
+            [f"model.data_preprocessor.{key}=[{{type: RandomHorizontalFlip}}]"],
+            r"^RandomHorizontalFlip is a per-sample transform: put it in the dataset pipeline "
+            r"\(train_dataloader.dataset.pipeline\), not among the batch augments "
+            rf"\(at model.data_preprocessor.{key}\[0\].type",
+        )
+        assert "Unknown" not in msg
+
+
+def with_pipeline(loader: str, steps: str) -> list[str]:
+    """The demo's digits wrapped in a TransformedDataset with these pipeline steps."""
+    split = "train" if loader == "train_dataloader" else "test"
+    return [
+        f"{loader}.dataset={{type: TransformedDataset, dataset: {{type: Digits, split: {split}}}, "
+        f"pipeline: {steps}}}"
+    ]
+
+
+def test_a_batch_augment_in_the_dataset_pipeline_says_where_it_belongs():
+    for loader in ("train_dataloader", "val_dataloader"):
+        msg = check(
+            with_pipeline(loader, "[{type: RandomCropPad, padding: 2}]"),
+            r"^RandomCropPad is a batch augment: put it under model.data_preprocessor.batch_augments "
+            rf".*, not in the dataset pipeline \(at {loader}.dataset.pipeline\[0\].type",
+        )
+        assert "Unknown" not in msg
+
+
+def test_pipeline_steps_are_checked_before_training():
+    validate_config(load_config(DEMO, with_pipeline("train_dataloader", "[{type: RandomCrop, size: 16}]")))
+    check(
+        with_pipeline("train_dataloader", "[{type: RandomResizeCrop, size: 16}]"),
+        r"did you mean 'RandomResizedCrop'",
+    )
+    check(
+        with_pipeline("val_dataloader", "[{type: CenterCrop, sise: 8}]"),
+        r"val_dataloader.dataset.pipeline\[0\].*CenterCrop has no option 'sise'; did you mean 'size'",
+    )
 
 
 def test_impossible_values():

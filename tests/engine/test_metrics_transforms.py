@@ -118,3 +118,22 @@ def test_data_preprocessor_erases_after_normalisation():
     out = pre(data, training=True)["inputs"]
     assert set(out.unique().tolist()) == {0.0, 2.0}  # erased to the mean, the rest normalised
     assert torch.equal(pre(data, training=False)["inputs"], torch.full((4, 1, 16, 16), 2.0))
+
+
+def test_batch_augments_and_per_sample_transforms_are_separate_registries():
+    """The batch augments are in BATCH_AUGMENTS only, the per-sample transforms in TRANSFORMS
+    only; each builder refuses the other's kind, saying where it belongs."""
+    import mixbench.data  # noqa: F401  (registers both kinds)
+    from mixbench.data.pipeline import build_pipeline
+    from mixbench.models.data_preprocessor import ClassifierDataPreprocessor
+    from mixbench.registry import BATCH_AUGMENTS, TRANSFORMS, MisplacedTypeError
+
+    assert set(BATCH_AUGMENTS.module_dict) == {"RandomCropPad", "RandomFlip", "BatchRandomErasing"}
+    assert not set(BATCH_AUGMENTS.module_dict) & set(TRANSFORMS.module_dict)
+    assert {"RandomResizedCrop", "FixMatchRandAugment", "TimmRandAugment"} <= set(TRANSFORMS.module_dict)
+    with pytest.raises(MisplacedTypeError, match=r"^RandomFlip is a batch augment: put it under model\."):
+        build_pipeline([{"type": "RandomFlip"}])
+    with pytest.raises(MisplacedTypeError, match=r"^RandomResizedCrop is a per-sample transform: put it in"):
+        ClassifierDataPreprocessor(batch_augments=[{"type": "RandomResizedCrop", "size": 8}])
+    with pytest.raises(MisplacedTypeError, match=r"^FixMatchRandAugment is a per-sample transform"):
+        ClassifierDataPreprocessor(normalized_batch_augments=[{"type": "FixMatchRandAugment"}])

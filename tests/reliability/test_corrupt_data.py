@@ -12,8 +12,8 @@ from mbtest.repo import REPO
 
 from mixbench.cli import prepare_data
 from mixbench.cli import train as train_tool
-from mixbench.data.base import DatasetError
 from mixbench.data.fashion_mnist import FashionMNIST
+from mixbench.data.io import DatasetError
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 

@@ -1,4 +1,7 @@
-"""Batched augmentations that run inside the model's data preprocessor, on the device.
+"""Batched augmentations that run inside the model's data preprocessor, on the device; they are
+registered in ``BATCH_AUGMENTS`` (a config lists them under
+``model.data_preprocessor.batch_augments``), apart from the per-sample ``TRANSFORMS`` of a
+dataset's pipeline (:mod:`mixbench.data.pipeline`).
 
 They act on a whole (B, C, H, W) batch at once -- no per-sample Python loop -- so an
 in-memory dataset never makes the loader the bottleneck. Random draws are made on the CPU
@@ -14,13 +17,13 @@ import torch
 from torch import Tensor
 
 from mixbench.mixers.boxes import box_inside
-from mixbench.registry import TRANSFORMS
+from mixbench.registry import BATCH_AUGMENTS
 
 # torchvision's padding-mode names -> torch.nn.functional.pad's.
 PADDING_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}
 
 
-@TRANSFORMS.register_module()
+@BATCH_AUGMENTS.register_module()
 class RandomCropPad:
     """Pad by ``padding`` pixels on each side, then crop a random ``H x W`` window per
     sample (the CIFAR recipe: ``RandomCrop(32, padding=4)``).
@@ -60,7 +63,7 @@ class RandomCropPad:
         return f"RandomCropPad(padding={self.padding}, padding_mode={self.padding_mode!r})"
 
 
-@TRANSFORMS.register_module()
+@BATCH_AUGMENTS.register_module()
 class RandomFlip:
     """Flip each sample horizontally with probability ``prob``."""
 
@@ -77,7 +80,7 @@ class RandomFlip:
         return f"RandomFlip(prob={self.prob})"
 
 
-@TRANSFORMS.register_module()
+@BATCH_AUGMENTS.register_module()
 class BatchRandomErasing:
     """Random Erasing (Zhong et al., "Random Erasing Data Augmentation", AAAI 2020) as DeiT
     uses it through timm (``re_prob=0.25, re_mode='pixel', re_count=1``), batched.
