@@ -53,6 +53,7 @@ MARKED = {
         "models/test_backbones.py::test_param_counts_match_torchvision_layouts",
         "learnable/test_smmix.py::test_label_weights_pairing_and_consistency_target_on_hand_built_attention",
         "data/test_rand_augment.py::test_timm_rand_augment_is_deits_imagenet_policy",
+        "bench/test_learnable.py::test_every_row_builds_and_steps",
     ],
 }
 # Marks by fixture: a test that uses the fixture (directly or through another one) gets the mark.
