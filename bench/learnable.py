@@ -7,7 +7,7 @@ step is the method's) on a ResNet-18 CIFAR or a ViT. Per row, one training step 
 mixbench's runner calls, with an mmengine ``OptimWrapper``: the method's forward passes,
 backward(s), SGD step; the engine's staged step for staged models; AutoMix/SAMix/AdAutoMix
 also their EMA update) on a fixed random batch, in one run; ``<method>, one backward`` rows
-step AutoMix/SAMix/AdAutoMix with mmengine's default ``train_step`` (all losses in one graph,
+step AutoMix/SAMix/AdAutoMix/MergeMix with mmengine's default ``train_step`` (all losses in one graph,
 one backward) for a before/after comparison. Mixing work done inside the step (the mixer, a
 saliency or CAM pass, AugMix's op chains) is measured; data loading is not:
 
@@ -82,6 +82,7 @@ def _tokenmix(args) -> dict:  # the model's own score maps (no teacher file); mi
 
 _AUTOMIX = "EMA fwd B to the mask stage (no grad); fwd+bwd B mixed, B clean; EMA fwd B + bwd to the input"
 _ADAUTOMIX = "fwd+bwd B clean, B Mixup, B generator mix; EMA fwd B + bwd to the input; EMA fwd B (no grad)"
+_MERGEMIX = "ToMe fwd B to block 9 of 12 (no grad) + fwd+bwd B MergeMix + fwd+bwd B Mixup"
 BASELINES = {"ResNet": "Vanilla", "ViT": "Vanilla-ViT"}
 #: every row, in table order; a method's row is one entry
 ROWS: dict[str, Row] = {
@@ -122,12 +123,8 @@ ROWS: dict[str, Row] = {
     # issue 18
     "TL-Align": Row("tlalign", "ViT", passes="fwd+bwd B; every block's attention (no grad)"),
     "MixPro": Row("mixpro", "ViT", {"classifier": {"prob": 1.0}}, "fwd+bwd B; last block's attention"),
-    "MergeMix": Row(
-        "mergemix",
-        "ViT",
-        passes="ToMe fwd B to block 9 of 12 (no grad) + fwd+bwd B MergeMix + fwd+bwd B Mixup",
-        units=6.6,
-    ),
+    "MergeMix": Row("mergemix", "ViT", passes=_MERGEMIX, units=6.6),
+    "MergeMix, one backward": Row("mergemix", "ViT", passes=_MERGEMIX, units=6.6, one_backward=True),
     "TokenMix": Row("tokenmix", "ViT", _tokenmix, "fwd B (no grad, eval; own score maps) + fwd+bwd B", 4),
 }
 
