@@ -60,6 +60,7 @@ MARKED = {
         "bench/test_equivalence.py::test_tiny_run_trains_both_sides_and_writes_the_summary",
         "engine/test_run_failures.py::test_max_keep_ckpts_holds_across_resumes_and_torn_temp_files_go",
         "engine/test_staged_step.py::test_runner_wraps_a_staged_model_and_installs_its_schedule_hook",
+        "bench/test_learnable.py::test_every_row_builds_and_steps",
     ],
 }
 # Marks by fixture: a test that uses the fixture (directly or through another one) gets the mark.

@@ -1,6 +1,6 @@
 """The DDP wrapper of mixbench's distributed runs: mmengine's, plus the staged training step
 of the models that declare their losses in stages (:class:`mixbench.models.stages.StagedLosses`:
-AutoMix, SAMix, AdAutoMix).
+AutoMix, SAMix, AdAutoMix, MergeMix).
 
 Those models backpropagate their losses stage by stage, freeing each stage's graph before
 the next is built (:func:`mixbench.engine.staged.train_step_in_stages`): one encoder graph

@@ -1,5 +1,5 @@
 """The training step of a model that declares its losses in stages
-(:class:`mixbench.models.stages.StagedLosses`: AutoMix, SAMix, AdAutoMix), in one place.
+(:class:`mixbench.models.stages.StagedLosses`: AutoMix, SAMix, AdAutoMix, MergeMix), in one place.
 
 :func:`train_step_in_stages` is that step. mixbench's runner takes it for such a model
 in every run: :class:`StagedStep` wraps the model of a single-process run (mmengine calls

@@ -28,9 +28,14 @@ CHUNK_BYTES = 512 * 1024
 
 
 def match_format(out: Tensor, like: Tensor) -> Tensor:
-    """Give ``out`` the memory format of ``like`` (keeps channels_last batches channels_last)."""
+    """Give ``out`` the memory format of ``like``: channels_last batches stay channels_last,
+    contiguous ones contiguous (a mix assembled from permuted pieces, e.g. a resized box
+    gathered as (B, H, W, C), would otherwise come out channels_last, and the network would
+    train on mixed batches in another memory format than on clean ones)."""
     if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
         return out.contiguous(memory_format=torch.channels_last)
+    if like.is_contiguous():
+        return out.contiguous()
     return out
 
 

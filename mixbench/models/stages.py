@@ -1,8 +1,8 @@
 """What a multi-stage method declares about its training step; the engine runs the step.
 
 A classifier whose training losses must be backpropagated in stages (AutoMix, SAMix,
-AdAutoMix: each stage has its own encoder graph, and freeing it before the next one is
-built keeps one encoder graph alive instead of three or four) subclasses
+AdAutoMix, MergeMix: each stage has its own encoder graph, and freeing it before the next one is
+built keeps one encoder graph alive instead of two to four) subclasses
 :class:`StagedLosses` and implements :meth:`StagedLosses.loss_stages`. That is the whole
 declaration; the training step itself (one backward per stage under the optimizer
 wrapper's autocast and loss scaling, gradient accumulation, clipping, the all-reduce of

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from mbtest.learnable import TINY_VIT, assert_same_training_state
+from mbtest.learnable import TINY_VIT, assert_same_training_state, train_step_both_ways
 from mbtest.repo import method_of, model_of
 from mbtest.training import train_then_resume
 
@@ -158,6 +158,22 @@ def test_loss_is_the_definition_step_by_step():
     assert torch.allclose(losses["base_loss"], expected, atol=1e-6)
     sum(losses.values()).backward()
     assert clf.backbone.model.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+
+
+def test_staged_step_equals_one_backward():
+    """The engine backpropagates the MergeMix loss before the base forward (one training
+    graph alive at a time): the same losses, gradients and BatchNorm-free state as one
+    backward of both."""
+    clf = tiny_mergemix()
+    x, y = torch.randn(4, 1, 16, 16), torch.arange(4)
+    (g_staged, log_staged, _, staged), (g_one, log_one, _, one) = train_step_both_ways(
+        clf, {"inputs": x, "data_samples": y}
+    )
+    assert list(log_staged) == list(log_one) == ["loss", "base_loss"]
+    assert all(torch.allclose(log_staged[k], log_one[k]) for k in log_one)
+    assert g_staged.keys() == g_one.keys() and "backbone.model.blocks.0.attn.qkv.weight" in g_one
+    for name in g_one:
+        assert torch.allclose(g_staged[name], g_one[name], rtol=1e-5, atol=1e-7), name
 
 
 def test_same_seed_same_loss_and_area_labels():

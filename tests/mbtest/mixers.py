@@ -122,6 +122,8 @@ def _assert_same_format(a: Tensor, like: Tensor, what: str) -> None:
         assert a.is_contiguous(memory_format=torch.channels_last), (
             f"{what}: channels_last input gave an output that is not channels_last"
         )
+    elif like.is_contiguous():
+        assert a.is_contiguous(), f"{what}: a contiguous input gave a non-contiguous output {a.stride()}"
 
 
 def check_output(

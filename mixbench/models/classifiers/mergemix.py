@@ -13,6 +13,7 @@ from mixbench.mixers.kernels import blend_pairs
 from mixbench.mixers.sampling import beta_sample, pairing_index
 from mixbench.registry import MODELS
 
+from ..stages import StagedLosses
 from .mixup_classifier import MixupClassifier
 
 
@@ -131,7 +132,7 @@ def rescaled_lambda(area: Tensor, mean: float, noise: Tensor, tau: float = 1e-5)
 
 
 @MODELS.register_module()
-class MergeMixClassifier(MixupClassifier):
+class MergeMixClassifier(StagedLosses, MixupClassifier):
     """MergeMix: images mixed on the most attended tokens of a token-merged ViT.
 
     Paper: Jin, Li, Jian, Yu, Wang, arXiv:2510.23479 (image classification part). A step
@@ -168,7 +169,11 @@ class MergeMixClassifier(MixupClassifier):
     of merged tokens' scores go to the first patch here (``topk`` picks any).
 
     Cost per step: one forward without gradient up to ``attn_block`` (the mask) and two
-    training forwards (MergeMix's batch and the mixer's).
+    training forwards (MergeMix's batch and the mixer's). The two losses are two stages
+    (:class:`~mixbench.models.stages.StagedLosses`): mixbench's runner backpropagates the
+    MergeMix loss before the base forward, so one training graph is alive at a time (the
+    same gradients as one backward of the sum; ``bench/learnable.py``: peak memory 1.88x
+    Vanilla with both graphs).
 
     Args:
         backbone: a :class:`ViTBackbone` (one class token, no patch dropout).
@@ -260,7 +265,8 @@ class MergeMixClassifier(MixupClassifier):
             mask=mask,
         )
 
-    def loss(self, inputs: Tensor, labels: Tensor) -> dict:
+    def loss_stages(self, inputs: Tensor, labels: Tensor):
+        """The MergeMix loss, then the base loss (independent graphs)."""
         h, w = inputs.shape[-2:]
         gh, gw = self.backbone.grid_size
         if h % gh or w % gw or (h // gh, w // gw) != tuple(self.backbone.model.patch_embed.patch_size):
@@ -269,7 +275,6 @@ class MergeMixClassifier(MixupClassifier):
                 f"({gh} x {gw} patches), got {h} x {w}"
             )
         out = self.mergemix(inputs, labels)
-        losses = {"loss": self.loss_module(self.logits(out.inputs), out)}
+        yield {"loss": self.loss_module(self.logits(out.inputs), out)}
         base = self.mixer(inputs, labels, model=self)
-        losses["base_loss"] = self.loss_module(self.logits(base.inputs, base.stage_hook), base)
-        return losses
+        yield {"base_loss": self.loss_module(self.logits(base.inputs, base.stage_hook), base)}
