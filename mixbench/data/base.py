@@ -119,13 +119,14 @@ class InMemoryDataset(Dataset):
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if labels.shape[0] != images.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
+        # every label of the file, also those max_samples leaves out: a corrupt file is corrupt
+        check_labels(labels.long(), len(classes), getattr(self, "source", None) or type(self).__name__)
         if max_samples is not None:
             if max_samples <= 0:
                 raise ValueError(f"max_samples must be positive, got {max_samples}")
             images, labels = images[:max_samples], labels[:max_samples]
         self.images = images.contiguous()
         self.labels = labels.long()
-        check_labels(self.labels, len(classes), getattr(self, "source", None) or type(self).__name__)
         if device is not None:
             dev = torch.device(device)
             if dev.type == "cuda" and not torch.cuda.is_available():
@@ -214,8 +215,7 @@ class ImageFileDataset(Dataset, abc.ABC):
             raise DatasetError(f"{self.root}: the {self.split!r} split lists no images. {self.how_to_get}")
         if len(paths) != len(labels):
             raise DatasetError(f"{self.root}: {len(paths)} image paths but {len(labels)} labels")
-        if len(labels) and (labels.min() < 0 or labels.max() >= len(self.classes)):
-            raise DatasetError(f"{self.root}: labels outside 0..{len(self.classes) - 1}")
+        check_labels(torch.from_numpy(labels), len(self.classes), str(self.root))
         if check_counts:
             self.check_count(len(paths), len(self.classes))
         if max_samples is not None:

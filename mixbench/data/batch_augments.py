@@ -108,6 +108,8 @@ class BatchRandomErasing:
 
     MODES = ("pixel", "rand", "const")
     ATTEMPTS = 10
+    #: runs after normalisation only: the data preprocessor refuses it under ``batch_augments``
+    normalized = True
 
     def __init__(
         self,

@@ -17,8 +17,15 @@ def build_augments(cfgs: Sequence[dict] | None, key: str) -> list:
     augments = []
     for i, aug in enumerate(cfgs or []):
         aug = dict(aug)
-        check_type(BATCH_AUGMENTS, aug.get("type"), f"model.data_preprocessor.{key}[{i}]")
-        augments.append(BATCH_AUGMENTS.build(aug))
+        where = f"model.data_preprocessor.{key}[{i}]"
+        check_type(BATCH_AUGMENTS, aug.get("type"), where)
+        built = BATCH_AUGMENTS.build(aug)
+        if getattr(built, "normalized", False) and key != "normalized_batch_augments":
+            raise ValueError(
+                f"{where}: {type(built).__name__} runs on normalised float images: list it under "
+                "model.data_preprocessor.normalized_batch_augments, not batch_augments"
+            )
+        augments.append(built)
     return augments
 
 

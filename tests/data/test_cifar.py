@@ -49,3 +49,18 @@ def test_cifar_malformed_batch(tmp_path):
     (folder / "meta").write_bytes(b"not a pickle")
     with pytest.raises(DatasetError, match="meta: not a readable CIFAR pickle"):
         CIFAR100(str(tmp_path), "train")
+
+
+def test_a_label_outside_the_classes_names_the_folder_the_label_and_its_sample(tmp_path):
+    folder = make_cifar10(tmp_path, per_batch=4, n_test=6)
+    with open(folder / "data_batch_5", "rb") as f:
+        batch = pickle.load(f, encoding="latin1")
+    batch["labels"][2] = 10  # CIFAR-10 has classes 0..9; sample 4 * 4 + 2 of the train split
+    with open(folder / "data_batch_5", "wb") as f:
+        pickle.dump(batch, f)
+    match = r"cifar-10-batches-py: label 10 of sample 18 is outside 0\.\.9 \(1 such labels\)"
+    with pytest.raises(DatasetError, match=match):
+        CIFAR10(str(tmp_path), "train")
+    with pytest.raises(DatasetError, match=match):  # also when max_samples leaves the label out
+        CIFAR10(str(tmp_path), "train", max_samples=4)
+    CIFAR10(str(tmp_path), "test")

@@ -137,3 +137,15 @@ def test_batch_augments_and_per_sample_transforms_are_separate_registries():
         ClassifierDataPreprocessor(batch_augments=[{"type": "RandomResizedCrop", "size": 8}])
     with pytest.raises(MisplacedTypeError, match=r"^FixMatchRandAugment is a per-sample transform"):
         ClassifierDataPreprocessor(normalized_batch_augments=[{"type": "FixMatchRandAugment"}])
+
+
+def test_random_erasing_before_normalisation_is_refused_when_the_preprocessor_is_built():
+    from mixbench.models.data_preprocessor import ClassifierDataPreprocessor
+
+    with pytest.raises(ValueError, match=r"batch_augments\[1\]: BatchRandomErasing runs on normalised"):
+        ClassifierDataPreprocessor(batch_augments=[{"type": "RandomFlip"}, {"type": "BatchRandomErasing"}])
+    pre = ClassifierDataPreprocessor(normalized_batch_augments=[{"type": "BatchRandomErasing", "prob": 1.0}])
+    x = torch.full((2, 1, 8, 8), 255, dtype=torch.uint8)
+    torch.manual_seed(0)  # the boxes come from the global generator
+    out = pre({"inputs": x, "data_samples": torch.tensor([0, 1])}, training=True)["inputs"]
+    assert out.dtype == torch.float32 and bool((out != 1.0).any())  # erased with N(0, 1) noise
