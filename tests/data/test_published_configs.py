@@ -1,0 +1,284 @@
+"""configs/published/: every issue-18 method in the setting its paper reports. The values
+each config's comment claims are written once here, with their source, so that a base file
+or a method file that drifts is caught; the backbone is built and its size compared with the
+published parameter count of that network."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import mixbench.data  # noqa: F401
+import mixbench.models  # noqa: F401
+from mixbench.config import load_config
+from mixbench.engine.runner import validate_config
+from mixbench.registry import MODELS
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+PUBLISHED = sorted((CONFIG_DIR / "published").glob("*.yaml"))
+
+
+def sgd(lr: float, weight_decay: float, nesterov: bool = False) -> dict:
+    return {"type": "SGD", "lr": lr, "momentum": 0.9, "weight_decay": weight_decay, "nesterov": nesterov}
+
+
+def steps(*milestones: int) -> list:
+    return [{"type": "MultiStepLR", "milestones": list(milestones), "gamma": 0.1}]
+
+
+# DeiT's recipe on ImageNet-1k (Touvron et al., ICML 2021): AdamW lr 5e-4 x 1024 / 512,
+# wd 0.05, 5 warm-up epochs, cosine to 1e-5, 300 epochs, batch 8 x 128.
+DEIT_ADAMW = {"type": "AdamW", "lr": 1e-3, "weight_decay": 0.05}
+DEIT_300 = [
+    {"type": "LinearLR", "end": 5},
+    {"type": "CosineAnnealingLR", "begin": 5, "end": 300, "eta_min": 1e-5},
+]
+DEIT_S16 = {"type": "ViTBackbone", "model_name": "deit_small_patch16_224"}
+# Published parameter counts (millions) without the classifier: WRN-28-10 36.5M and WRN-40-2
+# 2.2M with their CIFAR heads (Zagoruyko & Komodakis, BMVC 2016, Table 1/3; 64 x 10 x 100 and
+# 128 x 10 weights off); ResNet-50 25.6M with its 2048 x 1000 ImageNet head (He et al. 2016);
+# (PreAct-)ResNet-18 with a CIFAR stem 11.2M with a 512 x 10 head; DeiT-S 22M with a 384 x 1000 head.
+WRN28_10, WRN40_2, RESNET50, RESNET18_CIFAR, DEIT_S = (
+    36.5 - 0.064,
+    2.24 - 0.0013,
+    25.56 - 2.05,
+    11.17,
+    22.05 - 0.385,
+)
+
+EXPECTED = {
+    # github.com/3neutronstar/GuidedMixup README (Guided-AP, PreActResNet18, 1200 epochs); main.py
+    "guidedmixup_cifar100_preactresnet18_e1200": dict(
+        method="guidedmixup",
+        dataset="cifar100",
+        num_classes=100,
+        batch=100,
+        epochs=1200,
+        backbone={"type": "PreActResNetCIFAR", "depth": 18, "width": 64, "init": "pytorch"},
+        features=512,
+        mparams=RESNET18_CIFAR,
+        optimizer=sgd(0.1, 1e-4),
+        schedule=steps(400, 800),
+    ),
+    # github.com/Shaoli-Huang/SnapMix README + utils/conf.py + config/comm.yml + datasets/tfs.py
+    "snapmix_cub200_resnet50_e200": dict(
+        method="snapmix",
+        dataset="cub200",
+        num_classes=200,
+        batch=16,
+        epochs=200,
+        crop=448,
+        backbone={
+            "type": "TimmBackbone",
+            "model_name": "resnet50",
+            "pretrained": "checkpoints/resnet50-19c8e357.pth",
+        },
+        features=2048,
+        mparams=RESNET50,
+        optimizer=sgd(1e-3, 1e-4),
+        schedule=steps(80, 150, 180),
+        head_lr_mult=10.0,
+    ),
+    # github.com/FrancescoPinto/RegMixup commands.sh (regmixup_wrn_c100) + experiment_setup.py
+    "regmixup_cifar100_wrn28_10_e350": dict(
+        method="regmixup",
+        dataset="cifar100",
+        num_classes=100,
+        batch=128,
+        epochs=350,
+        backbone={"type": "WideResNet", "depth": 28, "widen_factor": 10, "dropout": 0.1},
+        features=640,
+        mparams=WRN28_10,
+        optimizer=sgd(0.1, 5e-4, nesterov=True),
+        schedule=steps(150, 250),
+    ),
+    # github.com/cvlab-yonsei/RankMixup train_cifar.sh + configs/{optim/sgd,data/cifar10,defaults}.yaml
+    "rankmixup_cifar10_resnet50_e200": dict(
+        method="rankmixup",
+        dataset="cifar10",
+        num_classes=10,
+        batch=128,
+        epochs=200,
+        clip=2.0,
+        backbone={"type": "ResNetCIFAR", "depth": 50, "width": 64, "init": "pytorch"},
+        features=2048,
+        mparams=RESNET50,
+        optimizer=sgd(0.1, 5e-4),
+        schedule=steps(80, 120),
+    ),
+    "rankmixup_mrl_cifar10_resnet50_e200": dict(
+        method="rankmixup_mrl",
+        dataset="cifar10",
+        num_classes=10,
+        batch=128,
+        epochs=200,
+        clip=2.0,
+        backbone={"type": "ResNetCIFAR", "depth": 50, "width": 64, "init": "pytorch"},
+        features=2048,
+        mparams=RESNET50,
+        optimizer=sgd(0.1, 5e-4),
+        schedule=steps(80, 120),
+    ),
+    # github.com/google-research/augmix cifar.py defaults
+    "augmix_cifar10_wrn40_2_e100": dict(
+        method="augmix",
+        dataset="cifar10",
+        num_classes=10,
+        batch=128,
+        epochs=100,
+        backbone={"type": "WideResNet", "depth": 40, "widen_factor": 2, "dropout": 0.0},
+        features=128,
+        mparams=WRN40_2,
+        optimizer=sgd(0.1, 5e-4, nesterov=True),
+        schedule=[
+            {"type": "CosineAnnealingLR", "T_max": 100, "eta_min": 1e-6, "convert_to_iter_based": True}
+        ],
+    ),
+    # github.com/JinXins/SUMix configs/classification/cifar100/mixups/uncertain/r18_mixups_none.py
+    "sumix_cifar100_resnet18_e800": dict(
+        method="sumix",
+        dataset="cifar100",
+        num_classes=100,
+        batch=100,
+        epochs=800,
+        backbone={"type": "ResNetCIFAR", "depth": 18, "width": 64},
+        features=512,
+        mparams=RESNET18_CIFAR,
+        optimizer=sgd(0.1, 1e-4),
+        schedule=[{"type": "CosineAnnealingLR", "T_max": 800, "eta_min": 0.0}],
+    ),
+    # github.com/Euphoria16/TL-Align main_tla.py (DeiT's recipe)
+    "tlalign_imagenet1k_deit_small_e300": dict(
+        method="tlalign",
+        dataset="imagenet1k",
+        num_classes=1000,
+        batch=128,
+        epochs=300,
+        backbone=DEIT_S16,
+        features=384,
+        mparams=DEIT_S,
+        grid=(14, 14),
+        optimizer=DEIT_ADAMW,
+        schedule=DEIT_300,
+    ),
+    # github.com/fistyee/MixPro configs/deit/deit_small_patch14_mask56_224_alpha1.yaml + config.py
+    "mixpro_imagenet1k_deit_small_p14_e300": dict(
+        method="mixpro",
+        dataset="imagenet1k",
+        num_classes=1000,
+        batch=128,
+        epochs=300,
+        clip=5.0,
+        backbone={**DEIT_S16, "patch_size": 14},
+        features=384,
+        grid=(16, 16),
+        optimizer=DEIT_ADAMW,
+        schedule=[
+            {"type": "LinearLR", "start_factor": 1e-3, "end": 20},
+            {"type": "CosineAnnealingLR", "begin": 20, "end": 300, "eta_min": 1e-5},
+        ],
+    ),
+    # OpenMixup configs/classification/cifar100/mixups/vits/deit_small/deit_s_mergemix_..._bs100_ep200.py
+    "mergemix_cifar100_deit_small_e200": dict(
+        method="mergemix",
+        dataset="cifar100",
+        num_classes=100,
+        batch=100,
+        epochs=200,
+        backbone=DEIT_S16,
+        features=384,
+        mparams=DEIT_S,
+        grid=(14, 14),
+        optimizer=DEIT_ADAMW,
+        schedule=[{"type": "LinearLR", "end": 20}, {"type": "CosineAnnealingLR", "begin": 20, "end": 200}],
+    ),
+    # github.com/Sense-X/TokenMix main.py + exp/deit_small/run.sh (DeiT's recipe)
+    "tokenmix_imagenet1k_deit_small_e300": dict(
+        method="tokenmix",
+        dataset="imagenet1k",
+        num_classes=1000,
+        batch=128,
+        epochs=300,
+        backbone=DEIT_S16,
+        features=384,
+        mparams=DEIT_S,
+        grid=(14, 14),
+        optimizer=DEIT_ADAMW,
+        schedule=DEIT_300,
+    ),
+    # github.com/SITE5039/AdaMixUp GitHub.AdaMixup.AAAI.MNIST.Cifar.py (CIFAR branch)
+    "adamixup_cifar10_preactresnet18_e1400": dict(
+        method="adamixup",
+        dataset="cifar10",
+        num_classes=10,
+        batch=128,
+        epochs=1400,
+        head_init_std=1e-3,
+        backbone={"type": "PreActResNetCIFAR", "depth": 18, "width": 64, "init": "pytorch"},
+        features=512,
+        mparams=RESNET18_CIFAR,
+        optimizer=sgd(0.1, 1e-4),
+        schedule=steps(100, 150),
+    ),
+}
+
+
+def test_every_published_config_has_a_row_and_every_issue18_method_a_config():
+    assert sorted(p.stem for p in PUBLISHED) == sorted(EXPECTED)
+    methods = {row["method"] for row in EXPECTED.values()}
+    assert methods == {
+        "guidedmixup", "snapmix", "regmixup", "rankmixup", "rankmixup_mrl", "augmix", "sumix",
+        "tlalign", "mixpro", "mergemix", "tokenmix", "adamixup",
+    }  # fmt: skip
+
+
+def subset(actual: dict, expected: dict) -> dict:
+    """The entries of ``actual`` at the keys of ``expected`` (an absent nesterov is False)."""
+    return {k: actual.get(k, False if k == "nesterov" else None) for k in expected}
+
+
+@pytest.mark.parametrize("path", PUBLISHED, ids=lambda p: p.stem)
+def test_published_config_holds_the_papers_setting(path):
+    row = EXPECTED[path.stem]
+    cfg = load_config(path)
+    validate_config(cfg)
+    method_file = load_config(CONFIG_DIR / "methods" / f"{row['method']}.yaml")["method"]
+    assert cfg["method"] == method_file  # the method settings are the method file's, unchanged
+    assert cfg["meta"]["dataset"] == row["dataset"]
+    assert cfg["model"]["head"]["num_classes"] == row["num_classes"]
+    assert cfg["model"]["head"].get("init_std") == row.get("head_init_std")
+    assert subset(cfg["model"]["backbone"], row["backbone"]) == row["backbone"]
+    assert cfg["train_cfg"]["max_epochs"] == row["epochs"]
+    assert cfg["train_dataloader"]["batch_size"] == row["batch"]
+    optimizer = cfg["optim_wrapper"]["optimizer"]
+    assert subset(optimizer, row["optimizer"]) == row["optimizer"]
+    schedulers = cfg["param_scheduler"]
+    assert [subset(s, e) for s, e in zip(schedulers, row["schedule"])] == row["schedule"]
+    assert len(schedulers) == len(row["schedule"])
+    assert (cfg["optim_wrapper"].get("clip_grad") or {}).get("max_norm") == row.get("clip")
+    custom = (cfg["optim_wrapper"].get("paramwise_cfg") or {}).get("custom_keys", {})
+    assert custom.get("head", {}).get("lr_mult") == row.get("head_lr_mult")
+    if "crop" in row:
+        crops = [cfg[f"{s}_dataloader"]["dataset"]["pipeline"][-1] for s in ("train", "val")]
+        assert [c["size"] for c in crops] == [row["crop"]] * 2
+
+
+@pytest.mark.parametrize("path", PUBLISHED, ids=lambda p: p.stem)
+def test_published_backbone_is_the_papers_network(path):
+    """The backbone built from the config has the published network's feature width, patch
+    grid and parameter count (within 1%)."""
+    row = EXPECTED[path.stem]
+    backbone_cfg = dict(load_config(path)["model"]["backbone"])
+    pretrained = backbone_cfg.pop("pretrained", None)
+    if pretrained and not Path(pretrained).is_file():  # a local ImageNet checkpoint, absent in CI
+        with pytest.raises(FileNotFoundError, match=re.escape(f"{pretrained} not found")):
+            MODELS.build(load_config(path)["model"]["backbone"])
+    backbone = MODELS.build(backbone_cfg)
+    assert backbone.out_channels[-1] == row["features"]
+    if "grid" in row:
+        assert backbone.grid_size == row["grid"]
+    if "mparams" in row:
+        mparams = sum(p.numel() for p in backbone.parameters()) / 1e6
+        assert mparams == pytest.approx(row["mparams"], rel=0.01)
