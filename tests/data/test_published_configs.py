@@ -192,3 +192,25 @@ def test_published_backbone_is_the_papers_network(path):
     if "mparams" in row:
         mparams = sum(p.numel() for p in backbone.parameters()) / 1e6
         assert mparams == pytest.approx(row["mparams"], rel=0.01)
+
+
+def test_snapmix_trains_the_new_classifier_at_ten_times_the_backbone_lr():
+    """SnapMix's config/comm.yml: lr 0.001 for the pretrained layers, 0.01 for the new fc."""
+    from mmengine.optim import build_optim_wrapper
+
+    from mixbench.method import resolve_method
+
+    cfg = resolve_method(load_config(CONFIG_DIR / "published/snapmix_cub200_resnet50_e200.yaml"))
+    cfg["model"]["backbone"].pop("pretrained")
+    model = MODELS.build(cfg["model"])
+    wrapper = build_optim_wrapper(model, cfg["optim_wrapper"])
+    by_lr: dict = {}
+    for group in wrapper.optimizer.param_groups:
+        lr = round(group["lr"], 9)
+        by_lr[lr] = by_lr.get(lr, 0) + sum(p.numel() for p in group["params"])
+    head = sum(p.numel() for p in model.head.parameters())
+    assert head == 2048 * 200 + 200
+    assert by_lr == {
+        1e-3: sum(p.numel() for p in model.parameters()) - head,
+        1e-2: head,
+    }
