@@ -5,10 +5,12 @@ published parameter count of that network."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
+from mbtest.repo import load_script
 
 import mixbench.data  # noqa: F401
 import mixbench.models  # noqa: F401
@@ -18,6 +20,7 @@ from mixbench.registry import MODELS
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 PUBLISHED = sorted((CONFIG_DIR / "published").glob("*.yaml"))
+train_tool = load_script("tools/train.py")
 
 
 def sgd(lr: float, weight_decay: float, nesterov: bool = False) -> dict:
@@ -214,3 +217,30 @@ def test_snapmix_trains_the_new_classifier_at_ten_times_the_backbone_lr():
         1e-3: sum(p.numel() for p in model.parameters()) - head,
         1e-2: head,
     }
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in PUBLISHED if EXPECTED[p.stem]["backbone"]["type"] != "ViTBackbone"],
+    ids=lambda p: p.stem,
+)
+def test_published_cnn_config_trains_one_epoch(path, fixture_roots, tmp_path):
+    """Each CNN setting runs as written (its method, optimizer, schedule, pipelines) for one
+    epoch of tools/train.py on its miniature dataset, with a tiny backbone. (The ViT settings
+    are the benchmark recipes that tests/data/test_train_on_fixtures.py trains.)"""
+    cfg = load_config(path)
+    options = [
+        "model.backbone={type: ResNetCIFAR, depth: 8, width: 8}",
+        "train_cfg.max_epochs=1",
+        "default_hooks.checkpoint=null",
+    ]
+    for loader in ("train_dataloader", "val_dataloader"):
+        root = fixture_roots[cfg[loader]["dataset"]["type"]]
+        for option in ("batch_size=4", "num_workers=0", "persistent_workers=false", "pin_memory=false"):
+            options.append(f"{loader}.{option}")
+        options += [f"{loader}.dataset.root={root}", f"{loader}.dataset.max_samples=8"]
+    work_dir = tmp_path / "run"
+    assert train_tool.main([str(path), "--work-dir", str(work_dir), "--cfg-options", *options]) == 0
+    result = json.loads((work_dir / "result.json").read_text())
+    assert result["status"] == "finished" and result["run"]["method"] == cfg["method"]["name"]
+    assert [h["epoch"] for h in result["history"]] == [1]
