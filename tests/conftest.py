@@ -36,6 +36,7 @@ MARKED = {
         "engine/test_config_errors.py::test_train_cli_reports_config_error",
         "data/test_train_on_fixtures.py",
         "data/test_configs.py::test_config_builds_model_and_datasets",
+        "data/test_published_configs.py::test_published_cnn_config_trains_one_epoch",
         "leaderboard/test_reports.py::test_wandb_logging_offline",
         "mixers/test_base.py::test_visualize_mixers_writes_a_png",
         "mixers/test_bench_plot.py::test_replot_redraws_from_a_saved_json_without_running",

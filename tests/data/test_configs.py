@@ -4,6 +4,7 @@ and its train/val dataset classes (on the miniature fixtures)."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,11 @@ def test_config_builds_model_and_datasets(path, fixture_roots):
     assert cfg["meta"]["dataset"] and cfg["meta"]["backbone"]
     model_cfg = resolve_method(cfg)["model"]
     model_cfg["backbone"].pop("pretrained", None)  # local weights file, absent in CI
+    teacher = model_cfg.get("teacher")
+    if isinstance(teacher, dict) and not Path(teacher["checkpoint"]).is_file():  # TokenMix's
+        with pytest.raises(FileNotFoundError, match=re.escape(f"{teacher['checkpoint']!r} does not exist")):
+            MODELS.build(model_cfg)
+        model_cfg["teacher"] = None  # the model's own score maps
     model = build_model(model_cfg)
     num_classes = cfg["model"]["head"]["num_classes"]
     assert model.head.num_classes == num_classes
