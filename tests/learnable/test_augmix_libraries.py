@@ -190,3 +190,44 @@ def test_torchvision_augmix_replayed_through_our_chains_and_mix():
         assert gap.min() >= -1e-3 and gap.max() < 1 + 1e-3
         used |= {n for c in replay.chains for n, _ in c}
     assert used == set(ops)
+
+
+def test_torchvision_warps_and_enhancers_round_where_pillow_truncates():
+    # the same maps and factors, computed differently: torchvision's bilinear warp
+    # (grid_sample) and its enhancers (float blends with a float grey) round where Pillow
+    # truncates, so inside the image they are ours or one grey level above; at the border
+    # grid_sample blends the fill into the pixel where Pillow takes it or leaves it whole,
+    # which no tolerance covers (left out here)
+    bilinear = TF.InterpolationMode.BILINEAR
+    warps = {
+        "rotate": (5.1, lambda t: TF.rotate(t, 15.0, interpolation=bilinear)),  # int(3 * 5.1) = 15
+        "shear_x": (
+            5.0,
+            lambda t: TF.affine(
+                t, 0.0, [0, 0], 1.0, [math.degrees(math.atan(0.15)), 0.0], bilinear, center=[0, 0]
+            ),
+        ),
+        "shear_y": (
+            5.0,
+            lambda t: TF.affine(
+                t, 0.0, [0, 0], 1.0, [0.0, math.degrees(math.atan(0.15))], bilinear, center=[0, 0]
+            ),
+        ),
+    }
+    x8 = torch.from_numpy(np.stack(images(7, 4, size=(20, 20)))).permute(0, 3, 1, 2)
+    white = torch.full((1, 3, 20, 20), 255, dtype=torch.uint8)
+    for name, (level, warp) in warps.items():
+        got = OP_FUNCTIONS[name](x8.float(), torch.full((4,), level, dtype=torch.float64))
+        gap = warp(x8).float() - got
+        inside = (warp(white) == 255) & (OP_FUNCTIONS[name](white.float(), torch.tensor([level])) == 255)
+        assert inside.float().mean() > 0.5 and gap[inside.expand_as(gap)].min() >= 0
+        assert gap[inside.expand_as(gap)].max() == 1 and gap.abs().max() > 1, name
+    enhancers = {
+        "color": TF.adjust_saturation,
+        "contrast": TF.adjust_contrast,
+        "sharpness": TF.adjust_sharpness,
+    }
+    for name, enhance in enhancers.items():
+        for factor in (0.3, 0.7, 1.2, 1.8):
+            got = OP_FUNCTIONS[name](x8.float(), torch.full((4,), (factor - 0.1) / 0.18, dtype=torch.float64))
+            assert (enhance(x8, factor).float() - got).abs().max() <= 1, (name, factor)

@@ -48,6 +48,11 @@ height (the official CIFAR code uses its module constant ``IMAGE_SIZE = 32`` for
 equal for square CIFAR images); views are made after every preprocessor augment, including
 ``normalized_batch_augments`` such as random erasing (whose values are clipped to 0..255);
 the random draws differ in order (not in law) from NumPy's global state.
+
+timm's ``AugMixAugment`` and torchvision's ``AugMix`` differ from the official code (and so
+from this) in their levels, op lists, resampling and 8-bit output; where they coincide,
+tests replay their draws through ``run_chains`` / ``mix_chains`` and find the same chains
+(docs/learnable.md, AugMix: against timm and torchvision).
 """
 
 from __future__ import annotations
