@@ -48,6 +48,11 @@ height (the official CIFAR code uses its module constant ``IMAGE_SIZE = 32`` for
 equal for square CIFAR images); views are made after every preprocessor augment, including
 ``normalized_batch_augments`` such as random erasing (whose values are clipped to 0..255);
 the random draws differ in order (not in law) from NumPy's global state.
+
+timm's ``AugMixAugment`` and torchvision's ``AugMix`` differ from the official code (and so
+from this) in their levels, op lists, resampling and 8-bit output; where they coincide,
+tests replay their draws through ``run_chains`` / ``mix_chains`` and find the same chains
+(docs/learnable.md, AugMix: against timm and torchvision).
 """
 
 from __future__ import annotations
@@ -326,23 +331,37 @@ def augmix_views(
     seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator))
     weights = torch.from_numpy(np.random.default_rng(seed).dirichlet([alpha] * width, size=num_views * b))
     m = beta_sample(alpha, alpha, num_views * b, generator)
+    signed = torch.tensor([name in SIGNED for name in ops])[op_index] & negate
+    levels = torch.where(signed, -levels, levels)
     x = images.float()
-    out = x[None, :, None].expand(num_views, b, width, *x.shape[1:]).reshape(chains, *x.shape[1:]).clone()
+    starts = x[None, :, None].expand(num_views, b, width, *x.shape[1:]).reshape(chains, *x.shape[1:])
+    out = run_chains(starts, ops, op_index, depths, levels).view(num_views, b, width, *x.shape[1:])
+    return mix_chains(x[None], out, weights.view(num_views, b, width), m.view(num_views, b))
+
+
+def run_chains(images: Tensor, ops, op_index: Tensor, depths: Tensor, levels: Tensor) -> Tensor:
+    """Chain ``r`` of ``images`` (n, C, H, W), 0..255) applied: ``ops[op_index[r, k]]`` at the
+    signed level ``levels[r, k]`` for ``k < depths[r]`` (step ``k`` is one call per op on
+    the rows that drew it). ``op_index``, ``levels``: (n, steps) on the CPU; ``depths``: (n,)."""
+    out = images.clone()
     for k in range(max(depths.tolist())):
         for o, name in enumerate(ops):
             rows = ((op_index[:, k] == o) & (depths > k)).nonzero()[:, 0]
             if rows.numel() == 0:
                 continue
             level = levels[rows, k]
-            if name in SIGNED:
-                level = torch.where(negate[rows, k], -level, level)
-            rows = rows.to(x.device)
+            rows = rows.to(out.device)
             out[rows] = OP_FUNCTIONS[name](out[rows], level)
-    out = out.view(num_views, b, width, *x.shape[1:])
-    w = weights.to(x.device, torch.float32).view(num_views, b, width, 1, 1, 1)
-    mix = (w * out).sum(2)
-    m = m.to(x.device, torch.float32).view(num_views, b, 1, 1, 1)
-    return (1 - m) * x[None] + m * mix
+    return out
+
+
+def mix_chains(images: Tensor, chains: Tensor, weights: Tensor, m: Tensor) -> Tensor:
+    """``(1 - m) x + m sum_i w_i chain_i`` in float32: ``images`` (..., C, H, W), ``chains``
+    (..., width, C, H, W), ``weights`` (..., width), ``m`` (...)."""
+    w = weights.to(chains.device, torch.float32)[..., None, None, None]
+    mix = (w * chains).sum(-4)
+    m = m.to(chains.device, torch.float32)[..., None, None, None]
+    return (1 - m) * images + m * mix
 
 
 def jensen_shannon(logits: Tensor, num_views: int) -> Tensor:
