@@ -44,7 +44,7 @@ from torch import Tensor
 from ._feature_mix import StageHook, backbone_num_stages
 from ._sinkhorn import sinkhorn_plan
 from .base import BaseMixer, MixOutput
-from .checks import check_choice, check_flag, check_number, check_prob
+from .checks import check_choice, check_flag, check_number, check_prob, is_int_at_least
 from .kernels import lerp_images, match_format
 
 ALIGNS = ("random", "partner", "self")
@@ -136,7 +136,7 @@ class AlignMix(BaseMixer):
     ):
         super().__init__(alpha=alpha, prob=prob, pairing=pairing, lam_mode=lam_mode, generator=generator)
         self.eps = check_number(eps, "eps (Sinkhorn regularisation)", strict=True)
-        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        if not is_int_at_least(max_iter, 1):
             raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
         self.max_iter = max_iter
         self.tol = check_number(tol, "tol (0 = always run max_iter iterations)")

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from ._feature_mix import frozen_eval, model_backbone
 from .base import MaskMixer, MixOutput
-from .checks import check_alpha, check_flag
+from .checks import check_alpha, check_flag, is_int_at_least
 from .kernels import blend_pairs
 from .sampling import beta_sample
 
@@ -200,7 +200,7 @@ class AttentiveMix(MaskMixer):
             generator=generator,
         )
         for value, what in ((top_k, "top_k"), (grid, "grid"), (input_size, "input_size")):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if value is not None and not is_int_at_least(value, 1):
                 raise ValueError(f"{what} must be a positive integer or None, got {value!r}")
         self.top_k, self.grid, self.input_size = top_k, grid, input_size
         self.beta = check_alpha(beta, "beta")

@@ -79,6 +79,13 @@ def check_number(value: Any, name: str, low: float = 0.0, strict: bool = False) 
     return number
 
 
+def is_int_at_least(value: Any, low: int) -> bool:
+    """Whether ``value`` is a Python integer ``>= low`` (``True``/``False`` are not: YAML's
+    ``yes`` would read as 1). The callers raise their own message, which says what the
+    integer means."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
 def check_flag(value: Any, name: str) -> bool:
     """``True`` or ``False`` only: a string such as ``'no'`` would read as true."""
     if not isinstance(value, (bool, np.bool_)):

@@ -348,3 +348,11 @@ def test_scatter_pairs_refuses_an_index_that_is_not_a_permutation(w):
     x = torch.randn(4, 1, 2, 2)
     with pytest.raises((IndexError, RuntimeError), match="out of (range|bounds)"):
         kernels.scatter_pairs(x, torch.tensor([1, 1, 2, 3]), w, w, out=torch.empty_like(x))
+
+
+def test_is_int_at_least_takes_python_integers_only():
+    from mixbench.mixers.checks import is_int_at_least
+
+    assert is_int_at_least(1, 1) and is_int_at_least(0, 0) and is_int_at_least(7, 3)
+    for value in (0, -1, True, False, 1.0, "2", None):  # below the bound, a bool, a float, text
+        assert not is_int_at_least(value, 1), value

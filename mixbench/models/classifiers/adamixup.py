@@ -96,7 +96,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixbench.mixers.base import MixOutput
-from mixbench.mixers.checks import check_flag, check_number
+from mixbench.mixers.checks import check_flag, check_number, is_int_at_least
 from mixbench.mixers.sampling import pairing_index
 from mixbench.registry import MODELS
 
@@ -172,7 +172,7 @@ class AdaMixUpClassifier(MixupClassifier):
     ):
         super().__init__(backbone=backbone, head=head, **kwargs)
         self.require_vanilla_mixer("AdaMixUp", "makes its own mixed samples")
-        if isinstance(policy_hidden, bool) or not isinstance(policy_hidden, int) or policy_hidden < 1:
+        if not is_int_at_least(policy_hidden, 1):
             raise ValueError(
                 f"AdaMixUpClassifier.policy_hidden must be an integer >= 1, got {policy_hidden!r}"
             )

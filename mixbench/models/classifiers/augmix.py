@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mixbench.mixers.base import MixOutput
-from mixbench.mixers.checks import check_flag, check_number
+from mixbench.mixers.checks import check_flag, check_number, is_int_at_least
 from mixbench.mixers.sampling import beta_sample
 from mixbench.registry import MODELS
 
@@ -420,7 +420,7 @@ class AugMixClassifier(MixupClassifier):
                 )
         self.severity = check_number(severity, "AugMixClassifier.severity", low=0.1, strict=True)
         for name, value, low in (("width", width, 1), ("depth", depth, 1)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            if value is not None and not is_int_at_least(value, low):
                 raise ValueError(
                     f"AugMixClassifier.{name} must be an integer >= {low}"
                     f"{' or null (1..3 at random)' if name == 'depth' else ''}, got {value!r}"

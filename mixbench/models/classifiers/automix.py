@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixbench.mixers.base import MixOutput
-from mixbench.mixers.checks import check_alpha
+from mixbench.mixers.checks import check_alpha, is_int_at_least
 from mixbench.mixers.kernels import blend_pairs
 from mixbench.mixers.sampling import beta_sample
 from mixbench.registry import MODELS
@@ -389,7 +389,7 @@ class MixBlockClassifier(StagedLosses, ScheduledParts, MixupClassifier):
         ):
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name}.{key} must lie in [0, 1], got {value!r}")
-        if isinstance(mask_stage, bool) or not isinstance(mask_stage, int) or mask_stage < 1:
+        if not is_int_at_least(mask_stage, 1):
             raise ValueError(
                 f"{name}.mask_stage must be a stage of the backbone (an integer >= 1), got {mask_stage!r}"
             )

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mixbench.mixers.base import MixOutput
-from mixbench.mixers.checks import check_alpha, check_choice, check_flag, check_prob
+from mixbench.mixers.checks import check_alpha, check_choice, check_flag, check_prob, is_int_at_least
 from mixbench.mixers.kernels import blend_pairs
 from mixbench.mixers.sampling import PAIRINGS, beta_sample, pairing_index
 from mixbench.registry import MODELS
@@ -133,7 +133,7 @@ class MixProClassifier(MixupClassifier):
         self.check_backbone("MixPro", "cls_attention")
         self.prob = check_prob(prob, "MixProClassifier.prob")
         self.alpha = check_alpha(alpha, "MixProClassifier.alpha")
-        if isinstance(mask_cell, bool) or not isinstance(mask_cell, int) or mask_cell < 1:
+        if not is_int_at_least(mask_cell, 1):
             raise ValueError(
                 f"MixProClassifier.mask_cell is the side of a mask cell in ViT patches, "
                 f"an integer >= 1 (the paper's DeiT setting: 4), got {mask_cell!r}"

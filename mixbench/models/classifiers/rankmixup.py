@@ -70,7 +70,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mixbench.mixers.base import MixOutput
-from mixbench.mixers.checks import check_choice, check_number
+from mixbench.mixers.checks import check_choice, check_number, is_int_at_least
 from mixbench.registry import MODELS
 
 from .mixup_classifier import MixupClassifier
@@ -149,7 +149,7 @@ class RankMixupClassifier(MixupClassifier):
         self.ranking = check_choice(ranking, RANKINGS, "RankMixupClassifier.ranking")
         if num_mixes is None:
             num_mixes = DEFAULT_MIXES[ranking]
-        if isinstance(num_mixes, bool) or not isinstance(num_mixes, int) or num_mixes < 1:
+        if not is_int_at_least(num_mixes, 1):
             raise ValueError(
                 f"RankMixupClassifier.num_mixes must be an integer >= 1 (the paper: 3 for "
                 f"M-NDCG, 1 for MRL), got {num_mixes!r}"

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from mixbench.mixers._feature_mix import frozen_eval
 from mixbench.mixers.attentivemix import _Features, load_pretrained, resize_map
 from mixbench.mixers.base import MixOutput
-from mixbench.mixers.checks import check_choice, check_flag, check_prob
+from mixbench.mixers.checks import check_choice, check_flag, check_prob, is_int_at_least
 from mixbench.mixers.kernels import blend_pairs
 from mixbench.mixers.sampling import PAIRINGS, pairing_index
 from mixbench.registry import MODELS
@@ -249,7 +249,7 @@ class TokenMixClassifier(MixupClassifier):
             (top_k, "top_k", 1),
             (teacher_input_size, "teacher_input_size", 1),
         ):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            if value is not None and not is_int_at_least(value, low):
                 raise ValueError(
                     f"TokenMixClassifier.{what} must be an integer >= {low}"
                     f"{'' if what == 'min_tokens' else ' or null'}, got {value!r}"
